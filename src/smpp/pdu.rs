@@ -1,0 +1,253 @@
+//! PDU types: one struct per body layout of reference §3. No encoding here (see `codec`), and
+//! no derived fields: `command_length`, `command_id` and `sm_length` are computed when encoding.
+//!
+//! Strings are kept as bytes ([`COctet`]) because SMSCs send whatever they like; maximum lengths
+//! are enforced when encoding, not when decoding.
+
+use super::{CommandId, CommandStatus, Tlv};
+
+/// A C-octet string's content, without its terminating NUL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct COctet(pub Vec<u8>);
+
+impl COctet {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        COctet(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The content as text; bytes that are not UTF-8 become U+FFFD.
+    pub fn to_string_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+impl From<&str> for COctet {
+    fn from(s: &str) -> Self {
+        COctet(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for COctet {
+    fn from(s: String) -> Self {
+        COctet(s.into_bytes())
+    }
+}
+
+impl std::fmt::Display for COctet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// A TON/NPI/address triple as it appears in most PDUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub ton: u8,
+    pub npi: u8,
+    pub addr: COctet,
+}
+
+impl Address {
+    pub fn new(ton: u8, npi: u8, addr: impl Into<COctet>) -> Self {
+        Address {
+            ton,
+            npi,
+            addr: addr.into(),
+        }
+    }
+}
+
+/// A whole PDU: the header fields that are not derived, and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pdu {
+    pub command_status: CommandStatus,
+    pub sequence_number: u32,
+    pub body: Body,
+}
+
+impl Pdu {
+    /// A request or response with status ESME_ROK.
+    pub fn new(sequence_number: u32, body: Body) -> Self {
+        Pdu {
+            command_status: CommandStatus::ESME_ROK,
+            sequence_number,
+            body,
+        }
+    }
+
+    pub fn command_id(&self) -> CommandId {
+        self.body.command_id()
+    }
+}
+
+/// The body of every PDU an ESME meets, keyed by command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    GenericNack,
+    BindReceiver(Bind),
+    BindReceiverResp(BindResp),
+    BindTransmitter(Bind),
+    BindTransmitterResp(BindResp),
+    BindTransceiver(Bind),
+    BindTransceiverResp(BindResp),
+    Outbind(Outbind),
+    Unbind,
+    UnbindResp,
+    EnquireLink,
+    EnquireLinkResp,
+    SubmitSm(Box<Sm>),
+    SubmitSmResp(MessageIdResp),
+    DeliverSm(Box<Sm>),
+    DeliverSmResp(MessageIdResp),
+    DataSm(Box<DataSm>),
+    DataSmResp(MessageIdResp),
+    QuerySm(QuerySm),
+    QuerySmResp(QuerySmResp),
+    CancelSm(CancelSm),
+    CancelSmResp,
+    AlertNotification(AlertNotification),
+    /// A command esmed does not decode (unknown ids, and replace_sm / submit_multi which an
+    /// ESME never receives): the raw body is kept so nothing is lost.
+    Other {
+        command_id: u32,
+        body: Vec<u8>,
+    },
+}
+
+impl Body {
+    pub fn command_id(&self) -> CommandId {
+        match self {
+            Body::GenericNack => CommandId::GenericNack,
+            Body::BindReceiver(_) => CommandId::BindReceiver,
+            Body::BindReceiverResp(_) => CommandId::BindReceiverResp,
+            Body::BindTransmitter(_) => CommandId::BindTransmitter,
+            Body::BindTransmitterResp(_) => CommandId::BindTransmitterResp,
+            Body::BindTransceiver(_) => CommandId::BindTransceiver,
+            Body::BindTransceiverResp(_) => CommandId::BindTransceiverResp,
+            Body::Outbind(_) => CommandId::Outbind,
+            Body::Unbind => CommandId::Unbind,
+            Body::UnbindResp => CommandId::UnbindResp,
+            Body::EnquireLink => CommandId::EnquireLink,
+            Body::EnquireLinkResp => CommandId::EnquireLinkResp,
+            Body::SubmitSm(_) => CommandId::SubmitSm,
+            Body::SubmitSmResp(_) => CommandId::SubmitSmResp,
+            Body::DeliverSm(_) => CommandId::DeliverSm,
+            Body::DeliverSmResp(_) => CommandId::DeliverSmResp,
+            Body::DataSm(_) => CommandId::DataSm,
+            Body::DataSmResp(_) => CommandId::DataSmResp,
+            Body::QuerySm(_) => CommandId::QuerySm,
+            Body::QuerySmResp(_) => CommandId::QuerySmResp,
+            Body::CancelSm(_) => CommandId::CancelSm,
+            Body::CancelSmResp => CommandId::CancelSmResp,
+            Body::AlertNotification(_) => CommandId::AlertNotification,
+            Body::Other { command_id, .. } => CommandId::from(*command_id),
+        }
+    }
+}
+
+/// bind_transmitter / bind_receiver / bind_transceiver (§3.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bind {
+    pub system_id: COctet,
+    pub password: COctet,
+    pub system_type: COctet,
+    pub interface_version: u8,
+    pub addr_ton: u8,
+    pub addr_npi: u8,
+    pub address_range: COctet,
+}
+
+/// bind_*_resp (§3.3); header-only on error decodes to the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindResp {
+    pub system_id: COctet,
+    pub tlvs: Vec<Tlv>,
+}
+
+/// outbind (§3.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbind {
+    pub system_id: COctet,
+    pub password: COctet,
+}
+
+/// submit_sm and deliver_sm share one layout (§3.6, §3.8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sm {
+    pub service_type: COctet,
+    pub source: Address,
+    pub destination: Address,
+    pub esm_class: u8,
+    pub protocol_id: u8,
+    pub priority_flag: u8,
+    pub schedule_delivery_time: COctet,
+    pub validity_period: COctet,
+    pub registered_delivery: u8,
+    pub replace_if_present_flag: u8,
+    pub data_coding: u8,
+    pub sm_default_msg_id: u8,
+    /// User data, UDH first when esm_class has UDHI; `sm_length` is its length.
+    pub short_message: Vec<u8>,
+    pub tlvs: Vec<Tlv>,
+}
+
+/// submit_sm_resp, deliver_sm_resp and data_sm_resp (§3.7, §3.9, §3.10): a message id and,
+/// for data_sm_resp, TLVs. A header-only body (on error) decodes to the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageIdResp {
+    pub message_id: COctet,
+    pub tlvs: Vec<Tlv>,
+}
+
+/// data_sm (§3.10): user data travels in the message_payload TLV.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataSm {
+    pub service_type: COctet,
+    pub source: Address,
+    pub destination: Address,
+    pub esm_class: u8,
+    pub registered_delivery: u8,
+    pub data_coding: u8,
+    pub tlvs: Vec<Tlv>,
+}
+
+/// query_sm (§3.11).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuerySm {
+    pub message_id: COctet,
+    pub source: Address,
+}
+
+/// query_sm_resp (§3.11).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuerySmResp {
+    pub message_id: COctet,
+    pub final_date: COctet,
+    pub message_state: u8,
+    pub error_code: u8,
+}
+
+/// cancel_sm (§3.12).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelSm {
+    pub service_type: COctet,
+    pub message_id: COctet,
+    pub source: Address,
+    pub destination: Address,
+}
+
+/// alert_notification (§3.13).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertNotification {
+    pub source: Address,
+    pub esme: Address,
+    pub tlvs: Vec<Tlv>,
+}
