@@ -5,6 +5,7 @@
 pub mod command_id;
 pub mod pdu;
 pub mod status;
+pub mod text;
 pub mod tlv;
 
 pub use command_id::CommandId;
