@@ -7,6 +7,7 @@ pub mod pdu;
 pub mod status;
 pub mod text;
 pub mod tlv;
+pub mod udh;
 
 pub use command_id::CommandId;
 pub use pdu::{Address, Body, COctet, Pdu};
