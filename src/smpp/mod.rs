@@ -3,6 +3,7 @@
 //! of truth for every constant here.
 
 pub mod command_id;
+pub mod concat;
 pub mod pdu;
 pub mod status;
 pub mod text;
