@@ -5,6 +5,7 @@
 pub mod command_id;
 pub mod concat;
 pub mod pdu;
+pub mod receipt;
 pub mod status;
 pub mod text;
 pub mod tlv;
