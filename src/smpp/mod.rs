@@ -4,6 +4,7 @@
 
 pub mod command_id;
 pub mod concat;
+pub mod json;
 pub mod pdu;
 pub mod receipt;
 pub mod status;
