@@ -8,4 +8,5 @@
 //!   delivery receipts. Pure functions, no I/O.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod smpp;
