@@ -6,6 +6,7 @@
 //! logging sections) lands in `Config::warnings` for the caller to log. Each key and its default
 //! is documented in `etc/esmed.conf`. This module does no logging itself.
 
+mod key_reader;
 mod sections;
 mod value;
 
@@ -15,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sections::Keys;
+use key_reader::KeyReader;
 pub use value::format_duration;
 
 /// Where esmed looks for its config when `-c` is not given.
@@ -454,135 +455,6 @@ fn read_log(keys: &KeyReader<'_>, warnings: &mut Vec<String>) -> Result<LogConfi
     Ok(log)
 }
 
-/// Reads typed values from one section, turning bad ones into `ConfigError::BadValue`.
-struct KeyReader<'a> {
-    path: &'a Path,
-    section: &'static str,
-    keys: Keys,
-}
-
-impl<'a> KeyReader<'a> {
-    fn new(path: &'a Path, section: &'static str, keys: Keys) -> Self {
-        KeyReader {
-            path,
-            section,
-            keys,
-        }
-    }
-
-    fn raw(&self, key: &str) -> Option<&str> {
-        self.keys.get(key).map(String::as_str)
-    }
-
-    fn bad_value(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::BadValue {
-            path: self.path.to_path_buf(),
-            section: self.section,
-            key,
-            value: self.raw(key).unwrap_or_default().to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    /// A non-empty string; absent means `default`.
-    fn text(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
-        match self.raw(key) {
-            None => Ok(default.to_string()),
-            Some("") => {
-                Err(self.bad_value(key, format!("is empty (leave the key out for '{default}')")))
-            }
-            Some(text) => Ok(text.to_string()),
-        }
-    }
-
-    /// Absent or empty means none.
-    fn optional_path(&self, key: &str) -> Option<PathBuf> {
-        self.raw(key).filter(|p| !p.is_empty()).map(PathBuf::from)
-    }
-
-    fn port(&self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
-        let Some(text) = self.raw(key) else {
-            return Ok(default);
-        };
-        match text.parse::<u16>() {
-            Ok(port) if port != 0 => Ok(port),
-            _ => Err(self.bad_value(key, "is not a port number (1-65535)")),
-        }
-    }
-
-    fn number(
-        &self,
-        key: &'static str,
-        default: u32,
-        min: u32,
-        max: u32,
-    ) -> Result<u32, ConfigError> {
-        let Some(text) = self.raw(key) else {
-            return Ok(default);
-        };
-        match text.parse::<u32>() {
-            Ok(number) if (min..=max).contains(&number) => Ok(number),
-            _ => Err(self.bad_value(key, format!("is not a whole number from {min} to {max}"))),
-        }
-    }
-
-    fn duration(
-        &self,
-        key: &'static str,
-        default: Duration,
-        min: Duration,
-        max: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let Some(text) = self.raw(key) else {
-            return Ok(default);
-        };
-        let Some(duration) = value::parse_duration(text) else {
-            return Err(self.bad_value(key, "is not a duration (e.g. 30, 500ms, 2s, 5m)"));
-        };
-        if !(min..=max).contains(&duration) {
-            let range = format!("{} to {}", format_duration(min), format_duration(max));
-            return Err(self.bad_value(key, format!("is out of range ({range})")));
-        }
-        Ok(duration)
-    }
-
-    fn boolean(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
-        let Some(text) = self.raw(key) else {
-            return Ok(default);
-        };
-        value::parse_bool(text).ok_or_else(|| self.bad_value(key, "is not true or false"))
-    }
-
-    fn level(
-        &self,
-        key: &'static str,
-        default: log::LevelFilter,
-    ) -> Result<log::LevelFilter, ConfigError> {
-        let Some(text) = self.raw(key) else {
-            return Ok(default);
-        };
-        value::parse_level(text).ok_or_else(|| {
-            self.bad_value(key, "is not a log level (error, warn, info, debug, trace)")
-        })
-    }
-
-    fn sslmode(&self, key: &'static str, default: SslMode) -> Result<SslMode, ConfigError> {
-        let Some(text) = self.raw(key) else {
-            return Ok(default);
-        };
-        match text.to_ascii_lowercase().as_str() {
-            "disable" => Ok(SslMode::Disable),
-            "allow" => Ok(SslMode::Allow),
-            "prefer" => Ok(SslMode::Prefer),
-            "require" | "verify-ca" | "verify-full" => Err(self.bad_value(
-                key,
-                "is not supported: esmed has no TLS for PostgreSQL yet (use disable, allow or prefer)",
-            )),
-            _ => Err(self.bad_value(key, "is not an sslmode (disable, allow, prefer)")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -958,5 +830,68 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
         assert_eq!(permission_warning(&file), None);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
+
+#[cfg(test)]
+mod shipped_file_tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../etc/esmed.conf");
+
+    /// The shipped file with every `#key = value` line uncommented.
+    fn uncommented() -> String {
+        let mut text = String::new();
+        for line in SHIPPED.lines() {
+            let is_key = line
+                .strip_prefix('#')
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()));
+            text.push_str(if is_key { &line[1..] } else { line });
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn shipped_file_gives_defaults_without_warnings() {
+        let config = Config::parse(SHIPPED, Path::new("esmed.conf")).expect("valid");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.database, DatabaseConfig::default());
+        assert_eq!(config.log, LogConfig::default());
+    }
+
+    #[test]
+    fn documented_defaults_are_the_real_defaults() {
+        let text = uncommented();
+        let config = Config::parse(&text, Path::new("esmed.conf")).expect("valid");
+        assert!(config.warnings.len() == 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0].contains("sslmode"),
+            "{:?}",
+            config.warnings
+        );
+        assert_eq!(config.database, DatabaseConfig::default());
+        let daemon = DaemonConfig {
+            pidfile: None,
+            instance: default_instance(),
+            ..config.daemon
+        };
+        assert_eq!(daemon, DaemonConfig::default());
+        let log = LogConfig {
+            file: None,
+            ..config.log
+        };
+        assert_eq!(log, LogConfig::default());
+    }
+
+    #[test]
+    fn every_known_key_is_documented() {
+        let text = uncommented();
+        for (section, keys) in KNOWN_SECTIONS {
+            assert!(text.contains(&format!("[{section}]")), "[{section}]");
+            for key in *keys {
+                assert!(text.contains(&format!("\n{key} =")), "[{section}] {key}");
+            }
+        }
     }
 }
