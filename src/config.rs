@@ -337,8 +337,9 @@ pub fn permission_warning(path: &Path) -> Option<String> {
         return None;
     }
     Some(format!(
-        "{} is readable by every user (mode {mode:04o}) and holds the database password; chmod 640 it",
-        display_name(path)
+        "{name} is readable by every user (mode {mode:04o}) and holds the database password; \
+         chmod 640 {name}",
+        name = display_name(path)
     ))
 }
 
@@ -403,13 +404,20 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
     let reconnect_min = keys.duration("reconnect_min", default.reconnect_min, ms(100), HOUR)?;
     let reconnect_max = keys.duration("reconnect_max", default.reconnect_max, secs(1), DAY)?;
     if reconnect_max < reconnect_min {
-        return Err(keys.bad_value(
-            "reconnect_max",
-            format!(
-                "is less than reconnect_min ({})",
-                format_duration(reconnect_min)
-            ),
-        ));
+        // Blame the key the user wrote: a raised reconnect_min may collide with the default max.
+        return Err(if keys.raw("reconnect_max").is_some() {
+            let min = format_duration(reconnect_min);
+            keys.bad_value(
+                "reconnect_max",
+                format!("is less than reconnect_min ({min})"),
+            )
+        } else {
+            let max = format_duration(reconnect_max);
+            keys.bad_value(
+                "reconnect_min",
+                format!("is more than reconnect_max ({max})"),
+            )
+        });
     }
     Ok(DaemonConfig {
         pidfile: keys.optional_path("pidfile"),
@@ -729,6 +737,10 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(
             error("[daemon]\nreconnect_min = 10s\nreconnect_max = 5s\n"),
             "/etc/esmed/esmed.conf: [daemon] reconnect_max: '5s' is less than reconnect_min (10s)"
+        );
+        assert_eq!(
+            error("[daemon]\nreconnect_min = 2m\n"),
+            "/etc/esmed/esmed.conf: [daemon] reconnect_min: '2m' is more than reconnect_max (1m)"
         );
     }
 
