@@ -6,6 +6,12 @@
 //! The modules, in reading order:
 //! - [`smpp`]: the protocol itself — PDU types, codec, framing, text codings, long messages,
 //!   delivery receipts. Pure functions, no I/O.
+//! - [`config`]: esmed.conf, its defaults, warnings and one-line errors.
+//! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
+//! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod logging;
 pub mod smpp;

@@ -1,0 +1,909 @@
+//! esmed.conf: what the daemon reads at start, with defaults for every key.
+//!
+//! `Config::load` reads the INI file (the old Python daemon's file keeps working); every
+//! problem that stops esmed from running is a `ConfigError` whose `Display` is one line naming
+//! the file, section, key and why. Everything merely ignored (unknown keys and sections, Python
+//! logging sections) lands in `Config::warnings` for the caller to log. Each key and its default
+//! is documented in `etc/esmed.conf`. This module does no logging itself.
+
+mod key_reader;
+mod sections;
+mod value;
+
+use std::fmt;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use key_reader::KeyReader;
+pub use value::format_duration;
+
+/// Where esmed looks for its config when `-c` is not given.
+pub const DEFAULT_PATH: &str = "/etc/esmed/esmed.conf";
+
+/// Everything esmed.conf configures.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, for messages.
+    pub path: PathBuf,
+    pub database: DatabaseConfig,
+    pub daemon: DaemonConfig,
+    pub log: LogConfig,
+    /// Things that were ignored or look risky, each one line naming the file; the caller logs them.
+    pub warnings: Vec<String>,
+}
+
+/// `[database]`: how to reach PostgreSQL. The keys are the old daemon's, plus a few.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// A host name or address, or a directory holding the Unix socket when it starts with `/`.
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    pub pass: Secret,
+    pub sslmode: SslMode,
+    pub connect_timeout: Duration,
+    /// Shown in `pg_stat_activity`, so a DBA can tell esmed's connections apart.
+    pub application_name: String,
+}
+
+/// The TLS modes esmed can honour. `require` and stricter modes are config errors because
+/// esmed has no TLS for PostgreSQL yet; `allow` and `prefer` connect without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+}
+
+/// `[daemon]`: how the daemon paces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Written at start and removed at exit when set; the init script passes one.
+    pub pidfile: Option<PathBuf>,
+    /// Names this process in the rows it claims, so several esmed processes can share a queue.
+    pub instance: String,
+    /// Fallback poll of the queue, for when a NOTIFY was missed.
+    pub poll_interval: Duration,
+    /// Rows claimed from smpp_tx_queue per query.
+    pub claim_batch: u32,
+    /// Results written back per transaction.
+    pub result_batch: u32,
+    /// How long a claimed row stays reserved for this process before another may take it.
+    pub lease: Duration,
+    /// Longest message accepted, in SMS segments.
+    pub max_segments: u32,
+    /// Largest PDU read from the SMSC (command_length cap) before the connection is dropped.
+    pub max_pdu_size: u32,
+    /// On SIGTERM, how long to wait for outstanding responses before unbinding anyway.
+    pub shutdown_timeout: Duration,
+    /// First and largest delay between SMSC reconnect attempts (exponential backoff).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Period of the info line with counts and rates; zero turns it off.
+    pub stats_interval: Duration,
+    /// Largest delay between PostgreSQL reconnect attempts.
+    pub db_reconnect_max: Duration,
+}
+
+/// `[log]`: where log lines go. Replaces the old Python logging sections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Appended to and re-opened on SIGHUP; `None` logs to stderr only.
+    pub file: Option<PathBuf>,
+    pub level: log::LevelFilter,
+    pub stderr: bool,
+}
+
+/// A password: prints as `***` so it cannot leak through `Debug`, `Display` or a log line.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// Why esmed cannot run with this config; `Display` is one line.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    Unreadable { path: PathBuf, source: io::Error },
+    /// The file is not INI; `line` is 1-based.
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A key's value is unusable.
+    BadValue {
+        path: PathBuf,
+        section: &'static str,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+const DATABASE_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "name",
+    "user",
+    "pass",
+    "sslmode",
+    "connect_timeout",
+    "application_name",
+];
+const DAEMON_KEYS: &[&str] = &[
+    "pidfile",
+    "instance",
+    "poll_interval",
+    "claim_batch",
+    "result_batch",
+    "lease",
+    "max_segments",
+    "max_pdu_size",
+    "shutdown_timeout",
+    "reconnect_min",
+    "reconnect_max",
+    "stats_interval",
+    "db_reconnect_max",
+];
+const LOG_KEYS: &[&str] = &["file", "level", "stderr"];
+const KNOWN_SECTIONS: &[(&str, &[&str])] = &[
+    ("database", DATABASE_KEYS),
+    ("daemon", DAEMON_KEYS),
+    ("log", LOG_KEYS),
+];
+
+impl Config {
+    /// Reads and checks `path`; adds a warning when the file is readable by every user.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        config.warnings.extend(permission_warning(path));
+        Ok(config)
+    }
+
+    /// Checks `text` as if read from `path_for_messages`, which only appears in messages.
+    pub fn parse(text: &str, path_for_messages: &Path) -> Result<Config, ConfigError> {
+        let path = path_for_messages;
+        let mut sections =
+            sections::split_sections(text, KNOWN_SECTIONS).map_err(|e| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: e.line,
+                message: e.message,
+            })?;
+        let mut warnings = std::mem::take(&mut sections.warnings);
+        let database = read_database(
+            &KeyReader::new(path, "database", sections.keys("database")),
+            &mut warnings,
+        )?;
+        let daemon = read_daemon(&KeyReader::new(path, "daemon", sections.keys("daemon")))?;
+        let log = read_log(
+            &KeyReader::new(path, "log", sections.keys("log")),
+            &mut warnings,
+        )?;
+        let prefix = display_name(path);
+        Ok(Config {
+            path: path.to_path_buf(),
+            database,
+            daemon,
+            log,
+            warnings: warnings
+                .into_iter()
+                .map(|w| format!("{prefix}: {w}"))
+                .collect(),
+        })
+    }
+}
+
+impl DatabaseConfig {
+    /// The connection settings for the `postgres` crate; connect with `postgres::NoTls`.
+    pub fn pg_config(&self) -> postgres::Config {
+        let mut pg = postgres::Config::new();
+        // `host` treats a value starting with '/' as the Unix socket directory.
+        pg.host(&self.host)
+            .port(self.port)
+            .dbname(&self.name)
+            .user(&self.user)
+            .connect_timeout(self.connect_timeout)
+            .application_name(&self.application_name)
+            .ssl_mode(match self.sslmode {
+                SslMode::Disable => postgres::config::SslMode::Disable,
+                // Without a TLS connector, prefer falls back to a plain connection.
+                SslMode::Allow | SslMode::Prefer => postgres::config::SslMode::Prefer,
+            });
+        if !self.pass.is_empty() {
+            pg.password(self.pass.expose());
+        }
+        pg
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            host: "localhost".to_string(),
+            port: 5432,
+            name: "esmed".to_string(),
+            user: "esmed".to_string(),
+            pass: Secret::default(),
+            sslmode: SslMode::Prefer,
+            connect_timeout: Duration::from_secs(10),
+            application_name: "esmed".to_string(),
+        }
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            pidfile: None,
+            instance: default_instance(),
+            poll_interval: Duration::from_secs(5),
+            claim_batch: 500,
+            result_batch: 1000,
+            lease: Duration::from_secs(300),
+            max_segments: 10,
+            max_pdu_size: 65552,
+            shutdown_timeout: Duration::from_secs(30),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(60),
+            db_reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            file: None,
+            level: log::LevelFilter::Info,
+            stderr: true,
+        }
+    }
+}
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The real value; only for handing to the database driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Unreadable { path, source } => {
+                write!(f, "{}: cannot read: {source}", display_name(path))
+            }
+            ConfigError::Syntax {
+                path,
+                line,
+                message,
+            } => write!(f, "{}: line {line}: {message}", display_name(path)),
+            ConfigError::BadValue {
+                path,
+                section,
+                key,
+                value,
+                reason,
+            } => write!(
+                f,
+                "{}: [{section}] {key}: '{}' {reason}",
+                display_name(path),
+                value::quote_for_message(value)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Unreadable { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A warning when `path` is readable by every user, since it holds the database password.
+pub fn permission_warning(path: &Path) -> Option<String> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    if mode & 0o004 == 0 {
+        return None;
+    }
+    Some(format!(
+        "{name} is readable by every user (mode {mode:04o}) and holds the database password; \
+         chmod 640 {name}",
+        name = display_name(path)
+    ))
+}
+
+/// `<hostname>:<pid>`, unique enough among processes sharing one queue.
+fn default_instance() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .map(|text| text.trim().to_string())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Paths in messages: lossy but one line (a newline in a file name is escaped).
+fn display_name(path: &Path) -> String {
+    value::quote_for_message(&path.display().to_string())
+}
+
+fn read_database(
+    keys: &KeyReader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<DatabaseConfig, ConfigError> {
+    let default = DatabaseConfig::default();
+    let sslmode = keys.sslmode("sslmode", default.sslmode)?;
+    if keys.raw("sslmode").is_some() && sslmode != SslMode::Disable {
+        warnings.push(
+            "[database] sslmode: esmed has no TLS for PostgreSQL yet, so it connects without TLS"
+                .to_string(),
+        );
+    }
+    Ok(DatabaseConfig {
+        host: keys.text("host", &default.host)?,
+        port: keys.port("port", default.port)?,
+        name: keys.text("name", &default.name)?,
+        user: keys.text("user", &default.user)?,
+        // Taken as written: a password may be empty (trust or peer authentication).
+        pass: Secret::new(keys.raw("pass").unwrap_or_default()),
+        sslmode,
+        connect_timeout: keys.duration(
+            "connect_timeout",
+            default.connect_timeout,
+            secs(1),
+            HOUR,
+        )?,
+        application_name: keys.text("application_name", &default.application_name)?,
+    })
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86400);
+
+fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
+    let default = DaemonConfig::default();
+    let reconnect_min = keys.duration("reconnect_min", default.reconnect_min, ms(100), HOUR)?;
+    let reconnect_max = keys.duration("reconnect_max", default.reconnect_max, secs(1), DAY)?;
+    if reconnect_max < reconnect_min {
+        // Blame the key the user wrote: a raised reconnect_min may collide with the default max.
+        return Err(if keys.raw("reconnect_max").is_some() {
+            let min = format_duration(reconnect_min);
+            keys.bad_value(
+                "reconnect_max",
+                format!("is less than reconnect_min ({min})"),
+            )
+        } else {
+            let max = format_duration(reconnect_max);
+            keys.bad_value(
+                "reconnect_min",
+                format!("is more than reconnect_max ({max})"),
+            )
+        });
+    }
+    Ok(DaemonConfig {
+        pidfile: keys.optional_path("pidfile"),
+        instance: keys.text("instance", &default.instance)?,
+        poll_interval: keys.duration("poll_interval", default.poll_interval, ms(100), HOUR)?,
+        claim_batch: keys.number("claim_batch", default.claim_batch, 1, 100_000)?,
+        result_batch: keys.number("result_batch", default.result_batch, 1, 100_000)?,
+        lease: keys.duration("lease", default.lease, secs(10), DAY)?,
+        max_segments: keys.number("max_segments", default.max_segments, 1, 255)?,
+        max_pdu_size: keys.number("max_pdu_size", default.max_pdu_size, 1024, 16 << 20)?,
+        shutdown_timeout: keys.duration(
+            "shutdown_timeout",
+            default.shutdown_timeout,
+            secs(1),
+            HOUR,
+        )?,
+        reconnect_min,
+        reconnect_max,
+        stats_interval: keys.duration("stats_interval", default.stats_interval, secs(0), DAY)?,
+        db_reconnect_max: keys.duration(
+            "db_reconnect_max",
+            default.db_reconnect_max,
+            secs(1),
+            HOUR,
+        )?,
+    })
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn read_log(keys: &KeyReader<'_>, warnings: &mut Vec<String>) -> Result<LogConfig, ConfigError> {
+    let default = LogConfig::default();
+    let log = LogConfig {
+        file: keys.optional_path("file"),
+        level: keys.level("level", default.level)?,
+        stderr: keys.boolean("stderr", default.stderr)?,
+    };
+    if log.file.is_none() && !log.stderr {
+        warnings.push("[log] stderr is false and no file is set: esmed logs nowhere".to_string());
+    }
+    Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "/etc/esmed/esmed.conf";
+
+    /// The old Python daemon's file, as users have it.
+    const OLD_PYTHON_CONFIG: &str = "\
+[database]
+host = localhost
+port = 5432
+name = esmed
+user = esmed
+pass = password
+
+[loggers]
+keys = root,twisted,ptsmpp
+[handlers]
+keys = fileHandler,consoleHandler
+[formatters]
+keys = myFormatter
+[logger_root]
+level = INFO
+handlers = fileHandler,consoleHandler
+[handler_fileHandler]
+class = logging.handlers.TimedRotatingFileHandler
+level = DEBUG
+formatter = myFormatter
+args = ('/var/log/esmed/esmed.log', 'D', 1, 10)
+[formatter_myFormatter]
+format = %(asctime)s | %(levelname)-8s | %(message)s
+";
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new(PATH)).expect("valid config")
+    }
+
+    fn error(text: &str) -> String {
+        Config::parse(text, Path::new(PATH))
+            .expect_err("invalid config")
+            .to_string()
+    }
+
+    fn daemon(key: &str, value: &str) -> DaemonConfig {
+        parse(&format!("[daemon]\n{key} = {value}\n")).daemon
+    }
+
+    fn daemon_error(key: &str, value: &str) -> String {
+        error(&format!("[daemon]\n{key} = {value}\n"))
+    }
+
+    #[test]
+    fn empty_file_gives_every_default() {
+        let config = parse("");
+        assert_eq!(config.database, DatabaseConfig::default());
+        assert_eq!(config.log, LogConfig::default());
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let daemon = config.daemon;
+        assert_eq!(daemon.pidfile, None);
+        assert_eq!(daemon.poll_interval, secs(5));
+        assert_eq!(daemon.claim_batch, 500);
+        assert_eq!(daemon.result_batch, 1000);
+        assert_eq!(daemon.lease, secs(300));
+        assert_eq!(daemon.max_segments, 10);
+        assert_eq!(daemon.max_pdu_size, 65552);
+        assert_eq!(daemon.shutdown_timeout, secs(30));
+        assert_eq!(daemon.reconnect_min, secs(1));
+        assert_eq!(daemon.reconnect_max, secs(60));
+        assert_eq!(daemon.stats_interval, secs(60));
+        assert_eq!(daemon.db_reconnect_max, secs(30));
+    }
+
+    #[test]
+    fn database_defaults_match_the_old_daemon() {
+        let database = DatabaseConfig::default();
+        assert_eq!(
+            (
+                database.host.as_str(),
+                database.port,
+                database.name.as_str()
+            ),
+            ("localhost", 5432, "esmed")
+        );
+        assert_eq!(database.user, "esmed");
+        assert!(database.pass.is_empty());
+        assert_eq!(database.sslmode, SslMode::Prefer);
+        assert_eq!(database.connect_timeout, secs(10));
+        assert_eq!(database.application_name, "esmed");
+    }
+
+    #[test]
+    fn default_instance_is_hostname_and_pid() {
+        let instance = parse("").daemon.instance;
+        let suffix = format!(":{}", std::process::id());
+        assert!(instance.ends_with(&suffix), "{instance}");
+        assert!(instance.len() > suffix.len(), "{instance}");
+    }
+
+    #[test]
+    fn old_python_config_parses_with_one_logging_warning() {
+        let config = parse(OLD_PYTHON_CONFIG);
+        assert_eq!(config.database.host, "localhost");
+        assert_eq!(config.database.pass.expose(), "password");
+        assert_eq!(config.log, LogConfig::default());
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].starts_with(
+            "/etc/esmed/esmed.conf: Python logging sections ignored: [loggers] [handlers] \
+             [formatters] [logger_root] [handler_fileHandler] [formatter_myFormatter]; \
+             esmed logs as [log] says"
+        ));
+    }
+
+    #[test]
+    fn every_database_key_is_read() {
+        let database = parse(
+            "[database]\nhost = /var/run/postgresql\nport = 5433\nname = sms\nuser = app\n\
+             pass = s3cret\nsslmode = disable\nconnect_timeout = 3\napplication_name = esmed-a\n",
+        )
+        .database;
+        assert_eq!(database.host, "/var/run/postgresql");
+        assert_eq!(database.port, 5433);
+        assert_eq!(database.name, "sms");
+        assert_eq!(database.user, "app");
+        assert_eq!(database.pass.expose(), "s3cret");
+        assert_eq!(database.sslmode, SslMode::Disable);
+        assert_eq!(database.connect_timeout, secs(3));
+        assert_eq!(database.application_name, "esmed-a");
+    }
+
+    #[test]
+    fn password_is_taken_literally() {
+        let text = "[database]\npass = \"a\\b;c#d\" \n";
+        assert_eq!(parse(text).database.pass.expose(), "\"a\\b;c#d\"");
+        assert!(parse("[database]\npass =\n").database.pass.is_empty());
+    }
+
+    #[test]
+    fn every_daemon_key_is_read() {
+        assert_eq!(
+            daemon("pidfile", "/run/esmed.pid").pidfile,
+            Some(PathBuf::from("/run/esmed.pid"))
+        );
+        assert_eq!(daemon("pidfile", "").pidfile, None);
+        assert_eq!(daemon("instance", "a:1").instance, "a:1");
+        assert_eq!(daemon("poll_interval", "500ms").poll_interval, ms(500));
+        assert_eq!(daemon("claim_batch", "50").claim_batch, 50);
+        assert_eq!(daemon("result_batch", "20").result_batch, 20);
+        assert_eq!(daemon("lease", "5m").lease, secs(300));
+        assert_eq!(daemon("max_segments", "255").max_segments, 255);
+        assert_eq!(daemon("max_pdu_size", "4096").max_pdu_size, 4096);
+        assert_eq!(daemon("shutdown_timeout", "2s").shutdown_timeout, secs(2));
+        assert_eq!(daemon("reconnect_min", "2").reconnect_min, secs(2));
+        assert_eq!(daemon("reconnect_max", "1h").reconnect_max, secs(3600));
+        assert_eq!(daemon("stats_interval", "0").stats_interval, secs(0));
+        assert_eq!(daemon("db_reconnect_max", "10s").db_reconnect_max, secs(10));
+    }
+
+    #[test]
+    fn every_log_key_is_read() {
+        let log = parse("[log]\nfile = /var/log/esmed/esmed.log\nlevel = DEBUG\nstderr = no\n").log;
+        assert_eq!(log.file, Some(PathBuf::from("/var/log/esmed/esmed.log")));
+        assert_eq!(log.level, log::LevelFilter::Debug);
+        assert!(!log.stderr);
+    }
+
+    #[test]
+    fn logging_nowhere_warns() {
+        let config = parse("[log]\nstderr = false\n");
+        assert_eq!(
+            config.warnings,
+            ["/etc/esmed/esmed.conf: [log] stderr is false and no file is set: esmed logs nowhere"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_warning_names_file_section_and_known_keys() {
+        let config = parse("[daemon]\npol_interval = 5\n");
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].starts_with(
+            "/etc/esmed/esmed.conf: [daemon] unknown key 'pol_interval' ignored (known: pidfile, \
+             instance, poll_interval,"
+        ));
+    }
+
+    #[test]
+    fn unknown_section_warns() {
+        let config = parse("[smsc]\nhost = x\n");
+        assert_eq!(
+            config.warnings,
+            ["/etc/esmed/esmed.conf: [smsc] unknown section ignored (known: [database] [daemon] [log])"]
+        );
+    }
+
+    #[test]
+    fn bad_port_is_one_line_naming_file_section_and_key() {
+        assert_eq!(
+            error("[database]\nport = abc\n"),
+            "/etc/esmed/esmed.conf: [database] port: 'abc' is not a port number (1-65535)"
+        );
+        for port in ["0", "65536", "-1", ""] {
+            let message = error(&format!("[database]\nport = {port}\n"));
+            assert!(
+                message.ends_with("is not a port number (1-65535)"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn sslmode_require_explains_missing_tls() {
+        assert_eq!(
+            error("[database]\nsslmode = require\n"),
+            "/etc/esmed/esmed.conf: [database] sslmode: 'require' is not supported: esmed has no \
+             TLS for PostgreSQL yet (use disable, allow or prefer)"
+        );
+        assert!(error("[database]\nsslmode = verify-full\n").contains("not supported"));
+        assert_eq!(
+            error("[database]\nsslmode = maybe\n"),
+            "/etc/esmed/esmed.conf: [database] sslmode: 'maybe' is not an sslmode (disable, allow, prefer)"
+        );
+    }
+
+    #[test]
+    fn sslmode_prefer_and_allow_warn_that_tls_is_not_used() {
+        for mode in ["prefer", "allow", "Prefer"] {
+            let config = parse(&format!("[database]\nsslmode = {mode}\n"));
+            assert_eq!(config.warnings.len(), 1, "{mode}");
+            assert!(config.warnings[0].contains("connects without TLS"));
+        }
+        assert_eq!(
+            parse("[database]\nsslmode = allow\n").database.sslmode,
+            SslMode::Allow
+        );
+    }
+
+    #[test]
+    fn empty_text_values_are_errors() {
+        assert_eq!(
+            error("[database]\nhost =\n"),
+            "/etc/esmed/esmed.conf: [database] host: '' is empty (leave the key out for 'localhost')"
+        );
+        assert!(error("[daemon]\ninstance =\n").contains("[daemon] instance: '' is empty"));
+    }
+
+    #[test]
+    fn bad_numbers_name_their_range() {
+        assert_eq!(
+            daemon_error("claim_batch", "lots"),
+            "/etc/esmed/esmed.conf: [daemon] claim_batch: 'lots' is not a whole number from 1 to 100000"
+        );
+        assert!(daemon_error("result_batch", "0").ends_with("from 1 to 100000"));
+        assert!(daemon_error("max_segments", "256").ends_with("from 1 to 255"));
+        assert!(daemon_error("max_pdu_size", "100").ends_with("from 1024 to 16777216"));
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        assert_eq!(
+            daemon_error("poll_interval", "5x"),
+            "/etc/esmed/esmed.conf: [daemon] poll_interval: '5x' is not a duration (e.g. 30, 500ms, 2s, 5m)"
+        );
+        assert_eq!(
+            daemon_error("poll_interval", "0"),
+            "/etc/esmed/esmed.conf: [daemon] poll_interval: '0' is out of range (100ms to 1h)"
+        );
+        assert!(daemon_error("lease", "1s").ends_with("is out of range (10s to 24h)"));
+        assert!(error("[database]\nconnect_timeout = 0\n").contains("[database] connect_timeout"));
+    }
+
+    #[test]
+    fn reconnect_max_below_min_is_an_error() {
+        assert_eq!(
+            error("[daemon]\nreconnect_min = 10s\nreconnect_max = 5s\n"),
+            "/etc/esmed/esmed.conf: [daemon] reconnect_max: '5s' is less than reconnect_min (10s)"
+        );
+        assert_eq!(
+            error("[daemon]\nreconnect_min = 2m\n"),
+            "/etc/esmed/esmed.conf: [daemon] reconnect_min: '2m' is more than reconnect_max (1m)"
+        );
+    }
+
+    #[test]
+    fn bad_log_values_are_errors() {
+        assert_eq!(
+            error("[log]\nlevel = verbose\n"),
+            "/etc/esmed/esmed.conf: [log] level: 'verbose' is not a log level (error, warn, info, debug, trace)"
+        );
+        assert_eq!(
+            error("[log]\nstderr = perhaps\n"),
+            "/etc/esmed/esmed.conf: [log] stderr: 'perhaps' is not true or false"
+        );
+    }
+
+    #[test]
+    fn broken_ini_names_the_line() {
+        assert_eq!(
+            error("[database]\nhost = x\n[daemon\n"),
+            "/etc/esmed/esmed.conf: line 3: section header has no closing ']'"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_cannot_read() {
+        let message = Config::load(Path::new("/nonexistent/esmed.conf"))
+            .expect_err("missing")
+            .to_string();
+        assert_eq!(
+            message,
+            "/nonexistent/esmed.conf: cannot read: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_values_stay_on_one_line() {
+        let message = error("[database]\nport = 1\t\u{1b}2\n");
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let config = parse("[database]\npass = hunter2\n");
+        assert_eq!(format!("{}", config.database.pass), "***");
+        let debug = format!("{config:?} {:?}", config.database.pg_config());
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn pg_config_carries_every_setting() {
+        let database = parse(
+            "[database]\nhost = db.example\nport = 6000\nname = n\nuser = u\npass = p\n\
+             sslmode = disable\nconnect_timeout = 7\napplication_name = app\n",
+        )
+        .database;
+        let pg = database.pg_config();
+        assert_eq!(
+            pg.get_hosts(),
+            [postgres::config::Host::Tcp("db.example".into())]
+        );
+        assert_eq!(pg.get_ports(), [6000]);
+        assert_eq!(pg.get_dbname(), Some("n"));
+        assert_eq!(pg.get_user(), Some("u"));
+        assert_eq!(pg.get_password(), Some(&b"p"[..]));
+        assert_eq!(pg.get_ssl_mode(), postgres::config::SslMode::Disable);
+        assert_eq!(pg.get_connect_timeout(), Some(&secs(7)));
+        assert_eq!(pg.get_application_name(), Some("app"));
+    }
+
+    #[test]
+    fn pg_config_uses_unix_socket_directory_and_prefer() {
+        let pg = parse("[database]\nhost = /run/postgresql\nsslmode = allow\n")
+            .database
+            .pg_config();
+        assert_eq!(
+            pg.get_hosts(),
+            [postgres::config::Host::Unix("/run/postgresql".into())]
+        );
+        assert_eq!(pg.get_ssl_mode(), postgres::config::SslMode::Prefer);
+        assert_eq!(pg.get_password(), None);
+    }
+
+    #[test]
+    fn permission_warning_fires_only_when_world_readable() {
+        let dir = std::env::temp_dir().join(format!("esmed-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("esmed.conf");
+        std::fs::write(&file, "").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let warning = permission_warning(&file).expect("world-readable");
+        assert!(
+            warning.contains("is readable by every user (mode 0644)"),
+            "{warning}"
+        );
+        assert!(Config::load(&file)
+            .expect("loads")
+            .warnings
+            .contains(&warning));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert_eq!(permission_warning(&file), None);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
+
+#[cfg(test)]
+mod shipped_file_tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../etc/esmed.conf");
+
+    /// The shipped file with every `#key = value` line uncommented.
+    fn uncommented() -> String {
+        let mut text = String::new();
+        for line in SHIPPED.lines() {
+            let is_key = line
+                .strip_prefix('#')
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()));
+            text.push_str(if is_key { &line[1..] } else { line });
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn shipped_file_gives_defaults_without_warnings() {
+        let config = Config::parse(SHIPPED, Path::new("esmed.conf")).expect("valid");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.database, DatabaseConfig::default());
+        assert_eq!(config.log, LogConfig::default());
+    }
+
+    #[test]
+    fn documented_defaults_are_the_real_defaults() {
+        let text = uncommented();
+        let config = Config::parse(&text, Path::new("esmed.conf")).expect("valid");
+        assert!(config.warnings.len() == 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0].contains("sslmode"),
+            "{:?}",
+            config.warnings
+        );
+        assert_eq!(config.database, DatabaseConfig::default());
+        let daemon = DaemonConfig {
+            pidfile: None,
+            instance: default_instance(),
+            ..config.daemon
+        };
+        assert_eq!(daemon, DaemonConfig::default());
+        let log = LogConfig {
+            file: None,
+            ..config.log
+        };
+        assert_eq!(log, LogConfig::default());
+    }
+
+    #[test]
+    fn every_known_key_is_documented() {
+        let text = uncommented();
+        for (section, keys) in KNOWN_SECTIONS {
+            assert!(text.contains(&format!("[{section}]")), "[{section}]");
+            for key in *keys {
+                assert!(text.contains(&format!("\n{key} =")), "[{section}] {key}");
+            }
+        }
+    }
+}
