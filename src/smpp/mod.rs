@@ -2,12 +2,21 @@
 //! can be tested byte for byte and fuzzed. `../shared/docs/smpp34-reference.md` is the source
 //! of truth for every constant here.
 
+pub mod codec;
 pub mod command_id;
+pub mod frame;
 pub mod pdu;
+pub mod sequence;
 pub mod status;
 pub mod tlv;
 
+#[cfg(test)]
+mod golden_tests;
+
+pub use codec::{decode, encode, encode_to_vec, hex, DecodeError, EncodeError};
 pub use command_id::CommandId;
+pub use frame::{frame, FrameBuffer, FrameStatus};
 pub use pdu::{Address, Body, COctet, Pdu};
+pub use sequence::SequenceNumbers;
 pub use status::CommandStatus;
 pub use tlv::Tlv;
