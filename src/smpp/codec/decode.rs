@@ -35,7 +35,7 @@ pub fn decode(frame: &[u8]) -> Result<Pdu, DecodeError> {
         command_id,
         sequence_number,
     };
-    if usize::try_from(command_length).map_or(true, |len| len != frame.len()) {
+    if usize::try_from(command_length) != Ok(frame.len()) {
         let kind = DecodeErrorKind::LengthMismatch {
             command_length,
             frame_len: frame.len(),
@@ -371,5 +371,220 @@ impl<'a> Reader<'a> {
                 Err(self.error(DecodeErrorKind::TlvOverrun, field))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smpp::tlv::tag;
+
+    /// A frame with a correct command_length around `body`.
+    fn wire(command_id: u32, status: u32, sequence_number: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = ((HEADER_LEN + body.len()) as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&command_id.to_be_bytes());
+        bytes.extend_from_slice(&status.to_be_bytes());
+        bytes.extend_from_slice(&sequence_number.to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    /// A deliver_sm body up to and including sm_length + short_message, then `tail`.
+    fn deliver_sm_body(source: &[u8], short_message: &[u8], tail: &[u8]) -> Vec<u8> {
+        let mut body = vec![0, 1, 1];
+        body.extend_from_slice(source);
+        // dest 5/0 "E", esm_class 4, then eight zero octets up to sm_default_msg_id.
+        body.extend_from_slice(&[5, 0, b'E', 0, 4, 0, 0, 0, 0, 0, 0, 0, 0]);
+        body.push(short_message.len() as u8);
+        body.extend_from_slice(short_message);
+        body.extend_from_slice(tail);
+        body
+    }
+
+    fn decode_error(bytes: &[u8]) -> DecodeError {
+        decode(bytes).unwrap_err()
+    }
+
+    #[test]
+    fn header_only_responses_decode_to_empty_bodies() {
+        let pdu = decode(&wire(0x8000_0005, 0, 16, &[])).unwrap();
+        assert_eq!(pdu.body, Body::DeliverSmResp(MessageIdResp::default()));
+        let pdu = decode(&wire(0x8000_0004, 0, 2, &[])).unwrap();
+        assert_eq!(pdu.body, Body::SubmitSmResp(MessageIdResp::default()));
+        let pdu = decode(&wire(0x8000_0003, 0x67, 2, &[])).unwrap();
+        assert_eq!(pdu.body, Body::QuerySmResp(QuerySmResp::default()));
+        let pdu = decode(&wire(0x8000_0001, 0x0D, 1, &[])).unwrap();
+        assert_eq!(pdu.body, Body::BindReceiverResp(BindResp::default()));
+    }
+
+    #[test]
+    fn short_response_bodies_leave_the_rest_empty() {
+        let pdu = decode(&wire(0x8000_0003, 0, 2, b"0A1B\0")).unwrap();
+        let expected = QuerySmResp {
+            message_id: "0A1B".into(),
+            ..QuerySmResp::default()
+        };
+        assert_eq!(pdu.body, Body::QuerySmResp(expected));
+    }
+
+    #[test]
+    fn an_error_response_with_a_body_keeps_it() {
+        let pdu = decode(&wire(0x8000_0004, 0x58, 2, b"0A1B\0")).unwrap();
+        assert_eq!(pdu.command_status, CommandStatus::ESME_RTHROTTLED);
+        let Body::SubmitSmResp(resp) = pdu.body else {
+            panic!("not a submit_sm_resp");
+        };
+        assert_eq!(resp.message_id.as_bytes(), b"0A1B");
+    }
+
+    #[test]
+    fn a_missing_nul_at_the_end_of_the_body_is_accepted() {
+        let pdu = decode(&wire(0x8000_0004, 0, 2, b"0A1B")).unwrap();
+        let Body::SubmitSmResp(resp) = pdu.body else {
+            panic!("not a submit_sm_resp");
+        };
+        assert_eq!(resp.message_id.as_bytes(), b"0A1B");
+
+        let bind = decode(&wire(0x09, 0, 1, b"esme1\0pw\0\0\x34\0\0^44")).unwrap();
+        let Body::BindTransceiver(bind) = bind.body else {
+            panic!("not a bind_transceiver");
+        };
+        assert_eq!(bind.address_range.as_bytes(), b"^44");
+    }
+
+    #[test]
+    fn a_missing_nul_before_more_fields_is_an_error() {
+        let error = decode_error(&wire(0x05, 0, 7, b"\0\x01\x01447700900123"));
+        assert_eq!(error.kind, DecodeErrorKind::MissingNul);
+        assert_eq!(error.field, "source_addr");
+        assert_eq!(error.command_status(), CommandStatus::ESME_RINVCMDLEN);
+        assert_eq!(
+            error.to_string(),
+            "deliver_sm seq 7: source_addr: missing NUL before the end of the PDU"
+        );
+    }
+
+    #[test]
+    fn over_long_strings_from_the_peer_are_accepted() {
+        let source = [b'4'; 40];
+        let mut field = source.to_vec();
+        field.push(0);
+        let pdu = decode(&wire(0x05, 0, 1, &deliver_sm_body(&field, b"hi", &[]))).unwrap();
+        let Body::DeliverSm(sm) = pdu.body else {
+            panic!("not a deliver_sm");
+        };
+        assert_eq!(sm.source.addr.as_bytes(), source);
+        assert_eq!(sm.short_message, b"hi");
+    }
+
+    #[test]
+    fn sm_length_past_the_end_is_rinvmsglen() {
+        let mut body = deliver_sm_body(b"1\0", b"hello", &[]);
+        body.truncate(body.len() - 1);
+        let error = decode_error(&wire(0x05, 0, 3, &body));
+        assert_eq!(
+            error.kind,
+            DecodeErrorKind::SmLengthOverrun { sm_length: 5 }
+        );
+        assert_eq!(error.command_status(), CommandStatus::ESME_RINVMSGLEN);
+    }
+
+    #[test]
+    fn a_tlv_running_past_the_end_is_rinvoptparstream() {
+        let tail = [0x00, 0x1E, 0x00, 0x09, b'0', b'A'];
+        let error = decode_error(&wire(0x05, 0, 3, &deliver_sm_body(b"1\0", b"", &tail)));
+        assert_eq!(error.kind, DecodeErrorKind::TlvOverrun);
+        assert_eq!(error.field, "receipted_message_id");
+        assert_eq!(error.command_status(), CommandStatus::ESME_RINVOPTPARSTREAM);
+
+        let stub = [0x04, 0x27, 0x00];
+        let error = decode_error(&wire(0x05, 0, 3, &deliver_sm_body(b"1\0", b"", &stub)));
+        assert_eq!(
+            (error.kind, error.field),
+            (DecodeErrorKind::TlvOverrun, "tlv")
+        );
+    }
+
+    #[test]
+    fn a_bad_tlv_tail_on_a_response_keeps_the_mandatory_fields() {
+        let body = b"0A1B\0\x04\x25\x00\x01\x03\x00\x1D\x00\x09ab";
+        let pdu = decode(&wire(0x8000_0103, 0xFE, 8, body)).unwrap();
+        let expected = MessageIdResp {
+            message_id: "0A1B".into(),
+            tlvs: vec![Tlv::u8(tag::DELIVERY_FAILURE_REASON, 3)],
+        };
+        assert_eq!(pdu.body, Body::DataSmResp(expected));
+    }
+
+    #[test]
+    fn unknown_and_empty_tlvs_are_kept_in_order() {
+        let tail = [0x14, 0x00, 0x00, 0x02, 0xAB, 0xCD, 0x13, 0x0C, 0x00, 0x00];
+        let pdu = decode(&wire(0x05, 0, 3, &deliver_sm_body(b"1\0", b"", &tail))).unwrap();
+        let Body::DeliverSm(sm) = pdu.body else {
+            panic!("not a deliver_sm");
+        };
+        let expected = [
+            Tlv::new(0x1400, vec![0xAB, 0xCD]),
+            Tlv::new(tag::ALERT_ON_MESSAGE_DELIVERY, vec![]),
+        ];
+        assert_eq!(sm.tlvs, expected);
+    }
+
+    #[test]
+    fn header_only_requests_must_have_no_body_responses_may() {
+        let error = decode_error(&wire(0x15, 0, 3, &[0]));
+        assert_eq!(error.kind, DecodeErrorKind::UnexpectedBody { len: 1 });
+        assert_eq!(error.command_status(), CommandStatus::ESME_RINVCMDLEN);
+        let pdu = decode(&wire(0x8000_0015, 0, 3, &[0])).unwrap();
+        assert_eq!(pdu.body, Body::EnquireLinkResp);
+        let pdu = decode(&wire(0x8000_0000, 3, 0, &[1, 2])).unwrap();
+        assert_eq!(pdu.body, Body::GenericNack);
+    }
+
+    #[test]
+    fn unknown_command_ids_are_kept_with_their_body() {
+        let pdu = decode(&wire(0x0000_0111, 0, 5, &[1, 2, 3])).unwrap();
+        let expected = Body::Other {
+            command_id: 0x0000_0111,
+            body: vec![1, 2, 3],
+        };
+        assert_eq!(pdu.body, expected);
+        assert_eq!(pdu.sequence_number, 5);
+        let pdu = decode(&wire(0x0000_0021, 0, 6, &[0])).unwrap();
+        assert!(matches!(
+            pdu.body,
+            Body::Other {
+                command_id: 0x21,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_truncated_request_names_the_first_missing_field() {
+        let error = decode_error(&wire(0x05, 0, 3, &[]));
+        assert_eq!(
+            (error.kind, error.field),
+            (DecodeErrorKind::Truncated, "service_type")
+        );
+        let error = decode_error(&wire(0x05, 0, 3, &[0, 1]));
+        assert_eq!(error.field, "source_addr_npi");
+        assert_eq!(error.command_status(), CommandStatus::ESME_RINVCMDLEN);
+    }
+
+    #[test]
+    fn the_frame_must_be_exactly_one_pdu() {
+        let error = decode_error(&[0, 0, 0, 16, 0, 0]);
+        assert_eq!(error.kind, DecodeErrorKind::ShortFrame { len: 6 });
+        let mut bytes = wire(0x15, 0, 3, &[]);
+        bytes.push(0);
+        let error = decode_error(&bytes);
+        let expected = DecodeErrorKind::LengthMismatch {
+            command_length: 16,
+            frame_len: 17,
+        };
+        assert_eq!(error.kind, expected);
+        assert_eq!(error.sequence_number, 3);
+        assert_eq!(error.command_status(), CommandStatus::ESME_RINVCMDLEN);
     }
 }

@@ -256,3 +256,203 @@ fn put_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) -> Result<(), EncodeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smpp::tlv::tag;
+
+    fn submit(sm: Sm) -> Pdu {
+        Pdu::new(1, Body::SubmitSm(Box::new(sm)))
+    }
+
+    fn chars(n: usize) -> COctet {
+        COctet(vec![b'7'; n])
+    }
+
+    fn too_long(field: &'static str, len: usize, max: usize) -> Result<Vec<u8>, EncodeError> {
+        Err(EncodeError::TooLong { field, len, max })
+    }
+
+    fn bind_with(edit: impl Fn(&mut Bind)) -> Pdu {
+        let mut bind = Bind::default();
+        edit(&mut bind);
+        Pdu::new(1, Body::BindTransceiver(bind))
+    }
+
+    #[test]
+    fn bind_strings_are_capped() {
+        assert!(encode_to_vec(&bind_with(|b| b.system_id = chars(15))).is_ok());
+        let pdu = bind_with(|b| b.system_id = chars(16));
+        assert_eq!(encode_to_vec(&pdu), too_long("system_id", 16, 15));
+        let pdu = bind_with(|b| b.password = chars(9));
+        assert_eq!(encode_to_vec(&pdu), too_long("password", 9, 8));
+        let pdu = bind_with(|b| b.system_type = chars(13));
+        assert_eq!(encode_to_vec(&pdu), too_long("system_type", 13, 12));
+        let pdu = bind_with(|b| b.address_range = chars(41));
+        assert_eq!(encode_to_vec(&pdu), too_long("address_range", 41, 40));
+    }
+
+    #[test]
+    fn submit_sm_strings_are_capped() {
+        let pdu = submit(Sm {
+            service_type: chars(6),
+            ..Sm::default()
+        });
+        assert_eq!(encode_to_vec(&pdu), too_long("service_type", 6, 5));
+        let pdu = submit(Sm {
+            source: Address::new(1, 1, chars(21)),
+            ..Sm::default()
+        });
+        assert_eq!(encode_to_vec(&pdu), too_long("source_addr", 21, 20));
+        let pdu = submit(Sm {
+            destination: Address::new(1, 1, chars(21)),
+            ..Sm::default()
+        });
+        assert_eq!(encode_to_vec(&pdu), too_long("destination_addr", 21, 20));
+    }
+
+    #[test]
+    fn data_sm_and_alert_addresses_allow_64_characters() {
+        let data_sm = |n| {
+            Pdu::new(
+                1,
+                Body::DataSm(Box::new(DataSm {
+                    destination: Address::new(1, 1, chars(n)),
+                    ..DataSm::default()
+                })),
+            )
+        };
+        assert!(encode_to_vec(&data_sm(64)).is_ok());
+        assert_eq!(
+            encode_to_vec(&data_sm(65)),
+            too_long("destination_addr", 65, 64)
+        );
+        let alert = |n| {
+            Pdu::new(
+                1,
+                Body::AlertNotification(AlertNotification {
+                    esme: Address::new(1, 1, chars(n)),
+                    ..AlertNotification::default()
+                }),
+            )
+        };
+        assert!(encode_to_vec(&alert(64)).is_ok());
+        assert_eq!(encode_to_vec(&alert(65)), too_long("esme_addr", 65, 64));
+    }
+
+    #[test]
+    fn message_ids_allow_64_characters() {
+        let resp = |n| {
+            Pdu::new(
+                1,
+                Body::SubmitSmResp(MessageIdResp {
+                    message_id: chars(n),
+                    tlvs: vec![],
+                }),
+            )
+        };
+        assert!(encode_to_vec(&resp(64)).is_ok());
+        assert_eq!(encode_to_vec(&resp(65)), too_long("message_id", 65, 64));
+    }
+
+    #[test]
+    fn time_fields_are_empty_or_16_characters() {
+        for len in [1, 15, 17] {
+            let pdu = submit(Sm {
+                validity_period: chars(len),
+                ..Sm::default()
+            });
+            let expected = EncodeError::BadTimeLength {
+                field: "validity_period",
+                len,
+            };
+            assert_eq!(encode_to_vec(&pdu), Err(expected));
+        }
+        let pdu = submit(Sm {
+            schedule_delivery_time: "250131120000000+".into(),
+            ..Sm::default()
+        });
+        assert!(encode_to_vec(&pdu).is_ok());
+        let resp = QuerySmResp {
+            final_date: chars(3),
+            ..QuerySmResp::default()
+        };
+        let expected = EncodeError::BadTimeLength {
+            field: "final_date",
+            len: 3,
+        };
+        assert_eq!(
+            encode_to_vec(&Pdu::new(1, Body::QuerySmResp(resp))),
+            Err(expected)
+        );
+    }
+
+    #[test]
+    fn short_message_is_at_most_254_octets() {
+        let sm = |n| {
+            submit(Sm {
+                short_message: vec![0x41; n],
+                ..Sm::default()
+            })
+        };
+        // Empty strings: 16 header + 16 fixed octets put sm_length at offset 32.
+        assert_eq!(encode_to_vec(&sm(254)).unwrap()[32], 254);
+        assert_eq!(encode_to_vec(&sm(255)), too_long("short_message", 255, 254));
+    }
+
+    #[test]
+    fn tlv_values_are_at_most_65535_octets() {
+        let sm = |n| {
+            submit(Sm {
+                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; n])],
+                ..Sm::default()
+            })
+        };
+        assert!(encode_to_vec(&sm(65_535)).is_ok());
+        assert_eq!(
+            encode_to_vec(&sm(65_536)),
+            too_long("message_payload", 65_536, 65_535)
+        );
+    }
+
+    #[test]
+    fn a_nul_inside_a_c_string_is_refused() {
+        let pdu = submit(Sm {
+            source: Address::new(5, 0, COctet::new(&b"ES\0ED"[..])),
+            ..Sm::default()
+        });
+        let expected = EncodeError::ContainsNul {
+            field: "source_addr",
+        };
+        assert_eq!(encode_to_vec(&pdu), Err(expected));
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_the_buffer_as_it_was() {
+        let mut out = b"earlier".to_vec();
+        let pdu = bind_with(|b| b.address_range = chars(41));
+        assert!(encode(&pdu, &mut out).is_err());
+        assert_eq!(out, b"earlier");
+    }
+
+    #[test]
+    fn encode_appends_after_what_is_there() {
+        let mut out = Vec::new();
+        encode(&Pdu::new(3, Body::EnquireLink), &mut out).unwrap();
+        encode(&Pdu::new(4, Body::EnquireLink), &mut out).unwrap();
+        assert_eq!(out.len(), 32);
+        assert_eq!(&out[16..20], &[0, 0, 0, 16]);
+        assert_eq!(&out[28..32], &[0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn deliver_sm_resp_keeps_its_body_even_on_error() {
+        let pdu = Pdu {
+            command_status: CommandStatus(0x64),
+            sequence_number: 5,
+            body: Body::DeliverSmResp(MessageIdResp::default()),
+        };
+        assert_eq!(encode_to_vec(&pdu).unwrap().len(), 17);
+    }
+}
