@@ -19,6 +19,8 @@
 mod decode;
 mod encode;
 mod error;
+#[cfg(test)]
+mod roundtrip_tests;
 
 pub use decode::decode;
 pub use encode::{encode, encode_to_vec};
