@@ -5,8 +5,9 @@
 
 use std::fmt::Write;
 
+use super::codec::hex;
 use super::pdu::{AlertNotification, Bind, CancelSm, DataSm, MessageIdResp, QuerySmResp, Sm};
-use super::text::{self, hex};
+use super::text;
 use super::tlv::tag;
 use super::udh::{split_udh, Udh};
 use super::{Address, Body, COctet, Pdu, Tlv};
@@ -470,9 +471,9 @@ mod tests {
             r#""udh":{"concat":{"reference":42,"total":2,"seq":1,"ref16":false}}"#,
             "\"text\":\"Hé \\\"q\\\"\\n\\u0001😀\u{FFFD}\"",
             r#""text_invalid":1"#,
-            r#""name":"sar_msg_ref_num","length":2,"value":"002A","decoded":42"#,
+            r#""name":"sar_msg_ref_num","length":2,"value":"002a","decoded":42"#,
             r#""decoded":{"type":3,"code":11}"#,
-            r#""name":"0x1401","length":1,"value":"AB""#,
+            r#""name":"0x1401","length":1,"value":"ab""#,
             r#""name":"receipted_message_id","length":5,"value":"3041314200","decoded":"0A1B""#,
         ] {
             assert!(json.contains(part), "missing {part} in {json}");

@@ -7,6 +7,8 @@
 pub mod gsm7;
 
 use std::fmt;
+
+use super::codec::hex;
 use std::str::FromStr;
 
 /// A coding esmed writes or reads.
@@ -242,17 +244,6 @@ fn decode_utf16be(bytes: &[u8]) -> (String, usize) {
     (text, invalid)
 }
 
-/// Upper-case hex, no separators.
-pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02X}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +324,7 @@ mod tests {
     fn binary_and_unknown_codings_become_hex() {
         for dc in [0x02, 0x04, 0xF4, 0xF6, 0x05, 0xE0] {
             let d = decode(dc, &[0x00, 0xAB]);
-            assert_eq!(d.text, "00AB");
+            assert_eq!(d.text, "00ab");
             assert!(d.binary);
         }
     }
