@@ -6,6 +6,10 @@
 //! The modules, in reading order:
 //! - [`smpp`]: the protocol itself — PDU types, codec, framing, text codings, long messages,
 //!   delivery receipts. Pure functions, no I/O.
+//! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL.
+//! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
 #![forbid(unsafe_code)]
 
+pub mod db;
 pub mod smpp;
+pub mod testkit;
