@@ -45,7 +45,16 @@ impl DbError {
     /// retry, rather than treat the data as bad.
     pub fn is_connection_lost(&self) -> bool {
         match self {
-            DbError::Postgres { source, .. } => source.is_closed() || source.code().is_none(),
+            DbError::Postgres { source, .. } => match source.code() {
+                // No SQLSTATE: an I/O or protocol failure of the connection itself.
+                None => true,
+                // 08: connection exception; 57P0x: the server is shutting down or restarting.
+                Some(code) => {
+                    source.is_closed()
+                        || code.code().starts_with("08")
+                        || code.code().starts_with("57P")
+                }
+            },
             DbError::ConnectionClosed { .. } => true,
             DbError::UnexpectedValue { .. } => false,
         }
@@ -55,7 +64,16 @@ impl DbError {
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DbError::Postgres { what, source } => write!(f, "database: {what}: {source}"),
+            DbError::Postgres { what, source } => match source.as_db_error() {
+                // The server's own message and SQLSTATE say more than "db error".
+                Some(server) => write!(
+                    f,
+                    "database: {what}: {} ({})",
+                    server.message(),
+                    server.code().code()
+                ),
+                None => write!(f, "database: {what}: {source}"),
+            },
             DbError::ConnectionClosed { what } => write!(f, "database: {what}: connection closed"),
             DbError::UnexpectedValue { column, value } => {
                 write!(f, "database: unexpected value {value:?} in column {column}")

@@ -11,6 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 
 use super::servers::get;
@@ -282,11 +283,7 @@ pub fn write_results(
 ) -> Result<WriteSummary, DbError> {
     let mut tx = c.transaction().map_err(pg("begin writing results"))?;
     let batches = Batches::split(results);
-    let mut written: HashSet<i32> = HashSet::with_capacity(results.len());
-    written.extend(batches.write_done(&mut tx, instance)?);
-    written.extend(batches.write_failed(&mut tx, instance)?);
-    written.extend(batches.write_retry(&mut tx, instance)?);
-    written.extend(batches.write_release(&mut tx, instance)?);
+    let written: HashSet<i32> = batches.write(&mut tx, instance)?.into_iter().collect();
     upsert_parts(&mut tx, results, &written)?;
     tx.commit().map_err(pg("commit results"))?;
     let skipped: Vec<i32> = results
@@ -303,19 +300,33 @@ pub fn write_results(
     })
 }
 
-/// The results split by outcome, as the column arrays the statements unnest.
+/// One outcome kind's results, as the column arrays its statement unnests (columns the kind
+/// doesn't use stay empty).
+#[derive(Default)]
+struct Columns {
+    ids: Vec<i32>,
+    attempts: Vec<i32>,
+    resends: Vec<i32>,
+    infos: Vec<String>,
+    message_ids: Vec<Option<String>>,
+    delays: Vec<f64>,
+}
+
+impl Columns {
+    fn push(&mut self, result: &TxResult) {
+        self.ids.push(result.id);
+        self.attempts.push(result.attempts);
+        self.resends.push(result.resends);
+    }
+}
+
+/// The results split by outcome.
 #[derive(Default)]
 struct Batches {
-    done: (Vec<i32>, Vec<Option<String>>, Vec<i32>, Vec<i32>),
-    failed: (
-        Vec<i32>,
-        Vec<String>,
-        Vec<Option<String>>,
-        Vec<i32>,
-        Vec<i32>,
-    ),
-    retry: (Vec<i32>, Vec<String>, Vec<f64>, Vec<i32>, Vec<i32>),
-    release: (Vec<i32>, Vec<i32>, Vec<i32>),
+    done: Columns,
+    failed: Columns,
+    retry: Columns,
+    release: Columns,
 }
 
 impl Batches {
@@ -324,87 +335,93 @@ impl Batches {
         for r in results {
             match &r.outcome {
                 TxOutcome::Done { parts } => {
-                    b.done.0.push(r.id);
-                    b.done.1.push(first_part_id(parts));
-                    b.done.2.push(r.attempts);
-                    b.done.3.push(r.resends);
+                    b.done.push(r);
+                    b.done.message_ids.push(first_part_id(parts));
                 }
                 TxOutcome::Failed { info, parts } => {
-                    b.failed.0.push(r.id);
-                    b.failed.1.push(info.clone());
-                    b.failed.2.push(first_part_id(parts));
-                    b.failed.3.push(r.attempts);
-                    b.failed.4.push(r.resends);
+                    b.failed.push(r);
+                    b.failed.infos.push(info.clone());
+                    b.failed.message_ids.push(first_part_id(parts));
                 }
                 TxOutcome::Retry { info, delay, .. } => {
-                    b.retry.0.push(r.id);
-                    b.retry.1.push(info.clone());
-                    b.retry.2.push(delay.as_secs_f64());
-                    b.retry.3.push(r.attempts);
-                    b.retry.4.push(r.resends);
+                    b.retry.push(r);
+                    b.retry.infos.push(info.clone());
+                    b.retry.delays.push(delay.as_secs_f64());
                 }
-                TxOutcome::Release => {
-                    b.release.0.push(r.id);
-                    b.release.1.push(r.attempts);
-                    b.release.2.push(r.resends);
-                }
+                TxOutcome::Release => b.release.push(r),
             }
         }
         b
     }
 
-    fn write_done(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
-        let (ids, message_ids, attempts, resends) = &self.done;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = tx
-            .query(
-                WRITE_DONE,
-                &[ids, message_ids, attempts, resends, &instance],
-            )
-            .map_err(pg("write done results"))?;
-        rows.iter().map(|row| get(row, 0)).collect()
+    /// Runs the four updates; returns the ids written.
+    fn write(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
+        let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
+        let mut written = Vec::new();
+        let done: [&(dyn ToSql + Sync); 5] =
+            [&d.ids, &d.message_ids, &d.attempts, &d.resends, &instance];
+        written.extend(update_returning_ids(
+            tx,
+            d,
+            WRITE_DONE,
+            &done,
+            "write done results",
+        )?);
+        let failed: [&(dyn ToSql + Sync); 6] = [
+            &f.ids,
+            &f.infos,
+            &f.message_ids,
+            &f.attempts,
+            &f.resends,
+            &instance,
+        ];
+        written.extend(update_returning_ids(
+            tx,
+            f,
+            WRITE_FAILED,
+            &failed,
+            "write failed results",
+        )?);
+        let retry: [&(dyn ToSql + Sync); 6] = [
+            &r.ids,
+            &r.infos,
+            &r.delays,
+            &r.attempts,
+            &r.resends,
+            &instance,
+        ];
+        written.extend(update_returning_ids(
+            tx,
+            r,
+            WRITE_RETRY,
+            &retry,
+            "write retry results",
+        )?);
+        let release: [&(dyn ToSql + Sync); 4] = [&l.ids, &l.attempts, &l.resends, &instance];
+        written.extend(update_returning_ids(
+            tx,
+            l,
+            WRITE_RELEASE,
+            &release,
+            "release rows",
+        )?);
+        Ok(written)
     }
+}
 
-    fn write_failed(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
-        let (ids, infos, message_ids, attempts, resends) = &self.failed;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = tx
-            .query(
-                WRITE_FAILED,
-                &[ids, infos, message_ids, attempts, resends, &instance],
-            )
-            .map_err(pg("write failed results"))?;
-        rows.iter().map(|row| get(row, 0)).collect()
+/// Runs one batch's update; an empty batch costs no round trip.
+fn update_returning_ids(
+    tx: &mut Transaction,
+    batch: &Columns,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    what: &'static str,
+) -> Result<Vec<i32>, DbError> {
+    if batch.ids.is_empty() {
+        return Ok(Vec::new());
     }
-
-    fn write_retry(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
-        let (ids, infos, delays, attempts, resends) = &self.retry;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = tx
-            .query(
-                WRITE_RETRY,
-                &[ids, infos, delays, attempts, resends, &instance],
-            )
-            .map_err(pg("write retry results"))?;
-        rows.iter().map(|row| get(row, 0)).collect()
-    }
-
-    fn write_release(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
-        let (ids, attempts, resends) = &self.release;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = tx
-            .query(WRITE_RELEASE, &[ids, attempts, resends, &instance])
-            .map_err(pg("release claims"))?;
-        rows.iter().map(|row| get(row, 0)).collect()
-    }
+    let rows = tx.query(sql, params).map_err(pg(what))?;
+    rows.iter().map(|row| get(row, 0)).collect()
 }
 
 /// The id of the lowest-numbered part (part 1 when present).
@@ -539,9 +556,9 @@ mod tests {
             },
         ];
         let b = Batches::split(&results);
-        assert_eq!(b.release.0, vec![1]);
-        assert_eq!(b.done.1, vec![Some("x".to_string())]);
-        assert_eq!((b.retry.2[0], b.retry.4[0]), (1.5, 2));
-        assert!(b.failed.0.is_empty());
+        assert_eq!(b.release.ids, vec![1]);
+        assert_eq!(b.done.message_ids, vec![Some("x".to_string())]);
+        assert_eq!((b.retry.delays[0], b.retry.resends[0]), (1.5, 2));
+        assert!(b.failed.ids.is_empty());
     }
 }
