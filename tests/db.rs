@@ -715,10 +715,16 @@ fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
     assert_eq!(old_rows(&mut admin), before);
 
     let (mut fresh_admin, _) = clients(&cluster, "esmed");
-    assert_eq!(
+    let (upgraded, fresh) = (
         schema_fingerprint(&mut admin),
-        schema_fingerprint(&mut fresh_admin)
+        schema_fingerprint(&mut fresh_admin),
     );
+    assert!(
+        fresh.len() > 80,
+        "the fingerprint covers the schema: {fresh:#?}"
+    );
+    assert_ne!(old_schema, fresh);
+    assert_eq!(upgraded, fresh);
 
     // The upgraded database behaves like a fresh one.
     let (_, mut esmed) = clients(&cluster, "old");
