@@ -778,3 +778,20 @@ fn cluster_survives_a_restart_and_cleans_up() {
     drop(cluster);
     assert!(!root.exists());
 }
+
+#[test]
+fn durable_cluster_keeps_fsync_and_fast_one_does_not() {
+    let options = esmed::testkit::PgClusterOptions { durable: true };
+    let durable = PgCluster::start_with(options).unwrap();
+    let fast = PgCluster::start().unwrap();
+    let fsync = |cluster: &PgCluster| -> String {
+        let mut c = cluster.superuser_client("postgres").unwrap();
+        c.query_one("SHOW fsync", &[]).unwrap().get(0)
+    };
+    assert_eq!(
+        (fsync(&durable), fsync(&fast)),
+        ("on".to_string(), "off".to_string())
+    );
+    assert!(durable.socket_dir().starts_with(std::env::temp_dir()));
+    assert_ne!(durable.port(), fast.port());
+}
