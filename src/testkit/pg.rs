@@ -110,7 +110,9 @@ impl PgCluster {
     pub fn start_with(options: PgClusterOptions) -> Result<PgCluster, PgError> {
         let tools = Tools::find()?;
         let template = template_dir(&tools)?;
-        let root = make_unique_dir(&cluster_parent_dir(options), "esmed-pg")?;
+        let parent = cluster_parent_dir(options);
+        reap_orphans(&tools, &parent);
+        let root = make_unique_dir(&parent, "esmed-pg")?;
         // From here on `cluster` owns the directory: an error drops it and removes the dir.
         let mut cluster = PgCluster {
             root,
@@ -485,6 +487,33 @@ fn cluster_parent_dir(options: PgClusterOptions) -> PathBuf {
     match !options.durable && writable {
         true => shm.to_path_buf(),
         false => std::env::temp_dir(),
+    }
+}
+
+/// Stops and removes clusters whose test process died without dropping them (killed by a
+/// timeout, say), so they don't keep running and holding memory in `/dev/shm`.
+fn reap_orphans(tools: &Tools, parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("esmed-pg-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let owner_alive = Path::new("/proc").join(pid).exists();
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || owner_alive {
+            continue;
+        }
+        let mut stop = tools.command("pg_ctl");
+        stop.arg("-D")
+            .arg(entry.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = run(stop, "pg_ctl stop (orphaned cluster)");
+        let _ = fs::remove_dir_all(entry.path());
     }
 }
 
