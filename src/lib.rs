@@ -7,11 +7,25 @@
 //! - [`smpp`]: the protocol itself — PDU types, codec, framing, text codings, long messages,
 //!   delivery receipts. Pure functions, no I/O.
 //! - [`config`]: esmed.conf, its defaults, warnings and one-line errors.
+//! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL — and the two
+//!   threads that own a connection: the poller (claims rows) and the DB writer (commits
+//!   results and received messages in batches).
+//! - [`session`]: one SMPP session: bind, the socket reader and writer threads, the window,
+//!   the timer wheel, reconnects.
+//! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
+//!   signals.
+//! - [`stats`]: counters for the periodic info line.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
+//! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod db;
 pub mod logging;
+pub mod session;
 pub mod smpp;
+pub mod stats;
+pub mod testkit;

@@ -1,0 +1,201 @@
+-- esmed database schema.
+--
+-- Load once into an empty database as a superuser (or the database owner with CREATEROLE):
+--   psql -v ON_ERROR_STOP=1 -d esmed -f sql/db.sql
+-- then give the daemon's role a password (never stored in this file):
+--   psql -d esmed -c "ALTER ROLE esmed PASSWORD 'choose-one'"
+--
+-- Compatibility: every table, column, type, default and the NOTIFY channel/payload of the older
+-- daemon are kept as they were, so applications' existing SQL keeps working. Everything esmed
+-- added is marked "added" below and has a default that keeps the old behaviour.
+-- A database made by the older schema is brought here by sql/upgrade-0.1.sql.
+
+BEGIN;
+
+-- The daemon's login role. Roles are per cluster, so a second database in the same cluster
+-- reuses it instead of failing.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'esmed') THEN
+        CREATE ROLE esmed LOGIN NOSUPERUSER;
+    END IF;
+END
+$$;
+
+CREATE TYPE smpp_priority_flag AS ENUM ('LEVEL_0', 'LEVEL_1', 'LEVEL_2', 'LEVEL_3');
+
+CREATE TYPE smpp_registered_delivery AS ENUM (
+    'NO_SMSC_DELIVERY_RECEIPT_REQUESTED',
+    'SMSC_DELIVERY_RECEIPT_REQUESTED',
+    'SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE'
+);
+
+-- SMSC accounts. At most one row is enabled (see the trigger below); esmed uses that one.
+-- Timers are in seconds.
+CREATE TABLE smpp_servers (
+    id serial PRIMARY KEY,
+    enabled boolean DEFAULT false,
+    name varchar,
+    host varchar NOT NULL,
+    port integer DEFAULT 2775,
+    esme_system_id varchar(16) NOT NULL,
+    esme_password varchar(9) NOT NULL,
+    esme_source_addr varchar(21),
+    esme_bind_transceiver boolean DEFAULT false,
+    esme_registered_delivery boolean DEFAULT false,
+    esme_max_submission_attempts integer DEFAULT 3,
+    smpp_session_init_timer integer DEFAULT 30,
+    smpp_enquire_link_timer integer DEFAULT 10,
+    smpp_inactivity_timer integer DEFAULT 120,
+    smpp_response_timer integer DEFAULT 60,
+    smpp_pdu_read_timer integer DEFAULT 10,
+    -- added: a separate bind_receiver next to a transmitter bind, so transmitter users get
+    -- receipts and MO too. false = transmitter only, as before.
+    esme_bind_receiver boolean NOT NULL DEFAULT false,
+    -- added: system_type sent in the bind; '' (none) as before.
+    esme_system_type varchar(12) NOT NULL DEFAULT '',
+    -- added: at most this many submit_sm awaiting their response.
+    smpp_window integer NOT NULL DEFAULT 10 CHECK (smpp_window > 0),
+    -- added: segments per second sent to this server; 0 = unlimited, as before.
+    smpp_rate_limit integer NOT NULL DEFAULT 0 CHECK (smpp_rate_limit >= 0),
+    -- added: how text is encoded: gsm7 (UCS2 when the text needs it), ascii_only, latin1, ucs2.
+    smpp_text_coding varchar NOT NULL DEFAULT 'gsm7'
+        CHECK (smpp_text_coding IN ('gsm7', 'ascii_only', 'latin1', 'ucs2')),
+    -- added: how long texts are split: udh (8-bit reference), udh16, sar (TLVs), payload
+    -- (one message_payload TLV).
+    smpp_long_message_mode varchar NOT NULL DEFAULT 'udh'
+        CHECK (smpp_long_message_mode IN ('udh', 'udh16', 'sar', 'payload')),
+    -- added: source address TON/NPI; NULL = chosen from the address's shape (alphanumeric 5/0,
+    -- international digits 1/1, short code 3/0).
+    esme_source_addr_ton integer,
+    esme_source_addr_npi integer,
+    -- added: destination address TON/NPI (international/ISDN, as before).
+    esme_dest_addr_ton integer NOT NULL DEFAULT 1,
+    esme_dest_addr_npi integer NOT NULL DEFAULT 1,
+    -- added: vendor-specific command_status codes (0x400-0x4FF) this SMSC means as permanent
+    -- failures; all others in that range are retried.
+    smpp_permanent_statuses integer[] NOT NULL DEFAULT '{}',
+    UNIQUE (host, port)
+);
+
+-- Messages to send. Applications insert (smpp_destination_addr, smpp_short_message) and read
+-- the outcome back from the submission_* and smpp_message_* columns.
+CREATE TABLE smpp_tx_queue (
+    id serial PRIMARY KEY,
+    insert_timestamp timestamptz DEFAULT now(),
+    smpp_destination_addr varchar(21) NOT NULL,
+    smpp_priority_flag smpp_priority_flag DEFAULT 'LEVEL_0',
+    smpp_registered_delivery smpp_registered_delivery
+        DEFAULT 'NO_SMSC_DELIVERY_RECEIPT_REQUESTED',
+    -- text since esmed sends long messages as several segments (was varchar(254)).
+    smpp_short_message text NOT NULL,
+    smpp_message_id varchar,
+    smpp_message_state varchar,
+    message_state_timestamp timestamptz,
+    submission_timestamp timestamptz,
+    submission_attempts integer DEFAULT 0,
+    submission_done boolean DEFAULT false,
+    submission_failed boolean DEFAULT false,
+    submission_info varchar,
+    -- added: per-message sender; NULL = the server's esme_source_addr, as before.
+    smpp_source_addr varchar(21),
+    -- added: the lease. The esmed instance that claimed the row and until when; a lease that
+    -- ran out may be claimed by another instance.
+    claimed_by varchar,
+    claimed_until timestamptz,
+    -- added: retry backoff; the row is not claimed before this time.
+    next_attempt_at timestamptz,
+    -- added: how often the row was resent after an unknown outcome (no response).
+    submission_resends integer NOT NULL DEFAULT 0
+);
+
+-- added: finding pending rows stays cheap when the table holds millions of finished ones.
+CREATE INDEX smpp_tx_queue_pending ON smpp_tx_queue (smpp_priority_flag DESC NULLS LAST, id)
+    WHERE NOT submission_done AND NOT submission_failed;
+
+-- added: one row per accepted segment of a message, so a receipt for any part finds its
+-- message. smpp_tx_queue.smpp_message_id holds part 1's id.
+CREATE TABLE smpp_tx_parts (
+    tx_id integer REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,
+    part_no smallint,
+    part_count smallint,
+    message_id varchar NOT NULL,
+    message_state varchar,
+    state_timestamp timestamptz,
+    submitted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tx_id, part_no)
+);
+
+-- added: receipts are matched by message id regardless of case.
+CREATE INDEX smpp_tx_parts_message_id ON smpp_tx_parts (lower(message_id));
+
+-- What the SMSC sent: delivery receipts and mobile-originated messages.
+CREATE TABLE smpp_rx_queue (
+    id serial PRIMARY KEY,
+    insert_timestamp timestamptz DEFAULT now(),
+    -- the raw PDU as lower-case hex
+    pdu_raw varchar,
+    -- the decoded PDU as JSON text
+    pdu_parsed varchar,
+    smpp_source_addr varchar,
+    smpp_short_message varchar,
+    -- added: the decoded PDU's fields that queries need most.
+    smpp_destination_addr varchar,
+    esm_class integer,
+    data_coding integer,
+    -- added: true for a delivery receipt, with its message id, state name and error code.
+    is_receipt boolean NOT NULL DEFAULT false,
+    receipted_message_id varchar,
+    message_state varchar,
+    error_code varchar,
+    -- added: the smpp_tx_queue row a receipt matched; NULL when none did.
+    tx_id integer,
+    -- added: the text bytes were invalid for the data_coding (stored as well as possible).
+    text_invalid boolean NOT NULL DEFAULT false
+);
+
+-- Enabling a server disables the others: at most one row is enabled. BEFORE, so that in a
+-- multi-row statement the last enabled row wins.
+CREATE FUNCTION smpp_servers_only_one_enabled() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE smpp_servers SET enabled = false WHERE id <> NEW.id AND enabled;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER smpp_servers_only_one_enabled
+    BEFORE INSERT OR UPDATE OF enabled ON smpp_servers
+    FOR EACH ROW WHEN (NEW.enabled)
+    EXECUTE FUNCTION smpp_servers_only_one_enabled();
+
+-- Tell esmed at once: channel notify_table_change, payload = the table's name (as the older
+-- daemon did). Statement-level, so a 100,000-row insert sends one notification, not 100,000.
+CREATE FUNCTION notify_table_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('notify_table_change', TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER smpp_servers_notify_change
+    AFTER INSERT OR UPDATE OR DELETE ON smpp_servers
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_table_change();
+
+CREATE TRIGGER smpp_tx_queue_notify_change
+    AFTER INSERT ON smpp_tx_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_table_change();
+
+-- Least privilege: esmed reads servers, claims and updates messages, appends to rx, keeps
+-- its parts table. It can't delete from the queues or read anything else.
+REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts FROM esmed;
+REVOKE ALL ON SEQUENCE smpp_servers_id_seq, smpp_tx_queue_id_seq, smpp_rx_queue_id_seq
+    FROM esmed;
+GRANT SELECT ON smpp_servers TO esmed;
+GRANT SELECT, UPDATE ON smpp_tx_queue TO esmed;
+GRANT INSERT ON smpp_rx_queue TO esmed;
+GRANT USAGE ON SEQUENCE smpp_rx_queue_id_seq TO esmed;
+GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
+
+COMMIT;

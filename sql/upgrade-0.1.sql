@@ -1,0 +1,117 @@
+-- Upgrade a database made by the older daemon's schema (0.1) to esmed's sql/db.sql.
+--
+-- Run once, as a superuser, with the old daemon stopped:
+--   psql -v ON_ERROR_STOP=1 -d esmed -f sql/upgrade-0.1.sql
+-- It runs in one transaction: either everything is upgraded or nothing changed. No row is lost
+-- or changed; new columns get their defaults, which keep the old behaviour.
+
+BEGIN;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'esmed') THEN
+        CREATE ROLE esmed LOGIN NOSUPERUSER;
+    END IF;
+END
+$$;
+
+-- Servers: the added columns, in the order sql/db.sql has them.
+ALTER TABLE smpp_servers
+    ADD COLUMN esme_bind_receiver boolean NOT NULL DEFAULT false,
+    ADD COLUMN esme_system_type varchar(12) NOT NULL DEFAULT '',
+    ADD COLUMN smpp_window integer NOT NULL DEFAULT 10 CHECK (smpp_window > 0),
+    ADD COLUMN smpp_rate_limit integer NOT NULL DEFAULT 0 CHECK (smpp_rate_limit >= 0),
+    ADD COLUMN smpp_text_coding varchar NOT NULL DEFAULT 'gsm7'
+        CHECK (smpp_text_coding IN ('gsm7', 'ascii_only', 'latin1', 'ucs2')),
+    ADD COLUMN smpp_long_message_mode varchar NOT NULL DEFAULT 'udh'
+        CHECK (smpp_long_message_mode IN ('udh', 'udh16', 'sar', 'payload')),
+    ADD COLUMN esme_source_addr_ton integer,
+    ADD COLUMN esme_source_addr_npi integer,
+    ADD COLUMN esme_dest_addr_ton integer NOT NULL DEFAULT 1,
+    ADD COLUMN esme_dest_addr_npi integer NOT NULL DEFAULT 1,
+    ADD COLUMN smpp_permanent_statuses integer[] NOT NULL DEFAULT '{}';
+
+-- Messages: long texts (varchar -> text needs no table rewrite), and the added columns.
+ALTER TABLE smpp_tx_queue
+    ALTER COLUMN smpp_short_message TYPE text,
+    ADD COLUMN smpp_source_addr varchar(21),
+    ADD COLUMN claimed_by varchar,
+    ADD COLUMN claimed_until timestamptz,
+    ADD COLUMN next_attempt_at timestamptz,
+    ADD COLUMN submission_resends integer NOT NULL DEFAULT 0;
+
+CREATE INDEX smpp_tx_queue_pending ON smpp_tx_queue (smpp_priority_flag DESC NULLS LAST, id)
+    WHERE NOT submission_done AND NOT submission_failed;
+
+CREATE TABLE smpp_tx_parts (
+    tx_id integer REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,
+    part_no smallint,
+    part_count smallint,
+    message_id varchar NOT NULL,
+    message_state varchar,
+    state_timestamp timestamptz,
+    submitted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tx_id, part_no)
+);
+
+CREATE INDEX smpp_tx_parts_message_id ON smpp_tx_parts (lower(message_id));
+
+ALTER TABLE smpp_rx_queue
+    ADD COLUMN smpp_destination_addr varchar,
+    ADD COLUMN esm_class integer,
+    ADD COLUMN data_coding integer,
+    ADD COLUMN is_receipt boolean NOT NULL DEFAULT false,
+    ADD COLUMN receipted_message_id varchar,
+    ADD COLUMN message_state varchar,
+    ADD COLUMN error_code varchar,
+    ADD COLUMN tx_id integer,
+    ADD COLUMN text_invalid boolean NOT NULL DEFAULT false;
+
+-- Triggers: same names as before, re-created exactly as sql/db.sql has them. The notify
+-- triggers become statement-level (same channel and payload).
+DROP TRIGGER smpp_servers_only_one_enabled ON smpp_servers;
+DROP TRIGGER smpp_servers_notify_change ON smpp_servers;
+DROP TRIGGER smpp_tx_queue_notify_change ON smpp_tx_queue;
+DROP FUNCTION IF EXISTS smpp_servers_only_one_enabled();
+DROP FUNCTION notify_table_change();
+
+CREATE FUNCTION smpp_servers_only_one_enabled() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE smpp_servers SET enabled = false WHERE id <> NEW.id AND enabled;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER smpp_servers_only_one_enabled
+    BEFORE INSERT OR UPDATE OF enabled ON smpp_servers
+    FOR EACH ROW WHEN (NEW.enabled)
+    EXECUTE FUNCTION smpp_servers_only_one_enabled();
+
+CREATE FUNCTION notify_table_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('notify_table_change', TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER smpp_servers_notify_change
+    AFTER INSERT OR UPDATE OR DELETE ON smpp_servers
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_table_change();
+
+CREATE TRIGGER smpp_tx_queue_notify_change
+    AFTER INSERT ON smpp_tx_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_table_change();
+
+-- Privileges: whatever the old role had is replaced by exactly what esmed needs.
+REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts FROM esmed;
+REVOKE ALL ON SEQUENCE smpp_servers_id_seq, smpp_tx_queue_id_seq, smpp_rx_queue_id_seq
+    FROM esmed;
+GRANT SELECT ON smpp_servers TO esmed;
+GRANT SELECT, UPDATE ON smpp_tx_queue TO esmed;
+GRANT INSERT ON smpp_rx_queue TO esmed;
+GRANT USAGE ON SEQUENCE smpp_rx_queue_id_seq TO esmed;
+GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
+
+COMMIT;

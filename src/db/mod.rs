@@ -1,0 +1,112 @@
+//! The storage layer: every query the daemon's threads run against PostgreSQL.
+//!
+//! Synchronous `postgres` clients, one per thread; each function takes `&mut Client` and runs
+//! typed, parameterised statements (batches travel as arrays and are `unnest`ed server-side, so
+//! a batch is one statement). Not here: connecting and reconnecting (the threads own that),
+//! deciding outcomes (the session does). The schema is `sql/db.sql`; `tests/db.rs` runs every
+//! query against a real cluster.
+//!
+//! - [`servers`]: the enabled SMSC account.
+//! - [`queue`]: claiming messages to send (lease + `SKIP LOCKED`) and writing results back.
+//! - [`rx`]: storing what the SMSC sent.
+//! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
+
+pub mod notify;
+pub mod queue;
+pub mod rx;
+pub mod servers;
+
+use std::fmt;
+
+pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
+pub use queue::{
+    claim, release_claims, renew_claims, write_results, AcceptedPart, RegisteredDelivery,
+    TxOutcome, TxResult, TxRow, WriteSummary,
+};
+pub use rx::{insert_rx, RxRow};
+pub use servers::{load_enabled_server, LongMessageMode, Password, ServerRow, TextCoding};
+
+/// Why a storage call failed.
+#[derive(Debug)]
+pub enum DbError {
+    /// PostgreSQL or the connection to it failed; `what` says which call.
+    Postgres {
+        what: &'static str,
+        source: postgres::Error,
+    },
+    /// The connection closed while waiting; reconnect.
+    ConnectionClosed { what: &'static str },
+    /// A column held a value the schema should not allow (the schema was changed by hand?).
+    UnexpectedValue { column: &'static str, value: String },
+}
+
+impl DbError {
+    /// True when the connection is gone and the caller should reconnect (with backoff) and
+    /// retry, rather than treat the data as bad.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            DbError::Postgres { source, .. } => match source.code() {
+                // No SQLSTATE: an I/O or protocol failure of the connection itself.
+                None => true,
+                // 08: connection exception; 57P0x: the server is shutting down or restarting.
+                Some(code) => {
+                    source.is_closed()
+                        || code.code().starts_with("08")
+                        || code.code().starts_with("57P")
+                }
+            },
+            DbError::ConnectionClosed { .. } => true,
+            DbError::UnexpectedValue { .. } => false,
+        }
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Postgres { what, source } => match source.as_db_error() {
+                // The server's own message and SQLSTATE say more than "db error".
+                Some(server) => write!(
+                    f,
+                    "database: {what}: {} ({})",
+                    server.message(),
+                    server.code().code()
+                ),
+                None => write!(f, "database: {what}: {source}"),
+            },
+            DbError::ConnectionClosed { what } => write!(f, "database: {what}: connection closed"),
+            DbError::UnexpectedValue { column, value } => {
+                write!(f, "database: unexpected value {value:?} in column {column}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DbError::Postgres { source, .. } => Some(source),
+            DbError::ConnectionClosed { .. } | DbError::UnexpectedValue { .. } => None,
+        }
+    }
+}
+
+/// Wraps a `postgres::Error` with the name of the call that failed.
+fn pg(what: &'static str) -> impl FnOnce(postgres::Error) -> DbError {
+    move |source| DbError::Postgres { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unexpected_value_is_not_a_lost_connection() {
+        let error = DbError::UnexpectedValue {
+            column: "smpp_priority_flag",
+            value: "X".into(),
+        };
+        assert!(!error.is_connection_lost());
+        assert!(error.to_string().contains("smpp_priority_flag"));
+    }
+}

@@ -1,0 +1,564 @@
+//! The send queue: claiming `smpp_tx_queue` rows and writing their results back.
+//!
+//! Several esmed processes may share one queue. A row is claimed with `FOR UPDATE SKIP LOCKED`
+//! (two claimers never get the same row) and a lease (`claimed_by`, `claimed_until`): while the
+//! lease runs no one else claims the row, and results are only written by the instance that
+//! still holds the lease, so a row taken over after a lease ran out is never overwritten by
+//! the instance that lost it. Parts accepted by the SMSC go to `smpp_tx_parts`; a row that is
+//! retried gets its accepted parts back on the next claim, so they are not sent twice.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{Client, Transaction};
+
+use super::servers::get;
+use super::{pg, DbError};
+
+/// A message claimed for sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRow {
+    pub id: i32,
+    pub destination: String,
+    /// `smpp_source_addr`: overrides the server's esme_source_addr when set.
+    pub source_override: Option<String>,
+    /// 0..=3 from `smpp_priority_flag` LEVEL_0..LEVEL_3 (NULL reads as 0).
+    pub priority: u8,
+    pub registered_delivery: RegisteredDelivery,
+    pub short_message: String,
+    /// `submission_attempts` so far.
+    pub attempts: i32,
+    /// Parts the SMSC accepted in earlier attempts, ordered by part_no; don't send them again.
+    pub accepted_parts: Vec<AcceptedPart>,
+}
+
+/// `smpp_registered_delivery`, the row's receipt request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisteredDelivery {
+    /// NO_SMSC_DELIVERY_RECEIPT_REQUESTED
+    NotRequested,
+    /// SMSC_DELIVERY_RECEIPT_REQUESTED
+    Requested,
+    /// SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE
+    RequestedForFailure,
+}
+
+impl RegisteredDelivery {
+    /// Parses the enum label as PostgreSQL stores it.
+    pub fn from_label(label: &str) -> Option<RegisteredDelivery> {
+        match label {
+            "NO_SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::NotRequested),
+            "SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::Requested),
+            "SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE" => {
+                Some(RegisteredDelivery::RequestedForFailure)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One segment the SMSC accepted, with the message id it gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedPart {
+    /// 1-based.
+    pub part_no: i16,
+    pub part_count: i16,
+    pub message_id: String,
+}
+
+/// What became of a claimed row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TxOutcome {
+    /// Every part accepted. `smpp_message_id` becomes part 1's id.
+    Done { parts: Vec<AcceptedPart> },
+    /// Given up: permanent error or attempts used up. `info` = status name and meaning.
+    Failed {
+        info: String,
+        parts: Vec<AcceptedPart>,
+    },
+    /// Try again after `delay`; `parts` are those accepted so far.
+    Retry {
+        info: String,
+        delay: Duration,
+        parts: Vec<AcceptedPart>,
+    },
+    /// Not sent (e.g. shutting down): give the row back at once.
+    Release,
+}
+
+/// The result for one claimed row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxResult {
+    pub id: i32,
+    pub outcome: TxOutcome,
+    /// Attempts used by this claim; added to `submission_attempts`.
+    pub attempts: i32,
+    /// Resends after an unknown outcome; added to `submission_resends`.
+    pub resends: i32,
+}
+
+/// What [`write_results`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Rows updated.
+    pub written: usize,
+    /// Rows not updated because this instance no longer holds their lease (or they are gone).
+    pub skipped: Vec<i32>,
+}
+
+const CLAIM: &str = "
+    WITH c AS (
+        SELECT id FROM smpp_tx_queue
+        WHERE NOT submission_done AND NOT submission_failed
+          AND (claimed_until IS NULL OR claimed_until < now())
+          AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+        ORDER BY smpp_priority_flag DESC NULLS LAST, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED)
+    UPDATE smpp_tx_queue t
+    SET claimed_by = $3, claimed_until = now() + $2::float8 * interval '1 second'
+    FROM c WHERE t.id = c.id
+    RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
+              COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
+              COALESCE(t.smpp_registered_delivery::text, 'NO_SMSC_DELIVERY_RECEIPT_REQUESTED'),
+              t.smpp_short_message, COALESCE(t.submission_attempts, 0),
+              t.next_attempt_at IS NOT NULL";
+
+const SELECT_PARTS: &str = "
+    SELECT tx_id, part_no, COALESCE(part_count, 0::smallint), message_id FROM smpp_tx_parts
+    WHERE tx_id = ANY($1::int4[]) ORDER BY tx_id, part_no";
+
+/// Claims up to `limit` sendable rows for `lease`, in priority (highest first) then id order.
+///
+/// Sendable: not done, not failed, no running lease, past its retry time. The lease is
+/// `instance`'s until it runs out, [`write_results`] or [`release_claims`].
+pub fn claim(
+    c: &mut Client,
+    limit: i64,
+    lease: Duration,
+    instance: &str,
+) -> Result<Vec<TxRow>, DbError> {
+    let rows = c
+        .query(CLAIM, &[&limit, &lease.as_secs_f64(), &instance])
+        .map_err(pg("claim messages"))?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut with_history = Vec::new();
+    for row in &rows {
+        let tx = tx_from_row(row)?;
+        // Only a retried row can have accepted parts (Retry is the one outcome that stores
+        // parts on a row that is sent again), so fresh rows cost no extra lookup.
+        if tx.attempts > 0 || get::<bool>(row, 7)? {
+            with_history.push(tx.id);
+        }
+        claimed.push(tx);
+    }
+    attach_accepted_parts(c, &mut claimed, &with_history)?;
+    claimed.sort_by_key(|tx| (Reverse(tx.priority), tx.id));
+    Ok(claimed)
+}
+
+fn tx_from_row(row: &postgres::Row) -> Result<TxRow, DbError> {
+    let priority: String = get(row, 3)?;
+    let delivery: String = get(row, 4)?;
+    Ok(TxRow {
+        id: get(row, 0)?,
+        destination: get(row, 1)?,
+        source_override: get(row, 2)?,
+        priority: parse_priority(&priority).ok_or(DbError::UnexpectedValue {
+            column: "smpp_priority_flag",
+            value: priority.clone(),
+        })?,
+        registered_delivery: RegisteredDelivery::from_label(&delivery).ok_or(
+            DbError::UnexpectedValue {
+                column: "smpp_registered_delivery",
+                value: delivery.clone(),
+            },
+        )?,
+        short_message: get(row, 5)?,
+        attempts: get(row, 6)?,
+        accepted_parts: Vec::new(),
+    })
+}
+
+/// "LEVEL_2" -> 2.
+fn parse_priority(label: &str) -> Option<u8> {
+    match label.strip_prefix("LEVEL_")? {
+        "0" => Some(0),
+        "1" => Some(1),
+        "2" => Some(2),
+        "3" => Some(3),
+        _ => None,
+    }
+}
+
+fn attach_accepted_parts(
+    c: &mut Client,
+    claimed: &mut [TxRow],
+    ids: &[i32],
+) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows = c
+        .query(SELECT_PARTS, &[&ids])
+        .map_err(pg("load accepted parts"))?;
+    let mut by_id: HashMap<i32, Vec<AcceptedPart>> = HashMap::new();
+    for row in &rows {
+        let part = AcceptedPart {
+            part_no: get(row, 1)?,
+            part_count: get(row, 2)?,
+            message_id: get(row, 3)?,
+        };
+        by_id.entry(get(row, 0)?).or_default().push(part);
+    }
+    for tx in claimed.iter_mut() {
+        if let Some(parts) = by_id.remove(&tx.id) {
+            tx.accepted_parts = parts;
+        }
+    }
+    Ok(())
+}
+
+const WRITE_DONE: &str = "
+    UPDATE smpp_tx_queue t
+    SET submission_done = true, smpp_message_id = u.message_id, submission_timestamp = now(),
+        submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
+        submission_resends = t.submission_resends + u.resends,
+        next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
+    FROM unnest($1::int4[], $2::varchar[], $3::int4[], $4::int4[])
+         AS u(id, message_id, attempts, resends)
+    WHERE t.id = u.id AND t.claimed_by = $5
+    RETURNING t.id";
+
+const WRITE_FAILED: &str = "
+    UPDATE smpp_tx_queue t
+    SET submission_failed = true, submission_info = u.info,
+        smpp_message_id = COALESCE(u.message_id, t.smpp_message_id),
+        submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
+        submission_resends = t.submission_resends + u.resends,
+        next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
+    FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
+         AS u(id, info, message_id, attempts, resends)
+    WHERE t.id = u.id AND t.claimed_by = $6
+    RETURNING t.id";
+
+const WRITE_RETRY: &str = "
+    UPDATE smpp_tx_queue t
+    SET next_attempt_at = now() + u.delay * interval '1 second', submission_info = u.info,
+        submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
+        submission_resends = t.submission_resends + u.resends,
+        claimed_by = NULL, claimed_until = NULL
+    FROM unnest($1::int4[], $2::varchar[], $3::float8[], $4::int4[], $5::int4[])
+         AS u(id, info, delay, attempts, resends)
+    WHERE t.id = u.id AND t.claimed_by = $6
+    RETURNING t.id";
+
+const WRITE_RELEASE: &str = "
+    UPDATE smpp_tx_queue t
+    SET submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
+        submission_resends = t.submission_resends + u.resends,
+        claimed_by = NULL, claimed_until = NULL
+    FROM unnest($1::int4[], $2::int4[], $3::int4[]) AS u(id, attempts, resends)
+    WHERE t.id = u.id AND t.claimed_by = $4
+    RETURNING t.id";
+
+/// A part whose id changed (sent again) loses the old id's receipt state.
+const UPSERT_PARTS: &str = "
+    INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id)
+    SELECT * FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::varchar[])
+    ON CONFLICT (tx_id, part_no) DO UPDATE
+    SET part_count = EXCLUDED.part_count, message_id = EXCLUDED.message_id,
+        message_state = NULL, state_timestamp = NULL, submitted_at = now()
+    WHERE smpp_tx_parts.message_id IS DISTINCT FROM EXCLUDED.message_id";
+
+/// Writes a batch of results in one transaction: one statement per outcome kind plus one for
+/// the parts. Only rows `instance` still holds the lease of are written; the others are
+/// returned in [`WriteSummary::skipped`] (and logged), their parts not stored.
+pub fn write_results(
+    c: &mut Client,
+    results: &[TxResult],
+    instance: &str,
+) -> Result<WriteSummary, DbError> {
+    let mut tx = c.transaction().map_err(pg("begin writing results"))?;
+    let batches = Batches::split(results);
+    let written: HashSet<i32> = batches.write(&mut tx, instance)?.into_iter().collect();
+    upsert_parts(&mut tx, results, &written)?;
+    tx.commit().map_err(pg("commit results"))?;
+    let skipped: Vec<i32> = results
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| !written.contains(id))
+        .collect();
+    if !skipped.is_empty() {
+        log::warn!("results not written, lease no longer held by {instance}: ids {skipped:?}");
+    }
+    Ok(WriteSummary {
+        written: written.len(),
+        skipped,
+    })
+}
+
+/// One outcome kind's results, as the column arrays its statement unnests (columns the kind
+/// doesn't use stay empty).
+#[derive(Default)]
+struct Columns {
+    ids: Vec<i32>,
+    attempts: Vec<i32>,
+    resends: Vec<i32>,
+    infos: Vec<String>,
+    message_ids: Vec<Option<String>>,
+    delays: Vec<f64>,
+}
+
+impl Columns {
+    fn push(&mut self, result: &TxResult) {
+        self.ids.push(result.id);
+        self.attempts.push(result.attempts);
+        self.resends.push(result.resends);
+    }
+}
+
+/// The results split by outcome.
+#[derive(Default)]
+struct Batches {
+    done: Columns,
+    failed: Columns,
+    retry: Columns,
+    release: Columns,
+}
+
+impl Batches {
+    fn split(results: &[TxResult]) -> Batches {
+        let mut b = Batches::default();
+        for r in results {
+            match &r.outcome {
+                TxOutcome::Done { parts } => {
+                    b.done.push(r);
+                    b.done.message_ids.push(first_part_id(parts));
+                }
+                TxOutcome::Failed { info, parts } => {
+                    b.failed.push(r);
+                    b.failed.infos.push(info.clone());
+                    b.failed.message_ids.push(first_part_id(parts));
+                }
+                TxOutcome::Retry { info, delay, .. } => {
+                    b.retry.push(r);
+                    b.retry.infos.push(info.clone());
+                    b.retry.delays.push(delay.as_secs_f64());
+                }
+                TxOutcome::Release => b.release.push(r),
+            }
+        }
+        b
+    }
+
+    /// Runs the four updates; returns the ids written.
+    fn write(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
+        let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
+        let mut written = Vec::new();
+        let done: [&(dyn ToSql + Sync); 5] =
+            [&d.ids, &d.message_ids, &d.attempts, &d.resends, &instance];
+        written.extend(update_returning_ids(
+            tx,
+            d,
+            WRITE_DONE,
+            &done,
+            "write done results",
+        )?);
+        let failed: [&(dyn ToSql + Sync); 6] = [
+            &f.ids,
+            &f.infos,
+            &f.message_ids,
+            &f.attempts,
+            &f.resends,
+            &instance,
+        ];
+        written.extend(update_returning_ids(
+            tx,
+            f,
+            WRITE_FAILED,
+            &failed,
+            "write failed results",
+        )?);
+        let retry: [&(dyn ToSql + Sync); 6] = [
+            &r.ids,
+            &r.infos,
+            &r.delays,
+            &r.attempts,
+            &r.resends,
+            &instance,
+        ];
+        written.extend(update_returning_ids(
+            tx,
+            r,
+            WRITE_RETRY,
+            &retry,
+            "write retry results",
+        )?);
+        let release: [&(dyn ToSql + Sync); 4] = [&l.ids, &l.attempts, &l.resends, &instance];
+        written.extend(update_returning_ids(
+            tx,
+            l,
+            WRITE_RELEASE,
+            &release,
+            "release rows",
+        )?);
+        Ok(written)
+    }
+}
+
+/// Runs one batch's update; an empty batch costs no round trip.
+fn update_returning_ids(
+    tx: &mut Transaction,
+    batch: &Columns,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    what: &'static str,
+) -> Result<Vec<i32>, DbError> {
+    if batch.ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = tx.query(sql, params).map_err(pg(what))?;
+    rows.iter().map(|row| get(row, 0)).collect()
+}
+
+/// The id of the lowest-numbered part (part 1 when present).
+fn first_part_id(parts: &[AcceptedPart]) -> Option<String> {
+    parts
+        .iter()
+        .min_by_key(|p| p.part_no)
+        .map(|p| p.message_id.clone())
+}
+
+/// Stores the parts of the written rows; a (row, part) given twice keeps the last one, since
+/// one INSERT ... ON CONFLICT may not touch a row twice.
+fn upsert_parts(
+    tx: &mut Transaction,
+    results: &[TxResult],
+    written: &HashSet<i32>,
+) -> Result<(), DbError> {
+    let mut parts: BTreeMap<(i32, i16), (i16, &str)> = BTreeMap::new();
+    for r in results.iter().filter(|r| written.contains(&r.id)) {
+        for p in outcome_parts(&r.outcome) {
+            parts.insert((r.id, p.part_no), (p.part_count, &p.message_id));
+        }
+    }
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let tx_ids: Vec<i32> = parts.keys().map(|k| k.0).collect();
+    let part_nos: Vec<i16> = parts.keys().map(|k| k.1).collect();
+    let counts: Vec<i16> = parts.values().map(|v| v.0).collect();
+    let message_ids: Vec<&str> = parts.values().map(|v| v.1).collect();
+    tx.execute(UPSERT_PARTS, &[&tx_ids, &part_nos, &counts, &message_ids])
+        .map_err(pg("store accepted parts"))?;
+    Ok(())
+}
+
+fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {
+    match outcome {
+        TxOutcome::Done { parts }
+        | TxOutcome::Failed { parts, .. }
+        | TxOutcome::Retry { parts, .. } => parts,
+        TxOutcome::Release => &[],
+    }
+}
+
+/// Gives back every lease `instance` holds on unfinished rows (at startup after a crash, or
+/// at shutdown). Returns how many rows were released.
+pub fn release_claims(c: &mut Client, instance: &str) -> Result<u64, DbError> {
+    c.execute(
+        "UPDATE smpp_tx_queue SET claimed_by = NULL, claimed_until = NULL
+         WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",
+        &[&instance],
+    )
+    .map_err(pg("release claims"))
+}
+
+/// Extends every lease `instance` holds on unfinished rows to now + `lease`, so rows in flight
+/// longer than a lease are not claimed by another instance. Returns how many were extended.
+pub fn renew_claims(c: &mut Client, lease: Duration, instance: &str) -> Result<u64, DbError> {
+    c.execute(
+        "UPDATE smpp_tx_queue SET claimed_until = now() + $2::float8 * interval '1 second'
+         WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",
+        &[&instance, &lease.as_secs_f64()],
+    )
+    .map_err(pg("renew claims"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(part_no: i16, message_id: &str) -> AcceptedPart {
+        AcceptedPart {
+            part_no,
+            part_count: 3,
+            message_id: message_id.into(),
+        }
+    }
+
+    #[test]
+    fn priority_labels_parse() {
+        assert_eq!(parse_priority("LEVEL_0"), Some(0));
+        assert_eq!(parse_priority("LEVEL_3"), Some(3));
+        assert_eq!(parse_priority("LEVEL_4"), None);
+        assert_eq!(parse_priority("3"), None);
+    }
+
+    #[test]
+    fn registered_delivery_labels_parse() {
+        let label = "SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE";
+        assert_eq!(
+            RegisteredDelivery::from_label(label),
+            Some(RegisteredDelivery::RequestedForFailure)
+        );
+        assert_eq!(RegisteredDelivery::from_label("nope"), None);
+    }
+
+    #[test]
+    fn message_id_is_part_ones_whatever_the_order() {
+        assert_eq!(
+            first_part_id(&[part(2, "b"), part(1, "a")]),
+            Some("a".into())
+        );
+        assert_eq!(first_part_id(&[]), None);
+    }
+
+    #[test]
+    fn results_split_by_outcome() {
+        let results = [
+            TxResult {
+                id: 1,
+                outcome: TxOutcome::Release,
+                attempts: 0,
+                resends: 0,
+            },
+            TxResult {
+                id: 2,
+                outcome: TxOutcome::Done {
+                    parts: vec![part(1, "x")],
+                },
+                attempts: 1,
+                resends: 0,
+            },
+            TxResult {
+                id: 3,
+                outcome: TxOutcome::Retry {
+                    info: "t".into(),
+                    delay: Duration::from_millis(1500),
+                    parts: vec![],
+                },
+                attempts: 1,
+                resends: 2,
+            },
+        ];
+        let b = Batches::split(&results);
+        assert_eq!(b.release.ids, vec![1]);
+        assert_eq!(b.done.message_ids, vec![Some("x".to_string())]);
+        assert_eq!((b.retry.delays[0], b.retry.resends[0]), (1.5, 2));
+        assert!(b.failed.ids.is_empty());
+    }
+}

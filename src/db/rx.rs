@@ -1,0 +1,72 @@
+//! Storing what the SMSC sent (deliver_sm, data_sm) in `smpp_rx_queue`.
+//!
+//! A whole batch is one INSERT of unnested arrays, so the DB writer commits many PDUs per round
+//! trip; the SMSC gets its `_resp` only after that commit.
+
+use postgres::Client;
+
+use super::{pg, DbError};
+
+/// One `smpp_rx_queue` row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RxRow {
+    /// The raw PDU as lower-case hex.
+    pub pdu_raw: String,
+    /// The decoded PDU as JSON text.
+    pub pdu_parsed: String,
+    pub source_addr: String,
+    pub destination_addr: String,
+    /// The decoded text.
+    pub short_message: String,
+    pub esm_class: i32,
+    pub data_coding: i32,
+    pub is_receipt: bool,
+    pub receipted_message_id: Option<String>,
+    pub message_state: Option<String>,
+    pub error_code: Option<String>,
+    /// The `smpp_tx_queue` row a receipt matched, when known.
+    pub tx_id: Option<i32>,
+    /// The text bytes were invalid for `data_coding`; `short_message` is a best effort.
+    pub text_invalid: bool,
+}
+
+const INSERT_RX: &str = "
+    INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, smpp_source_addr, smpp_destination_addr,
+        smpp_short_message, esm_class, data_coding, is_receipt, receipted_message_id,
+        message_state, error_code, tx_id, text_invalid)
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[],
+        $5::varchar[], $6::int4[], $7::int4[], $8::bool[], $9::varchar[], $10::varchar[],
+        $11::varchar[], $12::int4[], $13::bool[])";
+
+/// Inserts `rows` in one statement (nothing for an empty slice).
+pub fn insert_rx(c: &mut Client, rows: &[RxRow]) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&RxRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let optional =
+        |f: fn(&RxRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
+    let int = |f: fn(&RxRow) -> i32| rows.iter().map(f).collect::<Vec<i32>>();
+    let flag = |f: fn(&RxRow) -> bool| rows.iter().map(f).collect::<Vec<bool>>();
+    let tx_ids: Vec<Option<i32>> = rows.iter().map(|r| r.tx_id).collect();
+    c.execute(
+        INSERT_RX,
+        &[
+            &text(|r| &r.pdu_raw),
+            &text(|r| &r.pdu_parsed),
+            &text(|r| &r.source_addr),
+            &text(|r| &r.destination_addr),
+            &text(|r| &r.short_message),
+            &int(|r| r.esm_class),
+            &int(|r| r.data_coding),
+            &flag(|r| r.is_receipt),
+            &optional(|r| r.receipted_message_id.as_deref()),
+            &optional(|r| r.message_state.as_deref()),
+            &optional(|r| r.error_code.as_deref()),
+            &tx_ids,
+            &flag(|r| r.text_invalid),
+        ],
+    )
+    .map_err(pg("store received PDUs"))?;
+    Ok(())
+}

@@ -1,0 +1,797 @@
+//! The schema (`sql/db.sql`, `sql/upgrade-0.1.sql`) and every query of `esmed::db`, against a
+//! real private PostgreSQL cluster per test (`esmed::testkit::PgCluster`).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use esmed::db::{self, AcceptedPart, RegisteredDelivery, RxRow, TxOutcome, TxResult};
+use esmed::testkit::PgCluster;
+use postgres::error::SqlState;
+use postgres::Client;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A cluster with database `esmed` made by sql/db.sql.
+fn fresh_cluster() -> PgCluster {
+    let started = Instant::now();
+    let cluster = PgCluster::start().unwrap();
+    cluster.create_database("esmed").unwrap();
+    cluster
+        .load_schema("esmed", &repo_file("sql/db.sql"))
+        .unwrap();
+    eprintln!("cluster + schema ready in {:?}", started.elapsed());
+    cluster
+}
+
+fn clients(cluster: &PgCluster, db: &str) -> (Client, Client) {
+    (
+        cluster.superuser_client(db).unwrap(),
+        cluster.esmed_client(db, "pw'x").unwrap(),
+    )
+}
+
+fn insert_messages(c: &mut Client, values: &str) -> Vec<i32> {
+    let sql = format!(
+        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_priority_flag, smpp_short_message) \
+         VALUES {values} RETURNING id"
+    );
+    c.query(&sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn part(part_no: i16, part_count: i16, message_id: &str) -> AcceptedPart {
+    AcceptedPart {
+        part_no,
+        part_count,
+        message_id: message_id.into(),
+    }
+}
+
+fn result(id: i32, outcome: TxOutcome) -> TxResult {
+    TxResult {
+        id,
+        outcome,
+        attempts: 1,
+        resends: 0,
+    }
+}
+
+#[test]
+fn issue_examples_work_verbatim_and_the_server_loads_with_defaults() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    // The issue's server example verbatim: 'my-password' has 11 characters and the contract
+    // keeps the old esme_password varchar(9) (SMPP allows 8), so it is rejected as too long.
+    let error = admin
+        .batch_execute(
+            "insert into smpp_servers (enabled, host, port, esme_system_id, esme_password) values (TRUE, 'server-address', 2775, 'my-login', 'my-password');",
+        )
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::STRING_DATA_RIGHT_TRUNCATION));
+    admin
+        .batch_execute(
+            "insert into smpp_servers (enabled, host, port, esme_system_id, esme_password) values (TRUE, 'server-address', 2775, 'my-login', 'my-passwd');
+             insert into smpp_tx_queue (smpp_destination_addr, smpp_short_message) values ('some-phone-number', 'Hello, there!');",
+        )
+        .unwrap();
+
+    let server = db::load_enabled_server(&mut esmed).unwrap().unwrap();
+    assert_eq!(
+        (
+            server.host.as_str(),
+            server.port,
+            server.esme_system_id.as_str()
+        ),
+        ("server-address", 2775, "my-login")
+    );
+    assert_eq!(server.esme_password.expose(), "my-passwd");
+    assert!(!format!("{server:?}").contains("my-passwd"));
+    assert_eq!(
+        (
+            server.smpp_window,
+            server.smpp_rate_limit,
+            server.esme_max_submission_attempts
+        ),
+        (10, 0, 3)
+    );
+    assert_eq!(
+        (
+            server.esme_dest_addr_ton,
+            server.esme_dest_addr_npi,
+            server.esme_source_addr_ton
+        ),
+        (1, 1, None)
+    );
+    assert_eq!(server.smpp_text_coding, db::TextCoding::Gsm7);
+    assert_eq!(server.smpp_long_message_mode, db::LongMessageMode::Udh);
+    assert!(!server.esme_bind_receiver && !server.esme_bind_transceiver);
+    assert!(server.smpp_permanent_statuses.is_empty());
+
+    let claimed = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].destination, "some-phone-number");
+    assert_eq!(claimed[0].short_message, "Hello, there!");
+    assert_eq!((claimed[0].priority, claimed[0].attempts), (0, 0));
+    assert_eq!(
+        claimed[0].registered_delivery,
+        RegisteredDelivery::NotRequested
+    );
+
+    admin
+        .batch_execute("UPDATE smpp_servers SET enabled = false")
+        .unwrap();
+    assert_eq!(db::load_enabled_server(&mut esmed).unwrap(), None);
+}
+
+#[test]
+fn at_most_one_server_is_enabled() {
+    let cluster = fresh_cluster();
+    let (mut admin, _) = clients(&cluster, "esmed");
+    let enabled = |c: &mut Client| -> Vec<String> {
+        let rows = c
+            .query(
+                "SELECT host FROM smpp_servers WHERE enabled ORDER BY id",
+                &[],
+            )
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    };
+    let insert = "INSERT INTO smpp_servers (enabled, host, esme_system_id, esme_password) VALUES ";
+    admin
+        .batch_execute(&format!("{insert} (true, 'a', 'x', 'y')"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("{insert} (true, 'b', 'x', 'y')"))
+        .unwrap();
+    assert_eq!(enabled(&mut admin), ["b"]);
+    admin
+        .batch_execute("UPDATE smpp_servers SET enabled = true WHERE host = 'a'")
+        .unwrap();
+    assert_eq!(enabled(&mut admin), ["a"]);
+    admin
+        .batch_execute(&format!(
+            "{insert} (true, 'c', 'x', 'y'), (true, 'd', 'x', 'y')"
+        ))
+        .unwrap();
+    assert_eq!(enabled(&mut admin), ["d"]);
+    admin
+        .batch_execute(&format!("{insert} (false, 'e', 'x', 'y')"))
+        .unwrap();
+    assert_eq!(enabled(&mut admin), ["d"]);
+}
+
+#[test]
+fn statement_level_notify_one_per_statement() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    db::listen(&mut esmed).unwrap();
+
+    let started = Instant::now();
+    admin
+        .batch_execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+             SELECT '4670' || n, 'bulk ' || n FROM generate_series(1, 100000) n",
+        )
+        .unwrap();
+    eprintln!("100,000-row insert took {:?}", started.elapsed());
+    let changes = db::wait_for_changes(&mut esmed, Duration::from_secs(2)).unwrap();
+    // Anything late would show up here.
+    let late = db::wait_for_changes(&mut esmed, Duration::from_millis(300)).unwrap();
+    assert_eq!(
+        changes,
+        db::TableChanges {
+            servers: false,
+            tx_queue: true,
+            notifications: 1
+        }
+    );
+    assert_eq!(late.notifications, 0);
+
+    for sql in [
+        "INSERT INTO smpp_servers (host, esme_system_id, esme_password) VALUES ('h', 'x', 'y')",
+        "UPDATE smpp_servers SET port = 2776",
+        "DELETE FROM smpp_servers",
+    ] {
+        admin.batch_execute(sql).unwrap();
+        let changes = db::wait_for_changes(&mut esmed, Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            changes,
+            db::TableChanges {
+                servers: true,
+                tx_queue: false,
+                notifications: 1
+            },
+            "{sql}"
+        );
+    }
+    // Updates of the queue (esmed's own writes) notify no one.
+    admin
+        .batch_execute("UPDATE smpp_tx_queue SET submission_done = true WHERE id < 10")
+        .unwrap();
+    assert_eq!(
+        db::wait_for_changes(&mut esmed, Duration::from_millis(300))
+            .unwrap()
+            .notifications,
+        0
+    );
+}
+
+#[test]
+fn claim_orders_by_priority_then_id_and_skips_unsendable_rows() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let ids = insert_messages(
+        &mut admin,
+        "('1', 'LEVEL_0', 'a'), ('2', 'LEVEL_3', 'b'), ('3', 'LEVEL_1', 'c'), ('4', 'LEVEL_3', 'd'),
+         ('5', 'LEVEL_0', 'done'), ('6', 'LEVEL_0', 'failed'), ('7', 'LEVEL_0', 'later')",
+    );
+    admin
+        .execute(
+            "UPDATE smpp_tx_queue SET submission_done = true WHERE id = $1",
+            &[&ids[4]],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE smpp_tx_queue SET submission_failed = true WHERE id = $1",
+            &[&ids[5]],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE smpp_tx_queue SET next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+            &[&ids[6]],
+        )
+        .unwrap();
+
+    let first = db::claim(&mut esmed, 3, LEASE, "a").unwrap();
+    let order: Vec<i32> = first.iter().map(|t| t.id).collect();
+    assert_eq!(order, [ids[1], ids[3], ids[2]]);
+    assert_eq!(
+        first.iter().map(|t| t.priority).collect::<Vec<_>>(),
+        [3, 3, 1]
+    );
+    let rest = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[0]]);
+    assert!(db::claim(&mut esmed, 10, LEASE, "b").unwrap().is_empty());
+
+    let lease: (String, bool) = {
+        let row = admin
+            .query_one(
+                "SELECT claimed_by, claimed_until > now() + interval '50 seconds' FROM smpp_tx_queue WHERE id = $1",
+                &[&ids[0]],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(lease, ("a".to_string(), true));
+    assert_eq!(db::release_claims(&mut esmed, "a").unwrap(), 4);
+    assert_eq!(db::claim(&mut esmed, 10, LEASE, "b").unwrap().len(), 4);
+    assert_eq!(db::renew_claims(&mut esmed, LEASE, "b").unwrap(), 4);
+}
+
+#[test]
+fn concurrent_claimers_never_get_the_same_row() {
+    let cluster = fresh_cluster();
+    let (mut admin, _) = clients(&cluster, "esmed");
+    admin
+        .batch_execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+             SELECT '4670' || n, 'm' FROM generate_series(1, 4000) n",
+        )
+        .unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|n| {
+            let mut client = cluster.esmed_client("esmed", "pw").unwrap();
+            thread::spawn(move || {
+                let instance = format!("instance-{n}");
+                let mut got = Vec::new();
+                loop {
+                    let batch = db::claim(&mut client, 25, LEASE, &instance).unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch.iter().map(|t| t.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        let got = worker.join().unwrap();
+        assert!(!got.is_empty(), "every claimer got some rows");
+        all.extend(got);
+    }
+    let unique: HashSet<i32> = all.iter().copied().collect();
+    assert_eq!(all.len(), 4000);
+    assert_eq!(unique.len(), 4000);
+}
+
+#[test]
+fn expired_lease_is_reclaimable_and_the_old_holder_cannot_write() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let ids = insert_messages(&mut admin, "('1', 'LEVEL_0', 'a')");
+    assert_eq!(
+        db::claim(&mut esmed, 10, Duration::from_millis(200), "a")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(db::claim(&mut esmed, 10, LEASE, "b").unwrap().is_empty());
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(db::claim(&mut esmed, 10, LEASE, "b").unwrap()[0].id, ids[0]);
+
+    let done = result(
+        ids[0],
+        TxOutcome::Done {
+            parts: vec![part(1, 1, "from-a")],
+        },
+    );
+    let summary = db::write_results(&mut esmed, &[done], "a").unwrap();
+    assert_eq!((summary.written, summary.skipped), (0, vec![ids[0]]));
+    let row = admin
+        .query_one(
+            "SELECT submission_done, claimed_by FROM smpp_tx_queue WHERE id = $1",
+            &[&ids[0]],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, String>(1)),
+        (false, "b".to_string())
+    );
+    let parts: i64 = admin
+        .query_one("SELECT count(*) FROM smpp_tx_parts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(parts, 0);
+}
+
+#[test]
+fn write_results_for_every_outcome() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    queue_round_trip(&mut admin, &mut esmed);
+}
+
+/// Claims four rows and writes one result of each kind; checks every column they touch.
+/// Shared with the upgrade test.
+fn queue_round_trip(admin: &mut Client, esmed: &mut Client) {
+    let ids = insert_messages(admin, "('1', 'LEVEL_0', 'a'), ('2', 'LEVEL_0', 'b'), ('3', 'LEVEL_0', 'c'), ('4', 'LEVEL_0', 'd')");
+    let claimed = db::claim(esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+    let parts = vec![part(2, 2, "B2"), part(1, 2, "B1")];
+    let results = [
+        TxResult {
+            id: ids[0],
+            outcome: TxOutcome::Done {
+                parts: parts.clone(),
+            },
+            attempts: 1,
+            resends: 1,
+        },
+        result(
+            ids[1],
+            TxOutcome::Failed {
+                info: "ESME_RINVDSTADR: invalid destination".into(),
+                parts: vec![],
+            },
+        ),
+        result(
+            ids[2],
+            TxOutcome::Retry {
+                info: "ESME_RSYSERR".into(),
+                delay: Duration::from_millis(400),
+                parts: vec![part(1, 3, "C1")],
+            },
+        ),
+        TxResult {
+            id: ids[3],
+            outcome: TxOutcome::Release,
+            attempts: 0,
+            resends: 0,
+        },
+    ];
+    let summary = db::write_results(esmed, &results, "a").unwrap();
+    assert_eq!((summary.written, summary.skipped.len()), (4, 0));
+
+    let rows = admin
+        .query(
+            "SELECT id, submission_done, submission_failed, smpp_message_id, submission_timestamp IS NOT NULL,
+                    submission_attempts, submission_resends, submission_info, claimed_by,
+                    next_attempt_at > now()
+             FROM smpp_tx_queue WHERE id = ANY($1) ORDER BY id",
+            &[&ids],
+        )
+        .unwrap();
+    type Cols = (
+        bool,
+        bool,
+        Option<String>,
+        bool,
+        i32,
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<bool>,
+    );
+    let cols = |i: usize| -> Cols {
+        let r = &rows[i];
+        (
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+            r.get(7),
+            r.get(8),
+            r.get(9),
+        )
+    };
+    assert_eq!(
+        cols(0),
+        (true, false, Some("B1".into()), true, 1, 1, None, None, None)
+    );
+    let failed_info = Some("ESME_RINVDSTADR: invalid destination".to_string());
+    assert_eq!(
+        cols(1),
+        (false, true, None, false, 1, 0, failed_info, None, None)
+    );
+    assert_eq!(
+        cols(2),
+        (
+            false,
+            false,
+            None,
+            false,
+            1,
+            0,
+            Some("ESME_RSYSERR".into()),
+            None,
+            Some(true)
+        )
+    );
+    assert_eq!(cols(3), (false, false, None, false, 0, 0, None, None, None));
+
+    let stored = admin
+        .query("SELECT tx_id, part_no, part_count, message_id FROM smpp_tx_parts ORDER BY tx_id, part_no", &[])
+        .unwrap();
+    let stored: Vec<(i32, i16, i16, String)> = stored
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            (ids[0], 1, 2, "B1".into()),
+            (ids[0], 2, 2, "B2".into()),
+            (ids[2], 1, 3, "C1".into())
+        ]
+    );
+
+    // The released row comes back at once; the retried one after its delay, with its part.
+    let again = db::claim(esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(again.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[3]]);
+    thread::sleep(Duration::from_millis(500));
+    let retried = db::claim(esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempts), (ids[2], 1));
+    assert_eq!(retried[0].accepted_parts, [part(1, 3, "C1")]);
+
+    // Finishing it keeps part 1 (same id) and adds the rest.
+    let all_parts = vec![part(1, 3, "C1"), part(2, 3, "C2"), part(3, 3, "C3")];
+    db::write_results(
+        esmed,
+        &[result(ids[2], TxOutcome::Done { parts: all_parts })],
+        "a",
+    )
+    .unwrap();
+    let row = admin
+        .query_one(
+            "SELECT smpp_message_id, submission_attempts FROM smpp_tx_queue WHERE id = $1",
+            &[&ids[2]],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("C1".to_string(), 2)
+    );
+    let count: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM smpp_tx_parts WHERE tx_id = $1",
+            &[&ids[2]],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3);
+    db::write_results(esmed, &[], "a").unwrap();
+}
+
+#[test]
+fn insert_rx_stores_every_column() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    rx_round_trip(&mut admin, &mut esmed);
+}
+
+fn rx_round_trip(admin: &mut Client, esmed: &mut Client) {
+    let mo = RxRow {
+        pdu_raw: "0000001000000005".into(),
+        pdu_parsed: r#"{"command":"deliver_sm"}"#.into(),
+        source_addr: "46701234567".into(),
+        destination_addr: "12345".into(),
+        short_message: "Hej 😀".into(),
+        esm_class: 0,
+        data_coding: 8,
+        ..RxRow::default()
+    };
+    let receipt = RxRow {
+        is_receipt: true,
+        receipted_message_id: Some("abc".into()),
+        message_state: Some("DELIVERED".into()),
+        error_code: Some("000".into()),
+        tx_id: Some(7),
+        text_invalid: true,
+        esm_class: 4,
+        ..mo.clone()
+    };
+    db::insert_rx(esmed, &[mo, receipt]).unwrap();
+    db::insert_rx(esmed, &[]).unwrap();
+    let rows = admin
+        .query(
+            "SELECT pdu_raw, pdu_parsed::jsonb ->> 'command', smpp_source_addr, smpp_destination_addr,
+                    smpp_short_message, esm_class, data_coding, is_receipt, receipted_message_id,
+                    message_state, error_code, tx_id, text_invalid, insert_timestamp IS NOT NULL
+             FROM smpp_rx_queue ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let (raw, command, text): (String, String, String) =
+        (rows[0].get(0), rows[0].get(1), rows[0].get(4));
+    assert_eq!(
+        (raw.as_str(), command.as_str(), text.as_str()),
+        ("0000001000000005", "deliver_sm", "Hej 😀")
+    );
+    assert_eq!(
+        (
+            rows[0].get::<_, bool>(7),
+            rows[0].get::<_, Option<i32>>(11),
+            rows[0].get::<_, bool>(13)
+        ),
+        (false, None, true)
+    );
+    let receipt: (i32, bool, String, String, String, i32, bool) = (
+        rows[1].get(5),
+        rows[1].get(7),
+        rows[1].get(8),
+        rows[1].get(9),
+        rows[1].get(10),
+        rows[1].get(11),
+        rows[1].get(12),
+    );
+    assert_eq!(
+        receipt,
+        (
+            4,
+            true,
+            "abc".into(),
+            "DELIVERED".into(),
+            "000".into(),
+            7,
+            true
+        )
+    );
+}
+
+#[test]
+fn esmed_role_has_least_privilege() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    privileges_are_least(&mut admin, &mut esmed);
+}
+
+fn privileges_are_least(admin: &mut Client, esmed: &mut Client) {
+    admin
+        .batch_execute("CREATE TABLE IF NOT EXISTS app_secrets (x int)")
+        .unwrap();
+    for sql in [
+        "DELETE FROM smpp_tx_queue",
+        "DELETE FROM smpp_rx_queue",
+        "DELETE FROM smpp_tx_parts",
+        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) VALUES ('1', 'x')",
+        "UPDATE smpp_servers SET enabled = false",
+        "SELECT * FROM smpp_rx_queue",
+        "SELECT * FROM app_secrets",
+        "TRUNCATE smpp_tx_queue",
+    ] {
+        let error = esmed.batch_execute(sql).unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {error}"
+        );
+    }
+    let is_superuser: String = esmed.query_one("SHOW is_superuser", &[]).unwrap().get(0);
+    assert_eq!(is_superuser, "off");
+}
+
+/// Everything about the schema a user or esmed could notice, as sorted text lines.
+fn schema_fingerprint(c: &mut Client) -> Vec<String> {
+    let queries = [
+        "SELECT format('column %s.%s #%s %s %s null=%s default=%s', table_name, column_name, ordinal_position,
+                data_type, coalesce(character_maximum_length::text, ''), is_nullable, column_default)
+         FROM information_schema.columns WHERE table_schema = 'public'",
+        "SELECT format('constraint %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+        "SELECT format('index %s', indexdef) FROM pg_indexes WHERE schemaname = 'public'",
+        "SELECT format('trigger %s', pg_get_triggerdef(oid)) FROM pg_trigger WHERE NOT tgisinternal",
+        "SELECT format('function %s %s', proname, md5(prosrc)) FROM pg_proc
+         WHERE pronamespace = 'public'::regnamespace",
+        "SELECT format('grant %s %s %s', table_name, privilege_type, grantee)
+         FROM information_schema.role_table_grants WHERE grantee = 'esmed'",
+        "SELECT format('sequence %s %s', c.relname, array_to_string(c.relacl, ','))
+         FROM pg_class c WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace",
+        "SELECT format('type %s %s', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
+         FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname",
+    ];
+    let mut lines: Vec<String> = Vec::new();
+    for sql in queries {
+        lines.extend(
+            c.query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0)),
+        );
+    }
+    lines.sort();
+    lines
+}
+
+const OLD_ROWS: &str = "
+    INSERT INTO smpp_servers (enabled, name, host, port, esme_system_id, esme_password, esme_source_addr)
+        VALUES (false, 'old', 'smsc-old', 2775, 'u1', 'p1', 'ACME'), (true, 'main', 'smsc', 2776, 'u2', 'p2', NULL);
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, smpp_priority_flag,
+            smpp_registered_delivery, smpp_message_id, submission_attempts, submission_done)
+        VALUES ('461', 'done', 'LEVEL_1', 'SMSC_DELIVERY_RECEIPT_REQUESTED', 'id-1', 1, true);
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, submission_failed, submission_info)
+        VALUES ('462', 'failed', true, 'ESME_RINVDSTADR');
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+        VALUES ('463', repeat('x', 254)), ('464', 'pending ÅÄÖ');
+    INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, smpp_source_addr, smpp_short_message)
+        VALUES ('00', '{}', '461', 'hello');";
+
+/// The old columns of every old table, as JSON lines, for before/after comparison.
+fn old_rows(c: &mut Client) -> Vec<String> {
+    let sql = "
+        SELECT 's ' || json_build_array(id, enabled, name, host, port, esme_system_id, esme_password,
+            esme_source_addr, esme_bind_transceiver, esme_registered_delivery,
+            esme_max_submission_attempts, smpp_session_init_timer, smpp_enquire_link_timer,
+            smpp_inactivity_timer, smpp_response_timer, smpp_pdu_read_timer)::text FROM smpp_servers
+        UNION ALL
+        SELECT 't ' || json_build_array(id, insert_timestamp, smpp_destination_addr, smpp_priority_flag,
+            smpp_registered_delivery, smpp_short_message, smpp_message_id, smpp_message_state,
+            message_state_timestamp, submission_timestamp, submission_attempts, submission_done,
+            submission_failed, submission_info)::text FROM smpp_tx_queue
+        UNION ALL
+        SELECT 'r ' || json_build_array(id, insert_timestamp, pdu_raw, pdu_parsed, smpp_source_addr,
+            smpp_short_message)::text FROM smpp_rx_queue
+        ORDER BY 1";
+    c.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
+    let cluster = fresh_cluster();
+    cluster.create_database("old").unwrap();
+    cluster
+        .load_schema("old", &repo_file("tests/fixtures/db-0.1.sql"))
+        .unwrap();
+    let (mut admin, _) = clients(&cluster, "old");
+    admin.batch_execute(OLD_ROWS).unwrap();
+    let before = old_rows(&mut admin);
+    assert_eq!(before.len(), 7);
+    let old_schema = schema_fingerprint(&mut admin);
+
+    let started = Instant::now();
+    cluster
+        .load_schema("old", &repo_file("sql/upgrade-0.1.sql"))
+        .unwrap();
+    eprintln!("upgrade took {:?}", started.elapsed());
+    assert_eq!(old_rows(&mut admin), before);
+
+    let (mut fresh_admin, _) = clients(&cluster, "esmed");
+    let (upgraded, fresh) = (
+        schema_fingerprint(&mut admin),
+        schema_fingerprint(&mut fresh_admin),
+    );
+    assert!(
+        fresh.len() > 80,
+        "the fingerprint covers the schema: {fresh:#?}"
+    );
+    assert_ne!(old_schema, fresh);
+    assert_eq!(upgraded, fresh);
+
+    // The upgraded database behaves like a fresh one.
+    let (_, mut esmed) = clients(&cluster, "old");
+    let server = db::load_enabled_server(&mut esmed).unwrap().unwrap();
+    assert_eq!(
+        (server.host.as_str(), server.port, server.smpp_window),
+        ("smsc", 2776, 10)
+    );
+    let pending = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|t| t.destination.as_str())
+            .collect::<Vec<_>>(),
+        ["463", "464"]
+    );
+    db::release_claims(&mut esmed, "a").unwrap();
+    admin
+        .batch_execute("UPDATE smpp_tx_queue SET submission_done = true")
+        .unwrap();
+    queue_round_trip(&mut admin, &mut esmed);
+    admin.batch_execute("DELETE FROM smpp_rx_queue").unwrap();
+    rx_round_trip(&mut admin, &mut esmed);
+    privileges_are_least(&mut admin, &mut esmed);
+    db::listen(&mut esmed).unwrap();
+    admin
+        .batch_execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+             SELECT n::text, repeat('long ', 100) FROM generate_series(1, 1000) n",
+        )
+        .unwrap();
+    let changes = db::wait_for_changes(&mut esmed, Duration::from_secs(2)).unwrap();
+    assert_eq!(changes.notifications, 1);
+}
+
+#[test]
+fn cluster_survives_a_restart_and_cleans_up() {
+    let mut cluster = fresh_cluster();
+    let root = cluster.socket_dir().to_path_buf();
+    let port = cluster.port();
+    assert_ne!(port, 5432);
+    let mut esmed = cluster.esmed_client("esmed", "pw").unwrap();
+    cluster.stop_fast().unwrap();
+    let error = db::claim(&mut esmed, 1, LEASE, "a").unwrap_err();
+    assert!(error.is_connection_lost(), "{error}");
+    cluster.start_again().unwrap();
+    assert_eq!(cluster.port(), port);
+    let mut esmed = cluster.esmed_client("esmed", "pw").unwrap();
+    assert!(db::claim(&mut esmed, 1, LEASE, "a").unwrap().is_empty());
+    drop(esmed);
+    drop(cluster);
+    assert!(!root.exists());
+}
+
+#[test]
+fn durable_cluster_keeps_fsync_and_fast_one_does_not() {
+    let options = esmed::testkit::PgClusterOptions { durable: true };
+    let durable = PgCluster::start_with(options).unwrap();
+    let fast = PgCluster::start().unwrap();
+    let fsync = |cluster: &PgCluster| -> String {
+        let mut c = cluster.superuser_client("postgres").unwrap();
+        c.query_one("SHOW fsync", &[]).unwrap().get(0)
+    };
+    assert_eq!(
+        (fsync(&durable), fsync(&fast)),
+        ("on".to_string(), "off".to_string())
+    );
+    assert!(durable.socket_dir().starts_with(std::env::temp_dir()));
+    assert_ne!(durable.port(), fast.port());
+}
