@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use esmed::cli::{self, Command};
 use esmed::config::Config;
-use esmed::logging::{self, LogHandle};
+use esmed::logging;
 
 const EXIT_CONFIG_ERROR: u8 = 1;
 const EXIT_USAGE_ERROR: u8 = 2;
@@ -67,23 +67,19 @@ fn run(path: &Path) -> ExitCode {
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    match run_daemon(config, log_handle) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            log::error!("{error}");
-            ExitCode::from(EXIT_CONFIG_ERROR)
-        }
-    }
-}
-
-/// Runs the daemon until it is told to stop.
-fn run_daemon(config: Config, log_handle: LogHandle) -> Result<(), Box<dyn std::error::Error>> {
     log::info!(
         "esmed {} starting with {}",
         env!("CARGO_PKG_VERSION"),
         config.path.display()
     );
-    // integrator: daemon start goes here (threads, signals with log_handle.reopen() on SIGHUP).
-    let _ = log_handle;
-    Ok(())
+    match esmed::daemon::run(&config, &log_handle) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("cannot run: {error}");
+            if !config.log.stderr {
+                eprintln!("esmed: cannot run: {error}");
+            }
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
 }

@@ -184,19 +184,39 @@ fn non_numeric_port_is_one_line_naming_section_and_key() {
     assert_one_line_error(&run, &expected);
 }
 
+/// A run against a real cluster whose esmed role has another password: esmed must stop at
+/// once with one line naming the problem (retrying cannot fix a password), having logged its
+/// start and the config warnings, and print the password nowhere.
 #[test]
-fn run_logs_start_and_warnings_to_file_without_the_password() {
+fn run_with_a_wrong_database_password_fails_in_one_line_without_the_password() {
+    let cluster = esmed::testkit::PgCluster::start().expect("start PostgreSQL");
+    cluster.create_database("esmed").expect("create database");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
+    cluster.load_schema("esmed", &schema).expect("load schema");
+    drop(
+        cluster
+            .esmed_client("esmed", "the-right-one")
+            .expect("set the role's password"),
+    );
     let dir = TempDir::new("run");
     let log_path = dir.0.join("esmed.log");
     let text = format!(
         "{}[daemon]\nbogus = 1\n[log]\nfile = {}\nlevel = debug\nstderr = false\n",
-        good_config(),
+        good_config()
+            .replace("localhost", cluster.host())
+            .replace("5432", &cluster.port().to_string()),
         log_path.display()
     );
     let path = dir.config(&text, 0o600);
     let run = esmed(&["-c", path.to_str().expect("utf-8 path")]);
-    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stderr, "");
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("password authentication failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
     let log = std::fs::read_to_string(&log_path).expect("log file");
     assert!(!log.contains(PASSWORD), "{log}");
     assert!(log.contains("[WARN ] "), "{log}");

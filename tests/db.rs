@@ -111,8 +111,14 @@ fn issue_examples_work_verbatim_and_the_server_loads_with_defaults() {
         ),
         (1, 1, None)
     );
-    assert_eq!(server.smpp_text_coding, db::TextCoding::Gsm7);
-    assert_eq!(server.smpp_long_message_mode, db::LongMessageMode::Udh);
+    assert_eq!(
+        server.smpp_text_coding,
+        esmed::smpp::text::CodingPolicy::Gsm7
+    );
+    assert_eq!(
+        server.smpp_long_message_mode,
+        esmed::smpp::concat::LongMode::Udh8
+    );
     assert!(!server.esme_bind_receiver && !server.esme_bind_transceiver);
     assert!(server.smpp_permanent_statuses.is_empty());
 
@@ -289,10 +295,19 @@ fn concurrent_claimers_never_get_the_same_row() {
              SELECT '4670' || n, 'm' FROM generate_series(1, 4000) n",
         )
         .unwrap();
-    let workers: Vec<_> = (0..4)
-        .map(|n| {
-            let mut client = cluster.esmed_client("esmed", "pw").unwrap();
+    // Connect everyone first and start together, so that no claimer drains the queue
+    // while another is still authenticating.
+    let clients: Vec<_> = (0..4)
+        .map(|_| cluster.esmed_client("esmed", "pw").unwrap())
+        .collect();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let workers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut client)| {
+            let start = start.clone();
             thread::spawn(move || {
+                start.wait();
                 let instance = format!("instance-{n}");
                 let mut got = Vec::new();
                 loop {

@@ -12,9 +12,11 @@
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 
 pub mod notify;
+pub mod poller;
 pub mod queue;
 pub mod rx;
 pub mod servers;
+pub mod writer;
 
 use std::fmt;
 
@@ -24,7 +26,7 @@ pub use queue::{
     TxOutcome, TxResult, TxRow, WriteSummary,
 };
 pub use rx::{insert_rx, RxRow};
-pub use servers::{load_enabled_server, LongMessageMode, Password, ServerRow, TextCoding};
+pub use servers::{load_enabled_server, ServerRow};
 
 /// Why a storage call failed.
 #[derive(Debug)]
@@ -92,7 +94,17 @@ impl std::error::Error for DbError {
 }
 
 /// Wraps a `postgres::Error` with the name of the call that failed.
-fn pg(what: &'static str) -> impl FnOnce(postgres::Error) -> DbError {
+/// True when PostgreSQL refused a connection for a reason that retrying will not fix: a wrong
+/// password, an unknown role or database, no permission to connect.
+pub fn is_fatal_connect_error(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        let code = code.code();
+        code.starts_with("28") || code == "3D000" || code == "42501"
+    })
+}
+
+/// Wraps a postgres error with the call that failed.
+pub(crate) fn pg(what: &'static str) -> impl FnOnce(postgres::Error) -> DbError {
     move |source| DbError::Postgres { what, source }
 }
 

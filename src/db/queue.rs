@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use postgres::types::ToSql;
-use postgres::{Client, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 
 use super::servers::get;
 use super::{pg, DbError};
@@ -277,7 +277,7 @@ const UPSERT_PARTS: &str = "
 /// the parts. Only rows `instance` still holds the lease of are written; the others are
 /// returned in [`WriteSummary::skipped`] (and logged), their parts not stored.
 pub fn write_results(
-    c: &mut Client,
+    c: &mut impl GenericClient,
     results: &[TxResult],
     instance: &str,
 ) -> Result<WriteSummary, DbError> {

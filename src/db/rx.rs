@@ -3,7 +3,7 @@
 //! A whole batch is one INSERT of unnested arrays, so the DB writer commits many PDUs per round
 //! trip; the SMSC gets its `_resp` only after that commit.
 
-use postgres::Client;
+use postgres::GenericClient;
 
 use super::{pg, DbError};
 
@@ -39,7 +39,7 @@ const INSERT_RX: &str = "
         $11::varchar[], $12::int4[], $13::bool[])";
 
 /// Inserts `rows` in one statement (nothing for an empty slice).
-pub fn insert_rx(c: &mut Client, rows: &[RxRow]) -> Result<(), DbError> {
+pub fn insert_rx(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<(), DbError> {
     if rows.is_empty() {
         return Ok(());
     }

@@ -3,12 +3,12 @@
 //! Columns the old schema left nullable are read with their documented defaults, so a NULL a
 //! user wrote means "the default", not an error.
 
-use std::fmt;
-use std::str::FromStr;
-
 use postgres::{Client, Row};
 
 use super::{pg, DbError};
+use crate::config::Secret;
+use crate::smpp::concat::LongMode;
+use crate::smpp::text::CodingPolicy;
 
 /// Every `smpp_servers` column (timers in seconds, as stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct ServerRow {
     pub host: String,
     pub port: i32,
     pub esme_system_id: String,
-    pub esme_password: Password,
+    pub esme_password: Secret,
     pub esme_source_addr: Option<String>,
     pub esme_bind_transceiver: bool,
     pub esme_registered_delivery: bool,
@@ -36,8 +36,8 @@ pub struct ServerRow {
     pub smpp_window: i32,
     /// Segments per second; 0 = unlimited.
     pub smpp_rate_limit: i32,
-    pub smpp_text_coding: TextCoding,
-    pub smpp_long_message_mode: LongMessageMode,
+    pub smpp_text_coding: CodingPolicy,
+    pub smpp_long_message_mode: LongMode,
     /// None = chosen from the source address's shape.
     pub esme_source_addr_ton: Option<i32>,
     pub esme_source_addr_npi: Option<i32>,
@@ -45,82 +45,6 @@ pub struct ServerRow {
     pub esme_dest_addr_npi: i32,
     /// Vendor command_status codes (0x400-0x4FF) to treat as permanent failures.
     pub smpp_permanent_statuses: Vec<i32>,
-}
-
-/// A password that never shows up in logs: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    pub fn new(secret: String) -> Password {
-        Password(secret)
-    }
-
-    /// The secret itself, for the bind PDU only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// `smpp_servers.smpp_text_coding`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TextCoding {
-    /// GSM 03.38 default alphabet; UCS2 when the text needs it.
-    Gsm7,
-    AsciiOnly,
-    Latin1,
-    Ucs2,
-}
-
-impl FromStr for TextCoding {
-    type Err = ();
-    fn from_str(s: &str) -> Result<TextCoding, ()> {
-        match s {
-            "gsm7" => Ok(TextCoding::Gsm7),
-            "ascii_only" => Ok(TextCoding::AsciiOnly),
-            "latin1" => Ok(TextCoding::Latin1),
-            "ucs2" => Ok(TextCoding::Ucs2),
-            _ => Err(()),
-        }
-    }
-}
-
-/// `smpp_servers.smpp_long_message_mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LongMessageMode {
-    /// Concatenation UDH with an 8-bit reference.
-    Udh,
-    /// Concatenation UDH with a 16-bit reference.
-    Udh16,
-    /// sar_* TLVs.
-    Sar,
-    /// One submit_sm with the whole text in message_payload.
-    Payload,
-}
-
-impl FromStr for LongMessageMode {
-    type Err = ();
-    fn from_str(s: &str) -> Result<LongMessageMode, ()> {
-        match s {
-            "udh" => Ok(LongMessageMode::Udh),
-            "udh16" => Ok(LongMessageMode::Udh16),
-            "sar" => Ok(LongMessageMode::Sar),
-            "payload" => Ok(LongMessageMode::Payload),
-            _ => Err(()),
-        }
-    }
 }
 
 const SELECT_ENABLED: &str = "
@@ -156,7 +80,7 @@ fn server_from_row(row: &Row) -> Result<ServerRow, DbError> {
         host: get(row, 3)?,
         port: get(row, 4)?,
         esme_system_id: get(row, 5)?,
-        esme_password: Password::new(get(row, 6)?),
+        esme_password: Secret::new(get::<String>(row, 6)?),
         esme_source_addr: get(row, 7)?,
         esme_bind_transceiver: get(row, 8)?,
         esme_registered_delivery: get(row, 9)?,
@@ -172,10 +96,10 @@ fn server_from_row(row: &Row) -> Result<ServerRow, DbError> {
         smpp_rate_limit: get(row, 19)?,
         smpp_text_coding: coding
             .parse()
-            .map_err(|()| unexpected("smpp_text_coding", coding.clone()))?,
+            .map_err(|_| unexpected("smpp_text_coding", coding.clone()))?,
         smpp_long_message_mode: mode
             .parse()
-            .map_err(|()| unexpected("smpp_long_message_mode", mode.clone()))?,
+            .map_err(|_| unexpected("smpp_long_message_mode", mode.clone()))?,
         esme_source_addr_ton: get(row, 22)?,
         esme_source_addr_npi: get(row, 23)?,
         esme_dest_addr_ton: get(row, 24)?,
@@ -201,30 +125,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn password_debug_and_display_hide_the_secret() {
-        let password = Password::new("s3cret".into());
-        assert_eq!(format!("{password:?} {password}"), "*** ***");
-        assert_eq!(password.expose(), "s3cret");
-    }
-
-    #[test]
     fn codings_and_modes_parse_the_check_constraint_values() {
         for (text, coding) in [
-            ("gsm7", TextCoding::Gsm7),
-            ("ascii_only", TextCoding::AsciiOnly),
-            ("latin1", TextCoding::Latin1),
-            ("ucs2", TextCoding::Ucs2),
+            ("gsm7", CodingPolicy::Gsm7),
+            ("ascii_only", CodingPolicy::AsciiOnly),
+            ("latin1", CodingPolicy::Latin1),
+            ("ucs2", CodingPolicy::Ucs2),
         ] {
-            assert_eq!(text.parse::<TextCoding>(), Ok(coding));
+            assert_eq!(text.parse::<CodingPolicy>().ok(), Some(coding));
         }
         for (text, mode) in [
-            ("udh", LongMessageMode::Udh),
-            ("udh16", LongMessageMode::Udh16),
-            ("sar", LongMessageMode::Sar),
-            ("payload", LongMessageMode::Payload),
+            ("udh", LongMode::Udh8),
+            ("udh16", LongMode::Udh16),
+            ("sar", LongMode::Sar),
+            ("payload", LongMode::Payload),
         ] {
-            assert_eq!(text.parse::<LongMessageMode>(), Ok(mode));
+            assert_eq!(text.parse::<LongMode>().ok(), Some(mode));
         }
-        assert!("GSM7".parse::<TextCoding>().is_err());
     }
 }

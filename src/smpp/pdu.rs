@@ -56,6 +56,13 @@ pub struct Address {
 }
 
 impl Address {
+    /// Unknown TON/NPI and no address.
+    pub const EMPTY: Address = Address {
+        ton: 0,
+        npi: 0,
+        addr: COctet(Vec::new()),
+    };
+
     pub fn new(ton: u8, npi: u8, addr: impl Into<COctet>) -> Self {
         Address {
             ton,

@@ -232,7 +232,7 @@ fn find_label(haystack: &str, label: &str) -> Option<usize> {
         lower[..at]
             .chars()
             .next_back()
-            .map_or(true, char::is_whitespace)
+            .is_none_or(char::is_whitespace)
     })
 }
 

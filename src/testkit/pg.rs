@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use postgres::{Client, NoTls};
 
-/// The only user the clusters have; it is a superuser and needs no password (`-A trust`).
+/// The clusters' superuser; it needs no password (other roles do, see `write_hba`).
 pub const SUPERUSER: &str = "postgres";
 
 /// How the cluster is tuned.
@@ -127,6 +127,7 @@ impl PgCluster {
             .arg(cluster.data_dir());
         run(copy, "copy the template data directory")?;
         cluster.append_settings(&settings(options, &cluster.root))?;
+        cluster.write_hba()?;
         cluster.start_on_free_port()?;
         Ok(cluster)
     }
@@ -216,6 +217,16 @@ impl PgCluster {
         config
             .connect(NoTls)
             .map_err(|e| pg_error(format!("connect to {db} as {user}"), e))
+    }
+
+    /// The superuser is trusted; every other role must give its password, as on a real
+    /// installation, so that a wrong password in esmed.conf fails as it would in production.
+    fn write_hba(&self) -> Result<(), PgError> {
+        let path = self.data_dir().join("pg_hba.conf");
+        let rules = "local all all trust\n\
+                     host all postgres 127.0.0.1/32 trust\n\
+                     host all all 127.0.0.1/32 scram-sha-256\n";
+        fs::write(&path, rules).map_err(|e| io_error(format!("write {}", path.display()), e))
     }
 
     fn append_settings(&self, lines: &str) -> Result<(), PgError> {

@@ -1,0 +1,445 @@
+//! The supervisor: starts the daemon's threads, follows the enabled smpp_servers row (a change
+//! is noticed within a second through NOTIFY, and re-read every few seconds anyway), handles
+//! signals, and shuts down in order.
+//!
+//! SIGTERM / SIGINT, step by step: the poller stops claiming; each session stops taking rows,
+//! hands back the ones it has not sent, waits (up to the response timer) for the outstanding
+//! responses and for the commits of received messages, unbinds and closes; rows still in the
+//! hand-over channel are released; the DB writer commits everything and exits; exit code 0.
+//! A second SIGTERM exits at once. SIGHUP reopens the log file and re-reads the servers.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use log::{error, info, warn};
+use postgres::Client;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Config;
+use crate::db::poller::{self, PollerConfig};
+use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
+use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
+use crate::logging::LogHandle;
+use crate::session::runner::{self, SessionHandle};
+use crate::session::submit::{ReceiptPolicy, SubmitSettings};
+use crate::session::writer::Links;
+use crate::session::{BindKind, SessionParams, SessionTimers};
+use crate::stats::Stats;
+
+/// Why the daemon could not run (startup problems; everything later is logged and retried).
+#[derive(Debug)]
+pub enum DaemonError {
+    Pidfile(PathBuf, std::io::Error),
+    Signals(std::io::Error),
+    Thread(std::io::Error),
+    /// PostgreSQL refused us for a reason retrying will not fix (password, database name).
+    Database(String),
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DaemonError::Pidfile(path, e) => {
+                write!(f, "cannot write pidfile {}: {e}", path.display())
+            }
+            DaemonError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            DaemonError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            DaemonError::Database(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// How often the servers are re-read even without a NOTIFY.
+const SERVER_RECHECK: Duration = Duration::from_secs(5);
+/// How long the supervisor sleeps between looks at notifications.
+const TICK: Duration = Duration::from_millis(250);
+
+pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
+    let _pidfile = config
+        .daemon
+        .pidfile
+        .as_deref()
+        .map(Pidfile::create)
+        .transpose()?;
+    let term_now = Arc::new(AtomicBool::new(false));
+    let signals = spawn_signal_thread(&term_now)?;
+    let pg = config.database.pg_config();
+    let Some(mut watch) = connect_at_start(&pg, &signals)? else {
+        info!("stopped before PostgreSQL was reachable");
+        return Ok(());
+    };
+    let stats = Arc::new(Stats::default());
+    let (db_tx, db_rx) = unbounded();
+    let db_writer = db_writer::spawn(
+        DbWriterConfig {
+            pg: pg.clone(),
+            instance: config.daemon.instance.clone(),
+            batch: config.daemon.result_batch as usize,
+            reconnect_max: config.daemon.db_reconnect_max,
+        },
+        db_rx,
+        stats.clone(),
+    )
+    .map_err(DaemonError::Thread)?;
+    let (out_tx, out_rx) = bounded::<TxRow>(config.daemon.claim_batch.max(1) as usize);
+    let can_submit = Arc::new(AtomicBool::new(false));
+    let (poll_stop_tx, poll_stop_rx) = bounded::<()>(0);
+    let poller = poller::spawn(
+        PollerConfig {
+            pg: pg.clone(),
+            instance: config.daemon.instance.clone(),
+            lease: config.daemon.lease,
+            poll_interval: config.daemon.poll_interval,
+            reconnect_max: config.daemon.db_reconnect_max,
+        },
+        out_tx,
+        can_submit.clone(),
+        poll_stop_rx,
+        stats.clone(),
+    )
+    .map_err(DaemonError::Thread)?;
+    let links = Links {
+        outbound: out_rx.clone(),
+        db: db_tx.clone(),
+        stats: stats.clone(),
+        can_submit,
+    };
+    let mut supervisor = Supervisor {
+        config,
+        links,
+        current: None,
+        sessions: Vec::new(),
+    };
+    info!(
+        "esmed {} running as instance '{}'",
+        env!("CARGO_PKG_VERSION"),
+        config.daemon.instance
+    );
+    supervisor.watch(&mut watch, &pg, &signals, log, &stats);
+    term_now.store(true, Ordering::SeqCst);
+    info!("stopping: no more claims; draining sessions");
+    drop(poll_stop_tx);
+    join_logged(poller, "poller");
+    supervisor.stop_sessions();
+    release_unsent(&out_rx, &db_tx);
+    drop(supervisor);
+    drop(db_tx);
+    join_logged(db_writer, "DB writer");
+    info!(
+        "stopped: {}",
+        stats.snapshot().describe_since(&Default::default(), 1.0)
+    );
+    Ok(())
+}
+
+struct Supervisor<'a> {
+    config: &'a Config,
+    links: Links,
+    current: Option<ServerRow>,
+    sessions: Vec<SessionHandle>,
+}
+
+impl Supervisor<'_> {
+    /// Follows the servers table and the signals until told to stop.
+    fn watch(
+        &mut self,
+        client: &mut Client,
+        pg: &postgres::Config,
+        signals: &Receiver<Signal>,
+        log: &LogHandle,
+        stats: &Stats,
+    ) {
+        let mut reload = true;
+        let mut next_check = Instant::now();
+        let mut last_stats = (Instant::now(), stats.snapshot());
+        loop {
+            select! {
+                recv(signals) -> signal => match signal {
+                    Ok(Signal::Stop) | Err(_) => return,
+                    Ok(Signal::Reload) => {
+                        info!("SIGHUP: reopening the log file and re-reading the servers");
+                        if let Err(e) = log.reopen() {
+                            warn!("cannot reopen the log file: {e}; logging goes on where it was");
+                        }
+                        reload = true;
+                    }
+                },
+                default(TICK) => {}
+            }
+            reload |= servers_changed(client) || Instant::now() >= next_check;
+            if reload {
+                next_check = Instant::now() + SERVER_RECHECK;
+                reload = !self.reload(client, pg);
+            }
+            if last_stats.0.elapsed() >= self.config.daemon.stats_interval {
+                let now = stats.snapshot();
+                info!(
+                    "{}",
+                    now.describe_since(&last_stats.1, last_stats.0.elapsed().as_secs_f64())
+                );
+                last_stats = (Instant::now(), now);
+            }
+        }
+    }
+
+    /// Re-reads the enabled server and restarts the sessions when it changed; false when
+    /// PostgreSQL could not be asked (try again on the next tick).
+    fn reload(&mut self, client: &mut Client, pg: &postgres::Config) -> bool {
+        if client.is_closed() {
+            match pg.connect(postgres::NoTls) {
+                Ok(mut fresh) => {
+                    if let Err(e) = db::listen(&mut fresh) {
+                        warn!("cannot LISTEN for server changes: {e}");
+                    }
+                    *client = fresh;
+                }
+                Err(e) => {
+                    let e = db::pg("connect")(e);
+                    warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
+                    return false;
+                }
+            }
+        }
+        let server = match db::load_enabled_server(client) {
+            Ok(server) => server,
+            Err(e) => {
+                warn!("cannot read smpp_servers: {e}; the current session goes on");
+                return false;
+            }
+        };
+        if server == self.current {
+            return true;
+        }
+        self.stop_sessions();
+        match &server {
+            None => info!("no enabled row in smpp_servers: idle until one is enabled"),
+            Some(row) => self.start_sessions(row),
+        }
+        self.current = server;
+        true
+    }
+
+    fn start_sessions(&mut self, row: &ServerRow) {
+        let label = server_label(row);
+        info!(
+            "using server {label}: {}:{} as '{}', {}",
+            row.host,
+            row.port,
+            row.esme_system_id,
+            if row.esme_bind_transceiver {
+                "transceiver"
+            } else {
+                "transmitter"
+            }
+        );
+        for kind in bind_kinds(row) {
+            let params = session_params(row, kind, self.config);
+            match runner::spawn(params, self.links.clone()) {
+                Ok(handle) => self.sessions.push(handle),
+                Err(e) => error!("{label}: cannot start the {kind} session thread: {e}"),
+            }
+        }
+    }
+
+    fn stop_sessions(&mut self) {
+        for session in self.sessions.drain(..) {
+            info!("{}: stopping", session.label);
+            session.stop();
+        }
+    }
+}
+
+/// Transceiver, or transmitter plus the optional separate receiver.
+fn bind_kinds(row: &ServerRow) -> Vec<BindKind> {
+    if row.esme_bind_transceiver {
+        vec![BindKind::Transceiver]
+    } else if row.esme_bind_receiver {
+        vec![BindKind::Transmitter, BindKind::Receiver]
+    } else {
+        vec![BindKind::Transmitter]
+    }
+}
+
+fn server_label(row: &ServerRow) -> String {
+    match row.name.as_deref() {
+        Some(name) if !name.is_empty() => format!("server {} '{name}'", row.id),
+        _ => format!("server {}", row.id),
+    }
+}
+
+fn seconds(value: i32) -> Duration {
+    Duration::from_secs(u64::try_from(value).unwrap_or(0).max(1))
+}
+
+pub fn session_params(row: &ServerRow, kind: BindKind, config: &Config) -> SessionParams {
+    let receives = row.esme_bind_transceiver || row.esme_bind_receiver;
+    let receipts = match (receives, row.esme_registered_delivery) {
+        (true, true) => ReceiptPolicy::Always,
+        (true, false) => ReceiptPolicy::PerRow,
+        (false, _) => ReceiptPolicy::Never,
+    };
+    let source_ton_npi = match (row.esme_source_addr_ton, row.esme_source_addr_npi) {
+        (Some(ton), Some(npi)) => Some((to_u8(ton), to_u8(npi))),
+        _ => None,
+    };
+    SessionParams {
+        label: format!("{} {kind}", server_label(row)),
+        host: row.host.clone(),
+        port: u16::try_from(row.port).unwrap_or(2775),
+        system_id: row.esme_system_id.clone(),
+        password: row.esme_password.clone(),
+        system_type: row.esme_system_type.clone(),
+        bind: kind,
+        timers: SessionTimers {
+            session_init: seconds(row.smpp_session_init_timer),
+            enquire_link: seconds(row.smpp_enquire_link_timer),
+            inactivity: seconds(row.smpp_inactivity_timer),
+            response: seconds(row.smpp_response_timer),
+            pdu_read: seconds(row.smpp_pdu_read_timer),
+        },
+        window: usize::try_from(row.smpp_window).unwrap_or(1).max(1),
+        rate_limit: u32::try_from(row.smpp_rate_limit).unwrap_or(0),
+        max_pdu_len: config.daemon.max_pdu_size,
+        submit: SubmitSettings {
+            source_addr: row.esme_source_addr.clone(),
+            source_ton_npi,
+            dest_ton: to_u8(row.esme_dest_addr_ton),
+            dest_npi: to_u8(row.esme_dest_addr_npi),
+            receipts,
+            coding: row.smpp_text_coding,
+            long_mode: row.smpp_long_message_mode,
+            max_segments: config.daemon.max_segments as usize,
+            max_attempts: row.esme_max_submission_attempts.max(1),
+            permanent_statuses: row
+                .smpp_permanent_statuses
+                .iter()
+                .filter_map(|s| u32::try_from(*s).ok())
+                .collect(),
+        },
+        reconnect_min: config.daemon.reconnect_min,
+        reconnect_max: config.daemon.reconnect_max,
+    }
+}
+
+fn to_u8(value: i32) -> u8 {
+    u8::try_from(value).unwrap_or(0)
+}
+
+/// True when a NOTIFY about smpp_servers arrived since the last look (or the connection
+/// broke, so that the reload notices and reconnects).
+fn servers_changed(client: &mut Client) -> bool {
+    db::wait_for_changes(client, Duration::ZERO).map_or(true, |changes| changes.servers)
+}
+
+/// Hands rows claimed but never given to a session back to the queue.
+fn release_unsent(outbound: &Receiver<TxRow>, db: &Sender<DbOp>) {
+    let mut released = 0;
+    while let Ok(row) = outbound.try_recv() {
+        let result = TxResult {
+            id: row.id,
+            outcome: TxOutcome::Release,
+            attempts: 0,
+            resends: 0,
+        };
+        if db.send(DbOp::Result(result)).is_ok() {
+            released += 1;
+        }
+    }
+    if released > 0 {
+        info!("released {released} claimed rows that were not sent");
+    }
+}
+
+/// The first connection: retried while PostgreSQL is not up yet, fatal when it refuses us.
+fn connect_at_start(
+    pg: &postgres::Config,
+    signals: &Receiver<Signal>,
+) -> Result<Option<Client>, DaemonError> {
+    let mut backoff =
+        crate::session::flow::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        match pg.connect(postgres::NoTls) {
+            Ok(mut client) => {
+                db::listen(&mut client)
+                    .map_err(|e| DaemonError::Database(format!("cannot LISTEN: {e}")))?;
+                return Ok(Some(client));
+            }
+            Err(e) if db::is_fatal_connect_error(&e) => {
+                let e = db::pg("connect")(e);
+                return Err(DaemonError::Database(format!(
+                    "PostgreSQL refused the connection: {e}"
+                )));
+            }
+            Err(e) => {
+                let e = db::pg("connect")(e);
+                let delay = backoff.next_delay();
+                warn!(
+                    "cannot connect to PostgreSQL: {e}; retrying in {} s",
+                    delay.as_secs()
+                );
+                if let Ok(Signal::Stop) = signals.recv_timeout(delay) {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+fn spawn_signal_thread(term_now: &Arc<AtomicBool>) -> Result<Receiver<Signal>, DaemonError> {
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, term_now.clone())
+            .map_err(DaemonError::Signals)?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(DaemonError::Signals)?;
+    let (tx, rx) = unbounded();
+    std::thread::Builder::new()
+        .name("esmed-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let event = if signal == SIGHUP {
+                    Signal::Reload
+                } else {
+                    Signal::Stop
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(DaemonError::Thread)?;
+    Ok(rx)
+}
+
+fn join_logged(handle: std::thread::JoinHandle<()>, name: &str) {
+    if handle.join().is_err() {
+        error!("the {name} thread panicked");
+    }
+}
+
+/// The pidfile, removed again when the daemon exits.
+struct Pidfile(PathBuf);
+
+impl Pidfile {
+    fn create(path: &Path) -> Result<Pidfile, DaemonError> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| DaemonError::Pidfile(path.to_path_buf(), e))?;
+        Ok(Pidfile(path.to_path_buf()))
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

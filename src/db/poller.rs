@@ -1,0 +1,171 @@
+//! The poller thread: claims pending rows and hands them to the sessions.
+//!
+//! It LISTENs for the queue's NOTIFY (so an INSERT is claimed at once) and also polls every
+//! `poll_interval` (for rows whose retry time has come, or a lost notification). It claims
+//! only while a session can submit, and no more than the hand-over channel has room for, so
+//! claimed rows never pile up behind a slow SMSC: the window's backpressure reaches the claim.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use log::{info, warn};
+use postgres::Client;
+
+use crate::db::{self, TxRow};
+use crate::session::flow::Backoff;
+use crate::stats::Stats;
+
+pub struct PollerConfig {
+    pub pg: postgres::Config,
+    pub instance: String,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// How long one wait for a notification lasts, so that a stop is noticed promptly.
+const WAIT_SLICE: Duration = Duration::from_millis(200);
+/// How long to wait before looking again when the hand-over channel is full.
+const FULL_WAIT: Duration = Duration::from_millis(2);
+
+pub fn spawn(
+    config: PollerConfig,
+    outbound: Sender<TxRow>,
+    can_submit: Arc<AtomicBool>,
+    stop: Receiver<()>,
+    stats: Arc<Stats>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("esmed-poller".into())
+        .spawn(move || {
+            Poller {
+                config,
+                client: None,
+                outbound,
+                can_submit,
+                stats,
+            }
+            .run(&stop);
+            info!("poller: stopped claiming rows");
+        })
+}
+
+struct Poller {
+    config: PollerConfig,
+    client: Option<Client>,
+    outbound: Sender<TxRow>,
+    can_submit: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+}
+
+impl Poller {
+    fn run(&mut self, stop: &Receiver<()>) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
+        // Claim at start: rows may be waiting from before we ran.
+        let mut due = true;
+        let mut next_poll = Instant::now() + self.config.poll_interval;
+        while stop.try_recv() == Err(TryRecvError::Empty) {
+            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+                if !self.reconnect(&mut backoff) {
+                    continue;
+                }
+                due = true;
+            }
+            let room = self.room();
+            if due && room > 0 && self.can_submit.load(Ordering::Relaxed) {
+                match self.claim(room) {
+                    // A full claim means more rows are probably pending.
+                    Ok(claimed) => due = claimed == room,
+                    Err(e) => {
+                        warn!("poller: claiming rows failed: {e}; reconnecting");
+                        self.client = None;
+                        continue;
+                    }
+                }
+                if due {
+                    continue;
+                }
+                next_poll = Instant::now() + self.config.poll_interval;
+            }
+            if due {
+                // Rows are waiting for room or for a session: look again shortly.
+                std::thread::sleep(if room == 0 { FULL_WAIT } else { WAIT_SLICE });
+                continue;
+            }
+            due = self.wait_for_work(next_poll) || Instant::now() >= next_poll;
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.outbound
+            .capacity()
+            .unwrap_or(1000)
+            .saturating_sub(self.outbound.len())
+    }
+
+    fn claim(&mut self, room: usize) -> Result<usize, db::DbError> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(0);
+        };
+        let limit = i64::try_from(room).unwrap_or(i64::MAX);
+        let rows = db::claim(client, limit, self.config.lease, &self.config.instance)?;
+        let claimed = rows.len();
+        self.stats
+            .claimed
+            .fetch_add(claimed as u64, Ordering::Relaxed);
+        for row in rows {
+            // Room was checked and only this thread sends, so this does not block.
+            if self.outbound.send(row).is_err() {
+                break;
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Waits for a NOTIFY, the poll time, or one wait slice, whichever is first; true when
+    /// the queue changed.
+    fn wait_for_work(&mut self, next_poll: Instant) -> bool {
+        let Some(client) = self.client.as_mut() else {
+            return true;
+        };
+        let wait = next_poll
+            .saturating_duration_since(Instant::now())
+            .min(WAIT_SLICE);
+        match db::wait_for_changes(client, wait) {
+            Ok(changes) => changes.tx_queue,
+            Err(e) => {
+                warn!("poller: waiting for notifications failed: {e}; reconnecting");
+                self.client = None;
+                true
+            }
+        }
+    }
+
+    fn reconnect(&mut self, backoff: &mut Backoff) -> bool {
+        let connected = self
+            .config
+            .pg
+            .connect(postgres::NoTls)
+            .map_err(db::pg("connect"))
+            .and_then(|mut client| db::listen(&mut client).map(|()| client));
+        match connected {
+            Ok(client) => {
+                self.client = Some(client);
+                backoff.reset();
+                true
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(
+                    "poller: cannot connect to PostgreSQL: {e}; retrying in {} ms",
+                    delay.as_millis()
+                );
+                std::thread::sleep(delay);
+                false
+            }
+        }
+    }
+}

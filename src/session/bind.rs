@@ -1,0 +1,152 @@
+//! Opening a session: TCP connect and the bind handshake, both within smpp_session_init_timer.
+//! Uses the same frame reader as the reader thread, so a bind_resp split across reads (or
+//! arriving with another PDU behind it) is handled like any other PDU.
+
+use std::io::{self, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Instant;
+
+use crate::session::{BindKind, SessionParams};
+use crate::smpp::codec::{decode, encode_to_vec};
+use crate::smpp::frame::FrameBuffer;
+use crate::smpp::pdu::{Bind, Body};
+use crate::smpp::{CommandStatus, Pdu};
+
+/// Why a session could not be opened.
+#[derive(Debug)]
+pub enum BindError {
+    /// The host name does not resolve or the TCP connect failed.
+    Connect(io::Error),
+    /// The SMSC refused the bind with this status (reference §4, class "session").
+    Refused(CommandStatus),
+    /// No bind_resp within smpp_session_init_timer.
+    Timeout,
+    /// The connection broke or the SMSC answered nonsense during the handshake.
+    Protocol(String),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Connect(e) => write!(f, "cannot connect: {e}"),
+            BindError::Refused(status) => write!(f, "bind refused: {status}"),
+            BindError::Timeout => f.write_str("no bind response within smpp_session_init_timer"),
+            BindError::Protocol(why) => write!(f, "bind failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// A bound session's socket, with any bytes that arrived after the bind_resp.
+pub struct Bound {
+    pub stream: TcpStream,
+    pub buffer: FrameBuffer,
+    /// The SMSC's system_id from the bind_resp.
+    pub smsc_system_id: String,
+}
+
+/// The sequence number every bind uses; the writer numbers its requests from 2 on.
+pub const BIND_SEQUENCE: u32 = 1;
+
+pub fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
+    let deadline = Instant::now() + params.timers.session_init;
+    let mut stream = connect(params, deadline)?;
+    stream.set_nodelay(true).map_err(BindError::Connect)?;
+    let request = Pdu::new(BIND_SEQUENCE, bind_body(params));
+    let bytes = encode_to_vec(&request).map_err(|e| BindError::Protocol(e.to_string()))?;
+    stream
+        .write_all(&bytes)
+        .map_err(|e| BindError::Protocol(format!("write: {e}")))?;
+    let mut buffer = FrameBuffer::new(params.max_pdu_len);
+    loop {
+        match buffer.next_frame() {
+            Err(e) => return Err(BindError::Protocol(format!("framing error: {e}"))),
+            Ok(Some(frame)) => {
+                let pdu = decode(frame).map_err(|e| BindError::Protocol(e.to_string()))?;
+                if let Some(smsc_system_id) = bind_answer(&pdu, params.bind)? {
+                    stream.set_read_timeout(None).map_err(BindError::Connect)?;
+                    return Ok(Bound {
+                        stream,
+                        buffer,
+                        smsc_system_id,
+                    });
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BindError::Timeout);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(BindError::Connect)?;
+        match buffer.read_from(&mut stream) {
+            Ok(0) => return Err(BindError::Protocol("the SMSC closed the connection".into())),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(BindError::Timeout)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(BindError::Protocol(format!("read: {e}"))),
+        }
+    }
+}
+
+fn connect(params: &SessionParams, deadline: Instant) -> Result<TcpStream, BindError> {
+    let addrs = (params.host.as_str(), params.port)
+        .to_socket_addrs()
+        .map_err(BindError::Connect)?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name resolves to nothing");
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BindError::Timeout);
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(BindError::Connect(last))
+}
+
+fn bind_body(params: &SessionParams) -> Body {
+    let bind = Bind {
+        system_id: params.system_id.as_str().into(),
+        password: params.password.expose().into(),
+        system_type: params.system_type.as_str().into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    };
+    match params.bind {
+        BindKind::Transmitter => Body::BindTransmitter(bind),
+        BindKind::Receiver => Body::BindReceiver(bind),
+        BindKind::Transceiver => Body::BindTransceiver(bind),
+    }
+}
+
+/// `Some(system_id)` when `pdu` is our bind's successful answer, `None` for PDUs to ignore
+/// while binding, an error for a refusal.
+fn bind_answer(pdu: &Pdu, kind: BindKind) -> Result<Option<String>, BindError> {
+    let resp = match (&pdu.body, kind) {
+        (Body::BindTransmitterResp(r), BindKind::Transmitter)
+        | (Body::BindReceiverResp(r), BindKind::Receiver)
+        | (Body::BindTransceiverResp(r), BindKind::Transceiver) => r,
+        (Body::GenericNack, _) if pdu.sequence_number == BIND_SEQUENCE => {
+            return Err(BindError::Refused(pdu.command_status))
+        }
+        _ => return Ok(None),
+    };
+    if pdu.command_status != CommandStatus::ESME_ROK {
+        return Err(BindError::Refused(pdu.command_status));
+    }
+    Ok(Some(resp.system_id.to_string_lossy()))
+}

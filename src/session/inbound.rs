@@ -1,0 +1,80 @@
+//! What esmed stores for a PDU the SMSC sends (deliver_sm, data_sm): the raw bytes as hex, the
+//! decoded PDU as JSON, the addresses, the decoded text and, for a delivery receipt, what it
+//! says about which message.
+
+use crate::db::RxRow;
+use crate::smpp::codec::hex;
+use crate::smpp::json::pdu_to_json;
+use crate::smpp::pdu::{Address, Body};
+use crate::smpp::receipt::{is_receipt, parse_receipt};
+use crate::smpp::text::decode;
+use crate::smpp::tlv::{self, tag, Tlv};
+use crate::smpp::udh::split_udh;
+use crate::smpp::Pdu;
+
+/// The smpp_rx_queue row for a deliver_sm or data_sm (other PDUs give an empty row).
+pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
+    let empty = Vec::new();
+    let (source, destination, esm_class, data_coding, short_message, tlvs) = match &pdu.body {
+        Body::DeliverSm(sm) => (
+            &sm.source,
+            &sm.destination,
+            sm.esm_class,
+            sm.data_coding,
+            sm.short_message.as_slice(),
+            &sm.tlvs,
+        ),
+        Body::DataSm(data) => (
+            &data.source,
+            &data.destination,
+            data.esm_class,
+            data.data_coding,
+            &[][..],
+            &data.tlvs,
+        ),
+        _ => (&Address::EMPTY, &Address::EMPTY, 0, 0, &[][..], &empty),
+    };
+    let user_data = user_data(short_message, tlvs);
+    let text_bytes = strip_udh(user_data, esm_class);
+    let decoded = decode(data_coding, text_bytes);
+    let receipt = if is_receipt(esm_class) {
+        parse_receipt(&decoded.text, tlvs)
+    } else {
+        None
+    };
+    RxRow {
+        pdu_raw: hex(raw),
+        pdu_parsed: pdu_to_json(pdu),
+        source_addr: source.addr.to_string_lossy(),
+        destination_addr: destination.addr.to_string_lossy(),
+        short_message: decoded.text,
+        esm_class: i32::from(esm_class),
+        data_coding: i32::from(data_coding),
+        is_receipt: is_receipt(esm_class),
+        receipted_message_id: receipt.as_ref().map(|r| r.message_id.clone()),
+        message_state: receipt
+            .as_ref()
+            .and_then(|r| r.state)
+            .map(|s| s.as_str().to_string()),
+        error_code: receipt.as_ref().and_then(|r| r.error.clone()),
+        text_invalid: decoded.invalid > 0,
+        tx_id: None,
+    }
+}
+
+/// short_message, or message_payload when short_message is empty (reference §3.6 rule).
+fn user_data<'a>(short_message: &'a [u8], tlvs: &'a [Tlv]) -> &'a [u8] {
+    if short_message.is_empty() {
+        tlv::find(tlvs, tag::MESSAGE_PAYLOAD).map_or(short_message, |t| t.value.as_slice())
+    } else {
+        short_message
+    }
+}
+
+/// The text after the UDH when esm_class says there is one; a malformed UDH is kept as text.
+fn strip_udh(user_data: &[u8], esm_class: u8) -> &[u8] {
+    if esm_class & 0x40 == 0 {
+        return user_data;
+    }
+    split_udh(user_data).map_or(user_data, |(_, text)| text)
+}

@@ -1,0 +1,90 @@
+//! One SMPP session with the SMSC: connect, bind, submit with a window, answer the SMSC,
+//! keep the link alive, unbind. Per connection a socket reader thread (`reader`) and a socket
+//! writer thread (`writer`); the writer owns the session state, the timer wheel and the
+//! window, and reconnects with backoff (`runner`).
+//!
+//! ```text
+//!  CLOSED --connect--> OPEN --bind_resp OK--> BOUND --stop / unbind--> CLOSED
+//!     ^                  |  bind_resp error,       | lost link, enquire_link
+//!     +----backoff-------+  session_init_timer     | unanswered, inactivity
+//!     +----------------------------------------------+
+//! ```
+
+pub mod bind;
+pub mod flow;
+pub mod inbound;
+pub mod outbox;
+pub mod reader;
+pub mod runner;
+pub mod submit;
+pub mod timers;
+pub mod writer;
+
+use std::time::Duration;
+
+use crate::config::Secret;
+use submit::SubmitSettings;
+
+/// Which bind a session makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindKind {
+    Transmitter,
+    Receiver,
+    Transceiver,
+}
+
+impl BindKind {
+    pub fn can_submit(self) -> bool {
+        self != BindKind::Receiver
+    }
+
+    pub fn can_receive(self) -> bool {
+        self != BindKind::Transmitter
+    }
+}
+
+impl std::fmt::Display for BindKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BindKind::Transmitter => "transmitter",
+            BindKind::Receiver => "receiver",
+            BindKind::Transceiver => "transceiver",
+        })
+    }
+}
+
+/// The protocol timers of reference §7.3, from the server row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimers {
+    /// Connect plus bind must finish within this.
+    pub session_init: Duration,
+    /// Idle time after which we send enquire_link.
+    pub enquire_link: Duration,
+    /// Silence from the SMSC after which the link is considered dead.
+    pub inactivity: Duration,
+    /// Bound on every request's wait for its response.
+    pub response: Duration,
+    /// A PDU that has started arriving must be complete within this.
+    pub pdu_read: Duration,
+}
+
+/// Everything one session needs to know about its server.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// For logs: the server row's name or id, and which bind.
+    pub label: String,
+    pub host: String,
+    pub port: u16,
+    pub system_id: String,
+    pub password: Secret,
+    pub system_type: String,
+    pub bind: BindKind,
+    pub timers: SessionTimers,
+    pub window: usize,
+    /// Segments per second; 0 = no cap.
+    pub rate_limit: u32,
+    pub max_pdu_len: u32,
+    pub submit: SubmitSettings,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}

@@ -1,0 +1,366 @@
+//! The rows a session is submitting: turns each claimed row into submit_sm parts, tracks every
+//! part through the window, and decides each row's outcome once all its parts are answered.
+//!
+//! Pure bookkeeping, no I/O: the writer thread feeds it responses, timeouts and connection
+//! loss, and sends the `TxResult`s it returns to the DB writer. The rules (issue 3):
+//! - a row is done when every part is accepted; its message id is part 1's;
+//! - a permanent status fails the row with the status's name and meaning;
+//! - a transient status or an unknown outcome (timeout, lost connection) retries the row later
+//!   with backoff and costs an attempt; attempts reaching the server's maximum fail it;
+//! - ESME_RTHROTTLED / ESME_RMSGQFUL put the part back at the head of the queue without
+//!   costing an attempt (the writer pauses submitting);
+//! - parts already accepted are never sent again: a retried row carries them along.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::db::{AcceptedPart, TxOutcome, TxResult, TxRow};
+use crate::session::flow::Backoff;
+use crate::session::submit::{build_parts, SubmitSettings};
+use crate::smpp::pdu::Sm;
+use crate::smpp::status::StatusClass;
+use crate::smpp::CommandStatus;
+
+/// Why a part ended without being accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PartFailure {
+    Permanent(CommandStatus),
+    Transient(CommandStatus),
+    /// No response (timer or lost connection): the SMSC may have accepted it.
+    Unknown(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PartState {
+    Queued,
+    InFlight(u32),
+    Accepted(String),
+    Failed(PartFailure),
+}
+
+struct RowInFlight {
+    row: TxRow,
+    pdus: Vec<Sm>,
+    states: Vec<PartState>,
+}
+
+/// What a submit_sm_resp meant for the writer.
+#[derive(Debug, PartialEq)]
+pub enum ResponseEffect {
+    /// No request with that sequence number is outstanding (late or bogus): log and drop.
+    UnknownSequence,
+    /// The SMSC asked us to slow down; the part is queued again.
+    Throttled,
+    /// The part is settled; when that finished its row, here is the row's result.
+    Settled(Option<TxResult>),
+}
+
+pub struct Outbox {
+    settings: SubmitSettings,
+    rows: HashMap<i32, RowInFlight>,
+    queue: VecDeque<(i32, usize)>,
+    in_flight: HashMap<u32, (i32, usize)>,
+    /// Backoff between attempts after transient failures: 5 s, 10 s, 20 s … 10 min.
+    retry_backoff_min: Duration,
+    retry_backoff_max: Duration,
+}
+
+impl Outbox {
+    pub fn new(settings: SubmitSettings) -> Self {
+        Outbox {
+            settings,
+            rows: HashMap::new(),
+            queue: VecDeque::new(),
+            in_flight: HashMap::new(),
+            retry_backoff_min: Duration::from_secs(5),
+            retry_backoff_max: Duration::from_secs(600),
+        }
+    }
+
+    /// Takes a claimed row. A row that cannot be sent at all (bad destination, empty or
+    /// oversized text) comes straight back as a failed result.
+    pub fn add_row(&mut self, row: TxRow) -> Option<TxResult> {
+        let pdus = match build_parts(&row, &self.settings) {
+            Ok(pdus) => pdus,
+            Err(why) => {
+                return Some(TxResult {
+                    id: row.id,
+                    outcome: TxOutcome::Failed {
+                        info: why.to_string(),
+                        parts: Vec::new(),
+                    },
+                    attempts: 0,
+                    resends: 0,
+                })
+            }
+        };
+        let states = initial_states(&row, pdus.len());
+        for (part, state) in states.iter().enumerate() {
+            if *state == PartState::Queued {
+                self.queue.push_back((row.id, part));
+            }
+        }
+        let id = row.id;
+        self.rows.insert(id, RowInFlight { row, pdus, states });
+        // every part was accepted on an earlier attempt: nothing to send
+        self.finish_if_settled(id)
+    }
+
+    /// Rows held (queued or in flight).
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub fn has_queued_parts(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The next part to submit, if any: its row id, part index and PDU body.
+    pub fn next_part(&self) -> Option<(i32, usize, &Sm)> {
+        let &(id, part) = self.queue.front()?;
+        let row = self.rows.get(&id)?;
+        Some((id, part, row.pdus.get(part)?))
+    }
+
+    /// The part returned by `next_part` went out with this sequence number.
+    pub fn mark_sent(&mut self, sequence_number: u32) {
+        if let Some((id, part)) = self.queue.pop_front() {
+            if let Some(row) = self.rows.get_mut(&id) {
+                row.states[part] = PartState::InFlight(sequence_number);
+                self.in_flight.insert(sequence_number, (id, part));
+            }
+        }
+    }
+
+    /// The row and part a sequence number belongs to (for logging).
+    pub fn part_of(&self, sequence_number: u32) -> Option<(i32, usize)> {
+        self.in_flight.get(&sequence_number).copied()
+    }
+
+    /// A submit_sm_resp (or a generic_nack for a submit_sm) arrived.
+    pub fn on_response(
+        &mut self,
+        sequence_number: u32,
+        status: CommandStatus,
+        message_id: &str,
+    ) -> ResponseEffect {
+        let Some((id, part)) = self.in_flight.remove(&sequence_number) else {
+            return ResponseEffect::UnknownSequence;
+        };
+        if is_throttle(status) {
+            self.set_state(id, part, PartState::Queued);
+            self.queue.push_front((id, part));
+            return ResponseEffect::Throttled;
+        }
+        let state = match self.classify(status) {
+            StatusClass::Ok => PartState::Accepted(message_id.to_string()),
+            StatusClass::Permanent => PartState::Failed(PartFailure::Permanent(status)),
+            StatusClass::Transient | StatusClass::Session => {
+                PartState::Failed(PartFailure::Transient(status))
+            }
+        };
+        self.set_state(id, part, state);
+        ResponseEffect::Settled(self.finish_if_settled(id))
+    }
+
+    /// The response timer of an outstanding submit_sm fired.
+    pub fn on_timeout(&mut self, sequence_number: u32) -> Option<TxResult> {
+        let (id, part) = self.in_flight.remove(&sequence_number)?;
+        let failure = PartFailure::Unknown("no submit_sm_resp within the response timer");
+        self.set_state(id, part, PartState::Failed(failure));
+        self.finish_if_settled(id)
+    }
+
+    /// The connection is gone: parts in flight have an unknown outcome, rows with nothing in
+    /// flight and nothing settled are handed back untouched. Returns every row's result.
+    pub fn on_connection_lost(&mut self) -> Vec<TxResult> {
+        for (_, (id, part)) in self.in_flight.drain() {
+            if let Some(row) = self.rows.get_mut(&id) {
+                row.states[part] = PartState::Failed(PartFailure::Unknown(
+                    "connection lost before submit_sm_resp",
+                ));
+            }
+        }
+        self.release_all()
+    }
+
+    /// Hands every row that is not in flight back (shutdown): rows with nothing sent are
+    /// released, rows with parts settled keep what they achieved. Rows in flight stay.
+    pub fn release_idle(&mut self) -> Vec<TxResult> {
+        let idle: Vec<i32> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| !r.states.iter().any(|s| matches!(s, PartState::InFlight(_))))
+            .map(|(id, _)| *id)
+            .collect();
+        self.queue.retain(|(id, _)| !idle.contains(id));
+        idle.into_iter()
+            .filter_map(|id| self.close_row(id))
+            .collect()
+    }
+
+    fn release_all(&mut self) -> Vec<TxResult> {
+        self.queue.clear();
+        let ids: Vec<i32> = self.rows.keys().copied().collect();
+        ids.into_iter()
+            .filter_map(|id| self.close_row(id))
+            .collect()
+    }
+
+    /// Ends a row whatever its parts' states: queued parts count as not sent.
+    fn close_row(&mut self, id: i32) -> Option<TxResult> {
+        let row = self.rows.remove(&id)?;
+        let any_failed = row.states.iter().any(|s| matches!(s, PartState::Failed(_)));
+        if !any_failed {
+            let parts = accepted_parts(&row);
+            let outcome = if parts.is_empty() {
+                TxOutcome::Release
+            } else {
+                TxOutcome::Retry {
+                    info: "interrupted".into(),
+                    delay: Duration::ZERO,
+                    parts,
+                }
+            };
+            return Some(TxResult {
+                id,
+                outcome,
+                attempts: 0,
+                resends: 0,
+            });
+        }
+        Some(self.outcome_of(row))
+    }
+
+    fn set_state(&mut self, id: i32, part: usize, state: PartState) {
+        if let Some(row) = self.rows.get_mut(&id) {
+            row.states[part] = state;
+        }
+    }
+
+    fn finish_if_settled(&mut self, id: i32) -> Option<TxResult> {
+        let row = self.rows.get(&id)?;
+        let settled = row
+            .states
+            .iter()
+            .all(|s| matches!(s, PartState::Accepted(_) | PartState::Failed(_)));
+        if !settled {
+            return None;
+        }
+        let row = self.rows.remove(&id)?;
+        Some(self.outcome_of(row))
+    }
+
+    fn outcome_of(&self, row: RowInFlight) -> TxResult {
+        let parts = accepted_parts(&row);
+        let failures: Vec<&PartFailure> = row
+            .states
+            .iter()
+            .filter_map(|s| match s {
+                PartState::Failed(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let resends = failures
+            .iter()
+            .filter(|f| matches!(f, PartFailure::Unknown(_)))
+            .count();
+        let resends = i32::try_from(resends).unwrap_or(i32::MAX);
+        let id = row.row.id;
+        if failures.is_empty() {
+            return TxResult {
+                id,
+                outcome: TxOutcome::Done { parts },
+                attempts: 1,
+                resends: 0,
+            };
+        }
+        let attempts_so_far = row.row.attempts.saturating_add(1);
+        let info = describe_failures(&failures, row.pdus.len(), &row.states);
+        let permanent = failures
+            .iter()
+            .any(|f| matches!(f, PartFailure::Permanent(_)));
+        let outcome = if permanent {
+            TxOutcome::Failed { info, parts }
+        } else if attempts_so_far >= self.settings.max_attempts {
+            let info = format!("{info}; giving up after {attempts_so_far} attempts");
+            TxOutcome::Failed { info, parts }
+        } else {
+            let failures_before = u32::try_from(row.row.attempts).unwrap_or(0);
+            let delay = Backoff::delay_for(
+                self.retry_backoff_min,
+                self.retry_backoff_max,
+                failures_before,
+            );
+            TxOutcome::Retry { info, delay, parts }
+        };
+        TxResult {
+            id,
+            outcome,
+            attempts: 1,
+            resends,
+        }
+    }
+
+    fn classify(&self, status: CommandStatus) -> StatusClass {
+        if status.is_vendor_specific() && self.settings.permanent_statuses.contains(&status.0) {
+            return StatusClass::Permanent;
+        }
+        status.class()
+    }
+}
+
+fn is_throttle(status: CommandStatus) -> bool {
+    status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL
+}
+
+/// Parts accepted on an earlier attempt start as accepted; the rest are queued.
+fn initial_states(row: &TxRow, count: usize) -> Vec<PartState> {
+    let mut states = vec![PartState::Queued; count];
+    let consistent = row
+        .accepted_parts
+        .iter()
+        .all(|p| p.part_no >= 1 && (p.part_no as usize) <= count);
+    if !consistent {
+        return states;
+    }
+    for part in &row.accepted_parts {
+        states[part.part_no as usize - 1] = PartState::Accepted(part.message_id.clone());
+    }
+    states
+}
+
+fn accepted_parts(row: &RowInFlight) -> Vec<AcceptedPart> {
+    let part_count = i16::try_from(row.states.len()).unwrap_or(i16::MAX);
+    row.states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            PartState::Accepted(id) => Some(AcceptedPart {
+                part_no: i16::try_from(i + 1).unwrap_or(i16::MAX),
+                part_count,
+                message_id: id.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn describe_failures(failures: &[&PartFailure], parts: usize, states: &[PartState]) -> String {
+    let first = failures.first().map_or(String::new(), |f| match f {
+        PartFailure::Permanent(s) | PartFailure::Transient(s) => s.to_string(),
+        PartFailure::Unknown(why) => format!("outcome unknown: {why}"),
+    });
+    if parts == 1 {
+        return first;
+    }
+    let part_no = states
+        .iter()
+        .position(|s| matches!(s, PartState::Failed(_)))
+        .map_or(0, |p| p + 1);
+    format!("part {part_no}/{parts}: {first}")
+}

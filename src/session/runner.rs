@@ -1,0 +1,137 @@
+//! A session's life across connections: connect and bind, run the bound connection with its
+//! reader and writer threads, and on failure reconnect with capped exponential backoff, until
+//! asked to stop. Every failure gets one log line saying what happened and when it retries.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use log::{error, info, warn};
+
+use crate::session::bind::{connect_and_bind, BindError};
+use crate::session::flow::Backoff;
+use crate::session::reader;
+use crate::session::writer::{Ending, Links, Writer};
+use crate::session::SessionParams;
+use crate::smpp::status::StatusClass;
+
+/// A running session thread; dropping `stop` (or calling `stop`) ends it after the drain.
+pub struct SessionHandle {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    pub label: String,
+}
+
+impl SessionHandle {
+    /// Asks the session to drain and unbind, and waits for it.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                error!("{}: the session thread panicked", self.label);
+            }
+        }
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+pub fn spawn(params: SessionParams, links: Links) -> std::io::Result<SessionHandle> {
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    let label = params.label.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("esmed-session-{}", params.bind))
+        .spawn(move || run(&params, &links, &stop_rx))?;
+    Ok(SessionHandle {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        label,
+    })
+}
+
+fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
+    let mut backoff = Backoff::new(params.reconnect_min, params.reconnect_max);
+    loop {
+        let delay = match connect_and_bind(params) {
+            Ok(bound) => {
+                info!(
+                    "{}: bound as {} to {}:{} (SMSC system_id '{}')",
+                    params.label, params.bind, params.host, params.port, bound.smsc_system_id
+                );
+                backoff.reset();
+                match run_bound(params, links, bound, stop) {
+                    Ending::Stopped => {
+                        info!("{}: unbound and closed", params.label);
+                        return;
+                    }
+                    Ending::Lost(why) => {
+                        let delay = backoff.next_delay();
+                        warn!(
+                            "{}: session lost: {why}; reconnecting in {} s",
+                            params.label,
+                            delay.as_secs()
+                        );
+                        delay
+                    }
+                }
+            }
+            Err(e) => {
+                let delay = bind_failure_delay(&e, &mut backoff, params.reconnect_max);
+                error!(
+                    "{}: {}:{} as '{}': {e}; retrying in {} s",
+                    params.label,
+                    params.host,
+                    params.port,
+                    params.system_id,
+                    delay.as_secs()
+                );
+                delay
+            }
+        };
+        match stop.recv_timeout(delay) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Credentials the SMSC rejected will not get better soon: wait the longest backoff.
+fn bind_failure_delay(e: &BindError, backoff: &mut Backoff, max: Duration) -> Duration {
+    match e {
+        BindError::Refused(status) if status.class() == StatusClass::Session => {
+            let _ = backoff.next_delay();
+            max
+        }
+        _ => backoff.next_delay(),
+    }
+}
+
+fn run_bound(
+    params: &SessionParams,
+    links: &Links,
+    bound: crate::session::bind::Bound,
+    stop: &Receiver<()>,
+) -> Ending {
+    let read_half = match bound.stream.try_clone() {
+        Ok(stream) => stream,
+        Err(e) => return Ending::Lost(format!("cannot clone the socket: {e}")),
+    };
+    let (events_tx, events_rx) = bounded(1024);
+    let reader = match reader::spawn(read_half, bound.buffer, params.timers.pdu_read, events_tx) {
+        Ok(handle) => handle,
+        Err(e) => return Ending::Lost(format!("cannot start the reader thread: {e}")),
+    };
+    let ending = Writer::new(params, links, bound.stream).run(events_rx, stop);
+    if reader.join().is_err() {
+        error!("{}: the reader thread panicked", params.label);
+    }
+    ending
+}

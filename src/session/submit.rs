@@ -1,0 +1,179 @@
+//! From a queued row to submit_sm bodies: checks the row, picks the text coding, splits long
+//! texts, and fills addresses, priority and registered_delivery as the original daemon did.
+
+use crate::db::{RegisteredDelivery, TxRow};
+use crate::smpp::concat::{segment, LongMode};
+use crate::smpp::pdu::{Address, Sm};
+use crate::smpp::text::{choose, CodingPolicy};
+
+/// Everything about the server that shapes a submit_sm.
+#[derive(Debug, Clone)]
+pub struct SubmitSettings {
+    /// esme_source_addr; a row's smpp_source_addr overrides it.
+    pub source_addr: Option<String>,
+    /// Explicit TON/NPI for the source; `None` chooses them from the address's shape.
+    pub source_ton_npi: Option<(u8, u8)>,
+    pub dest_ton: u8,
+    pub dest_npi: u8,
+    pub receipts: ReceiptPolicy,
+    pub coding: CodingPolicy,
+    pub long_mode: LongMode,
+    pub max_segments: usize,
+    pub max_attempts: i32,
+    /// Vendor statuses (0x400–0x4FF) that this provider documents as permanent.
+    pub permanent_statuses: Vec<u32>,
+}
+
+/// How registered_delivery is chosen (the original daemon's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptPolicy {
+    /// Transceiver (or receiver bind) with esme_registered_delivery: always ask.
+    Always,
+    /// Transceiver (or receiver bind) without it: as the row says.
+    PerRow,
+    /// Transmitter only: receipts could not reach us, never ask.
+    Never,
+}
+
+/// Why a row cannot be submitted at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError(pub String);
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The submit_sm bodies for a row, part 1 first.
+pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<Sm>, RowError> {
+    let destination = destination_address(&row.destination, settings)?;
+    let source = source_address(row.source_override.as_deref(), settings)?;
+    check_text(&row.short_message)?;
+    let coding = choose(&row.short_message, settings.coding);
+    let reference = concat_reference(row.id);
+    let segments = segment(
+        &row.short_message,
+        coding,
+        settings.long_mode,
+        reference,
+        settings.max_segments,
+    )
+    .map_err(|e| RowError(format!("cannot split the text: {e}")))?;
+    let registered_delivery = match settings.receipts {
+        ReceiptPolicy::Always => 1,
+        ReceiptPolicy::PerRow => registered_delivery_flag(row.registered_delivery),
+        ReceiptPolicy::Never => 0,
+    };
+    Ok(segments
+        .into_iter()
+        .map(|seg| Sm {
+            source: source.clone(),
+            destination: destination.clone(),
+            esm_class: if seg.esm_class_udhi { 0x40 } else { 0 },
+            priority_flag: row.priority,
+            registered_delivery,
+            data_coding: coding.data_coding(),
+            short_message: seg.short_message,
+            tlvs: seg.tlvs,
+            ..Sm::default()
+        })
+        .collect())
+}
+
+/// The registered_delivery octet for the row's smpp_registered_delivery (reference §5.4).
+fn registered_delivery_flag(requested: RegisteredDelivery) -> u8 {
+    match requested {
+        RegisteredDelivery::NotRequested => 0x00,
+        RegisteredDelivery::Requested => 0x01,
+        RegisteredDelivery::RequestedForFailure => 0x02,
+    }
+}
+
+/// The concatenation reference of a row's parts: derived from the row id so that a retry
+/// of the missing parts of a long message reuses the reference of the parts already sent.
+pub fn concat_reference(row_id: i32) -> u16 {
+    (row_id as u32 & 0xFFFF) as u16
+}
+
+fn destination_address(raw: &str, settings: &SubmitSettings) -> Result<Address, RowError> {
+    let digits = raw.trim().strip_prefix('+').unwrap_or(raw.trim());
+    if digits.is_empty() {
+        return Err(RowError("empty destination address".into()));
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RowError(format!(
+            "invalid destination address '{raw}': only digits (and a leading +) are allowed"
+        )));
+    }
+    if digits.len() > 20 {
+        return Err(RowError(format!(
+            "invalid destination address '{raw}': {} digits, at most 20",
+            digits.len()
+        )));
+    }
+    Ok(Address::new(settings.dest_ton, settings.dest_npi, digits))
+}
+
+fn source_address(
+    row_override: Option<&str>,
+    settings: &SubmitSettings,
+) -> Result<Address, RowError> {
+    let raw = row_override
+        .or(settings.source_addr.as_deref())
+        .unwrap_or("")
+        .trim();
+    if raw.is_empty() {
+        // The SMSC substitutes the account's default sender.
+        return Ok(Address::default());
+    }
+    let (ton, npi) = settings
+        .source_ton_npi
+        .unwrap_or_else(|| ton_npi_from_shape(raw));
+    let addr = if ton == 1 {
+        raw.strip_prefix('+').unwrap_or(raw)
+    } else {
+        raw
+    };
+    if !addr.is_ascii() || addr.len() > 20 || addr.bytes().any(|b| b.is_ascii_control()) {
+        return Err(RowError(format!(
+            "invalid source address '{raw}': at most 20 printable ASCII characters"
+        )));
+    }
+    if ton == 5 && addr.len() > 11 {
+        return Err(RowError(format!(
+            "invalid source address '{raw}': alphanumeric senders are limited to 11 characters"
+        )));
+    }
+    Ok(Address::new(ton, npi, addr))
+}
+
+/// Alphanumeric → 5/0; a short code (up to 6 digits) → 3/0; other numbers → international 1/1.
+pub fn ton_npi_from_shape(addr: &str) -> (u8, u8) {
+    let digits = addr.strip_prefix('+').unwrap_or(addr);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        (5, 0)
+    } else if digits.len() <= 6 && !addr.starts_with('+') {
+        (3, 0)
+    } else {
+        (1, 1)
+    }
+}
+
+fn check_text(text: &str) -> Result<(), RowError> {
+    if text.is_empty() {
+        return Err(RowError("empty message text".into()));
+    }
+    let control = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && *c != '\n' && *c != '\r');
+    if let Some((position, c)) = control {
+        return Err(RowError(format!(
+            "message text has control character U+{:04X} at position {}",
+            u32::from(c),
+            position + 1
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,597 @@
+//! The socket writer thread of one bound connection: it owns the session. It takes claimed
+//! rows and submits their parts within the window and the rate cap, matches responses,
+//! answers the SMSC's requests (deliver_sm only after the DB writer committed its row), keeps
+//! the link alive, and on stop drains the window and unbinds.
+//!
+//! One loop turn = wait for one event (`select!` over the reader, the DB writer's commits,
+//! the stop channel, claimed rows when there is room, and the next timer), handle it, then
+//! write everything queued in one `write_all` (coalesced writes).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{never, select, Receiver, Sender};
+use log::{debug, error, info, warn};
+
+use crate::db::writer::{AckTo, Committed, DbOp};
+use crate::db::TxRow;
+use crate::session::flow::{ThrottlePause, TokenBucket};
+use crate::session::inbound::rx_row;
+use crate::session::outbox::{Outbox, ResponseEffect};
+use crate::session::reader::ReaderEvent;
+use crate::session::timers::{Timer, TimerWheel};
+use crate::session::SessionParams;
+use crate::smpp::codec::encode;
+use crate::smpp::pdu::{Body, MessageIdResp};
+use crate::smpp::SequenceNumbers;
+use crate::smpp::{CommandId, CommandStatus, Pdu};
+use crate::stats::Stats;
+
+/// The channels a session shares with the rest of the daemon.
+#[derive(Clone)]
+pub struct Links {
+    /// Rows the poller claimed, shared by every session that submits.
+    pub outbound: Receiver<TxRow>,
+    pub db: Sender<DbOp>,
+    pub stats: std::sync::Arc<Stats>,
+    /// Set while a session that submits is bound: the poller claims rows only then.
+    pub can_submit: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Stop was asked and the session unbound cleanly (or as cleanly as it could).
+    Stopped,
+    /// The link failed; reconnect.
+    Lost(String),
+}
+
+/// Requests of ours other than submit_sm that wait for a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    EnquireLink,
+    Unbind,
+}
+
+pub struct Writer<'a> {
+    params: &'a SessionParams,
+    links: &'a Links,
+    stream: TcpStream,
+    out: Vec<u8>,
+    timers: TimerWheel,
+    fired: Vec<Timer>,
+    sequence: SequenceNumbers,
+    outbox: Outbox,
+    pending: HashMap<u32, Pending>,
+    bucket: Option<TokenBucket>,
+    throttle: ThrottlePause,
+    paused_until: Option<Instant>,
+    acks: (Sender<Committed>, Receiver<Committed>),
+    /// deliver_sm / data_sm received whose rows are not committed yet.
+    awaiting_commit: usize,
+    stopping: bool,
+    unbind_sent: bool,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(params: &'a SessionParams, links: &'a Links, stream: TcpStream) -> Self {
+        let now = Instant::now();
+        let mut sequence = SequenceNumbers::new();
+        // sequence 1 was the bind
+        let _ = sequence.next();
+        Writer {
+            params,
+            links,
+            stream,
+            out: Vec::with_capacity(64 * 1024),
+            timers: TimerWheel::new(now),
+            fired: Vec::new(),
+            sequence,
+            outbox: Outbox::new(params.submit.clone()),
+            pending: HashMap::new(),
+            bucket: TokenBucket::new(params.rate_limit, now),
+            throttle: ThrottlePause::new(Duration::from_millis(100), Duration::from_secs(10)),
+            paused_until: None,
+            acks: crossbeam_channel::unbounded(),
+            awaiting_commit: 0,
+            stopping: false,
+            unbind_sent: false,
+        }
+    }
+
+    /// Runs the bound connection until it ends; every row it held is handed back to the DB
+    /// writer before it returns.
+    pub fn run(mut self, events: Receiver<ReaderEvent>, stop: &Receiver<()>) -> Ending {
+        let now = Instant::now();
+        self.timers
+            .arm(Timer::EnquireLink, now + self.params.timers.enquire_link);
+        self.timers
+            .arm(Timer::Inactivity, now + self.params.timers.inactivity);
+        let submits = self.params.bind.can_submit();
+        if submits {
+            self.links
+                .can_submit
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let ending = self.event_loop(&events, stop);
+        if submits {
+            self.links
+                .can_submit
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        let _ = self.flush();
+        let _ = self.stream.shutdown(Shutdown::Both);
+        for result in self.outbox.on_connection_lost() {
+            self.send_result(result);
+        }
+        if submits {
+            self.release_claimed();
+        }
+        ending
+    }
+
+    /// Rows claimed for us but not taken yet go back to the queue, so that their leases do
+    /// not run out while we reconnect (another esmed could then send them too).
+    fn release_claimed(&self) {
+        while let Ok(row) = self.links.outbound.try_recv() {
+            let outcome = crate::db::TxOutcome::Release;
+            self.send_result(crate::db::TxResult {
+                id: row.id,
+                outcome,
+                attempts: 0,
+                resends: 0,
+            });
+        }
+    }
+
+    fn event_loop(&mut self, events: &Receiver<ReaderEvent>, stop: &Receiver<()>) -> Ending {
+        let never_rows = never();
+        let never_stop = never();
+        loop {
+            if let Some(ending) = self.check_drained() {
+                return ending;
+            }
+            let rows = if self.wants_rows() {
+                &self.links.outbound
+            } else {
+                &never_rows
+            };
+            let stop_rx = if self.stopping { &never_stop } else { stop };
+            let timeout = self
+                .timers
+                .next_deadline()
+                .map_or(crossbeam_channel::never(), crossbeam_channel::at);
+            let acks = self.acks.1.clone();
+            let step = select! {
+                recv(events) -> event => match event {
+                    Ok(event) => self.on_reader_event(event),
+                    Err(_) => Err(Ending::Lost("the reader thread ended".into())),
+                },
+                recv(acks) -> ack => {
+                    if let Ok(ack) = ack { self.on_committed(ack); }
+                    Ok(())
+                },
+                recv(stop_rx) -> _ => { self.begin_stop(); Ok(()) },
+                recv(rows) -> row => {
+                    if let Ok(row) = row { self.take_row(row); }
+                    Ok(())
+                },
+                recv(timeout) -> _ => self.on_timers(),
+            };
+            if let Err(ending) = step {
+                return ending;
+            }
+            self.pump();
+            if let Err(e) = self.flush() {
+                return Ending::Lost(format!("write error: {e}"));
+            }
+        }
+    }
+
+    /// While stopping: done once nothing is in flight and the unbind is answered.
+    fn check_drained(&mut self) -> Option<Ending> {
+        if !self.stopping {
+            return None;
+        }
+        if self.outbox.in_flight() > 0 || self.awaiting_commit > 0 {
+            return None;
+        }
+        if !self.unbind_sent {
+            let sequence_number = self.sequence.next();
+            self.pending.insert(sequence_number, Pending::Unbind);
+            self.timers.arm(
+                Timer::Response(sequence_number),
+                Instant::now() + self.params.timers.response.min(Duration::from_secs(5)),
+            );
+            self.queue_pdu(&Pdu::new(sequence_number, Body::Unbind));
+            self.unbind_sent = true;
+            if self.flush().is_err() {
+                return Some(Ending::Stopped);
+            }
+        }
+        None
+    }
+
+    fn wants_rows(&self) -> bool {
+        self.params.bind.can_submit()
+            && !self.stopping
+            && !self.outbox.has_queued_parts()
+            && self.outbox.in_flight() < self.params.window
+    }
+
+    fn take_row(&mut self, row: TxRow) {
+        let id = row.id;
+        if let Some(result) = self.outbox.add_row(row) {
+            if let crate::db::TxOutcome::Failed { info, .. } = &result.outcome {
+                warn!(
+                    "{}: row {id} cannot be sent: {info}; marking it failed",
+                    self.params.label
+                );
+            }
+            self.send_result(result);
+        }
+    }
+
+    /// Submits queued parts while the window, the rate cap and any throttle pause allow.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        if self.paused_until.is_some_and(|until| now < until) {
+            return;
+        }
+        self.paused_until = None;
+        while self.outbox.in_flight() < self.params.window {
+            let Some((id, part, sm)) = self.outbox.next_part() else {
+                break;
+            };
+            if let Some(bucket) = self.bucket.as_mut() {
+                if let Err(next) = bucket.take(now) {
+                    self.paused_until = Some(next);
+                    self.timers.arm(Timer::Resume, next);
+                    break;
+                }
+            }
+            let sequence_number = self.sequence.next();
+            let pdu = Pdu::new(sequence_number, Body::SubmitSm(Box::new(sm.clone())));
+            if let Err(e) = encode(&pdu, &mut self.out) {
+                // build_parts validated the row; this is a bug, not input
+                error!(
+                    "{}: row {id} part {}: cannot encode submit_sm: {e}",
+                    self.params.label,
+                    part + 1
+                );
+            }
+            self.outbox.mark_sent(sequence_number);
+            self.timers.arm(
+                Timer::Response(sequence_number),
+                now + self.params.timers.response,
+            );
+            self.links
+                .stats
+                .submitted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn on_timers(&mut self) -> Result<(), Ending> {
+        let now = Instant::now();
+        let mut fired = std::mem::take(&mut self.fired);
+        self.timers.expire(now, &mut fired);
+        let mut result = Ok(());
+        for timer in fired.drain(..) {
+            result = result.and(self.on_timer(timer, now));
+        }
+        self.fired = fired;
+        result
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant) -> Result<(), Ending> {
+        match timer {
+            Timer::EnquireLink => {
+                let sequence_number = self.sequence.next();
+                self.pending.insert(sequence_number, Pending::EnquireLink);
+                self.timers.arm(
+                    Timer::Response(sequence_number),
+                    now + self.params.timers.response,
+                );
+                self.queue_pdu(&Pdu::new(sequence_number, Body::EnquireLink));
+                self.timers
+                    .arm(Timer::EnquireLink, now + self.params.timers.enquire_link);
+                Ok(())
+            }
+            Timer::Inactivity => Err(Ending::Lost(format!(
+                "nothing received from the SMSC for {} s (smpp_inactivity_timer)",
+                self.params.timers.inactivity.as_secs()
+            ))),
+            Timer::Response(sequence_number) => self.on_response_timeout(sequence_number),
+            Timer::Resume => Ok(()),
+            Timer::ShutdownDeadline => Err(Ending::Stopped),
+        }
+    }
+
+    fn on_response_timeout(&mut self, sequence_number: u32) -> Result<(), Ending> {
+        match self.pending.remove(&sequence_number) {
+            Some(Pending::EnquireLink) => Err(Ending::Lost(format!(
+                "no enquire_link_resp within {} s (smpp_response_timer)",
+                self.params.timers.response.as_secs()
+            ))),
+            Some(Pending::Unbind) => Err(Ending::Stopped),
+            None => {
+                if let Some((id, part)) = self.outbox.part_of(sequence_number) {
+                    warn!(
+                        "{}: row {id} part {}: no submit_sm_resp for seq {sequence_number} within {} s; \
+                         outcome unknown, the row will be submitted again (possible duplicate)",
+                        self.params.label,
+                        part + 1,
+                        self.params.timers.response.as_secs()
+                    );
+                }
+                if let Some(result) = self.outbox.on_timeout(sequence_number) {
+                    self.send_result(result);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_reader_event(&mut self, event: ReaderEvent) -> Result<(), Ending> {
+        let now = Instant::now();
+        self.timers
+            .arm(Timer::Inactivity, now + self.params.timers.inactivity);
+        match event {
+            ReaderEvent::Pdu(pdu, raw) => self.on_pdu(pdu, raw),
+            ReaderEvent::Undecodable(error, _raw) => {
+                warn!(
+                    "{}: undecodable PDU from the SMSC: {error}; answering with {}",
+                    self.params.label,
+                    error.command_status()
+                );
+                self.answer_error(
+                    error.command_id,
+                    error.sequence_number,
+                    error.command_status(),
+                );
+                Ok(())
+            }
+            ReaderEvent::Framing(error) => {
+                let sequence_number = error.sequence_number.unwrap_or(0);
+                let mut nack = Pdu::new(sequence_number, Body::GenericNack);
+                nack.command_status = CommandStatus::ESME_RINVCMDLEN;
+                self.queue_pdu(&nack);
+                Err(Ending::Lost(format!(
+                    "framing error: {error}; closing the connection"
+                )))
+            }
+            ReaderEvent::Closed(why) => Err(if self.unbind_sent {
+                Ending::Stopped
+            } else {
+                Ending::Lost(why)
+            }),
+        }
+    }
+
+    fn on_pdu(&mut self, pdu: Pdu, raw: Vec<u8>) -> Result<(), Ending> {
+        let sequence_number = pdu.sequence_number;
+        match pdu.body {
+            Body::SubmitSmResp(resp) => {
+                self.timers.cancel(Timer::Response(sequence_number));
+                self.on_submit_resp(
+                    sequence_number,
+                    pdu.command_status,
+                    &resp.message_id.to_string_lossy(),
+                );
+            }
+            Body::GenericNack => self.on_generic_nack(sequence_number, pdu.command_status),
+            Body::EnquireLinkResp => {
+                self.timers.cancel(Timer::Response(sequence_number));
+                self.pending.remove(&sequence_number);
+            }
+            Body::UnbindResp => {
+                self.timers.cancel(Timer::Response(sequence_number));
+                if self.pending.remove(&sequence_number) == Some(Pending::Unbind) {
+                    return Err(Ending::Stopped);
+                }
+            }
+            Body::EnquireLink => self.queue_pdu(&Pdu::new(sequence_number, Body::EnquireLinkResp)),
+            Body::Unbind => {
+                self.queue_pdu(&Pdu::new(sequence_number, Body::UnbindResp));
+                return Err(Ending::Lost("the SMSC unbound the session".into()));
+            }
+            Body::DeliverSm(_) | Body::DataSm(_) => self.on_message(pdu, raw),
+            Body::AlertNotification(alert) => {
+                info!(
+                    "{}: alert_notification: {} is reachable again",
+                    self.params.label, alert.source.addr
+                );
+            }
+            Body::Other { command_id, .. } => {
+                warn!("{}: unsupported command_id 0x{command_id:08X} (seq {sequence_number}); answering generic_nack ESME_RINVCMDID", self.params.label);
+                self.answer_error(
+                    CommandId::from(command_id),
+                    sequence_number,
+                    CommandStatus::ESME_RINVCMDID,
+                );
+            }
+            other => {
+                let id = other.command_id();
+                if id.is_response() {
+                    warn!(
+                        "{}: unexpected {id} seq {sequence_number} ignored",
+                        self.params.label
+                    );
+                } else {
+                    warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
+                    self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_submit_resp(&mut self, sequence_number: u32, status: CommandStatus, message_id: &str) {
+        let part = self.outbox.part_of(sequence_number);
+        match self.outbox.on_response(sequence_number, status, message_id) {
+            ResponseEffect::UnknownSequence => warn!(
+                "{}: submit_sm_resp for unknown seq {sequence_number} ({status}) ignored",
+                self.params.label
+            ),
+            ResponseEffect::Throttled => {
+                let pause = self.throttle.on_throttled();
+                let until = Instant::now() + pause;
+                self.paused_until = Some(until);
+                self.timers.arm(Timer::Resume, until);
+                self.links
+                    .stats
+                    .throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                debug!(
+                    "{}: {status}; pausing submits for {} ms",
+                    self.params.label,
+                    pause.as_millis()
+                );
+            }
+            ResponseEffect::Settled(result) => {
+                if status == CommandStatus::ESME_ROK {
+                    self.throttle.on_accepted();
+                }
+                if let Some((id, part)) = part {
+                    debug!(
+                        "{}: row {id} part {}: {status} message_id '{message_id}'",
+                        self.params.label,
+                        part + 1
+                    );
+                }
+                if let Some(result) = result {
+                    self.send_result(result);
+                }
+            }
+        }
+    }
+
+    fn on_generic_nack(&mut self, sequence_number: u32, status: CommandStatus) {
+        self.timers.cancel(Timer::Response(sequence_number));
+        if self.pending.remove(&sequence_number).is_some() {
+            warn!(
+                "{}: generic_nack {status} for our seq {sequence_number}",
+                self.params.label
+            );
+            return;
+        }
+        if self.outbox.part_of(sequence_number).is_some() {
+            self.on_submit_resp(sequence_number, status, "");
+        } else {
+            warn!(
+                "{}: generic_nack {status} for unknown seq {sequence_number} ignored",
+                self.params.label
+            );
+        }
+    }
+
+    /// deliver_sm / data_sm: store, and answer once the row is committed.
+    fn on_message(&mut self, pdu: Pdu, raw: Vec<u8>) {
+        let command = pdu.command_id();
+        if !self.params.bind.can_receive() {
+            warn!(
+                "{}: {command} on a transmitter bind; answering ESME_RINVBNDSTS",
+                self.params.label
+            );
+            self.answer_error(command, pdu.sequence_number, CommandStatus::ESME_RINVBNDSTS);
+            return;
+        }
+        let row = rx_row(&pdu, &raw);
+        let ack = AckTo {
+            to: self.acks.0.clone(),
+            sequence_number: pdu.sequence_number,
+            command,
+        };
+        self.awaiting_commit += 1;
+        self.links
+            .stats
+            .received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self
+            .links
+            .db
+            .send(DbOp::Rx {
+                row: Box::new(row),
+                ack: Some(ack),
+            })
+            .is_err()
+        {
+            self.awaiting_commit -= 1;
+            error!("{}: the DB writer is gone; {command} seq {} left unanswered (the SMSC will redeliver)", self.params.label, pdu.sequence_number);
+        }
+    }
+
+    fn on_committed(&mut self, committed: Committed) {
+        self.awaiting_commit = self.awaiting_commit.saturating_sub(1);
+        let body = match committed.command {
+            CommandId::DataSm => Body::DataSmResp(MessageIdResp::default()),
+            _ => Body::DeliverSmResp(MessageIdResp::default()),
+        };
+        let mut resp = Pdu::new(committed.sequence_number, body);
+        resp.command_status = committed.status;
+        self.queue_pdu(&resp);
+    }
+
+    fn begin_stop(&mut self) {
+        info!(
+            "{}: stopping: no new rows; waiting for {} outstanding submit_sm",
+            self.params.label,
+            self.outbox.in_flight()
+        );
+        self.stopping = true;
+        for result in self.outbox.release_idle() {
+            self.send_result(result);
+        }
+        let grace = self.params.timers.response + Duration::from_secs(1);
+        self.timers
+            .arm(Timer::ShutdownDeadline, Instant::now() + grace);
+    }
+
+    /// Answers a request we cannot serve: its own _resp when it has one, else generic_nack.
+    fn answer_error(&mut self, request: CommandId, sequence_number: u32, status: CommandStatus) {
+        if request.is_response()
+            || matches!(request, CommandId::AlertNotification | CommandId::Outbind)
+        {
+            return;
+        }
+        let body = match request {
+            CommandId::DeliverSm => Body::DeliverSmResp(MessageIdResp::default()),
+            CommandId::DataSm => Body::DataSmResp(MessageIdResp::default()),
+            CommandId::EnquireLink => Body::EnquireLinkResp,
+            CommandId::Unbind => Body::UnbindResp,
+            _ => Body::GenericNack,
+        };
+        let mut pdu = Pdu::new(sequence_number, body);
+        pdu.command_status = status;
+        self.queue_pdu(&pdu);
+    }
+
+    fn queue_pdu(&mut self, pdu: &Pdu) {
+        if let Err(e) = encode(pdu, &mut self.out) {
+            error!(
+                "{}: cannot encode {}: {e}",
+                self.params.label,
+                pdu.command_id()
+            );
+        }
+    }
+
+    fn send_result(&self, result: crate::db::TxResult) {
+        if let Err(e) = self.links.db.send(DbOp::Result(result)) {
+            error!("{}: the DB writer is gone; the result of row {} is lost to this run (its lease will expire and it will be retried)", self.params.label, e.0.row_id());
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.out);
+        self.out.clear();
+        result
+    }
+}

@@ -1,0 +1,71 @@
+//! Counters the threads bump and the periodic info line reads. Relaxed atomics: they are
+//! statistics, nothing is decided on them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// submit_sm PDUs written.
+    pub submitted: AtomicU64,
+    /// Rows done, failed, and retried later.
+    pub rows_done: AtomicU64,
+    pub rows_failed: AtomicU64,
+    pub rows_retried: AtomicU64,
+    /// ESME_RTHROTTLED / ESME_RMSGQFUL answers.
+    pub throttled: AtomicU64,
+    /// deliver_sm / data_sm received and stored.
+    pub received: AtomicU64,
+    pub stored: AtomicU64,
+    /// Rows claimed from the queue.
+    pub claimed: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub submitted: u64,
+    pub rows_done: u64,
+    pub rows_failed: u64,
+    pub rows_retried: u64,
+    pub throttled: u64,
+    pub received: u64,
+    pub stored: u64,
+    pub claimed: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            submitted: get(&self.submitted),
+            rows_done: get(&self.rows_done),
+            rows_failed: get(&self.rows_failed),
+            rows_retried: get(&self.rows_retried),
+            throttled: get(&self.throttled),
+            received: get(&self.received),
+            stored: get(&self.stored),
+            claimed: get(&self.claimed),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The info line for the interval from `earlier` to `self`, `seconds` long.
+    pub fn describe_since(&self, earlier: &Snapshot, seconds: f64) -> String {
+        let rate = |now: u64, then: u64| (now.saturating_sub(then)) as f64 / seconds.max(0.001);
+        format!(
+            "rows done {} (+{:.1}/s), failed {}, retried {}; submit_sm {} ({:.1}/s), throttled {}; \
+             received {} ({:.1}/s), stored {}",
+            self.rows_done,
+            rate(self.rows_done, earlier.rows_done),
+            self.rows_failed,
+            self.rows_retried,
+            self.submitted,
+            rate(self.submitted, earlier.submitted),
+            self.throttled,
+            self.received,
+            rate(self.received, earlier.received),
+            self.stored
+        )
+    }
+}
