@@ -364,3 +364,216 @@ fn describe_failures(failures: &[&PartFailure], parts: usize, states: &[PartStat
         .map_or(0, |p| p + 1);
     format!("part {part_no}/{parts}: {first}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::RegisteredDelivery;
+    use crate::session::submit::{ReceiptPolicy, SubmitSettings};
+    use crate::smpp::concat::LongMode;
+    use crate::smpp::text::CodingPolicy;
+
+    fn settings() -> SubmitSettings {
+        SubmitSettings {
+            source_addr: None,
+            source_ton_npi: None,
+            dest_ton: 1,
+            dest_npi: 1,
+            receipts: ReceiptPolicy::Never,
+            coding: CodingPolicy::Gsm7,
+            long_mode: LongMode::Udh8,
+            max_segments: 10,
+            max_attempts: 3,
+            permanent_statuses: vec![0x401],
+        }
+    }
+
+    fn row(id: i32, text: &str, attempts: i32) -> TxRow {
+        TxRow {
+            id,
+            destination: "447700900123".into(),
+            source_override: None,
+            priority: 0,
+            registered_delivery: RegisteredDelivery::NotRequested,
+            short_message: text.into(),
+            attempts,
+            accepted_parts: Vec::new(),
+        }
+    }
+
+    /// Sends every queued part, numbering from `first_seq`.
+    fn send_all(outbox: &mut Outbox, first_seq: u32) -> Vec<u32> {
+        let mut seqs = Vec::new();
+        while outbox.next_part().is_some() {
+            let seq = first_seq + seqs.len() as u32;
+            outbox.mark_sent(seq);
+            seqs.push(seq);
+        }
+        seqs
+    }
+
+    fn settled(effect: ResponseEffect) -> Option<TxResult> {
+        match effect {
+            ResponseEffect::Settled(result) => result,
+            other => panic!("expected Settled, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_row_is_done_when_every_part_is_accepted() {
+        let mut outbox = Outbox::new(settings());
+        assert!(outbox.add_row(row(7, &"x".repeat(300), 0)).is_none());
+        let seqs = send_all(&mut outbox, 10);
+        assert_eq!(seqs.len(), 2);
+        assert!(settled(outbox.on_response(11, CommandStatus::ESME_ROK, "B")).is_none());
+        let result = settled(outbox.on_response(10, CommandStatus::ESME_ROK, "A")).unwrap();
+        match result.outcome {
+            TxOutcome::Done { parts } => {
+                let ids: Vec<_> = parts
+                    .iter()
+                    .map(|p| (p.part_no, p.message_id.as_str()))
+                    .collect();
+                assert_eq!(ids, vec![(1, "A"), (2, "B")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            (result.attempts, outbox.rows(), outbox.in_flight()),
+            (1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn permanent_status_fails_the_row_with_its_name() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, "Hi", 0));
+        send_all(&mut outbox, 2);
+        let result = settled(outbox.on_response(2, CommandStatus::ESME_RINVDSTADR, "")).unwrap();
+        assert_eq!(
+            result.outcome,
+            TxOutcome::Failed {
+                info: "ESME_RINVDSTADR (0x0000000B): invalid destination address".into(),
+                parts: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn transient_status_retries_until_attempts_run_out() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, "Hi", 0));
+        send_all(&mut outbox, 2);
+        let result = settled(outbox.on_response(2, CommandStatus::ESME_RSYSERR, "")).unwrap();
+        assert!(
+            matches!(result.outcome, TxOutcome::Retry { .. }),
+            "{result:?}"
+        );
+        outbox.add_row(row(2, "Hi", 2));
+        send_all(&mut outbox, 3);
+        let result = settled(outbox.on_response(3, CommandStatus::ESME_RSYSERR, "")).unwrap();
+        match result.outcome {
+            TxOutcome::Failed { info, .. } => {
+                assert!(info.ends_with("giving up after 3 attempts"), "{info}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn configured_vendor_statuses_are_permanent_others_transient() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, "Hi", 0));
+        outbox.add_row(row(2, "Hi", 0));
+        send_all(&mut outbox, 2);
+        let first = settled(outbox.on_response(2, CommandStatus(0x401), "")).unwrap();
+        let second = settled(outbox.on_response(3, CommandStatus(0x402), "")).unwrap();
+        assert!(matches!(first.outcome, TxOutcome::Failed { .. }));
+        assert!(matches!(second.outcome, TxOutcome::Retry { .. }));
+    }
+
+    #[test]
+    fn throttling_requeues_the_part_without_an_attempt() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, "Hi", 0));
+        send_all(&mut outbox, 2);
+        assert_eq!(
+            outbox.on_response(2, CommandStatus::ESME_RTHROTTLED, ""),
+            ResponseEffect::Throttled
+        );
+        assert_eq!(send_all(&mut outbox, 3), vec![3]);
+        let result = settled(outbox.on_response(3, CommandStatus::ESME_ROK, "id")).unwrap();
+        assert_eq!(result.attempts, 1);
+        assert!(matches!(result.outcome, TxOutcome::Done { .. }));
+    }
+
+    #[test]
+    fn timeouts_and_lost_connections_resend_and_count_it() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, "Hi", 0));
+        outbox.add_row(row(2, "Hi", 0));
+        outbox.add_row(row(3, "Hi", 0));
+        outbox.mark_sent(2);
+        outbox.mark_sent(3);
+        let timed_out = outbox.on_timeout(2).unwrap();
+        assert_eq!(timed_out.resends, 1);
+        assert!(matches!(timed_out.outcome, TxOutcome::Retry { .. }));
+        assert_eq!(
+            outbox.on_response(2, CommandStatus::ESME_ROK, "late"),
+            ResponseEffect::UnknownSequence
+        );
+        let mut lost = outbox.on_connection_lost();
+        lost.sort_by_key(|r| r.id);
+        assert_eq!(lost.len(), 2);
+        assert_eq!((lost[0].id, lost[0].resends), (2, 1));
+        assert_eq!(
+            (lost[1].id, lost[1].outcome.clone()),
+            (3, TxOutcome::Release)
+        );
+    }
+
+    #[test]
+    fn accepted_parts_of_a_retried_row_are_not_sent_again() {
+        let mut outbox = Outbox::new(settings());
+        let mut retried = row(5, &"x".repeat(300), 1);
+        retried.accepted_parts = vec![AcceptedPart {
+            part_no: 1,
+            part_count: 2,
+            message_id: "A".into(),
+        }];
+        outbox.add_row(retried);
+        assert_eq!(
+            outbox.next_part().map(|(id, part, _)| (id, part)),
+            Some((5, 1))
+        );
+        assert_eq!(send_all(&mut outbox, 9), vec![9]);
+        let result = settled(outbox.on_response(9, CommandStatus::ESME_ROK, "B")).unwrap();
+        match result.outcome {
+            TxOutcome::Done { parts } => assert_eq!(parts.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stopping_hands_back_rows_not_in_flight() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, "Hi", 0));
+        outbox.add_row(row(2, "Hi", 0));
+        outbox.mark_sent(2);
+        let released = outbox.release_idle();
+        assert_eq!(released.len(), 1);
+        assert_eq!(
+            (released[0].id, released[0].outcome.clone()),
+            (2, TxOutcome::Release)
+        );
+        assert_eq!(outbox.in_flight(), 1);
+        assert!(!outbox.has_queued_parts());
+    }
+
+    #[test]
+    fn a_bad_row_fails_at_once() {
+        let mut outbox = Outbox::new(settings());
+        let result = outbox.add_row(row(1, "", 0)).unwrap();
+        assert!(matches!(result.outcome, TxOutcome::Failed { .. }));
+        assert_eq!(outbox.rows(), 0);
+    }
+}

@@ -177,3 +177,118 @@ fn check_text(text: &str) -> Result<(), RowError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn settings() -> SubmitSettings {
+        SubmitSettings {
+            source_addr: Some("ESMED".into()),
+            source_ton_npi: None,
+            dest_ton: 1,
+            dest_npi: 1,
+            receipts: ReceiptPolicy::PerRow,
+            coding: CodingPolicy::Gsm7,
+            long_mode: LongMode::Udh8,
+            max_segments: 10,
+            max_attempts: 3,
+            permanent_statuses: Vec::new(),
+        }
+    }
+
+    pub(crate) fn row(id: i32, destination: &str, text: &str) -> TxRow {
+        TxRow {
+            id,
+            destination: destination.into(),
+            source_override: None,
+            priority: 0,
+            registered_delivery: RegisteredDelivery::Requested,
+            short_message: text.into(),
+            attempts: 0,
+            accepted_parts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_gsm_row_becomes_the_reference_submit_sm() {
+        // reference §11.2: ESMED (5/0) to 447700900123 (1/1), registered_delivery 1, "Hello"
+        let parts = build_parts(&row(1, "447700900123", "Hello"), &settings()).unwrap();
+        assert_eq!(parts.len(), 1);
+        let sm = &parts[0];
+        assert_eq!(sm.source, Address::new(5, 0, "ESMED"));
+        assert_eq!(sm.destination, Address::new(1, 1, "447700900123"));
+        assert_eq!(
+            (sm.esm_class, sm.registered_delivery, sm.data_coding),
+            (0, 1, 0)
+        );
+        assert_eq!(sm.short_message, b"Hello");
+    }
+
+    #[test]
+    fn long_texts_split_with_the_row_ids_reference() {
+        let text = "x".repeat(200);
+        let parts = build_parts(&row(0x1234, "447700900123", &text), &settings()).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.esm_class == 0x40));
+        assert_eq!(parts[0].short_message[..6], [5, 0, 3, 0x34, 2, 1]);
+        assert_eq!(parts[1].short_message[..6], [5, 0, 3, 0x34, 2, 2]);
+    }
+
+    #[test]
+    fn receipt_policy_follows_the_original_daemon() {
+        let mut s = settings();
+        let mut r = row(1, "447700900123", "Hi");
+        r.registered_delivery = RegisteredDelivery::RequestedForFailure;
+        assert_eq!(build_parts(&r, &s).unwrap()[0].registered_delivery, 2);
+        s.receipts = ReceiptPolicy::Always;
+        r.registered_delivery = RegisteredDelivery::NotRequested;
+        assert_eq!(build_parts(&r, &s).unwrap()[0].registered_delivery, 1);
+        s.receipts = ReceiptPolicy::Never;
+        r.registered_delivery = RegisteredDelivery::Requested;
+        assert_eq!(build_parts(&r, &s).unwrap()[0].registered_delivery, 0);
+    }
+
+    #[test]
+    fn sources_get_ton_npi_from_their_shape_and_rows_override() {
+        assert_eq!(ton_npi_from_shape("ESMED"), (5, 0));
+        assert_eq!(ton_npi_from_shape("12345"), (3, 0));
+        assert_eq!(ton_npi_from_shape("447700900123"), (1, 1));
+        assert_eq!(ton_npi_from_shape("+4477"), (1, 1));
+        let mut r = row(1, "+447700900123", "Hi");
+        r.source_override = Some("+447700900999".into());
+        let sm = &build_parts(&r, &settings()).unwrap()[0];
+        assert_eq!(sm.source, Address::new(1, 1, "447700900999"));
+        assert_eq!(sm.destination.addr.as_bytes(), b"447700900123");
+    }
+
+    #[test]
+    fn bad_rows_fail_with_a_clear_reason() {
+        let s = settings();
+        let cases = [
+            (row(1, "", "Hi"), "empty destination address"),
+            (row(1, "4477abc", "Hi"), "only digits"),
+            (row(1, &"1".repeat(21), "Hi"), "21 digits, at most 20"),
+            (row(1, "447700900123", ""), "empty message text"),
+            (
+                row(1, "447700900123", "a\u{7}b"),
+                "control character U+0007 at position 2",
+            ),
+            (
+                row(1, "447700900123", &"x".repeat(2000)),
+                "cannot split the text",
+            ),
+        ];
+        for (r, expected) in cases {
+            let error = build_parts(&r, &s).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
+        let mut r = row(1, "447700900123", "Hi");
+        r.source_override = Some("A-very-long-sender".into());
+        let error = build_parts(&r, &s).unwrap_err().to_string();
+        assert!(error.contains("limited to 11 characters"), "{error}");
+    }
+}
