@@ -2,17 +2,26 @@
 //! can be tested byte for byte and fuzzed. `../shared/docs/smpp34-reference.md` is the source
 //! of truth for every constant here.
 
+pub mod codec;
 pub mod command_id;
 pub mod concat;
+pub mod frame;
 pub mod json;
 pub mod pdu;
 pub mod receipt;
+pub mod sequence;
 pub mod status;
 pub mod text;
 pub mod tlv;
 pub mod udh;
 
+#[cfg(test)]
+mod golden_tests;
+
+pub use codec::{decode, encode, encode_to_vec, hex, DecodeError, EncodeError};
 pub use command_id::CommandId;
+pub use frame::{frame, FrameBuffer, FrameStatus};
 pub use pdu::{Address, Body, COctet, Pdu};
+pub use sequence::SequenceNumbers;
 pub use status::CommandStatus;
 pub use tlv::Tlv;
