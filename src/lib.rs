@@ -6,6 +6,8 @@
 //! The modules, in reading order:
 //! - [`smpp`]: the protocol itself — PDU types, codec, framing, text codings, long messages,
 //!   delivery receipts. Pure functions, no I/O.
+//! - [`smsc`]: a test SMSC (SMPP server) for the end-to-end tests, the benchmark and demos.
 #![forbid(unsafe_code)]
 
 pub mod smpp;
+pub mod smsc;
