@@ -210,7 +210,13 @@ impl MoMessage {
     }
 
     /// Raw user data with the given data_coding and esm_class.
-    pub fn raw(source: &str, destination: &str, bytes: &[u8], data_coding: u8, esm_class: u8) -> Self {
+    pub fn raw(
+        source: &str,
+        destination: &str,
+        bytes: &[u8],
+        data_coding: u8,
+        esm_class: u8,
+    ) -> Self {
         MoMessage {
             source: source.to_string(),
             destination: destination.to_string(),
@@ -235,8 +241,14 @@ mod tests {
             IdFormat::Uuid.render(26),
             "00000000-0000-4000-8000-00000000001a"
         );
-        assert_eq!(ReceiptIdFormat::Decimal10.render(26, IdFormat::HexUpper), "0000000026");
-        assert_eq!(ReceiptIdFormat::SameAsResp.render(26, IdFormat::HexUpper), "1A");
+        assert_eq!(
+            ReceiptIdFormat::Decimal10.render(26, IdFormat::HexUpper),
+            "0000000026"
+        );
+        assert_eq!(
+            ReceiptIdFormat::SameAsResp.render(26, IdFormat::HexUpper),
+            "1A"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum JobKind {
 #[derive(Debug)]
 struct Job {
     kind: JobKind,
+    /// The body as first sent: resends repeat it exactly (same done date).
+    built: Option<Sm>,
     sends: u32,
     /// Bumped at every reschedule; heap entries of older generations are stale.
     generation: u64,
@@ -67,7 +69,11 @@ impl State {
                 break;
             }
             self.heap.pop();
-            if self.jobs.get(&id).is_some_and(|j| j.generation == generation) {
+            if self
+                .jobs
+                .get(&id)
+                .is_some_and(|j| j.generation == generation)
+            {
                 due.push(id);
             }
         }
@@ -103,6 +109,7 @@ impl Deliverer {
             let id = state.next_job;
             let job = Job {
                 kind,
+                built: None,
                 sends: 0,
                 generation: 0,
                 awaiting: None,
@@ -207,7 +214,10 @@ impl Deliverer {
                 .peek()
                 .map_or(now + Duration::from_secs(1), |Reverse((at, _, _))| *at);
             state.asleep_until = Some(until);
-            state = match self.wake.wait_timeout(state, until.saturating_duration_since(now)) {
+            state = match self
+                .wake
+                .wait_timeout(state, until.saturating_duration_since(now))
+            {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
@@ -250,8 +260,12 @@ impl Deliverer {
         let Some(job) = state.jobs.get(&id) else {
             return;
         };
-        let sm = build_sm(&job.kind, shared);
-        let Some(pdu) = outbox.send_request(|seq| Pdu::new(seq, Body::DeliverSm(Box::new(sm))))
+        let sm = match &job.built {
+            Some(sm) => sm.clone(),
+            None => build_sm(&job.kind, shared),
+        };
+        let Some(pdu) =
+            outbox.send_request(|seq| Pdu::new(seq, Body::DeliverSm(Box::new(sm.clone()))))
         else {
             state.push(Instant::now() + NO_RECEIVER_RETRY, id);
             return;
@@ -260,6 +274,7 @@ impl Deliverer {
         if let Some(job) = state.jobs.get_mut(&id) {
             job.sends += 1;
             job.awaiting = Some(key);
+            job.built = Some(sm);
         }
         state.pending.insert(key, id);
         state.push(Instant::now() + shared.config.deliver_resend_after, id);
@@ -295,7 +310,11 @@ fn build_sm(kind: &JobKind, shared: &Shared) -> Sm {
 /// TON/NPI from the address's shape: digits are international ISDN, anything else
 /// alphanumeric.
 fn address(addr: &str) -> Address {
-    let digits = !addr.is_empty() && addr.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit());
+    let digits = !addr.is_empty()
+        && addr
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit());
     if digits {
         Address::new(1, 1, addr)
     } else {

@@ -33,7 +33,12 @@ impl MessageStore {
     }
 
     /// Remembers `message`, which reaches `final_state` at `final_at`.
-    pub fn remember(&mut self, message: SubmittedMessage, final_state: MessageState, final_at: SystemTime) {
+    pub fn remember(
+        &mut self,
+        message: SubmittedMessage,
+        final_state: MessageState,
+        final_at: SystemTime,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -44,7 +49,14 @@ impl MessageStore {
         }
         self.order.push_back(message.message_id.clone());
         let id = message.message_id.clone();
-        self.by_id.insert(id, Remembered { message, final_state, final_at });
+        self.by_id.insert(
+            id,
+            Remembered {
+                message,
+                final_state,
+                final_at,
+            },
+        );
     }
 
     pub fn get(&self, id: &str) -> Option<&SubmittedMessage> {
@@ -52,7 +64,11 @@ impl MessageStore {
     }
 
     /// The state at `now`: ENROUTE until the final time, then the final state and its time.
-    pub fn state_of(&self, id: &str, now: SystemTime) -> Option<(MessageState, Option<SystemTime>)> {
+    pub fn state_of(
+        &self,
+        id: &str,
+        now: SystemTime,
+    ) -> Option<(MessageState, Option<SystemTime>)> {
         let r = self.by_id.get(id)?;
         if now >= r.final_at {
             Some((r.final_state, Some(r.final_at)))
@@ -88,7 +104,13 @@ mod tests {
         }
         assert!(store.get("1").is_none());
         assert!(store.get("3").is_some());
-        assert_eq!(store.state_of("2", SystemTime::UNIX_EPOCH), Some((MessageState::Enroute, None)));
-        assert_eq!(store.state_of("2", t), Some((MessageState::Delivered, Some(t))));
+        assert_eq!(
+            store.state_of("2", SystemTime::UNIX_EPOCH),
+            Some((MessageState::Enroute, None))
+        );
+        assert_eq!(
+            store.state_of("2", t),
+            Some((MessageState::Delivered, Some(t)))
+        );
     }
 }

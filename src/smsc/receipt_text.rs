@@ -71,7 +71,11 @@ pub fn receipt_sm(
     Sm {
         source: message.destination.clone(),
         destination: message.source.clone(),
-        esm_class: if state == MessageState::Enroute { 0x20 } else { 0x04 },
+        esm_class: if state == MessageState::Enroute {
+            0x20
+        } else {
+            0x04
+        },
         short_message: text.into_bytes(),
         tlvs,
         ..Sm::default()

@@ -243,10 +243,12 @@ impl Session {
     }
 
     fn submit(&mut self, seq: u32, sm: &Sm) -> Flow {
-        let resp = |id: String| Body::SubmitSmResp(MessageIdResp {
-            message_id: id.into(),
-            tlvs: Vec::new(),
-        });
+        let resp = |id: String| {
+            Body::SubmitSmResp(MessageIdResp {
+                message_id: id.into(),
+                tlvs: Vec::new(),
+            })
+        };
         if !self.can_submit() {
             self.respond(seq, CommandStatus::ESME_RINVBNDSTS, resp(String::new()));
             return Flow::Continue;
@@ -282,10 +284,12 @@ impl Session {
     }
 
     fn data_sm(&mut self, seq: u32, data: &DataSm) {
-        let resp = |id: String| Body::DataSmResp(MessageIdResp {
-            message_id: id.into(),
-            tlvs: Vec::new(),
-        });
+        let resp = |id: String| {
+            Body::DataSmResp(MessageIdResp {
+                message_id: id.into(),
+                tlvs: Vec::new(),
+            })
+        };
         if !self.can_submit() {
             return self.respond(seq, CommandStatus::ESME_RINVBNDSTS, resp(String::new()));
         }
@@ -299,7 +303,12 @@ impl Session {
         drop(state);
         let id = message.message_id.clone();
         self.plan_receipts(message, data.registered_delivery, now);
-        self.respond_maybe_later(seq, CommandStatus::ESME_ROK, resp(id), delay.map(|d| now + d));
+        self.respond_maybe_later(
+            seq,
+            CommandStatus::ESME_ROK,
+            resp(id),
+            delay.map(|d| now + d),
+        );
     }
 
     /// Gives an accepted message its id and remembers it for query_sm.
@@ -371,7 +380,11 @@ impl Session {
             return self.respond(seq, CommandStatus::ESME_RINVBNDSTS, body);
         }
         let id = query.message_id.to_string_lossy();
-        let found = self.shared.lock_state().messages.state_of(&id, SystemTime::now());
+        let found = self
+            .shared
+            .lock_state()
+            .messages
+            .state_of(&id, SystemTime::now());
         let (status, body) = match found {
             Some((state, final_at)) => (
                 CommandStatus::ESME_ROK,
@@ -416,7 +429,9 @@ impl Session {
         self.outbox.push(&self.out);
         self.out.clear();
         if !self.jobs.is_empty() {
-            self.shared.deliverer.schedule(std::mem::take(&mut self.jobs));
+            self.shared
+                .deliverer
+                .schedule(std::mem::take(&mut self.jobs));
         }
         let batch = std::mem::take(&mut self.journal_batch);
         self.shared.journal.record_received(batch);
