@@ -147,10 +147,10 @@ impl Shared {
 
     fn spawn(&self, name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<()> {
         let handle = thread::Builder::new().name(name.to_string()).spawn(body)?;
-        self.threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        // Finished connections need no join; forgetting them keeps a soak run bounded.
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
         Ok(())
     }
 }
