@@ -17,6 +17,8 @@
 //! - [`stats`]: counters for the periodic info line.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
+//! - [`smsc`]: the project's test SMSC (library behind `esmed-smsc`), for tests, the demo and
+//!   benchmarks.
 //! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
 #![forbid(unsafe_code)]
 
@@ -27,5 +29,6 @@ pub mod db;
 pub mod logging;
 pub mod session;
 pub mod smpp;
+pub mod smsc;
 pub mod stats;
 pub mod testkit;
