@@ -86,6 +86,10 @@ pub struct DaemonConfig {
     pub stats_interval: Duration,
     /// Largest delay between PostgreSQL reconnect attempts.
     pub db_reconnect_max: Duration,
+    /// Delay before a row that failed transiently is tried again, doubled per attempt up to
+    /// retry_max.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
 }
 
 /// `[log]`: where log lines go. Replaces the old Python logging sections.
@@ -146,6 +150,8 @@ const DAEMON_KEYS: &[&str] = &[
     "reconnect_max",
     "stats_interval",
     "db_reconnect_max",
+    "retry_min",
+    "retry_max",
 ];
 const LOG_KEYS: &[&str] = &["file", "level", "stderr"];
 const KNOWN_SECTIONS: &[(&str, &[&str])] = &[
@@ -253,6 +259,8 @@ impl Default for DaemonConfig {
             reconnect_max: Duration::from_secs(60),
             stats_interval: Duration::from_secs(60),
             db_reconnect_max: Duration::from_secs(30),
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(600),
         }
     }
 }
@@ -443,6 +451,8 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
             secs(1),
             HOUR,
         )?,
+        retry_min: keys.duration("retry_min", default.retry_min, ms(10), HOUR)?,
+        retry_max: keys.duration("retry_max", default.retry_max, ms(10), DAY)?,
     })
 }
 

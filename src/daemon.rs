@@ -325,9 +325,12 @@ pub fn session_params(row: &ServerRow, kind: BindKind, config: &Config) -> Sessi
                 .iter()
                 .filter_map(|s| u32::try_from(*s).ok())
                 .collect(),
+            retry_min: config.daemon.retry_min,
+            retry_max: config.daemon.retry_max,
         },
         reconnect_min: config.daemon.reconnect_min,
         reconnect_max: config.daemon.reconnect_max,
+        shutdown_timeout: config.daemon.shutdown_timeout,
     }
 }
 

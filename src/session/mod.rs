@@ -87,4 +87,6 @@ pub struct SessionParams {
     pub submit: SubmitSettings,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// At stop, the longest wait for outstanding responses before unbinding anyway.
+    pub shutdown_timeout: Duration,
 }

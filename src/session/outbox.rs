@@ -60,9 +60,6 @@ pub struct Outbox {
     rows: HashMap<i32, RowInFlight>,
     queue: VecDeque<(i32, usize)>,
     in_flight: HashMap<u32, (i32, usize)>,
-    /// Backoff between attempts after transient failures: 5 s, 10 s, 20 s … 10 min.
-    retry_backoff_min: Duration,
-    retry_backoff_max: Duration,
 }
 
 impl Outbox {
@@ -72,8 +69,6 @@ impl Outbox {
             rows: HashMap::new(),
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
-            retry_backoff_min: Duration::from_secs(5),
-            retry_backoff_max: Duration::from_secs(600),
         }
     }
 
@@ -292,8 +287,8 @@ impl Outbox {
         } else {
             let failures_before = u32::try_from(row.row.attempts).unwrap_or(0);
             let delay = Backoff::delay_for(
-                self.retry_backoff_min,
-                self.retry_backoff_max,
+                self.settings.retry_min,
+                self.settings.retry_max,
                 failures_before,
             );
             TxOutcome::Retry { info, delay, parts }
@@ -385,6 +380,8 @@ mod tests {
             max_segments: 10,
             max_attempts: 3,
             permanent_statuses: vec![0x401],
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(600),
         }
     }
 

@@ -22,6 +22,9 @@ pub struct SubmitSettings {
     pub max_attempts: i32,
     /// Vendor statuses (0x400–0x4FF) that this provider documents as permanent.
     pub permanent_statuses: Vec<u32>,
+    /// Backoff between attempts after transient failures.
+    pub retry_min: std::time::Duration,
+    pub retry_max: std::time::Duration,
 }
 
 /// How registered_delivery is chosen (the original daemon's rule).
@@ -194,6 +197,8 @@ mod tests {
             max_segments: 10,
             max_attempts: 3,
             permanent_statuses: Vec::new(),
+            retry_min: std::time::Duration::from_secs(5),
+            retry_max: std::time::Duration::from_secs(600),
         }
     }
 

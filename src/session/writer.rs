@@ -546,7 +546,8 @@ impl<'a> Writer<'a> {
         for result in self.outbox.release_idle() {
             self.send_result(result);
         }
-        let grace = self.params.timers.response + Duration::from_secs(1);
+        let grace = (self.params.timers.response + Duration::from_secs(1))
+            .min(self.params.shutdown_timeout);
         self.timers
             .arm(Timer::ShutdownDeadline, Instant::now() + grace);
     }

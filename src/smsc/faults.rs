@@ -78,7 +78,7 @@ impl FaultState {
         };
         let fresh = self
             .window_start
-            .map_or(true, |start| now.duration_since(start).as_secs() >= 1);
+            .is_none_or(|start| now.duration_since(start).as_secs() >= 1);
         if fresh {
             self.window_start = Some(now);
             self.in_window = 0;

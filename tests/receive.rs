@@ -1,0 +1,105 @@
+//! End to end, receiving side as far as issue 3 takes it: every deliver_sm is stored (raw hex,
+//! parsed JSON, addresses, decoded text, receipt fields) and acknowledged only after its row is
+//! committed.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use esmed::smpp::{Body, CommandId};
+use esmed::smsc::MoMessage;
+use support::{wait_until, Env};
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn mo_messages_are_stored_then_acknowledged() {
+    let env = Env::new("mo");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed("mo", "");
+    assert!(env.smsc.wait_for_bound(1, T));
+    env.smsc
+        .send_mo(MoMessage::text("447700900123", "ESMED", "Hello back"));
+    env.smsc
+        .send_mo(MoMessage::text("447700900124", "ESMED", "Привет 😀"));
+    assert!(
+        env.smsc.wait_for_count(2, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    let rows = env
+        .db()
+        .query(
+            "SELECT smpp_source_addr, smpp_short_message, pdu_raw, pdu_parsed::jsonb->>'command', \
+             data_coding, is_receipt, insert_timestamp FROM smpp_rx_queue ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let acks = env.smsc.deliver_sm_resps();
+    let sent = env.smsc.sent();
+    for (row, expected) in rows.iter().zip([
+        ("447700900123", "Hello back", 0),
+        ("447700900124", "Привет 😀", 8),
+    ]) {
+        assert_eq!(row.get::<_, String>(0), expected.0);
+        assert_eq!(row.get::<_, String>(1), expected.1);
+        assert_eq!(row.get::<_, String>(3), "deliver_sm");
+        assert_eq!(row.get::<_, i32>(4), expected.2);
+        assert!(!row.get::<_, bool>(5));
+        let raw: String = row.get(2);
+        assert_eq!(raw, raw.to_lowercase());
+        let stored_at: SystemTime = row.get(6);
+        // The deliver_sm with this raw hex was answered after its row existed.
+        let deliver = sent
+            .iter()
+            .find(|s| esmed::smpp::hex(&esmed::smpp::encode_to_vec(&s.pdu).unwrap()) == raw)
+            .expect("the stored raw bytes are the deliver_sm the SMSC sent");
+        let ack = acks
+            .iter()
+            .find(|a| a.pdu.sequence_number == deliver.pdu.sequence_number)
+            .unwrap();
+        assert!(
+            ack.at >= stored_at,
+            "acknowledged before the row was stored"
+        );
+        assert!(matches!(ack.pdu.body, Body::DeliverSmResp(_)));
+    }
+}
+
+#[test]
+fn a_receipt_is_stored_with_its_message_id_and_state() {
+    let env = Env::with_smsc(
+        "receipt",
+        esmed::smsc::SmscConfig {
+            receipts: esmed::smsc::ReceiptMode::After(esmed::smsc::ReceiptConfig::after(
+                Duration::from_millis(100),
+            )),
+            ..support::smsc_config()
+        },
+    );
+    env.add_server(&[
+        ("esme_bind_transceiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+    ]);
+    let id = env.insert("447700900123", "receipt please");
+    let esmed = env.esmed("receipt", "");
+    env.wait_all("submission_done", T, &esmed);
+    wait_until(T, "the receipt row", &esmed, || {
+        env.db()
+            .query("SELECT 1 FROM smpp_rx_queue WHERE is_receipt", &[])
+            .unwrap()
+            .len()
+            == 1
+    });
+    let row = env
+        .db()
+        .query_one(
+            "SELECT r.receipted_message_id, r.message_state, t.smpp_message_id \
+             FROM smpp_rx_queue r, smpp_tx_queue t WHERE r.is_receipt AND t.id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(1), "DELIVERED");
+    assert_eq!(row.get::<_, String>(0), row.get::<_, String>(2));
+}

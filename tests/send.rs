@@ -1,0 +1,402 @@
+//! End to end, sending side (issue 3): a real PostgreSQL, the test SMSC over TCP and the esmed
+//! binary. Every test asserts the row-level outcome against what the SMSC received.
+
+mod support;
+
+use std::time::Duration;
+
+use esmed::smpp::{Body, CommandStatus};
+use esmed::smsc::{Faults, Smsc};
+use support::{body_of_hex_dump, Env};
+
+const T: Duration = Duration::from_secs(20);
+
+/// Reference §11.2: submit_sm "Hello" from ESMED to 447700900123, registered_delivery 1.
+const HELLO: &str = "
+0000: 00 00 00 37 00 00 00 04 00 00 00 00 00 00 00 02
+0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
+0020: 30 39 30 30 31 32 33 00 00 00 00 00 00 01 00 00
+0030: 00 05 48 65 6C 6C 6F";
+
+/// Reference §9.4: the two-part UCS2 message with concatenation reference 0x2A.
+const RUSSIAN: &str =
+    "Ваш заказ №48213 передан курьеру. Доставка завтра с 10:00 до 14:00😀 Спасибо!";
+const RUSSIAN_PART1: &str = "
+0000: 00 00 00 BC 00 00 00 04 00 00 00 00 00 00 00 03
+0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
+0020: 30 39 30 30 31 32 33 00 40 00 00 00 00 01 00 08
+0030: 00 8A 05 00 03 2A 02 01 04 12 04 30 04 48 00 20
+0040: 04 37 04 30 04 3A 04 30 04 37 00 20 21 16 00 34
+0050: 00 38 00 32 00 31 00 33 00 20 04 3F 04 35 04 40
+0060: 04 35 04 34 04 30 04 3D 00 20 04 3A 04 43 04 40
+0070: 04 4C 04 35 04 40 04 43 00 2E 00 20 04 14 04 3E
+0080: 04 41 04 42 04 30 04 32 04 3A 04 30 00 20 04 37
+0090: 04 30 04 32 04 42 04 40 04 30 00 20 04 41 00 20
+00A0: 00 31 00 30 00 3A 00 30 00 30 00 20 04 34 04 3E
+00B0: 00 20 00 31 00 34 00 3A 00 30 00 30";
+const RUSSIAN_PART2: &str = "
+0000: 00 00 00 4E 00 00 00 04 00 00 00 00 00 00 00 04
+0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
+0020: 30 39 30 30 31 32 33 00 40 00 00 00 00 01 00 08
+0030: 00 1C 05 00 03 2A 02 02 D8 3D DE 00 00 20 04 21
+0040: 04 3F 04 30 04 41 04 38 04 31 04 3E 00 21";
+
+/// The body bytes (after the header) of every submit_sm the SMSC got, by destination.
+fn submit_bodies(env: &Env) -> Vec<(String, Vec<u8>)> {
+    env.smsc
+        .submits()
+        .into_iter()
+        .map(|r| {
+            let destination = match &r.pdu.body {
+                Body::SubmitSm(sm) => sm.destination.addr.to_string(),
+                _ => String::new(),
+            };
+            (destination, r.raw[16..].to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn gsm_ucs2_and_long_messages_reach_the_smsc_byte_for_byte() {
+    let env = Env::new("bytes");
+    env.add_server(&[
+        ("esme_source_addr", "'ESMED'"),
+        ("esme_bind_transceiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+    ]);
+    let mut db = env.db();
+    db.execute(
+        "INSERT INTO smpp_tx_queue (id, smpp_destination_addr, smpp_short_message) VALUES \
+         (42, '447700900123', $1)",
+        &[&RUSSIAN],
+    )
+    .unwrap();
+    let hello = env.insert("447700900123", "Hello");
+    let emoji = env.insert("447700900124", "Price: 10€ 😀");
+    let esmed = env.esmed("bytes", "");
+    env.wait_all("submission_done", T, &esmed);
+
+    let bodies = submit_bodies(&env);
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    let russian: Vec<&Vec<u8>> = bodies
+        .iter()
+        .filter(|(_, b)| b.get(31) == Some(&0x08) && b.get(24) == Some(&0x40))
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(
+        russian,
+        vec![
+            &body_of_hex_dump(RUSSIAN_PART1),
+            &body_of_hex_dump(RUSSIAN_PART2)
+        ]
+    );
+    assert!(
+        bodies.iter().any(|(_, b)| *b == body_of_hex_dump(HELLO)),
+        "no §11.2 body"
+    );
+    let emoji_body = &bodies.iter().find(|(d, _)| d == "447700900124").unwrap().1;
+    assert_eq!(emoji_body[31], 0x08, "an emoji forces UCS2 (data_coding 8)");
+
+    // Results: done, the SMSC's message id (part 1's for the long one), one attempt, parts kept.
+    for id in [42, hello, emoji] {
+        let row = db
+            .query_one(
+                "SELECT submission_done, submission_failed, smpp_message_id, submission_attempts, \
+                 submission_timestamp IS NOT NULL, claimed_by IS NULL FROM smpp_tx_queue WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        assert!(row.get::<_, bool>(0) && !row.get::<_, bool>(1), "row {id}");
+        assert!(
+            !row.get::<_, Option<String>>(2)
+                .unwrap_or_default()
+                .is_empty(),
+            "row {id} id"
+        );
+        assert_eq!(row.get::<_, i32>(3), 1, "row {id} attempts");
+        assert!(
+            row.get::<_, bool>(4) && row.get::<_, bool>(5),
+            "row {id} stamps/lease"
+        );
+    }
+    let parts: Vec<(i16, String)> = db
+        .query(
+            "SELECT part_no, message_id FROM smpp_tx_parts WHERE tx_id = 42 ORDER BY part_no",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(parts.len(), 2);
+    let first: String = db
+        .query_one(
+            "SELECT smpp_message_id FROM smpp_tx_queue WHERE id = 42",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(first, parts[0].1, "the row's message id is part 1's");
+}
+
+#[test]
+fn a_transient_error_is_retried_and_then_succeeds() {
+    let env = Env::new("transient");
+    env.smsc.set_faults(Faults {
+        transient_error_every: Some((1, CommandStatus::ESME_RSYSERR)),
+        ..Faults::default()
+    });
+    env.add_server(&[]);
+    let id = env.insert("447700900123", "retry me");
+    let esmed = env.esmed("transient", "");
+    assert!(env.smsc.wait_for_submits(1, T), "first submit");
+    env.smsc.set_faults(Faults::default());
+    env.wait_all("submission_done", T, &esmed);
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_attempts, submission_info FROM smpp_tx_queue WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert!(row.get::<_, String>(1).starts_with("ESME_RSYSERR"));
+    assert_eq!(env.smsc.submits().len(), 2);
+}
+
+#[test]
+fn a_permanent_error_fails_the_row_with_the_status_name_and_the_queue_goes_on() {
+    let env = Env::new("permanent");
+    env.smsc.set_faults(Faults {
+        permanent_error_prefix: Some(("4470".into(), CommandStatus::ESME_RINVDSTADR)),
+        ..Faults::default()
+    });
+    env.add_server(&[]);
+    let bad = env.insert("447012345678", "to a bad number");
+    let good = env.insert("447712345678", "to a good number");
+    let esmed = env.esmed("permanent", "");
+    env.wait_all("submission_done OR submission_failed", T, &esmed);
+    let mut db = env.db();
+    let info: String = db
+        .query_one(
+            "SELECT submission_info FROM smpp_tx_queue WHERE id = $1 AND submission_failed",
+            &[&bad],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        info,
+        "ESME_RINVDSTADR (0x0000000B): invalid destination address"
+    );
+    assert_eq!(env.count(&format!("id = {good} AND submission_done")), 1);
+    assert_eq!(
+        env.smsc.submits().len(),
+        2,
+        "a permanent error is not retried"
+    );
+}
+
+#[test]
+fn attempts_run_out_and_the_row_fails() {
+    let env = Env::new("attempts");
+    env.smsc.set_faults(Faults {
+        transient_error_every: Some((1, CommandStatus::ESME_RSYSERR)),
+        ..Faults::default()
+    });
+    env.add_server(&[("esme_max_submission_attempts", "2")]);
+    env.insert("447700900123", "never accepted");
+    let esmed = env.esmed("attempts", "");
+    env.wait_all("submission_failed", T, &esmed);
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_attempts, submission_info FROM smpp_tx_queue",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    let info: String = row.get(1);
+    assert!(
+        info.starts_with("ESME_RSYSERR") && info.ends_with("giving up after 2 attempts"),
+        "{info}"
+    );
+    assert_eq!(env.smsc.submits().len(), 2);
+}
+
+#[test]
+fn throttling_slows_down_without_using_attempts() {
+    let env = Env::new("throttle");
+    env.smsc.set_faults(Faults {
+        throttle_every: Some(3),
+        ..Faults::default()
+    });
+    env.add_server(&[("esme_max_submission_attempts", "1")]);
+    for n in 0..30 {
+        env.insert(&format!("4477009{n:05}"), "throttled now and then");
+    }
+    let esmed = env.esmed("throttle", "");
+    env.wait_all("submission_done AND submission_attempts = 1", T, &esmed);
+    let accepted = env.smsc.submits().len();
+    assert!(
+        accepted > 30,
+        "some submits were throttled and repeated: {accepted}"
+    );
+}
+
+#[test]
+fn bad_rows_fail_with_a_clear_reason_and_the_queue_goes_on() {
+    let env = Env::new("badrows");
+    env.add_server(&[]);
+    let cases = [
+        ("44770abc", "hi", "only digits"),
+        ("4477009001234567890123", "hi", "at most 20"),
+        ("447700900123", "", "empty message text"),
+        ("447700900123", "bell \u{7}", "control character U+0007"),
+        ("447700900123", &"long ".repeat(400), "limit is 10"),
+    ];
+    let ids: Vec<(i32, &str)> = cases
+        .iter()
+        .map(|(dest, text, why)| {
+            let id: i32 = env
+                .db()
+                .query_one(
+                    "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
+                     VALUES (left($1, 21), $2) RETURNING id",
+                    &[dest, text],
+                )
+                .unwrap()
+                .get(0);
+            (id, *why)
+        })
+        .collect();
+    let good = env.insert("447700900123", "fine");
+    let esmed = env.esmed("badrows", "");
+    env.wait_all("submission_done OR submission_failed", T, &esmed);
+    let mut db = env.db();
+    for (id, why) in ids {
+        let info: String = db
+            .query_one(
+                "SELECT submission_info FROM smpp_tx_queue WHERE id = $1 AND submission_failed",
+                &[&id],
+            )
+            .unwrap()
+            .get(0);
+        assert!(info.contains(why), "row {id}: {info:?} should say {why:?}");
+    }
+    assert_eq!(env.count(&format!("id = {good} AND submission_done")), 1);
+    assert_eq!(env.smsc.submits().len(), 1);
+}
+
+#[test]
+fn no_enabled_server_idles_until_one_is_enabled() {
+    let env = Env::new("idle");
+    let server = env.add_server(&[]);
+    env.db()
+        .execute("UPDATE smpp_servers SET enabled = FALSE", &[])
+        .unwrap();
+    env.insert("447700900123", "waiting");
+    let esmed = env.esmed("idle", "");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        env.smsc.binds().is_empty(),
+        "no bind without an enabled server"
+    );
+    assert_eq!(env.count("submission_done OR claimed_by IS NOT NULL"), 0);
+    env.db()
+        .execute(
+            "UPDATE smpp_servers SET enabled = TRUE WHERE id = $1",
+            &[&server],
+        )
+        .unwrap();
+    env.wait_all("submission_done", T, &esmed);
+}
+
+#[test]
+fn a_changed_server_row_rebinds_to_the_new_server() {
+    let env = Env::new("rebind");
+    let second = Smsc::start(support::smsc_config()).unwrap();
+    let server = env.add_server(&[]);
+    let esmed = env.esmed("rebind", "");
+    env.insert("447700900001", "to the first SMSC");
+    env.wait_all("submission_done", T, &esmed);
+    env.db()
+        .execute(
+            "UPDATE smpp_servers SET port = $1 WHERE id = $2",
+            &[&i32::from(second.port()), &server],
+        )
+        .unwrap();
+    assert!(
+        second.wait_for_bound(1, T),
+        "bound to the second SMSC\n{}",
+        esmed.log()
+    );
+    assert!(!env.smsc.unbinds().is_empty(), "the first session unbound");
+    env.insert("447700900002", "to the second SMSC");
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(env.smsc.submits().len(), 1);
+    assert_eq!(second.submits().len(), 1);
+}
+
+#[test]
+fn sigterm_with_messages_in_flight_loses_and_duplicates_nothing() {
+    let env = Env::new("sigterm");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "5")]);
+    for n in 0..40 {
+        env.insert(&format!("4477009{n:05}"), "in flight at SIGTERM");
+    }
+    let mut esmed = env.esmed("sigterm1", "");
+    assert!(env.smsc.wait_for_submits(5, T));
+    let status = esmed.terminate(T);
+    assert!(status.success(), "exit status {status:?}\n{}", esmed.log());
+    assert!(!env.smsc.unbinds().is_empty(), "unbind seen by the SMSC");
+    let sent = env.smsc.submits().len() as i64;
+    assert_eq!(
+        env.count("submission_done"),
+        sent,
+        "every answered submit was recorded"
+    );
+    assert_eq!(
+        env.count("claimed_by IS NOT NULL"),
+        0,
+        "nothing left claimed"
+    );
+    assert_eq!(env.count("submission_failed"), 0);
+
+    let esmed = env.esmed("sigterm2", "");
+    env.wait_all("submission_done", T, &esmed);
+    let destinations: Vec<String> = submit_bodies(&env).into_iter().map(|(d, _)| d).collect();
+    let unique: std::collections::HashSet<&String> = destinations.iter().collect();
+    assert_eq!(destinations.len(), 40, "each row submitted exactly once");
+    assert_eq!(unique.len(), 40);
+}
+
+#[test]
+fn two_esmed_processes_on_one_queue_never_send_a_row_twice() {
+    let env = Env::new("two");
+    env.add_server(&[("smpp_window", "20")]);
+    env.db()
+        .execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
+             SELECT '4477' || lpad(n::text, 8, '0'), 'shared queue ' || n FROM generate_series(1, 600) n",
+            &[],
+        )
+        .unwrap();
+    let first = env.esmed("first", "claim_batch = 20");
+    let second = env.esmed("second", "claim_batch = 20");
+    env.wait_all("submission_done", Duration::from_secs(60), &first);
+    let destinations: Vec<String> = submit_bodies(&env).into_iter().map(|(d, _)| d).collect();
+    let unique: std::collections::HashSet<&String> = destinations.iter().collect();
+    assert_eq!(
+        destinations.len(),
+        600,
+        "\n{}\n{}",
+        first.log(),
+        second.log()
+    );
+    assert_eq!(unique.len(), 600);
+    assert!(env.smsc.bound_sessions().len() >= 2 || env.smsc.binds().len() >= 2);
+}

@@ -1,0 +1,268 @@
+//! End-to-end test support: a throwaway PostgreSQL cluster with the schema, the project's test
+//! SMSC on 127.0.0.1, and the real `esmed` binary run as a separate process against both.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use esmed::smsc::{Smsc, SmscConfig, SmscHandle};
+use esmed::testkit::PgCluster;
+use postgres::Client;
+
+pub const DB: &str = "esmed";
+pub const ESMED_PASSWORD: &str = "esmed-db-pw";
+pub const SMPP_SYSTEM_ID: &str = "esmed";
+pub const SMPP_PASSWORD: &str = "secret";
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("esmed-e2e-{name}-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// PostgreSQL with the schema loaded, and a test SMSC.
+pub struct Env {
+    pub cluster: PgCluster,
+    pub smsc: SmscHandle,
+    pub dir: TempDir,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        Env::with_smsc(name, smsc_config())
+    }
+
+    pub fn with_smsc(name: &str, config: SmscConfig) -> Env {
+        let cluster = PgCluster::start().expect("start PostgreSQL");
+        cluster.create_database(DB).expect("create database");
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
+        cluster.load_schema(DB, &schema).expect("load sql/db.sql");
+        drop(
+            cluster
+                .esmed_client(DB, ESMED_PASSWORD)
+                .expect("set the esmed password"),
+        );
+        let smsc = Smsc::start(config).expect("start the test SMSC");
+        Env {
+            cluster,
+            smsc,
+            dir: TempDir::new(name),
+        }
+    }
+
+    /// A superuser connection (the tests play the application and the operator).
+    pub fn db(&self) -> Client {
+        self.cluster
+            .superuser_client(DB)
+            .expect("connect as superuser")
+    }
+
+    /// Inserts the enabled server row pointing at `smsc`, with extra `column = value` pairs.
+    pub fn add_server_for(&self, smsc: &SmscHandle, extra: &[(&str, &str)]) -> i32 {
+        let mut columns = vec!["enabled", "host", "port", "esme_system_id", "esme_password"];
+        let port = smsc.port().to_string();
+        let mut values = vec![
+            "TRUE".to_string(),
+            "'127.0.0.1'".to_string(),
+            port,
+            format!("'{SMPP_SYSTEM_ID}'"),
+            format!("'{SMPP_PASSWORD}'"),
+        ];
+        for (column, value) in extra {
+            columns.push(column);
+            values.push((*value).to_string());
+        }
+        let sql = format!(
+            "INSERT INTO smpp_servers ({}) VALUES ({}) RETURNING id",
+            columns.join(", "),
+            values.join(", ")
+        );
+        self.db()
+            .query_one(&sql, &[])
+            .expect("insert server")
+            .get(0)
+    }
+
+    pub fn add_server(&self, extra: &[(&str, &str)]) -> i32 {
+        self.add_server_for(&self.smsc, extra)
+    }
+
+    /// Writes esmed.conf (fast timers for tests plus `daemon_extra` lines) and starts esmed.
+    pub fn esmed(&self, name: &str, daemon_extra: &str) -> Esmed {
+        let log = self.dir.0.join(format!("{name}.log"));
+        let config = self.dir.0.join(format!("{name}.conf"));
+        let text = format!(
+            "[database]\nhost = {}\nport = {}\nname = {DB}\nuser = esmed\npass = {ESMED_PASSWORD}\n\
+             sslmode = disable\n\n\
+             [daemon]\ninstance = {name}\npoll_interval = 500ms\nreconnect_min = 100ms\n\
+             reconnect_max = 1s\nretry_min = 100ms\nretry_max = 1s\nstats_interval = 0\n\
+             {daemon_extra}\n\
+             [log]\nfile = {}\nlevel = debug\nstderr = false\n",
+            self.cluster.host(),
+            self.cluster.port(),
+            log.display()
+        );
+        fs::write(&config, text).expect("write esmed.conf");
+        let mut perms = fs::metadata(&config).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        fs::set_permissions(&config, perms).expect("chmod");
+        Esmed::start(&config, log)
+    }
+
+    pub fn insert(&self, destination: &str, text: &str) -> i32 {
+        self.db()
+            .query_one(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
+                 VALUES ($1, $2) RETURNING id",
+                &[&destination, &text],
+            )
+            .expect("insert message")
+            .get(0)
+    }
+
+    /// Counts rows matching `condition`.
+    pub fn count(&self, condition: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM smpp_tx_queue WHERE {condition}");
+        self.db().query_one(&sql, &[]).expect("count").get(0)
+    }
+
+    /// Waits until `condition` holds for every row of smpp_tx_queue.
+    pub fn wait_all(&self, condition: &str, timeout: Duration, esmed: &Esmed) {
+        let what = format!("every row: {condition}");
+        wait_until(timeout, &what, esmed, || {
+            self.count(&format!("NOT ({condition})")) == 0
+        });
+    }
+}
+
+pub fn smsc_config() -> SmscConfig {
+    SmscConfig {
+        system_id: SMPP_SYSTEM_ID.into(),
+        password: SMPP_PASSWORD.into(),
+        ..SmscConfig::default()
+    }
+}
+
+/// Polls `done` every 20 ms; on timeout fails the test showing esmed's log.
+pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "timed out after {timeout:?} waiting for {what}\n--- esmed log ---\n{}",
+        esmed.log()
+    );
+}
+
+/// The esmed binary running as its own process.
+pub struct Esmed {
+    child: Option<Child>,
+    pub log_path: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Esmed {
+    pub fn start(config: &Path, log_path: PathBuf) -> Esmed {
+        let child = Command::new(env!("CARGO_BIN_EXE_esmed"))
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start esmed");
+        Esmed {
+            child: Some(child),
+            log_path,
+            config: config.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(timeout)
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "esmed did not exit within {timeout:?}\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Esmed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The bytes after the 16-octet header of a PDU given as spaced hex (reference dumps).
+pub fn body_of_hex_dump(dump: &str) -> Vec<u8> {
+    let bytes: Vec<u8> = dump
+        .split_whitespace()
+        .filter(|w| !w.ends_with(':'))
+        .map(|w| u8::from_str_radix(w, 16).expect("hex"))
+        .collect();
+    bytes[16..].to_vec()
+}
