@@ -103,3 +103,95 @@ fn a_receipt_is_stored_with_its_message_id_and_state() {
     assert_eq!(row.get::<_, String>(1), "DELIVERED");
     assert_eq!(row.get::<_, String>(0), row.get::<_, String>(2));
 }
+
+#[test]
+fn a_transmitter_with_the_receiver_bind_gets_receipts_and_mo_too() {
+    let env = Env::with_smsc(
+        "rxbind",
+        esmed::smsc::SmscConfig {
+            receipts: esmed::smsc::ReceiptMode::After(esmed::smsc::ReceiptConfig::after(
+                Duration::from_millis(100),
+            )),
+            ..support::smsc_config()
+        },
+    );
+    env.add_server(&[
+        ("esme_bind_receiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+    ]);
+    let esmed = env.esmed("rxbind", "");
+    assert!(
+        env.smsc.wait_for_bound(2, T),
+        "transmitter and receiver\n{}",
+        esmed.log()
+    );
+    let kinds: Vec<CommandId> = env
+        .smsc
+        .binds()
+        .iter()
+        .map(|b| b.pdu.command_id())
+        .collect();
+    assert!(
+        kinds.contains(&CommandId::BindTransmitter) && kinds.contains(&CommandId::BindReceiver)
+    );
+    env.insert("447700900123", "receipt via the receiver");
+    env.smsc.send_mo(MoMessage::text(
+        "447700900555",
+        "ESMED",
+        "MO via the receiver",
+    ));
+    wait_until(T, "a receipt and an MO row", &esmed, || {
+        env.db()
+            .query("SELECT 1 FROM smpp_rx_queue", &[])
+            .unwrap()
+            .len()
+            == 2
+    });
+    let submit = &env.smsc.submits()[0];
+    match &submit.pdu.body {
+        Body::SubmitSm(sm) => assert_eq!(sm.registered_delivery, 1, "receipts requested"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn results_and_messages_survive_a_postgresql_restart() {
+    let mut env = Env::new("pgrestart");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    for n in 0..20 {
+        env.insert(&format!("4477009{n:05}"), "before the restart");
+    }
+    let esmed = env.esmed("pgrestart", "");
+    env.wait_all("submission_done", T, &esmed);
+    env.cluster.stop_fast().expect("stop PostgreSQL");
+    env.smsc.send_mo(MoMessage::text(
+        "447700900123",
+        "ESMED",
+        "sent while the database is down",
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        env.smsc.deliver_sm_resps().is_empty(),
+        "no deliver_sm_resp while its row cannot be committed"
+    );
+    env.cluster.start_again().expect("start PostgreSQL again");
+    assert!(
+        env.smsc.wait_for_count(1, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    for n in 20..30 {
+        env.insert(&format!("4477009{n:05}"), "after the restart");
+    }
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(env.smsc.submits().len(), 30, "nothing resent");
+    assert_eq!(
+        env.db()
+            .query("SELECT 1 FROM smpp_rx_queue", &[])
+            .unwrap()
+            .len(),
+        1
+    );
+    let binds = env.smsc.binds().len();
+    assert_eq!(binds, 1, "the SMPP session stayed up");
+}

@@ -400,3 +400,102 @@ fn two_esmed_processes_on_one_queue_never_send_a_row_twice() {
     assert_eq!(unique.len(), 600);
     assert!(env.smsc.bound_sessions().len() >= 2 || env.smsc.binds().len() >= 2);
 }
+
+/// Reference §9.4: part 2 of the same message with SAR TLVs instead of a UDH (sequence 6).
+const RUSSIAN_SAR_PART2: &str = "
+0000: 00 00 00 58 00 00 00 04 00 00 00 00 00 00 00 06
+0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
+0020: 30 39 30 30 31 32 33 00 00 00 00 00 00 01 00 08
+0030: 00 16 D8 3D DE 00 00 20 04 21 04 3F 04 30 04 41
+0040: 04 38 04 31 04 3E 00 21 02 0C 00 02 00 2A 02 0E
+0050: 00 01 02 02 0F 00 01 02";
+
+fn send_russian_with_mode(mode: &str) -> Vec<Vec<u8>> {
+    let env = Env::new(mode);
+    env.add_server(&[
+        ("esme_source_addr", "'ESMED'"),
+        ("esme_bind_transceiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+        ("smpp_long_message_mode", &format!("'{mode}'")),
+    ]);
+    env.db()
+        .execute(
+            "INSERT INTO smpp_tx_queue (id, smpp_destination_addr, smpp_short_message) VALUES \
+             (42, '447700900123', $1)",
+            &[&RUSSIAN],
+        )
+        .unwrap();
+    let esmed = env.esmed(mode, "");
+    env.wait_all("submission_done", T, &esmed);
+    submit_bodies(&env)
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect()
+}
+
+#[test]
+fn long_messages_go_as_sar_tlvs_when_the_server_asks() {
+    let bodies = send_russian_with_mode("sar");
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1], body_of_hex_dump(RUSSIAN_SAR_PART2));
+    // Part 1: no UDH, 132 octets of text, then the three SAR TLVs for part 1 of 2.
+    assert_eq!(bodies[0][24], 0x00, "esm_class without UDHI");
+    assert_eq!(bodies[0][33], 132);
+    assert_eq!(
+        bodies[0][bodies[0].len() - 16..],
+        [2, 0x0C, 0, 2, 0, 0x2A, 2, 0x0E, 0, 1, 2, 2, 0x0F, 0, 1, 1]
+    );
+}
+
+#[test]
+fn long_messages_go_in_one_message_payload_when_the_server_asks() {
+    let bodies = send_russian_with_mode("payload");
+    assert_eq!(bodies.len(), 1);
+    // §9.4: sm_length 0, then TLV 04 24 00 9A and the 154 UCS2 octets, starting 04 12.
+    assert_eq!(
+        bodies[0][32..40],
+        [0x00, 0x00, 0x04, 0x24, 0x00, 0x9A, 0x04, 0x12]
+    );
+    assert_eq!(bodies[0].len(), 34 + 4 + 154);
+}
+
+#[test]
+fn the_rate_cap_spreads_submits_over_time() {
+    let env = Env::new("rate");
+    env.add_server(&[("smpp_rate_limit", "20")]);
+    for n in 0..30 {
+        env.insert(&format!("4477009{n:05}"), "rate capped");
+    }
+    let esmed = env.esmed("rate", "");
+    env.wait_all("submission_done", T, &esmed);
+    let arrivals: Vec<std::time::SystemTime> = env.smsc.submits().iter().map(|r| r.at).collect();
+    // 20 per second with a burst of 2: no second-long stretch may hold more than 22.
+    for (i, start) in arrivals.iter().enumerate() {
+        let within = arrivals[i..]
+            .iter()
+            .take_while(|t| t.duration_since(*start).unwrap_or_default() < Duration::from_secs(1))
+            .count();
+        assert!(within <= 22, "{within} submits within one second");
+    }
+}
+
+#[test]
+fn the_link_is_kept_alive_and_a_smsc_unbind_leads_to_a_rebind() {
+    let env = Env::new("keepalive");
+    env.add_server(&[("smpp_enquire_link_timer", "1")]);
+    let esmed = env.esmed("keepalive", "");
+    assert!(
+        env.smsc
+            .wait_for_count(2, T, esmed::smpp::CommandId::EnquireLink),
+        "two enquire_link within the timer\n{}",
+        esmed.log()
+    );
+    env.smsc.disconnect_all();
+    assert!(
+        env.smsc
+            .wait_for_count(2, T, esmed::smpp::CommandId::BindTransmitter),
+        "rebind"
+    );
+    env.insert("447700900123", "after the rebind");
+    env.wait_all("submission_done", T, &esmed);
+}
