@@ -253,7 +253,7 @@ impl Default for DaemonConfig {
             result_batch: 1000,
             lease: Duration::from_secs(300),
             max_segments: 10,
-            max_pdu_size: 65552,
+            max_pdu_size: crate::smpp::frame::DEFAULT_MAX_PDU_LEN,
             shutdown_timeout: Duration::from_secs(30),
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
@@ -537,7 +537,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(daemon.result_batch, 1000);
         assert_eq!(daemon.lease, secs(300));
         assert_eq!(daemon.max_segments, 10);
-        assert_eq!(daemon.max_pdu_size, 65552);
+        assert_eq!(daemon.max_pdu_size, 66560);
         assert_eq!(daemon.shutdown_timeout, secs(30));
         assert_eq!(daemon.reconnect_min, secs(1));
         assert_eq!(daemon.reconnect_max, secs(60));
