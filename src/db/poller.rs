@@ -4,6 +4,11 @@
 //! `poll_interval` (for rows whose retry time has come, or a lost notification). It claims
 //! only while a session can submit, and no more than the hand-over channel has room for, so
 //! claimed rows never pile up behind a slow SMSC: the window's backpressure reaches the claim.
+//!
+//! Leases: at start it releases rows still claimed under its own instance name (an earlier run
+//! that died; instance names are unique among live processes), and while running it renews
+//! the leases of the rows it holds every third of a lease, so a row in flight never looks
+//! abandoned to another esmed however long the SMSC takes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,6 +69,7 @@ struct Poller {
 impl Poller {
     fn run(&mut self, stop: &Receiver<()>) {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
+        let mut leases_checked: Option<Instant> = None;
         // Claim at start: rows may be waiting from before we ran.
         let mut due = true;
         let mut next_poll = Instant::now() + self.config.poll_interval;
@@ -73,6 +79,14 @@ impl Poller {
                     continue;
                 }
                 due = true;
+            }
+            if leases_checked.is_none_or(|at| at.elapsed() >= self.config.lease / 3) {
+                if let Err(e) = self.look_after_leases(leases_checked.is_none()) {
+                    warn!("poller: renewing leases failed: {e}; reconnecting");
+                    self.client = None;
+                    continue;
+                }
+                leases_checked = Some(Instant::now());
             }
             let room = self.room();
             if due && room > 0 && self.can_submit.load(Ordering::Relaxed) {
@@ -97,6 +111,26 @@ impl Poller {
             }
             due = self.wait_for_work(next_poll) || Instant::now() >= next_poll;
         }
+    }
+
+    /// At start, frees what an earlier run under this name left claimed; later, renews.
+    fn look_after_leases(&mut self, at_start: bool) -> Result<(), db::DbError> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(());
+        };
+        let instance = &self.config.instance;
+        if at_start {
+            let released = db::release_claims(client, instance)?;
+            if released > 0 {
+                info!(
+                    "poller: released {released} rows still claimed by an earlier run of instance \
+                     '{instance}'; they will be submitted again (the earlier run may have sent some)"
+                );
+            }
+        } else {
+            db::renew_claims(client, self.config.lease, instance)?;
+        }
+        Ok(())
     }
 
     fn room(&self) -> usize {
