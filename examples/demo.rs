@@ -5,15 +5,17 @@
 //! adds a server row, queues four messages and reads back what became of them and what the SMSC
 //! sent (a delivery receipt, two MO messages). Every SQL statement is printed as it runs.
 //!
-//! `cargo build --release --bins --example demo && target/release/examples/demo`
+//! `cargo build --release --bins --example demo && target/release/examples/demo`; esmed's
+//! configuration and log stay in `target/release/demo/`. `cargo test` runs it too (debug build).
 
 use std::fmt::Display;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use esmed::smsc::{MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig};
+use esmed::smsc::{MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig, SmscHandle};
 use esmed::testkit::PgCluster;
 use postgres::{Client, Row};
 
@@ -91,8 +93,7 @@ fn run(dir: &Path) -> Result<(), Failed> {
     fs::create_dir_all(dir).or_say(&format!("create {}", dir.display()))?;
 
     step("Starting a private PostgreSQL cluster and loading sql/db.sql");
-    let cluster =
-        PgCluster::start().or_say("start PostgreSQL (run `make demo` as root to install it)")?;
+    let cluster = PgCluster::start().or_say("start a private PostgreSQL cluster")?;
     cluster.create_database(DB).or_say("create the database")?;
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
     cluster.load_schema(DB, &schema).or_say("load the schema")?;
@@ -126,9 +127,7 @@ fn run(dir: &Path) -> Result<(), Failed> {
 
     step("Starting esmed");
     let mut esmed = start_esmed(&esmed_bin, dir, &cluster)?;
-    if !smsc.wait_for_bound(1, WAIT) {
-        return Err(Failed(format!("esmed did not bind within {WAIT:?}")));
-    }
+    wait_for_bind(&smsc, &mut esmed)?;
     println!("  esmed (pid {}) is bound as a transceiver", esmed.0.id());
 
     step("Queueing messages: an application only INSERTs into smpp_tx_queue");
@@ -217,7 +216,9 @@ fn start_esmed(bin: &Path, dir: &Path, cluster: &PgCluster) -> Result<Esmed, Fai
         cluster.port(),
         log.display()
     );
+    // Only the owner may read it: it holds the database password (esmed warns otherwise).
     fs::write(&config, text).or_say("write esmed.conf")?;
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).or_say("chmod esmed.conf")?;
     let child = Command::new(bin)
         .arg("-c")
         .arg(&config)
@@ -227,6 +228,24 @@ fn start_esmed(bin: &Path, dir: &Path, cluster: &PgCluster) -> Result<Esmed, Fai
         .or_say(&format!("start {}", bin.display()))?;
     println!("  {} -c {}", bin.display(), config.display());
     Ok(Esmed(child))
+}
+
+/// Waits until esmed has bound to the SMSC; fails early if it exits instead.
+fn wait_for_bind(smsc: &SmscHandle, esmed: &mut Esmed) -> Result<(), Failed> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if smsc.wait_for_bound(1, Duration::from_millis(100)) {
+            return Ok(());
+        }
+        if let Some(status) = esmed.0.try_wait().or_say("wait for esmed")? {
+            return Err(Failed(format!(
+                "esmed stopped ({status}) instead of binding"
+            )));
+        }
+    }
+    Err(Failed(format!(
+        "esmed did not bind to the SMSC within {WAIT:?}"
+    )))
 }
 
 fn wait_until_finished(db: &mut Client) -> Result<(), Failed> {
@@ -333,5 +352,16 @@ fn show_log_tail(log: &Path) {
     eprintln!("esmed's log: {} (last lines below)", log.display());
     for line in &lines[lines.len().saturating_sub(20)..] {
         eprintln!("  {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `cargo test --all-targets` runs the whole demo against the debug binaries.
+    #[test]
+    fn the_demo_runs_to_the_end() {
+        if let Err(super::Failed(message)) = super::run(&super::demo_dir()) {
+            panic!("{message}");
+        }
     }
 }
