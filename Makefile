@@ -10,7 +10,7 @@ all: build
 build:
 	$(CARGO) build --release
 
-test:
+test: postgresql-tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
