@@ -6,6 +6,7 @@
 
 CARGO ?= cargo
 INSTALL ?= install
+STRIP ?= strip
 PREFIX ?= /usr/local
 DESTDIR ?=
 BUILDDIR ?= build
@@ -113,6 +114,9 @@ DEBROOT = $(abspath $(BUILDDIR))/deb
 deb: build
 	rm -rf $(DEBROOT)
 	$(MAKE) --no-print-directory install-files install-config PREFIX=/usr DESTDIR=$(DEBROOT)
+	@# The release profile keeps debug info for backtraces; a package ships without it.
+	if command -v $(STRIP) >/dev/null 2>&1; then \
+		$(STRIP) --strip-debug $(DEBROOT)/usr/sbin/esmed $(DEBROOT)/usr/bin/esmed-smsc; fi
 	gzip -9n $(DEBROOT)/usr/share/man/man8/esmed.8 $(DEBROOT)/usr/share/man/man5/esmed.conf.5
 	$(INSTALL) -d $(DEBROOT)/usr/share/doc/esmed $(DEBROOT)/DEBIAN
 	$(INSTALL) -m 0644 pkg/debian/copyright $(DEBROOT)/usr/share/doc/esmed/copyright

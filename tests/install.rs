@@ -119,7 +119,11 @@ fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
         fs::read_to_string(&config).expect("read config"),
         "[database]\nname = edited\n"
     );
-    assert_eq!(mode(&config), 0o600, "a second install leaves the config alone");
+    assert_eq!(
+        mode(&config),
+        0o600,
+        "a second install leaves the config alone"
+    );
 
     make(&["uninstall", &destdir, "PREFIX=/usr"]);
     for file in REMOVED_BY_UNINSTALL {
