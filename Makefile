@@ -28,6 +28,10 @@ DAEMON_USER = esmed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SQL_FILES := $(wildcard sql/*.sql)
 # The paths in the init script, unit and man pages are written for PREFIX=/usr.
+# etc/esmed.conf documents the defaults (a unit test holds it to that); the installed copy
+# also logs to /var/log/esmed/esmed.log, which logrotate rotates: under the init script stderr
+# goes nowhere.
+CONFIG_FOR_INSTALL = sed -e 's|^\#file = /var/log/esmed/esmed.log$$|file = /var/log/esmed/esmed.log|'
 FIX_PATHS = sed -e 's|/usr/sbin/esmed|$(SBINDIR)/esmed|g' -e 's|/usr/share/esmed|$(PREFIX)/share/esmed|g'
 
 .PHONY: all build test clean install install-files install-config install-system uninstall deb
@@ -69,12 +73,13 @@ install-files:
 
 # Files the operator edits are installed once and never overwritten.
 install-config:
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(CONFDIR)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(CONFDIR) $(DESTDIR)$(dir $(DEFAULTS))
 	@if [ -e $(DESTDIR)$(CONF) ]; then \
 		echo "keeping the existing $(DESTDIR)$(CONF)"; \
 	else \
-		echo "$(INSTALL) -m 0640 etc/esmed.conf $(DESTDIR)$(CONF)"; \
-		$(INSTALL) -m 0640 etc/esmed.conf $(DESTDIR)$(CONF) || exit 1; \
+		echo "etc/esmed.conf -> $(DESTDIR)$(CONF) (mode 0640, logging to $(LOGDIR))"; \
+		(umask 077 && $(CONFIG_FOR_INSTALL) etc/esmed.conf > $(DESTDIR)$(CONF).new) || exit 1; \
+		chmod 0640 $(DESTDIR)$(CONF).new && mv $(DESTDIR)$(CONF).new $(DESTDIR)$(CONF) || exit 1; \
 		if getent group $(DAEMON_USER) >/dev/null 2>&1; then \
 			chgrp $(DAEMON_USER) $(DESTDIR)$(CONF) || [ -n "$(DESTDIR)" ] || exit 1; \
 		fi; \

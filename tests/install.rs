@@ -111,6 +111,14 @@ fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
         String::from_utf8_lossy(&check.stderr)
     );
 
+    let shipped = fs::read_to_string(&config).expect("read installed config");
+    assert!(
+        shipped
+            .lines()
+            .any(|l| l == "file = /var/log/esmed/esmed.log"),
+        "the installed config logs to /var/log/esmed"
+    );
+
     fs::write(&config, "[database]\nname = edited\n").expect("edit the config");
     fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
     let again = make(&["install", &destdir, "PREFIX=/usr"]);
