@@ -76,6 +76,36 @@ const REMOVED_BY_UNINSTALL: &[&str] = &[
     "etc/logrotate.d/esmed",
 ];
 
+/// `systemd-analyze verify` of the installed unit (pointed at the installed binary), where
+/// systemd is installed; it prints but does not fail on unknown or misspelt settings.
+fn verify_systemd_unit(destdir: &Path, esmed: &Path) {
+    let have = Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !have {
+        eprintln!("systemd-analyze not installed: unit not verified");
+        return;
+    }
+    let unit = fs::read_to_string(destdir.join("usr/lib/systemd/system/esmed.service"))
+        .expect("read unit")
+        .replace("/usr/sbin/esmed", &esmed.display().to_string());
+    let copy_dir = destdir.join("verify");
+    fs::create_dir_all(&copy_dir).expect("mkdir");
+    let copy = copy_dir.join("esmed.service");
+    fs::write(&copy, unit).expect("write unit copy");
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze");
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify esmed.service: {complaints}"
+    );
+}
+
 #[test]
 fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
     let dir = TempDir::new("install");
@@ -110,6 +140,8 @@ fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
         "the shipped esmed.conf is valid: {}",
         String::from_utf8_lossy(&check.stderr)
     );
+
+    verify_systemd_unit(&dir.0, &installed);
 
     let shipped = fs::read_to_string(&config).expect("read installed config");
     assert!(
