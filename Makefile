@@ -1,9 +1,42 @@
-# esmed — build and test. `make test` is what CI (.ci/run) runs.
-# `make demo` tries esmed end to end on this machine (examples/demo.rs). Later: install, bench.
+# esmed — build, test, try, install and package. `make test` is what CI (.ci/run) runs.
+#
+#   make demo                                     esmed end to end on this machine
+#   make install [PREFIX=/usr/local] [DESTDIR=]   binaries, config, init script, man pages, SQL
+#   make uninstall                                removes them again (never config or logs)
+#   make deb [BUILDDIR=build]                     $(BUILDDIR)/esmed_<version>_<arch>.deb
 
 CARGO ?= cargo
+INSTALL ?= install
+STRIP ?= strip
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILDDIR ?= build
 
-.PHONY: all build test demo postgresql-tools clean
+SBINDIR = $(PREFIX)/sbin
+BINDIR = $(PREFIX)/bin
+SQLDIR = $(PREFIX)/share/esmed/sql
+MANDIR = $(PREFIX)/share/man
+UNITDIR = $(PREFIX)/lib/systemd/system
+# Configuration and init files live under /etc whatever the PREFIX (Debian's layout).
+CONFDIR = /etc/esmed
+CONF = $(CONFDIR)/esmed.conf
+DEFAULTS = /etc/default/esmed
+INITSCRIPT = /etc/init.d/esmed
+LOGROTATE = /etc/logrotate.d/esmed
+LOGDIR = /var/log/esmed
+DAEMON_USER = esmed
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SQL_FILES := $(wildcard sql/*.sql)
+# The paths in the init script, unit and man pages are written for PREFIX=/usr.
+# etc/esmed.conf documents the defaults (a unit test holds it to that); the installed copy
+# also logs to /var/log/esmed/esmed.log, which logrotate rotates: under the init script stderr
+# goes nowhere.
+CONFIG_FOR_INSTALL = sed -e 's|^\#file = /var/log/esmed/esmed.log$$|file = /var/log/esmed/esmed.log|'
+FIX_PATHS = sed -e 's|/usr/sbin/esmed|$(SBINDIR)/esmed|g' -e 's|/usr/share/esmed|$(PREFIX)/share/esmed|g'
+
+.PHONY: all build test demo postgresql-tools clean install install-files install-config \
+	install-system uninstall deb
 
 all: build
 
@@ -38,3 +71,88 @@ postgresql-tools:
 
 clean:
 	$(CARGO) clean
+	rm -rf $(BUILDDIR)
+
+# The user comes first so that the config can belong to its group.
+install: build
+	@if [ -z "$(DESTDIR)" ]; then $(MAKE) --no-print-directory install-system; fi
+	@$(MAKE) --no-print-directory install-files install-config
+
+install-files:
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SQLDIR) \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)/etc/init.d $(DESTDIR)/etc/logrotate.d $(DESTDIR)/etc/default
+	$(INSTALL) -m 0755 target/release/esmed $(DESTDIR)$(SBINDIR)/esmed
+	$(INSTALL) -m 0755 target/release/esmed-smsc $(DESTDIR)$(BINDIR)/esmed-smsc
+	$(INSTALL) -m 0644 $(SQL_FILES) $(DESTDIR)$(SQLDIR)/
+	$(FIX_PATHS) man/esmed.8 > $(DESTDIR)$(MANDIR)/man8/esmed.8
+	$(FIX_PATHS) man/esmed.conf.5 > $(DESTDIR)$(MANDIR)/man5/esmed.conf.5
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/esmed.8 $(DESTDIR)$(MANDIR)/man5/esmed.conf.5
+	$(FIX_PATHS) init/esmed > $(DESTDIR)$(INITSCRIPT)
+	chmod 0755 $(DESTDIR)$(INITSCRIPT)
+	$(FIX_PATHS) init/esmed.service > $(DESTDIR)$(UNITDIR)/esmed.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/esmed.service
+	$(INSTALL) -m 0644 etc/logrotate.d/esmed $(DESTDIR)$(LOGROTATE)
+
+# Files the operator edits are installed once and never overwritten.
+install-config:
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(CONFDIR) $(DESTDIR)$(dir $(DEFAULTS))
+	@if [ -e $(DESTDIR)$(CONF) ]; then \
+		echo "keeping the existing $(DESTDIR)$(CONF)"; \
+	else \
+		echo "etc/esmed.conf -> $(DESTDIR)$(CONF) (mode 0640, logging to $(LOGDIR))"; \
+		(umask 077 && $(CONFIG_FOR_INSTALL) etc/esmed.conf > $(DESTDIR)$(CONF).new) || exit 1; \
+		chmod 0640 $(DESTDIR)$(CONF).new && mv $(DESTDIR)$(CONF).new $(DESTDIR)$(CONF) || exit 1; \
+		if getent group $(DAEMON_USER) >/dev/null 2>&1; then \
+			chgrp $(DAEMON_USER) $(DESTDIR)$(CONF) || [ -n "$(DESTDIR)" ] || exit 1; \
+		fi; \
+	fi
+	@if [ -e $(DESTDIR)$(DEFAULTS) ]; then \
+		echo "keeping the existing $(DESTDIR)$(DEFAULTS)"; \
+	else \
+		echo "$(INSTALL) -m 0644 etc/default/esmed $(DESTDIR)$(DEFAULTS)"; \
+		$(INSTALL) -m 0644 etc/default/esmed $(DESTDIR)$(DEFAULTS) || exit 1; \
+	fi
+
+# Live installs only: the system account esmed runs as, and its log directory.
+install-system:
+	@if ! getent passwd $(DAEMON_USER) >/dev/null 2>&1; then \
+		if command -v adduser >/dev/null 2>&1; then \
+			echo "adduser --system --group $(DAEMON_USER)"; \
+			adduser --quiet --system --group --home /nonexistent --no-create-home $(DAEMON_USER); \
+		else \
+			echo "useradd --system --user-group $(DAEMON_USER)"; \
+			useradd --system --user-group --home-dir /nonexistent --no-create-home \
+				--shell /usr/sbin/nologin $(DAEMON_USER); \
+		fi || exit 1; \
+	fi
+	$(INSTALL) -d -o $(DAEMON_USER) -g $(DAEMON_USER) -m 0750 $(LOGDIR)
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/esmed $(DESTDIR)$(BINDIR)/esmed-smsc \
+		$(addprefix $(DESTDIR)$(SQLDIR)/,$(notdir $(SQL_FILES))) \
+		$(DESTDIR)$(MANDIR)/man8/esmed.8 $(DESTDIR)$(MANDIR)/man5/esmed.conf.5 \
+		$(DESTDIR)$(INITSCRIPT) $(DESTDIR)$(UNITDIR)/esmed.service $(DESTDIR)$(LOGROTATE)
+	-rmdir $(DESTDIR)$(SQLDIR) $(DESTDIR)$(PREFIX)/share/esmed 2>/dev/null
+	@echo "kept $(DESTDIR)$(CONF), $(DESTDIR)$(DEFAULTS), $(LOGDIR) and the $(DAEMON_USER) user"
+
+DEBROOT = $(abspath $(BUILDDIR))/deb
+
+# A binary package from an install tree; the maintainer scripts are in pkg/debian/.
+deb: build
+	rm -rf $(DEBROOT)
+	$(MAKE) --no-print-directory install-files install-config PREFIX=/usr DESTDIR=$(DEBROOT)
+	@# The release profile keeps debug info for backtraces; a package ships without it.
+	if command -v $(STRIP) >/dev/null 2>&1; then \
+		$(STRIP) --strip-debug $(DEBROOT)/usr/sbin/esmed $(DEBROOT)/usr/bin/esmed-smsc; fi
+	gzip -9n $(DEBROOT)/usr/share/man/man8/esmed.8 $(DEBROOT)/usr/share/man/man5/esmed.conf.5
+	$(INSTALL) -d $(DEBROOT)/usr/share/doc/esmed $(DEBROOT)/DEBIAN
+	$(INSTALL) -m 0644 pkg/debian/copyright $(DEBROOT)/usr/share/doc/esmed/copyright
+	$(INSTALL) -m 0644 pkg/debian/conffiles $(DEBROOT)/DEBIAN/conffiles
+	$(INSTALL) -m 0755 pkg/debian/postinst pkg/debian/prerm pkg/debian/postrm $(DEBROOT)/DEBIAN/
+	sed -e 's/@VERSION@/$(VERSION)/' \
+		-e "s/@ARCH@/$$(dpkg --print-architecture)/" \
+		-e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEBROOT) | cut -f1)/" \
+		pkg/debian/control.in > $(DEBROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group --build $(DEBROOT) \
+		$(BUILDDIR)/esmed_$(VERSION)_$$(dpkg --print-architecture).deb

@@ -1,0 +1,277 @@
+//! init/esmed (the SysV init script) driving the real esmed against a throwaway PostgreSQL and
+//! the test SMSC: start, status, a message sent, reload re-opening the log, stop, LSB exit codes.
+//! The script reads its settings from a temporary defaults file (ESMED_DEFAULTS) and runs esmed
+//! as the current user, so no root and no installed files are needed.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{Env, DB, ESMED_PASSWORD};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/init/esmed");
+
+/// The LSB status codes the script must return.
+const RUNNING: i32 = 0;
+const DEAD_WITH_PIDFILE: i32 = 1;
+const STOPPED: i32 = 3;
+
+/// The init script with its own defaults file, config, pidfile and log in a temp dir.
+struct InitScript {
+    defaults: PathBuf,
+    pidfile: PathBuf,
+    log: PathBuf,
+}
+
+impl InitScript {
+    fn new(env: &Env, enabled: &str) -> InitScript {
+        require_start_stop_daemon();
+        let dir = &env.dir.0;
+        let config = dir.join("esmed.conf");
+        let log = dir.join("esmed.log");
+        fs::write(&config, config_text(env, &log)).expect("write esmed.conf");
+        // Inside a directory that does not exist yet, as /run/esmed after a reboot.
+        let pidfile = dir.join("run/esmed.pid");
+        let defaults = dir.join("default-esmed");
+        let text = format!(
+            "ENABLED={enabled}\nDAEMON={}\nCONFIG={}\nPIDFILE={}\nUSER={}\n",
+            env!("CARGO_BIN_EXE_esmed"),
+            config.display(),
+            pidfile.display(),
+            current_user()
+        );
+        fs::write(&defaults, text).expect("write the defaults file");
+        InitScript {
+            defaults,
+            pidfile,
+            log,
+        }
+    }
+
+    fn run(&self, action: &str) -> Output {
+        Command::new(SCRIPT)
+            .arg(action)
+            .env("ESMED_DEFAULTS", &self.defaults)
+            .output()
+            .expect("run init/esmed")
+    }
+
+    /// Runs `action` and checks its exit code; returns stdout and stderr together.
+    fn expect(&self, action: &str, code: i32) -> String {
+        let output = self.run(action);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "init/esmed {action}: {text}\n--- esmed log ---\n{}",
+            self.log_text()
+        );
+        text
+    }
+
+    /// Rotates the log with logrotate and the shipped etc/logrotate.d/esmed (its postrotate
+    /// runs this script's reload), or by hand plus reload where logrotate is not installed.
+    fn rotate_log(&self, dir: &Path) {
+        if !have("logrotate") {
+            eprintln!("logrotate not installed: rotating by hand");
+            fs::rename(&self.log, self.log.with_extension("log.1")).expect("rotate the log");
+            self.expect("reload", 0);
+            return;
+        }
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/logrotate.d/esmed");
+        let config = fs::read_to_string(shipped)
+            .expect("read etc/logrotate.d/esmed")
+            .replace("/var/log/esmed/", &format!("{}/", dir.display()))
+            .replace("/etc/init.d/esmed", SCRIPT);
+        let config_path = dir.join("logrotate.conf");
+        fs::write(&config_path, config).expect("write logrotate.conf");
+        let output = Command::new("logrotate")
+            .arg("--force")
+            .arg("--state")
+            .arg(dir.join("logrotate.state"))
+            .arg(&config_path)
+            .env("ESMED_DEFAULTS", &self.defaults)
+            .output()
+            .expect("run logrotate");
+        assert!(
+            output.status.success(),
+            "logrotate failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn pid(&self) -> Option<u32> {
+        fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for InitScript {
+    /// A failed test must not leave esmed running.
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = self.run("stop");
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+fn have(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+fn require_start_stop_daemon() {
+    assert!(
+        have("start-stop-daemon"),
+        "start-stop-daemon is missing: the init script needs it (Debian package dpkg; \
+         .ci/run installs it)"
+    );
+}
+
+fn current_user() -> String {
+    let output = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn config_text(env: &Env, log: &Path) -> String {
+    format!(
+        "[database]\nhost = {}\nport = {}\nname = {DB}\nuser = esmed\npass = {ESMED_PASSWORD}\n\
+         sslmode = disable\n\n\
+         [daemon]\npoll_interval = 500ms\nreconnect_min = 100ms\nreconnect_max = 1s\n\
+         stats_interval = 0\n\n\
+         [log]\nfile = {}\nlevel = debug\nstderr = false\n",
+        env.cluster.host(),
+        env.cluster.port(),
+        log.display()
+    )
+}
+
+fn wait_for(what: &str, script: &InitScript, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "timed out waiting for {what}\n--- esmed log ---\n{}",
+        script.log_text()
+    );
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn start_status_send_reload_stop() {
+    let env = Env::new("init-script");
+    env.add_server(&[]);
+    let script = InitScript::new(&env, "yes");
+
+    script.expect("status", STOPPED);
+    script.expect("start", 0);
+    script.expect("status", RUNNING);
+    let pid = script.pid().expect("start wrote the pidfile");
+    script.expect("start", 0); // already running: still success, and no second daemon
+    assert_eq!(script.pid(), Some(pid));
+
+    env.insert(
+        "4915112345678",
+        "sent by the daemon the init script started",
+    );
+    wait_for("the first message to be sent", &script, || {
+        env.count("submission_done") == 1
+    });
+
+    let rotated = script.log.with_extension("log.1");
+    script.rotate_log(&env.dir.0);
+    assert!(
+        rotated.exists(),
+        "the log was rotated to {}",
+        rotated.display()
+    );
+    env.insert("4915112345678", "sent after the reload");
+    wait_for("the second message to be sent", &script, || {
+        env.count("submission_done") == 2
+    });
+    wait_for("lines in the re-opened log file", &script, || {
+        !script.log_text().is_empty()
+    });
+    assert!(fs::metadata(&rotated).expect("rotated log").len() > 0);
+    assert_eq!(script.pid(), Some(pid), "reload keeps the same process");
+
+    script.expect("stop", 0);
+    assert!(!script.pidfile.exists(), "stop removes the pidfile");
+    assert!(!process_exists(pid), "esmed {pid} still running after stop");
+    script.expect("status", STOPPED);
+    script.expect("stop", 0); // stopping a stopped service succeeds (LSB)
+    script.expect("reload", 7); // not running
+}
+
+#[test]
+fn restart_replaces_the_process_and_stale_pidfile_reports_dead() {
+    let env = Env::new("init-restart");
+    env.add_server(&[]);
+    let script = InitScript::new(&env, "yes");
+
+    script.expect("restart", 0); // restart of a stopped service starts it
+    let first = script.pid().expect("pidfile after restart");
+    script.expect("force-reload", 0);
+    let second = script.pid().expect("pidfile after force-reload");
+    assert_ne!(
+        first, second,
+        "force-reload restarts (SIGHUP does not re-read esmed.conf)"
+    );
+    assert!(!process_exists(first));
+
+    // A crash leaves the pidfile behind: LSB status 1.
+    Command::new("kill")
+        .arg("-KILL")
+        .arg(second.to_string())
+        .status()
+        .expect("kill esmed");
+    wait_for("the killed esmed to go", &script, || {
+        !process_exists(second)
+    });
+    script.expect("status", DEAD_WITH_PIDFILE);
+    script.expect("start", 0); // a stale pidfile does not block a start
+    script.expect("status", RUNNING);
+    script.expect("stop", 0);
+}
+
+#[test]
+fn disabled_start_is_a_no_op_and_a_bad_config_fails_start() {
+    let env = Env::new("init-disabled");
+    let script = InitScript::new(&env, "no");
+    let text = script.expect("start", 0);
+    assert!(text.contains("ENABLED=no"), "{text}");
+    script.expect("status", STOPPED);
+
+    let enabled = InitScript::new(&env, "yes");
+    let config = env.dir.0.join("esmed.conf");
+    fs::write(&config, "[database]\nport = not-a-port\n").expect("break the config");
+    // LSB 6: program is not configured; esmed's own message says why.
+    let text = enabled.expect("start", 6);
+    assert!(text.contains("[database] port"), "{text}");
+    enabled.expect("status", STOPPED);
+    let usage = enabled.run("frobnicate");
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -1,0 +1,190 @@
+//! `make install` / `make uninstall` into a temporary DESTDIR: the tree, the modes, a kept
+//! config. Runs the real Makefile, which builds the release binaries once (cargo no-ops later).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("esmed-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `make <args>` in the crate's directory and returns its stdout; fails the test on error.
+fn make(args: &[&str]) -> String {
+    let output = Command::new("make")
+        .arg("--no-print-directory")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run make");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "make {args:?} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{} missing: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every file install puts under DESTDIR with PREFIX=/usr, with its mode.
+const INSTALLED: &[(&str, u32)] = &[
+    ("usr/sbin/esmed", 0o755),
+    ("usr/bin/esmed-smsc", 0o755),
+    ("usr/share/esmed/sql/db.sql", 0o644),
+    ("usr/share/esmed/sql/upgrade-0.1.sql", 0o644),
+    ("usr/share/man/man8/esmed.8", 0o644),
+    ("usr/share/man/man5/esmed.conf.5", 0o644),
+    ("usr/lib/systemd/system/esmed.service", 0o644),
+    ("etc/init.d/esmed", 0o755),
+    ("etc/logrotate.d/esmed", 0o644),
+    ("etc/default/esmed", 0o644),
+    ("etc/esmed/esmed.conf", 0o640),
+];
+
+/// Installed by install, removed by uninstall (config files stay).
+const REMOVED_BY_UNINSTALL: &[&str] = &[
+    "usr/sbin/esmed",
+    "usr/bin/esmed-smsc",
+    "usr/share/esmed",
+    "usr/share/man/man8/esmed.8",
+    "usr/share/man/man5/esmed.conf.5",
+    "usr/lib/systemd/system/esmed.service",
+    "etc/init.d/esmed",
+    "etc/logrotate.d/esmed",
+];
+
+/// `systemd-analyze verify` of the installed unit (pointed at the installed binary), where
+/// systemd is installed; it prints but does not fail on unknown or misspelt settings.
+fn verify_systemd_unit(destdir: &Path, esmed: &Path) {
+    let have = Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !have {
+        eprintln!("systemd-analyze not installed: unit not verified");
+        return;
+    }
+    let unit = fs::read_to_string(destdir.join("usr/lib/systemd/system/esmed.service"))
+        .expect("read unit")
+        .replace("/usr/sbin/esmed", &esmed.display().to_string());
+    let copy_dir = destdir.join("verify");
+    fs::create_dir_all(&copy_dir).expect("mkdir");
+    let copy = copy_dir.join("esmed.service");
+    fs::write(&copy, unit).expect("write unit copy");
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze");
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify esmed.service: {complaints}"
+    );
+}
+
+#[test]
+fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
+    let dir = TempDir::new("install");
+    let destdir = format!("DESTDIR={}", dir.0.display());
+    make(&["install", &destdir, "PREFIX=/usr"]);
+
+    for (file, expected) in INSTALLED {
+        let path = dir.0.join(file);
+        assert_eq!(mode(&path), *expected, "mode of {file}");
+    }
+    let installed = dir.0.join("usr/sbin/esmed");
+    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/esmed");
+    assert_eq!(
+        fs::read(&installed).expect("read installed esmed"),
+        fs::read(&release).expect("read release esmed"),
+        "the installed binary is the release build"
+    );
+    let version = Command::new(&installed)
+        .arg("--version")
+        .output()
+        .expect("run installed esmed");
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("esmed "));
+
+    let config = dir.0.join("etc/esmed/esmed.conf");
+    let check = Command::new(&installed)
+        .args(["--check-config", "-c"])
+        .arg(&config)
+        .output()
+        .expect("check the installed config");
+    assert!(
+        check.status.success(),
+        "the shipped esmed.conf is valid: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    verify_systemd_unit(&dir.0, &installed);
+
+    let shipped = fs::read_to_string(&config).expect("read installed config");
+    assert!(
+        shipped
+            .lines()
+            .any(|l| l == "file = /var/log/esmed/esmed.log"),
+        "the installed config logs to /var/log/esmed"
+    );
+
+    fs::write(&config, "[database]\nname = edited\n").expect("edit the config");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let again = make(&["install", &destdir, "PREFIX=/usr"]);
+    assert!(again.contains("keeping the existing"), "{again}");
+    assert_eq!(
+        fs::read_to_string(&config).expect("read config"),
+        "[database]\nname = edited\n"
+    );
+    assert_eq!(
+        mode(&config),
+        0o600,
+        "a second install leaves the config alone"
+    );
+
+    make(&["uninstall", &destdir, "PREFIX=/usr"]);
+    for file in REMOVED_BY_UNINSTALL {
+        assert!(!dir.0.join(file).exists(), "{file} left after uninstall");
+    }
+    assert!(config.exists(), "uninstall keeps the config");
+    assert!(dir.0.join("etc/default/esmed").exists());
+}
+
+#[test]
+fn install_honours_prefix_in_the_init_script_and_unit() {
+    let dir = TempDir::new("install-prefix");
+    let destdir = format!("DESTDIR={}", dir.0.display());
+    make(&["install", &destdir, "PREFIX=/opt/esmed"]);
+
+    assert_eq!(mode(&dir.0.join("opt/esmed/sbin/esmed")), 0o755);
+    assert_eq!(mode(&dir.0.join("etc/esmed/esmed.conf")), 0o640);
+    let script = fs::read_to_string(dir.0.join("etc/init.d/esmed")).expect("read script");
+    assert!(script.contains("DAEMON=/opt/esmed/sbin/esmed"), "{script}");
+    let unit = fs::read_to_string(dir.0.join("opt/esmed/lib/systemd/system/esmed.service"))
+        .expect("read unit");
+    assert!(unit.contains("ExecStart=/opt/esmed/sbin/esmed -c /etc/esmed/esmed.conf"));
+    assert!(!unit.contains("/usr/sbin/esmed"), "{unit}");
+}
