@@ -87,7 +87,11 @@ fn receipts_match(name: &str, smsc: SmscConfig, daemon_extra: &str) {
         .map(|n| env.insert(&format!("4477009001{n:02}"), "receipt please"))
         .collect();
     let esmed = env.esmed(name, daemon_extra);
-    env.wait_all("smpp_message_state IS NOT DISTINCT FROM 'DELIVERED'", T, &esmed);
+    env.wait_all(
+        "smpp_message_state IS NOT DISTINCT FROM 'DELIVERED'",
+        T,
+        &esmed,
+    );
     let stored = receipts(&env);
     assert_eq!(stored.len(), 3, "{stored:?}");
     let mut linked: Vec<i32> = stored.iter().filter_map(|r| r.2).collect();
@@ -293,6 +297,9 @@ fn sar_part(reference: u16, total: u8, seq: u8, text: &[u8]) -> MoMessage {
     mo
 }
 
+/// (source, text, mo_parts, mo_incomplete, text_invalid, JSON parts, raw parts).
+type ReassembledRow = (String, String, Option<i16>, bool, bool, i32, i32);
+
 /// Part `seq` (1-based) of each of the three sets.
 fn mo_parts(seq: usize) -> Vec<MoMessage> {
     let gsm = ["Hello ", "concatenated ", "world"];
@@ -360,7 +367,7 @@ fn concatenated_mo_is_reassembled_out_of_order_across_a_restart() {
             &[],
         )
         .unwrap();
-    let got: Vec<(String, String, Option<i16>, bool, bool, i32, i32)> = rows
+    let got: Vec<ReassembledRow> = rows
         .iter()
         .map(|r| {
             (

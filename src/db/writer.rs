@@ -290,7 +290,7 @@ impl DbWriter {
     /// Retries waiting receipts, forgets expired ones, stores due MO sets. Skipped (until the
     /// next time) when PostgreSQL is away: a batch's commit does the reconnecting.
     fn housekeeping(&mut self) {
-        if !self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = self.config.pg.connect(postgres::NoTls).ok();
         }
         let Some(client) = self.client.as_mut() else {
