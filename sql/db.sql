@@ -120,14 +120,18 @@ CREATE TABLE smpp_tx_parts (
     part_no smallint,
     part_count smallint,
     message_id varchar NOT NULL,
+    -- receipts are matched on this: message_id in lower case, without leading zeros when it
+    -- is all hex digits (see [daemon] receipt_id_match in esmed.conf).
+    message_id_key varchar NOT NULL,
+    -- the part's state from its receipts; smpp_tx_queue.smpp_message_state aggregates them.
     message_state varchar,
     state_timestamp timestamptz,
     submitted_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tx_id, part_no)
 );
 
--- added: receipts are matched by message id regardless of case.
-CREATE INDEX smpp_tx_parts_message_id ON smpp_tx_parts (lower(message_id));
+-- added: receipts find their part by its normalised id.
+CREATE INDEX smpp_tx_parts_message_id_key ON smpp_tx_parts (message_id_key);
 
 -- What the SMSC sent: delivery receipts and mobile-originated messages.
 CREATE TABLE smpp_rx_queue (
@@ -151,7 +155,51 @@ CREATE TABLE smpp_rx_queue (
     -- added: the smpp_tx_queue row a receipt matched; NULL when none did.
     tx_id integer,
     -- added: the text bytes were invalid for the data_coding (stored as well as possible).
-    text_invalid boolean NOT NULL DEFAULT false
+    text_invalid boolean NOT NULL DEFAULT false,
+    -- added: for a concatenated MO reassembled from parts: how many parts it has (NULL for a
+    -- single message). pdu_raw then holds every part's PDU hex in part order, separated by
+    -- ',', and pdu_parsed a JSON array of the parts' JSON; smpp_short_message the whole text.
+    mo_parts smallint,
+    -- added: the set never completed within [daemon] mo_reassembly_timeout; the row holds
+    -- the parts that arrived, in order (mo_parts counts the parts the set should have).
+    mo_incomplete boolean NOT NULL DEFAULT false
+);
+
+-- added: receipts whose message is not known yet (its submit_sm_resp not committed, or an
+-- id no part matches). esmed retries them whenever parts are stored and periodically, for
+-- [daemon] receipt_match_window, then logs them and deletes them here; the smpp_rx_queue row
+-- stays with tx_id NULL. One row per id form the receipt may match (match_rank 0 is best).
+CREATE TABLE smpp_rx_unmatched (
+    rx_id integer NOT NULL REFERENCES smpp_rx_queue (id) ON DELETE CASCADE,
+    match_key varchar NOT NULL,
+    match_rank integer NOT NULL,
+    message_state varchar,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rx_id, match_key)
+);
+
+CREATE INDEX smpp_rx_unmatched_match_key ON smpp_rx_unmatched (match_key);
+
+-- added: parts of concatenated MO messages (UDH 8/16-bit reference or SAR TLVs) until the
+-- set is complete; then one smpp_rx_queue row gets the whole text and the parts are deleted.
+-- Each part was acknowledged once stored here, so a restart loses none.
+CREATE TABLE smpp_rx_parts (
+    source_addr varchar NOT NULL,
+    destination_addr varchar NOT NULL,
+    -- udh8, udh16 or sar: references of different kinds never join one set.
+    ref_kind varchar NOT NULL,
+    reference integer NOT NULL,
+    total smallint NOT NULL,
+    seq smallint NOT NULL,
+    pdu_raw varchar NOT NULL,
+    pdu_parsed varchar NOT NULL,
+    esm_class integer NOT NULL,
+    data_coding integer NOT NULL,
+    -- the part's user data after the UDH, decoded once the set is whole (a character may
+    -- straddle two parts).
+    text_bytes bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_addr, destination_addr, ref_kind, reference, total, seq)
 );
 
 -- Enabling a server disables the others: at most one row is enabled. BEFORE, so that in a
@@ -189,7 +237,8 @@ CREATE TRIGGER smpp_tx_queue_notify_change
 
 -- Least privilege: esmed reads servers, claims and updates messages, appends to rx, keeps
 -- its parts table. It can't delete from the queues or read anything else.
-REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts FROM esmed;
+REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts, smpp_rx_unmatched,
+    smpp_rx_parts FROM esmed;
 REVOKE ALL ON SEQUENCE smpp_servers_id_seq, smpp_tx_queue_id_seq, smpp_rx_queue_id_seq
     FROM esmed;
 GRANT SELECT ON smpp_servers TO esmed;
@@ -197,5 +246,8 @@ GRANT SELECT, UPDATE ON smpp_tx_queue TO esmed;
 GRANT INSERT ON smpp_rx_queue TO esmed;
 GRANT USAGE ON SEQUENCE smpp_rx_queue_id_seq TO esmed;
 GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
+-- rx: only the id (to link a late-matched receipt) is readable, only tx_id updatable.
+GRANT SELECT (id), UPDATE (tx_id) ON smpp_rx_queue TO esmed;
+GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts TO esmed;
 
 COMMIT;

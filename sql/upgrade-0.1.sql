@@ -48,13 +48,17 @@ CREATE TABLE smpp_tx_parts (
     part_no smallint,
     part_count smallint,
     message_id varchar NOT NULL,
+    -- receipts are matched on this: message_id in lower case, without leading zeros when it
+    -- is all hex digits (see [daemon] receipt_id_match in esmed.conf).
+    message_id_key varchar NOT NULL,
+    -- the part's state from its receipts; smpp_tx_queue.smpp_message_state aggregates them.
     message_state varchar,
     state_timestamp timestamptz,
     submitted_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tx_id, part_no)
 );
 
-CREATE INDEX smpp_tx_parts_message_id ON smpp_tx_parts (lower(message_id));
+CREATE INDEX smpp_tx_parts_message_id_key ON smpp_tx_parts (message_id_key);
 
 ALTER TABLE smpp_rx_queue
     ADD COLUMN smpp_destination_addr varchar,
@@ -65,7 +69,46 @@ ALTER TABLE smpp_rx_queue
     ADD COLUMN message_state varchar,
     ADD COLUMN error_code varchar,
     ADD COLUMN tx_id integer,
-    ADD COLUMN text_invalid boolean NOT NULL DEFAULT false;
+    ADD COLUMN text_invalid boolean NOT NULL DEFAULT false,
+    ADD COLUMN mo_parts smallint,
+    ADD COLUMN mo_incomplete boolean NOT NULL DEFAULT false;
+
+-- added: receipts whose message is not known yet (its submit_sm_resp not committed, or an
+-- id no part matches). esmed retries them whenever parts are stored and periodically, for
+-- [daemon] receipt_match_window, then logs them and deletes them here; the smpp_rx_queue row
+-- stays with tx_id NULL. One row per id form the receipt may match (match_rank 0 is best).
+CREATE TABLE smpp_rx_unmatched (
+    rx_id integer NOT NULL REFERENCES smpp_rx_queue (id) ON DELETE CASCADE,
+    match_key varchar NOT NULL,
+    match_rank integer NOT NULL,
+    message_state varchar,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rx_id, match_key)
+);
+
+CREATE INDEX smpp_rx_unmatched_match_key ON smpp_rx_unmatched (match_key);
+
+-- added: parts of concatenated MO messages (UDH 8/16-bit reference or SAR TLVs) until the
+-- set is complete; then one smpp_rx_queue row gets the whole text and the parts are deleted.
+-- Each part was acknowledged once stored here, so a restart loses none.
+CREATE TABLE smpp_rx_parts (
+    source_addr varchar NOT NULL,
+    destination_addr varchar NOT NULL,
+    -- udh8, udh16 or sar: references of different kinds never join one set.
+    ref_kind varchar NOT NULL,
+    reference integer NOT NULL,
+    total smallint NOT NULL,
+    seq smallint NOT NULL,
+    pdu_raw varchar NOT NULL,
+    pdu_parsed varchar NOT NULL,
+    esm_class integer NOT NULL,
+    data_coding integer NOT NULL,
+    -- the part's user data after the UDH, decoded once the set is whole (a character may
+    -- straddle two parts).
+    text_bytes bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_addr, destination_addr, ref_kind, reference, total, seq)
+);
 
 -- Triggers: same names as before, re-created exactly as sql/db.sql has them. The notify
 -- triggers become statement-level (same channel and payload).
@@ -105,7 +148,8 @@ CREATE TRIGGER smpp_tx_queue_notify_change
     FOR EACH STATEMENT EXECUTE FUNCTION notify_table_change();
 
 -- Privileges: whatever the old role had is replaced by exactly what esmed needs.
-REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts FROM esmed;
+REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts, smpp_rx_unmatched,
+    smpp_rx_parts FROM esmed;
 REVOKE ALL ON SEQUENCE smpp_servers_id_seq, smpp_tx_queue_id_seq, smpp_rx_queue_id_seq
     FROM esmed;
 GRANT SELECT ON smpp_servers TO esmed;
@@ -113,5 +157,8 @@ GRANT SELECT, UPDATE ON smpp_tx_queue TO esmed;
 GRANT INSERT ON smpp_rx_queue TO esmed;
 GRANT USAGE ON SEQUENCE smpp_rx_queue_id_seq TO esmed;
 GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
+-- rx: only the id (to link a late-matched receipt) is readable, only tx_id updatable.
+GRANT SELECT (id), UPDATE (tx_id) ON smpp_rx_queue TO esmed;
+GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts TO esmed;
 
 COMMIT;

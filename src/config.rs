@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::smpp::receipt::IdMatch;
 use key_reader::KeyReader;
 pub use value::format_duration;
 
@@ -90,6 +91,12 @@ pub struct DaemonConfig {
     /// retry_max.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// How receipt ids are compared with submit_sm_resp ids.
+    pub receipt_id_match: IdMatch,
+    /// How long a receipt whose message is not known (yet) keeps being matched.
+    pub receipt_match_window: Duration,
+    /// How long the parts of a concatenated MO wait for the rest of their set.
+    pub mo_reassembly_timeout: Duration,
 }
 
 /// `[log]`: where log lines go. Replaces the old Python logging sections.
@@ -152,6 +159,9 @@ const DAEMON_KEYS: &[&str] = &[
     "db_reconnect_max",
     "retry_min",
     "retry_max",
+    "receipt_id_match",
+    "receipt_match_window",
+    "mo_reassembly_timeout",
 ];
 const LOG_KEYS: &[&str] = &["file", "level", "stderr"];
 const KNOWN_SECTIONS: &[(&str, &[&str])] = &[
@@ -261,6 +271,9 @@ impl Default for DaemonConfig {
             db_reconnect_max: Duration::from_secs(30),
             retry_min: Duration::from_secs(5),
             retry_max: Duration::from_secs(600),
+            receipt_id_match: IdMatch::Auto,
+            receipt_match_window: Duration::from_secs(3600),
+            mo_reassembly_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -453,6 +466,31 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
         )?,
         retry_min: keys.duration("retry_min", default.retry_min, ms(10), HOUR)?,
         retry_max: keys.duration("retry_max", default.retry_max, ms(10), DAY)?,
+        receipt_id_match: receipt_id_match(keys, default.receipt_id_match)?,
+        receipt_match_window: keys.duration(
+            "receipt_match_window",
+            default.receipt_match_window,
+            secs(1),
+            7 * DAY,
+        )?,
+        mo_reassembly_timeout: keys.duration(
+            "mo_reassembly_timeout",
+            default.mo_reassembly_timeout,
+            secs(1),
+            7 * DAY,
+        )?,
+    })
+}
+
+fn receipt_id_match(keys: &KeyReader<'_>, default: IdMatch) -> Result<IdMatch, ConfigError> {
+    let Some(text) = keys.raw("receipt_id_match") else {
+        return Ok(default);
+    };
+    IdMatch::from_word(text).ok_or_else(|| {
+        keys.bad_value(
+            "receipt_id_match",
+            "is not auto, exact, text_hex or text_decimal",
+        )
     })
 }
 
@@ -619,6 +657,16 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(daemon("instance", "a:1").instance, "a:1");
         assert_eq!(daemon("poll_interval", "500ms").poll_interval, ms(500));
         assert_eq!(daemon("claim_batch", "50").claim_batch, 50);
+        assert_eq!(
+            daemon("receipt_id_match", "TEXT_HEX").receipt_id_match,
+            IdMatch::TextHex
+        );
+        assert_eq!(
+            daemon("mo_reassembly_timeout", "30s").mo_reassembly_timeout,
+            Duration::from_secs(30)
+        );
+        assert!(daemon_error("receipt_id_match", "hex").ends_with("text_hex or text_decimal"));
+        assert!(daemon_error("receipt_match_window", "0").contains("out of range"));
         assert_eq!(daemon("result_batch", "20").result_batch, 20);
         assert_eq!(daemon("lease", "5m").lease, secs(300));
         assert_eq!(daemon("max_segments", "255").max_segments, 255);

@@ -627,6 +627,8 @@ fn privileges_are_least(admin: &mut Client, esmed: &mut Client) {
         "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) VALUES ('1', 'x')",
         "UPDATE smpp_servers SET enabled = false",
         "SELECT * FROM smpp_rx_queue",
+        "UPDATE smpp_rx_queue SET smpp_short_message = 'x'",
+        "UPDATE smpp_tx_parts SET tx_id = 1 WHERE false; DELETE FROM smpp_tx_parts",
         "SELECT * FROM app_secrets",
         "TRUNCATE smpp_tx_queue",
     ] {

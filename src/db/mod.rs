@@ -9,11 +9,15 @@
 //! - [`servers`]: the enabled SMSC account.
 //! - [`queue`]: claiming messages to send (lease + `SKIP LOCKED`) and writing results back.
 //! - [`rx`]: storing what the SMSC sent.
+//! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
+//! - [`reassembly`]: holding concatenated MO parts until their set is whole.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 
 pub mod notify;
 pub mod poller;
 pub mod queue;
+pub mod reassembly;
+pub mod receipts;
 pub mod rx;
 pub mod servers;
 pub mod writer;
@@ -25,7 +29,7 @@ pub use queue::{
     claim, release_claims, renew_claims, write_results, AcceptedPart, RegisteredDelivery,
     TxOutcome, TxResult, TxRow, WriteSummary,
 };
-pub use rx::{insert_rx, RxRow};
+pub use rx::{insert_rx, MoPart, RxRow};
 pub use servers::{load_enabled_server, ServerRow};
 
 /// Why a storage call failed.

@@ -16,6 +16,7 @@ use postgres::{Client, GenericClient, Transaction};
 
 use super::servers::get;
 use super::{pg, DbError};
+use crate::smpp::receipt::stored_key;
 
 /// A message claimed for sending.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +107,8 @@ pub struct WriteSummary {
     pub written: usize,
     /// Rows not updated because this instance no longer holds their lease (or they are gone).
     pub skipped: Vec<i32>,
+    /// The `message_id_key`s of the parts stored, for matching receipts that waited for them.
+    pub part_keys: Vec<String>,
 }
 
 const CLAIM: &str = "
@@ -266,10 +269,11 @@ const WRITE_RELEASE: &str = "
 
 /// A part whose id changed (sent again) loses the old id's receipt state.
 const UPSERT_PARTS: &str = "
-    INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id)
-    SELECT * FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::varchar[])
+    INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id, message_id_key)
+    SELECT * FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::varchar[], $5::varchar[])
     ON CONFLICT (tx_id, part_no) DO UPDATE
     SET part_count = EXCLUDED.part_count, message_id = EXCLUDED.message_id,
+        message_id_key = EXCLUDED.message_id_key,
         message_state = NULL, state_timestamp = NULL, submitted_at = now()
     WHERE smpp_tx_parts.message_id IS DISTINCT FROM EXCLUDED.message_id";
 
@@ -284,7 +288,7 @@ pub fn write_results(
     let mut tx = c.transaction().map_err(pg("begin writing results"))?;
     let batches = Batches::split(results);
     let written: HashSet<i32> = batches.write(&mut tx, instance)?.into_iter().collect();
-    upsert_parts(&mut tx, results, &written)?;
+    let part_keys = upsert_parts(&mut tx, results, &written)?;
     tx.commit().map_err(pg("commit results"))?;
     let skipped: Vec<i32> = results
         .iter()
@@ -297,6 +301,7 @@ pub fn write_results(
     Ok(WriteSummary {
         written: written.len(),
         skipped,
+        part_keys,
     })
 }
 
@@ -433,12 +438,12 @@ fn first_part_id(parts: &[AcceptedPart]) -> Option<String> {
 }
 
 /// Stores the parts of the written rows; a (row, part) given twice keeps the last one, since
-/// one INSERT ... ON CONFLICT may not touch a row twice.
+/// one INSERT ... ON CONFLICT may not touch a row twice. Returns the parts' match keys.
 fn upsert_parts(
     tx: &mut Transaction,
     results: &[TxResult],
     written: &HashSet<i32>,
-) -> Result<(), DbError> {
+) -> Result<Vec<String>, DbError> {
     let mut parts: BTreeMap<(i32, i16), (i16, &str)> = BTreeMap::new();
     for r in results.iter().filter(|r| written.contains(&r.id)) {
         for p in outcome_parts(&r.outcome) {
@@ -446,15 +451,19 @@ fn upsert_parts(
         }
     }
     if parts.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let tx_ids: Vec<i32> = parts.keys().map(|k| k.0).collect();
     let part_nos: Vec<i16> = parts.keys().map(|k| k.1).collect();
     let counts: Vec<i16> = parts.values().map(|v| v.0).collect();
     let message_ids: Vec<&str> = parts.values().map(|v| v.1).collect();
-    tx.execute(UPSERT_PARTS, &[&tx_ids, &part_nos, &counts, &message_ids])
-        .map_err(pg("store accepted parts"))?;
-    Ok(())
+    let keys: Vec<String> = message_ids.iter().map(|id| stored_key(id)).collect();
+    tx.execute(
+        UPSERT_PARTS,
+        &[&tx_ids, &part_nos, &counts, &message_ids, &keys],
+    )
+    .map_err(pg("store accepted parts"))?;
+    Ok(keys)
 }
 
 fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {

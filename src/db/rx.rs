@@ -1,7 +1,8 @@
 //! Storing what the SMSC sent (deliver_sm, data_sm) in `smpp_rx_queue`.
 //!
 //! A whole batch is one INSERT of unnested arrays, so the DB writer commits many PDUs per round
-//! trip; the SMSC gets its `_resp` only after that commit.
+//! trip; the SMSC gets its `_resp` only after that commit. Parts of concatenated MO messages
+//! go to `smpp_rx_parts` instead ([`super::reassembly`]).
 
 use postgres::GenericClient;
 
@@ -28,21 +29,54 @@ pub struct RxRow {
     pub tx_id: Option<i32>,
     /// The text bytes were invalid for `data_coding`; `short_message` is a best effort.
     pub text_invalid: bool,
+    /// `receipted_message_id` came from the TLV (not the text): it is the submit_sm_resp id.
+    pub receipt_id_from_tlv: bool,
+    /// Set for one part of a concatenated MO: stored in smpp_rx_parts until the set is whole.
+    pub mo_part: Option<MoPart>,
+    /// For a reassembled MO: how many parts the set has.
+    pub mo_parts: Option<i16>,
+    /// A reassembled MO whose set never completed.
+    pub mo_incomplete: bool,
+}
+
+/// Where a part of a concatenated MO belongs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoPart {
+    /// `udh8`, `udh16` or `sar`.
+    pub ref_kind: &'static str,
+    pub reference: i32,
+    pub total: i16,
+    /// 1-based.
+    pub seq: i16,
+    /// The user data after the UDH, decoded when the set is whole.
+    pub text_bytes: Vec<u8>,
 }
 
 const INSERT_RX: &str = "
     INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, smpp_source_addr, smpp_destination_addr,
         smpp_short_message, esm_class, data_coding, is_receipt, receipted_message_id,
-        message_state, error_code, tx_id, text_invalid)
+        message_state, error_code, tx_id, text_invalid, id, mo_parts, mo_incomplete)
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[],
         $5::varchar[], $6::int4[], $7::int4[], $8::bool[], $9::varchar[], $10::varchar[],
-        $11::varchar[], $12::int4[], $13::bool[])";
+        $11::varchar[], $12::int4[], $13::bool[], $14::int4[], $15::int2[], $16::bool[])";
 
-/// Inserts `rows` in one statement (nothing for an empty slice).
-pub fn insert_rx(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<(), DbError> {
+/// Ids are taken from the sequence first, so the caller knows which row got which id
+/// (INSERT ... RETURNING promises no order) and esmed needs no SELECT on the table.
+const NEXT_IDS: &str =
+    "SELECT nextval('smpp_rx_queue_id_seq')::int4 FROM generate_series(1, $1::int4)";
+
+/// Inserts `rows` in one statement (nothing for an empty slice); returns their ids, in order.
+pub fn insert_rx(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<Vec<i32>, DbError> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    let ids: Vec<i32> = c
+        .query(NEXT_IDS, &[&count])
+        .map_err(pg("number received PDUs"))?
+        .iter()
+        .map(|row| super::servers::get(row, 0))
+        .collect::<Result<_, _>>()?;
     let text = |f: fn(&RxRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     let optional =
         |f: fn(&RxRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
@@ -65,8 +99,14 @@ pub fn insert_rx(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<(), DbErr
             &optional(|r| r.error_code.as_deref()),
             &tx_ids,
             &flag(|r| r.text_invalid),
+            &ids,
+            &rows
+                .iter()
+                .map(|r| r.mo_parts)
+                .collect::<Vec<Option<i16>>>(),
+            &flag(|r| r.mo_incomplete),
         ],
     )
     .map_err(pg("store received PDUs"))?;
-    Ok(())
+    Ok(ids)
 }

@@ -6,18 +6,29 @@
 //! same batch is committed again: nothing is dropped while PostgreSQL is away, and no
 //! deliver_sm is acknowledged before its row is committed. The thread ends when every sender
 //! is gone and the queue is empty.
+//!
+//! In the same transaction as the rows: receipts are matched to sent parts and their states
+//! written ([`db::receipts`]), receipts whose part is unknown are kept for later, receipts
+//! waiting for parts this batch stored are matched, and concatenated MO parts are held until
+//! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) waiting
+//! receipts are retried against parts other esmed instances stored, receipts older than the
+//! match window are forgotten with a log line, and MO sets past their timeout are stored as
+//! they are.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use log::{error, info, warn};
-use postgres::Client;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{debug, error, info, warn};
+use postgres::{Client, GenericClient};
 
+use crate::db::reassembly::{self, SetKey};
+use crate::db::receipts::{self, PartState, ReceiptKeys};
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::session::flow::Backoff;
+use crate::smpp::receipt::{IdMatch, MessageState};
 use crate::smpp::{CommandId, CommandStatus};
 use crate::stats::Stats;
 
@@ -60,7 +71,16 @@ pub struct DbWriterConfig {
     pub instance: String,
     pub batch: usize,
     pub reconnect_max: Duration,
+    /// How receipt ids are compared with submit_sm_resp ids.
+    pub id_match: IdMatch,
+    /// How long a receipt whose message is unknown keeps being matched.
+    pub receipt_match_window: Duration,
+    /// How long the parts of a concatenated MO wait for the rest of their set.
+    pub mo_reassembly_timeout: Duration,
 }
+
+/// How often waiting receipts and MO parts are looked at between batches.
+pub const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
 pub fn spawn(
     config: DbWriterConfig,
@@ -144,7 +164,17 @@ impl Batch {
 
 impl DbWriter {
     fn run(mut self, ops: &Receiver<DbOp>) {
-        while let Ok(first) = ops.recv() {
+        let mut next_housekeeping = Instant::now();
+        loop {
+            if Instant::now() >= next_housekeeping {
+                self.housekeeping();
+                next_housekeeping = Instant::now() + HOUSEKEEPING;
+            }
+            let first = match ops.recv_deadline(next_housekeeping) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = Batch::default();
             batch.push(first);
             while batch.len() < self.config.batch {
@@ -164,10 +194,15 @@ impl DbWriter {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         loop {
             let instance = self.config.instance.clone();
+            let id_match = self.config.id_match;
             let Some(client) = self.connected(&mut backoff) else {
                 continue;
             };
-            match commit(client, &batch, &instance) {
+            let rules = Rules {
+                instance: &instance,
+                id_match,
+            };
+            match commit(client, &batch, &rules) {
                 Ok(()) => {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
@@ -251,15 +286,166 @@ impl DbWriter {
     }
 }
 
-/// One transaction for the whole batch: results, then received rows.
-fn commit(client: &mut Client, batch: &Batch, instance: &str) -> Result<(), db::DbError> {
+impl DbWriter {
+    /// Retries waiting receipts, forgets expired ones, stores due MO sets. Skipped (until the
+    /// next time) when PostgreSQL is away: a batch's commit does the reconnecting.
+    fn housekeeping(&mut self) {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = self.config.pg.connect(postgres::NoTls).ok();
+        }
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        match tidy(client, &self.config) {
+            Ok(stored) => {
+                self.stats
+                    .stored
+                    .fetch_add(stored as u64, Ordering::Relaxed);
+            }
+            Err(e) => warn!(
+                "DB writer: housekeeping of receipts and MO parts failed: {e}; trying again later"
+            ),
+        }
+    }
+}
+
+/// What a commit needs besides the batch.
+struct Rules<'a> {
+    instance: &'a str,
+    id_match: IdMatch,
+}
+
+/// One transaction for the whole batch: results (and receipts that waited for their parts),
+/// MO parts, received rows with their receipts matched, then the states receipts carry.
+fn commit(client: &mut Client, batch: &Batch, rules: &Rules) -> Result<(), db::DbError> {
     let mut transaction = client.transaction().map_err(db::pg("begin a batch"))?;
+    let mut states = Vec::new();
     if !batch.results.is_empty() {
-        db::write_results(&mut transaction, &batch.results, instance)?;
+        let summary = db::write_results(&mut transaction, &batch.results, rules.instance)?;
+        if !summary.part_keys.is_empty() {
+            states = receipts::match_waiting(&mut transaction, Some(&summary.part_keys))?;
+        }
     }
     if !batch.rx_rows.is_empty() {
-        db::insert_rx(&mut transaction, &batch.rx_rows)?;
+        let mut rows = store_mo_parts(&mut transaction, &batch.rx_rows)?;
+        states.extend(store_rx(&mut transaction, &mut rows, rules.id_match)?);
     }
+    receipts::apply_states(&mut transaction, &states)?;
     transaction.commit().map_err(db::pg("commit a batch"))?;
     Ok(())
+}
+
+/// Stores the MO parts among `rows`; returns the rows to insert: the others, plus one per
+/// set the parts completed.
+fn store_mo_parts(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<Vec<RxRow>, db::DbError> {
+    let parts: Vec<(&RxRow, &db::MoPart)> = rows
+        .iter()
+        .filter_map(|r| r.mo_part.as_ref().map(|p| (r, p)))
+        .collect();
+    let mut whole: Vec<RxRow> = rows
+        .iter()
+        .filter(|r| r.mo_part.is_none())
+        .cloned()
+        .collect();
+    if parts.is_empty() {
+        return Ok(whole);
+    }
+    reassembly::store_parts(c, &parts)?;
+    let mut keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
+    keys.sort();
+    keys.dedup();
+    whole.extend(reassembly::take_complete(c, &keys)?);
+    Ok(whole)
+}
+
+/// Inserts `rows` with each receipt's tx_id when its part is known; keeps the others waiting.
+/// Returns the matched receipts' states, in arrival order.
+fn store_rx(
+    c: &mut impl GenericClient,
+    rows: &mut [RxRow],
+    id_match: IdMatch,
+) -> Result<Vec<PartState>, db::DbError> {
+    let keys: Vec<ReceiptKeys> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let id = r.receipted_message_id.as_deref().filter(|_| r.is_receipt)?;
+            let token = i32::try_from(i).ok()?;
+            Some(ReceiptKeys::new(token, id, r.receipt_id_from_tlv, id_match))
+        })
+        .collect();
+    let matches = receipts::match_receipts(c, &keys)?;
+    let mut states = Vec::new();
+    for m in &matches {
+        let Some(row) = usize::try_from(m.token).ok().and_then(|i| rows.get_mut(i)) else {
+            continue;
+        };
+        row.tx_id = Some(m.tx_id);
+        if let Some(state) = row
+            .message_state
+            .as_deref()
+            .and_then(MessageState::from_name)
+        {
+            states.push((
+                m.token,
+                PartState {
+                    tx_id: m.tx_id,
+                    part_no: m.part_no,
+                    state,
+                },
+            ));
+        }
+    }
+    states.sort_by_key(|(token, _)| *token);
+    let ids = db::insert_rx(c, rows)?;
+    let waiting: Vec<(ReceiptKeys, Option<MessageState>)> = keys
+        .into_iter()
+        .filter(|k| !matches.iter().any(|m| m.token == k.token))
+        .filter_map(|mut k| {
+            let i = usize::try_from(k.token).ok()?;
+            let state = rows
+                .get(i)?
+                .message_state
+                .as_deref()
+                .and_then(MessageState::from_name);
+            k.token = *ids.get(i)?;
+            Some((k, state))
+        })
+        .collect();
+    for (k, _) in &waiting {
+        debug!(
+            "receipt (rx id {}) matches no sent message yet; matching it again as parts are stored",
+            k.token
+        );
+    }
+    receipts::keep_unmatched(c, &waiting)?;
+    Ok(states.into_iter().map(|(_, s)| s).collect())
+}
+
+/// The housekeeping transaction; returns how many rx rows it stored.
+fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<usize, db::DbError> {
+    let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
+    let states = receipts::match_waiting(&mut transaction, None)?;
+    receipts::apply_states(&mut transaction, &states)?;
+    for (rx_id, keys) in receipts::expire_waiting(&mut transaction, config.receipt_match_window)? {
+        warn!(
+            "receipt (rx id {rx_id}) matched no sent message within {}; left unmatched (ids tried: {})",
+            crate::config::format_duration(config.receipt_match_window),
+            keys.join(", ")
+        );
+    }
+    let rows = reassembly::take_due(&mut transaction, config.mo_reassembly_timeout)?;
+    for row in rows.iter().filter(|r| r.mo_incomplete) {
+        warn!(
+            "concatenated MO from '{}' to '{}' incomplete after {}; stored the parts that arrived",
+            row.source_addr,
+            row.destination_addr,
+            crate::config::format_duration(config.mo_reassembly_timeout)
+        );
+    }
+    db::insert_rx(&mut transaction, &rows)?;
+    transaction
+        .commit()
+        .map_err(db::pg("commit housekeeping"))?;
+    Ok(rows.len())
 }

@@ -1,15 +1,16 @@
 //! What esmed stores for a PDU the SMSC sends (deliver_sm, data_sm): the raw bytes as hex, the
 //! decoded PDU as JSON, the addresses, the decoded text and, for a delivery receipt, what it
-//! says about which message.
+//! says about which message; for one part of a concatenated MO, which set it belongs to
+//! (UDH 8/16-bit reference or SAR TLVs), so the DB writer can hold it until the set is whole.
 
-use crate::db::RxRow;
+use crate::db::{MoPart, RxRow};
 use crate::smpp::codec::hex;
 use crate::smpp::json::pdu_to_json;
 use crate::smpp::pdu::{Address, Body};
 use crate::smpp::receipt::{is_receipt, parse_receipt};
 use crate::smpp::text::decode;
 use crate::smpp::tlv::{self, tag, Tlv};
-use crate::smpp::udh::split_udh;
+use crate::smpp::udh::{split_udh, Concat};
 use crate::smpp::Pdu;
 
 /// The smpp_rx_queue row for a deliver_sm or data_sm (other PDUs give an empty row).
@@ -35,12 +36,17 @@ pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
         _ => (&Address::EMPTY, &Address::EMPTY, 0, 0, &[][..], &empty),
     };
     let user_data = user_data(short_message, tlvs);
-    let text_bytes = strip_udh(user_data, esm_class);
+    let (concat, text_bytes) = split_user_data(user_data, esm_class);
     let decoded = decode(data_coding, text_bytes);
     let receipt = if is_receipt(esm_class) {
         parse_receipt(&decoded.text, tlvs)
     } else {
         None
+    };
+    let mo_part = if is_receipt(esm_class) {
+        None
+    } else {
+        mo_part(concat, tlvs, text_bytes)
     };
     RxRow {
         pdu_raw: hex(raw),
@@ -59,7 +65,41 @@ pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
         error_code: receipt.as_ref().and_then(|r| r.error.clone()),
         text_invalid: decoded.invalid > 0,
         tx_id: None,
+        receipt_id_from_tlv: receipt.as_ref().is_some_and(|r| r.id_from_tlv),
+        mo_part,
+        mo_parts: None,
+        mo_incomplete: false,
     }
+}
+
+/// The set a part belongs to: the UDH's concatenation IE, else the SAR TLVs. `None` for a
+/// message that is whole (no concatenation, a set of one, or numbers that make no sense, in
+/// which case it is stored on its own rather than waiting for parts that cannot come).
+fn mo_part(udh: Option<Concat>, tlvs: &[Tlv], text_bytes: &[u8]) -> Option<MoPart> {
+    let (ref_kind, reference, total, seq) = match udh {
+        Some(c) => (
+            if c.ref16 { "udh16" } else { "udh8" },
+            c.reference,
+            u16::from(c.total),
+            u16::from(c.seq),
+        ),
+        None => (
+            "sar",
+            tlv::find_u16(tlvs, tag::SAR_MSG_REF_NUM)?,
+            u16::from(tlv::find_u8(tlvs, tag::SAR_TOTAL_SEGMENTS)?),
+            u16::from(tlv::find_u8(tlvs, tag::SAR_SEGMENT_SEQNUM)?),
+        ),
+    };
+    if total < 2 || seq == 0 || seq > total {
+        return None;
+    }
+    Some(MoPart {
+        ref_kind,
+        reference: i32::from(reference),
+        total: i16::try_from(total).ok()?,
+        seq: i16::try_from(seq).ok()?,
+        text_bytes: text_bytes.to_vec(),
+    })
 }
 
 /// short_message, or message_payload when short_message is empty (reference §3.6 rule).
@@ -71,10 +111,11 @@ fn user_data<'a>(short_message: &'a [u8], tlvs: &'a [Tlv]) -> &'a [u8] {
     }
 }
 
-/// The text after the UDH when esm_class says there is one; a malformed UDH is kept as text.
-fn strip_udh(user_data: &[u8], esm_class: u8) -> &[u8] {
+/// The UDH's concatenation IE and the text after the UDH when esm_class says there is one;
+/// a malformed UDH is kept as text.
+fn split_user_data(user_data: &[u8], esm_class: u8) -> (Option<Concat>, &[u8]) {
     if esm_class & 0x40 == 0 {
-        return user_data;
+        return (None, user_data);
     }
-    split_udh(user_data).map_or(user_data, |(_, text)| text)
+    split_udh(user_data).map_or((None, user_data), |(udh, text)| (udh.concat, text))
 }

@@ -63,6 +63,23 @@ const STATES: [(MessageState, u8, &str, &[&str]); 8] = [
 ];
 
 impl MessageState {
+    /// Every state, in TLV value order.
+    pub const ALL: [MessageState; 8] = [
+        MessageState::Enroute,
+        MessageState::Delivered,
+        MessageState::Expired,
+        MessageState::Deleted,
+        MessageState::Undeliverable,
+        MessageState::Accepted,
+        MessageState::Unknown,
+        MessageState::Rejected,
+    ];
+
+    /// From the name [`MessageState::as_str`] gives (as stored in the database).
+    pub fn from_name(name: &str) -> Option<MessageState> {
+        STATES.iter().find(|r| r.2 == name).map(|r| r.0)
+    }
+
     fn row(self) -> &'static (MessageState, u8, &'static str, &'static [&'static str]) {
         // Every variant has a row; the fallback is never reached.
         STATES.iter().find(|r| r.0 == self).unwrap_or(&STATES[6])
@@ -136,6 +153,8 @@ impl std::fmt::Display for MessageState {
 pub struct Receipt {
     /// The SMSC's id of the original submission, as written (match with [`id_keys`]).
     pub message_id: String,
+    /// True when `message_id` came from the receipted_message_id TLV, not the text.
+    pub id_from_tlv: bool,
     pub state: Option<MessageState>,
     /// The raw `err:` text.
     pub error: Option<String>,
@@ -162,12 +181,15 @@ pub fn parse_receipt(text: &str, tlvs: &[Tlv]) -> Option<Receipt> {
         _ => text,
     };
     let fields = TextFields::parse(text);
-    let message_id = tlv_id(tlvs).or_else(|| fields.get("id").map(str::to_string))?;
+    let from_tlv = tlv_id(tlvs);
+    let id_from_tlv = from_tlv.is_some();
+    let message_id = from_tlv.or_else(|| fields.get("id").map(str::to_string))?;
     let state = tlv::find_u8(tlvs, tag::MESSAGE_STATE)
         .map(MessageState::from_tlv)
         .or_else(|| fields.get("stat").and_then(MessageState::from_stat_word));
     Some(Receipt {
         message_id,
+        id_from_tlv,
         state,
         error: fields.get("err").map(str::to_string),
         network_error: network_error(tlvs),
@@ -297,6 +319,84 @@ pub fn ids_match(a: &str, b: &str) -> bool {
     id_keys(b).iter().any(|k| keys.contains(k))
 }
 
+/// How receipt ids are compared with submit_sm_resp ids (`[daemon] receipt_id_match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMatch {
+    /// Same id up to case and leading zeros first; failing that, the same number written in
+    /// the other base, but only where that reading is unambiguous (see [`match_keys`]).
+    Auto,
+    /// Same id up to case and leading zeros; no base conversion.
+    Exact,
+    /// The receipt text writes in hex the number submit_sm_resp gave in decimal.
+    TextHex,
+    /// The receipt text writes in decimal the number submit_sm_resp gave in hex.
+    TextDecimal,
+}
+
+impl IdMatch {
+    /// From the config word (any case).
+    pub fn from_word(word: &str) -> Option<IdMatch> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(IdMatch::Auto),
+            "exact" => Some(IdMatch::Exact),
+            "text_hex" => Some(IdMatch::TextHex),
+            "text_decimal" => Some(IdMatch::TextDecimal),
+            _ => None,
+        }
+    }
+}
+
+/// The key stored for a submit_sm_resp id (`smpp_tx_parts.message_id_key`): lower case and,
+/// for an id made only of hex digits (so also a decimal one), without leading zeros. A
+/// decimal id's key is therefore its canonical decimal rendering and a hex id's key its
+/// canonical lower-case hex rendering, which is what [`match_keys`] converts receipt ids to.
+pub fn stored_key(id: &str) -> String {
+    let folded = id.trim().to_lowercase();
+    if folded.is_empty() || !folded.chars().all(|c| c.is_ascii_hexdigit()) {
+        return folded;
+    }
+    let unpadded = folded.trim_start_matches('0');
+    if unpadded.is_empty() {
+        "0".to_string()
+    } else {
+        unpadded.to_string()
+    }
+}
+
+/// The `smpp_tx_parts.message_id_key` values a receipt id may match, each with a rank (lower
+/// is better: a part matching a rank-0 key wins over one matching a rank-1 key).
+///
+/// `from_tlv`: the id came from receipted_message_id, which the spec defines as the
+/// submit_sm_resp id, so `TextHex`/`TextDecimal` convert only ids read from the text.
+/// `Auto` adds the other base's reading only when it is unambiguous: a receipt id with hex
+/// letters read as hex (its decimal rendering), or a decimal id whose hex rendering has hex
+/// letters (so no decimal id can share it). "10" stays "10": decimal 10 or hex 0x10 cannot be
+/// told apart, so an SMSC mixing bases with such ids needs `text_hex` or `text_decimal`.
+pub fn match_keys(id: &str, from_tlv: bool, mode: IdMatch) -> Vec<(String, i32)> {
+    let same = stored_key(id);
+    if same.is_empty() {
+        return Vec::new();
+    }
+    let as_decimal = || numeric_value(&same, 16).map(|v| v.to_string());
+    let as_hex = || numeric_value(&same, 10).map(|v| format!("{v:x}"));
+    let converted = match (mode, from_tlv) {
+        (IdMatch::Exact, _) | (IdMatch::TextHex | IdMatch::TextDecimal, true) => None,
+        (IdMatch::TextHex, false) => return as_decimal().map(|k| (k, 0)).into_iter().collect(),
+        (IdMatch::TextDecimal, false) => return as_hex().map(|k| (k, 0)).into_iter().collect(),
+        (IdMatch::Auto, _) => {
+            let has_letters = |k: &String| k.chars().any(|c| c.is_ascii_alphabetic());
+            if has_letters(&same) {
+                as_decimal()
+            } else {
+                as_hex().filter(has_letters)
+            }
+        }
+    };
+    let mut keys = vec![(same, 0)];
+    keys.extend(converted.map(|k| (k, 1)));
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +517,8 @@ mod tests {
             let state = MessageState::from_tlv(value);
             assert_eq!(state.as_str(), name);
             assert_eq!(state.value(), value);
+            assert_eq!(MessageState::from_name(name), Some(state));
+            assert_eq!(MessageState::ALL[usize::from(value) - 1], state);
             assert_eq!(MessageState::from_stat_word(name), Some(state));
             assert_eq!(
                 MessageState::from_stat_word(&name.to_lowercase()),
@@ -471,6 +573,43 @@ mod tests {
         assert_eq!(id_keys("000"), ["000", "0", "#0"]);
         assert_eq!(numeric_value("0169552957", 10), Some(169_552_957));
         assert_eq!(numeric_value("-1", 10), None);
+    }
+
+    #[test]
+    fn stored_keys_fold_case_and_numeric_padding_only() {
+        assert_eq!(stored_key("0000000026"), "26");
+        assert_eq!(stored_key("00A1b"), "a1b");
+        assert_eq!(stored_key("000"), "0");
+        assert_eq!(stored_key("0ab-C"), "0ab-c");
+        assert_eq!(stored_key(" "), "");
+    }
+
+    #[test]
+    fn match_keys_by_mode() {
+        let keys = |id, tlv, mode| match_keys(id, tlv, mode);
+        // Hex letters: unambiguous, so auto also tries the decimal reading.
+        assert_eq!(
+            keys("A0000000", false, IdMatch::Auto),
+            [("a0000000".to_string(), 0), ("2684354560".to_string(), 1)]
+        );
+        // A decimal id whose hex form has letters: auto tries it.
+        assert_eq!(
+            keys("2684354560", false, IdMatch::Auto),
+            [("2684354560".to_string(), 0), ("a0000000".to_string(), 1)]
+        );
+        // 16 is hex "10", a valid decimal id too: ambiguous, so auto stays exact.
+        assert_eq!(keys("0016", true, IdMatch::Auto), [("16".to_string(), 0)]);
+        assert_eq!(keys("10", false, IdMatch::TextHex), [("16".to_string(), 0)]);
+        assert_eq!(
+            keys("16", false, IdMatch::TextDecimal),
+            [("10".to_string(), 0)]
+        );
+        assert_eq!(keys("10", true, IdMatch::TextHex), [("10".to_string(), 0)]);
+        assert_eq!(keys("1A", false, IdMatch::Exact), [("1a".to_string(), 0)]);
+        assert!(keys("xyz", false, IdMatch::TextHex).is_empty());
+        assert!(keys("", false, IdMatch::Auto).is_empty());
+        assert_eq!(IdMatch::from_word("Text_Hex"), Some(IdMatch::TextHex));
+        assert_eq!(IdMatch::from_word("hex"), None);
     }
 
     proptest::proptest! {

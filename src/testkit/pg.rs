@@ -462,6 +462,8 @@ fn initdb_into(tools: &Tools, root: &Path) -> Result<(), PgError> {
 
 fn settings(options: PgClusterOptions, root: &Path) -> String {
     let mut lines = String::from("\n# esmed testkit\nlisten_addresses = '127.0.0.1'\n");
+    // Lets tests compare when a row was committed with when the SMSC got its response.
+    lines.push_str("track_commit_timestamp = on\n");
     lines.push_str(&format!("unix_socket_directories = '{}'\n", root.display()));
     if !options.durable {
         lines.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");

@@ -1,0 +1,255 @@
+//! Concatenated MO messages: parts wait in `smpp_rx_parts` until their set is whole, then
+//! become one `smpp_rx_queue` row with the whole text.
+//!
+//! A set is (source, destination, reference kind, reference, total). The text is decoded
+//! from the parts' bytes joined in order, so a character split across two parts (a UTF-16
+//! surrogate pair, a GSM escape) comes out whole. The reassembled row's `pdu_raw` is the parts'
+//! hex joined by `,` and its `pdu_parsed` a JSON array of the parts' JSON, both in part order.
+//! Sets older than the timeout are stored as they are, flagged `mo_incomplete`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use postgres::GenericClient;
+
+use super::servers::get;
+use super::{pg, DbError, MoPart, RxRow};
+use crate::smpp::text::decode;
+
+/// Which set a part belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetKey {
+    pub source: String,
+    pub destination: String,
+    pub ref_kind: String,
+    pub reference: i32,
+    pub total: i16,
+}
+
+impl SetKey {
+    pub fn of(row: &RxRow, part: &MoPart) -> SetKey {
+        SetKey {
+            source: row.source_addr.clone(),
+            destination: row.destination_addr.clone(),
+            ref_kind: part.ref_kind.to_string(),
+            reference: part.reference,
+            total: part.total,
+        }
+    }
+}
+
+/// A redelivered part (same set and number) is stored once.
+const STORE_PARTS: &str = "
+    INSERT INTO smpp_rx_parts (source_addr, destination_addr, ref_kind, reference, total, seq,
+        pdu_raw, pdu_parsed, esm_class, data_coding, text_bytes)
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[], $5::int2[],
+        $6::int2[], $7::varchar[], $8::varchar[], $9::int4[], $10::int4[], $11::bytea[])
+    ON CONFLICT DO NOTHING";
+
+/// Stores MO parts (each with its row's addresses and PDU).
+pub fn store_parts(c: &mut impl GenericClient, parts: &[(&RxRow, &MoPart)]) -> Result<(), DbError> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let sources: Vec<&str> = parts.iter().map(|(r, _)| r.source_addr.as_str()).collect();
+    let destinations: Vec<&str> = parts
+        .iter()
+        .map(|(r, _)| r.destination_addr.as_str())
+        .collect();
+    let kinds: Vec<&str> = parts.iter().map(|(_, p)| p.ref_kind).collect();
+    let references: Vec<i32> = parts.iter().map(|(_, p)| p.reference).collect();
+    let totals: Vec<i16> = parts.iter().map(|(_, p)| p.total).collect();
+    let seqs: Vec<i16> = parts.iter().map(|(_, p)| p.seq).collect();
+    let raws: Vec<&str> = parts.iter().map(|(r, _)| r.pdu_raw.as_str()).collect();
+    let parsed: Vec<&str> = parts.iter().map(|(r, _)| r.pdu_parsed.as_str()).collect();
+    let esm_classes: Vec<i32> = parts.iter().map(|(r, _)| r.esm_class).collect();
+    let codings: Vec<i32> = parts.iter().map(|(r, _)| r.data_coding).collect();
+    let bytes: Vec<&[u8]> = parts.iter().map(|(_, p)| p.text_bytes.as_slice()).collect();
+    c.execute(
+        STORE_PARTS,
+        &[
+            &sources,
+            &destinations,
+            &kinds,
+            &references,
+            &totals,
+            &seqs,
+            &raws,
+            &parsed,
+            &esm_classes,
+            &codings,
+            &bytes,
+        ],
+    )
+    .map_err(pg("store MO parts"))?;
+    Ok(())
+}
+
+const PART_COLUMNS: &str = "p.source_addr, p.destination_addr, p.ref_kind, p.reference, \
+    p.total, p.seq, p.pdu_raw, p.pdu_parsed, p.esm_class, p.data_coding, p.text_bytes";
+
+/// Takes the sets among `keys` that are complete: deletes their parts and returns one row per
+/// set. One statement.
+pub fn take_complete(c: &mut impl GenericClient, keys: &[SetKey]) -> Result<Vec<RxRow>, DbError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "DELETE FROM smpp_rx_parts p USING (
+             SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
+             WHERE (source_addr, destination_addr, ref_kind, reference, total) IN
+                   (SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[],
+                                         $4::int4[], $5::int2[]))
+             GROUP BY 1, 2, 3, 4, 5 HAVING count(*) >= total) c
+         WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
+             = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
+         RETURNING {PART_COLUMNS}"
+    );
+    let column = |f: fn(&SetKey) -> &str| keys.iter().map(f).collect::<Vec<&str>>();
+    let rows = c
+        .query(
+            &sql,
+            &[
+                &column(|k| &k.source),
+                &column(|k| &k.destination),
+                &column(|k| &k.ref_kind),
+                &keys.iter().map(|k| k.reference).collect::<Vec<i32>>(),
+                &keys.iter().map(|k| k.total).collect::<Vec<i16>>(),
+            ],
+        )
+        .map_err(pg("reassemble MO parts"))?;
+    combine_rows(&rows)
+}
+
+/// Takes every set that is complete (parts stored by another esmed, or in a batch that was
+/// split) or whose first part is older than `timeout`.
+pub fn take_due(c: &mut impl GenericClient, timeout: Duration) -> Result<Vec<RxRow>, DbError> {
+    let sql = format!(
+        "DELETE FROM smpp_rx_parts p USING (
+             SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
+             GROUP BY 1, 2, 3, 4, 5
+             HAVING count(*) >= total
+                 OR min(received_at) < now() - $1::float8 * interval '1 second') c
+         WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
+             = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
+         RETURNING {PART_COLUMNS}"
+    );
+    let rows = c
+        .query(&sql, &[&timeout.as_secs_f64()])
+        .map_err(pg("expire MO parts"))?;
+    combine_rows(&rows)
+}
+
+/// One stored part as read back.
+struct StoredPart {
+    seq: i16,
+    pdu_raw: String,
+    pdu_parsed: String,
+    esm_class: i32,
+    data_coding: i32,
+    text_bytes: Vec<u8>,
+}
+
+fn combine_rows(rows: &[postgres::Row]) -> Result<Vec<RxRow>, DbError> {
+    let mut sets: BTreeMap<SetKey, Vec<StoredPart>> = BTreeMap::new();
+    for row in rows {
+        let key = SetKey {
+            source: get(row, 0)?,
+            destination: get(row, 1)?,
+            ref_kind: get(row, 2)?,
+            reference: get(row, 3)?,
+            total: get(row, 4)?,
+        };
+        sets.entry(key).or_default().push(StoredPart {
+            seq: get(row, 5)?,
+            pdu_raw: get(row, 6)?,
+            pdu_parsed: get(row, 7)?,
+            esm_class: get(row, 8)?,
+            data_coding: get(row, 9)?,
+            text_bytes: get(row, 10)?,
+        });
+    }
+    Ok(sets
+        .into_iter()
+        .map(|(key, parts)| combine(&key, parts))
+        .collect())
+}
+
+/// The smpp_rx_queue row for a set: parts in order, text decoded from all bytes joined.
+fn combine(key: &SetKey, mut parts: Vec<StoredPart>) -> RxRow {
+    parts.sort_by_key(|p| p.seq);
+    let bytes: Vec<u8> = parts
+        .iter()
+        .flat_map(|p| p.text_bytes.iter().copied())
+        .collect();
+    let (esm_class, data_coding) = parts
+        .first()
+        .map_or((0, 0), |p| (p.esm_class, p.data_coding));
+    let decoded = decode(u8::try_from(data_coding).unwrap_or(0), &bytes);
+    let raw: Vec<&str> = parts.iter().map(|p| p.pdu_raw.as_str()).collect();
+    let parsed: Vec<&str> = parts.iter().map(|p| p.pdu_parsed.as_str()).collect();
+    RxRow {
+        pdu_raw: raw.join(","),
+        pdu_parsed: format!("[{}]", parsed.join(",")),
+        source_addr: key.source.clone(),
+        destination_addr: key.destination.clone(),
+        short_message: decoded.text,
+        esm_class,
+        data_coding,
+        text_invalid: decoded.invalid > 0,
+        mo_parts: Some(key.total),
+        mo_incomplete: parts.len() < usize::try_from(key.total).unwrap_or(0),
+        ..RxRow::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(seq: i16, bytes: &[u8]) -> StoredPart {
+        StoredPart {
+            seq,
+            pdu_raw: format!("0{seq}"),
+            pdu_parsed: format!("{{\"n\":{seq}}}"),
+            esm_class: 0x40,
+            data_coding: 8,
+            text_bytes: bytes.to_vec(),
+        }
+    }
+
+    fn key(total: i16) -> SetKey {
+        SetKey {
+            source: "4670".into(),
+            destination: "ESMED".into(),
+            ref_kind: "udh8".into(),
+            reference: 7,
+            total,
+        }
+    }
+
+    #[test]
+    fn parts_join_in_order_and_a_split_surrogate_pair_comes_out_whole() {
+        // U+1F600 is D83D DE00 in UTF-16; the pair is split between parts 2 and 3.
+        let parts = vec![
+            part(3, &[0xDE, 0x00]),
+            part(1, &[0, b'h']),
+            part(2, &[0xD8, 0x3D]),
+        ];
+        let row = combine(&key(3), parts);
+        assert_eq!(row.short_message, "h😀");
+        assert_eq!(row.pdu_raw, "01,02,03");
+        assert_eq!(row.pdu_parsed, r#"[{"n":1},{"n":2},{"n":3}]"#);
+        assert_eq!(
+            (row.mo_parts, row.mo_incomplete, row.text_invalid),
+            (Some(3), false, false)
+        );
+    }
+
+    #[test]
+    fn an_incomplete_set_is_flagged() {
+        let row = combine(&key(3), vec![part(2, &[0, b'b'])]);
+        assert_eq!(row.short_message, "b");
+        assert!(row.mo_incomplete);
+    }
+}

@@ -1,0 +1,317 @@
+//! Delivery receipts against the send queue: finding the part a receipt is about, keeping
+//! receipts whose part is not known yet, and writing the states to `smpp_tx_parts` and the
+//! aggregate to `smpp_tx_queue`.
+//!
+//! Every function is one statement over arrays, run inside the DB writer's batch transaction,
+//! so a batch's receipts cost a fixed number of round trips. Matching compares normalised ids
+//! (`smpp_tx_parts.message_id_key` against [`match_keys`]); the best rank wins, then the most
+//! recently submitted part. The state rules: a final state is never replaced by a non-final
+//! one (per part and per row); the row's state is its parts' worst by
+//! [`MessageState::severity`], a part without a receipt counting as ENROUTE.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::GenericClient;
+
+use super::servers::get;
+use super::{pg, DbError};
+use crate::smpp::receipt::{match_keys, IdMatch, MessageState};
+
+/// A receipt to match: `token` identifies it to the caller (a batch index or an rx id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptKeys {
+    pub token: i32,
+    /// (`message_id_key`, rank) pairs; lower rank is the better match.
+    pub keys: Vec<(String, i32)>,
+}
+
+impl ReceiptKeys {
+    pub fn new(token: i32, message_id: &str, from_tlv: bool, mode: IdMatch) -> ReceiptKeys {
+        ReceiptKeys {
+            token,
+            keys: match_keys(message_id, from_tlv, mode),
+        }
+    }
+}
+
+/// A receipt found its part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptMatch {
+    pub token: i32,
+    pub tx_id: i32,
+    pub part_no: i16,
+}
+
+/// A receipt's effect on one part: its state, in arrival order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartState {
+    pub tx_id: i32,
+    pub part_no: i16,
+    pub state: MessageState,
+}
+
+const MATCH: &str = "
+    SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no
+    FROM unnest($1::int4[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)
+    JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
+    ORDER BY u.token, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
+
+/// Finds the part of each receipt that has one.
+pub fn match_receipts(
+    c: &mut impl GenericClient,
+    receipts: &[ReceiptKeys],
+) -> Result<Vec<ReceiptMatch>, DbError> {
+    let (mut tokens, mut keys, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
+    for r in receipts {
+        for (key, rank) in &r.keys {
+            tokens.push(r.token);
+            keys.push(key.as_str());
+            ranks.push(*rank);
+        }
+    }
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .query(MATCH, &[&tokens, &keys, &ranks])
+        .map_err(pg("match receipts"))?;
+    rows.iter()
+        .map(|row| {
+            Ok(ReceiptMatch {
+                token: get(row, 0)?,
+                tx_id: get(row, 1)?,
+                part_no: get(row, 2)?,
+            })
+        })
+        .collect()
+}
+
+const KEEP_UNMATCHED: &str = "
+    INSERT INTO smpp_rx_unmatched (rx_id, match_key, match_rank, message_state)
+    SELECT * FROM unnest($1::int4[], $2::varchar[], $3::int4[], $4::varchar[])
+    ON CONFLICT DO NOTHING";
+
+/// Keeps receipts (`token` = their smpp_rx_queue id) for matching later.
+pub fn keep_unmatched(
+    c: &mut impl GenericClient,
+    receipts: &[(ReceiptKeys, Option<MessageState>)],
+) -> Result<(), DbError> {
+    let (mut ids, mut keys, mut ranks, mut states) = (Vec::new(), Vec::new(), Vec::new(), vec![]);
+    for (r, state) in receipts {
+        for (key, rank) in &r.keys {
+            ids.push(r.token);
+            keys.push(key.as_str());
+            ranks.push(*rank);
+            states.push(state.map(MessageState::as_str));
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    c.execute(KEEP_UNMATCHED, &[&ids, &keys, &ranks, &states])
+        .map_err(pg("keep unmatched receipts"))?;
+    Ok(())
+}
+
+/// $1 NULL: every waiting receipt; else only those waiting for one of these keys.
+const MATCH_WAITING: &str = "
+    SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
+    FROM smpp_rx_unmatched u JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
+    WHERE $1::varchar[] IS NULL OR u.match_key = ANY($1)
+    ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
+
+/// Deleting is the claim: of two esmed instances matching the same receipt, one gets it.
+const CLAIM_WAITING: &str = "
+    DELETE FROM smpp_rx_unmatched WHERE rx_id = ANY($1::int4[]) RETURNING rx_id";
+
+const LINK_RX: &str = "
+    UPDATE smpp_rx_queue r SET tx_id = u.tx_id
+    FROM unnest($1::int4[], $2::int4[]) AS u(rx_id, tx_id) WHERE r.id = u.rx_id";
+
+/// Matches waiting receipts (all, or those that may match `keys`), links their rx rows to
+/// the tx rows and forgets them; returns their states, oldest receipt first, for
+/// [`apply_states`].
+pub fn match_waiting(
+    c: &mut impl GenericClient,
+    keys: Option<&[String]>,
+) -> Result<Vec<PartState>, DbError> {
+    let rows = c
+        .query(MATCH_WAITING, &[&keys])
+        .map_err(pg("match waiting receipts"))?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut found: HashMap<i32, (i32, i16, Option<String>)> = HashMap::new();
+    for row in &rows {
+        found.insert(get(row, 0)?, (get(row, 1)?, get(row, 2)?, get(row, 3)?));
+    }
+    let wanted: Vec<i32> = found.keys().copied().collect();
+    let mut claimed: Vec<i32> = c
+        .query(CLAIM_WAITING, &[&wanted])
+        .map_err(pg("claim waiting receipts"))?
+        .iter()
+        .map(|row| get(row, 0))
+        .collect::<Result<_, _>>()?;
+    claimed.sort_unstable();
+    claimed.dedup();
+    let tx_ids: Vec<i32> = claimed.iter().map(|id| found[id].0).collect();
+    c.execute(LINK_RX, &[&claimed, &tx_ids])
+        .map_err(pg("link receipts to their messages"))?;
+    Ok(claimed
+        .iter()
+        .filter_map(|id| {
+            let (tx_id, part_no, state) = &found[id];
+            let state = MessageState::from_name(state.as_deref()?)?;
+            Some(PartState {
+                tx_id: *tx_id,
+                part_no: *part_no,
+                state,
+            })
+        })
+        .collect())
+}
+
+const EXPIRE_WAITING: &str = "
+    DELETE FROM smpp_rx_unmatched
+    WHERE first_seen < now() - $1::float8 * interval '1 second'
+    RETURNING rx_id, match_key";
+
+/// Forgets receipts that waited longer than `window`; returns (rx id, keys tried) for logs.
+pub fn expire_waiting(
+    c: &mut impl GenericClient,
+    window: Duration,
+) -> Result<Vec<(i32, Vec<String>)>, DbError> {
+    let rows = c
+        .query(EXPIRE_WAITING, &[&window.as_secs_f64()])
+        .map_err(pg("expire unmatched receipts"))?;
+    let mut by_id: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+    for row in &rows {
+        by_id.entry(get(row, 0)?).or_default().push(get(row, 1)?);
+    }
+    Ok(by_id.into_iter().collect())
+}
+
+const UPDATE_PARTS: &str = "
+    UPDATE smpp_tx_parts p SET message_state = u.state, state_timestamp = now()
+    FROM unnest($1::int4[], $2::int2[], $3::varchar[]) AS u(tx_id, part_no, state)
+    WHERE p.tx_id = u.tx_id AND p.part_no = u.part_no
+      AND p.message_state IS DISTINCT FROM u.state
+      AND NOT (p.message_state IS NOT NULL AND p.message_state <> ALL($4::varchar[])
+               AND u.state = ANY($4::varchar[]))";
+
+/// $2/$3: every state's name and severity; $4: the non-final names; a part without a state
+/// counts as ENROUTE.
+const UPDATE_ROWS: &str = "
+    UPDATE smpp_tx_queue t
+    SET smpp_message_state = a.state, message_state_timestamp = now()
+    FROM (SELECT DISTINCT ON (p.tx_id) p.tx_id, COALESCE(p.message_state, 'ENROUTE') AS state
+          FROM smpp_tx_parts p
+          LEFT JOIN unnest($2::varchar[], $3::int4[]) AS s(name, severity)
+                 ON s.name = COALESCE(p.message_state, 'ENROUTE')
+          WHERE p.tx_id = ANY($1::int4[])
+          ORDER BY p.tx_id, s.severity DESC NULLS LAST) a
+    WHERE t.id = a.tx_id AND t.smpp_message_state IS DISTINCT FROM a.state
+      AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($4::varchar[])
+               AND a.state = ANY($4::varchar[]))";
+
+/// Writes receipts' states (in arrival order) to their parts, then each touched row's
+/// aggregate: two statements whatever the count.
+pub fn apply_states(c: &mut impl GenericClient, states: &[PartState]) -> Result<(), DbError> {
+    let folded = fold_states(states);
+    if folded.is_empty() {
+        return Ok(());
+    }
+    let tx_ids: Vec<i32> = folded.iter().map(|s| s.tx_id).collect();
+    let part_nos: Vec<i16> = folded.iter().map(|s| s.part_no).collect();
+    let names: Vec<&str> = folded.iter().map(|s| s.state.as_str()).collect();
+    let non_final: Vec<&str> = MessageState::ALL
+        .iter()
+        .filter(|s| !s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    c.execute(UPDATE_PARTS, &[&tx_ids, &part_nos, &names, &non_final])
+        .map_err(pg("write part states"))?;
+    let all_names: Vec<&str> = MessageState::ALL.iter().map(|s| s.as_str()).collect();
+    let severities: Vec<i32> = MessageState::ALL
+        .iter()
+        .map(|s| i32::from(s.severity()))
+        .collect();
+    let mut rows = tx_ids;
+    rows.sort_unstable();
+    rows.dedup();
+    c.execute(UPDATE_ROWS, &[&rows, &all_names, &severities, &non_final])
+        .map_err(pg("write message states"))?;
+    Ok(())
+}
+
+/// One state per part (one UPDATE may touch a row once): later receipts win, except that a
+/// final state is never replaced by a non-final one.
+fn fold_states(states: &[PartState]) -> Vec<PartState> {
+    let mut order: Vec<(i32, i16)> = Vec::new();
+    let mut by_part: HashMap<(i32, i16), MessageState> = HashMap::new();
+    for s in states {
+        let key = (s.tx_id, s.part_no);
+        match by_part.get(&key) {
+            None => {
+                order.push(key);
+                by_part.insert(key, s.state);
+            }
+            Some(current) if current.is_final() && !s.state.is_final() => {}
+            Some(_) => {
+                by_part.insert(key, s.state);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|key| {
+            by_part.get(&key).map(|&state| PartState {
+                tx_id: key.0,
+                part_no: key.1,
+                state,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MessageState::*;
+
+    fn s(tx_id: i32, part_no: i16, state: MessageState) -> PartState {
+        PartState {
+            tx_id,
+            part_no,
+            state,
+        }
+    }
+
+    #[test]
+    fn later_states_win_but_never_a_non_final_over_a_final() {
+        let folded = fold_states(&[
+            s(1, 1, Enroute),
+            s(2, 1, Delivered),
+            s(1, 1, Delivered),
+            s(2, 1, Enroute),
+            s(3, 1, Delivered),
+            s(3, 1, Undeliverable),
+        ]);
+        assert_eq!(
+            folded,
+            [
+                s(1, 1, Delivered),
+                s(2, 1, Delivered),
+                s(3, 1, Undeliverable)
+            ]
+        );
+    }
+
+    #[test]
+    fn receipt_keys_follow_the_mode() {
+        let r = ReceiptKeys::new(7, "1A", false, IdMatch::TextHex);
+        assert_eq!(r.keys, [("26".to_string(), 0)]);
+        assert_eq!(r.token, 7);
+    }
+}

@@ -1,0 +1,517 @@
+//! End to end, issue 4: delivery receipts matched to their messages (ids in other bases and
+//! cases, receipts before their submit_sm_resp is stored, late and intermediate receipts,
+//! multipart aggregate), concatenated MO reassembled across an esmed restart, invalid text,
+//! and every deliver_sm_resp only after its row is committed.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use esmed::smpp::receipt::MessageState;
+use esmed::smpp::text::{encode, Coding};
+use esmed::smpp::tlv::tag;
+use esmed::smpp::{CommandId, Tlv};
+use esmed::smsc::{
+    Faults, IdFormat, MoMessage, ReceiptConfig, ReceiptIdFormat, ReceiptMode, SmscConfig,
+};
+use support::{wait_until, Env, Esmed};
+
+const T: Duration = Duration::from_secs(20);
+
+fn smsc_with(receipts: ReceiptMode, id_format: IdFormat, first_message_id: u64) -> SmscConfig {
+    SmscConfig {
+        receipts,
+        id_format,
+        first_message_id,
+        ..support::smsc_config()
+    }
+}
+
+fn text_receipts(text_id_format: ReceiptIdFormat, tlvs: bool) -> ReceiptMode {
+    ReceiptMode::After(ReceiptConfig {
+        text_id_format,
+        tlvs,
+        ..ReceiptConfig::after(Duration::from_millis(100))
+    })
+}
+
+fn receipts_on(env: &Env) {
+    env.add_server(&[
+        ("esme_bind_transceiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+    ]);
+}
+
+/// (smpp_message_state, message_state_timestamp set) of a tx row.
+fn tx_state(env: &Env, id: i32) -> (Option<String>, bool) {
+    let row = env
+        .db()
+        .query_one(
+            "SELECT smpp_message_state, message_state_timestamp IS NOT NULL \
+             FROM smpp_tx_queue WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn wait_state(env: &Env, esmed: &Esmed, id: i32, state: &str) {
+    wait_until(T, &format!("row {id} {state}"), esmed, || {
+        tx_state(env, id).0.as_deref() == Some(state)
+    });
+}
+
+/// The receipts stored: (receipted_message_id, message_state, tx_id), in arrival order.
+fn receipts(env: &Env) -> Vec<(String, String, Option<i32>)> {
+    env.db()
+        .query(
+            "SELECT receipted_message_id, message_state, tx_id FROM smpp_rx_queue \
+             WHERE is_receipt ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn count(env: &Env, sql: &str) -> i64 {
+    env.db().query_one(sql, &[]).unwrap().get(0)
+}
+
+/// Three messages sent and receipted as `smsc` says; every receipt finds its row.
+fn receipts_match(name: &str, smsc: SmscConfig, daemon_extra: &str) {
+    let env = Env::with_smsc(name, smsc);
+    receipts_on(&env);
+    let ids: Vec<i32> = (0..3)
+        .map(|n| env.insert(&format!("4477009001{n:02}"), "receipt please"))
+        .collect();
+    let esmed = env.esmed(name, daemon_extra);
+    env.wait_all(
+        "smpp_message_state IS NOT DISTINCT FROM 'DELIVERED'",
+        T,
+        &esmed,
+    );
+    let stored = receipts(&env);
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    let mut linked: Vec<i32> = stored.iter().filter_map(|r| r.2).collect();
+    linked.sort_unstable();
+    assert_eq!(linked, ids, "each receipt linked to its own row");
+    for &id in &ids {
+        assert_eq!(tx_state(&env, id), (Some("DELIVERED".into()), true));
+    }
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
+    assert_acks_after_commit(&env);
+}
+
+// 0xA0000000: the hex form has letters, so `auto` can tell the bases apart.
+const HEXY: u64 = 0xA000_0000;
+
+#[test]
+fn text_only_receipt_in_hex_for_decimal_ids() {
+    let smsc = smsc_with(
+        text_receipts(ReceiptIdFormat::HexUpper, false),
+        IdFormat::Decimal,
+        HEXY,
+    );
+    receipts_match("txt-hex", smsc, "");
+}
+
+#[test]
+fn text_only_receipt_in_padded_decimal_for_hex_ids() {
+    let smsc = smsc_with(
+        text_receipts(ReceiptIdFormat::Decimal10, false),
+        IdFormat::HexLower,
+        HEXY,
+    );
+    receipts_match("txt-dec", smsc, "");
+}
+
+#[test]
+fn text_only_receipt_in_lower_case_for_upper_case_ids() {
+    let smsc = smsc_with(
+        text_receipts(ReceiptIdFormat::HexLower, false),
+        IdFormat::HexUpper,
+        HEXY,
+    );
+    receipts_match("txt-case", smsc, "");
+}
+
+#[test]
+fn tlv_receipt_wins_over_a_text_id_in_another_base() {
+    let smsc = smsc_with(
+        text_receipts(ReceiptIdFormat::HexLower, true),
+        IdFormat::Decimal,
+        1000,
+    );
+    receipts_match("tlv", smsc, "");
+}
+
+#[test]
+fn ambiguous_bases_are_matched_when_configured() {
+    // Ids 16, 17, 18 in decimal; the text says 10, 11, 12 (hex). Only text_hex can know.
+    let smsc = smsc_with(
+        text_receipts(ReceiptIdFormat::HexUpper, false),
+        IdFormat::Decimal,
+        16,
+    );
+    receipts_match("txt-hex-cfg", smsc, "receipt_id_match = text_hex\n");
+}
+
+#[test]
+fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
+    let smsc = SmscConfig {
+        faults: Faults {
+            response_delay: Some(Duration::from_millis(1500)),
+            ..Faults::default()
+        },
+        ..smsc_with(
+            text_receipts(ReceiptIdFormat::SameAsResp, true),
+            IdFormat::Decimal,
+            1,
+        )
+    };
+    let env = Env::with_smsc("early", smsc);
+    receipts_on(&env);
+    let id = env.insert("447700900123", "early receipt");
+    let esmed = env.esmed("early", "");
+    wait_until(T, "the receipt waiting for its message", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 1
+    });
+    assert_eq!(env.count("submission_done"), 0, "the receipt came first");
+    assert_eq!(receipts(&env)[0].2, None);
+    wait_state(&env, &esmed, id, "DELIVERED");
+    assert_eq!(receipts(&env)[0].2, Some(id));
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
+}
+
+#[test]
+fn enroute_then_delivered_and_a_late_enroute_changes_nothing() {
+    let smsc = smsc_with(
+        ReceiptMode::After(ReceiptConfig {
+            intermediate_enroute: true,
+            ..ReceiptConfig::after(Duration::from_millis(400))
+        }),
+        IdFormat::Decimal,
+        1,
+    );
+    let env = Env::with_smsc("enroute", smsc);
+    receipts_on(&env);
+    let id = env.insert("447700900123", "slow one");
+    let esmed = env.esmed("enroute", "");
+    wait_state(&env, &esmed, id, "ENROUTE");
+    wait_state(&env, &esmed, id, "DELIVERED");
+    env.smsc.send_receipt("1", MessageState::Enroute).unwrap();
+    wait_until(T, "the late receipt", &esmed, || receipts(&env).len() == 3);
+    let states: Vec<String> = receipts(&env).into_iter().map(|r| r.1).collect();
+    assert_eq!(states, ["ENROUTE", "DELIVERED", "ENROUTE"]);
+    assert!(receipts(&env).iter().all(|r| r.2 == Some(id)));
+    // Give a wrong update time to land, then check nothing moved.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tx_state(&env, id).0.as_deref(), Some("DELIVERED"));
+    let part: String = env
+        .db()
+        .query_one(
+            "SELECT message_state FROM smpp_tx_parts WHERE tx_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(part, "DELIVERED");
+}
+
+#[test]
+fn a_multipart_message_is_delivered_only_when_every_part_is() {
+    let smsc = smsc_with(ReceiptMode::Off, IdFormat::Decimal, 1);
+    let env = Env::with_smsc("multipart", smsc);
+    receipts_on(&env);
+    let failing = env.insert("447700900123", &"a".repeat(400));
+    let fine = env.insert("447700900124", &"b".repeat(400));
+    let esmed = env.esmed("multipart", "");
+    env.wait_all("submission_done", T, &esmed);
+    let parts = count(&env, "SELECT count(*) FROM smpp_tx_parts");
+    assert_eq!(parts, 6, "three parts each");
+    let part_ids = |tx: i32| -> Vec<String> {
+        env.db()
+            .query(
+                "SELECT message_id FROM smpp_tx_parts WHERE tx_id = $1 ORDER BY part_no",
+                &[&tx],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let (f, g) = (part_ids(failing), part_ids(fine));
+    env.smsc
+        .send_receipt(&f[0], MessageState::Delivered)
+        .unwrap();
+    wait_state(&env, &esmed, failing, "ENROUTE");
+    env.smsc
+        .send_receipt(&f[1], MessageState::Undeliverable)
+        .unwrap();
+    env.smsc
+        .send_receipt(&f[2], MessageState::Delivered)
+        .unwrap();
+    for id in &g {
+        env.smsc.send_receipt(id, MessageState::Delivered).unwrap();
+    }
+    wait_until(T, "six receipts linked", &esmed, || {
+        receipts(&env).iter().filter(|r| r.2.is_some()).count() == 6
+    });
+    wait_state(&env, &esmed, failing, "UNDELIVERABLE");
+    wait_state(&env, &esmed, fine, "DELIVERED");
+    let states: Vec<String> = env
+        .db()
+        .query(
+            "SELECT message_state FROM smpp_tx_parts WHERE tx_id = $1 ORDER BY part_no",
+            &[&failing],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(states, ["DELIVERED", "UNDELIVERABLE", "DELIVERED"]);
+}
+
+/// User data with an 8-bit (`ref16` false) or 16-bit reference concatenation UDH.
+fn udh_part(reference: u16, ref16: bool, total: u8, seq: u8, text: &[u8]) -> Vec<u8> {
+    let concat = esmed::smpp::udh::Concat {
+        reference,
+        total,
+        seq,
+        ref16,
+    };
+    let mut bytes = concat.to_udh();
+    bytes.extend_from_slice(text);
+    bytes
+}
+
+fn sar_part(reference: u16, total: u8, seq: u8, text: &[u8]) -> MoMessage {
+    let mut mo = MoMessage::raw("447700900303", "ESMED", text, 0, 0);
+    mo.tlvs = vec![
+        Tlv::u16(tag::SAR_MSG_REF_NUM, reference),
+        Tlv::u8(tag::SAR_TOTAL_SEGMENTS, total),
+        Tlv::u8(tag::SAR_SEGMENT_SEQNUM, seq),
+    ];
+    mo
+}
+
+/// (source, text, mo_parts, mo_incomplete, text_invalid, JSON parts, raw parts).
+type ReassembledRow = (String, String, Option<i16>, bool, bool, i32, i32);
+
+/// Part `seq` (1-based) of each of the three sets.
+fn mo_parts(seq: usize) -> Vec<MoMessage> {
+    let gsm = ["Hello ", "concatenated ", "world"];
+    // The emoji's surrogate pair is split between parts 1 and 2.
+    let ucs2 = encode("Привет 😀 мир!", Coding::Ucs2).unwrap();
+    let ucs2 = [&ucs2[..16], &ucs2[16..22], &ucs2[22..]];
+    let sar = ["SAR ", "in three ", "parts"];
+    let n = seq as u8;
+    vec![
+        MoMessage::raw(
+            "447700900301",
+            "ESMED",
+            &udh_part(0xAB, false, 3, n, gsm[seq - 1].as_bytes()),
+            0,
+            0x40,
+        ),
+        MoMessage::raw(
+            "447700900302",
+            "ESMED",
+            &udh_part(0xBEEF, true, 3, n, ucs2[seq - 1]),
+            8,
+            0x40,
+        ),
+        sar_part(0x1234, 3, n, sar[seq - 1].as_bytes()),
+    ]
+}
+
+#[test]
+fn concatenated_mo_is_reassembled_out_of_order_across_a_restart() {
+    let env = Env::new("concat");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let mut esmed = env.esmed("concat-1", "");
+    let mut acked = 0;
+    for (round, seq) in [3, 1, 2].into_iter().enumerate() {
+        if round > 0 {
+            // Restart between parts: what is stored must survive.
+            esmed.terminate(T);
+            esmed = env.esmed(&format!("concat-{}", round + 1), "");
+        }
+        wait_until(T, "esmed bound again", &esmed, || {
+            env.smsc.binds().len() == round + 1 && env.smsc.bound_sessions().len() == 1
+        });
+        for mo in mo_parts(seq) {
+            env.smsc.send_mo(mo);
+        }
+        acked += 3;
+        assert!(
+            env.smsc.wait_for_count(acked, T, CommandId::DeliverSmResp),
+            "{}",
+            esmed.log()
+        );
+        let rows = count(&env, "SELECT count(*) FROM smpp_rx_queue");
+        let held = count(&env, "SELECT count(*) FROM smpp_rx_parts");
+        assert_eq!(
+            (rows, held),
+            if round < 2 { (0, acked as i64) } else { (3, 0) }
+        );
+    }
+    let rows = env
+        .db()
+        .query(
+            "SELECT smpp_source_addr, smpp_short_message, mo_parts, mo_incomplete, text_invalid, \
+                    jsonb_array_length(pdu_parsed::jsonb), array_length(string_to_array(pdu_raw, ','), 1) \
+             FROM smpp_rx_queue ORDER BY smpp_source_addr",
+            &[],
+        )
+        .unwrap();
+    let got: Vec<ReassembledRow> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+            )
+        })
+        .collect();
+    let whole = |source: &str, text: &str| {
+        (
+            source.to_string(),
+            text.to_string(),
+            Some(3i16),
+            false,
+            false,
+            3,
+            3,
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            whole("447700900301", "Hello concatenated world"),
+            whole("447700900302", "Привет 😀 мир!"),
+            whole("447700900303", "SAR in three parts"),
+        ]
+    );
+    assert_acks_after_commit(&env);
+}
+
+#[test]
+fn an_incomplete_set_is_stored_as_it_is_after_the_timeout() {
+    let env = Env::new("incomplete");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed("incomplete", "mo_reassembly_timeout = 1s\n");
+    assert!(env.smsc.wait_for_bound(1, T));
+    env.smsc.send_mo(mo_parts(1).remove(0));
+    env.smsc.send_mo(mo_parts(3).remove(0));
+    wait_until(T, "the incomplete set stored", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_queue") == 1
+    });
+    let row = env
+        .db()
+        .query_one(
+            "SELECT smpp_short_message, mo_parts, mo_incomplete FROM smpp_rx_queue",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, Option<i16>>(1),
+            row.get::<_, bool>(2)
+        ),
+        ("Hello world".to_string(), Some(3), true)
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
+    assert!(esmed.log().contains("incomplete"));
+}
+
+#[test]
+fn invalid_text_is_stored_flagged_and_acknowledged() {
+    let env = Env::new("invalid");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed("invalid", "");
+    assert!(env.smsc.wait_for_bound(1, T));
+    // A lone high surrogate in UCS2, and an octet above 0x7F in GSM 7-bit.
+    env.smsc
+        .send_mo(MoMessage::raw("1", "ESMED", &[0xD8, 0x3D, 0, b'A'], 8, 0));
+    env.smsc
+        .send_mo(MoMessage::raw("2", "ESMED", &[b'o', 0xFF, b'k'], 0, 0));
+    env.smsc.send_mo(MoMessage::text("3", "ESMED", "Fine ÅÄÖ"));
+    env.smsc.send_mo(MoMessage::text("4", "ESMED", "Привет"));
+    assert!(
+        env.smsc.wait_for_count(4, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    let got: Vec<(String, bool, String)> = env
+        .db()
+        .query(
+            "SELECT smpp_source_addr, text_invalid, smpp_short_message FROM smpp_rx_queue \
+             ORDER BY smpp_source_addr",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let flags: Vec<bool> = got.iter().map(|r| r.1).collect();
+    assert_eq!(flags, [true, true, false, false], "{got:?}");
+    assert!(got[0].2.ends_with('A') && got[1].2.starts_with('o'));
+    assert_eq!(
+        (got[2].2.as_str(), got[3].2.as_str()),
+        ("Fine ÅÄÖ", "Привет")
+    );
+    assert!(env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .all(|r| r.pdu.command_status.is_ok()));
+    assert_acks_after_commit(&env);
+}
+
+/// Every rx row was committed before the SMSC got the deliver_sm_resp that answered it: the
+/// last ack among its PDUs (one, or every part of a reassembled MO) follows the commit.
+/// Rows are found by the raw PDUs they hold. (Rows updated after their insert, receipts
+/// linked late, are not checked here: their xmin is the update's.)
+fn assert_acks_after_commit(env: &Env) {
+    let acks = env.smsc.deliver_sm_resps();
+    let sent = env.smsc.sent();
+    let sent_hex: Vec<(String, u32)> = sent
+        .iter()
+        .map(|s| {
+            let hex = esmed::smpp::hex(&esmed::smpp::encode_to_vec(&s.pdu).unwrap());
+            (hex, s.pdu.sequence_number)
+        })
+        .collect();
+    let rows = env
+        .db()
+        .query(
+            "SELECT pdu_raw, pg_xact_commit_timestamp(xmin) FROM smpp_rx_queue",
+            &[],
+        )
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let raw: String = row.get(0);
+        let committed: SystemTime = row.get(1);
+        let last_ack = raw
+            .split(',')
+            .filter_map(|part| sent_hex.iter().find(|(hex, _)| hex == part))
+            .flat_map(|(_, seq)| acks.iter().filter(move |a| a.pdu.sequence_number == *seq))
+            .map(|a| a.at)
+            .max()
+            .expect("the row's deliver_sm was answered");
+        assert!(
+            last_ack >= committed,
+            "deliver_sm_resp at {last_ack:?} before the commit at {committed:?}"
+        );
+    }
+}
