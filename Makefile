@@ -17,3 +17,15 @@ test:
 
 clean:
 	$(CARGO) clean
+
+# Issue 7's benchmark: private durable PostgreSQL + esmed-smsc + esmed, release binaries.
+.PHONY: bench bench-quick
+bench:
+	$(CARGO) build --release --bins
+	mkdir -p target
+	./target/release/esmed-bench --json target/bench.json
+
+bench-quick:
+	$(CARGO) build --release --bins
+	mkdir -p target
+	./target/release/esmed-bench --quick --json target/bench-quick.json
