@@ -156,3 +156,16 @@ deb: build
 		pkg/debian/control.in > $(DEBROOT)/DEBIAN/control
 	dpkg-deb --root-owner-group --build $(DEBROOT) \
 		$(BUILDDIR)/esmed_$(VERSION)_$$(dpkg --print-architecture).deb
+
+# The benchmark (esmed-bench): a private durable PostgreSQL, esmed-smsc and esmed as separate
+# processes, release binaries; prints a table and writes JSON.
+.PHONY: bench bench-quick
+bench: postgresql-tools
+	$(CARGO) build --release --bins
+	mkdir -p target
+	./target/release/esmed-bench --json target/bench.json
+
+bench-quick: postgresql-tools
+	$(CARGO) build --release --bins
+	mkdir -p target
+	./target/release/esmed-bench --quick --json target/bench-quick.json

@@ -1,0 +1,223 @@
+//! Scenario 5, the ceilings esmed's throughput is compared with:
+//! - PostgreSQL only: the daemon's own claim and result-write functions (`esmed::db::claim`,
+//!   `esmed::db::write_results`) run from this process on two connections, pipelined as in
+//!   esmed (one claims, one writes), with no SMPP at all.
+//! - SMSC only: a raw SMPP client pushing submit_sm to an `esmed-smsc` process with the same
+//!   window as esmed, with no database.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use esmed::db::{self, AcceptedPart, TxOutcome, TxResult, TxRow};
+use esmed::smpp::pdu::{Bind, Sm};
+use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
+
+use crate::procs;
+use crate::report::Outcome;
+use crate::rig::{CpuSplit, Rig};
+use crate::BenchError;
+
+/// esmed's defaults: claim_batch and result_batch.
+const CLAIM_BATCH: i64 = 500;
+const RESULT_BATCH: usize = 1000;
+const LEASE: Duration = Duration::from_secs(300);
+
+/// 5a: claim + write results for `rows` pending rows with no SMPP.
+pub fn postgres_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("pg", "5a PostgreSQL-only ceiling");
+    rig.reset()?;
+    let n = rig.options.rows;
+    rig.insert_rows(n, "4477")?;
+    let mut claimer = rig.esmed_client()?;
+    let mut writer = rig.esmed_client()?;
+    let before = rig.snapshot(None);
+    let started = Instant::now();
+    let deadline = rig.deadline();
+    let (batches_tx, batches_rx) = bounded::<Vec<TxRow>>(4);
+    let claiming = std::thread::spawn(move || -> Result<u64, BenchError> {
+        let mut claimed = 0;
+        while Instant::now() < deadline {
+            let rows = db::claim(&mut claimer, CLAIM_BATCH, LEASE, "bench")?;
+            if rows.is_empty() {
+                break;
+            }
+            claimed += rows.len() as u64;
+            if batches_tx.send(rows).is_err() {
+                break;
+            }
+        }
+        Ok(claimed)
+    });
+    let mut written = 0u64;
+    let mut pending: Vec<TxResult> = Vec::with_capacity(RESULT_BATCH);
+    while let Ok(rows) = batches_rx.recv() {
+        pending.extend(rows.iter().map(done_result));
+        // Take what else is queued, as esmed's writer does, up to one result batch.
+        while pending.len() < RESULT_BATCH {
+            match batches_rx.try_recv() {
+                Ok(more) => pending.extend(more.iter().map(done_result)),
+                Err(_) => break,
+            }
+        }
+        written += db::write_results(&mut writer, &pending, "bench")?.written as u64;
+        pending.clear();
+    }
+    let claimed = claiming
+        .join()
+        .map_err(|_| BenchError::Process("the claiming thread panicked".into()))??;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = rig.snapshot(None);
+    if written < n || claimed < n {
+        return Err(BenchError::Timeout(format!(
+            "the PostgreSQL ceiling loop ({written} of {n} written)"
+        )));
+    }
+    outcome.set("rows", n as f64);
+    outcome.set("seconds", seconds);
+    outcome.set("msgs_per_s", n as f64 / seconds);
+    outcome.set_cpu(&CpuSplit::between(&before, &after, rig.ticks_per_second), 0);
+    Ok(outcome)
+}
+
+/// What esmed writes for a row the SMSC accepted in one part.
+fn done_result(row: &TxRow) -> TxResult {
+    TxResult {
+        id: row.id,
+        outcome: TxOutcome::Done {
+            parts: vec![AcceptedPart {
+                part_no: 1,
+                part_count: 1,
+                message_id: format!("{:08x}", row.id),
+            }],
+        },
+        attempts: 1,
+        resends: 0,
+    }
+}
+
+/// 5b: `rows` submit_sm from a raw client, `window` outstanding, to a journaling SMSC.
+pub fn smsc_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("smsc", "5b SMSC-only ceiling");
+    let journal = rig.dir.0.join("smsc-ceiling.journal");
+    let (mut smsc, port) = procs::start_smsc(&journal, None)?;
+    let n = rig.options.rows;
+    let window = rig.options.window as usize;
+    let smsc_before = smsc.cpu_ticks();
+    let started = Instant::now();
+    let errors = push_submits(port, n as usize, window, rig.deadline())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let smsc_cpu = smsc.cpu_ticks().saturating_sub(smsc_before) as f64 / rig.ticks_per_second;
+    smsc.stop(Duration::from_secs(5));
+    outcome.set("rows", n as f64);
+    outcome.set("seconds", seconds);
+    outcome.set("msgs_per_s", n as f64 / seconds);
+    outcome.set("smsc_cpu_s", smsc_cpu);
+    outcome.set("errors", errors as f64);
+    Ok(outcome)
+}
+
+/// Binds as a transmitter and sends `total` submit_sm keeping at most `window` unanswered;
+/// returns how many responses were errors.
+fn push_submits(
+    port: u16,
+    total: usize,
+    window: usize,
+    deadline: Instant,
+) -> Result<usize, BenchError> {
+    let io = |what: &'static str| move |e| BenchError::io(what, e);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(io("connect to the SMSC"))?;
+    stream.set_nodelay(true).map_err(io("set TCP_NODELAY"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io("set a read timeout"))?;
+    let mut frames = FrameBuffer::new(70_000);
+    bind(&mut stream, &mut frames)?;
+    let mut template = Pdu::new(0, submit_body());
+    let (mut sent, mut answered, mut errors) = (0usize, 0usize, 0usize);
+    let mut outstanding = VecDeque::new();
+    let mut out = Vec::new();
+    while answered < total {
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout(format!(
+                "the SMSC ceiling ({answered} of {total} answered)"
+            )));
+        }
+        while sent < total && outstanding.len() < window {
+            sent += 1;
+            template.sequence_number = sent as u32;
+            encode(&template, &mut out).map_err(|e| BenchError::Smpp(e.to_string()))?;
+            outstanding.push_back(sent);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).map_err(io("send submit_sm"))?;
+            out.clear();
+        }
+        if frames
+            .read_from(&mut stream)
+            .map_err(io("read from the SMSC"))?
+            == 0
+        {
+            return Err(BenchError::Smpp("the SMSC closed the connection".into()));
+        }
+        while let Some(frame) = frames
+            .next_frame()
+            .map_err(|e| BenchError::Smpp(e.to_string()))?
+        {
+            let pdu = decode(frame).map_err(|e| BenchError::Smpp(e.to_string()))?;
+            if matches!(pdu.body, Body::SubmitSmResp(_)) {
+                answered += 1;
+                errors += usize::from(!pdu.command_status.is_ok());
+                outstanding.pop_front();
+            }
+        }
+    }
+    Ok(errors)
+}
+
+/// A submit_sm like the ones esmed sends in the burst.
+fn submit_body() -> Body {
+    Body::SubmitSm(Box::new(Sm {
+        source: Address::new(5, 0, "ESMED"),
+        destination: Address::new(1, 1, "447700001234"),
+        short_message: b"esmed benchmark message number 1234".to_vec(),
+        ..Sm::default()
+    }))
+}
+
+fn bind(stream: &mut TcpStream, frames: &mut FrameBuffer) -> Result<(), BenchError> {
+    let bind = Body::BindTransmitter(Bind {
+        system_id: "esmed".into(),
+        password: "secret".into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    });
+    let bytes = encode_to_vec(&Pdu::new(1, bind)).map_err(|e| BenchError::Smpp(e.to_string()))?;
+    stream
+        .write_all(&bytes)
+        .map_err(|e| BenchError::io("send bind", e))?;
+    loop {
+        if let Some(frame) = frames
+            .next_frame()
+            .map_err(|e| BenchError::Smpp(e.to_string()))?
+        {
+            let resp = decode(frame).map_err(|e| BenchError::Smpp(e.to_string()))?;
+            return match resp.command_status.is_ok() {
+                true => Ok(()),
+                false => Err(BenchError::Smpp(format!(
+                    "bind refused: {}",
+                    resp.command_status
+                ))),
+            };
+        }
+        if frames
+            .read_from(stream)
+            .map_err(|e| BenchError::io("read the bind response", e))?
+            == 0
+        {
+            return Err(BenchError::Smpp("closed during bind".into()));
+        }
+    }
+}

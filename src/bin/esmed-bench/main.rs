@@ -1,0 +1,269 @@
+//! `esmed-bench`: the benchmark of issue 7. Starts a private durable PostgreSQL cluster, the
+//! test SMSC (`esmed-smsc`) and esmed (both release binaries beside this one) as separate
+//! processes on 127.0.0.1, runs the scenarios (burst, burst with receipts, latency, backlog,
+//! and the PostgreSQL-only and SMSC-only ceilings), prints a table and optionally writes JSON.
+//!
+//! `make bench` / `make bench-quick`; `esmed-bench --help` for the flags.
+
+mod ceilings;
+mod journal;
+mod procs;
+mod report;
+mod rig;
+mod scenarios;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use report::Outcome;
+
+const HELP: &str = "\
+esmed-bench: end-to-end benchmark of esmed (PostgreSQL -> esmed -> test SMSC)
+
+USAGE: esmed-bench [OPTIONS]
+  --rows N              burst size (default 100000)
+  --backlog N           pending rows of the backlog scenario (default 1000000)
+  --history N           done rows beside the backlog (default: same as --backlog)
+  --latency-seconds S   length of the latency scenario (default 20)
+  --latency-rate R      single-row inserts per second (default 50)
+  --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
+  --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
+  --only LIST           comma-separated subset: burst,receipts,latency,pg,smsc,backlog
+  --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
+  --json FILE           also write the results as JSON
+";
+
+/// Why a benchmark step failed.
+#[derive(Debug)]
+pub enum BenchError {
+    Usage(String),
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    Cluster(esmed::testkit::PgError),
+    Postgres {
+        what: String,
+        source: postgres::Error,
+    },
+    Db(esmed::db::DbError),
+    Process(String),
+    Smpp(String),
+    /// A scenario did not finish in time; the string says what it was waiting for.
+    Timeout(String),
+}
+
+impl BenchError {
+    pub fn io(what: &str, source: std::io::Error) -> BenchError {
+        BenchError::Io {
+            what: what.to_string(),
+            source,
+        }
+    }
+
+    pub fn pg(what: &str) -> impl FnOnce(postgres::Error) -> BenchError + '_ {
+        move |source| BenchError::Postgres {
+            what: what.to_string(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BenchError::Usage(why) => write!(f, "usage: {why}"),
+            BenchError::Io { what, source } => write!(f, "{what}: {source}"),
+            BenchError::Cluster(e) => write!(f, "PostgreSQL cluster: {e}"),
+            BenchError::Postgres { what, source } => match source.as_db_error() {
+                Some(db) => write!(f, "{what}: {}", db.message()),
+                None => write!(f, "{what}: {source}"),
+            },
+            BenchError::Db(e) => write!(f, "{e}"),
+            BenchError::Process(why) => f.write_str(why),
+            BenchError::Smpp(why) => write!(f, "SMPP: {why}"),
+            BenchError::Timeout(what) => write!(f, "timed out waiting for {what}"),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+impl From<esmed::testkit::PgError> for BenchError {
+    fn from(e: esmed::testkit::PgError) -> Self {
+        BenchError::Cluster(e)
+    }
+}
+
+impl From<esmed::db::DbError> for BenchError {
+    fn from(e: esmed::db::DbError) -> Self {
+        BenchError::Db(e)
+    }
+}
+
+/// The sizes and limits of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub rows: u64,
+    pub backlog: u64,
+    pub history: u64,
+    pub latency_seconds: u64,
+    pub latency_rate: u64,
+    pub window: u32,
+    pub timeout: Duration,
+    pub only: Option<Vec<String>>,
+    pub json: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rows: 100_000,
+            backlog: 1_000_000,
+            history: 1_000_000,
+            latency_seconds: 20,
+            latency_rate: 50,
+            window: 100,
+            timeout: Duration::from_secs(900),
+            only: None,
+            json: None,
+        }
+    }
+}
+
+impl Options {
+    pub fn wants(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == scenario))
+    }
+}
+
+/// Parses the flags; `Ok(None)` for --help.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, BenchError> {
+    let mut o = Options::default();
+    let mut history = None;
+    let mut args = args.peekable();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--rows" => o.rows = number(&flag, &value()?)?,
+            "--backlog" => o.backlog = number(&flag, &value()?)?,
+            "--history" => history = Some(number(&flag, &value()?)?),
+            "--latency-seconds" => o.latency_seconds = number(&flag, &value()?)?,
+            "--latency-rate" => o.latency_rate = number::<u64>(&flag, &value()?)?.max(1),
+            "--window" => o.window = number::<u32>(&flag, &value()?)?.max(1),
+            "--timeout" => o.timeout = Duration::from_secs(number(&flag, &value()?)?),
+            "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--json" => o.json = Some(PathBuf::from(value()?)),
+            "--quick" => {
+                o.rows = 10_000;
+                o.backlog = 50_000;
+                o.latency_seconds = 5;
+                o.timeout = Duration::from_secs(120);
+            }
+            other => return Err(BenchError::Usage(format!("unknown option {other}"))),
+        }
+    }
+    o.history = history.unwrap_or(o.backlog);
+    Ok(Some(o))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, BenchError> {
+    text.parse()
+        .map_err(|_| BenchError::Usage(format!("{flag}: cannot read {text:?}")))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("esmed-bench: {e}\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("esmed-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every wanted scenario; a failed scenario is reported and the others still run.
+/// Returns whether all succeeded.
+fn run(options: &Options) -> Result<bool, BenchError> {
+    eprintln!("esmed-bench: starting a durable PostgreSQL cluster");
+    let mut rig = rig::Rig::new(options.clone())?;
+    let machine = report::Machine::describe(&mut rig);
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
+    let plan: [(&str, &str, Scenario); 6] = [
+        ("burst", "1 burst", scenarios::burst),
+        (
+            "receipts",
+            "2 burst + receipts",
+            scenarios::burst_with_receipts,
+        ),
+        ("latency", "3 latency", scenarios::latency),
+        ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
+        ("smsc", "5b SMSC-only ceiling", ceilings::smsc_only),
+        ("backlog", "4 backlog", scenarios::backlog),
+    ];
+    for (key, title, scenario) in plan {
+        if !options.wants(key) {
+            continue;
+        }
+        eprintln!("esmed-bench: scenario {title}");
+        let outcome = scenario(&mut rig).unwrap_or_else(|e| {
+            eprintln!("esmed-bench: scenario {title} FAILED: {e}");
+            Outcome::failed(key, title, e.to_string())
+        });
+        eprintln!("{}", outcome.one_line());
+        outcomes.push(outcome);
+    }
+    let table = report::table(&outcomes, options);
+    println!("\n{machine}\n{table}");
+    if let Some(path) = &options.json {
+        let text = report::json(&machine, options, &outcomes);
+        std::fs::write(path, text).map_err(|e| BenchError::io("write the JSON results", e))?;
+        println!("results written to {}", path.display());
+    }
+    Ok(outcomes.iter().all(|o| o.error.is_none()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, BenchError> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn quick_sets_small_sizes_and_history_follows_backlog() {
+        let o = parse(&["--quick"]).unwrap().unwrap();
+        assert_eq!(o.rows, 10_000);
+        assert_eq!(o.history, o.backlog);
+        let o = parse(&["--backlog", "7", "--history", "3", "--only", "pg,smsc"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.backlog, o.history), (7, 3));
+        assert!(o.wants("pg") && !o.wants("burst"));
+        assert!(parse(&["--rows"]).is_err());
+        assert!(parse(&["--rows", "x"]).is_err());
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
+}

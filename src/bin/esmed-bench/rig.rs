@@ -1,0 +1,361 @@
+//! The test rig: the durable PostgreSQL cluster with the schema, and per scenario a fresh test
+//! SMSC process, server row and esmed process; plus the CPU snapshots and the bounded waits
+//! every scenario uses.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use esmed::testkit::{PgCluster, PgClusterOptions};
+use postgres::Client;
+
+use crate::journal::JournalTail;
+use crate::procs::{self, Proc};
+use crate::{BenchError, Options};
+
+pub const DB: &str = "esmed";
+pub const ESMED_PASSWORD: &str = "bench-db-pw";
+const INSTANCE: &str = "bench";
+
+/// The cluster and what every scenario shares.
+pub struct Rig {
+    pub options: Options,
+    pub cluster: PgCluster,
+    pub db: Client,
+    pub dir: TempDir,
+    /// The postmaster's pid, for the PostgreSQL CPU figure.
+    pub postmaster: u32,
+    pub ticks_per_second: f64,
+}
+
+/// One scenario's SMSC and (once launched) esmed.
+pub struct Run {
+    pub smsc: Proc,
+    pub esmed: Option<Proc>,
+    pub journal: PathBuf,
+    pub tail: JournalTail,
+}
+
+impl Run {
+    pub fn esmed(&self) -> Option<&Proc> {
+        self.esmed.as_ref()
+    }
+}
+
+/// Which SMSC account settings the scenario uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receipts {
+    Off,
+    /// Transceiver bind, registered delivery, SMSC receipts after this many ms.
+    On {
+        delay_ms: u64,
+    },
+}
+
+impl Rig {
+    pub fn new(options: Options) -> Result<Rig, BenchError> {
+        let cluster = PgCluster::start_with(PgClusterOptions { durable: true })?;
+        cluster.create_database(DB)?;
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
+        cluster.load_schema(DB, &schema)?;
+        drop(cluster.esmed_client(DB, ESMED_PASSWORD)?);
+        let mut db = cluster.superuser_client(DB)?;
+        let backend: i32 = db
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(BenchError::pg("ask the backend pid"))?
+            .get(0);
+        let postmaster = procs::read_stat(backend as u32).map_or(0, |s| s.ppid);
+        Ok(Rig {
+            options,
+            cluster,
+            db,
+            dir: TempDir::new()?,
+            postmaster,
+            ticks_per_second: procs::ticks_per_second(),
+        })
+    }
+
+    /// A connection as the esmed role (the daemon's privileges).
+    pub fn esmed_client(&self) -> Result<Client, BenchError> {
+        Ok(self.cluster.esmed_client(DB, ESMED_PASSWORD)?)
+    }
+
+    /// Empties every table and checkpoints, so each scenario starts alike.
+    pub fn reset(&mut self) -> Result<(), BenchError> {
+        self.db
+            .batch_execute(
+                "TRUNCATE smpp_tx_parts, smpp_tx_queue, smpp_rx_queue, smpp_servers \
+                 RESTART IDENTITY; CHECKPOINT;",
+            )
+            .map_err(BenchError::pg("reset the tables"))
+    }
+
+    /// Resets the tables, starts an SMSC and points the (only) server row at it.
+    pub fn prepare(&mut self, name: &str, receipts: Receipts) -> Result<Run, BenchError> {
+        self.reset()?;
+        let journal = self.dir.0.join(format!("{name}.journal"));
+        let delay = match receipts {
+            Receipts::Off => None,
+            Receipts::On { delay_ms } => Some(delay_ms),
+        };
+        let (smsc, smsc_port) = procs::start_smsc(&journal, delay)?;
+        let receipts_on = receipts != Receipts::Off;
+        self.db
+            .execute(
+                "INSERT INTO smpp_servers (enabled, host, port, esme_system_id, esme_password,
+                     esme_source_addr, esme_bind_transceiver, esme_registered_delivery,
+                     smpp_window)
+                 VALUES (true, '127.0.0.1', $1, 'esmed', 'secret', 'ESMED', $2, $2, $3)",
+                &[
+                    &i32::from(smsc_port),
+                    &receipts_on,
+                    &(self.options.window as i32),
+                ],
+            )
+            .map_err(BenchError::pg("insert the server row"))?;
+        Ok(Run {
+            smsc,
+            esmed: None,
+            tail: JournalTail::new(&journal),
+            journal,
+        })
+    }
+
+    /// Starts esmed for `run` (info-level log in the rig's directory).
+    pub fn launch(&self, run: &mut Run, name: &str) -> Result<(), BenchError> {
+        let config = self.write_config(name)?;
+        run.esmed = Some(procs::start_esmed(&config)?);
+        Ok(())
+    }
+
+    /// Launches esmed and waits until one row went through, so connections and binds are
+    /// up before the measured part starts.
+    pub fn launch_warm(&mut self, run: &mut Run, name: &str) -> Result<(), BenchError> {
+        self.launch(run, name)?;
+        self.db
+            .execute(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+                 VALUES ('440000000000', 'warm-up')",
+                &[],
+            )
+            .map_err(BenchError::pg("insert the warm-up row"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_until(run, deadline, "the warm-up row to be sent", |rig, _| {
+            Ok(rig.pending()? == 0)
+        })?;
+        run.tail.poll()?;
+        Ok(())
+    }
+
+    fn write_config(&self, name: &str) -> Result<PathBuf, BenchError> {
+        let path = self.dir.0.join(format!("{name}.conf"));
+        let text = format!(
+            "[database]\nhost = 127.0.0.1\nport = {}\nname = {DB}\nuser = esmed\n\
+             pass = {ESMED_PASSWORD}\nsslmode = disable\n\n\
+             [daemon]\ninstance = {INSTANCE}\nstats_interval = 0\n\n\
+             [log]\nfile = {}\nlevel = info\nstderr = false\n",
+            self.cluster.port(),
+            self.dir.0.join(format!("{name}.log")).display()
+        );
+        fs::write(&path, text).map_err(|e| BenchError::io("write esmed.conf", e))?;
+        let mut perms = fs::metadata(&path)
+            .map_err(|e| BenchError::io("stat esmed.conf", e))?
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        fs::set_permissions(&path, perms).map_err(|e| BenchError::io("chmod esmed.conf", e))?;
+        Ok(path)
+    }
+
+    /// Rows neither done nor failed (uses the partial index on pending rows).
+    pub fn pending(&mut self) -> Result<i64, BenchError> {
+        self.count("smpp_tx_queue WHERE NOT submission_done AND NOT submission_failed")
+    }
+
+    /// `SELECT count(*) FROM <from_where>`.
+    pub fn count(&mut self, from_where: &str) -> Result<i64, BenchError> {
+        let sql = format!("SELECT count(*) FROM {from_where}");
+        Ok(self
+            .db
+            .query_one(&sql, &[])
+            .map_err(BenchError::pg("count rows"))?
+            .get(0))
+    }
+
+    /// Inserts `n` rows in one INSERT ... SELECT; destinations are `prefix` + 8 digits.
+    /// Returns how long the statement took.
+    pub fn insert_rows(&mut self, n: u64, prefix: &str) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        self.db
+            .execute(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+                 SELECT $1 || lpad(i::text, 8, '0'), 'esmed benchmark message number ' || i
+                 FROM generate_series(1, $2::int8) i",
+                &[&prefix, &(n as i64)],
+            )
+            .map_err(BenchError::pg("insert the rows"))?;
+        Ok(started.elapsed())
+    }
+
+    /// Calls `done` every 20 ms until it holds or `deadline` passes (then `Timeout`); fails
+    /// at once when esmed or the SMSC exited.
+    pub fn wait_until(
+        &mut self,
+        run: &mut Run,
+        deadline: Instant,
+        what: &str,
+        done: impl FnMut(&mut Rig, &mut Run) -> Result<bool, BenchError>,
+    ) -> Result<(), BenchError> {
+        self.wait_every(Duration::from_millis(20), run, deadline, what, done)
+    }
+
+    /// [`Rig::wait_until`] looking every `period`.
+    pub fn wait_every(
+        &mut self,
+        period: Duration,
+        run: &mut Run,
+        deadline: Instant,
+        what: &str,
+        mut done: impl FnMut(&mut Rig, &mut Run) -> Result<bool, BenchError>,
+    ) -> Result<(), BenchError> {
+        loop {
+            if done(self, run)? {
+                return Ok(());
+            }
+            run.smsc.check_running()?;
+            if let Some(esmed) = run.esmed.as_mut() {
+                esmed.check_running()?;
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout(what.to_string()));
+            }
+            std::thread::sleep(period);
+        }
+    }
+
+    /// Waits until the SMSC journal has `lines` lines (cheap progress, no query), then until
+    /// no row is pending. Returns when the last row was written back.
+    pub fn wait_drained(
+        &mut self,
+        run: &mut Run,
+        lines: u64,
+        deadline: Instant,
+    ) -> Result<Instant, BenchError> {
+        self.wait_until(run, deadline, "every submit_sm at the SMSC", |_, run| {
+            Ok(run.tail.poll()? >= lines)
+        })?;
+        // Counting pending rows costs PostgreSQL CPU while many are left: look less often.
+        let period = Duration::from_millis(50);
+        self.wait_every(
+            period,
+            run,
+            deadline,
+            "every row submission_done",
+            |rig, _| Ok(rig.pending()? == 0),
+        )?;
+        Ok(Instant::now())
+    }
+
+    /// A scenario's deadline from now.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.options.timeout
+    }
+
+    pub fn snapshot(&self, run: Option<&Run>) -> CpuSnapshot {
+        let (busy, total) = procs::machine_ticks();
+        CpuSnapshot {
+            at: Instant::now(),
+            esmed: run.and_then(Run::esmed).map_or(0, Proc::cpu_ticks),
+            smsc: run.map_or(0, |r| r.smsc.cpu_ticks()),
+            postgres: procs::process_tree_ticks(self.postmaster),
+            bench: procs::own_ticks(),
+            machine_busy: busy,
+            machine_total: total,
+        }
+    }
+}
+
+/// CPU ticks of each party at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    pub at: Instant,
+    pub esmed: u64,
+    pub smsc: u64,
+    pub postgres: u64,
+    pub bench: u64,
+    pub machine_busy: u64,
+    pub machine_total: u64,
+}
+
+/// CPU seconds each party used between two snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuSplit {
+    pub wall: f64,
+    pub esmed: f64,
+    pub smsc: f64,
+    pub postgres: f64,
+    pub bench: f64,
+    /// Share of the whole machine busy (all processes, not only ours), 0..100.
+    pub machine_busy_pct: f64,
+}
+
+impl CpuSplit {
+    pub fn between(a: &CpuSnapshot, b: &CpuSnapshot, ticks_per_second: f64) -> CpuSplit {
+        let secs = |x: u64, y: u64| y.saturating_sub(x) as f64 / ticks_per_second;
+        let total = b.machine_total.saturating_sub(a.machine_total).max(1) as f64;
+        CpuSplit {
+            wall: b.at.duration_since(a.at).as_secs_f64(),
+            esmed: secs(a.esmed, b.esmed),
+            smsc: secs(a.smsc, b.smsc),
+            postgres: secs(a.postgres, b.postgres),
+            bench: secs(a.bench, b.bench),
+            machine_busy_pct: 100.0 * b.machine_busy.saturating_sub(a.machine_busy) as f64 / total,
+        }
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir, BenchError> {
+        let path = std::env::temp_dir().join(format!("esmed-bench-{}", std::process::id()));
+        fs::create_dir_all(&path).map_err(|e| BenchError::io("create the bench directory", e))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_split_converts_ticks_to_seconds() {
+        let at = Instant::now();
+        let a = CpuSnapshot {
+            at,
+            esmed: 100,
+            smsc: 0,
+            postgres: 50,
+            bench: 0,
+            machine_busy: 0,
+            machine_total: 0,
+        };
+        let b = CpuSnapshot {
+            esmed: 150,
+            postgres: 250,
+            machine_busy: 100,
+            machine_total: 400,
+            ..a
+        };
+        let split = CpuSplit::between(&a, &b, 100.0);
+        assert_eq!(split.esmed, 0.5);
+        assert_eq!(split.postgres, 2.0);
+        assert_eq!(split.machine_busy_pct, 25.0);
+    }
+}

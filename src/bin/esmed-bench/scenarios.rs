@@ -1,0 +1,297 @@
+//! Scenarios 1-4 of issue 7, each against a fresh SMSC process and esmed process: burst,
+//! burst with receipts, steady-rate latency, and the drain of a large backlog beside history.
+
+use std::time::{Duration, Instant};
+
+use crate::journal::{first_arrival_by_destination, read_arrivals};
+use crate::report::Outcome;
+use crate::rig::{CpuSplit, Receipts, Rig, Run};
+use crate::BenchError;
+
+/// Destination prefix of the measured rows (the warm-up row uses 44000...).
+const PREFIX: &str = "4477";
+
+/// 1: N rows in one INSERT ... SELECT; time from its commit until every row is done.
+pub fn burst(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("burst", "1 burst");
+    let mut run = rig.prepare("burst", Receipts::Off)?;
+    rig.launch_warm(&mut run, "burst")?;
+    timed_burst(rig, &mut run, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// Inserts the burst and waits for it; sets rows, insert_s, seconds, msgs_per_s, CPU, RSS.
+fn timed_burst(rig: &mut Rig, run: &mut Run, outcome: &mut Outcome) -> Result<Instant, BenchError> {
+    let n = rig.options.rows;
+    let base = run.tail.lines();
+    let before = rig.snapshot(Some(run));
+    let insert = rig.insert_rows(n, PREFIX)?;
+    let committed = Instant::now();
+    let deadline = rig.deadline();
+    let done = rig.wait_drained(run, base + n, deadline)?;
+    let after = rig.snapshot(Some(run));
+    let seconds = done.duration_since(committed).as_secs_f64();
+    outcome.set("rows", n as f64);
+    outcome.set("insert_s", insert.as_secs_f64());
+    outcome.set("seconds", seconds);
+    outcome.set("msgs_per_s", n as f64 / seconds);
+    outcome.set_cpu(&CpuSplit::between(&before, &after, rig.ticks_per_second), n);
+    set_rss(outcome, run);
+    Ok(committed)
+}
+
+fn set_rss(outcome: &mut Outcome, run: &Run) {
+    if let Some(esmed) = run.esmed() {
+        outcome.set("esmed_peak_rss_mb", esmed.peak_rss_kb() as f64 / 1024.0);
+    }
+}
+
+/// SMPP final message states (reference §5.2.28); ENROUTE and SCHEDULED are not final.
+const FINAL_STATE: &str = "smpp_message_state IS NOT NULL \
+     AND upper(smpp_message_state) NOT IN ('ENROUTE', 'SCHEDULED')";
+
+/// 2: the burst over a transceiver with registered delivery and SMSC receipts; time until
+/// every row has a final smpp_message_state. When esmed does not set that column yet, the
+/// time until every receipt is stored in smpp_rx_queue is measured instead, and said so.
+pub fn burst_with_receipts(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("receipts", "2 burst + receipts");
+    let mut run = rig.prepare("receipts", Receipts::On { delay_ms: 0 })?;
+    rig.launch_warm(&mut run, "receipts")?;
+    // The warm-up row's receipt must be in before counting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    rig.wait_until(&mut run, deadline, "the warm-up receipt", |rig, _| {
+        Ok(rig.count("smpp_rx_queue WHERE is_receipt")? >= 1)
+    })?;
+    let before = rig.snapshot(Some(&run));
+    let committed = timed_burst(rig, &mut run, &mut outcome)?;
+    let n = rig.options.rows as i64;
+    let tx = format!("smpp_tx_queue WHERE smpp_destination_addr LIKE '{PREFIX}%'");
+    let deadline = rig.deadline();
+    let mut states = 0;
+    let mut receipts = 0;
+    let mut receipts_complete_at: Option<Instant> = None;
+    rig.wait_until(
+        &mut run,
+        deadline,
+        "every final state or receipt",
+        |rig, _| {
+            states = rig.count(&format!("{tx} AND {FINAL_STATE}"))?;
+            if states >= n {
+                return Ok(true);
+            }
+            receipts = rig.count("smpp_rx_queue WHERE is_receipt")? - 1;
+            if receipts >= n && receipts_complete_at.is_none() {
+                receipts_complete_at = Some(Instant::now());
+            }
+            // Every receipt stored but no state written for 2 s: esmed does not update the
+            // column (yet); stop on the receipts.
+            Ok(states == 0
+                && receipts_complete_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
+        },
+    )?;
+    let end = if states >= n {
+        outcome.note("measured until every row had a final smpp_message_state");
+        Instant::now()
+    } else {
+        outcome.note(
+            "esmed does not write smpp_message_state yet: measured until every receipt was \
+             stored in smpp_rx_queue",
+        );
+        receipts_complete_at.unwrap_or_else(Instant::now)
+    };
+    let after = rig.snapshot(Some(&run));
+    let seconds = end.duration_since(committed).as_secs_f64();
+    outcome.set("final_seconds", seconds);
+    outcome.set("final_msgs_per_s", n as f64 / seconds);
+    outcome.set("receipts_stored", receipts.max(0) as f64);
+    outcome.set("final_states", states as f64);
+    let cpu = CpuSplit::between(&before, &after, rig.ticks_per_second);
+    outcome.set("esmed_cpu_s_with_receipts", cpu.esmed);
+    outcome.set("postgres_cpu_s_with_receipts", cpu.postgres);
+    Ok(outcome)
+}
+
+/// 3: single-row inserts at a steady rate; latency from the row's insert_timestamp to the
+/// SMSC's arrival stamp of its submit_sm.
+pub fn latency(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("latency", "3 latency");
+    let mut run = rig.prepare("latency", Receipts::Off)?;
+    rig.launch_warm(&mut run, "latency")?;
+    let offset = run.tail.offset();
+    let base = run.tail.lines();
+    let rate = rig.options.latency_rate;
+    let total = rate * rig.options.latency_seconds;
+    let before = rig.snapshot(Some(&run));
+    let late = insert_steadily(rig, rate, total)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    rig.wait_drained(&mut run, base + total, deadline)?;
+    let after = rig.snapshot(Some(&run));
+    let arrivals = read_arrivals(&run.journal, offset)?;
+    let first = first_arrival_by_destination(&arrivals);
+    let rows = rig
+        .db
+        .query(
+            "SELECT smpp_destination_addr,
+                    (extract(epoch FROM insert_timestamp) * 1000000)::int8
+             FROM smpp_tx_queue WHERE smpp_destination_addr LIKE '4477%'",
+            &[],
+        )
+        .map_err(BenchError::pg("read insert times"))?;
+    let mut latencies_us: Vec<i64> = rows
+        .iter()
+        .filter_map(|row| {
+            let destination: String = row.get(0);
+            let inserted: i64 = row.get(1);
+            first.get(destination.as_str()).map(|at| at - inserted)
+        })
+        .collect();
+    latencies_us.sort_unstable();
+    outcome.set("rows", total as f64);
+    outcome.set("matched", latencies_us.len() as f64);
+    for (name, q) in [("p50_ms", 0.50), ("p90_ms", 0.90), ("p99_ms", 0.99)] {
+        outcome.set(name, percentile(&latencies_us, q) as f64 / 1000.0);
+    }
+    outcome.set(
+        "max_ms",
+        latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+    outcome.set_cpu(
+        &CpuSplit::between(&before, &after, rig.ticks_per_second),
+        total,
+    );
+    if late > 0 {
+        outcome.note(format!(
+            "{late} inserts started more than 5 ms behind schedule"
+        ));
+    }
+    Ok(outcome)
+}
+
+/// Inserts `total` single rows, one per 1/rate s, each its own (durable) transaction.
+/// Returns how many started more than 5 ms late.
+fn insert_steadily(rig: &mut Rig, rate: u64, total: u64) -> Result<u64, BenchError> {
+    let statement = rig
+        .db
+        .prepare(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+             VALUES ($1, 'esmed latency probe')",
+        )
+        .map_err(BenchError::pg("prepare the latency insert"))?;
+    let started = Instant::now();
+    let mut late = 0;
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        } else if now - due > Duration::from_millis(5) {
+            late += 1;
+        }
+        let destination = format!("{PREFIX}{i:08}");
+        rig.db
+            .execute(&statement, &[&destination])
+            .map_err(BenchError::pg("insert a latency row"))?;
+    }
+    Ok(late)
+}
+
+/// The value at quantile `q` (nearest rank) of sorted `values`; 0 when empty.
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// 4: `backlog` pending rows beside `history` done rows when esmed starts; overall rate and
+/// the rates over the first and the last slice (100,000, or a tenth of a smaller backlog),
+/// from the SMSC's arrival stamps.
+pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("backlog", "4 backlog");
+    let mut run = rig.prepare("backlog", Receipts::Off)?;
+    let (pending, history) = (rig.options.backlog, rig.options.history);
+    let load = Instant::now();
+    rig.db
+        .execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
+                 submission_done, submission_timestamp, submission_attempts, smpp_message_id)
+             SELECT '4466' || lpad(i::text, 8, '0'), 'esmed benchmark history ' || i,
+                    true, now(), 1, to_hex(i)
+             FROM generate_series(1, $1::int8) i",
+            &[&(history as i64)],
+        )
+        .map_err(BenchError::pg("insert the history"))?;
+    rig.insert_rows(pending, PREFIX)?;
+    // Separate statements: VACUUM cannot run in the implicit transaction of a batch.
+    for sql in ["VACUUM ANALYZE smpp_tx_queue", "CHECKPOINT"] {
+        rig.db
+            .batch_execute(sql)
+            .map_err(BenchError::pg("vacuum the loaded queue"))?;
+    }
+    outcome.set("load_s", load.elapsed().as_secs_f64());
+    let before = rig.snapshot(Some(&run));
+    let started = Instant::now();
+    rig.launch(&mut run, "backlog")?;
+    let before = crate::rig::CpuSnapshot { esmed: 0, ..before };
+    let deadline = rig.deadline();
+    let done = rig.wait_drained(&mut run, pending, deadline)?;
+    let after = rig.snapshot(Some(&run));
+    let seconds = done.duration_since(started).as_secs_f64();
+    outcome.set("rows", pending as f64);
+    outcome.set("history_rows", history as f64);
+    outcome.set("seconds", seconds);
+    outcome.set("msgs_per_s", pending as f64 / seconds);
+    let stamps: Vec<i64> = read_arrivals(&run.journal, 0)?
+        .iter()
+        .map(|a| a.at_us)
+        .collect();
+    let slice = (pending / 10).clamp(1, 100_000) as usize;
+    if let (Some(first), Some(last)) = (slice_rate(&stamps, 0, slice), tail_rate(&stamps, slice)) {
+        outcome.set("slice_rows", slice as f64);
+        outcome.set("first_slice_msgs_per_s", first);
+        outcome.set("last_slice_msgs_per_s", last);
+        outcome.set("last_vs_first_pct", 100.0 * last / first);
+    }
+    outcome.set_cpu(
+        &CpuSplit::between(&before, &after, rig.ticks_per_second),
+        pending,
+    );
+    set_rss(&mut outcome, &run);
+    Ok(outcome)
+}
+
+/// Submits per second over `stamps[from..from + len]` (arrival µs).
+fn slice_rate(stamps: &[i64], from: usize, len: usize) -> Option<f64> {
+    let slice = stamps.get(from..from + len)?;
+    let span_us = (slice.last()? - slice.first()?).max(1);
+    Some((len.saturating_sub(1)) as f64 * 1e6 / span_us as f64)
+}
+
+fn tail_rate(stamps: &[i64], len: usize) -> Option<f64> {
+    slice_rate(stamps, stamps.len().checked_sub(len)?, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile(&[7], 0.01), 7);
+    }
+
+    #[test]
+    fn slice_rates_from_stamps() {
+        // 11 stamps 100 µs apart: 10 intervals in 1 ms = 10,000/s.
+        let stamps: Vec<i64> = (0..11).map(|i| i * 100).collect();
+        assert_eq!(slice_rate(&stamps, 0, 11), Some(10_000.0));
+        assert_eq!(tail_rate(&stamps, 6), Some(10_000.0));
+        assert_eq!(slice_rate(&stamps, 5, 11), None);
+    }
+}
