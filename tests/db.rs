@@ -812,3 +812,51 @@ fn durable_cluster_keeps_fsync_and_fast_one_does_not() {
     assert!(durable.socket_dir().starts_with(std::env::temp_dir()));
     assert_ne!(durable.port(), fast.port());
 }
+
+/// Regression: when the table was analyzed while nothing was claimed, the planner thought
+/// `claimed_by = $instance` matched one row and wrote results with a seq scan of the whole
+/// table, nested-looped against the batch (seconds per batch on a big queue). Writing results
+/// must reach the rows through the primary key, whatever the statistics say.
+#[test]
+fn writing_results_never_scans_the_whole_table() {
+    let cluster = fresh_cluster();
+    let (mut admin, _) = clients(&cluster, "esmed");
+    admin
+        .batch_execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, submission_done) \
+             SELECT '4477', 'x', n > 2000 FROM generate_series(1, 50000) n; \
+             ANALYZE smpp_tx_queue;",
+        )
+        .unwrap();
+    let claimed = db::claim(&mut admin, 1000, LEASE, "planner").unwrap();
+    assert_eq!(claimed.len(), 1000);
+    let seq_scans = |c: &mut Client| -> i64 {
+        c.batch_execute("SELECT pg_stat_force_next_flush(); SELECT pg_stat_clear_snapshot();")
+            .unwrap();
+        c.query_one(
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'smpp_tx_queue'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = seq_scans(&mut admin);
+    let results: Vec<TxResult> = claimed
+        .iter()
+        .map(|row| {
+            result(
+                row.id,
+                TxOutcome::Done {
+                    parts: vec![part(1, 1, &format!("m{}", row.id))],
+                },
+            )
+        })
+        .collect();
+    let summary = db::write_results(&mut admin, &results, "planner").unwrap();
+    assert_eq!(summary.written, 1000);
+    assert_eq!(
+        seq_scans(&mut admin),
+        before,
+        "a result update scanned the whole table"
+    );
+}

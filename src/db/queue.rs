@@ -224,6 +224,11 @@ fn attach_accepted_parts(
     Ok(())
 }
 
+// The result updates. `t.id = ANY($1)` lets the rows be found through the primary key, and
+// the batch runs with nested loops off (see `Batches::write`): when the table was analyzed
+// while no row was claimed, the planner believes `claimed_by = $instance` matches one row and
+// picks a seq scan nested-looped against the unnest — measured at 186 ms (and growing with the
+// table) for 1,000 rows instead of 4 ms.
 const WRITE_DONE: &str = "
     UPDATE smpp_tx_queue t
     SET submission_done = true, smpp_message_id = u.message_id, submission_timestamp = now(),
@@ -232,7 +237,7 @@ const WRITE_DONE: &str = "
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int4[], $2::varchar[], $3::int4[], $4::int4[])
          AS u(id, message_id, attempts, resends)
-    WHERE t.id = u.id AND t.claimed_by = $5
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $5
     RETURNING t.id";
 
 const WRITE_FAILED: &str = "
@@ -244,7 +249,7 @@ const WRITE_FAILED: &str = "
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, info, message_id, attempts, resends)
-    WHERE t.id = u.id AND t.claimed_by = $6
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
     RETURNING t.id";
 
 const WRITE_RETRY: &str = "
@@ -255,7 +260,7 @@ const WRITE_RETRY: &str = "
         claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int4[], $2::varchar[], $3::float8[], $4::int4[], $5::int4[])
          AS u(id, info, delay, attempts, resends)
-    WHERE t.id = u.id AND t.claimed_by = $6
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
     RETURNING t.id";
 
 const WRITE_RELEASE: &str = "
@@ -264,7 +269,7 @@ const WRITE_RELEASE: &str = "
         submission_resends = t.submission_resends + u.resends,
         claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int4[], $2::int4[], $3::int4[]) AS u(id, attempts, resends)
-    WHERE t.id = u.id AND t.claimed_by = $4
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $4
     RETURNING t.id";
 
 /// A part whose id changed (sent again) loses the old id's receipt state.
@@ -363,6 +368,9 @@ impl Batches {
     fn write(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
         let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
         let mut written = Vec::new();
+        // Local to this (sub)transaction: see the comment above WRITE_DONE.
+        tx.batch_execute("SET LOCAL enable_nestloop = off")
+            .map_err(pg("plan result updates"))?;
         let done: [&(dyn ToSql + Sync); 5] =
             [&d.ids, &d.message_ids, &d.attempts, &d.resends, &instance];
         written.extend(update_returning_ids(
@@ -410,6 +418,8 @@ impl Batches {
             &release,
             "release rows",
         )?);
+        tx.batch_execute("SET LOCAL enable_nestloop = on")
+            .map_err(pg("plan result updates"))?;
         Ok(written)
     }
 }
