@@ -4,6 +4,9 @@
 //! `poll_interval` (for rows whose retry time has come, or a lost notification). It claims
 //! only while a session can submit, and no more than the hand-over channel has room for, so
 //! claimed rows never pile up behind a slow SMSC: the window's backpressure reaches the claim.
+//! Every third of a lease it renews the leases of the rows this instance holds, so a row that
+//! waits in a session longer than a lease is not claimed (and sent) by another instance; when
+//! the process dies the renewals stop and its rows are claimable once their lease runs out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,12 +70,21 @@ impl Poller {
         // Claim at start: rows may be waiting from before we ran.
         let mut due = true;
         let mut next_poll = Instant::now() + self.config.poll_interval;
+        let mut next_renew = Instant::now() + self.renew_interval();
         while stop.try_recv() == Err(TryRecvError::Empty) {
             if self.client.as_ref().is_none_or(|c| c.is_closed()) {
                 if !self.reconnect(&mut backoff) {
                     continue;
                 }
                 due = true;
+            }
+            if Instant::now() >= next_renew {
+                next_renew = Instant::now() + self.renew_interval();
+                if let Err(e) = self.renew() {
+                    warn!("poller: renewing leases failed: {e}; reconnecting");
+                    self.client = None;
+                    continue;
+                }
             }
             let room = self.room();
             if due && room > 0 && self.can_submit.load(Ordering::Relaxed) {
@@ -97,6 +109,20 @@ impl Poller {
             }
             due = self.wait_for_work(next_poll) || Instant::now() >= next_poll;
         }
+    }
+
+    /// A third of the lease: two renewals can fail before a row held in a session (waiting
+    /// behind a slow or throttling SMSC) could be claimed by another instance.
+    fn renew_interval(&self) -> Duration {
+        self.config.lease / 3
+    }
+
+    /// Extends the lease of every row this instance still holds.
+    fn renew(&mut self) -> Result<(), db::DbError> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(());
+        };
+        db::renew_claims(client, self.config.lease, &self.config.instance).map(|_| ())
     }
 
     fn room(&self) -> usize {
