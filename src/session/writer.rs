@@ -130,6 +130,14 @@ impl<'a> Writer<'a> {
         let _ = self.flush();
         let _ = self.stream.shutdown(Shutdown::Both);
         for result in self.outbox.on_connection_lost() {
+            if result.resends > 0 {
+                // The guarantee: every possible duplicate is logged with its row id.
+                warn!(
+                    "{}: row {}: the connection ended before its submit_sm_resp; outcome unknown, \
+                     the row will be submitted again (possible duplicate)",
+                    self.params.label, result.id
+                );
+            }
             self.send_result(result);
         }
         if submits {
