@@ -1,5 +1,5 @@
 # esmed — build and test. `make test` is what CI (.ci/run) runs.
-# Later: install, demo, bench.
+# `make soak` runs the long soak test (not in CI). Later: install, demo, bench.
 
 CARGO ?= cargo
 
@@ -17,3 +17,10 @@ test:
 
 clean:
 	$(CARGO) clean
+
+# Soak (issue 5, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
+ROWS ?= 1000000
+.PHONY: soak
+soak:
+	$(CARGO) build --release --bins --examples
+	./target/release/examples/soak --rows $(ROWS)
