@@ -2,7 +2,8 @@
 //! the test SMSC with delivery receipts, and the release `esmed` binary as a child process.
 //! Inserts `--rows` messages (default 1,000,000), samples esmed's RSS and open file
 //! descriptors every two seconds, and checks at the end that every row is done, every receipt
-//! stored, RSS stayed flat after warm-up (within 20 %) and the descriptor count constant.
+//! stored, RSS stayed flat after warm-up (the later peak within 20 % of the earlier one) and
+//! the descriptor count constant.
 //!
 //! `cargo build --release && cargo run --release --example soak -- --rows 100000`
 
@@ -65,7 +66,11 @@ fn run(rows: i64) -> Result<(), String> {
     cluster
         .load_schema(DB, &schema)
         .map_err(|e| e.to_string())?;
-    drop(cluster.esmed_client(DB, PASSWORD).map_err(|e| e.to_string())?);
+    drop(
+        cluster
+            .esmed_client(DB, PASSWORD)
+            .map_err(|e| e.to_string())?,
+    );
     let smsc = Smsc::start(SmscConfig {
         receipts: ReceiptMode::After(ReceiptConfig::after(Duration::from_millis(50))),
         journal_in_memory: false,
@@ -201,31 +206,31 @@ fn progress(db: &mut postgres::Client) -> Result<(i64, i64, i64), String> {
     Ok((row.get(0), row.get(1), row.get(2)))
 }
 
-/// RSS after warm-up within 20 % of its first post-warm-up sample; fds constant (±2 for a
+/// Flat RSS: the allocator returns and takes memory in steps, so single samples swing by
+/// tens of percent; growth shows as a higher peak later. The peak of the second half of the
+/// post-warm-up samples must stay within 20 % of the first half's. Fds constant (±2 for a
 /// reconnect in progress at a sample).
 fn check_flat(samples: &[Sample], rows: i64) -> Result<(), String> {
     let warm: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.done as f64 >= rows as f64 * WARM_UP)
         .collect();
-    let Some(first) = warm.first() else {
-        return Err("no sample after warm-up".into());
-    };
-    let max_rss = warm.iter().map(|s| s.rss_kb).max().unwrap_or(0);
+    if warm.len() < 2 {
+        return Err("fewer than two samples after warm-up".into());
+    }
+    let (first, second) = warm.split_at(warm.len() / 2);
+    let peak = |half: &[&Sample]| half.iter().map(|s| s.rss_kb).max().unwrap_or(0);
+    let (early, late) = (peak(first), peak(second));
     let (min_fds, max_fds) = warm.iter().fold((usize::MAX, 0), |(lo, hi), s| {
         (lo.min(s.fds), hi.max(s.fds))
     });
     println!(
-        "soak: after warm-up RSS {} -> max {} kB, fds {min_fds}..{max_fds} ({} samples)",
-        first.rss_kb,
-        max_rss,
+        "soak: after warm-up peak RSS {early} kB then {late} kB, fds {min_fds}..{max_fds} \
+         ({} samples)",
         warm.len()
     );
-    if max_rss as f64 > first.rss_kb as f64 * 1.2 {
-        return Err(format!(
-            "RSS grew from {} kB to {max_rss} kB after warm-up",
-            first.rss_kb
-        ));
+    if late as f64 > early as f64 * 1.2 {
+        return Err(format!("peak RSS grew from {early} kB to {late} kB"));
     }
     if max_fds > min_fds + 2 {
         return Err(format!("open fds varied {min_fds}..{max_fds}"));
