@@ -93,6 +93,21 @@ fn check_duplicates(env: &Env, rows: i32, max: usize, logs: &[&Esmed]) -> Vec<i3
     dups
 }
 
+/// Rows `instance` holds without a committed result (read right after killing it: nobody
+/// else can take them before their lease runs out): its window in flight, rows waiting for
+/// room, and answers not committed yet. Only these may be sent twice.
+fn held_by(env: &Env, instance: &str) -> Vec<i32> {
+    env.db()
+        .query(
+            "SELECT id FROM smpp_tx_queue WHERE claimed_by = $1",
+            &[&instance],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -191,17 +206,18 @@ fn sigkill_then_restart_resends_only_the_in_flight_window() {
     env.add_server(&[("smpp_window", "5")]);
     fill(&env, 40);
     let mut first = env.esmed("kill1", "lease = 2s\nclaim_batch = 5");
-    // Kill once the first window's results are committed and the second window is in
-    // flight (answers take 300 ms). Results received but not committed yet would be resent
-    // too: see docs/guarantees.md.
-    wait_until(T, "5 rows done", &first, || {
-        env.count("submission_done") >= 5
-    });
     assert!(env.smsc.wait_for_submits(10, T));
     first.kill();
+    let held = held_by(&env, "kill1");
     let second = env.esmed("kill2", "lease = 2s\nclaim_batch = 5");
     env.wait_all("submission_done", T, &second);
-    let dups = check_duplicates(&env, 40, 5, &[&second, &first]);
+    let dups = check_duplicates(&env, 40, held.len(), &[&second, &first]);
+    for id in &dups {
+        assert!(
+            held.contains(id),
+            "row {id} sent twice, not held by kill1: {held:?}"
+        );
+    }
     assert!(!dups.is_empty(), "the killed window was resent");
     assert!(second
         .log()
@@ -227,9 +243,15 @@ fn three_processes_one_killed_resend_only_its_window() {
         env.count("submission_done") >= 150
     });
     b.kill();
+    let held = held_by(&env, "p2");
     env.wait_all("submission_done", T, &a);
-    // At most its window in flight plus the results it had received but not committed yet.
-    check_duplicates(&env, 600, 20, &[&a, &c, &b]);
+    let dups = check_duplicates(&env, 600, held.len(), &[&a, &c, &b]);
+    for id in &dups {
+        assert!(
+            held.contains(id),
+            "row {id} sent twice, not held by p2: {held:?}"
+        );
+    }
     assert_no_panic(&a);
     assert_no_panic(&c);
 }
