@@ -4,6 +4,8 @@
 #   make install [PREFIX=/usr/local] [DESTDIR=]   binaries, config, init script, man pages, SQL
 #   make uninstall                                removes them again (never config or logs)
 #   make deb [BUILDDIR=build]                     $(BUILDDIR)/esmed_<version>_<arch>.deb
+#   make bench / bench-quick                      the benchmark
+#   make soak [ROWS=1000000]                      the soak test (not part of make test)
 
 CARGO ?= cargo
 INSTALL ?= install
@@ -169,3 +171,10 @@ bench-quick: postgresql-tools
 	$(CARGO) build --release --bins
 	mkdir -p target
 	./target/release/esmed-bench --quick --json target/bench-quick.json
+
+# Soak (issue 5, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
+ROWS ?= 1000000
+.PHONY: soak
+soak: postgresql-tools
+	$(CARGO) build --release --bins --examples
+	./target/release/examples/soak --rows $(ROWS)

@@ -446,7 +446,7 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
         poll_interval: keys.duration("poll_interval", default.poll_interval, ms(100), HOUR)?,
         claim_batch: keys.number("claim_batch", default.claim_batch, 1, 100_000)?,
         result_batch: keys.number("result_batch", default.result_batch, 1, 100_000)?,
-        lease: keys.duration("lease", default.lease, secs(10), DAY)?,
+        lease: keys.duration("lease", default.lease, secs(2), DAY)?,
         max_segments: keys.number("max_segments", default.max_segments, 1, 255)?,
         max_pdu_size: keys.number("max_pdu_size", default.max_pdu_size, 1024, 16 << 20)?,
         shutdown_timeout: keys.duration(
@@ -786,7 +786,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             daemon_error("poll_interval", "0"),
             "/etc/esmed/esmed.conf: [daemon] poll_interval: '0' is out of range (100ms to 1h)"
         );
-        assert!(daemon_error("lease", "1s").ends_with("is out of range (10s to 24h)"));
+        assert!(daemon_error("lease", "1s").ends_with("is out of range (2s to 24h)"));
         assert!(error("[database]\nconnect_timeout = 0\n").contains("[database] connect_timeout"));
     }
 

@@ -113,7 +113,7 @@ pub struct WriteSummary {
 
 const CLAIM: &str = "
     WITH c AS (
-        SELECT id FROM smpp_tx_queue
+        SELECT id, claimed_by AS lost_by FROM smpp_tx_queue
         WHERE NOT submission_done AND NOT submission_failed
           AND (claimed_until IS NULL OR claimed_until < now())
           AND (next_attempt_at IS NULL OR next_attempt_at <= now())
@@ -121,13 +121,14 @@ const CLAIM: &str = "
         LIMIT $1
         FOR UPDATE SKIP LOCKED)
     UPDATE smpp_tx_queue t
-    SET claimed_by = $3, claimed_until = now() + $2::float8 * interval '1 second'
+    SET claimed_by = $3, claimed_until = now() + $2::float8 * interval '1 second',
+        submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
     FROM c WHERE t.id = c.id
     RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
               COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
               COALESCE(t.smpp_registered_delivery::text, 'NO_SMSC_DELIVERY_RECEIPT_REQUESTED'),
               t.smpp_short_message, COALESCE(t.submission_attempts, 0),
-              t.next_attempt_at IS NOT NULL";
+              t.next_attempt_at IS NOT NULL, c.lost_by";
 
 const SELECT_PARTS: &str = "
     SELECT tx_id, part_no, COALESCE(part_count, 0::smallint), message_id FROM smpp_tx_parts
@@ -137,6 +138,11 @@ const SELECT_PARTS: &str = "
 ///
 /// Sendable: not done, not failed, no running lease, past its retry time. The lease is
 /// `instance`'s until it runs out, [`write_results`] or [`release_claims`].
+///
+/// A row whose earlier lease ran out without a result (its instance was killed or lost
+/// PostgreSQL for longer than the lease) may already have reached the SMSC: claiming it again
+/// is a possible duplicate, so it is logged with the row id and counted in
+/// `submission_resends`.
 pub fn claim(
     c: &mut Client,
     limit: i64,
@@ -150,6 +156,13 @@ pub fn claim(
     let mut with_history = Vec::new();
     for row in &rows {
         let tx = tx_from_row(row)?;
+        if let Some(lost_by) = get::<Option<String>>(row, 8)? {
+            log::warn!(
+                "row {}: the lease of instance '{lost_by}' ran out without a result; \
+                 submitting it again (possible duplicate if '{lost_by}' had sent it)",
+                tx.id
+            );
+        }
         // Only a retried row can have accepted parts (Retry is the one outcome that stores
         // parts on a row that is sent again), so fresh rows cost no extra lookup.
         if tx.attempts > 0 || get::<bool>(row, 7)? {

@@ -1,5 +1,6 @@
 //! Flow control that is not windowing: the per-server rate cap (a token bucket counted in
-//! segments, so a 3-part message costs 3), the pause that follows throttling, and capped
+//! segments, so a 3-part message costs 3), the pause and the shrinking window that follow
+//! throttling (`Congestion`), and capped
 //! exponential backoff for reconnects and retries. Pure: time is passed in.
 
 use std::time::{Duration, Instant};
@@ -106,11 +107,72 @@ impl ThrottlePause {
         self.current
     }
 
-    /// An accepted submission: relax a little.
+    /// An accepted submission: relax. Halving (not a gentler factor) keeps the pause short
+    /// when only a fraction of submits is refused: at 30 % refusals a factor of 0.9 lets the
+    /// doublings win and the pause climbs to its maximum while most submits succeed.
     pub fn on_accepted(&mut self) {
-        self.current = self.current.mul_f64(0.9);
+        self.current /= 2;
         if self.current < self.min {
             self.current = Duration::ZERO;
+        }
+    }
+}
+
+/// The reaction to ESME_RTHROTTLED / ESME_RMSGQFUL: a pause, and an effective window that
+/// halves on each congestion event and grows back by one per window's worth of accepted
+/// submits (additive increase, multiplicative decrease), up to the configured window.
+///
+/// Refusals that arrive while paused answer submits sent before the reaction: they are the
+/// same event and change nothing, so one burst of refusals is one halving, not many.
+#[derive(Debug, Clone)]
+pub struct Congestion {
+    max_window: usize,
+    window: usize,
+    accepted_at_window: usize,
+    pause: ThrottlePause,
+    paused_until: Option<Instant>,
+}
+
+impl Congestion {
+    pub fn new(max_window: usize, min_pause: Duration, max_pause: Duration) -> Self {
+        let max_window = max_window.max(1);
+        Congestion {
+            max_window,
+            window: max_window,
+            accepted_at_window: 0,
+            pause: ThrottlePause::new(min_pause, max_pause),
+            paused_until: None,
+        }
+    }
+
+    /// How many submits may be outstanding now.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// A refusal at `now`: when it is a new event, shrinks the window and returns the end of
+    /// the pause to take; `None` when already paused for it.
+    pub fn on_throttled(&mut self, now: Instant) -> Option<Instant> {
+        if self.paused_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        self.window = (self.window / 2).max(1);
+        self.accepted_at_window = 0;
+        let until = now + self.pause.on_throttled();
+        self.paused_until = Some(until);
+        Some(until)
+    }
+
+    /// An accepted submit.
+    pub fn on_accepted(&mut self) {
+        self.pause.on_accepted();
+        if self.window >= self.max_window {
+            return;
+        }
+        self.accepted_at_window += 1;
+        if self.accepted_at_window >= self.window {
+            self.window += 1;
+            self.accepted_at_window = 0;
         }
     }
 }
@@ -147,6 +209,47 @@ mod tests {
             Backoff::delay_for(Duration::from_secs(1), Duration::from_secs(60), 1000),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn congestion_halves_the_window_once_per_event_and_grows_it_back() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = Congestion::new(16, ms(100), Duration::from_secs(5));
+        assert_eq!(c.window(), 16);
+        assert_eq!(c.on_throttled(t0), Some(t0 + ms(100)));
+        // the rest of the burst, answered during the pause: the same event
+        assert_eq!(c.on_throttled(t0 + ms(50)), None);
+        assert_eq!(c.window(), 8);
+        // a new refusal after the pause doubles the pause and halves again
+        assert_eq!(c.on_throttled(t0 + ms(150)), Some(t0 + ms(350)));
+        assert_eq!(c.window(), 4);
+        for _ in 0..4 {
+            c.on_accepted();
+        }
+        assert_eq!(c.window(), 5);
+        for _ in 0..1000 {
+            c.on_accepted();
+        }
+        assert_eq!(c.window(), 16, "never above the configured window");
+        let mut one = Congestion::new(1, ms(100), ms(1000));
+        one.on_throttled(t0);
+        assert_eq!(one.window(), 1, "never below one");
+    }
+
+    #[test]
+    fn a_steady_fraction_of_refusals_keeps_the_pause_short() {
+        let mut pause = ThrottlePause::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut longest = Duration::ZERO;
+        // 3 refusals in 10, spread as a 30 % throttling SMSC would
+        for n in 0..1000 {
+            if n % 10 < 3 {
+                longest = longest.max(pause.on_throttled());
+            } else {
+                pause.on_accepted();
+            }
+        }
+        assert!(longest <= Duration::from_millis(800), "{longest:?}");
     }
 
     #[test]

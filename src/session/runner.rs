@@ -75,9 +75,9 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
                     Ending::Lost(why) => {
                         let delay = backoff.next_delay();
                         warn!(
-                            "{}: session lost: {why}; reconnecting in {} s",
+                            "{}: session lost: {why}; reconnecting in {:.1} s",
                             params.label,
-                            delay.as_secs()
+                            delay.as_secs_f64()
                         );
                         delay
                     }
@@ -86,12 +86,12 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
             Err(e) => {
                 let delay = bind_failure_delay(&e, &mut backoff, params.reconnect_max);
                 error!(
-                    "{}: {}:{} as '{}': {e}; retrying in {} s",
+                    "{}: {}:{} as '{}': {e}; retrying in {:.1} s",
                     params.label,
                     params.host,
                     params.port,
                     params.system_id,
-                    delay.as_secs()
+                    delay.as_secs_f64()
                 );
                 delay
             }

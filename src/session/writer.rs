@@ -17,7 +17,7 @@ use log::{debug, error, info, warn};
 
 use crate::db::writer::{AckTo, Committed, DbOp};
 use crate::db::TxRow;
-use crate::session::flow::{ThrottlePause, TokenBucket};
+use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::inbound::rx_row;
 use crate::session::outbox::{Outbox, ResponseEffect};
 use crate::session::reader::ReaderEvent;
@@ -67,7 +67,8 @@ pub struct Writer<'a> {
     outbox: Outbox,
     pending: HashMap<u32, Pending>,
     bucket: Option<TokenBucket>,
-    throttle: ThrottlePause,
+    /// The effective window and the pause after throttling.
+    congestion: Congestion,
     paused_until: Option<Instant>,
     acks: (Sender<Committed>, Receiver<Committed>),
     /// deliver_sm / data_sm received whose rows are not committed yet.
@@ -93,7 +94,11 @@ impl<'a> Writer<'a> {
             outbox: Outbox::new(params.submit.clone()),
             pending: HashMap::new(),
             bucket: TokenBucket::new(params.rate_limit, now),
-            throttle: ThrottlePause::new(Duration::from_millis(100), Duration::from_secs(10)),
+            congestion: Congestion::new(
+                params.window,
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+            ),
             paused_until: None,
             acks: crossbeam_channel::unbounded(),
             awaiting_commit: 0,
@@ -125,6 +130,14 @@ impl<'a> Writer<'a> {
         let _ = self.flush();
         let _ = self.stream.shutdown(Shutdown::Both);
         for result in self.outbox.on_connection_lost() {
+            if result.resends > 0 {
+                // The guarantee: every possible duplicate is logged with its row id.
+                warn!(
+                    "{}: row {}: the connection ended before its submit_sm_resp; outcome unknown, \
+                     the row will be submitted again (possible duplicate)",
+                    self.params.label, result.id
+                );
+            }
             self.send_result(result);
         }
         if submits {
@@ -219,7 +232,7 @@ impl<'a> Writer<'a> {
         self.params.bind.can_submit()
             && !self.stopping
             && !self.outbox.has_queued_parts()
-            && self.outbox.in_flight() < self.params.window
+            && self.outbox.in_flight() < self.congestion.window()
     }
 
     fn take_row(&mut self, row: TxRow) {
@@ -242,7 +255,7 @@ impl<'a> Writer<'a> {
             return;
         }
         self.paused_until = None;
-        while self.outbox.in_flight() < self.params.window {
+        while self.outbox.in_flight() < self.congestion.window() {
             let Some((id, part, sm)) = self.outbox.next_part() else {
                 break;
             };
@@ -438,23 +451,26 @@ impl<'a> Writer<'a> {
                 self.params.label
             ),
             ResponseEffect::Throttled => {
-                let pause = self.throttle.on_throttled();
-                let until = Instant::now() + pause;
-                self.paused_until = Some(until);
-                self.timers.arm(Timer::Resume, until);
                 self.links
                     .stats
                     .throttled
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                debug!(
-                    "{}: {status}; pausing submits for {} ms",
-                    self.params.label,
-                    pause.as_millis()
-                );
+                let now = Instant::now();
+                if let Some(until) = self.congestion.on_throttled(now) {
+                    let until = until.max(self.paused_until.unwrap_or(until));
+                    self.paused_until = Some(until);
+                    self.timers.arm(Timer::Resume, until);
+                    debug!(
+                        "{}: {status}; pausing submits for {} ms, window now {}",
+                        self.params.label,
+                        until.saturating_duration_since(now).as_millis(),
+                        self.congestion.window()
+                    );
+                }
             }
             ResponseEffect::Settled(result) => {
                 if status == CommandStatus::ESME_ROK {
-                    self.throttle.on_accepted();
+                    self.congestion.on_accepted();
                 }
                 if let Some((id, part)) = part {
                     debug!(

@@ -106,6 +106,12 @@ impl Env {
 
     /// Writes esmed.conf (fast timers for tests plus `daemon_extra` lines) and starts esmed.
     pub fn esmed(&self, name: &str, daemon_extra: &str) -> Esmed {
+        let (config, log) = self.write_config(name, daemon_extra, 0o600);
+        Esmed::start(&config, log)
+    }
+
+    /// Writes `<name>.conf` with file mode `mode`; returns its path and the log's.
+    pub fn write_config(&self, name: &str, daemon_extra: &str, mode: u32) -> (PathBuf, PathBuf) {
         let log = self.dir.0.join(format!("{name}.log"));
         let config = self.dir.0.join(format!("{name}.conf"));
         let text = format!(
@@ -121,9 +127,9 @@ impl Env {
         );
         fs::write(&config, text).expect("write esmed.conf");
         let mut perms = fs::metadata(&config).expect("stat").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, mode);
         fs::set_permissions(&config, perms).expect("chmod");
-        Esmed::start(&config, log)
+        (config, log)
     }
 
     pub fn insert(&self, destination: &str, text: &str) -> i32 {
