@@ -29,6 +29,9 @@ use crate::smpp::SequenceNumbers;
 use crate::smpp::{CommandId, CommandStatus, Pdu};
 use crate::stats::Stats;
 
+/// Received PDUs allowed to wait for their commit before the session stops reading.
+const MAX_AWAITING_COMMIT: usize = 1000;
+
 /// The channels a session shares with the rest of the daemon.
 #[derive(Clone)]
 pub struct Links {
@@ -163,6 +166,7 @@ impl<'a> Writer<'a> {
     fn event_loop(&mut self, events: &Receiver<ReaderEvent>, stop: &Receiver<()>) -> Ending {
         let never_rows = never();
         let never_stop = never();
+        let never_events = never();
         loop {
             if let Some(ending) = self.check_drained() {
                 return ending;
@@ -173,13 +177,20 @@ impl<'a> Writer<'a> {
                 &never_rows
             };
             let stop_rx = if self.stopping { &never_stop } else { stop };
+            // While this many received PDUs wait for their commit, stop reading: the reader
+            // blocks, TCP pushes back, and an SMSC that ignores windowing cannot fill memory.
+            let events_rx = if self.awaiting_commit < MAX_AWAITING_COMMIT {
+                events
+            } else {
+                &never_events
+            };
             let timeout = self
                 .timers
                 .next_deadline()
                 .map_or(crossbeam_channel::never(), crossbeam_channel::at);
             let acks = self.acks.1.clone();
             let step = select! {
-                recv(events) -> event => match event {
+                recv(events_rx) -> event => match event {
                     Ok(event) => self.on_reader_event(event),
                     Err(_) => Err(Ending::Lost("the reader thread ended".into())),
                 },
