@@ -659,6 +659,8 @@ fn schema_fingerprint(c: &mut Client) -> Vec<String> {
          FROM information_schema.role_table_grants WHERE grantee = 'esmed'",
         "SELECT format('sequence %s %s', c.relname, array_to_string(c.relacl, ','))
          FROM pg_class c WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace",
+        "SELECT format('storage %s %s', c.relname, array_to_string(c.reloptions, ','))
+         FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace",
         "SELECT format('type %s %s', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname",
     ];
