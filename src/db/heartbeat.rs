@@ -180,11 +180,8 @@ impl Heartbeat {
 
     fn run(mut self, stop: &Receiver<()>) {
         let mut next = Instant::now();
-        loop {
-            match stop.recv_deadline(next) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // Nothing is ever sent on `stop`: it ends by being dropped.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
             next = match self.beat() {
                 Ok(()) => {
                     self.backoff.reset();
