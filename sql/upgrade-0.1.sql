@@ -113,6 +113,95 @@ CREATE TABLE smpp_rx_parts (
     PRIMARY KEY (source_addr, destination_addr, ref_kind, reference, total, seq)
 );
 
+-- added: one row per running esmed (its [daemon] instance name), rewritten every
+-- [daemon] heartbeat_interval and deleted at a clean exit. A row whose updated_at is older
+-- than three heartbeats belongs to an esmed that died or cannot reach the database.
+CREATE TABLE esmed_status (
+    instance varchar PRIMARY KEY,
+    host varchar NOT NULL,
+    pid integer NOT NULL,
+    -- the enabled smpp_servers row in use; NULL while idle.
+    server_id integer,
+    server_name varchar,
+    -- idle, connecting, bound transmitter, bound transceiver, bound transmitter+receiver,
+    -- bound receiver (transmitter connecting) ..., stopping.
+    session_state varchar NOT NULL,
+    -- submit_sm awaiting their response (sampled) and the server's smpp_window.
+    window_in_use integer NOT NULL DEFAULT 0,
+    window_size integer,
+    -- over the last heartbeat interval: submit_sm sent and deliver_sm/data_sm received.
+    out_per_second real NOT NULL DEFAULT 0,
+    in_per_second real NOT NULL DEFAULT 0,
+    -- since started_at.
+    submitted_total bigint NOT NULL DEFAULT 0,
+    done_total bigint NOT NULL DEFAULT 0,
+    failed_total bigint NOT NULL DEFAULT 0,
+    received_total bigint NOT NULL DEFAULT 0,
+    last_error varchar,
+    last_error_at timestamptz,
+    heartbeat_seconds real NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- added: views for operators (esmed status reads them too). Pending-side counts go through
+-- the smpp_tx_queue_pending partial index, so they stay cheap however many finished rows the
+-- table holds; counts over finished rows read the table.
+--
+-- Messages by state: pending (claimable now), in_flight (claimed under a live lease),
+-- retry_waiting (a transient failure's backoff has not run out), done, failed. The last two
+-- count all history (a table scan); filter on state to skip them: WHERE state = 'pending'
+-- only reads the partial index.
+CREATE VIEW esmed_queue_depth AS
+    SELECT 'pending'::text AS state, count(*) AS messages FROM smpp_tx_queue
+    WHERE NOT submission_done AND NOT submission_failed
+      AND (claimed_until IS NULL OR claimed_until < now())
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+    UNION ALL
+    SELECT 'in_flight', count(*) FROM smpp_tx_queue
+    WHERE NOT submission_done AND NOT submission_failed AND claimed_until >= now()
+    UNION ALL
+    SELECT 'retry_waiting', count(*) FROM smpp_tx_queue
+    WHERE NOT submission_done AND NOT submission_failed
+      AND (claimed_until IS NULL OR claimed_until < now()) AND next_attempt_at > now()
+    UNION ALL
+    SELECT 'done', count(*) FROM smpp_tx_queue WHERE submission_done
+    UNION ALL
+    SELECT 'failed', count(*) FROM smpp_tx_queue WHERE submission_failed AND NOT submission_done;
+
+-- Messages inserted in the last 48 hours, by the hour they were inserted: how many, and how
+-- many are done, failed, or not finished yet. Reads only recent rows' worth of results but
+-- scans the table (there is no index on insert_timestamp).
+CREATE VIEW esmed_hourly AS
+    SELECT date_trunc('hour', insert_timestamp) AS hour,
+           count(*) AS queued,
+           count(*) FILTER (WHERE submission_done) AS done,
+           count(*) FILTER (WHERE submission_failed AND NOT submission_done) AS failed,
+           count(*) FILTER (WHERE NOT submission_done AND NOT submission_failed) AS unfinished
+    FROM smpp_tx_queue
+    WHERE insert_timestamp >= now() - interval '48 hours'
+    GROUP BY 1;
+
+-- Delivery receipts received in the last 48 hours by message state (DELIVRD/DELIVERED,
+-- UNDELIV ...), and how many of them matched a sent message.
+CREATE VIEW esmed_receipts_by_state AS
+    SELECT coalesce(message_state, '') AS message_state,
+           count(*) AS receipts,
+           count(tx_id) AS matched
+    FROM smpp_rx_queue
+    WHERE is_receipt AND insert_timestamp >= now() - interval '48 hours'
+    GROUP BY 1;
+
+-- The oldest unfinished message (pending, in flight or waiting to retry): its age in seconds
+-- (0 when none), when it was inserted, and how many are unfinished. Reads the partial index.
+CREATE VIEW esmed_oldest_pending AS
+    SELECT coalesce(extract(epoch FROM now() - min(insert_timestamp)), 0)::float8
+               AS age_seconds,
+           min(insert_timestamp) AS oldest_insert_timestamp,
+           count(*) AS unfinished
+    FROM smpp_tx_queue
+    WHERE NOT submission_done AND NOT submission_failed;
+
 -- Triggers: same names as before, re-created exactly as sql/db.sql has them. The notify
 -- triggers become statement-level (same channel and payload).
 DROP TRIGGER smpp_servers_only_one_enabled ON smpp_servers;
@@ -163,5 +252,12 @@ GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
 -- rx: only the id (to link a late-matched receipt) is readable, only tx_id updatable.
 GRANT SELECT (id), UPDATE (tx_id) ON smpp_rx_queue TO esmed;
 GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts TO esmed;
+
+-- status: esmed keeps its own heartbeat row and reads the operator views for esmed status.
+REVOKE ALL ON esmed_status, esmed_queue_depth, esmed_hourly, esmed_receipts_by_state,
+    esmed_oldest_pending FROM esmed;
+GRANT SELECT, INSERT, UPDATE, DELETE ON esmed_status TO esmed;
+GRANT SELECT ON esmed_queue_depth, esmed_hourly, esmed_receipts_by_state, esmed_oldest_pending
+    TO esmed;
 
 COMMIT;

@@ -1,4 +1,5 @@
-//! The command line: `esmed [-c FILE | --config FILE] [--check-config] [--version|-V] [--help|-h]`.
+//! The command line: `esmed [-c FILE | --config FILE] [--check-config] [--version|-V] [--help|-h]`,
+//! and `esmed status [-c FILE] [--json]`.
 //!
 //! Parsing only; `main.rs` acts on the resulting `Command`. Parsed by hand because the grammar is
 //! four options and the crate list has no argument parser.
@@ -20,6 +21,11 @@ pub enum Command {
     CheckConfig {
         config: PathBuf,
     },
+    /// `esmed status`: print the instances' heartbeat rows and the queue, then exit.
+    Status {
+        config: PathBuf,
+        json: bool,
+    },
     Version,
     Help,
 }
@@ -30,11 +36,14 @@ pub enum UsageError {
     UnknownOption(String),
     MissingValue(&'static str),
     UnexpectedArgument(String),
+    /// `--json` without `status`.
+    JsonWithoutStatus,
 }
 
 /// The one-line synopsis printed after a usage error.
 pub const USAGE: &str =
-    "usage: esmed [-c FILE | --config FILE] [--check-config] [--version] [--help]";
+    "usage: esmed [-c FILE | --config FILE] [--check-config] [--version] [--help]\n       \
+     esmed status [-c FILE] [--json]";
 
 /// The `--help` text.
 pub fn help_text() -> String {
@@ -48,6 +57,11 @@ pub fn help_text() -> String {
                --check-config  check the config file, print warnings and OK, then exit\n  \
            -V, --version       print the version and exit\n  \
            -h, --help          print this help and exit\n\
+         \n\
+         esmed status [-c FILE] [--json]: print each instance's heartbeat (esmed_status), the\n\
+         queue depth, the oldest unfinished message's age and the last hour's done/failed;\n\
+         --json prints the same as JSON. Exit 0 when an instance is running and bound, 1 when\n\
+         none is, 2 when the config or the database is unusable.\n\
          \n\
          Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n\
          Exit codes: 0 ok, 1 config or runtime error, 2 usage error.\n",
@@ -63,6 +77,7 @@ where
 {
     let mut config = PathBuf::from(DEFAULT_PATH);
     let (mut check_config, mut version, mut help) = (false, false, false);
+    let (mut status, mut json) = (false, false);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
@@ -78,17 +93,23 @@ where
             "--check-config" => check_config = true,
             "-V" | "--version" => version = true,
             "-h" | "--help" => help = true,
+            "--json" => json = true,
+            "status" if !status => status = true,
             option if option.starts_with('-') => {
                 return Err(UsageError::UnknownOption(option.to_string()))
             }
             other => return Err(UsageError::UnexpectedArgument(other.to_string())),
         }
     }
-    Ok(match (help, version, check_config) {
-        (true, _, _) => Command::Help,
-        (false, true, _) => Command::Version,
-        (false, false, true) => Command::CheckConfig { config },
-        (false, false, false) => Command::Run { config },
+    if json && !status {
+        return Err(UsageError::JsonWithoutStatus);
+    }
+    Ok(match (help, version, check_config, status) {
+        (true, ..) => Command::Help,
+        (false, true, ..) => Command::Version,
+        (false, false, true, _) => Command::CheckConfig { config },
+        (false, false, false, true) => Command::Status { config, json },
+        (false, false, false, false) => Command::Run { config },
     })
 }
 
@@ -100,6 +121,7 @@ impl fmt::Display for UsageError {
             UsageError::UnexpectedArgument(argument) => {
                 write!(f, "esmed: unexpected argument '{argument}'")
             }
+            UsageError::JsonWithoutStatus => f.write_str("esmed: --json goes with 'esmed status'"),
         }
     }
 }
@@ -171,6 +193,29 @@ mod tests {
             parse(&["--help", "--bogus"]).map_err(|e| e.to_string()),
             Err("esmed: unknown option '--bogus'".to_string())
         );
+    }
+
+    #[test]
+    fn status_with_config_and_json() {
+        let status = |path: &str, json: bool| Command::Status {
+            config: PathBuf::from(path),
+            json,
+        };
+        assert_eq!(parse(&["status"]), Ok(status(DEFAULT_PATH, false)));
+        assert_eq!(
+            parse(&["status", "-c", "a.conf", "--json"]),
+            Ok(status("a.conf", true))
+        );
+        assert_eq!(
+            parse(&["--json", "-c", "b.conf", "status"]),
+            Ok(status("b.conf", true))
+        );
+        assert_eq!(parse(&["--json"]), Err(UsageError::JsonWithoutStatus));
+        assert_eq!(
+            parse(&["status", "status"]),
+            Err(UsageError::UnexpectedArgument("status".into()))
+        );
+        assert!(help_text().contains("esmed status [-c FILE] [--json]"));
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct DaemonConfig {
     pub receipt_match_window: Duration,
     /// How long the parts of a concatenated MO wait for the rest of their set.
     pub mo_reassembly_timeout: Duration,
+    /// How often this instance's esmed_status row is written; zero turns it off.
+    pub heartbeat_interval: Duration,
 }
 
 /// `[log]`: where log lines go. Replaces the old Python logging sections.
@@ -162,6 +164,7 @@ const DAEMON_KEYS: &[&str] = &[
     "receipt_id_match",
     "receipt_match_window",
     "mo_reassembly_timeout",
+    "heartbeat_interval",
 ];
 const LOG_KEYS: &[&str] = &["file", "level", "stderr"];
 const KNOWN_SECTIONS: &[(&str, &[&str])] = &[
@@ -274,6 +277,7 @@ impl Default for DaemonConfig {
             receipt_id_match: IdMatch::Auto,
             receipt_match_window: Duration::from_secs(3600),
             mo_reassembly_timeout: Duration::from_secs(600),
+            heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
@@ -369,7 +373,7 @@ fn default_instance() -> String {
     format!("{}:{}", hostname(), std::process::id())
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|file| std::fs::read_to_string(file).ok())
@@ -479,7 +483,17 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
             secs(1),
             7 * DAY,
         )?,
+        heartbeat_interval: heartbeat_interval(keys, default.heartbeat_interval)?,
     })
+}
+
+/// Zero (off) or at least a second: a faster heartbeat only loads the database.
+fn heartbeat_interval(keys: &KeyReader<'_>, default: Duration) -> Result<Duration, ConfigError> {
+    let interval = keys.duration("heartbeat_interval", default, secs(0), HOUR)?;
+    if !interval.is_zero() && interval < secs(1) {
+        return Err(keys.bad_value("heartbeat_interval", "must be 0 (off) or at least 1s"));
+    }
+    Ok(interval)
 }
 
 fn receipt_id_match(keys: &KeyReader<'_>, default: IdMatch) -> Result<IdMatch, ConfigError> {
@@ -667,6 +681,15 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         );
         assert!(daemon_error("receipt_id_match", "hex").ends_with("text_hex or text_decimal"));
         assert!(daemon_error("receipt_match_window", "0").contains("out of range"));
+        assert_eq!(
+            daemon("heartbeat_interval", "2s").heartbeat_interval,
+            secs(2)
+        );
+        assert_eq!(
+            daemon("heartbeat_interval", "0").heartbeat_interval,
+            secs(0)
+        );
+        assert!(daemon_error("heartbeat_interval", "500ms").contains("at least 1s"));
         assert_eq!(daemon("result_batch", "20").result_batch, 20);
         assert_eq!(daemon("lease", "5m").lease, secs(300));
         assert_eq!(daemon("max_segments", "255").max_segments, 255);

@@ -19,6 +19,7 @@ use postgres::Client;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
+use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::poller::{self, PollerConfig};
 use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
 use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
@@ -28,6 +29,7 @@ use crate::session::submit::{ReceiptPolicy, SubmitSettings};
 use crate::session::writer::Links;
 use crate::session::{BindKind, SessionParams, SessionTimers};
 use crate::stats::Stats;
+use crate::status::ServerInUse;
 
 /// Why the daemon could not run (startup problems; everything later is logged and retried).
 #[derive(Debug)]
@@ -111,6 +113,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         stats.clone(),
     )
     .map_err(DaemonError::Thread)?;
+    let (heartbeat_stop, heartbeat) = spawn_heartbeat(config, &pg, &stats)?;
     let links = Links {
         outbound: out_rx.clone(),
         db: db_tx.clone(),
@@ -130,6 +133,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     );
     supervisor.watch(&mut watch, &pg, &signals, log, &stats);
     term_now.store(true, Ordering::SeqCst);
+    stats.session.stopping.store(true, Ordering::Relaxed);
     info!("stopping: no more claims; draining sessions");
     drop(poll_stop_tx);
     join_logged(poller, "poller");
@@ -138,6 +142,10 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     drop(supervisor);
     drop(db_tx);
     join_logged(db_writer, "DB writer");
+    drop(heartbeat_stop);
+    if let Some(heartbeat) = heartbeat {
+        join_logged(heartbeat, "heartbeat");
+    }
     info!(
         "stopped: {}",
         stats.snapshot().describe_since(&Default::default(), 1.0)
@@ -224,6 +232,14 @@ impl Supervisor<'_> {
             return true;
         }
         self.stop_sessions();
+        self.links
+            .stats
+            .session
+            .set_server(server.as_ref().map(|row| ServerInUse {
+                id: row.id,
+                name: row.name.clone(),
+                window: row.smpp_window,
+            }));
         match &server {
             None => info!("no enabled row in smpp_servers: idle until one is enabled"),
             Some(row) => self.start_sessions(row),
@@ -260,6 +276,28 @@ impl Supervisor<'_> {
             session.stop();
         }
     }
+}
+
+/// The esmed_status writer, unless `heartbeat_interval` is 0; dropping the sender stops it.
+fn spawn_heartbeat(
+    config: &Config,
+    pg: &postgres::Config,
+    stats: &Arc<Stats>,
+) -> Result<(Sender<()>, Option<std::thread::JoinHandle<()>>), DaemonError> {
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    if config.daemon.heartbeat_interval.is_zero() {
+        return Ok((stop_tx, None));
+    }
+    let heartbeat_config = HeartbeatConfig {
+        pg: pg.clone(),
+        instance: config.daemon.instance.clone(),
+        host: crate::config::hostname(),
+        interval: config.daemon.heartbeat_interval,
+        reconnect_max: config.daemon.db_reconnect_max,
+    };
+    let handle =
+        heartbeat::spawn(heartbeat_config, stats.clone(), stop_rx).map_err(DaemonError::Thread)?;
+    Ok((stop_tx, Some(handle)))
 }
 
 /// Transceiver, or transmitter plus the optional separate receiver.

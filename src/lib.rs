@@ -15,6 +15,8 @@
 //! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
 //!   signals.
 //! - [`stats`]: counters for the periodic info line.
+//! - [`status`]: what the sessions are doing now, for the heartbeat row.
+//! - [`monitor`]: `esmed status`, the operator's summary.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
 //! - [`smsc`]: the project's test SMSC (library behind `esmed-smsc`), for tests, the demo and
@@ -27,8 +29,10 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod logging;
+pub mod monitor;
 pub mod session;
 pub mod smpp;
 pub mod smsc;
 pub mod stats;
+pub mod status;
 pub mod testkit;

@@ -1,7 +1,8 @@
 //! The esmed daemon's entry point: parse the command line, load the config, start logging, run.
 //!
 //! Exit codes: 0 ok, 1 config or runtime error, 2 usage error. Every failure before logging
-//! starts is one line on stderr.
+//! starts is one line on stderr. `esmed status`: 0 an instance is running and bound, 1 none
+//! is, 2 the config or the database is unusable.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::CheckConfig { config }) => check_config(&config),
         Ok(Command::Run { config }) => run(&config),
+        Ok(Command::Status { config, json }) => status(&config, json),
         Err(usage_error) => {
             eprintln!("{usage_error}\n{}", cli::USAGE);
             ExitCode::from(EXIT_USAGE_ERROR)
@@ -45,6 +47,37 @@ fn check_config(path: &Path) -> ExitCode {
         Err(error) => {
             eprintln!("{error}");
             ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
+}
+
+/// `esmed status`: the report on stdout, or one line on stderr and exit 2.
+fn status(path: &Path, json: bool) -> ExitCode {
+    const STATUS_NOT_RUNNING: u8 = 1;
+    const STATUS_UNUSABLE: u8 = 2;
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(STATUS_UNUSABLE);
+        }
+    };
+    match esmed::monitor::connect_and_gather(&config.database) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(STATUS_NOT_RUNNING)
+            }
+        }
+        Err(error) => {
+            eprintln!("esmed status: {error}");
+            ExitCode::from(STATUS_UNUSABLE)
         }
     }
 }

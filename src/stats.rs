@@ -18,6 +18,8 @@ pub struct Stats {
     pub stored: AtomicU64,
     /// Rows claimed from the queue.
     pub claimed: AtomicU64,
+    /// Session states, window in use and last error, for the heartbeat row.
+    pub session: crate::status::SessionStatus,
 }
 
 /// A copy of the counters at one moment.

@@ -661,6 +661,8 @@ fn schema_fingerprint(c: &mut Client) -> Vec<String> {
          FROM pg_class c WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace",
         "SELECT format('storage %s %s', c.relname, array_to_string(c.reloptions, ','))
          FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace",
+        "SELECT format('view %s %s', viewname, md5(definition)) FROM pg_views
+         WHERE schemaname = 'public'",
         "SELECT format('type %s %s', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname",
     ];
@@ -813,6 +815,185 @@ fn durable_cluster_keeps_fsync_and_fast_one_does_not() {
     );
     assert!(durable.socket_dir().starts_with(std::env::temp_dir()));
     assert_ne!(durable.port(), fast.port());
+}
+
+/// A known data set: 2 pending (one high priority), 1 in flight, 1 waiting to retry, 3 done
+/// (one inserted 3 hours ago, one 3 days ago), 2 failed, and receipts in two states.
+const VIEW_ROWS: &str = "
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, insert_timestamp)
+        VALUES ('1', 'pending old', now() - interval '90 seconds'), ('2', 'pending', now());
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, claimed_by, claimed_until)
+        VALUES ('3', 'in flight', 'a', now() + interval '1 minute');
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, next_attempt_at)
+        VALUES ('4', 'retry', now() + interval '1 minute');
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, submission_done,
+            insert_timestamp)
+        VALUES ('5', 'done', true, now()), ('6', 'done', true, now() - interval '3 hours'),
+               ('7', 'done long ago', true, now() - interval '3 days');
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, submission_failed)
+        VALUES ('8', 'failed', true), ('9', 'failed', true);
+    INSERT INTO smpp_rx_queue (is_receipt, message_state, tx_id) VALUES
+        (true, 'DELIVERED', 5), (true, 'DELIVERED', NULL), (true, 'UNDELIVERABLE', 6),
+        (false, NULL, NULL);";
+
+fn rows_as_text(c: &mut Client, sql: &str) -> Vec<String> {
+    let sql = format!("SELECT row(v.*)::text FROM ({sql}) v");
+    c.query(&sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn operator_views_count_a_known_data_set() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    admin.batch_execute(VIEW_ROWS).unwrap();
+    assert_eq!(
+        rows_as_text(&mut esmed, "SELECT * FROM esmed_queue_depth"),
+        [
+            "(pending,2)",
+            "(in_flight,1)",
+            "(retry_waiting,1)",
+            "(done,3)",
+            "(failed,2)"
+        ]
+    );
+    // Summed, since the rows of "now" may straddle an hour boundary.
+    assert_eq!(
+        rows_as_text(
+            &mut esmed,
+            "SELECT sum(queued), sum(done), sum(failed), sum(unfinished),
+                    bool_and(hour = date_trunc('hour', hour)), min(hour) < now() - interval '2 hours'
+             FROM esmed_hourly"
+        ),
+        ["(8,2,2,4,t,t)"],
+        "the row from 3 days ago is outside the 48 hours"
+    );
+    assert_eq!(
+        rows_as_text(
+            &mut esmed,
+            "SELECT * FROM esmed_receipts_by_state ORDER BY 1"
+        ),
+        ["(DELIVERED,2,1)", "(UNDELIVERABLE,1,1)"]
+    );
+    let oldest = esmed
+        .query_one(
+            "SELECT age_seconds, unfinished FROM esmed_oldest_pending",
+            &[],
+        )
+        .unwrap();
+    let age: f64 = oldest.get(0);
+    assert!((89.0..120.0).contains(&age), "{age}");
+    assert_eq!(oldest.get::<_, i64>(1), 4);
+    admin
+        .batch_execute("UPDATE smpp_tx_queue SET submission_done = true")
+        .unwrap();
+    let empty = esmed
+        .query_one(
+            "SELECT age_seconds, unfinished FROM esmed_oldest_pending",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((empty.get::<_, f64>(0), empty.get::<_, i64>(1)), (0.0, 0));
+}
+
+/// With many finished rows, the pending side of the views reads only the partial index, and
+/// asking for one state never runs the other states' table scans.
+#[test]
+fn pending_counts_use_the_partial_index() {
+    let cluster = fresh_cluster();
+    let (mut admin, _) = clients(&cluster, "esmed");
+    admin
+        .batch_execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, submission_done)
+             SELECT n::text, 'x', n % 1000 <> 0 FROM generate_series(1, 20000) n;
+             ANALYZE smpp_tx_queue;",
+        )
+        .unwrap();
+    let plan = |c: &mut Client, sql: &str| -> String {
+        c.query(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for sql in [
+        "SELECT * FROM esmed_queue_depth WHERE state = 'pending'",
+        "SELECT * FROM esmed_oldest_pending",
+    ] {
+        let plan = plan(&mut admin, sql);
+        assert!(plan.contains("smpp_tx_queue_pending"), "{sql}:\n{plan}");
+        assert!(
+            plan.lines()
+                .filter(|line| line.contains("Seq Scan"))
+                .all(|line| line.contains("never executed")),
+            "{sql}:\n{plan}"
+        );
+    }
+}
+
+#[test]
+fn heartbeat_row_is_written_read_and_removed_by_the_esmed_role() {
+    use esmed::db::heartbeat::{delete_status, write_status, StatusRow};
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let mut row = StatusRow {
+        instance: "a".into(),
+        host: "h".into(),
+        pid: 7,
+        server_id: Some(1),
+        server_name: Some("main".into()),
+        session_state: "bound transceiver".into(),
+        window_in_use: 3,
+        window_size: Some(10),
+        out_per_second: 2.5,
+        in_per_second: 0.5,
+        submitted_total: 10,
+        done_total: 9,
+        failed_total: 1,
+        received_total: 2,
+        last_error: None,
+        last_error_at: None,
+        heartbeat_seconds: 5.0,
+    };
+    write_status(&mut esmed, &row, true).unwrap();
+    let report = esmed::monitor::gather(&mut esmed).unwrap();
+    assert_eq!(report.instances.len(), 1);
+    let shown = &report.instances[0];
+    assert!(shown.fresh && report.healthy());
+    assert_eq!(
+        (shown.window_in_use, shown.out_per_second, shown.done_total),
+        (3, 2.5, 9)
+    );
+    // A later beat keeps started_at; an error carries its time.
+    admin
+        .batch_execute("UPDATE esmed_status SET started_at = '2020-01-01Z'")
+        .unwrap();
+    row.last_error = Some("lost".into());
+    row.last_error_at = Some(std::time::SystemTime::now());
+    write_status(&mut esmed, &row, false).unwrap();
+    let again = &esmed::monitor::gather(&mut esmed).unwrap().instances[0];
+    assert!(
+        again.started_at.starts_with("2020-01-01"),
+        "{}",
+        again.started_at
+    );
+    assert_eq!(again.last_error.as_deref(), Some("lost"));
+    assert!(again.last_error_at.is_some());
+    // Three heartbeats without an update: stale.
+    admin
+        .batch_execute("UPDATE esmed_status SET updated_at = now() - interval '16 seconds'")
+        .unwrap();
+    let stale = esmed::monitor::gather(&mut esmed).unwrap();
+    assert!(!stale.instances[0].fresh && !stale.healthy());
+    delete_status(&mut esmed, "a").unwrap();
+    assert!(esmed::monitor::gather(&mut esmed)
+        .unwrap()
+        .instances
+        .is_empty());
 }
 
 /// Regression: when the table was analyzed while nothing was claimed, the planner thought

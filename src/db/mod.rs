@@ -11,8 +11,10 @@
 //! - [`rx`]: storing what the SMSC sent.
 //! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
+//! - [`heartbeat`]: this instance's `esmed_status` row.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 
+pub mod heartbeat;
 pub mod notify;
 pub mod poller;
 pub mod queue;

@@ -14,6 +14,7 @@ use crate::session::reader;
 use crate::session::writer::{Ending, Links, Writer};
 use crate::session::SessionParams;
 use crate::smpp::status::StatusClass;
+use crate::status::LinkState;
 
 /// A running session thread; dropping `stop` (or calling `stop`) ends it after the drain.
 pub struct SessionHandle {
@@ -49,7 +50,10 @@ pub fn spawn(params: SessionParams, links: Links) -> std::io::Result<SessionHand
     let label = params.label.clone();
     let thread = std::thread::Builder::new()
         .name(format!("esmed-session-{}", params.bind))
-        .spawn(move || run(&params, &links, &stop_rx))?;
+        .spawn(move || {
+            run(&params, &links, &stop_rx);
+            links.stats.session.forget(params.bind);
+        })?;
     Ok(SessionHandle {
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -60,8 +64,13 @@ pub fn spawn(params: SessionParams, links: Links) -> std::io::Result<SessionHand
 fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
     let mut backoff = Backoff::new(params.reconnect_min, params.reconnect_max);
     loop {
+        links
+            .stats
+            .session
+            .set_link(params.bind, LinkState::Connecting);
         let delay = match connect_and_bind(params) {
             Ok(bound) => {
+                links.stats.session.set_link(params.bind, LinkState::Bound);
                 info!(
                     "{}: bound as {} to {}:{} (SMSC system_id '{}')",
                     params.label, params.bind, params.host, params.port, bound.smsc_system_id
@@ -74,6 +83,8 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
                     }
                     Ending::Lost(why) => {
                         let delay = backoff.next_delay();
+                        let error = format!("{}: session lost: {why}", params.label);
+                        links.stats.session.set_error(error);
                         warn!(
                             "{}: session lost: {why}; reconnecting in {:.1} s",
                             params.label,
@@ -85,6 +96,8 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
             }
             Err(e) => {
                 let delay = bind_failure_delay(&e, &mut backoff, params.reconnect_max);
+                let error = format!("{}: {}:{}: {e}", params.label, params.host, params.port);
+                links.stats.session.set_error(error);
                 error!(
                     "{}: {}:{} as '{}': {e}; retrying in {:.1} s",
                     params.label,

@@ -209,6 +209,7 @@ impl<'a> Writer<'a> {
                 return ending;
             }
             self.pump();
+            self.sample_window();
             if let Err(e) = self.flush() {
                 return Ending::Lost(format!("write error: {e}"));
             }
@@ -296,6 +297,15 @@ impl<'a> Writer<'a> {
                 .stats
                 .submitted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// For the heartbeat row: one relaxed store per loop turn, no lock.
+    fn sample_window(&self) {
+        if self.params.bind.can_submit() {
+            let in_flight = self.outbox.in_flight() as u64;
+            let window = &self.links.stats.session.window_in_use;
+            window.store(in_flight, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -1,0 +1,438 @@
+//! `esmed status`: reads `esmed_status` and the operator views with the config's database
+//! settings and prints a short table for humans (`to_text`) or the same as JSON (`to_json`).
+//!
+//! An instance whose row is older than three of its own heartbeats is not `fresh` (the
+//! process died, or cannot reach the database). `healthy` — at least one fresh instance that
+//! is bound — is what the exit status reports.
+
+use std::fmt::Write;
+
+use postgres::Client;
+
+use crate::db::{pg, DbError};
+use crate::smpp::json::push_json_string;
+
+/// One `esmed_status` row as `esmed status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceStatus {
+    pub instance: String,
+    pub host: String,
+    pub pid: i32,
+    pub server_id: Option<i32>,
+    pub server_name: Option<String>,
+    pub session_state: String,
+    pub window_in_use: i32,
+    pub window_size: Option<i32>,
+    pub out_per_second: f32,
+    pub in_per_second: f32,
+    pub submitted_total: i64,
+    pub done_total: i64,
+    pub failed_total: i64,
+    pub received_total: i64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+    pub seconds_since_update: f64,
+    /// Updated within the last three heartbeats.
+    pub fresh: bool,
+}
+
+/// Everything `esmed status` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub instances: Vec<InstanceStatus>,
+    /// `esmed_queue_depth`: (state, messages) in the view's order.
+    pub queue: Vec<(String, i64)>,
+    pub oldest_pending_seconds: f64,
+    pub unfinished: i64,
+    /// Messages inserted in the last hour that are done / failed by now.
+    pub last_hour_done: i64,
+    pub last_hour_failed: i64,
+}
+
+const INSTANCES: &str = "
+    SELECT instance, host, pid, server_id, server_name, session_state, window_in_use,
+        window_size, out_per_second, in_per_second, submitted_total, done_total, failed_total,
+        received_total, last_error, to_json(last_error_at) #>> '{}', to_json(started_at) #>> '{}',
+        to_json(updated_at) #>> '{}', extract(epoch FROM now() - updated_at)::float8,
+        updated_at >= now() - 3 * heartbeat_seconds::float8 * interval '1 second'
+    FROM esmed_status ORDER BY instance";
+
+const LAST_HOUR: &str = "
+    SELECT count(*) FILTER (WHERE submission_done),
+           count(*) FILTER (WHERE submission_failed AND NOT submission_done)
+    FROM smpp_tx_queue WHERE insert_timestamp >= now() - interval '1 hour'";
+
+/// Connects as the config says and reads the report.
+pub fn connect_and_gather(database: &crate::config::DatabaseConfig) -> Result<Report, DbError> {
+    let mut client = database
+        .pg_config()
+        .connect(postgres::NoTls)
+        .map_err(pg("connect"))?;
+    gather(&mut client)
+}
+
+/// Reads the report in one snapshot (a repeatable-read transaction, so counts agree).
+pub fn gather(client: &mut Client) -> Result<Report, DbError> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(pg("begin"))?;
+    let instances = tx
+        .query(INSTANCES, &[])
+        .map_err(pg("read esmed_status"))?
+        .iter()
+        .map(instance_from_row)
+        .collect();
+    let queue = tx
+        .query("SELECT state, messages FROM esmed_queue_depth", &[])
+        .map_err(pg("read esmed_queue_depth"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let oldest = tx
+        .query_one(
+            "SELECT age_seconds, unfinished FROM esmed_oldest_pending",
+            &[],
+        )
+        .map_err(pg("read esmed_oldest_pending"))?;
+    let last_hour = tx
+        .query_one(LAST_HOUR, &[])
+        .map_err(pg("count the last hour"))?;
+    tx.commit().map_err(pg("commit"))?;
+    Ok(Report {
+        instances,
+        queue,
+        oldest_pending_seconds: oldest.get(0),
+        unfinished: oldest.get(1),
+        last_hour_done: last_hour.get(0),
+        last_hour_failed: last_hour.get(1),
+    })
+}
+
+fn instance_from_row(r: &postgres::Row) -> InstanceStatus {
+    InstanceStatus {
+        instance: r.get(0),
+        host: r.get(1),
+        pid: r.get(2),
+        server_id: r.get(3),
+        server_name: r.get(4),
+        session_state: r.get(5),
+        window_in_use: r.get(6),
+        window_size: r.get(7),
+        out_per_second: r.get(8),
+        in_per_second: r.get(9),
+        submitted_total: r.get(10),
+        done_total: r.get(11),
+        failed_total: r.get(12),
+        received_total: r.get(13),
+        last_error: r.get(14),
+        last_error_at: r.get(15),
+        started_at: r.get(16),
+        updated_at: r.get(17),
+        seconds_since_update: r.get(18),
+        fresh: r.get::<_, Option<bool>>(19).unwrap_or(false),
+    }
+}
+
+impl InstanceStatus {
+    pub fn is_bound(&self) -> bool {
+        self.session_state.starts_with("bound")
+    }
+
+    /// The state column: the row's state, or "not running?" when the row is stale.
+    pub fn shown_state(&self) -> String {
+        if self.fresh {
+            self.session_state.clone()
+        } else {
+            format!("not running? (was: {})", self.session_state)
+        }
+    }
+
+    fn server(&self) -> String {
+        match (self.server_id, self.server_name.as_deref()) {
+            (None, _) => "-".into(),
+            (Some(id), Some(name)) if !name.is_empty() => format!("{id} '{name}'"),
+            (Some(id), _) => id.to_string(),
+        }
+    }
+
+    fn window(&self) -> String {
+        match self.window_size {
+            Some(size) => format!("{}/{size}", self.window_in_use),
+            None => self.window_in_use.to_string(),
+        }
+    }
+}
+
+impl Report {
+    /// At least one instance is fresh and bound: the exit status 0 case.
+    pub fn healthy(&self) -> bool {
+        self.instances.iter().any(|i| i.fresh && i.is_bound())
+    }
+
+    fn queue_count(&self, state: &str) -> i64 {
+        self.queue
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut rows = vec![[
+            "INSTANCE", "HOST", "PID", "STATE", "SERVER", "WINDOW", "OUT/S", "IN/S", "DONE",
+            "FAILED", "UPDATED",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for i in &self.instances {
+            rows.push(vec![
+                i.instance.clone(),
+                i.host.clone(),
+                i.pid.to_string(),
+                i.shown_state(),
+                i.server(),
+                i.window(),
+                format!("{:.1}", i.out_per_second),
+                format!("{:.1}", i.in_per_second),
+                i.done_total.to_string(),
+                i.failed_total.to_string(),
+                format!("{:.0}s ago", i.seconds_since_update.max(0.0)),
+            ]);
+        }
+        let mut out = if self.instances.is_empty() {
+            "no esmed instance has written esmed_status (none running?)\n".to_string()
+        } else {
+            table(&rows)
+        };
+        for i in &self.instances {
+            if let Some(error) = &i.last_error {
+                let at = i.last_error_at.as_deref().unwrap_or("?");
+                let _ = writeln!(out, "{}: last error at {at}: {error}", i.instance);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "queue: {} pending, {} in flight, {} waiting to retry, {} done, {} failed",
+            self.queue_count("pending"),
+            self.queue_count("in_flight"),
+            self.queue_count("retry_waiting"),
+            self.queue_count("done"),
+            self.queue_count("failed"),
+        );
+        let _ = writeln!(
+            out,
+            "oldest unfinished message: {:.0} s old ({} unfinished)",
+            self.oldest_pending_seconds, self.unfinished
+        );
+        let _ = writeln!(
+            out,
+            "inserted in the last hour: {} done, {} failed",
+            self.last_hour_done, self.last_hour_failed
+        );
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{\"instances\":[");
+        for (n, i) in self.instances.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            instance_json(&mut out, i);
+        }
+        out.push_str("],\"queue\":{");
+        for (n, (state, count)) in self.queue.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, state);
+            let _ = write!(out, ":{count}");
+        }
+        let _ = write!(
+            out,
+            "}},\"oldest_pending_seconds\":{},\"unfinished\":{},\
+             \"last_hour\":{{\"done\":{},\"failed\":{}}},\"healthy\":{}}}",
+            json_number(self.oldest_pending_seconds),
+            self.unfinished,
+            self.last_hour_done,
+            self.last_hour_failed,
+            self.healthy()
+        );
+        out
+    }
+}
+
+fn instance_json(out: &mut String, i: &InstanceStatus) {
+    let text = |out: &mut String, key: &str, value: Option<&str>| {
+        let _ = write!(out, "\"{key}\":");
+        match value {
+            Some(value) => push_json_string(out, value),
+            None => out.push_str("null"),
+        }
+        out.push(',');
+    };
+    out.push('{');
+    text(out, "instance", Some(&i.instance));
+    text(out, "host", Some(&i.host));
+    text(out, "session_state", Some(&i.session_state));
+    text(out, "server_name", i.server_name.as_deref());
+    text(out, "last_error", i.last_error.as_deref());
+    text(out, "last_error_at", i.last_error_at.as_deref());
+    text(out, "started_at", Some(&i.started_at));
+    text(out, "updated_at", Some(&i.updated_at));
+    let number = |n: Option<i32>| n.map_or("null".to_string(), |n| n.to_string());
+    let _ = write!(
+        out,
+        "\"pid\":{},\"server_id\":{},\"window_in_use\":{},\"window_size\":{},\
+         \"out_per_second\":{},\"in_per_second\":{},\"submitted_total\":{},\"done_total\":{},\
+         \"failed_total\":{},\"received_total\":{},\"seconds_since_update\":{},\"fresh\":{}}}",
+        i.pid,
+        number(i.server_id),
+        i.window_in_use,
+        number(i.window_size),
+        json_number(f64::from(i.out_per_second)),
+        json_number(f64::from(i.in_per_second)),
+        i.submitted_total,
+        i.done_total,
+        i.failed_total,
+        i.received_total,
+        json_number(i.seconds_since_update),
+        i.fresh
+    );
+}
+
+/// JSON has no NaN or infinity; rounds to milliseconds, which is all a status needs.
+fn json_number(value: f64) -> String {
+    if value.is_finite() {
+        format!("{:.3}", value)
+    } else {
+        "null".into()
+    }
+}
+
+/// Left-aligned columns two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(name: &str, state: &str, fresh: bool) -> InstanceStatus {
+        InstanceStatus {
+            instance: name.into(),
+            host: "h".into(),
+            pid: 42,
+            server_id: Some(1),
+            server_name: Some("main".into()),
+            session_state: state.into(),
+            window_in_use: 3,
+            window_size: Some(10),
+            out_per_second: 12.5,
+            in_per_second: 0.0,
+            submitted_total: 100,
+            done_total: 99,
+            failed_total: 1,
+            received_total: 0,
+            last_error: Some("session lost: \"reset\"".into()),
+            last_error_at: Some("2025-01-01T00:00:00+00:00".into()),
+            started_at: "2025-01-01T00:00:00+00:00".into(),
+            updated_at: "2025-01-01T00:01:00+00:00".into(),
+            seconds_since_update: 1.25,
+            fresh,
+        }
+    }
+
+    fn report(instances: Vec<InstanceStatus>) -> Report {
+        Report {
+            instances,
+            queue: vec![("pending".into(), 5), ("done".into(), 99)],
+            oldest_pending_seconds: 7.5,
+            unfinished: 5,
+            last_hour_done: 99,
+            last_hour_failed: 1,
+        }
+    }
+
+    #[test]
+    fn healthy_needs_a_fresh_bound_instance() {
+        assert!(!report(vec![]).healthy());
+        assert!(!report(vec![instance("a", "bound transceiver", false)]).healthy());
+        assert!(!report(vec![instance("a", "connecting", true)]).healthy());
+        assert!(report(vec![
+            instance("a", "connecting", true),
+            instance("b", "bound transmitter+receiver", true)
+        ])
+        .healthy());
+    }
+
+    #[test]
+    fn text_shows_the_table_stale_rows_and_the_queue() {
+        let text = report(vec![
+            instance("a", "bound transceiver", true),
+            instance("b", "bound transceiver", false),
+        ])
+        .to_text();
+        assert!(text.starts_with("INSTANCE  HOST  PID  STATE"), "{text}");
+        assert!(
+            text.contains("not running? (was: bound transceiver)"),
+            "{text}"
+        );
+        assert!(text.contains("1 'main'  3/10"), "{text}");
+        assert!(
+            text.contains("queue: 5 pending, 0 in flight, 0 waiting to retry, 99 done, 0 failed")
+        );
+        assert!(
+            text.contains("oldest unfinished message: 8 s old (5 unfinished)"),
+            "{text}"
+        );
+        assert!(text.contains("a: last error at 2025-01-01T00:00:00+00:00: session lost"));
+        assert!(report(vec![]).to_text().starts_with("no esmed instance"));
+    }
+
+    #[test]
+    fn json_escapes_and_carries_every_field() {
+        let json = report(vec![instance("a", "bound transceiver", true)]).to_json();
+        assert!(
+            json.starts_with("{\"instances\":[{\"instance\":\"a\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"last_error\":\"session lost: \\\"reset\\\"\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"queue\":{\"pending\":5,\"done\":99}"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"window_size\":10,\"out_per_second\":12.500"),
+            "{json}"
+        );
+        assert!(json.ends_with("\"last_hour\":{\"done\":99,\"failed\":1},\"healthy\":true}"));
+        assert_eq!(json_number(f64::NAN), "null");
+    }
+}

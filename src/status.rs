@@ -1,0 +1,180 @@
+//! What the daemon is doing right now, for the heartbeat row: the server in use, each
+//! session's state, the window in use and the last error.
+//!
+//! Sessions write it only when something changes (connect, bind, loss, stop), and the window
+//! as one relaxed atomic store per writer loop turn, so the per-PDU path takes no lock. The
+//! heartbeat thread reads it every few seconds and turns it into one `session_state` text.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::session::BindKind;
+
+/// Where one session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Bound,
+}
+
+/// The shared live status; lives in `Stats`, so every session already has it.
+#[derive(Debug, Default)]
+pub struct SessionStatus {
+    inner: Mutex<Inner>,
+    /// submit_sm awaiting their response, sampled by the submitting session.
+    pub window_in_use: AtomicU64,
+    /// Set once the daemon began its shutdown.
+    pub stopping: AtomicBool,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inner {
+    server: Option<ServerInUse>,
+    sessions: Vec<(BindKind, LinkState)>,
+    last_error: Option<(String, SystemTime)>,
+}
+
+/// The smpp_servers row the sessions use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInUse {
+    pub id: i32,
+    pub name: Option<String>,
+    pub window: i32,
+}
+
+/// A copy of the status at one moment, for the heartbeat row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusSnapshot {
+    pub server: Option<ServerInUse>,
+    pub state: String,
+    pub window_in_use: u64,
+    pub last_error: Option<(String, SystemTime)>,
+}
+
+impl SessionStatus {
+    /// A poisoned lock only means a thread panicked while holding it; the data is still
+    /// usable for a status line.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn set_server(&self, server: Option<ServerInUse>) {
+        self.lock().server = server;
+    }
+
+    /// Records a session's state; a session that ended is `forget`-ten instead.
+    pub fn set_link(&self, kind: BindKind, state: LinkState) {
+        let mut inner = self.lock();
+        match inner.sessions.iter_mut().find(|(k, _)| *k == kind) {
+            Some(entry) => entry.1 = state,
+            None => inner.sessions.push((kind, state)),
+        }
+    }
+
+    pub fn forget(&self, kind: BindKind) {
+        self.lock().sessions.retain(|(k, _)| *k != kind);
+        if kind.can_submit() {
+            self.window_in_use.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_error(&self, error: impl Into<String>) {
+        self.lock().last_error = Some((error.into(), SystemTime::now()));
+    }
+
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let inner = self.lock().clone();
+        let stopping = self.stopping.load(Ordering::Relaxed);
+        StatusSnapshot {
+            state: describe_state(&inner.sessions, stopping),
+            server: inner.server,
+            window_in_use: self.window_in_use.load(Ordering::Relaxed),
+            last_error: inner.last_error,
+        }
+    }
+}
+
+/// `idle`, `connecting`, `bound transceiver`, `bound transmitter+receiver`,
+/// `bound receiver (transmitter connecting)`, `stopping`.
+pub fn describe_state(sessions: &[(BindKind, LinkState)], stopping: bool) -> String {
+    if stopping {
+        return "stopping".into();
+    }
+    let names = |wanted: LinkState| {
+        let mut kinds: Vec<BindKind> = sessions
+            .iter()
+            .filter(|(_, state)| *state == wanted)
+            .map(|(kind, _)| *kind)
+            .collect();
+        kinds.sort_by_key(|kind| *kind as u8);
+        kinds
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let (bound, connecting) = (names(LinkState::Bound), names(LinkState::Connecting));
+    match (bound.is_empty(), connecting.is_empty()) {
+        (true, true) => "idle".into(),
+        (true, false) => "connecting".into(),
+        (false, true) => format!("bound {bound}"),
+        (false, false) => format!("bound {bound} ({connecting} connecting)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BindKind::{Receiver, Transceiver, Transmitter};
+    use LinkState::{Bound, Connecting};
+
+    #[test]
+    fn states_read_as_operators_expect() {
+        assert_eq!(describe_state(&[], false), "idle");
+        assert_eq!(
+            describe_state(&[(Transceiver, Connecting)], false),
+            "connecting"
+        );
+        assert_eq!(
+            describe_state(&[(Transceiver, Bound)], false),
+            "bound transceiver"
+        );
+        assert_eq!(
+            describe_state(&[(Receiver, Bound), (Transmitter, Bound)], false),
+            "bound transmitter+receiver"
+        );
+        assert_eq!(
+            describe_state(&[(Transmitter, Connecting), (Receiver, Bound)], false),
+            "bound receiver (transmitter connecting)"
+        );
+        assert_eq!(describe_state(&[(Transceiver, Bound)], true), "stopping");
+    }
+
+    #[test]
+    fn links_errors_and_window_are_kept() {
+        let status = SessionStatus::default();
+        status.set_link(Transmitter, Connecting);
+        status.set_link(Transmitter, Bound);
+        status.window_in_use.store(3, Ordering::Relaxed);
+        status.set_error("session lost: reset");
+        status.set_server(Some(ServerInUse {
+            id: 7,
+            name: Some("main".into()),
+            window: 10,
+        }));
+        let snap = status.snapshot();
+        assert_eq!(snap.state, "bound transmitter");
+        assert_eq!(snap.window_in_use, 3);
+        assert_eq!(snap.server.map(|s| s.id), Some(7));
+        assert_eq!(
+            snap.last_error.map(|e| e.0).as_deref(),
+            Some("session lost: reset")
+        );
+        status.forget(Transmitter);
+        let snap = status.snapshot();
+        assert_eq!((snap.state.as_str(), snap.window_in_use), ("idle", 0));
+    }
+}
