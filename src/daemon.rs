@@ -236,9 +236,10 @@ impl Supervisor<'_> {
     fn start_sessions(&mut self, row: &ServerRow) {
         let label = server_label(row);
         info!(
-            "using server {label}: {}:{} as '{}', {}",
+            "using server {label}: {}:{}{} as '{}', {}",
             row.host,
             row.port,
+            if row.smpp_tls { " (TLS)" } else { "" },
             row.esme_system_id,
             if row.esme_bind_transceiver {
                 "transceiver"
