@@ -11,7 +11,9 @@
 //! TLS records carry implicit sequence numbers, so records must reach the socket in the order
 //! rustls produced them. Whoever sends records (the writer, or rarely the reader: alerts, key
 //! update answers) takes a second lock, `send`, first and holds it from `write_tls` until the
-//! bytes are on the socket. Lock order is always `send` then `conn`.
+//! bytes are on the socket. Lock order is always `send` then `conn`. The reader needs `send`
+//! only for those rare records; if the writer is then blocked on a full socket, the reader
+//! waits with it, as a plain TCP writer blocked on a peer that reads nothing would.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
