@@ -75,6 +75,17 @@ CREATE TABLE smpp_servers (
     -- added: vendor-specific command_status codes (0x400-0x4FF) this SMSC means as permanent
     -- failures; all others in that range are retried.
     smpp_permanent_statuses integer[] NOT NULL DEFAULT '{}',
+    -- added: SMPP over TLS to this server; false = plain TCP, as before.
+    smpp_tls boolean NOT NULL DEFAULT false,
+    -- added: PEM file (on esmed's host) of the CAs that may sign the SMSC's certificate;
+    -- NULL = the system's trust store.
+    smpp_tls_ca_file varchar,
+    -- added: check the SMSC's certificate (chain and name). false only for testing: anyone
+    -- on the path could then read and change the traffic, the bind password included.
+    smpp_tls_verify boolean NOT NULL DEFAULT true,
+    -- added: the name sent as SNI and checked against the certificate; NULL = host (useful
+    -- when host is an IP address and the certificate names a DNS name).
+    smpp_tls_server_name varchar,
     UNIQUE (host, port)
 );
 

@@ -29,7 +29,12 @@ ALTER TABLE smpp_servers
     ADD COLUMN esme_source_addr_npi integer,
     ADD COLUMN esme_dest_addr_ton integer NOT NULL DEFAULT 1,
     ADD COLUMN esme_dest_addr_npi integer NOT NULL DEFAULT 1,
-    ADD COLUMN smpp_permanent_statuses integer[] NOT NULL DEFAULT '{}';
+    ADD COLUMN smpp_permanent_statuses integer[] NOT NULL DEFAULT '{}',
+    -- SMPP over TLS (off, as before); see sql/db.sql for what each column means.
+    ADD COLUMN smpp_tls boolean NOT NULL DEFAULT false,
+    ADD COLUMN smpp_tls_ca_file varchar,
+    ADD COLUMN smpp_tls_verify boolean NOT NULL DEFAULT true,
+    ADD COLUMN smpp_tls_server_name varchar;
 
 -- Messages: long texts (varchar -> text needs no table rewrite), and the added columns.
 ALTER TABLE smpp_tx_queue

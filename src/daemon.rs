@@ -26,6 +26,7 @@ use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
 use crate::session::runner::{self, SessionHandle};
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
+use crate::session::transport::TlsParams;
 use crate::session::writer::Links;
 use crate::session::{BindKind, SessionParams, SessionTimers};
 use crate::stats::Stats;
@@ -251,9 +252,10 @@ impl Supervisor<'_> {
     fn start_sessions(&mut self, row: &ServerRow) {
         let label = server_label(row);
         info!(
-            "using server {label}: {}:{} as '{}', {}",
+            "using server {label}: {}:{}{} as '{}', {}",
             row.host,
             row.port,
+            if row.smpp_tls { " (TLS)" } else { "" },
             row.esme_system_id,
             if row.esme_bind_transceiver {
                 "transceiver"
@@ -372,7 +374,18 @@ pub fn session_params(row: &ServerRow, kind: BindKind, config: &Config) -> Sessi
         reconnect_min: config.daemon.reconnect_min,
         reconnect_max: config.daemon.reconnect_max,
         shutdown_timeout: config.daemon.shutdown_timeout,
+        tls: tls_params(row),
     }
+}
+
+/// The smpp_tls* columns; None when smpp_tls is off. Empty strings count as NULL.
+fn tls_params(row: &ServerRow) -> Option<TlsParams> {
+    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    row.smpp_tls.then(|| TlsParams {
+        ca_file: non_empty(&row.smpp_tls_ca_file).map(PathBuf::from),
+        verify: row.smpp_tls_verify,
+        server_name: non_empty(&row.smpp_tls_server_name).unwrap_or_else(|| row.host.clone()),
+    })
 }
 
 fn to_u8(value: i32) -> u8 {

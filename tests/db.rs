@@ -121,6 +121,10 @@ fn issue_examples_work_verbatim_and_the_server_loads_with_defaults() {
     );
     assert!(!server.esme_bind_receiver && !server.esme_bind_transceiver);
     assert!(server.smpp_permanent_statuses.is_empty());
+    // TLS off after the upgrade; verification would be on.
+    assert!(!server.smpp_tls && server.smpp_tls_verify);
+    assert_eq!(server.smpp_tls_ca_file, None);
+    assert_eq!(server.smpp_tls_server_name, None);
 
     let claimed = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
     assert_eq!(claimed.len(), 1);

@@ -125,6 +125,18 @@ fn a_transmitter_with_the_receiver_bind_gets_receipts_and_mo_too() {
         "transmitter and receiver\n{}",
         esmed.log()
     );
+    // The SMSC marks a session bound before its journal records the bind PDU.
+    env.smsc.wait_for(T, |all| {
+        all.iter()
+            .filter(|r| {
+                matches!(
+                    r.pdu.command_id(),
+                    CommandId::BindTransmitter | CommandId::BindReceiver
+                )
+            })
+            .count()
+            >= 2
+    });
     let kinds: Vec<CommandId> = env
         .smsc
         .binds()

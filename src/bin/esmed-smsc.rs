@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use esmed::smpp::receipt::MessageState;
 use esmed::smpp::CommandStatus;
-use esmed::smsc::{Faults, MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig, SmscHandle};
+use esmed::smsc::{
+    Faults, MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig, SmscHandle, SmscTls,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -37,6 +39,9 @@ USAGE: esmed-smsc [OPTIONS]
   --stats-interval S         print counters to stderr every S seconds
   --journal FILE             one JSON line per received submit_sm
   --mo-file FILE             follow FILE for commands (as on stdin)
+  --tls-cert FILE            serve SMPP over TLS with this PEM certificate chain
+                             (own certificate first); needs --tls-key
+  --tls-key FILE             the PEM private key of --tls-cert
   --verbose                  log connections and binds to stderr
 
 Commands (stdin or --mo-file), one per line:
@@ -76,6 +81,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Usa
         mo_file: None,
         verbose: false,
     };
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = args.peekable();
     while let Some(flag) = args.next() {
         let mut value = |name: &str| {
@@ -115,12 +121,34 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Usa
             }
             "--journal" => config.journal_file = Some(PathBuf::from(value(&flag)?)),
             "--mo-file" => options.mo_file = Some(PathBuf::from(value(&flag)?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value(&flag)?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value(&flag)?)),
             other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
         }
     }
     config.faults = faults;
+    config.tls = tls_identity(tls_cert, tls_key)?;
     options.config = config;
     Ok(Some(options))
+}
+
+/// Reads --tls-cert and --tls-key; both or neither.
+fn tls_identity(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<SmscTls>, UsageError> {
+    let read = |flag: &str, path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| UsageError(format!("{flag}: cannot read {}: {e}", path.display())))
+    };
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(SmscTls {
+            cert_chain_pem: read("--tls-cert", &cert)?,
+            key_pem: read("--tls-key", &key)?,
+        })),
+        _ => Err(UsageError("--tls-cert and --tls-key go together".into())),
+    }
 }
 
 fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, UsageError> {
@@ -287,5 +315,20 @@ mod tests {
         assert!(parse(&["--drop-after", "x"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_reads_them() {
+        assert!(parse(&["--tls-cert", "/dev/null"]).is_err());
+        assert!(parse(&["--tls-key", "/dev/null"]).is_err());
+        let missing = parse(&["--tls-cert", "/nonexistent.pem", "--tls-key", "/dev/null"]);
+        assert!(missing
+            .err()
+            .is_some_and(|e| e.0.contains("/nonexistent.pem")));
+        let o = parse(&["--tls-cert", "/dev/null", "--tls-key", "/dev/null"])
+            .unwrap()
+            .unwrap();
+        assert!(o.config.tls.is_some());
+        assert!(parse(&[]).unwrap().unwrap().config.tls.is_none());
     }
 }

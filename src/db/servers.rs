@@ -45,6 +45,14 @@ pub struct ServerRow {
     pub esme_dest_addr_npi: i32,
     /// Vendor command_status codes (0x400-0x4FF) to treat as permanent failures.
     pub smpp_permanent_statuses: Vec<i32>,
+    /// SMPP over TLS.
+    pub smpp_tls: bool,
+    /// PEM bundle of trusted CAs; None = the system's trust store.
+    pub smpp_tls_ca_file: Option<String>,
+    /// Check the SMSC's certificate; false only for testing.
+    pub smpp_tls_verify: bool,
+    /// SNI and verification name; None = host.
+    pub smpp_tls_server_name: Option<String>,
 }
 
 const SELECT_ENABLED: &str = "
@@ -56,7 +64,8 @@ const SELECT_ENABLED: &str = "
            COALESCE(smpp_response_timer, 60), COALESCE(smpp_pdu_read_timer, 10),
            esme_bind_receiver, esme_system_type, smpp_window, smpp_rate_limit,
            smpp_text_coding, smpp_long_message_mode, esme_source_addr_ton,
-           esme_source_addr_npi, esme_dest_addr_ton, esme_dest_addr_npi, smpp_permanent_statuses
+           esme_source_addr_npi, esme_dest_addr_ton, esme_dest_addr_npi, smpp_permanent_statuses,
+           smpp_tls, smpp_tls_ca_file, smpp_tls_verify, smpp_tls_server_name
     FROM smpp_servers
     WHERE enabled
     ORDER BY id
@@ -105,6 +114,10 @@ fn server_from_row(row: &Row) -> Result<ServerRow, DbError> {
         esme_dest_addr_ton: get(row, 24)?,
         esme_dest_addr_npi: get(row, 25)?,
         smpp_permanent_statuses: get(row, 26)?,
+        smpp_tls: get(row, 27)?,
+        smpp_tls_ca_file: get(row, 28)?,
+        smpp_tls_verify: get(row, 29)?,
+        smpp_tls_server_name: get(row, 30)?,
     })
 }
 

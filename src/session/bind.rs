@@ -1,4 +1,5 @@
-//! Opening a session: TCP connect and the bind handshake, both within smpp_session_init_timer.
+//! Opening a session: TCP connect, the TLS handshake when smpp_tls is on, and the bind
+//! handshake, all within smpp_session_init_timer.
 //! Uses the same frame reader as the reader thread, so a bind_resp split across reads (or
 //! arriving with another PDU behind it) is handled like any other PDU.
 
@@ -6,6 +7,7 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
+use crate::session::transport::{client_config, TlsError, Transport};
 use crate::session::{BindKind, SessionParams};
 use crate::smpp::codec::{decode, encode_to_vec};
 use crate::smpp::frame::FrameBuffer;
@@ -23,6 +25,8 @@ pub enum BindError {
     Timeout,
     /// The connection broke or the SMSC answered nonsense during the handshake.
     Protocol(String),
+    /// TLS could not be set up: our CA file, or the SMSC's certificate, or the handshake.
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for BindError {
@@ -32,15 +36,16 @@ impl std::fmt::Display for BindError {
             BindError::Refused(status) => write!(f, "bind refused: {status}"),
             BindError::Timeout => f.write_str("no bind response within smpp_session_init_timer"),
             BindError::Protocol(why) => write!(f, "bind failed: {why}"),
+            BindError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for BindError {}
 
-/// A bound session's socket, with any bytes that arrived after the bind_resp.
+/// A bound session's connection, with any bytes that arrived after the bind_resp.
 pub struct Bound {
-    pub stream: TcpStream,
+    pub transport: Transport,
     pub buffer: FrameBuffer,
     /// The SMSC's system_id from the bind_resp.
     pub smsc_system_id: String,
@@ -51,8 +56,9 @@ pub const BIND_SEQUENCE: u32 = 1;
 
 pub fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
     let deadline = Instant::now() + params.timers.session_init;
-    let mut stream = connect(params, deadline)?;
+    let stream = connect(params, deadline)?;
     stream.set_nodelay(true).map_err(BindError::Connect)?;
+    let mut stream = open_transport(stream, params, deadline)?;
     let request = Pdu::new(BIND_SEQUENCE, bind_body(params));
     let bytes = encode_to_vec(&request).map_err(|e| BindError::Protocol(e.to_string()))?;
     stream
@@ -67,7 +73,7 @@ pub fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
                 if let Some(smsc_system_id) = bind_answer(&pdu, params.bind)? {
                     stream.set_read_timeout(None).map_err(BindError::Connect)?;
                     return Ok(Bound {
-                        stream,
+                        transport: stream,
                         buffer,
                         smsc_system_id,
                     });
@@ -116,6 +122,23 @@ fn connect(params: &SessionParams, deadline: Instant) -> Result<TcpStream, BindE
         }
     }
     Err(BindError::Connect(last))
+}
+
+/// Plain TCP, or TLS over it with the handshake done.
+fn open_transport(
+    stream: TcpStream,
+    params: &SessionParams,
+    deadline: Instant,
+) -> Result<Transport, BindError> {
+    let Some(tls) = &params.tls else {
+        return Transport::plain(stream).map_err(BindError::Connect);
+    };
+    // Built per connection: a replaced CA file is picked up at the next reconnect.
+    let config = client_config(tls).map_err(BindError::Tls)?;
+    Transport::client(stream, config, &tls.server_name, deadline).map_err(|e| match e {
+        TlsError::Timeout => BindError::Timeout,
+        e => BindError::Tls(e),
+    })
 }
 
 fn bind_body(params: &SessionParams) -> Body {

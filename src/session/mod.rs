@@ -18,6 +18,7 @@ pub mod reader;
 pub mod runner;
 pub mod submit;
 pub mod timers;
+pub mod transport;
 pub mod writer;
 
 use std::time::Duration;
@@ -89,4 +90,6 @@ pub struct SessionParams {
     pub reconnect_max: Duration,
     /// At stop, the longest wait for outstanding responses before unbinding anyway.
     pub shutdown_timeout: Duration,
+    /// SMPP over TLS; None = plain TCP.
+    pub tls: Option<transport::TlsParams>,
 }

@@ -6,11 +6,11 @@
 //! when the socket closes (the writer shuts it down to stop it) or the writer goes away.
 
 use std::io;
-use std::net::TcpStream;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::session::transport::ReadHalf;
 use crate::smpp::codec::{decode, DecodeError};
 use crate::smpp::frame::{FrameBuffer, FrameError};
 use crate::smpp::Pdu;
@@ -31,7 +31,7 @@ pub enum ReaderEvent {
 
 /// Starts the reader on `stream`; `buffer` holds whatever arrived behind the bind_resp.
 pub fn spawn(
-    mut stream: TcpStream,
+    mut stream: ReadHalf,
     buffer: FrameBuffer,
     pdu_read_timeout: Duration,
     events: Sender<ReaderEvent>,
@@ -46,7 +46,7 @@ pub fn spawn(
 
 /// Reads until the connection ends; returns why it ended.
 fn read_loop(
-    stream: &mut TcpStream,
+    stream: &mut ReadHalf,
     mut buffer: FrameBuffer,
     pdu_read_timeout: Duration,
     events: &Sender<ReaderEvent>,

@@ -62,6 +62,7 @@ pub fn spawn(params: SessionParams, links: Links) -> std::io::Result<SessionHand
 }
 
 fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
+    warn_if_unverified(params);
     let mut backoff = Backoff::new(params.reconnect_min, params.reconnect_max);
     loop {
         links
@@ -72,8 +73,17 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
             Ok(bound) => {
                 links.stats.session.set_link(params.bind, LinkState::Bound);
                 info!(
-                    "{}: bound as {} to {}:{} (SMSC system_id '{}')",
-                    params.label, params.bind, params.host, params.port, bound.smsc_system_id
+                    "{}: bound as {} to {}:{}{} (SMSC system_id '{}')",
+                    params.label,
+                    params.bind,
+                    params.host,
+                    params.port,
+                    if bound.transport.is_tls() {
+                        " over TLS"
+                    } else {
+                        ""
+                    },
+                    bound.smsc_system_id
                 );
                 backoff.reset();
                 match run_bound(params, links, bound, stop) {
@@ -116,6 +126,17 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
     }
 }
 
+fn warn_if_unverified(params: &SessionParams) {
+    if params.tls.as_ref().is_some_and(|tls| !tls.verify) {
+        warn!(
+            "{}: smpp_tls_verify is OFF: the SMSC's certificate is NOT checked, so anyone on the \
+             path can pose as the SMSC and read the bind password and every message. Use this \
+             only for testing.",
+            params.label
+        );
+    }
+}
+
 /// Credentials the SMSC rejected will not get better soon: wait the longest backoff.
 fn bind_failure_delay(e: &BindError, backoff: &mut Backoff, max: Duration) -> Duration {
     match e {
@@ -133,16 +154,13 @@ fn run_bound(
     bound: crate::session::bind::Bound,
     stop: &Receiver<()>,
 ) -> Ending {
-    let read_half = match bound.stream.try_clone() {
-        Ok(stream) => stream,
-        Err(e) => return Ending::Lost(format!("cannot clone the socket: {e}")),
-    };
+    let (read_half, write_half) = bound.transport.split();
     let (events_tx, events_rx) = bounded(1024);
     let reader = match reader::spawn(read_half, bound.buffer, params.timers.pdu_read, events_tx) {
         Ok(handle) => handle,
         Err(e) => return Ending::Lost(format!("cannot start the reader thread: {e}")),
     };
-    let ending = Writer::new(params, links, bound.stream).run(events_rx, stop);
+    let ending = Writer::new(params, links, write_half).run(events_rx, stop);
     if reader.join().is_err() {
         error!("{}: the reader thread panicked", params.label);
     }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
@@ -22,6 +22,7 @@ use crate::session::inbound::rx_row;
 use crate::session::outbox::{Outbox, ResponseEffect};
 use crate::session::reader::ReaderEvent;
 use crate::session::timers::{Timer, TimerWheel};
+use crate::session::transport::WriteHalf;
 use crate::session::SessionParams;
 use crate::smpp::codec::encode;
 use crate::smpp::pdu::{Body, MessageIdResp};
@@ -62,7 +63,7 @@ enum Pending {
 pub struct Writer<'a> {
     params: &'a SessionParams,
     links: &'a Links,
-    stream: TcpStream,
+    stream: WriteHalf,
     out: Vec<u8>,
     timers: TimerWheel,
     fired: Vec<Timer>,
@@ -81,7 +82,7 @@ pub struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    pub fn new(params: &'a SessionParams, links: &'a Links, stream: TcpStream) -> Self {
+    pub fn new(params: &'a SessionParams, links: &'a Links, stream: WriteHalf) -> Self {
         let now = Instant::now();
         let mut sequence = SequenceNumbers::new();
         // sequence 1 was the bind

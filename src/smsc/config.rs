@@ -42,6 +42,28 @@ pub struct SmscConfig {
     pub journal_file: Option<PathBuf>,
     /// How many messages `query_sm` and `SmscHandle::send_receipt` remember (oldest dropped).
     pub remembered_messages: usize,
+    /// Serve SMPP over TLS with this certificate; None = plain TCP.
+    pub tls: Option<SmscTls>,
+}
+
+/// The test SMSC's TLS identity, as PEM text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmscTls {
+    /// The certificate chain, the SMSC's own certificate first.
+    pub cert_chain_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for SmscTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("SmscTls")
+            .field(
+                "cert_chain_pem",
+                &format!("{} bytes", self.cert_chain_pem.len()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SmscConfig {
@@ -61,6 +83,7 @@ impl Default for SmscConfig {
             journal_in_memory: true,
             journal_file: None,
             remembered_messages: 200_000,
+            tls: None,
         }
     }
 }

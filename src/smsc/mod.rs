@@ -4,6 +4,8 @@
 //! ids, sends delivery receipts and MO messages, injects faults, and journals every PDU it
 //! receives with its arrival time. Not a real SMSC: nothing is routed anywhere.
 //!
+//! Optionally serves TLS (`SmscConfig::tls`): see `tls` for the pump that terminates it.
+//!
 //! Threads: one accept loop; per connection a reader (`session`) and a writer (`outbox`,
 //! which coalesces everything queued into one write); one deliverer that sends receipts and
 //! MO and resends unanswered ones. `SmscHandle::stop` (or dropping the handle) closes every
@@ -23,6 +25,7 @@ mod messages;
 mod outbox;
 pub mod receipt_text;
 mod session;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,7 +37,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    Faults, IdFormat, MoMessage, ReceiptConfig, ReceiptIdFormat, ReceiptMode, SmscConfig,
+    Faults, IdFormat, MoMessage, ReceiptConfig, ReceiptIdFormat, ReceiptMode, SmscConfig, SmscTls,
 };
 pub use journal::{Received, Sent};
 
@@ -117,6 +120,8 @@ struct State {
 /// Shared by all threads and the handle.
 struct Shared {
     config: SmscConfig,
+    /// Set when the SMSC serves TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: Mutex<State>,
     journal: Journal,
     deliverer: Deliverer,
@@ -161,6 +166,13 @@ pub struct Smsc;
 impl Smsc {
     /// Binds the listener and starts the accept and deliverer threads.
     pub fn start(config: SmscConfig) -> io::Result<SmscHandle> {
+        let tls = match &config.tls {
+            Some(tls) => Some(
+                crate::session::transport::server_config(&tls.cert_chain_pem, &tls.key_pem)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            ),
+            None => None,
+        };
         let listener = TcpListener::bind(config.bind_addr)?;
         let addr = listener.local_addr()?;
         let journal = Journal::new(config.journal_in_memory, config.journal_file.as_deref())?;
@@ -174,6 +186,7 @@ impl Smsc {
         };
         let shared = Arc::new(Shared {
             config,
+            tls,
             state: Mutex::new(state),
             journal,
             deliverer: Deliverer::default(),
@@ -212,19 +225,26 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 continue;
             }
         };
-        if let Err(e) = start_connection(shared, stream) {
+        let started = match &shared.tls {
+            Some(config) => tls::start_tls_connection(shared, stream, Arc::clone(config)),
+            None => {
+                let peer = stream
+                    .peer_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string());
+                start_connection(shared, stream, &peer)
+            }
+        };
+        if let Err(e) = started {
             log::warn!("cannot start a connection: {e}");
         }
     }
 }
 
-fn start_connection(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
+/// Runs the SMPP session of a plain connection (for TLS: the session end of the pump's pair).
+fn start_connection(shared: &Arc<Shared>, stream: TcpStream, peer: &str) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let connection = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-    log::info!(
-        "connection {connection} from {}",
-        stream.peer_addr().map_or("?".into(), |a| a.to_string())
-    );
+    log::info!("connection {connection} from {peer}");
     let outbox = Arc::new(Outbox::default());
     shared.lock_state().sessions.insert(
         connection,

@@ -2,6 +2,8 @@
 //! SMSC on 127.0.0.1, and the real `esmed` binary run as a separate process against both.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

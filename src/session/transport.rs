@@ -1,0 +1,810 @@
+//! The byte stream under a session: plain TCP, or TLS (rustls) over TCP. Both split into a
+//! read half for the reader thread and a write half for the writer thread.
+//!
+//! Plain TCP halves are two handles of one socket (`try_clone`), exactly as before TLS existed.
+//! TLS halves also keep a socket handle each, and share one `rustls::Connection` behind a
+//! mutex: the reader reads raw bytes from its socket without the lock, then locks to decrypt;
+//! the writer locks to encrypt, then writes outside the lock. Neither thread ever blocks on the
+//! socket while holding the connection, so a writer stuck on a full send buffer never stops
+//! the reader from draining what the peer sends (which is what unblocks the peer).
+//!
+//! TLS records carry implicit sequence numbers, so records must reach the socket in the order
+//! rustls produced them. Whoever sends records (the writer, or rarely the reader: alerts, key
+//! update answers) takes a second lock, `send`, first and holds it from `write_tls` until the
+//! bytes are on the socket. Lock order is always `send` then `conn`. The reader needs `send`
+//! only for those rare records; if the writer is then blocked on a full socket, the reader
+//! waits with it, as a plain TCP writer blocked on a peer that reads nothing would.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig,
+    ServerConnection, SignatureScheme,
+};
+
+/// How a session's TLS is set up (from the smpp_tls* columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsParams {
+    /// PEM bundle of the CAs to trust; None = the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// Check the SMSC's certificate (chain and name). Off only for testing.
+    pub verify: bool,
+    /// The name sent as SNI and checked against the certificate: a DNS name or an IP address.
+    pub server_name: String,
+}
+
+/// Why a TLS connection could not be set up.
+#[derive(Debug)]
+pub enum TlsError {
+    /// Our own setup is wrong: CA file, key, certificate or server name.
+    Setup(String),
+    /// The handshake failed; `peer` is the name we verified against (or the client's address).
+    Handshake { error: rustls::Error, peer: String },
+    /// The handshake did not finish in time.
+    Timeout,
+    /// The connection broke during the handshake.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::Setup(why) => write!(f, "TLS: {why}"),
+            TlsError::Handshake { error, peer } => write!(f, "TLS: {error} for {peer}"),
+            TlsError::Timeout => f.write_str("TLS: the handshake did not finish in time"),
+            TlsError::Io(e) => write!(f, "TLS: connection failed during the handshake: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The client configuration for `params`: trust anchors from the CA file or the system.
+pub fn client_config(params: &TlsParams) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let config = if params.verify {
+        let roots = match &params.ca_file {
+            Some(path) => roots_from_file(path)?,
+            None => system_roots()?,
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let verifier = NoVerification(provider.signature_verification_algorithms);
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::Setup(format!("cannot read the CA file {shown}: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Setup(format!("bad PEM in the CA file {shown}: {e}")))?;
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Setup(format!("bad certificate in {shown}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Setup(format!(
+            "no certificate in the CA file {shown}"
+        )));
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        log::debug!("system trust store: {error}");
+    }
+    let mut roots = RootCertStore::empty();
+    let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(TlsError::Setup(
+            "no trusted certificate in the system store (install ca-certificates, or set \
+             smpp_tls_ca_file)"
+                .into(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// Accepts any certificate but still checks the handshake signatures: smpp_tls_verify = false.
+#[derive(Debug)]
+struct NoVerification(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// A server configuration from a PEM certificate chain (leaf first) and a PEM private key.
+pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Setup(format!("bad certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Setup("no certificate in the chain PEM".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::Setup(format!("bad private key PEM: {e}")))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Setup(format!("certificate and key: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// A connected stream, ready for SMPP: plain, or TLS with the handshake done.
+pub struct Transport {
+    read: ReadHalf,
+    write: WriteHalf,
+}
+
+impl Transport {
+    /// Plain TCP.
+    pub fn plain(stream: TcpStream) -> io::Result<Transport> {
+        let read = stream.try_clone()?;
+        Ok(Transport {
+            read: ReadHalf::Plain(read),
+            write: WriteHalf::Plain(stream),
+        })
+    }
+
+    /// TLS client: handshakes (verifying the server as `config` says) before `deadline`.
+    pub fn client(
+        stream: TcpStream,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        deadline: Instant,
+    ) -> Result<Transport, TlsError> {
+        let name = ServerName::try_from(server_name.to_string()).map_err(|_| {
+            TlsError::Setup(format!(
+                "'{server_name}' is not a valid server name (smpp_tls_server_name)"
+            ))
+        })?;
+        let conn =
+            ClientConnection::new(config, name).map_err(|e| TlsError::Setup(e.to_string()))?;
+        Transport::tls(stream, conn.into(), server_name, deadline)
+    }
+
+    /// TLS server: handshakes with the client connected on `stream` before `deadline`.
+    pub fn server(
+        stream: TcpStream,
+        config: Arc<ServerConfig>,
+        deadline: Instant,
+    ) -> Result<Transport, TlsError> {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "the client".into(), |a| a.to_string());
+        let conn = ServerConnection::new(config).map_err(|e| TlsError::Setup(e.to_string()))?;
+        Transport::tls(stream, conn.into(), &peer, deadline)
+    }
+
+    fn tls(
+        mut stream: TcpStream,
+        mut conn: Connection,
+        peer: &str,
+        deadline: Instant,
+    ) -> Result<Transport, TlsError> {
+        handshake(&mut conn, &mut stream, deadline).map_err(|e| match e {
+            HandshakeFailure::Tls(error) => TlsError::Handshake {
+                error,
+                peer: peer.to_string(),
+            },
+            HandshakeFailure::Timeout => TlsError::Timeout,
+            HandshakeFailure::Io(e) => TlsError::Io(e),
+        })?;
+        let read_socket = stream.try_clone().map_err(TlsError::Io)?;
+        let shared = Arc::new(TlsShared {
+            conn: Mutex::new(conn),
+            send: Mutex::new(()),
+        });
+        Ok(Transport {
+            read: ReadHalf::Tls(TlsReadHalf {
+                socket: read_socket,
+                shared: Arc::clone(&shared),
+                raw: vec![0; RAW_READ_SIZE].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            }),
+            write: WriteHalf::Tls(TlsWriteHalf {
+                socket: stream,
+                shared,
+                records: Vec::new(),
+            }),
+        })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.write, WriteHalf::Tls(_))
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read.set_read_timeout(timeout)
+    }
+
+    /// The reader thread's half and the writer thread's half.
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        (self.read, self.write)
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read.read(buf)
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write.flush()
+    }
+}
+
+enum HandshakeFailure {
+    Tls(rustls::Error),
+    Timeout,
+    Io(io::Error),
+}
+
+fn handshake(
+    conn: &mut Connection,
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Result<(), HandshakeFailure> {
+    let failure = |e: io::Error| match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(error) => HandshakeFailure::Tls(error.clone()),
+        None if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) =>
+        {
+            HandshakeFailure::Timeout
+        }
+        None => HandshakeFailure::Io(e),
+    };
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HandshakeFailure::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(failure)?;
+        stream.set_write_timeout(Some(left)).map_err(failure)?;
+        if conn.complete_io(stream).map_err(failure)? == (0, 0) {
+            return Err(HandshakeFailure::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    while conn.wants_write() {
+        conn.write_tls(stream).map_err(failure)?;
+    }
+    stream.set_read_timeout(None).map_err(failure)?;
+    stream.set_write_timeout(None).map_err(failure)?;
+    Ok(())
+}
+
+/// Raw bytes read from the socket at once: a little more than one full TLS record.
+const RAW_READ_SIZE: usize = 18 * 1024;
+
+/// What both TLS halves share.
+struct TlsShared {
+    conn: Mutex<Connection>,
+    /// Held from producing TLS records until they are written, to keep them in order.
+    send: Mutex<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> io::Result<MutexGuard<'_, T>> {
+    // A panic while holding the connection may have left it half-updated: treat it as broken.
+    mutex
+        .lock()
+        .map_err(|_| io::Error::other("TLS state poisoned by a panicked thread"))
+}
+
+fn tls_error(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+/// The reader thread's end.
+pub enum ReadHalf {
+    Plain(TcpStream),
+    Tls(TlsReadHalf),
+}
+
+impl ReadHalf {
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            ReadHalf::Plain(stream) => stream.set_read_timeout(timeout),
+            ReadHalf::Tls(tls) => tls.socket.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ReadHalf::Plain(stream) => stream.read(buf),
+            ReadHalf::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+pub struct TlsReadHalf {
+    socket: TcpStream,
+    shared: Arc<TlsShared>,
+    /// Raw bytes read from the socket; `start..end` not yet given to rustls.
+    raw: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl TlsReadHalf {
+    /// Gives rustls the raw bytes it takes (the plaintext buffer is empty here, so it always
+    /// takes some) and decrypts them. Returns whether rustls wants to send something.
+    fn feed(&mut self) -> io::Result<bool> {
+        let mut conn = lock(&self.shared.conn)?;
+        let mut pending = &self.raw[self.start..self.end];
+        let taken = conn.read_tls(&mut pending)?;
+        // Ok(0) with bytes left: a close_notify came before them; nothing after it counts.
+        self.start = if taken == 0 {
+            self.end
+        } else {
+            self.start + taken
+        };
+        let processed = conn.process_new_packets();
+        let wants_write = conn.wants_write();
+        drop(conn);
+        if let Err(error) = processed {
+            // Tell the peer why (the alert rustls queued), then fail.
+            let _ = self.send_records();
+            return Err(tls_error(error));
+        }
+        Ok(wants_write)
+    }
+
+    /// Sends the records rustls queued (alerts, key update answers), in order with the writer's.
+    fn send_records(&mut self) -> io::Result<()> {
+        let _order = lock(&self.shared.send)?;
+        let mut records = Vec::new();
+        {
+            let mut conn = lock(&self.shared.conn)?;
+            while conn.wants_write() {
+                conn.write_tls(&mut records)?;
+            }
+        }
+        self.socket.write_all(&records)
+    }
+}
+
+impl Read for TlsReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match lock(&self.shared.conn)?.reader().read(buf) {
+                // Ok(0): the peer sent close_notify
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if self.start < self.end {
+                if self.feed()? {
+                    self.send_records()?;
+                }
+                continue;
+            }
+            // The lock is not held here: the writer keeps going while we wait for bytes.
+            let n = self.socket.read(&mut self.raw)?;
+            self.start = 0;
+            self.end = n;
+            if n == 0 {
+                // Tell rustls about the EOF; its reader then says clean close or truncation.
+                lock(&self.shared.conn)?.read_tls(&mut &[][..])?;
+            }
+        }
+    }
+}
+
+/// The writer thread's end.
+pub enum WriteHalf {
+    Plain(TcpStream),
+    Tls(TlsWriteHalf),
+}
+
+impl WriteHalf {
+    /// Ends the connection: for TLS a close_notify first (best effort, bounded in time). Also
+    /// wakes the reader thread blocked on the other handle.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(stream) => stream.shutdown(how),
+            WriteHalf::Tls(tls) => {
+                let _ = tls.close_notify();
+                tls.socket.shutdown(how)
+            }
+        }
+    }
+}
+
+impl Write for WriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            WriteHalf::Plain(stream) => stream.write(buf),
+            WriteHalf::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(stream) => stream.write_all(buf),
+            WriteHalf::Tls(tls) => tls.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(stream) => stream.flush(),
+            WriteHalf::Tls(_) => Ok(()),
+        }
+    }
+}
+
+pub struct TlsWriteHalf {
+    socket: TcpStream,
+    shared: Arc<TlsShared>,
+    /// Encrypted records waiting for the socket; kept to reuse its allocation.
+    records: Vec<u8>,
+}
+
+impl TlsWriteHalf {
+    fn close_notify(&mut self) -> io::Result<()> {
+        self.socket
+            .set_write_timeout(Some(Duration::from_secs(1)))?;
+        let _order = lock(&self.shared.send)?;
+        self.records.clear();
+        {
+            let mut conn = lock(&self.shared.conn)?;
+            conn.send_close_notify();
+            while conn.wants_write() {
+                conn.write_tls(&mut self.records)?;
+            }
+        }
+        self.socket.write_all(&self.records)
+    }
+}
+
+impl Write for TlsWriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        let _order = lock(&self.shared.send)?;
+        while !buf.is_empty() {
+            self.records.clear();
+            {
+                let mut conn = lock(&self.shared.conn)?;
+                // rustls takes what fits its send buffer; the rest goes in the next turn
+                let taken = conn.writer().write(buf)?;
+                buf = &buf[taken..];
+                while conn.wants_write() {
+                    conn.write_tls(&mut self.records)?;
+                }
+                if taken == 0 && self.records.is_empty() {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+            }
+            // The lock is released: the reader keeps decrypting while this write blocks.
+            self.socket.write_all(&self.records)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// A throwaway CA and a server certificate it signed for localhost and 127.0.0.1.
+    struct TestPki {
+        ca_pem: String,
+        chain_pem: String,
+        key_pem: String,
+    }
+
+    /// `ca_name` tells CAs apart: a CA of the same name would be taken for the issuer, and
+    /// the check would fail on the signature instead.
+    fn pki_named(ca_name: &str) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, ca_name);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    fn pki() -> TestPki {
+        pki_named("esmed test CA")
+    }
+
+    fn write_temp(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "esmed-transport-{}-{name}-{:?}.pem",
+            std::process::id(),
+            thread::current().id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn params(ca_file: Option<PathBuf>, verify: bool, server_name: &str) -> TlsParams {
+        TlsParams {
+            ca_file,
+            verify,
+            server_name: server_name.into(),
+        }
+    }
+
+    /// A TLS server on 127.0.0.1 that echoes everything back, one connection; returns its port
+    /// and a join handle giving the server side's handshake result.
+    fn echo_server(pki: &TestPki) -> (u16, thread::JoinHandle<Result<(), TlsError>>) {
+        let config = server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let (mut read, mut write) = Transport::server(stream, config, deadline)?.split();
+            let mut buf = [0u8; 5000];
+            loop {
+                match read.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = write.shutdown(Shutdown::Both);
+            Ok(())
+        });
+        (port, handle)
+    }
+
+    fn connect(port: u16, params: &TlsParams) -> Result<Transport, TlsError> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let config = client_config(params)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        Transport::client(stream, config, &params.server_name, deadline)
+    }
+
+    #[test]
+    fn tls_echo_through_split_halves_on_two_threads() {
+        let pki = pki();
+        let ca = write_temp("ca-echo", &pki.ca_pem);
+        let (port, server) = echo_server(&pki);
+        let transport = connect(port, &params(Some(ca.clone()), true, "localhost")).unwrap();
+        assert!(transport.is_tls());
+        let (mut read, mut write) = transport.split();
+        // More than rustls buffers and than a socket holds, in odd-sized writes, while the
+        // other thread reads: the halves must not block each other.
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = thread::spawn(move || {
+            for chunk in sent.chunks(7919) {
+                write.write_all(chunk).unwrap();
+            }
+            write
+        });
+        let mut echoed = vec![0u8; data.len()];
+        read.read_exact(&mut echoed).unwrap();
+        assert!(echoed == data, "echo differs");
+        let mut write = writer.join().unwrap();
+        write.shutdown(Shutdown::Both).unwrap();
+        server.join().unwrap().unwrap();
+        let _ = std::fs::remove_file(ca);
+    }
+
+    #[test]
+    fn a_clean_close_reads_as_end_of_stream() {
+        let pki = pki();
+        let ca = write_temp("ca-close", &pki.ca_pem);
+        let (port, server) = echo_server(&pki);
+        let (mut read, mut write) = connect(port, &params(Some(ca.clone()), true, "127.0.0.1"))
+            .unwrap()
+            .split();
+        write.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        read.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        // Our close_notify ends the echo loop; the server answers with its own.
+        write.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read.read(&mut buf).unwrap(), 0);
+        server.join().unwrap().unwrap();
+        let _ = std::fs::remove_file(ca);
+    }
+
+    #[test]
+    fn an_untrusted_certificate_fails_the_handshake_and_says_why() {
+        let pki = pki();
+        let other = write_temp("ca-other", &pki_named("another CA").ca_pem);
+        let (port, server) = echo_server(&pki);
+        let error = connect(port, &params(Some(other.clone()), true, "localhost"))
+            .err()
+            .expect("handshake must fail");
+        assert_eq!(
+            error.to_string(),
+            "TLS: invalid peer certificate: UnknownIssuer for localhost"
+        );
+        // The server learns it from our alert.
+        assert!(matches!(
+            server.join().unwrap(),
+            Err(TlsError::Handshake { .. })
+        ));
+        let _ = std::fs::remove_file(other);
+    }
+
+    #[test]
+    fn a_certificate_for_another_name_fails_the_handshake() {
+        let pki = pki();
+        let ca = write_temp("ca-name", &pki.ca_pem);
+        let (port, server) = echo_server(&pki);
+        let error = connect(port, &params(Some(ca.clone()), true, "smsc.example.net"))
+            .err()
+            .expect("handshake must fail");
+        let text = error.to_string();
+        assert!(text.starts_with("TLS: invalid peer certificate"), "{text}");
+        assert!(text.ends_with("for smsc.example.net"), "{text}");
+        let _ = server.join();
+        let _ = std::fs::remove_file(ca);
+    }
+
+    #[test]
+    fn verification_off_accepts_any_certificate() {
+        let pki = pki();
+        let (port, server) = echo_server(&pki);
+        let (mut read, mut write) = connect(port, &params(None, false, "smsc.example.net"))
+            .unwrap()
+            .split();
+        write.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        read.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+        write.shutdown(Shutdown::Both).unwrap();
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn setup_errors_name_the_file_or_the_name() {
+        let missing = PathBuf::from("/nonexistent/esmed-ca.pem");
+        let error =
+            client_config(&params(Some(missing), true, "localhost")).expect_err("missing CA file");
+        assert!(
+            error.to_string().contains("/nonexistent/esmed-ca.pem"),
+            "{error}"
+        );
+        let empty = write_temp("empty", "no PEM here\n");
+        let error = client_config(&params(Some(empty.clone()), true, "localhost"))
+            .expect_err("empty CA file");
+        assert!(error.to_string().contains("no certificate"), "{error}");
+        let _ = std::fs::remove_file(empty);
+
+        let config = client_config(&params(None, false, "x")).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let error = Transport::client(stream, config, "bad name!", Instant::now())
+            .err()
+            .expect("bad server name");
+        assert!(error.to_string().contains("'bad name!'"), "{error}");
+
+        assert!(server_config(b"", b"").is_err());
+    }
+
+    #[test]
+    fn a_silent_server_times_the_handshake_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let config = client_config(&params(None, false, "localhost")).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let error = Transport::client(stream, config, "localhost", deadline)
+            .err()
+            .expect("no server hello");
+        assert!(matches!(error, TlsError::Timeout), "{error}");
+    }
+
+    #[test]
+    fn plain_halves_are_two_handles_of_one_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let transport = Transport::plain(client).unwrap();
+        assert!(!transport.is_tls());
+        let (mut read, mut write) = transport.split();
+        write.write_all(b"abc").unwrap();
+        let mut buf = [0u8; 3];
+        server.read_exact(&mut buf).unwrap();
+        server.write_all(b"xyz").unwrap();
+        read.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"xyz");
+        // Shutting down the write half wakes a reader blocked on the other handle.
+        let blocked = thread::spawn(move || read.read(&mut [0u8; 1]).unwrap());
+        thread::sleep(Duration::from_millis(50));
+        write.shutdown(Shutdown::Both).unwrap();
+        assert_eq!(blocked.join().unwrap(), 0);
+    }
+}

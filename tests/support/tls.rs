@@ -1,0 +1,54 @@
+//! Throwaway PKI for the TLS tests: a CA made in the test and a certificate it signed for the
+//! test SMSC on 127.0.0.1 / localhost.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use esmed::smsc::{SmscConfig, SmscTls};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+pub struct TestPki {
+    pub ca_pem: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl TestPki {
+    /// `ca_name` tells CAs apart (a same-named CA would be taken for the issuer).
+    pub fn new(ca_name: &str) -> TestPki {
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, ca_name);
+        let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
+        let key = KeyPair::generate().expect("server key");
+        let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("server params");
+        let cert = leaf
+            .signed_by(&key, &ca_cert, &ca_key)
+            .expect("sign the server certificate");
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Writes the CA certificate to `dir/name` and returns the path.
+    pub fn write_ca(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, &self.ca_pem).expect("write the CA file");
+        path
+    }
+
+    /// The usual test SMSC, serving TLS with this PKI's server certificate.
+    pub fn smsc_config(&self) -> SmscConfig {
+        SmscConfig {
+            tls: Some(SmscTls {
+                cert_chain_pem: self.chain_pem.clone().into_bytes(),
+                key_pem: self.key_pem.clone().into_bytes(),
+            }),
+            ..super::smsc_config()
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! End to end, SMPP over TLS (issue 6): esmed with smpp_tls on against the test SMSC serving
+//! TLS with a CA made in the test. Plain TCP is what every other e2e suite runs.
+
+mod support;
+
+use std::time::Duration;
+
+use esmed::smsc::{ReceiptConfig, ReceiptMode};
+use support::tls::TestPki;
+use support::{wait_until, Env};
+
+const T: Duration = Duration::from_secs(20);
+
+fn quoted(path: &std::path::Path) -> String {
+    format!("'{}'", path.display())
+}
+
+#[test]
+fn messages_and_receipts_go_through_a_tls_smsc_with_a_private_ca() {
+    let pki = TestPki::new("esmed e2e CA");
+    let smsc = esmed::smsc::SmscConfig {
+        receipts: ReceiptMode::After(ReceiptConfig::after(Duration::from_millis(20))),
+        ..pki.smsc_config()
+    };
+    let env = Env::with_smsc("tls-ok", smsc);
+    let ca = pki.write_ca(&env.dir.0, "ca.pem");
+    // host is 127.0.0.1 and smpp_tls_server_name is NULL: the IP address is verified.
+    env.add_server(&[
+        ("esme_bind_transceiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+        ("smpp_tls", "TRUE"),
+        ("smpp_tls_ca_file", &quoted(&ca)),
+    ]);
+    for n in 0..20 {
+        env.insert(&format!("4477009002{n:02}"), &format!("over TLS {n}"));
+    }
+    // A long one: several PDUs coalesced into one TLS write.
+    env.insert("447700900300", &"long text over TLS ".repeat(30));
+    let mut esmed = env.esmed("tls-ok", "");
+    env.wait_all(
+        "submission_done AND smpp_message_state IS NOT DISTINCT FROM 'DELIVERED'",
+        T,
+        &esmed,
+    );
+    assert!(env.smsc.submits().len() >= 22, "every part arrived");
+    let log = esmed.log();
+    assert!(log.contains("over TLS (SMSC system_id"), "{log}");
+    assert!(!log.contains("smpp_tls_verify is OFF"), "{log}");
+
+    // Clean stop over TLS: unbind answered, then close_notify.
+    assert!(esmed.terminate(T).success());
+    assert_eq!(env.smsc.unbinds().len(), 1);
+}
+
+#[test]
+fn a_wrong_or_missing_ca_refuses_the_smsc_and_sends_nothing() {
+    let pki = TestPki::new("the SMSC's CA");
+    let env = Env::with_smsc("tls-bad", pki.smsc_config());
+    let other = TestPki::new("some other CA").write_ca(&env.dir.0, "other-ca.pem");
+    let id = env.add_server(&[
+        ("smpp_tls", "TRUE"),
+        ("smpp_tls_ca_file", &quoted(&other)),
+        ("smpp_tls_server_name", "'localhost'"),
+    ]);
+    let row = env.insert("447700900123", "must wait for a trusted SMSC");
+    let esmed = env.esmed("tls-bad", "");
+    wait_until(T, "the certificate error in the log", &esmed, || {
+        esmed
+            .log()
+            .contains("TLS: invalid peer certificate: UnknownIssuer for localhost")
+    });
+
+    let missing = env.dir.0.join("missing-ca.pem");
+    env.db()
+        .execute(
+            &format!(
+                "UPDATE smpp_servers SET smpp_tls_ca_file = {} WHERE id = $1",
+                quoted(&missing)
+            ),
+            &[&id],
+        )
+        .unwrap();
+    wait_until(T, "the missing CA file in the log", &esmed, || {
+        esmed.log().contains(&format!(
+            "TLS: cannot read the CA file {}",
+            missing.display()
+        ))
+    });
+    assert!(
+        env.smsc.binds().is_empty(),
+        "no bind without a trusted TLS link"
+    );
+    assert_eq!(env.count("submission_done OR submission_failed"), 0);
+    assert_eq!(env.count("submission_attempts > 0"), 0);
+
+    // The right CA: the waiting row goes out.
+    let ca = pki.write_ca(&env.dir.0, "ca.pem");
+    env.db()
+        .execute(
+            &format!(
+                "UPDATE smpp_servers SET smpp_tls_ca_file = {} WHERE id = $1",
+                quoted(&ca)
+            ),
+            &[&id],
+        )
+        .unwrap();
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(env.smsc.submits().len(), 1, "row {row}");
+}
+
+#[test]
+fn verification_off_connects_to_anyone_and_warns() {
+    let pki = TestPki::new("unknown CA");
+    let env = Env::with_smsc("tls-noverify", pki.smsc_config());
+    env.add_server(&[
+        ("smpp_tls", "TRUE"),
+        ("smpp_tls_verify", "FALSE"),
+        ("smpp_tls_server_name", "'smsc.example.net'"),
+    ]);
+    env.insert("447700900123", "insecure but sent");
+    let esmed = env.esmed("tls-noverify", "");
+    env.wait_all("submission_done", T, &esmed);
+    assert!(
+        esmed.log().contains("smpp_tls_verify is OFF"),
+        "{}",
+        esmed.log()
+    );
+}
+
+#[test]
+fn a_plain_client_gets_nothing_from_a_tls_smsc() {
+    // esmed without smpp_tls against a TLS-only SMSC: the bind bytes are no TLS handshake.
+    let pki = TestPki::new("plain CA");
+    let env = Env::with_smsc("tls-plain", pki.smsc_config());
+    env.add_server(&[("smpp_session_init_timer", "2")]);
+    env.insert("447700900123", "never sent");
+    let esmed = env.esmed("tls-plain", "");
+    wait_until(T, "a failed bind in the log", &esmed, || {
+        esmed.log().contains("retrying in")
+    });
+    assert!(env.smsc.binds().is_empty());
+    assert_eq!(env.count("submission_done"), 0);
+}
