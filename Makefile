@@ -6,6 +6,7 @@
 #   make deb [BUILDDIR=build]                     $(BUILDDIR)/esmed_<version>_<arch>.deb
 #   make bench / bench-quick                      the benchmark
 #   make soak [ROWS=1000000]                      the soak test (not part of make test)
+#   make fuzz [FUZZ_SECONDS=300]                  libFuzzer on the frame reader + decoder
 
 CARGO ?= cargo
 INSTALL ?= install
@@ -178,3 +179,12 @@ ROWS ?= 1000000
 soak: postgresql-tools
 	$(CARGO) build --release --bins --examples
 	./target/release/examples/soak --rows $(ROWS)
+
+# Fuzzing the frame reader and decoder with libFuzzer for FUZZ_SECONDS (not part of make
+# test). cargo-fuzz wants nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain build
+# them, since this machine has no other toolchain.
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run decode -- -max_total_time=$(FUZZ_SECONDS)
