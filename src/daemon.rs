@@ -408,7 +408,7 @@ fn release_unsent(outbound: &Receiver<TxRow>, db: &Sender<DbOp>) {
             attempts: 0,
             resends: 0,
         };
-        if db.send(DbOp::Result(result)).is_ok() {
+        if db.send(DbOp::Result { result, ack: None }).is_ok() {
             released += 1;
         }
     }

@@ -219,6 +219,10 @@ fn sigkill_then_restart_resends_only_the_in_flight_window() {
         );
     }
     assert!(!dups.is_empty(), "the killed window was resent");
+    assert!(
+        dups.len() <= 5,
+        "more than one window (5) sent twice: {dups:?}"
+    );
     assert!(second
         .log()
         .contains("the lease of instance 'kill1' ran out"));
@@ -252,6 +256,10 @@ fn three_processes_one_killed_resend_only_its_window() {
             "row {id} sent twice, not held by p2: {held:?}"
         );
     }
+    assert!(
+        dups.len() <= 10,
+        "more than one window (10) sent twice: {dups:?}"
+    );
     assert_no_panic(&a);
     assert_no_panic(&c);
 }

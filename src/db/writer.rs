@@ -34,8 +34,12 @@ use crate::stats::Stats;
 
 /// Work for the DB writer.
 pub enum DbOp {
-    /// A row's outcome.
-    Result(TxResult),
+    /// A row's outcome; `ack` (the session's) is told once it is committed, so the session can
+    /// count uncommitted results against its window.
+    Result {
+        result: TxResult,
+        ack: Option<Sender<Committed>>,
+    },
     /// A received PDU to store; `ack` says where to report the commit.
     Rx { row: Box<RxRow>, ack: Option<AckTo> },
 }
@@ -44,7 +48,7 @@ impl DbOp {
     /// The smpp_tx_queue id this op is about, for log lines (0 for received PDUs).
     pub fn row_id(&self) -> i32 {
         match self {
-            DbOp::Result(result) => result.id,
+            DbOp::Result { result, .. } => result.id,
             DbOp::Rx { .. } => 0,
         }
     }
@@ -57,13 +61,19 @@ pub struct AckTo {
     pub command: CommandId,
 }
 
-/// "Your PDU is stored": answer it with `status` (ESME_ROK, or ESME_RX_T_APPN when it could
-/// not be stored and the SMSC should try again later).
+/// What the DB writer tells a session after a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    pub sequence_number: u32,
-    pub command: CommandId,
-    pub status: CommandStatus,
+pub enum Committed {
+    /// "Your PDU is stored": answer it with `status` (ESME_ROK, or ESME_RX_T_APPN when it
+    /// could not be stored and the SMSC should try again later).
+    Received {
+        sequence_number: u32,
+        command: CommandId,
+        status: CommandStatus,
+    },
+    /// One of your results is committed (or given up on: its row keeps its lease and is tried
+    /// again later). Either way it no longer counts against the window.
+    Result,
 }
 
 pub struct DbWriterConfig {
@@ -109,6 +119,8 @@ struct DbWriter {
 #[derive(Default)]
 struct Batch {
     results: Vec<TxResult>,
+    /// One per `results` entry.
+    result_acks: Vec<Option<Sender<Committed>>>,
     rx_rows: Vec<RxRow>,
     /// One per `rx_rows` entry.
     acks: Vec<Option<AckTo>>,
@@ -117,7 +129,10 @@ struct Batch {
 impl Batch {
     fn push(&mut self, op: DbOp) {
         match op {
-            DbOp::Result(result) => self.results.push(result),
+            DbOp::Result { result, ack } => {
+                self.results.push(result);
+                self.result_acks.push(ack);
+            }
             DbOp::Rx { row, ack } => {
                 self.rx_rows.push(*row);
                 self.acks.push(ack);
@@ -131,10 +146,15 @@ impl Batch {
 
     /// Splits the batch into batches of one op each.
     fn into_singles(self) -> Vec<Batch> {
-        let results = self.results.into_iter().map(|r| Batch {
-            results: vec![r],
-            ..Batch::default()
-        });
+        let results = self
+            .results
+            .into_iter()
+            .zip(self.result_acks)
+            .map(|(r, ack)| Batch {
+                results: vec![r],
+                result_acks: vec![ack],
+                ..Batch::default()
+            });
         let rx = self
             .rx_rows
             .into_iter()
@@ -274,8 +294,11 @@ impl DbWriter {
                 .stored
                 .fetch_add(batch.rx_rows.len() as u64, Ordering::Relaxed);
         }
+        for ack in batch.result_acks.into_iter().flatten() {
+            let _ = ack.send(Committed::Result);
+        }
         for ack in batch.acks.into_iter().flatten() {
-            let committed = Committed {
+            let committed = Committed::Received {
                 sequence_number: ack.sequence_number,
                 command: ack.command,
                 status,

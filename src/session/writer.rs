@@ -77,6 +77,8 @@ pub struct Writer<'a> {
     acks: (Sender<Committed>, Receiver<Committed>),
     /// deliver_sm / data_sm received whose rows are not committed yet.
     awaiting_commit: usize,
+    /// Results sent to the DB writer and not yet committed (see `unsettled`).
+    uncommitted_results: usize,
     stopping: bool,
     unbind_sent: bool,
 }
@@ -106,6 +108,7 @@ impl<'a> Writer<'a> {
             paused_until: None,
             acks: crossbeam_channel::unbounded(),
             awaiting_commit: 0,
+            uncommitted_results: 0,
             stopping: false,
             unbind_sent: false,
         }
@@ -152,7 +155,7 @@ impl<'a> Writer<'a> {
 
     /// Rows claimed for us but not taken yet go back to the queue, so that their leases do
     /// not run out while we reconnect (another esmed could then send them too).
-    fn release_claimed(&self) {
+    fn release_claimed(&mut self) {
         while let Ok(row) = self.links.outbound.try_recv() {
             let outcome = crate::db::TxOutcome::Release;
             self.send_result(crate::db::TxResult {
@@ -245,7 +248,14 @@ impl<'a> Writer<'a> {
         self.params.bind.can_submit()
             && !self.stopping
             && !self.outbox.has_queued_parts()
-            && self.outbox.in_flight() < self.congestion.window()
+            && self.unsettled() < self.congestion.window()
+    }
+
+    /// Submits whose outcome is not yet committed: in flight, or answered with the result on
+    /// its way to the database. Keeping it within the window bounds what a killed esmed can
+    /// send twice to one window's worth.
+    fn unsettled(&self) -> usize {
+        self.outbox.in_flight() + self.uncommitted_results
     }
 
     fn take_row(&mut self, row: TxRow) {
@@ -268,7 +278,7 @@ impl<'a> Writer<'a> {
             return;
         }
         self.paused_until = None;
-        while self.outbox.in_flight() < self.congestion.window() {
+        while self.unsettled() < self.congestion.window() {
             let Some((id, part, sm)) = self.outbox.next_part() else {
                 break;
             };
@@ -564,13 +574,22 @@ impl<'a> Writer<'a> {
     }
 
     fn on_committed(&mut self, committed: Committed) {
+        let Committed::Received {
+            sequence_number,
+            command,
+            status,
+        } = committed
+        else {
+            self.uncommitted_results = self.uncommitted_results.saturating_sub(1);
+            return;
+        };
         self.awaiting_commit = self.awaiting_commit.saturating_sub(1);
-        let body = match committed.command {
+        let body = match command {
             CommandId::DataSm => Body::DataSmResp(MessageIdResp::default()),
             _ => Body::DeliverSmResp(MessageIdResp::default()),
         };
-        let mut resp = Pdu::new(committed.sequence_number, body);
-        resp.command_status = committed.status;
+        let mut resp = Pdu::new(sequence_number, body);
+        resp.command_status = status;
         self.queue_pdu(&resp);
     }
 
@@ -619,8 +638,11 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn send_result(&self, result: crate::db::TxResult) {
-        if let Err(e) = self.links.db.send(DbOp::Result(result)) {
+    fn send_result(&mut self, result: crate::db::TxResult) {
+        let ack = Some(self.acks.0.clone());
+        self.uncommitted_results += 1;
+        if let Err(e) = self.links.db.send(DbOp::Result { result, ack }) {
+            self.uncommitted_results -= 1;
             error!("{}: the DB writer is gone; the result of row {} is lost to this run (its lease will expire and it will be retried)", self.params.label, e.0.row_id());
         }
     }
