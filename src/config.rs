@@ -99,6 +99,10 @@ pub struct DaemonConfig {
     pub mo_reassembly_timeout: Duration,
     /// How often this instance's esmed_status row is written; zero turns it off.
     pub heartbeat_interval: Duration,
+    /// Count answered-but-uncommitted results against the window (a killed esmed then resends
+    /// at most one window), at the cost of throughput; otherwise they have a window of their
+    /// own (at most two windows).
+    pub strict_resend_bound: bool,
 }
 
 /// `[log]`: where log lines go. Replaces the old Python logging sections.
@@ -165,6 +169,7 @@ const DAEMON_KEYS: &[&str] = &[
     "receipt_match_window",
     "mo_reassembly_timeout",
     "heartbeat_interval",
+    "strict_resend_bound",
 ];
 const LOG_KEYS: &[&str] = &["file", "level", "stderr"];
 const KNOWN_SECTIONS: &[(&str, &[&str])] = &[
@@ -278,6 +283,7 @@ impl Default for DaemonConfig {
             receipt_match_window: Duration::from_secs(3600),
             mo_reassembly_timeout: Duration::from_secs(600),
             heartbeat_interval: Duration::from_secs(5),
+            strict_resend_bound: false,
         }
     }
 }
@@ -484,6 +490,7 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
             7 * DAY,
         )?,
         heartbeat_interval: heartbeat_interval(keys, default.heartbeat_interval)?,
+        strict_resend_bound: keys.boolean("strict_resend_bound", default.strict_resend_bound)?,
     })
 }
 

@@ -374,6 +374,7 @@ pub fn session_params(row: &ServerRow, kind: BindKind, config: &Config) -> Sessi
         reconnect_min: config.daemon.reconnect_min,
         reconnect_max: config.daemon.reconnect_max,
         shutdown_timeout: config.daemon.shutdown_timeout,
+        strict_resend_bound: config.daemon.strict_resend_bound,
         tls: tls_params(row),
     }
 }

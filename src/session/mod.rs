@@ -90,6 +90,8 @@ pub struct SessionParams {
     pub reconnect_max: Duration,
     /// At stop, the longest wait for outstanding responses before unbinding anyway.
     pub shutdown_timeout: Duration,
+    /// Count uncommitted results inside the window (see `[daemon] strict_resend_bound`).
+    pub strict_resend_bound: bool,
     /// SMPP over TLS; None = plain TCP.
     pub tls: Option<transport::TlsParams>,
 }

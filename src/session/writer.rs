@@ -248,14 +248,21 @@ impl<'a> Writer<'a> {
         self.params.bind.can_submit()
             && !self.stopping
             && !self.outbox.has_queued_parts()
-            && self.unsettled() < self.congestion.window()
+            && self.has_room()
     }
 
-    /// Submits whose outcome is not yet committed: in flight, or answered with the result on
-    /// its way to the database. Keeping it within the window bounds what a killed esmed can
-    /// send twice to one window's worth.
-    fn unsettled(&self) -> usize {
-        self.outbox.in_flight() + self.uncommitted_results
+    /// Room for another submit. What a killed esmed sends again is what is in flight plus the
+    /// answered results not yet committed: those get a window of their own (at most two
+    /// windows at risk), or share the submits' window with strict_resend_bound (one window,
+    /// but each submit then waits for earlier commits).
+    fn has_room(&self) -> bool {
+        let window = self.congestion.window();
+        let in_flight = self.outbox.in_flight();
+        if self.params.strict_resend_bound {
+            in_flight + self.uncommitted_results < window
+        } else {
+            in_flight < window && self.uncommitted_results < self.params.window
+        }
     }
 
     fn take_row(&mut self, row: TxRow) {
@@ -278,7 +285,7 @@ impl<'a> Writer<'a> {
             return;
         }
         self.paused_until = None;
-        while self.unsettled() < self.congestion.window() {
+        while self.has_room() {
             let Some((id, part, sm)) = self.outbox.next_part() else {
                 break;
             };
