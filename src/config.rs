@@ -99,9 +99,9 @@ pub struct DaemonConfig {
     pub mo_reassembly_timeout: Duration,
     /// How often this instance's esmed_status row is written; zero turns it off.
     pub heartbeat_interval: Duration,
-    /// Count answered-but-uncommitted results against the window (a killed esmed then resends
-    /// at most one window), at the cost of throughput; otherwise they have a window of their
-    /// own (at most two windows).
+    /// Count answered-but-uncommitted results against the window, so a killed esmed resends at
+    /// most one window (the default: reliability first); false gives them a window of their
+    /// own (at most two windows at risk) for about 30 % more throughput.
     pub strict_resend_bound: bool,
 }
 
@@ -283,7 +283,7 @@ impl Default for DaemonConfig {
             receipt_match_window: Duration::from_secs(3600),
             mo_reassembly_timeout: Duration::from_secs(600),
             heartbeat_interval: Duration::from_secs(5),
-            strict_resend_bound: false,
+            strict_resend_bound: true,
         }
     }
 }
