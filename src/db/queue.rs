@@ -304,10 +304,21 @@ pub fn write_results(
     instance: &str,
 ) -> Result<WriteSummary, DbError> {
     let mut tx = c.transaction().map_err(pg("begin writing results"))?;
-    let batches = Batches::split(results);
-    let written: HashSet<i32> = batches.write(&mut tx, instance)?.into_iter().collect();
-    let part_keys = upsert_parts(&mut tx, results, &written)?;
+    let summary = write_results_in(&mut tx, results, instance)?;
     tx.commit().map_err(pg("commit results"))?;
+    Ok(summary)
+}
+
+/// [`write_results`] inside the caller's transaction (the DB writer's batch), without a
+/// savepoint of its own: the caller commits or rolls back everything together.
+pub fn write_results_in(
+    tx: &mut Transaction<'_>,
+    results: &[TxResult],
+    instance: &str,
+) -> Result<WriteSummary, DbError> {
+    let batches = Batches::split(results);
+    let written: HashSet<i32> = batches.write(tx, instance)?.into_iter().collect();
+    let part_keys = upsert_parts(tx, results, &written)?;
     let skipped: Vec<i32> = results
         .iter()
         .map(|r| r.id)

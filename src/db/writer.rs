@@ -344,7 +344,7 @@ fn commit(client: &mut Client, batch: &Batch, rules: &Rules) -> Result<(), db::D
     let mut transaction = client.transaction().map_err(db::pg("begin a batch"))?;
     let mut states = Vec::new();
     if !batch.results.is_empty() {
-        let summary = db::write_results(&mut transaction, &batch.results, rules.instance)?;
+        let summary = db::write_results_in(&mut transaction, &batch.results, rules.instance)?;
         if !summary.part_keys.is_empty() {
             states = receipts::match_waiting(&mut transaction, Some(&summary.part_keys))?;
         }
