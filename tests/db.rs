@@ -1047,3 +1047,31 @@ fn writing_results_never_scans_the_whole_table() {
         "a result update scanned the whole table"
     );
 }
+
+/// claim_after continues inside one priority level after the given id, and nowhere else.
+#[test]
+fn claim_after_continues_within_the_level() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let ids = insert_messages(
+        &mut admin,
+        "('1', 'LEVEL_1', 'a'), ('2', 'LEVEL_1', 'b'), ('3', 'LEVEL_1', 'c'), ('4', 'LEVEL_1', 'd'),
+         ('5', 'LEVEL_2', 'higher'), ('6', 'LEVEL_0', 'lower')",
+    );
+    let first = db::claim_after(&mut esmed, 2, LEASE, "a", (1, ids[0])).unwrap();
+    assert_eq!(
+        first.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [ids[1], ids[2]]
+    );
+    let rest = db::claim_after(&mut esmed, 10, LEASE, "a", (1, ids[2])).unwrap();
+    assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[3]]);
+    assert!(db::claim_after(&mut esmed, 10, LEASE, "a", (1, ids[3]))
+        .unwrap()
+        .is_empty());
+    // What the cursor passed by is found by a claim from the head, highest priority first.
+    let head = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(
+        head.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [ids[4], ids[0], ids[5]]
+    );
+}

@@ -52,6 +52,8 @@ pub fn spawn(
                 outbound,
                 can_submit,
                 stats,
+                cursor: None,
+                last_full_claim: None,
             }
             .run(&stop);
             info!("poller: stopped claiming rows");
@@ -64,6 +66,11 @@ struct Poller {
     outbound: Sender<TxRow>,
     can_submit: Arc<AtomicBool>,
     stats: Arc<Stats>,
+    /// Priority and id of the last row claimed, to continue from (see `db::claim_after`).
+    cursor: Option<(u8, i32)>,
+    /// When a claim last started from the head of the queue; one happens at least every
+    /// poll_interval and after every NOTIFY, so rows behind the cursor wait no longer.
+    last_full_claim: Option<Instant>,
 }
 
 impl Poller {
@@ -144,8 +151,23 @@ impl Poller {
         let Some(client) = self.client.as_mut() else {
             return Ok(0);
         };
+        let (lease, instance) = (self.config.lease, &self.config.instance);
         let limit = i64::try_from(room).unwrap_or(i64::MAX);
-        let rows = db::claim(client, limit, self.config.lease, &self.config.instance)?;
+        let full_due = self
+            .last_full_claim
+            .is_none_or(|at| at.elapsed() >= self.config.poll_interval);
+        let mut rows = match self.cursor {
+            Some(after) if !full_due => db::claim_after(client, limit, lease, instance, after)?,
+            _ => Vec::new(),
+        };
+        if rows.len() < room {
+            // The level is exhausted (or a full claim is due): start from the head.
+            let rest = i64::try_from(room - rows.len()).unwrap_or(i64::MAX);
+            rows.extend(db::claim(client, rest, lease, instance)?);
+            self.last_full_claim = Some(Instant::now());
+            rows.sort_by_key(|row| (std::cmp::Reverse(row.priority), row.id));
+        }
+        self.cursor = rows.last().map(|row| (row.priority, row.id));
         let claimed = rows.len();
         self.stats
             .claimed
@@ -169,7 +191,13 @@ impl Poller {
             .saturating_duration_since(Instant::now())
             .min(WAIT_SLICE);
         match db::wait_for_changes(client, wait) {
-            Ok(changes) => changes.tx_queue,
+            Ok(changes) => {
+                if changes.tx_queue {
+                    // New rows may rank before the cursor: the next claim starts at the head.
+                    self.last_full_claim = None;
+                }
+                changes.tx_queue
+            }
             Err(e) => {
                 warn!("poller: waiting for notifications failed: {e}; reconnecting");
                 self.client = None;

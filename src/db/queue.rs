@@ -111,24 +111,37 @@ pub struct WriteSummary {
     pub part_keys: Vec<String>,
 }
 
-const CLAIM: &str = "
-    WITH c AS (
-        SELECT id, claimed_by AS lost_by FROM smpp_tx_queue
-        WHERE NOT submission_done AND NOT submission_failed
-          AND (claimed_until IS NULL OR claimed_until < now())
-          AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-        ORDER BY smpp_priority_flag DESC NULLS LAST, id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED)
-    UPDATE smpp_tx_queue t
-    SET claimed_by = $3, claimed_until = now() + $2::float8 * interval '1 second',
-        submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
-    FROM c WHERE t.id = c.id
-    RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
-              COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
-              COALESCE(t.smpp_registered_delivery::text, 'NO_SMSC_DELIVERY_RECEIPT_REQUESTED'),
-              t.smpp_short_message, COALESCE(t.submission_attempts, 0),
-              t.next_attempt_at IS NOT NULL, c.lost_by";
+/// The claim statement; `$after` narrows it to the rest of one priority level (see
+/// [`claim_after`]).
+macro_rules! claim_sql {
+    ($after:literal) => {
+        concat!(
+            "WITH c AS (
+                SELECT id, claimed_by AS lost_by FROM smpp_tx_queue
+                WHERE NOT submission_done AND NOT submission_failed
+                  AND (claimed_until IS NULL OR claimed_until < now())
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ",
+            $after,
+            " ORDER BY smpp_priority_flag DESC NULLS LAST, id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED)
+            UPDATE smpp_tx_queue t
+            SET claimed_by = $3, claimed_until = now() + $2::float8 * interval '1 second',
+                submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
+            FROM c WHERE t.id = c.id
+            RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
+                      COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
+                      COALESCE(t.smpp_registered_delivery::text,
+                               'NO_SMSC_DELIVERY_RECEIPT_REQUESTED'),
+                      t.smpp_short_message, COALESCE(t.submission_attempts, 0),
+                      t.next_attempt_at IS NOT NULL, c.lost_by"
+        )
+    };
+}
+
+const CLAIM: &str = claim_sql!("");
+const CLAIM_AFTER: &str =
+    claim_sql!("AND smpp_priority_flag = $4::text::smpp_priority_flag AND id > $5");
 
 const SELECT_PARTS: &str = "
     SELECT tx_id, part_no, COALESCE(part_count, 0::smallint), message_id FROM smpp_tx_parts
@@ -152,9 +165,36 @@ pub fn claim(
     let rows = c
         .query(CLAIM, &[&limit, &lease.as_secs_f64(), &instance])
         .map_err(pg("claim messages"))?;
+    claimed_rows(c, &rows)
+}
+
+/// Like [`claim`], but only rows of priority `after.0` with an id above `after.1`: the rest of
+/// the level the previous claim stopped in. A draining backlog leaves the head of the pending
+/// index full of entries for rows already done, which every claim from the start has to step
+/// over until vacuum removes them (a million-row drain slowed to a quarter of its speed);
+/// continuing from the last claimed row skips them. Rows behind the cursor (retries, expired
+/// leases, higher priorities inserted since) are found by the next full [`claim`].
+pub fn claim_after(
+    c: &mut Client,
+    limit: i64,
+    lease: Duration,
+    instance: &str,
+    after: (u8, i32),
+) -> Result<Vec<TxRow>, DbError> {
+    let level = format!("LEVEL_{}", after.0);
+    let rows = c
+        .query(
+            CLAIM_AFTER,
+            &[&limit, &lease.as_secs_f64(), &instance, &level, &after.1],
+        )
+        .map_err(pg("claim messages"))?;
+    claimed_rows(c, &rows)
+}
+
+fn claimed_rows(c: &mut Client, rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
     let mut claimed = Vec::with_capacity(rows.len());
     let mut with_history = Vec::new();
-    for row in &rows {
+    for row in rows {
         let tx = tx_from_row(row)?;
         if let Some(lost_by) = get::<Option<String>>(row, 8)? {
             log::warn!(
