@@ -212,7 +212,11 @@ impl Poller {
             .pg
             .connect(postgres::NoTls)
             .map_err(db::pg("connect"))
-            .and_then(|mut client| db::listen(&mut client).map(|()| client));
+            .and_then(|mut client| {
+                db::listen(&mut client)?;
+                db::prepare_claimer(&mut client)?;
+                Ok(client)
+            });
         match connected {
             Ok(client) => {
                 self.client = Some(client);

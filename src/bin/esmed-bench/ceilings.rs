@@ -32,6 +32,8 @@ pub fn postgres_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let n = rig.options.rows;
     rig.insert_rows(n, "4477")?;
     let mut claimer = rig.esmed_client()?;
+    // Planned as the poller's connection is (see db::prepare_claimer).
+    db::prepare_claimer(&mut claimer)?;
     let mut writer = rig.esmed_client()?;
     let before = rig.snapshot(None);
     let started = Instant::now();
