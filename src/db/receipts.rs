@@ -115,10 +115,19 @@ pub fn keep_unmatched(
 }
 
 /// $1 NULL: every waiting receipt; else only those waiting for one of these keys.
-const MATCH_WAITING: &str = "
+/// Every waiting receipt that now has a part (the periodic housekeeping).
+const MATCH_ALL_WAITING: &str = "
     SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
     FROM smpp_rx_unmatched u JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
-    WHERE $1::varchar[] IS NULL OR u.match_key = ANY($1)
+    ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
+
+/// The waiting receipts for the parts just stored: a statement of its own rather than one with
+/// `$1 IS NULL OR ...`, so that each has one simple plan (this one looks the keys up in the
+/// match_key index) whatever the planner makes of the parameter.
+const MATCH_WAITING_FOR: &str = "
+    SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
+    FROM smpp_rx_unmatched u JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
+    WHERE u.match_key = ANY($1::varchar[])
     ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
 
 /// Deleting is the claim: of two esmed instances matching the same receipt, one gets it.
@@ -136,9 +145,11 @@ pub fn match_waiting(
     c: &mut impl GenericClient,
     keys: Option<&[String]>,
 ) -> Result<Vec<PartState>, DbError> {
-    let rows = c
-        .query(MATCH_WAITING, &[&keys])
-        .map_err(pg("match waiting receipts"))?;
+    let rows = match keys {
+        Some(keys) => c.query(MATCH_WAITING_FOR, &[&keys]),
+        None => c.query(MATCH_ALL_WAITING, &[]),
+    }
+    .map_err(pg("match waiting receipts"))?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
