@@ -171,6 +171,8 @@ impl<'a> Writer<'a> {
         let never_rows = never();
         let never_stop = never();
         let never_events = never();
+        // A handle of our own, so the select below can borrow it while the arms borrow self.
+        let acks = self.acks.1.clone();
         loop {
             if let Some(ending) = self.check_drained() {
                 return ending;
@@ -192,7 +194,6 @@ impl<'a> Writer<'a> {
                 .timers
                 .next_deadline()
                 .map_or(crossbeam_channel::never(), crossbeam_channel::at);
-            let acks = self.acks.1.clone();
             let step = select! {
                 recv(events_rx) -> event => match event {
                     Ok(event) => self.on_reader_event(event),
