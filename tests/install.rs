@@ -1,28 +1,14 @@
 //! `make install` / `make uninstall` into a temporary DESTDIR: the tree, the modes, a kept
 //! config. Runs the real Makefile, which builds the release binaries once (cargo no-ops later).
 
+mod support;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("esmed-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 /// Runs `make <args>` in the crate's directory and returns its stdout; fails the test on error.
 fn make(args: &[&str]) -> String {
