@@ -36,6 +36,9 @@ pub struct PgClusterOptions {
     /// (a crash loses the throwaway data anyway). `true` keeps PostgreSQL's defaults, so
     /// benchmarks measure what a real installation would do.
     pub durable: bool,
+    /// Loads pg_stat_statements (tracking nested statements too), for benchmarks that show
+    /// where PostgreSQL's time goes; the database still needs `CREATE EXTENSION`.
+    pub stat_statements: bool,
 }
 
 /// Why a cluster could not be made, started or used.
@@ -469,6 +472,10 @@ fn settings(options: PgClusterOptions, root: &Path) -> String {
         lines.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         lines.push_str("shared_buffers = 32MB\n");
     }
+    if options.stat_statements {
+        lines.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
+        lines.push_str("pg_stat_statements.track = all\n");
+    }
     lines
 }
 
@@ -600,12 +607,30 @@ mod tests {
 
     #[test]
     fn fast_settings_turn_off_fsync_and_durable_ones_do_not() {
-        let fast = settings(PgClusterOptions { durable: false }, Path::new("/tmp/x"));
+        let fast = settings(
+            PgClusterOptions {
+                durable: false,
+                ..Default::default()
+            },
+            Path::new("/tmp/x"),
+        );
         assert!(
             fast.contains("fsync = off") && fast.contains("unix_socket_directories = '/tmp/x'")
         );
-        let durable = settings(PgClusterOptions { durable: true }, Path::new("/tmp/x"));
-        assert!(!durable.contains("fsync"));
+        let durable = settings(
+            PgClusterOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Path::new("/tmp/x"),
+        );
+        assert!(!durable.contains("fsync") && !durable.contains("pg_stat_statements"));
+        let traced = PgClusterOptions {
+            stat_statements: true,
+            ..Default::default()
+        };
+        assert!(settings(traced, Path::new("/tmp/x"))
+            .contains("shared_preload_libraries = 'pg_stat_statements'"));
     }
 
     #[test]

@@ -33,6 +33,8 @@ USAGE: esmed-bench [OPTIONS]
   --only LIST           comma-separated subset: burst,receipts,latency,pg,smsc,backlog
   --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
   --json FILE           also write the results as JSON
+  --pg-stats            after each scenario, print PostgreSQL's costliest statements
+                        (pg_stat_statements): where its time went
 ";
 
 /// Why a benchmark step failed.
@@ -115,6 +117,7 @@ pub struct Options {
     pub timeout: Duration,
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
+    pub pg_stats: bool,
 }
 
 impl Default for Options {
@@ -129,6 +132,7 @@ impl Default for Options {
             timeout: Duration::from_secs(900),
             only: None,
             json: None,
+            pg_stats: false,
         }
     }
 }
@@ -162,6 +166,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--timeout" => o.timeout = Duration::from_secs(number(&flag, &value()?)?),
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "--json" => o.json = Some(PathBuf::from(value()?)),
+            "--pg-stats" => o.pg_stats = true,
             "--quick" => {
                 o.rows = 10_000;
                 o.backlog = 50_000;
@@ -232,6 +237,12 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             Outcome::failed(key, title, e.to_string())
         });
         eprintln!("{}", outcome.one_line());
+        if options.pg_stats {
+            match rig.statement_costs() {
+                Ok(lines) => eprintln!("{lines}"),
+                Err(e) => eprintln!("esmed-bench: pg_stat_statements: {e}"),
+            }
+        }
         outcomes.push(outcome);
     }
     let table = report::table(&outcomes, options);

@@ -25,6 +25,9 @@ pub struct Rig {
     pub dir: TempDir,
     /// The postmaster's pid, for the PostgreSQL CPU figure.
     pub postmaster: u32,
+    /// The backend serving `db`: its CPU (the bench's inserts and progress counts) is the
+    /// bench's, not part of what PostgreSQL spent on esmed.
+    pub monitor_backend: u32,
     pub ticks_per_second: f64,
 }
 
@@ -54,7 +57,10 @@ pub enum Receipts {
 
 impl Rig {
     pub fn new(options: Options) -> Result<Rig, BenchError> {
-        let cluster = PgCluster::start_with(PgClusterOptions { durable: true })?;
+        let cluster = PgCluster::start_with(PgClusterOptions {
+            durable: true,
+            stat_statements: options.pg_stats,
+        })?;
         cluster.create_database(DB)?;
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
         cluster.load_schema(DB, &schema)?;
@@ -65,12 +71,17 @@ impl Rig {
             .map_err(BenchError::pg("ask the backend pid"))?
             .get(0);
         let postmaster = procs::read_stat(backend as u32).map_or(0, |s| s.ppid);
+        if options.pg_stats {
+            db.batch_execute("CREATE EXTENSION pg_stat_statements")
+                .map_err(BenchError::pg("create pg_stat_statements"))?;
+        }
         Ok(Rig {
             options,
             cluster,
             db,
             dir: TempDir::new()?,
             postmaster,
+            monitor_backend: backend as u32,
             ticks_per_second: procs::ticks_per_second(),
         })
     }
@@ -87,7 +98,37 @@ impl Rig {
                 "TRUNCATE smpp_tx_parts, smpp_tx_queue, smpp_rx_unmatched, smpp_rx_parts, smpp_rx_queue, smpp_servers \
                  RESTART IDENTITY; CHECKPOINT;",
             )
-            .map_err(BenchError::pg("reset the tables"))
+            .map_err(BenchError::pg("reset the tables"))?;
+        if self.options.pg_stats {
+            self.db
+                .batch_execute("SELECT pg_stat_statements_reset()")
+                .map_err(BenchError::pg("reset pg_stat_statements"))?;
+        }
+        Ok(())
+    }
+
+    /// The statements PostgreSQL spent most time on since the last reset, one line each:
+    /// total ms, calls, rows, mean µs, then the statement (its first 150 characters).
+    pub fn statement_costs(&mut self) -> Result<String, BenchError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT total_exec_time, calls, rows,
+                        regexp_replace(left(query, 150), '\\s+', ' ', 'g')
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
+                &[],
+            )
+            .map_err(BenchError::pg("read pg_stat_statements"))?;
+        let mut text = String::from("    PostgreSQL statements: total_ms calls rows mean_us query");
+        for row in rows {
+            let (total, calls, n, query): (f64, i64, i64, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let mean_us = 1000.0 * total / calls.max(1) as f64;
+            text.push_str(&format!(
+                "\n    {total:9.0} {calls:8} {n:9} {mean_us:9.1}  {query}"
+            ));
+        }
+        Ok(text)
     }
 
     /// Resets the tables, starts an SMSC and points the (only) server row at it.
@@ -262,12 +303,13 @@ impl Rig {
 
     pub fn snapshot(&self, run: Option<&Run>) -> CpuSnapshot {
         let (busy, total) = procs::machine_ticks();
+        let monitor = procs::read_stat(self.monitor_backend).map_or(0, |s| s.ticks);
         CpuSnapshot {
             at: Instant::now(),
             esmed: run.and_then(Run::esmed).map_or(0, Proc::cpu_ticks),
             smsc: run.map_or(0, |r| r.smsc.cpu_ticks()),
-            postgres: procs::process_tree_ticks(self.postmaster),
-            bench: procs::own_ticks(),
+            postgres: procs::process_tree_ticks(self.postmaster).saturating_sub(monitor),
+            bench: procs::own_ticks() + monitor,
             machine_busy: busy,
             machine_total: total,
         }
