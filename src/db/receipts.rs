@@ -51,11 +51,25 @@ pub struct PartState {
     pub state: MessageState,
 }
 
-const MATCH: &str = "
-    SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no
-    FROM unnest($1::int4[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)
-    JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
-    ORDER BY u.token, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
+/// The newest part with `u.match_key`, looked up in the message_id_key index once per key (a
+/// LATERAL with LIMIT 1). A plain join was planned as a hash join over the whole table
+/// whenever the statistics were stale, e.g. after a big INSERT: 10 ms per batch of 50
+/// receipts at 100,000 parts instead of 0.7 ms.
+macro_rules! newest_part_for_key {
+    () => {
+        " CROSS JOIN LATERAL (
+              SELECT p.tx_id, p.part_no, p.submitted_at FROM smpp_tx_parts p
+              WHERE p.message_id_key = u.match_key
+              ORDER BY p.submitted_at DESC, p.tx_id DESC LIMIT 1) p "
+    };
+}
+
+const MATCH: &str = concat!(
+    "SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no
+     FROM unnest($1::int4[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)",
+    newest_part_for_key!(),
+    "ORDER BY u.token, u.match_rank, p.submitted_at DESC, p.tx_id DESC"
+);
 
 /// Finds the part of each receipt that has one.
 pub fn match_receipts(
@@ -116,19 +130,23 @@ pub fn keep_unmatched(
 
 /// $1 NULL: every waiting receipt; else only those waiting for one of these keys.
 /// Every waiting receipt that now has a part (the periodic housekeeping).
-const MATCH_ALL_WAITING: &str = "
-    SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
-    FROM smpp_rx_unmatched u JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
-    ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
+const MATCH_ALL_WAITING: &str = concat!(
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
+     FROM smpp_rx_unmatched u",
+    newest_part_for_key!(),
+    "ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC"
+);
 
 /// The waiting receipts for the parts just stored: a statement of its own rather than one with
 /// `$1 IS NULL OR ...`, so that each has one simple plan (this one looks the keys up in the
 /// match_key index) whatever the planner makes of the parameter.
-const MATCH_WAITING_FOR: &str = "
-    SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
-    FROM smpp_rx_unmatched u JOIN smpp_tx_parts p ON p.message_id_key = u.match_key
-    WHERE u.match_key = ANY($1::varchar[])
-    ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC";
+const MATCH_WAITING_FOR: &str = concat!(
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
+     FROM smpp_rx_unmatched u",
+    newest_part_for_key!(),
+    "WHERE u.match_key = ANY($1::varchar[])
+     ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC"
+);
 
 /// Deleting is the claim: of two esmed instances matching the same receipt, one gets it.
 const CLAIM_WAITING: &str = "
