@@ -22,6 +22,7 @@ pub mod reassembly;
 pub mod receipts;
 pub mod rx;
 pub mod servers;
+pub mod sql;
 pub mod writer;
 
 use std::fmt;

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{info, warn};
 use postgres::Client;
 
+use crate::db::sql::{Prepared, Statements};
 use crate::db::{self, TxRow};
 use crate::session::flow::Backoff;
 use crate::stats::Stats;
@@ -49,6 +50,7 @@ pub fn spawn(
             Poller {
                 config,
                 client: None,
+                statements: Statements::default(),
                 outbound,
                 can_submit,
                 stats,
@@ -63,6 +65,8 @@ pub fn spawn(
 struct Poller {
     config: PollerConfig,
     client: Option<Client>,
+    /// The claim statements, prepared on `client`.
+    statements: Statements,
     outbound: Sender<TxRow>,
     can_submit: Arc<AtomicBool>,
     stats: Arc<Stats>,
@@ -156,6 +160,7 @@ impl Poller {
         let full_due = self
             .last_full_claim
             .is_none_or(|at| at.elapsed() >= self.config.poll_interval);
+        let client = &mut Prepared::new(client, &mut self.statements);
         let mut rows = match self.cursor {
             Some(after) if !full_due => db::claim_after(client, limit, lease, instance, after)?,
             _ => Vec::new(),
@@ -220,6 +225,7 @@ impl Poller {
         match connected {
             Ok(client) => {
                 self.client = Some(client);
+                self.statements.clear();
                 backoff.reset();
                 true
             }

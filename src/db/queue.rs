@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, Transaction};
+use postgres::{Client, GenericClient};
+
+use super::sql::Sql;
 
 use super::servers::get;
 use super::{pg, DbError};
@@ -152,9 +154,11 @@ const SELECT_PARTS: &str = "
 /// with a cursor range the planner underestimates) PostgreSQL otherwise picks a bitmap scan
 /// that collects and sorts every pending row for each claim — measured at more than twice the
 /// database CPU per message in the burst benchmark. The connection runs nothing else that
-/// needs sorts or bitmap scans.
+/// needs sorts or bitmap scans. Its statements are prepared (see [`super::sql`]) and planned
+/// for each execution.
 pub fn prepare_claimer(c: &mut Client) -> Result<(), DbError> {
     c.batch_execute("SET enable_sort = off; SET enable_bitmapscan = off")
+        .and_then(|()| super::sql::custom_plans_only(c))
         .map_err(pg("set up the claiming connection"))
 }
 
@@ -168,7 +172,7 @@ pub fn prepare_claimer(c: &mut Client) -> Result<(), DbError> {
 /// is a possible duplicate, so it is logged with the row id and counted in
 /// `submission_resends`.
 pub fn claim(
-    c: &mut Client,
+    c: &mut impl Sql,
     limit: i64,
     lease: Duration,
     instance: &str,
@@ -186,7 +190,7 @@ pub fn claim(
 /// continuing from the last claimed row skips them. Rows behind the cursor (retries, expired
 /// leases, higher priorities inserted since) are found by the next full [`claim`].
 pub fn claim_after(
-    c: &mut Client,
+    c: &mut impl Sql,
     limit: i64,
     lease: Duration,
     instance: &str,
@@ -202,7 +206,7 @@ pub fn claim_after(
     claimed_rows(c, &rows)
 }
 
-fn claimed_rows(c: &mut Client, rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
+fn claimed_rows(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
     let mut claimed = Vec::with_capacity(rows.len());
     let mut with_history = Vec::new();
     for row in rows {
@@ -261,7 +265,7 @@ fn parse_priority(label: &str) -> Option<u8> {
 }
 
 fn attach_accepted_parts(
-    c: &mut Client,
+    c: &mut impl Sql,
     claimed: &mut [TxRow],
     ids: &[i32],
 ) -> Result<(), DbError> {
@@ -363,7 +367,7 @@ pub fn write_results(
 /// [`write_results`] inside the caller's transaction (the DB writer's batch), without a
 /// savepoint of its own: the caller commits or rolls back everything together.
 pub fn write_results_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl Sql,
     results: &[TxResult],
     instance: &str,
 ) -> Result<WriteSummary, DbError> {
@@ -440,7 +444,7 @@ impl Batches {
     }
 
     /// Runs the four updates; returns the ids written.
-    fn write(&self, tx: &mut Transaction, instance: &str) -> Result<Vec<i32>, DbError> {
+    fn write(&self, tx: &mut impl Sql, instance: &str) -> Result<Vec<i32>, DbError> {
         let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
         let mut written = Vec::new();
         // Local to this (sub)transaction: see the comment above WRITE_DONE.
@@ -501,9 +505,9 @@ impl Batches {
 
 /// Runs one batch's update; an empty batch costs no round trip.
 fn update_returning_ids(
-    tx: &mut Transaction,
+    tx: &mut impl Sql,
     batch: &Columns,
-    sql: &str,
+    sql: &'static str,
     params: &[&(dyn ToSql + Sync)],
     what: &'static str,
 ) -> Result<Vec<i32>, DbError> {
@@ -525,7 +529,7 @@ fn first_part_id(parts: &[AcceptedPart]) -> Option<String> {
 /// Stores the parts of the written rows; a (row, part) given twice keeps the last one, since
 /// one INSERT ... ON CONFLICT may not touch a row twice. Returns the parts' match keys.
 fn upsert_parts(
-    tx: &mut Transaction,
+    tx: &mut impl Sql,
     results: &[TxResult],
     written: &HashSet<i32>,
 ) -> Result<Vec<String>, DbError> {
@@ -562,7 +566,7 @@ fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {
 
 /// Gives back every lease `instance` holds on unfinished rows (at startup after a crash, or
 /// at shutdown). Returns how many rows were released.
-pub fn release_claims(c: &mut Client, instance: &str) -> Result<u64, DbError> {
+pub fn release_claims(c: &mut impl Sql, instance: &str) -> Result<u64, DbError> {
     c.execute(
         "UPDATE smpp_tx_queue SET claimed_by = NULL, claimed_until = NULL
          WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",
@@ -573,7 +577,7 @@ pub fn release_claims(c: &mut Client, instance: &str) -> Result<u64, DbError> {
 
 /// Extends every lease `instance` holds on unfinished rows to now + `lease`, so rows in flight
 /// longer than a lease are not claimed by another instance. Returns how many were extended.
-pub fn renew_claims(c: &mut Client, lease: Duration, instance: &str) -> Result<u64, DbError> {
+pub fn renew_claims(c: &mut impl Sql, lease: Duration, instance: &str) -> Result<u64, DbError> {
     c.execute(
         "UPDATE smpp_tx_queue SET claimed_until = now() + $2::float8 * interval '1 second'
          WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",

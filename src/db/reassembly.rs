@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use postgres::GenericClient;
+use super::sql::Sql;
 
 use super::servers::get;
 use super::{pg, DbError, MoPart, RxRow};
@@ -47,7 +47,7 @@ const STORE_PARTS: &str = "
     ON CONFLICT DO NOTHING";
 
 /// Stores MO parts (each with its row's addresses and PDU).
-pub fn store_parts(c: &mut impl GenericClient, parts: &[(&RxRow, &MoPart)]) -> Result<(), DbError> {
+pub fn store_parts(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<(), DbError> {
     if parts.is_empty() {
         return Ok(());
     }
@@ -85,30 +85,49 @@ pub fn store_parts(c: &mut impl GenericClient, parts: &[(&RxRow, &MoPart)]) -> R
     Ok(())
 }
 
-const PART_COLUMNS: &str = "p.source_addr, p.destination_addr, p.ref_kind, p.reference, \
-    p.total, p.seq, p.pdu_raw, p.pdu_parsed, p.esm_class, p.data_coding, p.text_bytes";
+/// What the DELETEs below return of each part.
+macro_rules! part_columns {
+    () => {
+        "p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total, p.seq, \
+         p.pdu_raw, p.pdu_parsed, p.esm_class, p.data_coding, p.text_bytes"
+    };
+}
+
+const TAKE_COMPLETE: &str = concat!(
+    "DELETE FROM smpp_rx_parts p USING (
+         SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
+         WHERE (source_addr, destination_addr, ref_kind, reference, total) IN
+               (SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[],
+                                     $4::int4[], $5::int2[]))
+         GROUP BY 1, 2, 3, 4, 5 HAVING count(*) >= total) c
+     WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
+         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
+     RETURNING ",
+    part_columns!()
+);
+
+const TAKE_DUE: &str = concat!(
+    "DELETE FROM smpp_rx_parts p USING (
+         SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
+         GROUP BY 1, 2, 3, 4, 5
+         HAVING count(*) >= total
+             OR min(received_at) < now() - $1::float8 * interval '1 second') c
+     WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
+         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
+     RETURNING ",
+    part_columns!()
+);
 
 /// Takes the sets among `keys` that are complete: deletes their parts and returns one row per
 /// set. One statement.
-pub fn take_complete(c: &mut impl GenericClient, keys: &[SetKey]) -> Result<Vec<RxRow>, DbError> {
+pub fn take_complete(c: &mut impl Sql, keys: &[SetKey]) -> Result<Vec<RxRow>, DbError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "DELETE FROM smpp_rx_parts p USING (
-             SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
-             WHERE (source_addr, destination_addr, ref_kind, reference, total) IN
-                   (SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[],
-                                         $4::int4[], $5::int2[]))
-             GROUP BY 1, 2, 3, 4, 5 HAVING count(*) >= total) c
-         WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
-             = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
-         RETURNING {PART_COLUMNS}"
-    );
     let column = |f: fn(&SetKey) -> &str| keys.iter().map(f).collect::<Vec<&str>>();
     let rows = c
         .query(
-            &sql,
+            TAKE_COMPLETE,
             &[
                 &column(|k| &k.source),
                 &column(|k| &k.destination),
@@ -123,19 +142,9 @@ pub fn take_complete(c: &mut impl GenericClient, keys: &[SetKey]) -> Result<Vec<
 
 /// Takes every set that is complete (parts stored by another esmed, or in a batch that was
 /// split) or whose first part is older than `timeout`.
-pub fn take_due(c: &mut impl GenericClient, timeout: Duration) -> Result<Vec<RxRow>, DbError> {
-    let sql = format!(
-        "DELETE FROM smpp_rx_parts p USING (
-             SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
-             GROUP BY 1, 2, 3, 4, 5
-             HAVING count(*) >= total
-                 OR min(received_at) < now() - $1::float8 * interval '1 second') c
-         WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
-             = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
-         RETURNING {PART_COLUMNS}"
-    );
+pub fn take_due(c: &mut impl Sql, timeout: Duration) -> Result<Vec<RxRow>, DbError> {
     let rows = c
-        .query(&sql, &[&timeout.as_secs_f64()])
+        .query(TAKE_DUE, &[&timeout.as_secs_f64()])
         .map_err(pg("expire MO parts"))?;
     combine_rows(&rows)
 }

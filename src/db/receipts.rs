@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::GenericClient;
+use super::sql::Sql;
 
 use super::servers::get;
 use super::{pg, DbError};
@@ -73,7 +73,7 @@ const MATCH: &str = concat!(
 
 /// Finds the part of each receipt that has one.
 pub fn match_receipts(
-    c: &mut impl GenericClient,
+    c: &mut impl Sql,
     receipts: &[ReceiptKeys],
 ) -> Result<Vec<ReceiptMatch>, DbError> {
     let (mut tokens, mut keys, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
@@ -108,7 +108,7 @@ const KEEP_UNMATCHED: &str = "
 
 /// Keeps receipts (`token` = their smpp_rx_queue id) for matching later.
 pub fn keep_unmatched(
-    c: &mut impl GenericClient,
+    c: &mut impl Sql,
     receipts: &[(ReceiptKeys, Option<MessageState>)],
 ) -> Result<(), DbError> {
     let (mut ids, mut keys, mut ranks, mut states) = (Vec::new(), Vec::new(), Vec::new(), vec![]);
@@ -160,7 +160,7 @@ const LINK_RX: &str = "
 /// the tx rows and forgets them; returns their states, oldest receipt first, for
 /// [`apply_states`].
 pub fn match_waiting(
-    c: &mut impl GenericClient,
+    c: &mut impl Sql,
     keys: Option<&[String]>,
 ) -> Result<Vec<PartState>, DbError> {
     let rows = match keys {
@@ -208,7 +208,7 @@ const EXPIRE_WAITING: &str = "
 
 /// Forgets receipts that waited longer than `window`; returns (rx id, keys tried) for logs.
 pub fn expire_waiting(
-    c: &mut impl GenericClient,
+    c: &mut impl Sql,
     window: Duration,
 ) -> Result<Vec<(i32, Vec<String>)>, DbError> {
     let rows = c
@@ -246,7 +246,7 @@ const UPDATE_ROWS: &str = "
 
 /// Writes receipts' states (in arrival order) to their parts, then each touched row's
 /// aggregate: two statements whatever the count.
-pub fn apply_states(c: &mut impl GenericClient, states: &[PartState]) -> Result<(), DbError> {
+pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbError> {
     let folded = fold_states(states);
     if folded.is_empty() {
         return Ok(());

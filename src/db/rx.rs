@@ -4,7 +4,7 @@
 //! trip; the SMSC gets its `_resp` only after that commit. Parts of concatenated MO messages
 //! go to `smpp_rx_parts` instead ([`super::reassembly`]).
 
-use postgres::GenericClient;
+use super::sql::Sql;
 
 use super::{pg, DbError};
 
@@ -66,7 +66,7 @@ const NEXT_IDS: &str =
     "SELECT nextval('smpp_rx_queue_id_seq')::int4 FROM generate_series(1, $1::int4)";
 
 /// Inserts `rows` in one statement (nothing for an empty slice); returns their ids, in order.
-pub fn insert_rx(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<Vec<i32>, DbError> {
+pub fn insert_rx(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<i32>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }

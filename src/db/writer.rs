@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
-use postgres::{Client, GenericClient};
+use postgres::Client;
 
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
+use crate::db::sql::{custom_plans_only, Prepared, Sql, Statements};
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::session::flow::Backoff;
 use crate::smpp::receipt::{IdMatch, MessageState};
@@ -103,6 +104,7 @@ pub fn spawn(
             DbWriter {
                 config,
                 client: None,
+                statements: Statements::default(),
                 stats,
             }
             .run(&ops)
@@ -112,6 +114,8 @@ pub fn spawn(
 struct DbWriter {
     config: DbWriterConfig,
     client: Option<Client>,
+    /// The batch statements, prepared on `client`.
+    statements: Statements,
     stats: Arc<Stats>,
 }
 
@@ -215,14 +219,17 @@ impl DbWriter {
         loop {
             let instance = self.config.instance.clone();
             let id_match = self.config.id_match;
-            let Some(client) = self.connected(&mut backoff) else {
+            if !self.connected(&mut backoff) {
+                continue;
+            }
+            let Some(client) = self.client.as_mut() else {
                 continue;
             };
             let rules = Rules {
                 instance: &instance,
                 id_match,
             };
-            match commit(client, &batch, &rules) {
+            match commit(client, &mut self.statements, &batch, &rules) {
                 Ok(()) => {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
@@ -256,24 +263,25 @@ impl DbWriter {
         }
     }
 
-    fn connected(&mut self, backoff: &mut Backoff) -> Option<&mut Client> {
+    /// Whether there is a connection, making one if needed (sleeping on failure).
+    fn connected(&mut self, backoff: &mut Backoff) -> bool {
         if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
-            return self.client.as_mut();
+            return true;
         }
-        match self.config.pg.connect(postgres::NoTls) {
+        match connect(&self.config.pg) {
             Ok(client) => {
                 self.client = Some(client);
-                self.client.as_mut()
+                self.statements.clear();
+                true
             }
             Err(e) => {
-                let e = db::pg("connect")(e);
                 let delay = backoff.next_delay();
                 warn!(
                     "DB writer: cannot connect to PostgreSQL: {e}; retrying in {} ms",
                     delay.as_millis()
                 );
                 std::thread::sleep(delay);
-                None
+                false
             }
         }
     }
@@ -314,7 +322,8 @@ impl DbWriter {
     /// next time) when PostgreSQL is away: a batch's commit does the reconnecting.
     fn housekeeping(&mut self) {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = self.config.pg.connect(postgres::NoTls).ok();
+            self.client = connect(&self.config.pg).ok();
+            self.statements.clear();
         }
         let Some(client) = self.client.as_mut() else {
             return;
@@ -332,6 +341,13 @@ impl DbWriter {
     }
 }
 
+/// A connection for the DB writer: its batch statements are prepared, planned per execution.
+fn connect(pg: &postgres::Config) -> Result<Client, db::DbError> {
+    let mut client = pg.connect(postgres::NoTls).map_err(db::pg("connect"))?;
+    custom_plans_only(&mut client).map_err(db::pg("set up the connection"))?;
+    Ok(client)
+}
+
 /// What a commit needs besides the batch.
 struct Rules<'a> {
     instance: &'a str,
@@ -340,27 +356,33 @@ struct Rules<'a> {
 
 /// One transaction for the whole batch: results (and receipts that waited for their parts),
 /// MO parts, received rows with their receipts matched, then the states receipts carry.
-fn commit(client: &mut Client, batch: &Batch, rules: &Rules) -> Result<(), db::DbError> {
+fn commit(
+    client: &mut Client,
+    statements: &mut Statements,
+    batch: &Batch,
+    rules: &Rules,
+) -> Result<(), db::DbError> {
     let mut transaction = client.transaction().map_err(db::pg("begin a batch"))?;
     let mut states = Vec::new();
+    let mut sql = Prepared::new(&mut transaction, statements);
     if !batch.results.is_empty() {
-        let summary = db::write_results_in(&mut transaction, &batch.results, rules.instance)?;
+        let summary = db::write_results_in(&mut sql, &batch.results, rules.instance)?;
         if !summary.part_keys.is_empty() {
-            states = receipts::match_waiting(&mut transaction, Some(&summary.part_keys))?;
+            states = receipts::match_waiting(&mut sql, Some(&summary.part_keys))?;
         }
     }
     if !batch.rx_rows.is_empty() {
-        let mut rows = store_mo_parts(&mut transaction, &batch.rx_rows)?;
-        states.extend(store_rx(&mut transaction, &mut rows, rules.id_match)?);
+        let mut rows = store_mo_parts(&mut sql, &batch.rx_rows)?;
+        states.extend(store_rx(&mut sql, &mut rows, rules.id_match)?);
     }
-    receipts::apply_states(&mut transaction, &states)?;
+    receipts::apply_states(&mut sql, &states)?;
     transaction.commit().map_err(db::pg("commit a batch"))?;
     Ok(())
 }
 
 /// Stores the MO parts among `rows`; returns the rows to insert: the others, plus one per
 /// set the parts completed.
-fn store_mo_parts(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<Vec<RxRow>, db::DbError> {
+fn store_mo_parts(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<RxRow>, db::DbError> {
     let parts: Vec<(&RxRow, &db::MoPart)> = rows
         .iter()
         .filter_map(|r| r.mo_part.as_ref().map(|p| (r, p)))
@@ -384,7 +406,7 @@ fn store_mo_parts(c: &mut impl GenericClient, rows: &[RxRow]) -> Result<Vec<RxRo
 /// Inserts `rows` with each receipt's tx_id when its part is known; keeps the others waiting.
 /// Returns the matched receipts' states, in arrival order.
 fn store_rx(
-    c: &mut impl GenericClient,
+    c: &mut impl Sql,
     rows: &mut [RxRow],
     id_match: IdMatch,
 ) -> Result<Vec<PartState>, db::DbError> {
