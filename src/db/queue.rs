@@ -154,12 +154,16 @@ const SELECT_PARTS: &str = "
 /// with a cursor range the planner underestimates) PostgreSQL otherwise picks a bitmap scan
 /// that collects and sorts every pending row for each claim — measured at more than twice the
 /// database CPU per message in the burst benchmark. The connection runs nothing else that
-/// needs sorts or bitmap scans. Its statements are prepared (see [`super::sql`]) and planned
-/// for each execution.
+/// needs sorts or bitmap scans. Its statements are prepared (see [`super::sql`]), so it runs
+/// without sequential scans, hash and merge joins as well: a plan cached while the queue was
+/// small must not read it whole once it is big; the claimed rows are updated through the
+/// primary key, one lookup each.
 pub fn prepare_claimer(c: &mut Client) -> Result<(), DbError> {
-    c.batch_execute("SET enable_sort = off; SET enable_bitmapscan = off")
-        .and_then(|()| super::sql::custom_plans_only(c))
-        .map_err(pg("set up the claiming connection"))
+    c.batch_execute(
+        "SET enable_sort = off; SET enable_bitmapscan = off; SET enable_seqscan = off; \
+         SET enable_hashjoin = off; SET enable_mergejoin = off",
+    )
+    .map_err(pg("set up the claiming connection"))
 }
 
 /// Claims up to `limit` sendable rows for `lease`, in priority (highest first) then id order.
@@ -293,7 +297,7 @@ fn attach_accepted_parts(
 }
 
 // The result updates. `t.id = ANY($1)` lets the rows be found through the primary key, and
-// the batch runs with nested loops off (see `Batches::write`): when the table was analyzed
+// the batch runs with nested loops off (RESULT_PLANNING): when the table was analyzed
 // while no row was claimed, the planner believes `claimed_by = $instance` matches one row and
 // picks a seq scan nested-looped against the unnest — measured at 186 ms (and growing with the
 // table) for 1,000 rows instead of 4 ms.
@@ -359,13 +363,33 @@ pub fn write_results(
     instance: &str,
 ) -> Result<WriteSummary, DbError> {
     let mut tx = c.transaction().map_err(pg("begin writing results"))?;
+    tx.batch_execute(&format!("{INDEX_PLANNING}; {RESULT_PLANNING}"))
+        .map_err(pg("plan result updates"))?;
     let summary = write_results_in(&mut tx, results, instance)?;
     tx.commit().map_err(pg("commit results"))?;
     Ok(summary)
 }
 
+/// How a batch's statements are planned, for the rest of its transaction: each touches a batch
+/// of rows and must find them through an index, also with a plan cached while the table was
+/// nearly empty (see [`super::sql`]).
+pub const INDEX_PLANNING: &str = "SET LOCAL enable_seqscan = off";
+
+/// How result updates must be planned, for the rest of the transaction: without nested loops
+/// (see the comment above WRITE_DONE).
+pub const RESULT_PLANNING: &str = "SET LOCAL enable_nestloop = off";
+
+/// Replaces [`RESULT_PLANNING`] for the rest of the transaction, for statements that join a
+/// batch's arrays with big tables (receipts, received PDUs): only nested loops, each array
+/// element looked up in an index. A hash or merge join there, cached while the tables were
+/// small, read the tables whole (or up to the highest id wanted) once they were big.
+pub const LOOKUP_PLANNING: &str = "SET LOCAL enable_nestloop TO DEFAULT; \
+     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
 /// [`write_results`] inside the caller's transaction (the DB writer's batch), without a
-/// savepoint of its own: the caller commits or rolls back everything together.
+/// savepoint of its own: the caller commits or rolls back everything together, and has run
+/// [`INDEX_PLANNING`] and [`RESULT_PLANNING`] in it (the DB writer sends them with its BEGIN,
+/// saving round trips).
 pub fn write_results_in(
     tx: &mut impl Sql,
     results: &[TxResult],
@@ -447,9 +471,6 @@ impl Batches {
     fn write(&self, tx: &mut impl Sql, instance: &str) -> Result<Vec<i32>, DbError> {
         let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
         let mut written = Vec::new();
-        // Local to this (sub)transaction: see the comment above WRITE_DONE.
-        tx.batch_execute("SET LOCAL enable_nestloop = off")
-            .map_err(pg("plan result updates"))?;
         let done: [&(dyn ToSql + Sync); 5] =
             [&d.ids, &d.message_ids, &d.attempts, &d.resends, &instance];
         written.extend(update_returning_ids(
@@ -497,8 +518,6 @@ impl Batches {
             &release,
             "release rows",
         )?);
-        tx.batch_execute("SET LOCAL enable_nestloop = on")
-            .map_err(pg("plan result updates"))?;
         Ok(written)
     }
 }

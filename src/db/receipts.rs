@@ -159,10 +159,7 @@ const LINK_RX: &str = "
 /// Matches waiting receipts (all, or those that may match `keys`), links their rx rows to
 /// the tx rows and forgets them; returns their states, oldest receipt first, for
 /// [`apply_states`].
-pub fn match_waiting(
-    c: &mut impl Sql,
-    keys: Option<&[String]>,
-) -> Result<Vec<PartState>, DbError> {
+pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<PartState>, DbError> {
     let rows = match keys {
         Some(keys) => c.query(MATCH_WAITING_FOR, &[&keys]),
         None => c.query(MATCH_ALL_WAITING, &[]),
@@ -199,6 +196,14 @@ pub fn match_waiting(
             })
         })
         .collect())
+}
+
+/// Whether any receipt is waiting for its part (cheap: stops at the first row).
+pub fn any_waiting(c: &mut impl Sql) -> Result<bool, DbError> {
+    let rows = c
+        .query("SELECT EXISTS (SELECT 1 FROM smpp_rx_unmatched)", &[])
+        .map_err(pg("look for waiting receipts"))?;
+    rows.first().map_or(Ok(false), |row| get(row, 0))
 }
 
 const EXPIRE_WAITING: &str = "

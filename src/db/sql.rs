@@ -5,8 +5,14 @@
 //! Why cache: a statement given as text is parsed, analysed and planned by PostgreSQL on every
 //! call and costs two round trips (prepare, then execute). The hot statements run once per
 //! batch, thousands of times a second; prepared once per connection they cost one round trip
-//! and PostgreSQL reuses their parse and rewrite. It still plans every execution
-//! ([`custom_plans_only`]).
+//! and PostgreSQL reuses their parse tree and, once it judges it as good, their plan.
+//!
+//! A cached (generic) plan is made once and kept until the table is next analyzed: one made
+//! while a table was nearly empty (a new installation, the benchmark right after TRUNCATE)
+//! scanned the whole table per batch once it held 100,000 rows (receipt state updates went
+//! from 0.8 to 7.6 ms per batch). So the connections that cache statements run them with
+//! sequential scans off ([`super::queue::INDEX_PLANNING`], the poller's settings): every
+//! statement of a batch touches a batch of rows, found through an index.
 
 use std::collections::HashMap;
 
@@ -16,33 +22,40 @@ use postgres::{GenericClient, Row, Statement};
 /// Runs esmed's statements. The SQL of [`Sql::query`] and [`Sql::execute`] is `'static`: the
 /// fixed statements of the code, which [`Prepared`] prepares once per connection.
 pub trait Sql {
-    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error>;
-    fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error>;
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error>;
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error>;
     /// Runs statements without parameters as text, never prepared (SET and the like).
     fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error>;
 }
 
 impl<C: GenericClient> Sql for C {
-    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
         GenericClient::query(self, sql, params)
     }
 
-    fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
         GenericClient::execute(self, sql, params)
     }
 
     fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
         GenericClient::batch_execute(self, sql)
     }
-}
-
-/// Makes PostgreSQL plan every execution of a prepared statement for its parameters and the
-/// table as it is then, never with a cached generic plan. A generic plan is made once and kept
-/// until the table is next analyzed: one made while a table was nearly empty (a new
-/// installation, or the benchmark right after TRUNCATE) scanned the whole table per batch
-/// once it held 100,000 rows (receipt state updates went from 0.8 to 7.6 ms per batch).
-pub fn custom_plans_only(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
-    client.batch_execute("SET plan_cache_mode = force_custom_plan")
 }
 
 /// The statements prepared on one connection, by their SQL. Belongs with that connection:
@@ -110,11 +123,19 @@ impl<'a, C: GenericClient> Prepared<'a, C> {
 }
 
 impl<C: GenericClient> Sql for Prepared<'_, C> {
-    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
         self.with(sql, |c, statement| c.query(statement, params))
     }
 
-    fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
         self.with(sql, |c, statement| c.execute(statement, params))
     }
 

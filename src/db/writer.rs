@@ -24,9 +24,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
 use postgres::Client;
 
+use crate::db::queue::{INDEX_PLANNING, LOOKUP_PLANNING, RESULT_PLANNING};
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
-use crate::db::sql::{custom_plans_only, Prepared, Sql, Statements};
+use crate::db::sql::{Prepared, Sql, Statements};
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::session::flow::Backoff;
 use crate::smpp::receipt::{IdMatch, MessageState};
@@ -105,6 +106,7 @@ pub fn spawn(
                 config,
                 client: None,
                 statements: Statements::default(),
+                receipts_may_wait: true,
                 stats,
             }
             .run(&ops)
@@ -116,6 +118,10 @@ struct DbWriter {
     client: Option<Client>,
     /// The batch statements, prepared on `client`.
     statements: Statements,
+    /// Whether smpp_rx_unmatched may hold receipts: this writer kept some there, or
+    /// housekeeping saw some (another instance's, or an earlier run's). While false, a batch
+    /// of results skips looking for receipts that waited for them.
+    receipts_may_wait: bool,
     stats: Arc<Stats>,
 }
 
@@ -228,9 +234,11 @@ impl DbWriter {
             let rules = Rules {
                 instance: &instance,
                 id_match,
+                receipts_may_wait: self.receipts_may_wait,
             };
             match commit(client, &mut self.statements, &batch, &rules) {
-                Ok(()) => {
+                Ok(kept_waiting) => {
+                    self.receipts_may_wait |= kept_waiting;
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
                 }
@@ -329,7 +337,8 @@ impl DbWriter {
             return;
         };
         match tidy(client, &self.config) {
-            Ok(stored) => {
+            Ok((stored, still_waiting)) => {
+                self.receipts_may_wait = still_waiting;
                 self.stats
                     .stored
                     .fetch_add(stored as u64, Ordering::Relaxed);
@@ -341,43 +350,81 @@ impl DbWriter {
     }
 }
 
-/// A connection for the DB writer: its batch statements are prepared, planned per execution.
 fn connect(pg: &postgres::Config) -> Result<Client, db::DbError> {
-    let mut client = pg.connect(postgres::NoTls).map_err(db::pg("connect"))?;
-    custom_plans_only(&mut client).map_err(db::pg("set up the connection"))?;
-    Ok(client)
+    pg.connect(postgres::NoTls).map_err(db::pg("connect"))
 }
 
 /// What a commit needs besides the batch.
 struct Rules<'a> {
     instance: &'a str,
     id_match: IdMatch,
+    /// See [`DbWriter::receipts_may_wait`].
+    receipts_may_wait: bool,
 }
 
 /// One transaction for the whole batch: results (and receipts that waited for their parts),
 /// MO parts, received rows with their receipts matched, then the states receipts carry.
+/// Returns whether receipts were left waiting for their parts.
+///
+/// Round trips are what a batch costs most at small windows, so the transaction is opened
+/// with its planner setting in one message, and statements with nothing to do are skipped: a
+/// batch of results alone is BEGIN, one UPDATE, one INSERT, COMMIT.
 fn commit(
     client: &mut Client,
     statements: &mut Statements,
     batch: &Batch,
     rules: &Rules,
-) -> Result<(), db::DbError> {
-    let mut transaction = client.transaction().map_err(db::pg("begin a batch"))?;
+) -> Result<bool, db::DbError> {
+    let begin = if batch.results.is_empty() {
+        format!("BEGIN; {INDEX_PLANNING}")
+    } else {
+        format!("BEGIN; {INDEX_PLANNING}; {RESULT_PLANNING}")
+    };
+    client
+        .batch_execute(&begin)
+        .map_err(db::pg("begin a batch"))?;
+    let written = write_batch(&mut Prepared::new(client, statements), batch, rules);
+    let done = written.and_then(|kept_waiting| {
+        client
+            .batch_execute("COMMIT")
+            .map_err(db::pg("commit a batch"))?;
+        Ok(kept_waiting)
+    });
+    if done.is_err() && !client.is_closed() {
+        // Ends the failed transaction; the caller retries or splits the batch.
+        let _ = client.batch_execute("ROLLBACK");
+    }
+    done
+}
+
+/// The statements of [`commit`], inside its transaction.
+fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool, db::DbError> {
     let mut states = Vec::new();
-    let mut sql = Prepared::new(&mut transaction, statements);
+    let mut summary = None;
     if !batch.results.is_empty() {
-        let summary = db::write_results_in(&mut sql, &batch.results, rules.instance)?;
-        if !summary.part_keys.is_empty() {
-            states = receipts::match_waiting(&mut sql, Some(&summary.part_keys))?;
-        }
+        summary = Some(db::write_results_in(sql, &batch.results, rules.instance)?);
     }
+    let waiting_keys = summary
+        .as_ref()
+        .map(|s| s.part_keys.as_slice())
+        .filter(|keys| rules.receipts_may_wait && !keys.is_empty());
+    if waiting_keys.is_none() && batch.rx_rows.is_empty() {
+        return Ok(false);
+    }
+    sql.batch_execute(LOOKUP_PLANNING)
+        .map_err(db::pg("plan receipt statements"))?;
+    if let Some(keys) = waiting_keys {
+        states = receipts::match_waiting(sql, Some(keys))?;
+    }
+    let mut kept_waiting = false;
     if !batch.rx_rows.is_empty() {
-        let mut rows = store_mo_parts(&mut sql, &batch.rx_rows)?;
-        states.extend(store_rx(&mut sql, &mut rows, rules.id_match)?);
+        let mut rows = store_mo_parts(sql, &batch.rx_rows)?;
+        let stored = store_rx(sql, &mut rows, rules.id_match)?;
+        kept_waiting = stored.kept_waiting > 0;
+        states.extend(stored.states);
     }
-    receipts::apply_states(&mut sql, &states)?;
-    transaction.commit().map_err(db::pg("commit a batch"))?;
-    Ok(())
+    receipts::apply_states(sql, &states)?;
+    Ok(kept_waiting)
 }
 
 /// Stores the MO parts among `rows`; returns the rows to insert: the others, plus one per
@@ -403,13 +450,21 @@ fn store_mo_parts(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<RxRow>, db::Db
     Ok(whole)
 }
 
+/// What [`store_rx`] did beyond inserting.
+struct StoredRx {
+    /// The matched receipts' states, in arrival order.
+    states: Vec<PartState>,
+    /// How many receipts were kept in smpp_rx_unmatched.
+    kept_waiting: usize,
+}
+
 /// Inserts `rows` with each receipt's tx_id when its part is known; keeps the others waiting.
 /// Returns the matched receipts' states, in arrival order.
 fn store_rx(
     c: &mut impl Sql,
     rows: &mut [RxRow],
     id_match: IdMatch,
-) -> Result<Vec<PartState>, db::DbError> {
+) -> Result<StoredRx, db::DbError> {
     let keys: Vec<ReceiptKeys> = rows
         .iter()
         .enumerate()
@@ -464,11 +519,15 @@ fn store_rx(
         );
     }
     receipts::keep_unmatched(c, &waiting)?;
-    Ok(states.into_iter().map(|(_, s)| s).collect())
+    Ok(StoredRx {
+        states: states.into_iter().map(|(_, s)| s).collect(),
+        kept_waiting: waiting.len(),
+    })
 }
 
-/// The housekeeping transaction; returns how many rx rows it stored.
-fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<usize, db::DbError> {
+/// The housekeeping transaction; returns how many rx rows it stored and whether receipts are
+/// still waiting.
+fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), db::DbError> {
     let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
     let states = receipts::match_waiting(&mut transaction, None)?;
     receipts::apply_states(&mut transaction, &states)?;
@@ -489,8 +548,9 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<usize, db::DbErr
         );
     }
     db::insert_rx(&mut transaction, &rows)?;
+    let still_waiting = receipts::any_waiting(&mut transaction)?;
     transaction
         .commit()
         .map_err(db::pg("commit housekeeping"))?;
-    Ok(rows.len())
+    Ok((rows.len(), still_waiting))
 }
