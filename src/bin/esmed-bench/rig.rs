@@ -212,6 +212,19 @@ impl Rig {
         self.count("smpp_tx_queue WHERE NOT submission_done AND NOT submission_failed")
     }
 
+    /// Checkpoints PostgreSQL has made so far (timed and requested).
+    pub fn checkpoints(&mut self) -> Result<u64, BenchError> {
+        let n: i64 = self
+            .db
+            .query_one(
+                "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",
+                &[],
+            )
+            .map_err(BenchError::pg("count checkpoints"))?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
     /// `SELECT count(*) FROM <from_where>`.
     pub fn count(&mut self, from_where: &str) -> Result<i64, BenchError> {
         let sql = format!("SELECT count(*) FROM {from_where}");
