@@ -390,9 +390,12 @@ fn commit(
             .map_err(db::pg("commit a batch"))?;
         Ok(kept_waiting)
     });
-    if done.is_err() && !client.is_closed() {
-        // Ends the failed transaction; the caller retries or splits the batch.
-        let _ = client.batch_execute("ROLLBACK");
+    if done.is_err() && !client.is_closed() && client.batch_execute("ROLLBACK").is_err() {
+        // The connection cannot even end the failed transaction: have the caller replace it
+        // rather than send the next batch into it.
+        return Err(db::DbError::ConnectionClosed {
+            what: "end a failed batch",
+        });
     }
     done
 }
