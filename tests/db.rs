@@ -1093,26 +1093,12 @@ fn a_claim_reads_about_as_many_rows_as_it_claims() {
         )
         .unwrap();
     db::prepare_claimer(&mut esmed).unwrap();
-    let fetched = |c: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush(); SELECT pg_stat_clear_snapshot();")
-            .unwrap();
-        c.query_one(
-            "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) \
-             FROM pg_stat_user_tables WHERE relname = 'smpp_tx_queue'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let before = fetched(&mut admin);
+    let before = rows_read(&mut admin, &mut esmed, &["smpp_tx_queue"]);
     let claimed = db::claim(&mut esmed, 100, LEASE, "a").unwrap();
     let after_id = claimed.last().map(|t| (t.priority, t.id)).unwrap();
     let more = db::claim_after(&mut esmed, 100, LEASE, "a", after_id).unwrap();
     assert_eq!((claimed.len(), more.len()), (100, 100));
-    esmed
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    let read = fetched(&mut admin) - before;
+    let read = rows_read(&mut admin, &mut esmed, &["smpp_tx_queue"]) - before;
     assert!(read < 2_000, "two claims of 100 read {read} rows");
 }
 
@@ -1133,28 +1119,14 @@ fn matching_receipts_reads_only_the_parts_it_finds() {
              SELECT id, 1, 1, to_hex(id), to_hex(id) FROM smpp_tx_queue;",
         )
         .unwrap();
-    let fetched = |c: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush(); SELECT pg_stat_clear_snapshot();")
-            .unwrap();
-        c.query_one(
-            "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) \
-             FROM pg_stat_user_tables WHERE relname = 'smpp_tx_parts'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let before = fetched(&mut admin);
+    let before = rows_read(&mut admin, &mut esmed, &["smpp_tx_parts"]);
     let receipts: Vec<ReceiptKeys> = (1..=50)
         .map(|i| ReceiptKeys::new(i, &format!("{:x}", i * 997), false, IdMatch::Exact))
         .collect();
     let matches = match_receipts(&mut esmed, &receipts).unwrap();
     assert_eq!(matches.len(), 50);
     assert!(matches.iter().all(|m| m.tx_id == m.token * 997));
-    esmed
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    let read = fetched(&mut admin) - before;
+    let read = rows_read(&mut admin, &mut esmed, &["smpp_tx_parts"]) - before;
     assert!(read < 1_000, "matching 50 receipts read {read} parts");
 }
 
@@ -1212,26 +1184,12 @@ fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
     add_sent_rows(&mut admin, 1);
     assert_eq!(receipt_batch(&mut esmed, &mut statements, 1), 1);
     add_sent_rows(&mut admin, 50_000);
-    let read = |c: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush(); SELECT pg_stat_clear_snapshot();")
-            .unwrap();
-        c.query_one(
-            "SELECT sum(coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0))::int8 \
-             FROM pg_stat_user_tables WHERE relname IN ('smpp_tx_parts', 'smpp_tx_queue')",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let before = read(&mut admin);
+    let before = rows_read(&mut admin, &mut esmed, &["smpp_tx_parts", "smpp_tx_queue"]);
     assert_eq!(receipt_batch(&mut esmed, &mut statements, 20_000), 50);
-    esmed
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    let rows_read = read(&mut admin) - before;
+    let read = rows_read(&mut admin, &mut esmed, &["smpp_tx_parts", "smpp_tx_queue"]) - before;
     assert!(
-        rows_read < 2_000,
-        "a batch of 50 receipts read {rows_read} rows with plans cached on empty tables"
+        read < 2_000,
+        "a batch of 50 receipts read {read} rows with plans cached on empty tables"
     );
 }
 
@@ -1275,29 +1233,34 @@ fn claims_with_plans_cached_on_an_empty_queue_stay_cheap() {
     .unwrap()
     .is_empty());
     add_pending(&mut admin, 50_000);
-    let fetched = |c: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush(); SELECT pg_stat_clear_snapshot();")
-            .unwrap();
-        c.query_one(
-            "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) \
-             FROM pg_stat_user_tables WHERE relname = 'smpp_tx_queue'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let before = fetched(&mut admin);
+    let before = rows_read(&mut admin, &mut esmed, &["smpp_tx_queue"]);
     let mut sql = Prepared::new(&mut esmed, &mut statements);
     let claimed = db::claim(&mut sql, 100, LEASE, "a").unwrap();
     let after = claimed.last().map(|t| (t.priority, t.id)).unwrap();
     let more = db::claim_after(&mut sql, 100, LEASE, "a", after).unwrap();
     assert_eq!((claimed.len(), more.len()), (100, 100));
-    esmed
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    let read = fetched(&mut admin) - before;
+    let read = rows_read(&mut admin, &mut esmed, &["smpp_tx_queue"]) - before;
     assert!(
         read < 2_000,
         "two cached-plan claims of 100 read {read} rows"
     );
+}
+
+/// Rows read so far from `tables` (index fetches plus sequential reads) by the statistics
+/// PostgreSQL has once `worker`, the connection that did the reading, flushed its counts.
+fn rows_read(admin: &mut Client, worker: &mut Client, tables: &[&str]) -> i64 {
+    worker
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_stat_force_next_flush(); SELECT pg_stat_clear_snapshot();")
+        .unwrap();
+    admin
+        .query_one(
+            "SELECT coalesce(sum(coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)), 0)::int8 \
+             FROM pg_stat_user_tables WHERE relname = ANY($1)",
+            &[&tables],
+        )
+        .unwrap()
+        .get(0)
 }
