@@ -73,9 +73,10 @@ pub enum Committed {
         command: CommandId,
         status: CommandStatus,
     },
-    /// One of your results is committed (or given up on: its row keeps its lease and is tried
-    /// again later). Either way it no longer counts against the window.
-    Result,
+    /// This many of your results are committed (or given up on: their rows keep their lease
+    /// and are tried again later). Either way they no longer count against the window. One
+    /// message per session and batch, not one per result: each is a thread wake-up.
+    Results(usize),
 }
 
 pub struct DbWriterConfig {
@@ -310,8 +311,8 @@ impl DbWriter {
                 .stored
                 .fetch_add(batch.rx_rows.len() as u64, Ordering::Relaxed);
         }
-        for ack in batch.result_acks.into_iter().flatten() {
-            let _ = ack.send(Committed::Result);
+        for (to, count) in coalesce_acks(batch.result_acks.into_iter().flatten()) {
+            let _ = to.send(Committed::Results(count));
         }
         for ack in batch.acks.into_iter().flatten() {
             let committed = Committed::Received {
@@ -352,6 +353,19 @@ impl DbWriter {
 
 fn connect(pg: &postgres::Config) -> Result<Client, db::DbError> {
     pg.connect(postgres::NoTls).map_err(db::pg("connect"))
+}
+
+/// The result acks of a batch as (channel, count) pairs: all acks to one session become one
+/// message.
+fn coalesce_acks(acks: impl Iterator<Item = Sender<Committed>>) -> Vec<(Sender<Committed>, usize)> {
+    let mut per_session: Vec<(Sender<Committed>, usize)> = Vec::new();
+    for ack in acks {
+        match per_session.iter_mut().find(|(to, _)| to.same_channel(&ack)) {
+            Some((_, count)) => *count += 1,
+            None => per_session.push((ack, 1)),
+        }
+    }
+    per_session
 }
 
 /// What a commit needs besides the batch.
@@ -556,4 +570,21 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
         .commit()
         .map_err(db::pg("commit housekeeping"))?;
     Ok((rows.len(), still_waiting))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_acks_become_one_message_per_session() {
+        let (a, a_rx) = crossbeam_channel::unbounded();
+        let (b, b_rx) = crossbeam_channel::unbounded();
+        let acks = vec![a.clone(), b.clone(), a.clone(), a];
+        for (to, count) in coalesce_acks(acks.into_iter()) {
+            to.send(Committed::Results(count)).unwrap();
+        }
+        assert_eq!(a_rx.try_iter().collect::<Vec<_>>(), [Committed::Results(3)]);
+        assert_eq!(b_rx.try_iter().collect::<Vec<_>>(), [Committed::Results(1)]);
+    }
 }

@@ -13,12 +13,13 @@ use crossbeam_channel::Sender;
 use crate::session::transport::ReadHalf;
 use crate::smpp::codec::{decode, DecodeError};
 use crate::smpp::frame::{FrameBuffer, FrameError};
-use crate::smpp::Pdu;
+use crate::smpp::{Body, Pdu};
 
 /// What the reader tells the writer.
 #[derive(Debug)]
 pub enum ReaderEvent {
-    /// A PDU, with its raw bytes (stored as pdu_raw for what the SMSC sends).
+    /// A PDU, with its raw bytes when they are stored (pdu_raw of a deliver_sm or data_sm;
+    /// empty for the rest, which saves a copy per submit_sm_resp).
     Pdu(Pdu, Vec<u8>),
     /// A whole frame that did not decode: the writer answers it (generic_nack or the
     /// operation's _resp with the error's status).
@@ -27,6 +28,11 @@ pub enum ReaderEvent {
     Framing(FrameError),
     /// The connection ended; no more events follow.
     Closed(String),
+}
+
+/// Whether the writer stores this PDU's bytes (in smpp_rx_queue.pdu_raw).
+fn stored_raw(pdu: &Pdu) -> bool {
+    matches!(pdu.body, Body::DeliverSm(_) | Body::DataSm(_))
 }
 
 /// Starts the reader on `stream`; `buffer` holds whatever arrived behind the bind_resp.
@@ -57,7 +63,14 @@ fn read_loop(
             let event = match buffer.next_frame() {
                 Ok(None) => break,
                 Ok(Some(frame)) => match decode(frame) {
-                    Ok(pdu) => ReaderEvent::Pdu(pdu, frame.to_vec()),
+                    Ok(pdu) => {
+                        let raw = if stored_raw(&pdu) {
+                            frame.to_vec()
+                        } else {
+                            Vec::new()
+                        };
+                        ReaderEvent::Pdu(pdu, raw)
+                    }
                     Err(error) => ReaderEvent::Undecodable(error, frame.to_vec()),
                 },
                 Err(error) => {

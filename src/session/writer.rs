@@ -588,7 +588,9 @@ impl<'a> Writer<'a> {
             status,
         } = committed
         else {
-            self.uncommitted_results = self.uncommitted_results.saturating_sub(1);
+            if let Committed::Results(count) = committed {
+                self.uncommitted_results = self.uncommitted_results.saturating_sub(count);
+            }
             return;
         };
         self.awaiting_commit = self.awaiting_commit.saturating_sub(1);
