@@ -25,8 +25,35 @@ const CLAIM_BATCH: i64 = 500;
 const RESULT_BATCH: usize = 1000;
 const LEASE: Duration = Duration::from_secs(300);
 
-/// 5a: claim + write results for `rows` pending rows with no SMPP.
+/// How often the PostgreSQL-only loop runs; the fastest run is the ceiling. One run lasts
+/// about a second, so a single one swung by a third with what else the machine was doing
+/// (54k to 83k msg/s on the same code); the best of three is a steadier upper bound.
+const CEILING_RUNS: usize = 3;
+
+/// 5a: claim + write results for `rows` pending rows with no SMPP, best of [`CEILING_RUNS`].
 pub fn postgres_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut best: Option<Outcome> = None;
+    let mut rates = Vec::new();
+    for _ in 0..CEILING_RUNS {
+        let outcome = postgres_only_once(rig)?;
+        let rate = outcome.get("msgs_per_s").unwrap_or(0.0);
+        rates.push(format!("{rate:.0}"));
+        if best
+            .as_ref()
+            .is_none_or(|b| b.get("msgs_per_s").unwrap_or(0.0) < rate)
+        {
+            best = Some(outcome);
+        }
+    }
+    let mut best = best.ok_or_else(|| BenchError::Process("no ceiling run".into()))?;
+    best.note(format!(
+        "best of {CEILING_RUNS} runs (msg/s: {})",
+        rates.join(", ")
+    ));
+    Ok(best)
+}
+
+fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let mut outcome = Outcome::new("pg", "5a PostgreSQL-only ceiling");
     rig.reset()?;
     let n = rig.options.rows;
