@@ -19,6 +19,7 @@ use postgres::Client;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
+use crate::db::handoff::DbSender;
 use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::poller::{self, PollerConfig};
 use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
@@ -82,8 +83,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         return Ok(());
     };
     let stats = Arc::new(Stats::default());
-    let (db_tx, db_rx) = unbounded();
-    let db_writer = db_writer::spawn(
+    let (db_tx, db_writers) = db_writer::spawn(
         DbWriterConfig {
             pg: pg.clone(),
             instance: config.daemon.instance.clone(),
@@ -93,7 +93,6 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
             receipt_match_window: config.daemon.receipt_match_window,
             mo_reassembly_timeout: config.daemon.mo_reassembly_timeout,
         },
-        db_rx,
         stats.clone(),
     )
     .map_err(DaemonError::Thread)?;
@@ -142,7 +141,9 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     release_unsent(&out_rx, &db_tx);
     drop(supervisor);
     drop(db_tx);
-    join_logged(db_writer, "DB writer");
+    for writer in db_writers {
+        join_logged(writer, "DB writer");
+    }
     drop(heartbeat_stop);
     if let Some(heartbeat) = heartbeat {
         join_logged(heartbeat, "heartbeat");
@@ -400,7 +401,7 @@ fn servers_changed(client: &mut Client) -> bool {
 }
 
 /// Hands rows claimed but never given to a session back to the queue.
-fn release_unsent(outbound: &Receiver<TxRow>, db: &Sender<DbOp>) {
+fn release_unsent(outbound: &Receiver<TxRow>, db: &DbSender) {
     let mut released = 0;
     while let Ok(row) = outbound.try_recv() {
         let result = TxResult {

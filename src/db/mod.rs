@@ -14,6 +14,7 @@
 //! - [`heartbeat`]: this instance's `esmed_status` row.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 
+pub mod handoff;
 pub mod heartbeat;
 pub mod notify;
 pub mod poller;

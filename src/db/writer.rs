@@ -1,29 +1,32 @@
-//! The DB writer thread: commits submit results and received messages in batches, then tells
-//! each session which deliver_sm / data_sm it may now acknowledge.
+//! The DB writer threads: commit submit results and received messages in batches, then tell
+//! each session which results are stored and which deliver_sm / data_sm it may now
+//! acknowledge. One thread commits results and one stores received PDUs, after the results
+//! handed over before them (see [`super::handoff`]).
 //!
-//! It takes the first operation waiting, everything else already queued (up to the batch
+//! Each takes the first operation waiting, everything else already queued (up to the batch
 //! size), and commits them together. A lost connection is re-established with backoff and the
 //! same batch is committed again: nothing is dropped while PostgreSQL is away, and no
-//! deliver_sm is acknowledged before its row is committed. The thread ends when every sender
-//! is gone and the queue is empty.
+//! deliver_sm is acknowledged before its row is committed. The threads end when every sender
+//! is gone and their queues are empty.
 //!
 //! In the same transaction as the rows: receipts are matched to sent parts and their states
 //! written ([`db::receipts`]), receipts whose part is unknown are kept for later, receipts
 //! waiting for parts this batch stored are matched, and concatenated MO parts are held until
-//! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) waiting
-//! receipts are retried against parts other esmed instances stored, receipts older than the
+//! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) the
+//! received-PDU writer retries waiting receipts against parts other esmed instances stored, receipts older than the
 //! match window are forgotten with a log line, and MO sets past their timeout are stored as
 //! they are.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info, warn};
 use postgres::Client;
 
+use crate::db::handoff::{DbSender, Queued, ResultOrder};
 use crate::db::queue::{INDEX_PLANNING, LOOKUP_PLANNING, RESULT_PLANNING};
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
@@ -95,34 +98,79 @@ pub struct DbWriterConfig {
 /// How often waiting receipts and MO parts are looked at between batches.
 pub const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
+/// How many threads commit results. Two, committing in turns, were measured on the 2-core
+/// machine: no faster (their smaller batches cost PostgreSQL more CPU than the overlap
+/// saved), so one; [`ResultOrder`] would allow more on a bigger machine.
+const RESULT_WRITERS: usize = 1;
+
+/// How long received PDUs wait for the results handed over before them to be committed. Only
+/// a stuck result writer (PostgreSQL away) makes them wait this long; they are then stored
+/// anyway, and a receipt that finds no part waits in smpp_rx_unmatched as usual.
+const ORDER_WAIT: Duration = Duration::from_secs(5);
+
+/// What one writer thread does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Results,
+    Received,
+}
+
+/// Starts the writer threads; returns where to send their work and the threads, which end
+/// once every [`DbSender`] is dropped and everything sent is committed.
 pub fn spawn(
     config: DbWriterConfig,
-    ops: Receiver<DbOp>,
     stats: Arc<Stats>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("esmed-db-writer".into())
-        .spawn(move || {
-            DbWriter {
-                config,
-                client: None,
-                statements: Statements::default(),
-                receipts_may_wait: true,
-                stats,
-            }
-            .run(&ops)
-        })
+) -> std::io::Result<(DbSender, Vec<JoinHandle<()>>)> {
+    let (results, results_rx) = unbounded();
+    let (received, received_rx) = unbounded();
+    let order = Arc::new(ResultOrder::default());
+    let receipts_may_wait = Arc::new(AtomicBool::new(true));
+    let config = Arc::new(config);
+    let mut roles = vec![(Role::Received, received_rx, "esmed-db-received".to_string())];
+    for n in 1..=RESULT_WRITERS {
+        roles.push((
+            Role::Results,
+            results_rx.clone(),
+            format!("esmed-db-results-{n}"),
+        ));
+    }
+    drop(results_rx);
+    let mut threads = Vec::new();
+    for (role, ops, name) in roles {
+        let writer = DbWriter {
+            role,
+            config: config.clone(),
+            client: None,
+            statements: Statements::default(),
+            order: order.clone(),
+            receipts_may_wait: receipts_may_wait.clone(),
+            stats: stats.clone(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || writer.run(&ops))?,
+        );
+    }
+    let sender = DbSender {
+        results,
+        received,
+        order,
+    };
+    Ok((sender, threads))
 }
 
 struct DbWriter {
-    config: DbWriterConfig,
+    role: Role,
+    config: Arc<DbWriterConfig>,
     client: Option<Client>,
     /// The batch statements, prepared on `client`.
     statements: Statements,
-    /// Whether smpp_rx_unmatched may hold receipts: this writer kept some there, or
-    /// housekeeping saw some (another instance's, or an earlier run's). While false, a batch
-    /// of results skips looking for receipts that waited for them.
-    receipts_may_wait: bool,
+    order: Arc<ResultOrder>,
+    /// Whether smpp_rx_unmatched may hold receipts: the received-PDU writer kept some there,
+    /// or its housekeeping saw some (another instance's, or an earlier run's). While false, a
+    /// batch of results skips looking for receipts that waited for them.
+    receipts_may_wait: Arc<AtomicBool>,
     stats: Arc<Stats>,
 }
 
@@ -132,21 +180,27 @@ struct Batch {
     results: Vec<TxResult>,
     /// One per `results` entry.
     result_acks: Vec<Option<Sender<Committed>>>,
+    /// One per `results` entry: its place in the [`ResultOrder`].
+    result_seqs: Vec<u64>,
+    /// How many results were handed over before the last of `rx_rows`.
+    rx_after: u64,
     rx_rows: Vec<RxRow>,
     /// One per `rx_rows` entry.
     acks: Vec<Option<AckTo>>,
 }
 
 impl Batch {
-    fn push(&mut self, op: DbOp) {
-        match op {
-            DbOp::Result { result, ack } => {
+    fn push(&mut self, queued: Queued) {
+        match queued {
+            Queued::Result { result, ack, seq } => {
                 self.results.push(result);
                 self.result_acks.push(ack);
+                self.result_seqs.push(seq);
             }
-            DbOp::Rx { row, ack } => {
+            Queued::Rx { row, ack, after } => {
                 self.rx_rows.push(*row);
                 self.acks.push(ack);
+                self.rx_after = self.rx_after.max(after);
             }
         }
     }
@@ -161,18 +215,22 @@ impl Batch {
             .results
             .into_iter()
             .zip(self.result_acks)
-            .map(|(r, ack)| Batch {
+            .zip(self.result_seqs)
+            .map(|((r, ack), seq)| Batch {
                 results: vec![r],
                 result_acks: vec![ack],
+                result_seqs: vec![seq],
                 ..Batch::default()
             });
+        let rx_after = self.rx_after;
         let rx = self
             .rx_rows
             .into_iter()
             .zip(self.acks)
-            .map(|(row, ack)| Batch {
+            .map(move |(row, ack)| Batch {
                 rx_rows: vec![row],
                 acks: vec![ack],
+                rx_after,
                 ..Batch::default()
             });
         results.chain(rx).collect()
@@ -194,14 +252,19 @@ impl Batch {
 }
 
 impl DbWriter {
-    fn run(mut self, ops: &Receiver<DbOp>) {
+    fn run(mut self, ops: &Receiver<Queued>) {
         let mut next_housekeeping = Instant::now();
         loop {
-            if Instant::now() >= next_housekeeping {
+            if self.role == Role::Received && Instant::now() >= next_housekeeping {
                 self.housekeeping();
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
-            let first = match ops.recv_deadline(next_housekeeping) {
+            let received = match self.role {
+                Role::Received => ops.recv_deadline(next_housekeeping),
+                // No housekeeping: wait for work only.
+                Role::Results => ops.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let first = match received {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -216,12 +279,23 @@ impl DbWriter {
             }
             self.commit_with_retry(batch);
         }
-        info!("DB writer: all results committed, exiting");
+        match self.role {
+            Role::Results => info!("DB writer: all results committed, exiting"),
+            Role::Received => info!("DB writer: all received PDUs stored, exiting"),
+        }
     }
 
     /// Commits the batch, reconnecting as long as it takes; isolates an op that PostgreSQL
     /// rejects so that one bad row cannot hold back the rest.
     fn commit_with_retry(&mut self, batch: Batch) {
+        if !batch.rx_rows.is_empty() && !self.order.wait_for(batch.rx_after, ORDER_WAIT) {
+            debug!(
+                "DB writer: results handed over before {} received PDUs are still not committed \
+                 after {} s; storing the PDUs now",
+                batch.rx_rows.len(),
+                ORDER_WAIT.as_secs()
+            );
+        }
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         loop {
             let instance = self.config.instance.clone();
@@ -235,11 +309,13 @@ impl DbWriter {
             let rules = Rules {
                 instance: &instance,
                 id_match,
-                receipts_may_wait: self.receipts_may_wait,
+                receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst),
             };
             match commit(client, &mut self.statements, &batch, &rules) {
                 Ok(kept_waiting) => {
-                    self.receipts_may_wait |= kept_waiting;
+                    if kept_waiting {
+                        self.receipts_may_wait.store(true, Ordering::SeqCst);
+                    }
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
                 }
@@ -311,6 +387,7 @@ impl DbWriter {
                 .stored
                 .fetch_add(batch.rx_rows.len() as u64, Ordering::Relaxed);
         }
+        self.order.committed(batch.result_seqs);
         for (to, count) in coalesce_acks(batch.result_acks.into_iter().flatten()) {
             let _ = to.send(Committed::Results(count));
         }
@@ -339,7 +416,8 @@ impl DbWriter {
         };
         match tidy(client, &self.config) {
             Ok((stored, still_waiting)) => {
-                self.receipts_may_wait = still_waiting;
+                self.receipts_may_wait
+                    .store(still_waiting, Ordering::SeqCst);
                 self.stats
                     .stored
                     .fetch_add(stored as u64, Ordering::Relaxed);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, info, warn};
 
+use crate::db::handoff::DbSender;
 use crate::db::writer::{AckTo, Committed, DbOp};
 use crate::db::TxRow;
 use crate::session::flow::{Congestion, TokenBucket};
@@ -38,7 +39,7 @@ const MAX_AWAITING_COMMIT: usize = 1000;
 pub struct Links {
     /// Rows the poller claimed, shared by every session that submits.
     pub outbound: Receiver<TxRow>,
-    pub db: Sender<DbOp>,
+    pub db: DbSender,
     pub stats: std::sync::Arc<Stats>,
     /// Set while a session that submits is bound: the poller claims rows only then.
     pub can_submit: std::sync::Arc<std::sync::atomic::AtomicBool>,
