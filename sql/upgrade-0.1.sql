@@ -43,13 +43,17 @@ ALTER TABLE smpp_tx_queue
     ADD COLUMN claimed_by varchar,
     ADD COLUMN claimed_until timestamptz,
     ADD COLUMN next_attempt_at timestamptz,
-    ADD COLUMN submission_resends integer NOT NULL DEFAULT 0;
+    ADD COLUMN submission_resends integer NOT NULL DEFAULT 0,
+    ADD COLUMN smpp_message_id_key varchar;
 
 -- Room on every page for HOT claim updates (applies to pages written from now on).
 ALTER TABLE smpp_tx_queue SET (fillfactor = 60);
 
 CREATE INDEX smpp_tx_queue_pending ON smpp_tx_queue (smpp_priority_flag DESC NULLS LAST, id)
     WHERE NOT submission_done AND NOT submission_failed;
+
+CREATE INDEX smpp_tx_queue_message_id_key ON smpp_tx_queue (smpp_message_id_key)
+    WHERE smpp_message_id_key IS NOT NULL;
 
 CREATE TABLE smpp_tx_parts (
     tx_id integer REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,

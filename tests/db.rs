@@ -1162,6 +1162,7 @@ fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
             .map(|m| PartState {
                 tx_id: m.tx_id,
                 part_no: m.part_no,
+                single: m.single,
                 state: MessageState::Delivered,
             })
             .collect();
@@ -1169,20 +1170,26 @@ fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
         tx.commit().unwrap();
         matches.len()
     };
+    // Odd ids: sent in one part (key on the row); even ids: two parts (keys in smpp_tx_parts).
     let add_sent_rows = |admin: &mut Client, n: i32| {
         admin
-            .execute(
-                "WITH t AS (INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, \
-                     submission_done) SELECT '4477', 'x', true FROM generate_series(1, $1) \
-                     RETURNING id) \
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS added (id int); TRUNCATE added; \
+                 WITH t AS (INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, \
+                     submission_done, submission_timestamp) \
+                     SELECT '4477', 'x', true, now() FROM generate_series(1, {n}) RETURNING id) \
+                 INSERT INTO added SELECT id FROM t; \
+                 UPDATE smpp_tx_queue SET smpp_message_id_key = to_hex(id) \
+                 WHERE id IN (SELECT id FROM added WHERE id % 2 = 1); \
                  INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id, message_id_key) \
-                 SELECT id, 1, 1, to_hex(id), to_hex(id) FROM t",
-                &[&n],
-            )
+                 SELECT id, part, 2, to_hex(id) || '/' || part, \
+                        CASE part WHEN 1 THEN to_hex(id) ELSE to_hex(id) || 'p2' END \
+                 FROM added, generate_series(1, 2) part WHERE id % 2 = 0;"
+            ))
             .unwrap();
     };
-    add_sent_rows(&mut admin, 1);
-    assert_eq!(receipt_batch(&mut esmed, &mut statements, 1), 1);
+    add_sent_rows(&mut admin, 2);
+    assert_eq!(receipt_batch(&mut esmed, &mut statements, 1), 2);
     add_sent_rows(&mut admin, 50_000);
     let before = rows_read(&mut admin, &mut esmed, &["smpp_tx_parts", "smpp_tx_queue"]);
     assert_eq!(receipt_batch(&mut esmed, &mut statements, 20_000), 50);

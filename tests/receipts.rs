@@ -209,15 +209,21 @@ fn enroute_then_delivered_and_a_late_enroute_changes_nothing() {
     // Give a wrong update time to land, then check nothing moved.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tx_state(&env, id).0.as_deref(), Some("DELIVERED"));
-    let part: String = env
+    // Sent in one part: the row itself holds the key receipts matched, and no parts rows.
+    let key: Option<String> = env
         .db()
         .query_one(
-            "SELECT message_state FROM smpp_tx_parts WHERE tx_id = $1",
+            "SELECT smpp_message_id_key FROM smpp_tx_queue WHERE id = $1",
             &[&id],
         )
         .unwrap()
         .get(0);
-    assert_eq!(part, "DELIVERED");
+    assert_eq!(key.as_deref(), Some("1"));
+    let parts = count(
+        &env,
+        &format!("SELECT count(*) FROM smpp_tx_parts WHERE tx_id = {id}"),
+    );
+    assert_eq!(parts, 0);
 }
 
 #[test]

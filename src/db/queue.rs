@@ -304,12 +304,13 @@ fn attach_accepted_parts(
 const WRITE_DONE: &str = "
     UPDATE smpp_tx_queue t
     SET submission_done = true, smpp_message_id = u.message_id, submission_timestamp = now(),
+        smpp_message_id_key = u.message_id_key,
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
-    FROM unnest($1::int4[], $2::varchar[], $3::int4[], $4::int4[])
-         AS u(id, message_id, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $5
+    FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
+         AS u(id, message_id, message_id_key, attempts, resends)
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
     RETURNING t.id";
 
 const WRITE_FAILED: &str = "
@@ -422,6 +423,8 @@ struct Columns {
     resends: Vec<i32>,
     infos: Vec<String>,
     message_ids: Vec<Option<String>>,
+    /// Done rows: the receipt key of a message sent in one part (see [`single_part_key`]).
+    message_id_keys: Vec<Option<String>>,
     delays: Vec<f64>,
 }
 
@@ -450,6 +453,7 @@ impl Batches {
                 TxOutcome::Done { parts } => {
                     b.done.push(r);
                     b.done.message_ids.push(first_part_id(parts));
+                    b.done.message_id_keys.push(single_part_key(parts));
                 }
                 TxOutcome::Failed { info, parts } => {
                     b.failed.push(r);
@@ -471,8 +475,14 @@ impl Batches {
     fn write(&self, tx: &mut impl Sql, instance: &str) -> Result<Vec<i32>, DbError> {
         let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
         let mut written = Vec::new();
-        let done: [&(dyn ToSql + Sync); 5] =
-            [&d.ids, &d.message_ids, &d.attempts, &d.resends, &instance];
+        let done: [&(dyn ToSql + Sync); 6] = [
+            &d.ids,
+            &d.message_ids,
+            &d.message_id_keys,
+            &d.attempts,
+            &d.resends,
+            &instance,
+        ];
         written.extend(update_returning_ids(
             tx,
             d,
@@ -545,21 +555,43 @@ fn first_part_id(parts: &[AcceptedPart]) -> Option<String> {
         .map(|p| p.message_id.clone())
 }
 
-/// Stores the parts of the written rows; a (row, part) given twice keeps the last one, since
-/// one INSERT ... ON CONFLICT may not touch a row twice. Returns the parts' match keys.
+/// The receipt key stored on the row itself (`smpp_tx_queue.smpp_message_id_key`) for a
+/// message the SMSC accepted in one part; a multi-part message's keys are in smpp_tx_parts.
+fn single_part_key(parts: &[AcceptedPart]) -> Option<String> {
+    match parts {
+        [only] if !is_multi_part(parts) => Some(stored_key(&only.message_id)),
+        _ => None,
+    }
+}
+
+/// Whether the parts belong to a concatenated message (only those get smpp_tx_parts rows).
+fn is_multi_part(parts: &[AcceptedPart]) -> bool {
+    parts.len() > 1 || parts.iter().any(|p| p.part_count > 1)
+}
+
+/// Stores the parts of the written multi-part rows (a single-part row keeps its key itself);
+/// a (row, part) given twice keeps the last one, since one INSERT ... ON CONFLICT may not
+/// touch a row twice. Returns the receipt keys of every written row, for matching receipts
+/// that waited for them.
 fn upsert_parts(
     tx: &mut impl Sql,
     results: &[TxResult],
     written: &HashSet<i32>,
 ) -> Result<Vec<String>, DbError> {
     let mut parts: BTreeMap<(i32, i16), (i16, &str)> = BTreeMap::new();
+    let mut single_keys = Vec::new();
     for r in results.iter().filter(|r| written.contains(&r.id)) {
-        for p in outcome_parts(&r.outcome) {
+        let accepted = outcome_parts(&r.outcome);
+        if !is_multi_part(accepted) {
+            single_keys.extend(single_part_key(accepted));
+            continue;
+        }
+        for p in accepted {
             parts.insert((r.id, p.part_no), (p.part_count, &p.message_id));
         }
     }
     if parts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(single_keys);
     }
     let tx_ids: Vec<i32> = parts.keys().map(|k| k.0).collect();
     let part_nos: Vec<i16> = parts.keys().map(|k| k.1).collect();
@@ -571,7 +603,7 @@ fn upsert_parts(
         &[&tx_ids, &part_nos, &counts, &message_ids, &keys],
     )
     .map_err(pg("store accepted parts"))?;
-    Ok(keys)
+    Ok(keys.into_iter().chain(single_keys).collect())
 }
 
 fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {
@@ -615,6 +647,21 @@ mod tests {
             part_count: 3,
             message_id: message_id.into(),
         }
+    }
+
+    #[test]
+    fn only_multi_part_messages_keep_parts_rows() {
+        let single = [AcceptedPart {
+            part_no: 1,
+            part_count: 1,
+            message_id: "000A1b".into(),
+        }];
+        assert!(!is_multi_part(&single));
+        assert_eq!(single_part_key(&single).as_deref(), Some("a1b"));
+        // Part 1 of 3 accepted so far: a multi-part message, keys in smpp_tx_parts.
+        assert!(is_multi_part(&[part(1, "x")]));
+        assert_eq!(single_part_key(&[part(1, "x")]), None);
+        assert_eq!(single_part_key(&[]), None);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct ReceiptMatch {
     pub token: i32,
     pub tx_id: i32,
     pub part_no: i16,
+    /// The message was sent in one part: its key and state are on the smpp_tx_queue row.
+    pub single: bool,
 }
 
 /// A receipt's effect on one part: its state, in arrival order.
@@ -48,27 +50,34 @@ pub struct ReceiptMatch {
 pub struct PartState {
     pub tx_id: i32,
     pub part_no: i16,
+    /// See [`ReceiptMatch::single`].
+    pub single: bool,
     pub state: MessageState,
 }
 
-/// The newest part with `u.match_key`, looked up in the message_id_key index once per key (a
-/// LATERAL with LIMIT 1). A plain join was planned as a hash join over the whole table
-/// whenever the statistics were stale, e.g. after a big INSERT: 10 ms per batch of 50
-/// receipts at 100,000 parts instead of 0.7 ms.
+/// The newest part with `u.match_key`: a part of a multi-part message (smpp_tx_parts) or a
+/// message sent in one part (smpp_tx_queue.smpp_message_id_key, as part 1), looked up in the
+/// two key indexes once per key (a LATERAL with LIMIT 1). A plain join was planned as a hash
+/// join over the whole table whenever the statistics were stale, e.g. after a big INSERT:
+/// 10 ms per batch of 50 receipts at 100,000 parts instead of 0.7 ms.
 macro_rules! newest_part_for_key {
     () => {
         " CROSS JOIN LATERAL (
-              SELECT p.tx_id, p.part_no, p.submitted_at FROM smpp_tx_parts p
-              WHERE p.message_id_key = u.match_key
-              ORDER BY p.submitted_at DESC, p.tx_id DESC LIMIT 1) p "
+              SELECT m.tx_id, m.part_no, m.submitted_at, m.single FROM (
+                  SELECT p.tx_id, p.part_no, p.submitted_at, false AS single
+                  FROM smpp_tx_parts p WHERE p.message_id_key = u.match_key
+                  UNION ALL
+                  SELECT t.id, 1::int2, t.submission_timestamp, true
+                  FROM smpp_tx_queue t WHERE t.smpp_message_id_key = u.match_key) m
+              ORDER BY m.submitted_at DESC NULLS LAST, m.tx_id DESC LIMIT 1) p "
     };
 }
 
 const MATCH: &str = concat!(
-    "SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no
+    "SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no, p.single
      FROM unnest($1::int4[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)",
     newest_part_for_key!(),
-    "ORDER BY u.token, u.match_rank, p.submitted_at DESC, p.tx_id DESC"
+    "ORDER BY u.token, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
 );
 
 /// Finds the part of each receipt that has one.
@@ -96,6 +105,7 @@ pub fn match_receipts(
                 token: get(row, 0)?,
                 tx_id: get(row, 1)?,
                 part_no: get(row, 2)?,
+                single: get(row, 3)?,
             })
         })
         .collect()
@@ -131,21 +141,21 @@ pub fn keep_unmatched(
 /// $1 NULL: every waiting receipt; else only those waiting for one of these keys.
 /// Every waiting receipt that now has a part (the periodic housekeeping).
 const MATCH_ALL_WAITING: &str = concat!(
-    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state
      FROM smpp_rx_unmatched u",
     newest_part_for_key!(),
-    "ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC"
+    "ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
 );
 
 /// The waiting receipts for the parts just stored: a statement of its own rather than one with
 /// `$1 IS NULL OR ...`, so that each has one simple plan (this one looks the keys up in the
 /// match_key index) whatever the planner makes of the parameter.
 const MATCH_WAITING_FOR: &str = concat!(
-    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, u.message_state
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state
      FROM smpp_rx_unmatched u",
     newest_part_for_key!(),
     "WHERE u.match_key = ANY($1::varchar[])
-     ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC, p.tx_id DESC"
+     ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
 );
 
 /// Deleting is the claim: of two esmed instances matching the same receipt, one gets it.
@@ -168,9 +178,10 @@ pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<Pa
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut found: HashMap<i32, (i32, i16, Option<String>)> = HashMap::new();
+    let mut found: HashMap<i32, (i32, i16, bool, Option<String>)> = HashMap::new();
     for row in &rows {
-        found.insert(get(row, 0)?, (get(row, 1)?, get(row, 2)?, get(row, 3)?));
+        let part = (get(row, 1)?, get(row, 2)?, get(row, 3)?, get(row, 4)?);
+        found.insert(get(row, 0)?, part);
     }
     let wanted: Vec<i32> = found.keys().copied().collect();
     let mut claimed: Vec<i32> = c
@@ -187,11 +198,12 @@ pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<Pa
     Ok(claimed
         .iter()
         .filter_map(|id| {
-            let (tx_id, part_no, state) = &found[id];
+            let (tx_id, part_no, single, state) = &found[id];
             let state = MessageState::from_name(state.as_deref()?)?;
             Some(PartState {
                 tx_id: *tx_id,
                 part_no: *part_no,
+                single: *single,
                 state,
             })
         })
@@ -249,21 +261,41 @@ const UPDATE_ROWS: &str = "
       AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($4::varchar[])
                AND a.state = ANY($4::varchar[]))";
 
-/// Writes receipts' states (in arrival order) to their parts, then each touched row's
-/// aggregate: two statements whatever the count.
+/// A single-part message's state, written to its row directly (it has no parts rows).
+/// $3: the non-final names.
+const UPDATE_SINGLE_ROWS: &str = "
+    UPDATE smpp_tx_queue t SET smpp_message_state = u.state, message_state_timestamp = now()
+    FROM unnest($1::int4[], $2::varchar[]) AS u(id, state)
+    WHERE t.id = u.id AND t.smpp_message_state IS DISTINCT FROM u.state
+      AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($3::varchar[])
+               AND u.state = ANY($3::varchar[]))";
+
+/// Writes receipts' states (in arrival order): to single-part messages' rows, and to the
+/// parts of multi-part ones, then each touched row's aggregate. At most three statements
+/// whatever the count.
 pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbError> {
     let folded = fold_states(states);
     if folded.is_empty() {
         return Ok(());
     }
-    let tx_ids: Vec<i32> = folded.iter().map(|s| s.tx_id).collect();
-    let part_nos: Vec<i16> = folded.iter().map(|s| s.part_no).collect();
-    let names: Vec<&str> = folded.iter().map(|s| s.state.as_str()).collect();
     let non_final: Vec<&str> = MessageState::ALL
         .iter()
         .filter(|s| !s.is_final())
         .map(|s| s.as_str())
         .collect();
+    let (single, multi): (Vec<&PartState>, Vec<&PartState>) = folded.iter().partition(|s| s.single);
+    if !single.is_empty() {
+        let ids: Vec<i32> = single.iter().map(|s| s.tx_id).collect();
+        let names: Vec<&str> = single.iter().map(|s| s.state.as_str()).collect();
+        c.execute(UPDATE_SINGLE_ROWS, &[&ids, &names, &non_final])
+            .map_err(pg("write message states"))?;
+    }
+    if multi.is_empty() {
+        return Ok(());
+    }
+    let tx_ids: Vec<i32> = multi.iter().map(|s| s.tx_id).collect();
+    let part_nos: Vec<i16> = multi.iter().map(|s| s.part_no).collect();
+    let names: Vec<&str> = multi.iter().map(|s| s.state.as_str()).collect();
     c.execute(UPDATE_PARTS, &[&tx_ids, &part_nos, &names, &non_final])
         .map_err(pg("write part states"))?;
     let all_names: Vec<&str> = MessageState::ALL.iter().map(|s| s.as_str()).collect();
@@ -283,29 +315,23 @@ pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbErro
 /// final state is never replaced by a non-final one.
 fn fold_states(states: &[PartState]) -> Vec<PartState> {
     let mut order: Vec<(i32, i16)> = Vec::new();
-    let mut by_part: HashMap<(i32, i16), MessageState> = HashMap::new();
+    let mut by_part: HashMap<(i32, i16), &PartState> = HashMap::new();
     for s in states {
         let key = (s.tx_id, s.part_no);
         match by_part.get(&key) {
             None => {
                 order.push(key);
-                by_part.insert(key, s.state);
+                by_part.insert(key, s);
             }
-            Some(current) if current.is_final() && !s.state.is_final() => {}
+            Some(current) if current.state.is_final() && !s.state.is_final() => {}
             Some(_) => {
-                by_part.insert(key, s.state);
+                by_part.insert(key, s);
             }
         }
     }
     order
         .into_iter()
-        .filter_map(|key| {
-            by_part.get(&key).map(|&state| PartState {
-                tx_id: key.0,
-                part_no: key.1,
-                state,
-            })
-        })
+        .filter_map(|key| by_part.get(&key).map(|s| (*s).clone()))
         .collect()
 }
 
@@ -318,6 +344,7 @@ mod tests {
         PartState {
             tx_id,
             part_no,
+            single: false,
             state,
         }
     }

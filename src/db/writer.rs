@@ -586,6 +586,7 @@ fn store_rx(
                 PartState {
                     tx_id: m.tx_id,
                     part_no: m.part_no,
+                    single: m.single,
                     state,
                 },
             ));
