@@ -225,6 +225,20 @@ impl Rig {
         Ok(n.max(0) as u64)
     }
 
+    /// Autovacuum and autoanalyze runs on the send queue so far.
+    pub fn queue_autovacuums(&mut self) -> Result<u64, BenchError> {
+        let n: i64 = self
+            .db
+            .query_one(
+                "SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables \
+                 WHERE relname = 'smpp_tx_queue'",
+                &[],
+            )
+            .map_err(BenchError::pg("count autovacuums"))?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
     /// `SELECT count(*) FROM <from_where>`.
     pub fn count(&mut self, from_where: &str) -> Result<i64, BenchError> {
         let sql = format!("SELECT count(*) FROM {from_where}");

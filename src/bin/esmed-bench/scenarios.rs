@@ -234,6 +234,7 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
     }
     outcome.set("load_s", load.elapsed().as_secs_f64());
     let checkpoints_before = rig.checkpoints()?;
+    let autovacuums_before = rig.queue_autovacuums()?;
     let before = rig.snapshot(Some(&run));
     let started = Instant::now();
     rig.launch(&mut run, "backlog")?;
@@ -246,6 +247,11 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
     outcome.set(
         "checkpoints",
         rig.checkpoints()?.saturating_sub(checkpoints_before) as f64,
+    );
+    // Likewise autovacuum of the queue: it reads the whole table and its indexes.
+    outcome.set(
+        "queue_autovacuums",
+        rig.queue_autovacuums()?.saturating_sub(autovacuums_before) as f64,
     );
     let seconds = done.duration_since(started).as_secs_f64();
     outcome.set("rows", pending as f64);
@@ -262,6 +268,17 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
         outcome.set("first_slice_msgs_per_s", first);
         outcome.set("last_slice_msgs_per_s", last);
         outcome.set("last_vs_first_pct", 100.0 * last / first);
+        // Every slice in between too: a checkpoint slows whichever slice it falls in.
+        let rates: Vec<f64> = (0..stamps.len() / slice)
+            .filter_map(|i| slice_rate(&stamps, i * slice, slice))
+            .collect();
+        let (min, max) = rates
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        if !rates.is_empty() {
+            outcome.set("slowest_slice_msgs_per_s", min);
+            outcome.set("fastest_slice_msgs_per_s", max);
+        }
     }
     outcome.set_cpu(
         &CpuSplit::between(&before, &after, rig.ticks_per_second),
