@@ -1,11 +1,12 @@
 //! Delivery receipts against the send queue: finding the part a receipt is about, keeping
-//! receipts whose part is not known yet, and writing the states to `smpp_tx_parts` and the
-//! aggregate to `smpp_tx_queue`.
+//! receipts whose part is not known yet, and writing the states: a single-part message's to
+//! its `smpp_tx_queue` row, a long message's to its `smpp_tx_parts` rows and their aggregate
+//! to its row.
 //!
 //! Every function is one statement over arrays, run inside the DB writer's batch transaction,
 //! so a batch's receipts cost a fixed number of round trips. Matching compares normalised ids
-//! (`smpp_tx_parts.message_id_key` against [`match_keys`]); the best rank wins, then the most
-//! recently submitted part. The state rules: a final state is never replaced by a non-final
+//! (`smpp_tx_parts.message_id_key` and `smpp_tx_queue.smpp_message_id_key` against
+//! [`match_keys`]); the best rank wins, then the most recently submitted part. The state rules: a final state is never replaced by a non-final
 //! one (per part and per row); the row's state is its parts' worst by
 //! [`MessageState::severity`], a part without a receipt counting as ENROUTE.
 

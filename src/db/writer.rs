@@ -460,7 +460,8 @@ struct Rules<'a> {
 ///
 /// Round trips are what a batch costs most at small windows, so the transaction is opened
 /// with its planner setting in one message, and statements with nothing to do are skipped: a
-/// batch of results alone is BEGIN, one UPDATE, one INSERT, COMMIT.
+/// batch of results alone is BEGIN, one UPDATE, COMMIT (and an INSERT for the parts of long
+/// messages).
 fn commit(
     client: &mut Client,
     statements: &mut Statements,
