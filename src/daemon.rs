@@ -431,6 +431,9 @@ fn connect_at_start(
             Ok(mut client) => {
                 db::listen(&mut client)
                     .map_err(|e| DaemonError::Database(format!("cannot LISTEN: {e}")))?;
+                db::schema::check(&mut client)
+                    .map_err(|e| DaemonError::Database(format!("cannot check the schema: {e}")))?
+                    .map_err(|missing| DaemonError::Database(missing.to_string()))?;
                 return Ok(Some(client));
             }
             Err(e) if db::is_fatal_connect_error(&e) => {

@@ -245,3 +245,43 @@ fn run_with_unwritable_log_file_is_one_line() {
     );
     assert_one_line_error(&run, &expected);
 }
+
+/// A schema older than this esmed (here: the development schema before receipt keys moved to
+/// smpp_tx_queue) stops esmed at start with one line naming the missing column and the fix,
+/// instead of failing every result write and resending those rows after their lease.
+#[test]
+fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
+    let cluster = esmed::testkit::PgCluster::start().expect("start PostgreSQL");
+    cluster.create_database("esmed").expect("create database");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
+    cluster.load_schema("esmed", &schema).expect("load schema");
+    drop(
+        cluster
+            .esmed_client("esmed", PASSWORD)
+            .expect("set the role's password"),
+    );
+    cluster
+        .superuser_client("esmed")
+        .expect("superuser")
+        .batch_execute("ALTER TABLE smpp_tx_queue DROP COLUMN smpp_message_id_key")
+        .expect("drop the column");
+    let dir = TempDir::new("old-schema");
+    let text = format!(
+        "{}[log]\nfile = {}\nstderr = false\n",
+        good_config()
+            .replace("localhost", cluster.host())
+            .replace("5432", &cluster.port().to_string()),
+        dir.0.join("esmed.log").display()
+    );
+    let path = dir.config(&text, 0o600);
+    let run = esmed(&["-c", path.to_str().expect("utf-8 path")]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("lacks smpp_tx_queue.smpp_message_id_key")
+            && run.stderr.contains("ADD COLUMN smpp_message_id_key"),
+        "{}",
+        run.stderr
+    );
+}

@@ -13,6 +13,7 @@
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
 //! - [`heartbeat`]: this instance's `esmed_status` row.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
+//! - [`schema`]: the check at start that the schema is as new as this esmed.
 
 pub mod handoff;
 pub mod heartbeat;
@@ -22,6 +23,7 @@ pub mod queue;
 pub mod reassembly;
 pub mod receipts;
 pub mod rx;
+pub mod schema;
 pub mod servers;
 pub mod sql;
 pub mod writer;
