@@ -55,6 +55,17 @@ CREATE INDEX smpp_tx_queue_pending ON smpp_tx_queue (smpp_priority_flag DESC NUL
 CREATE INDEX smpp_tx_queue_message_id_key ON smpp_tx_queue (smpp_message_id_key)
     WHERE smpp_message_id_key IS NOT NULL;
 
+-- Receipts may still come for what the old daemon sent lately: give those rows the key
+-- receipts are matched on (smpp_message_id in lower case, without leading zeros when it is
+-- all hex digits: what esmed stores). Older rows are left as they are; no receipt comes
+-- after a week.
+UPDATE smpp_tx_queue SET smpp_message_id_key =
+        CASE WHEN lower(btrim(smpp_message_id)) ~ '^[0-9a-f]+$'
+             THEN coalesce(nullif(ltrim(lower(btrim(smpp_message_id)), '0'), ''), '0')
+             ELSE lower(btrim(smpp_message_id)) END
+    WHERE submission_done AND btrim(smpp_message_id) <> ''
+      AND coalesce(submission_timestamp, insert_timestamp) > now() - interval '7 days';
+
 CREATE TABLE smpp_tx_parts (
     tx_id integer REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,
     part_no smallint,

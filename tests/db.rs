@@ -732,12 +732,44 @@ fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
     assert_eq!(before.len(), 7);
     let old_schema = schema_fingerprint(&mut admin);
 
+    // Ids of every shape, sent lately by the old daemon, to compare the upgrade's keys with
+    // esmed's own.
+    let shapes = ["000A1b", "X-1", "000", "Abc-0", "12345"];
+    for id in shapes {
+        admin
+            .execute(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
+                     smpp_message_id, submission_done, submission_timestamp)
+                 VALUES ('470', 'shape', $1, true, now())",
+                &[&id],
+            )
+            .unwrap();
+    }
+    let before = old_rows(&mut admin);
+
     let started = Instant::now();
     cluster
         .load_schema("old", &repo_file("sql/upgrade-0.1.sql"))
         .unwrap();
     eprintln!("upgrade took {:?}", started.elapsed());
     assert_eq!(old_rows(&mut admin), before);
+    for id in shapes {
+        let key: Option<String> = admin
+            .query_one(
+                "SELECT smpp_message_id_key FROM smpp_tx_queue WHERE smpp_message_id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            key.as_deref(),
+            Some(esmed::smpp::receipt::stored_key(id).as_str()),
+            "{id}"
+        );
+    }
+    admin
+        .batch_execute("DELETE FROM smpp_tx_queue WHERE smpp_destination_addr = '470'")
+        .unwrap();
 
     let (mut fresh_admin, _) = clients(&cluster, "esmed");
     let (upgraded, fresh) = (
@@ -751,8 +783,19 @@ fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
     assert_ne!(old_schema, fresh);
     assert_eq!(upgraded, fresh);
 
-    // The upgraded database behaves like a fresh one.
+    // A receipt for what the old daemon sent finds its row.
     let (_, mut esmed) = clients(&cluster, "old");
+    let receipt = esmed::db::receipts::ReceiptKeys::new(
+        7,
+        "ID-1",
+        true,
+        esmed::smpp::receipt::IdMatch::Exact,
+    );
+    let matched = esmed::db::receipts::match_receipts(&mut esmed, &[receipt]).unwrap();
+    assert_eq!(matched.len(), 1);
+    assert!(matched[0].single && matched[0].part_no == 1);
+
+    // The upgraded database behaves like a fresh one.
     let server = db::load_enabled_server(&mut esmed).unwrap().unwrap();
     assert_eq!(
         (server.host.as_str(), server.port, server.smpp_window),
