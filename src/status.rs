@@ -85,6 +85,13 @@ impl SessionStatus {
         self.lock().last_error = Some((error.into(), SystemTime::now()));
     }
 
+    /// Logs a problem at `level` and makes it the last error (esmed_status.last_error), so
+    /// that `esmed status` shows database trouble as well as session trouble.
+    pub fn report(&self, level: log::Level, message: String) {
+        log::log!(level, "{message}");
+        self.set_error(message);
+    }
+
     pub fn snapshot(&self) -> StatusSnapshot {
         let inner = self.lock().clone();
         let stopping = self.stopping.load(Ordering::Relaxed);

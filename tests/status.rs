@@ -192,3 +192,32 @@ fn unreachable_database_is_exit_2() {
     let missing = esmed_status(&dir.0.join("missing.conf"), &["--json"]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+/// Database trouble is the last error too: after PostgreSQL was away, esmed_status says
+/// which thread lost it, not only the log.
+#[test]
+fn a_lost_database_becomes_the_last_error() {
+    let mut env = Env::new("dbdown");
+    env.add_server(&[]);
+    let esmed = env.esmed("dbdown", "heartbeat_interval = 1s\n");
+    let mut db = env.db();
+    wait_until(T, "a heartbeat row", &esmed, || {
+        db.query_opt("SELECT 1 FROM esmed_status WHERE instance = 'dbdown'", &[])
+            .unwrap()
+            .is_some()
+    });
+    drop(db);
+    env.cluster.stop_fast().expect("stop PostgreSQL");
+    std::thread::sleep(Duration::from_millis(1500));
+    env.cluster.start_again().expect("start PostgreSQL again");
+    let mut db = env.db();
+    wait_until(T, "a database error as last_error", &esmed, || {
+        db.query_opt(
+            "SELECT 1 FROM esmed_status WHERE instance = 'dbdown'
+             AND (last_error LIKE 'poller:%' OR last_error LIKE 'DB writer:%')",
+            &[],
+        )
+        .unwrap()
+        .is_some()
+    });
+}

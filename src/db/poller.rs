@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use log::{info, warn};
+use log::{info, Level};
 use postgres::Client;
 
 use crate::db::sql::{Prepared, Statements};
@@ -93,7 +93,10 @@ impl Poller {
             }
             if leases_checked.is_none_or(|at| at.elapsed() >= self.config.lease / 3) {
                 if let Err(e) = self.look_after_leases(leases_checked.is_none()) {
-                    warn!("poller: renewing leases failed: {e}; reconnecting");
+                    self.stats.session.report(
+                        Level::Warn,
+                        format!("poller: renewing leases failed: {e}; reconnecting"),
+                    );
                     self.client = None;
                     continue;
                 }
@@ -106,7 +109,10 @@ impl Poller {
                     // A full claim means more rows are probably pending.
                     Ok(claimed) => due = claimed == room,
                     Err(e) => {
-                        warn!("poller: claiming rows failed: {e}; reconnecting");
+                        self.stats.session.report(
+                            Level::Warn,
+                            format!("poller: claiming rows failed: {e}; reconnecting"),
+                        );
                         self.client = None;
                         continue;
                     }
@@ -217,7 +223,10 @@ impl Poller {
                 changes.tx_queue
             }
             Err(e) => {
-                warn!("poller: waiting for notifications failed: {e}; reconnecting");
+                self.stats.session.report(
+                    Level::Warn,
+                    format!("poller: waiting for notifications failed: {e}; reconnecting"),
+                );
                 self.client = None;
                 true
             }
@@ -244,9 +253,12 @@ impl Poller {
             }
             Err(e) => {
                 let delay = backoff.next_delay();
-                warn!(
-                    "poller: cannot connect to PostgreSQL: {e}; retrying in {} ms",
-                    delay.as_millis()
+                self.stats.session.report(
+                    Level::Warn,
+                    format!(
+                        "poller: cannot connect to PostgreSQL: {e}; retrying in {} ms",
+                        delay.as_millis()
+                    ),
                 );
                 std::thread::sleep(delay);
                 false

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use log::{debug, error, info, warn};
+use log::{debug, info, warn, Level};
 use postgres::Client;
 
 use crate::db::handoff::{DbSender, Queued, ResultOrder};
@@ -321,23 +321,33 @@ impl DbWriter {
                 }
                 Err(e) if client.is_closed() || e.is_connection_lost() => {
                     let delay = backoff.next_delay();
-                    warn!(
-                        "DB writer: lost PostgreSQL while committing {} results: {e}; keeping them and retrying in {} ms",
-                        batch.len(),
-                        delay.as_millis()
+                    self.stats.session.report(
+                        Level::Warn,
+                        format!(
+                            "DB writer: lost PostgreSQL while committing {} results: {e}; \
+                             keeping them and retrying in {} ms",
+                            batch.len(),
+                            delay.as_millis()
+                        ),
                     );
                     self.client = None;
                     std::thread::sleep(delay);
                 }
                 Err(e) if batch.len() == 1 => {
-                    error!("DB writer: {e}: {}", batch.describe());
+                    self.stats.session.report(
+                        Level::Error,
+                        format!("DB writer: {e}: {}", batch.describe()),
+                    );
                     self.after_commit(batch, CommandStatus::ESME_RX_T_APPN);
                     return;
                 }
                 Err(e) => {
-                    warn!(
-                        "DB writer: batch of {} rejected: {e}; committing one by one",
-                        batch.len()
+                    self.stats.session.report(
+                        Level::Warn,
+                        format!(
+                            "DB writer: batch of {} rejected: {e}; committing one by one",
+                            batch.len()
+                        ),
                     );
                     for single in batch.into_singles() {
                         self.commit_with_retry(single);
@@ -361,9 +371,12 @@ impl DbWriter {
             }
             Err(e) => {
                 let delay = backoff.next_delay();
-                warn!(
-                    "DB writer: cannot connect to PostgreSQL: {e}; retrying in {} ms",
-                    delay.as_millis()
+                self.stats.session.report(
+                    Level::Warn,
+                    format!(
+                        "DB writer: cannot connect to PostgreSQL: {e}; retrying in {} ms",
+                        delay.as_millis()
+                    ),
                 );
                 std::thread::sleep(delay);
                 false
@@ -422,8 +435,12 @@ impl DbWriter {
                     .stored
                     .fetch_add(stored as u64, Ordering::Relaxed);
             }
-            Err(e) => warn!(
-                "DB writer: housekeeping of receipts and MO parts failed: {e}; trying again later"
+            Err(e) => self.stats.session.report(
+                Level::Warn,
+                format!(
+                    "DB writer: housekeeping of receipts and MO parts failed: {e}; \
+                     trying again later"
+                ),
             ),
         }
     }
