@@ -101,7 +101,11 @@ fn simplelog_format() -> simplelog::Config {
         .set_thread_level(LevelFilter::Debug)
         .set_thread_mode(ThreadLogMode::Names)
         .set_target_level(LevelFilter::Debug)
-        .set_location_level(LevelFilter::Off);
+        .set_location_level(LevelFilter::Off)
+        // The PostgreSQL client logs every statement with its parameters at debug level:
+        // message texts and numbers by the thousand, and whatever a statement passes. esmed
+        // logs what it does itself.
+        .add_filter_ignore_str("tokio_postgres");
     // Fails once threads exist (the time crate refuses then); UTC is the fallback.
     let _ = builder.set_time_offset_to_local();
     builder.build()
