@@ -34,6 +34,10 @@ use crate::stats::Stats;
 /// Received PDUs allowed to wait for their commit before the session stops reading.
 const MAX_AWAITING_COMMIT: usize = 1000;
 
+/// At most this many waiting events are handled before submitting, writing and looking at
+/// the timers again.
+const READY_BATCH: usize = 256;
+
 /// The channels a session shares with the rest of the daemon.
 #[derive(Clone)]
 pub struct Links {
@@ -211,7 +215,7 @@ impl<'a> Writer<'a> {
                 },
                 recv(timeout) -> _ => self.on_timers(),
             };
-            if let Err(ending) = step {
+            if let Err(ending) = step.and_then(|()| self.take_ready(events, &acks)) {
                 return ending;
             }
             self.pump();
@@ -220,6 +224,33 @@ impl<'a> Writer<'a> {
                 return Ending::Lost(format!("write error: {e}"));
             }
         }
+    }
+
+    /// Handles the reader events and commit acks already waiting, so that the submits they
+    /// make room for go out together, in one write, rather than one write per response.
+    fn take_ready(
+        &mut self,
+        events: &Receiver<ReaderEvent>,
+        acks: &Receiver<Committed>,
+    ) -> Result<(), Ending> {
+        for _ in 0..READY_BATCH {
+            let event = if self.awaiting_commit < MAX_AWAITING_COMMIT {
+                events.try_recv().ok()
+            } else {
+                None
+            };
+            let ack = acks.try_recv().ok();
+            if event.is_none() && ack.is_none() {
+                break;
+            }
+            if let Some(ack) = ack {
+                self.on_committed(ack);
+            }
+            if let Some(event) = event {
+                self.on_reader_event(event)?;
+            }
+        }
+        Ok(())
     }
 
     /// While stopping: done once nothing is in flight and the unbind is answered.
