@@ -1176,13 +1176,12 @@ fn matching_receipts_reads_only_the_parts_it_finds() {
 /// Regression: plans PostgreSQL cached for the prepared statements while the tables were
 /// nearly empty kept scanning them whole once they were big (receipt state updates went from
 /// 0.8 to 7.6 ms per batch in the benchmark). Run as the DB writer runs them (prepared, inside
-/// a transaction with INDEX_PLANNING and LOOKUP_PLANNING), a batch of receipts reads only the rows it touches,
+/// a transaction planned as Planning::Lookups), a batch of receipts reads only the rows it touches,
 /// even with plans made on empty tables.
 #[test]
 fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
-    use esmed::db::queue::{INDEX_PLANNING, LOOKUP_PLANNING};
     use esmed::db::receipts::{apply_states, match_receipts, PartState, ReceiptKeys};
-    use esmed::db::sql::{Prepared, Statements};
+    use esmed::db::sql::{Planning, Prepared, Statements};
     use esmed::smpp::receipt::{IdMatch, MessageState};
     let cluster = fresh_cluster();
     let (mut admin, mut esmed) = clients(&cluster, "esmed");
@@ -1193,7 +1192,7 @@ fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
     let mut statements = Statements::default();
     let receipt_batch = |esmed: &mut Client, statements: &mut Statements, first: i32| {
         let mut tx = esmed.transaction().unwrap();
-        tx.batch_execute(&format!("{INDEX_PLANNING}; {LOOKUP_PLANNING}"))
+        tx.batch_execute(&Planning::Lookups.for_transaction())
             .unwrap();
         let mut sql = Prepared::new(&mut tx, statements);
         let receipts: Vec<ReceiptKeys> = (first..first + 50)

@@ -14,7 +14,7 @@ use std::time::Duration;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient};
 
-use super::sql::Sql;
+use super::sql::{Planning, Sql};
 
 use super::servers::get;
 use super::{pg, DbError};
@@ -149,21 +149,11 @@ const SELECT_PARTS: &str = "
     SELECT tx_id, part_no, COALESCE(part_count, 0::smallint), message_id FROM smpp_tx_parts
     WHERE tx_id = ANY($1::int4[]) ORDER BY tx_id, part_no";
 
-/// Sets up a connection that claims (the poller's): claims must walk the pending index in
-/// order and stop after `limit` rows. On a queue that was not analyzed since a big INSERT (or
-/// with a cursor range the planner underestimates) PostgreSQL otherwise picks a bitmap scan
-/// that collects and sorts every pending row for each claim — measured at more than twice the
-/// database CPU per message in the burst benchmark. The connection runs nothing else that
-/// needs sorts or bitmap scans. Its statements are prepared (see [`super::sql`]), so it runs
-/// without sequential scans, hash and merge joins as well: a plan cached while the queue was
-/// small must not read it whole once it is big; the claimed rows are updated through the
-/// primary key, one lookup each.
+/// Sets up a connection that claims (the poller's): see [`Planning::Claims`]. Its
+/// statements are prepared (see [`super::sql`]).
 pub fn prepare_claimer(c: &mut Client) -> Result<(), DbError> {
-    c.batch_execute(
-        "SET enable_sort = off; SET enable_bitmapscan = off; SET enable_seqscan = off; \
-         SET enable_hashjoin = off; SET enable_mergejoin = off",
-    )
-    .map_err(pg("set up the claiming connection"))
+    c.batch_execute(&Planning::Claims.for_session())
+        .map_err(pg("set up the claiming connection"))
 }
 
 /// Claims up to `limit` sendable rows for `lease`, in priority (highest first) then id order.
@@ -296,11 +286,8 @@ fn attach_accepted_parts(
     Ok(())
 }
 
-// The result updates. `t.id = ANY($1)` lets the rows be found through the primary key, and
-// the batch runs with nested loops off (RESULT_PLANNING): when the table was analyzed
-// while no row was claimed, the planner believes `claimed_by = $instance` matches one row and
-// picks a seq scan nested-looped against the unnest — measured at 186 ms (and growing with the
-// table) for 1,000 rows instead of 4 ms.
+// The result updates. `t.id = ANY($1)` lets the rows be found through the primary key; they
+// are planned as `Planning::Results` says.
 const WRITE_DONE: &str = "
     UPDATE smpp_tx_queue t
     SET submission_done = true, smpp_message_id = u.message_id, submission_timestamp = now(),
@@ -364,33 +351,18 @@ pub fn write_results(
     instance: &str,
 ) -> Result<WriteSummary, DbError> {
     let mut tx = c.transaction().map_err(pg("begin writing results"))?;
-    tx.batch_execute(&format!("{INDEX_PLANNING}; {RESULT_PLANNING}"))
+    tx.batch_execute(&Planning::Results.for_transaction())
         .map_err(pg("plan result updates"))?;
     let summary = write_results_in(&mut tx, results, instance)?;
     tx.commit().map_err(pg("commit results"))?;
     Ok(summary)
 }
 
-/// How a batch's statements are planned, for the rest of its transaction: each touches a batch
-/// of rows and must find them through an index, also with a plan cached while the table was
-/// nearly empty (see [`super::sql`]).
-pub const INDEX_PLANNING: &str = "SET LOCAL enable_seqscan = off";
-
-/// How result updates must be planned, for the rest of the transaction: without nested loops
-/// (see the comment above WRITE_DONE).
-pub const RESULT_PLANNING: &str = "SET LOCAL enable_nestloop = off";
-
-/// Replaces [`RESULT_PLANNING`] for the rest of the transaction, for statements that join a
-/// batch's arrays with big tables (receipts, received PDUs): only nested loops, each array
-/// element looked up in an index. A hash or merge join there, cached while the tables were
-/// small, read the tables whole (or up to the highest id wanted) once they were big.
-pub const LOOKUP_PLANNING: &str = "SET LOCAL enable_nestloop TO DEFAULT; \
-     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
-
-/// [`write_results`] inside the caller's transaction (the DB writer's batch), without a
-/// savepoint of its own: the caller commits or rolls back everything together, and has run
-/// [`INDEX_PLANNING`] and [`RESULT_PLANNING`] in it (the DB writer sends them with its BEGIN,
-/// saving round trips).
+/// [`write_results`] on the caller's connection or inside its transaction (the DB writer's
+/// batch), without a savepoint of its own: the caller commits or rolls back everything
+/// together. Planned as [`Planning::Results`] says (the DB writer's results connection is set
+/// up so). One statement when [`in_one_statement`] says so: the DB writer then runs it without
+/// a transaction of its own.
 pub fn write_results_in(
     tx: &mut impl Sql,
     results: &[TxResult],
@@ -411,6 +383,15 @@ pub fn write_results_in(
         written: written.len(),
         skipped,
         part_keys,
+    })
+}
+
+/// Whether [`write_results_in`] writes these results with one statement (all done, each sent
+/// in one part), which is atomic without a transaction around it.
+pub fn in_one_statement(results: &[TxResult]) -> bool {
+    results.iter().all(|r| match &r.outcome {
+        TxOutcome::Done { parts } => !is_multi_part(parts),
+        _ => false,
     })
 }
 

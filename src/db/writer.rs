@@ -27,10 +27,9 @@ use log::{debug, info, warn, Level};
 use postgres::Client;
 
 use crate::db::handoff::{DbSender, Queued, ResultOrder};
-use crate::db::queue::{INDEX_PLANNING, LOOKUP_PLANNING, RESULT_PLANNING};
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
-use crate::db::sql::{Prepared, Sql, Statements};
+use crate::db::sql::{Planning, Prepared, Sql, Statements};
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::session::flow::Backoff;
 use crate::smpp::receipt::{IdMatch, MessageState};
@@ -363,7 +362,7 @@ impl DbWriter {
         if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
             return true;
         }
-        match connect(&self.config.pg) {
+        match connect(&self.config.pg, self.role) {
             Ok(client) => {
                 self.client = Some(client);
                 self.statements.clear();
@@ -421,7 +420,7 @@ impl DbWriter {
     /// next time) when PostgreSQL is away: a batch's commit does the reconnecting.
     fn housekeeping(&mut self) {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = connect(&self.config.pg).ok();
+            self.client = connect(&self.config.pg, self.role).ok();
             self.statements.clear();
         }
         let Some(client) = self.client.as_mut() else {
@@ -446,8 +445,18 @@ impl DbWriter {
     }
 }
 
-fn connect(pg: &postgres::Config) -> Result<Client, db::DbError> {
-    pg.connect(postgres::NoTls).map_err(db::pg("connect"))
+/// A connection for a writer of `role`, planned for its statements for the whole session, so
+/// that a batch needs no SET of its own (a batch of results is then one round trip).
+fn connect(pg: &postgres::Config, role: Role) -> Result<Client, db::DbError> {
+    let mut client = pg.connect(postgres::NoTls).map_err(db::pg("connect"))?;
+    let planning = match role {
+        Role::Results => Planning::Results,
+        Role::Received => Planning::Lookups,
+    };
+    client
+        .batch_execute(&planning.for_session())
+        .map_err(db::pg("set up the connection"))?;
+    Ok(client)
 }
 
 /// The result acks of a batch as (channel, count) pairs: all acks to one session become one
@@ -475,23 +484,26 @@ struct Rules<'a> {
 /// MO parts, received rows with their receipts matched, then the states receipts carry.
 /// Returns whether receipts were left waiting for their parts.
 ///
-/// Round trips are what a batch costs most at small windows, so the transaction is opened
-/// with its planner setting in one message, and statements with nothing to do are skipped: a
-/// batch of results alone is BEGIN, one UPDATE, COMMIT (and an INSERT for the parts of long
-/// messages).
+/// Round trips are what a batch costs most at small windows (a submit waits for earlier
+/// results to be committed), so statements with nothing to do are skipped, and a batch of
+/// results that is one statement (the usual: all done, each in one part) runs as that
+/// statement alone, its own transaction: one round trip instead of BEGIN, UPDATE, COMMIT.
 fn commit(
     client: &mut Client,
     statements: &mut Statements,
     batch: &Batch,
     rules: &Rules,
 ) -> Result<bool, db::DbError> {
-    let begin = if batch.results.is_empty() {
-        format!("BEGIN; {INDEX_PLANNING}")
-    } else {
-        format!("BEGIN; {INDEX_PLANNING}; {RESULT_PLANNING}")
-    };
+    let alone = batch.rx_rows.is_empty()
+        && !rules.receipts_may_wait
+        && db::queue::in_one_statement(&batch.results);
+    if alone {
+        let mut sql = Prepared::new(client, statements);
+        db::write_results_in(&mut sql, &batch.results, rules.instance)?;
+        return Ok(false);
+    }
     client
-        .batch_execute(&begin)
+        .batch_execute("BEGIN")
         .map_err(db::pg("begin a batch"))?;
     let written = write_batch(&mut Prepared::new(client, statements), batch, rules);
     let done = written.and_then(|kept_waiting| {
@@ -521,12 +533,10 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
         .as_ref()
         .map(|s| s.part_keys.as_slice())
         .filter(|keys| rules.receipts_may_wait && !keys.is_empty());
-    if waiting_keys.is_none() && batch.rx_rows.is_empty() {
-        return Ok(false);
-    }
-    sql.batch_execute(LOOKUP_PLANNING)
-        .map_err(db::pg("plan receipt statements"))?;
     if let Some(keys) = waiting_keys {
+        // The results connection plans for result updates; these are lookups.
+        sql.batch_execute(&Planning::Lookups.for_transaction())
+            .map_err(db::pg("plan receipt statements"))?;
         states = receipts::match_waiting(sql, Some(keys))?;
     }
     let mut kept_waiting = false;
