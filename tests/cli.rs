@@ -189,15 +189,7 @@ fn non_numeric_port_is_one_line_naming_section_and_key() {
 /// start and the config warnings, and print the password nowhere.
 #[test]
 fn run_with_a_wrong_database_password_fails_in_one_line_without_the_password() {
-    let cluster = esmed::testkit::PgCluster::start().expect("start PostgreSQL");
-    cluster.create_database("esmed").expect("create database");
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
-    cluster.load_schema("esmed", &schema).expect("load schema");
-    drop(
-        cluster
-            .esmed_client("esmed", "the-right-one")
-            .expect("set the role's password"),
-    );
+    let cluster = cluster_with_schema("the-right-one");
     let dir = TempDir::new("run");
     let log_path = dir.0.join("esmed.log");
     let text = format!(
@@ -251,15 +243,7 @@ fn run_with_unwritable_log_file_is_one_line() {
 /// instead of failing every result write and resending those rows after their lease.
 #[test]
 fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
-    let cluster = esmed::testkit::PgCluster::start().expect("start PostgreSQL");
-    cluster.create_database("esmed").expect("create database");
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
-    cluster.load_schema("esmed", &schema).expect("load schema");
-    drop(
-        cluster
-            .esmed_client("esmed", PASSWORD)
-            .expect("set the role's password"),
-    );
+    let cluster = cluster_with_schema(PASSWORD);
     cluster
         .superuser_client("esmed")
         .expect("superuser")
@@ -284,4 +268,18 @@ fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
         "{}",
         run.stderr
     );
+}
+
+/// A throwaway cluster with esmed's schema whose esmed role has `password`.
+fn cluster_with_schema(password: &str) -> esmed::testkit::PgCluster {
+    let cluster = esmed::testkit::PgCluster::start().expect("start PostgreSQL");
+    cluster.create_database("esmed").expect("create database");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
+    cluster.load_schema("esmed", &schema).expect("load schema");
+    drop(
+        cluster
+            .esmed_client("esmed", password)
+            .expect("set the role's password"),
+    );
+    cluster
 }
