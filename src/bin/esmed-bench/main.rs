@@ -33,6 +33,8 @@ USAGE: esmed-bench [OPTIONS]
   --only LIST           comma-separated subset: burst,receipts,latency,pg,smsc,backlog
   --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
   --json FILE           also write the results as JSON
+  --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
+                        --daemon 'strict_resend_bound = false'
   --pg-stats            after each scenario, print PostgreSQL's costliest statements
                         (pg_stat_statements): where its time went
 ";
@@ -118,6 +120,8 @@ pub struct Options {
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
     pub pg_stats: bool,
+    /// Extra `[daemon]` lines for esmed.conf.
+    pub daemon: Vec<String>,
 }
 
 impl Default for Options {
@@ -133,6 +137,7 @@ impl Default for Options {
             only: None,
             json: None,
             pg_stats: false,
+            daemon: Vec::new(),
         }
     }
 }
@@ -167,6 +172,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "--json" => o.json = Some(PathBuf::from(value()?)),
             "--pg-stats" => o.pg_stats = true,
+            "--daemon" => o.daemon.push(value()?),
             "--quick" => {
                 o.rows = 10_000;
                 o.backlog = 50_000;
@@ -276,5 +282,9 @@ mod tests {
         assert!(parse(&["--rows"]).is_err());
         assert!(parse(&["--rows", "x"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+        let o = parse(&["--daemon", "strict_resend_bound = false"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.daemon, ["strict_resend_bound = false"]);
     }
 }

@@ -161,6 +161,13 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         options.latency_rate,
         options.window
     );
+    if !options.daemon.is_empty() {
+        let _ = writeln!(
+            out,
+            "esmed.conf [daemon] also: {}",
+            options.daemon.join("; ")
+        );
+    }
     let _ = writeln!(
         out,
         "| {:<44} | {:>16} | {:<22} |",
@@ -253,13 +260,19 @@ pub fn json(machine: &Machine, options: &Options, outcomes: &[Outcome]) -> Strin
     let _ = writeln!(
         out,
         "  \"options\": {{\"rows\": {}, \"backlog\": {}, \"history\": {}, \
-         \"latency_seconds\": {}, \"latency_rate\": {}, \"window\": {}}},",
+         \"latency_seconds\": {}, \"latency_rate\": {}, \"window\": {}, \"daemon\": [{}]}},",
         options.rows,
         options.backlog,
         options.history,
         options.latency_seconds,
         options.latency_rate,
-        options.window
+        options.window,
+        options
+            .daemon
+            .iter()
+            .map(|line| quote(line))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     out.push_str("  \"scenarios\": {");
     for (i, o) in outcomes.iter().enumerate() {

@@ -193,9 +193,14 @@ impl Rig {
         let text = format!(
             "[database]\nhost = 127.0.0.1\nport = {}\nname = {DB}\nuser = esmed\n\
              pass = {ESMED_PASSWORD}\nsslmode = disable\n\n\
-             [daemon]\ninstance = {INSTANCE}\nstats_interval = 0\n\n\
+             [daemon]\ninstance = {INSTANCE}\nstats_interval = 0\n{}\n\
              [log]\nfile = {}\nlevel = info\nstderr = false\n",
             self.cluster.port(),
+            self.options
+                .daemon
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>(),
             self.dir.0.join(format!("{name}.log")).display()
         );
         fs::write(&path, text).map_err(|e| BenchError::io("write esmed.conf", e))?;
