@@ -210,7 +210,10 @@ impl<'a> Writer<'a> {
                 },
                 recv(stop_rx) -> _ => { self.begin_stop(); Ok(()) },
                 recv(rows) -> row => {
-                    if let Ok(row) = row { self.take_row(row); }
+                    if let Ok(row) = row {
+                        self.take_row(row);
+                        self.take_more_rows();
+                    }
                     Ok(())
                 },
                 recv(timeout) -> _ => self.on_timers(),
@@ -295,6 +298,20 @@ impl<'a> Writer<'a> {
             in_flight + self.uncommitted_results < window
         } else {
             in_flight < window && self.uncommitted_results < self.params.window
+        }
+    }
+
+    /// Takes further claimed rows while the window has room for their parts, submitting as
+    /// it goes, so that the submits of one turn leave in one write (one row per turn cost a
+    /// turn of the event loop and a write per message).
+    fn take_more_rows(&mut self) {
+        self.pump();
+        while self.wants_rows() {
+            let Ok(row) = self.links.outbound.try_recv() else {
+                break;
+            };
+            self.take_row(row);
+            self.pump();
         }
     }
 
