@@ -1313,3 +1313,38 @@ fn rows_read(admin: &mut Client, worker: &mut Client, tables: &[&str]) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// The way the README says to load the schema: psql runs db.sql, which includes
+/// esmed-objects.sql with `\ir`; the result is the schema the tests load.
+#[test]
+fn psql_loads_the_schema_files_as_the_readme_says() {
+    let cluster = fresh_cluster();
+    cluster.create_database("viapsql").unwrap();
+    let psql = ["/usr/bin/psql", "/usr/local/bin/psql"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("psql (package postgresql-client) is installed with the server");
+    let status = std::process::Command::new(psql)
+        .args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            cluster.host(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &cluster.port().to_string(), "-d", "viapsql", "-f"])
+        .arg(repo_file("sql/db.sql"))
+        .env("PGCONNECT_TIMEOUT", "10")
+        .status()
+        .unwrap();
+    assert!(status.success(), "psql -f sql/db.sql: {status}");
+    let (mut by_psql, _) = clients(&cluster, "viapsql");
+    let (mut by_tests, _) = clients(&cluster, "esmed");
+    assert_eq!(
+        schema_fingerprint(&mut by_psql),
+        schema_fingerprint(&mut by_tests)
+    );
+}

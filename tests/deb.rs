@@ -86,6 +86,10 @@ fn make_deb_builds_an_installable_package() {
         ("-rw-r----- root/root", "./etc/esmed/esmed.conf"),
         ("-rwxr-xr-x root/root", "./etc/init.d/esmed"),
         ("-rw-r--r-- root/root", "./usr/share/esmed/sql/db.sql"),
+        (
+            "-rw-r--r-- root/root",
+            "./usr/share/esmed/sql/esmed-objects.sql",
+        ),
         ("-rw-r--r-- root/root", "./usr/share/man/man8/esmed.8.gz"),
         (
             "-rw-r--r-- root/root",

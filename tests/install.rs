@@ -40,6 +40,7 @@ const INSTALLED: &[(&str, u32)] = &[
     ("usr/sbin/esmed", 0o755),
     ("usr/bin/esmed-smsc", 0o755),
     ("usr/share/esmed/sql/db.sql", 0o644),
+    ("usr/share/esmed/sql/esmed-objects.sql", 0o644),
     ("usr/share/esmed/sql/upgrade-0.1.sql", 0o644),
     ("usr/share/man/man8/esmed.8", 0o644),
     ("usr/share/man/man5/esmed.conf.5", 0o644),

@@ -167,8 +167,7 @@ impl PgCluster {
 
     /// Runs the SQL file at `path` in database `db` as the superuser (e.g. `sql/db.sql`).
     pub fn load_schema(&self, db: &str, path: &Path) -> Result<(), PgError> {
-        let sql = fs::read_to_string(path)
-            .map_err(|e| io_error(format!("read {}", path.display()), e))?;
+        let sql = read_sql(path)?;
         self.superuser_client(db)?
             .batch_execute(&sql)
             .map_err(|e| pg_error(format!("run {} in {db}", path.display()), e))
@@ -442,6 +441,23 @@ fn build_template(tools: &Tools, dir: &Path) -> Result<(), PgError> {
             io::Error::other("rename failed and no usable template is there"),
         )),
     }
+}
+
+/// The SQL of `path` as psql runs it: each `\ir FILE` line (include, relative to `path`'s
+/// directory) replaced by that file's SQL.
+fn read_sql(path: &Path) -> Result<String, PgError> {
+    let text =
+        fs::read_to_string(path).map_err(|e| io_error(format!("read {}", path.display()), e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut sql = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.trim().strip_prefix("\\ir ") {
+            Some(included) => sql.push_str(&read_sql(&dir.join(included.trim()))?),
+            None => sql.push_str(line),
+        }
+        sql.push('\n');
+    }
+    Ok(sql)
 }
 
 fn initdb_into(tools: &Tools, root: &Path) -> Result<(), PgError> {
