@@ -70,14 +70,6 @@ impl Statements {
         self.by_sql.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.by_sql.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_sql.is_empty()
-    }
-
     fn get(
         &mut self,
         client: &mut impl GenericClient,

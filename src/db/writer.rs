@@ -296,9 +296,9 @@ impl DbWriter {
             );
         }
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
+        // The Arc, not the strings: the rules borrow it while the client is borrowed mutably.
+        let config = self.config.clone();
         loop {
-            let instance = self.config.instance.clone();
-            let id_match = self.config.id_match;
             if !self.connected(&mut backoff) {
                 continue;
             }
@@ -306,8 +306,8 @@ impl DbWriter {
                 continue;
             };
             let rules = Rules {
-                instance: &instance,
-                id_match,
+                instance: &config.instance,
+                id_match: config.id_match,
                 receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst),
             };
             match commit(client, &mut self.statements, &batch, &rules) {
