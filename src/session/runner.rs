@@ -155,7 +155,7 @@ fn run_bound(
     stop: &Receiver<()>,
 ) -> Ending {
     let (read_half, write_half) = bound.transport.split();
-    let (events_tx, events_rx) = bounded(1024);
+    let (events_tx, events_rx) = bounded(reader::QUEUED_BATCHES);
     let reader = match reader::spawn(read_half, bound.buffer, params.timers.pdu_read, events_tx) {
         Ok(handle) => handle,
         Err(e) => return Ending::Lost(format!("cannot start the reader thread: {e}")),

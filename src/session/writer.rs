@@ -121,7 +121,7 @@ impl<'a> Writer<'a> {
 
     /// Runs the bound connection until it ends; every row it held is handed back to the DB
     /// writer before it returns.
-    pub fn run(mut self, events: Receiver<ReaderEvent>, stop: &Receiver<()>) -> Ending {
+    pub fn run(mut self, events: Receiver<Vec<ReaderEvent>>, stop: &Receiver<()>) -> Ending {
         let now = Instant::now();
         self.timers
             .arm(Timer::EnquireLink, now + self.params.timers.enquire_link);
@@ -172,7 +172,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn event_loop(&mut self, events: &Receiver<ReaderEvent>, stop: &Receiver<()>) -> Ending {
+    fn event_loop(&mut self, events: &Receiver<Vec<ReaderEvent>>, stop: &Receiver<()>) -> Ending {
         let never_rows = never();
         let never_stop = never();
         let never_events = never();
@@ -200,8 +200,8 @@ impl<'a> Writer<'a> {
                 .next_deadline()
                 .map_or(crossbeam_channel::never(), crossbeam_channel::at);
             let step = select! {
-                recv(events_rx) -> event => match event {
-                    Ok(event) => self.on_reader_event(event),
+                recv(events_rx) -> batch => match batch {
+                    Ok(batch) => self.on_reader_events(batch),
                     Err(_) => Err(Ending::Lost("the reader thread ended".into())),
                 },
                 recv(acks) -> ack => {
@@ -233,24 +233,27 @@ impl<'a> Writer<'a> {
     /// make room for go out together, in one write, rather than one write per response.
     fn take_ready(
         &mut self,
-        events: &Receiver<ReaderEvent>,
+        events: &Receiver<Vec<ReaderEvent>>,
         acks: &Receiver<Committed>,
     ) -> Result<(), Ending> {
-        for _ in 0..READY_BATCH {
-            let event = if self.awaiting_commit < MAX_AWAITING_COMMIT {
+        let mut handled = 0;
+        while handled < READY_BATCH {
+            let batch = if self.awaiting_commit < MAX_AWAITING_COMMIT {
                 events.try_recv().ok()
             } else {
                 None
             };
             let ack = acks.try_recv().ok();
-            if event.is_none() && ack.is_none() {
+            if batch.is_none() && ack.is_none() {
                 break;
             }
+            handled += 1;
             if let Some(ack) = ack {
                 self.on_committed(ack);
             }
-            if let Some(event) = event {
-                self.on_reader_event(event)?;
+            if let Some(batch) = batch {
+                handled += batch.len();
+                self.on_reader_events(batch)?;
             }
         }
         Ok(())
@@ -438,10 +441,17 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn on_reader_event(&mut self, event: ReaderEvent) -> Result<(), Ending> {
+    /// What one read of the reader brought in, in order; the inactivity timer restarts once.
+    fn on_reader_events(&mut self, batch: Vec<ReaderEvent>) -> Result<(), Ending> {
         let now = Instant::now();
         self.timers
             .arm(Timer::Inactivity, now + self.params.timers.inactivity);
+        batch
+            .into_iter()
+            .try_for_each(|event| self.on_reader_event(event))
+    }
+
+    fn on_reader_event(&mut self, event: ReaderEvent) -> Result<(), Ending> {
         match event {
             ReaderEvent::Pdu(pdu, raw) => self.on_pdu(pdu, raw),
             ReaderEvent::Undecodable(error, _raw) => {
