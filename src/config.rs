@@ -68,7 +68,7 @@ pub struct DaemonConfig {
     pub instance: String,
     /// Fallback poll of the queue, for when a NOTIFY was missed.
     pub poll_interval: Duration,
-    /// Rows claimed from smpp_tx_queue per query.
+    /// Claimed rows kept ready to submit, at least (see `db::poller`).
     pub claim_batch: u32,
     /// Results written back per transaction.
     pub result_batch: u32,

@@ -29,7 +29,7 @@ use crate::session::runner::{self, SessionHandle};
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
 use crate::session::transport::TlsParams;
 use crate::session::writer::Links;
-use crate::session::{BindKind, SessionParams, SessionTimers};
+use crate::session::{BindKind, SessionParams, SessionTimers, SubmitWindows};
 use crate::stats::Stats;
 use crate::status::ServerInUse;
 
@@ -96,8 +96,9 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         stats.clone(),
     )
     .map_err(DaemonError::Thread)?;
-    let (out_tx, out_rx) = bounded::<TxRow>(config.daemon.claim_batch.max(1) as usize);
-    let can_submit = Arc::new(AtomicBool::new(false));
+    // Bounded by the poller, which claims no more than the sessions' windows can take.
+    let (out_tx, out_rx) = unbounded::<TxRow>();
+    let submit_windows = Arc::new(SubmitWindows::default());
     let (poll_stop_tx, poll_stop_rx) = bounded::<()>(0);
     let poller = poller::spawn(
         PollerConfig {
@@ -106,9 +107,10 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
             lease: config.daemon.lease,
             poll_interval: config.daemon.poll_interval,
             reconnect_max: config.daemon.db_reconnect_max,
+            claim_batch: config.daemon.claim_batch.max(1) as usize,
         },
         out_tx,
-        can_submit.clone(),
+        submit_windows.clone(),
         poll_stop_rx,
         stats.clone(),
     )
@@ -118,7 +120,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         outbound: out_rx.clone(),
         db: db_tx.clone(),
         stats: stats.clone(),
-        can_submit,
+        submit_windows,
     };
     let mut supervisor = Supervisor {
         config,

@@ -374,6 +374,42 @@ fn sigterm_with_messages_in_flight_loses_and_duplicates_nothing() {
     assert_eq!(unique.len(), 40);
 }
 
+/// Behind a slow SMSC esmed holds claimed only what is in flight plus the rows it keeps ready
+/// (claim_batch, or twice the window if more), never the whole queue: the rest stays free
+/// for another esmed, and a killed esmed leaves few rows waiting for their leases.
+#[test]
+fn claimed_rows_follow_the_window_not_the_queue() {
+    let env = Env::new("ready");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(400)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "20")]);
+    env.db()
+        .execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
+             SELECT '4477' || lpad(n::text, 8, '0'), 'slow SMSC ' || n FROM generate_series(1, 500) n",
+            &[],
+        )
+        .unwrap();
+    let esmed = env.esmed("ready", "claim_batch = 8");
+    assert!(env.smsc.wait_for_submits(20, T), "{}", esmed.log());
+    // In flight at most 20 (with strict_resend_bound, answered but uncommitted ones count
+    // too), ready 2 x 20 = 40: claim_batch = 8 alone would hold 28.
+    let mut most = 0;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        let claimed = env.count("claimed_by IS NOT NULL AND NOT submission_done");
+        assert!(claimed <= 60, "{claimed} rows claimed\n{}", esmed.log());
+        most = most.max(claimed);
+    }
+    assert!(
+        most > 28,
+        "only {most} rows claimed at most\n{}",
+        esmed.log()
+    );
+}
+
 #[test]
 fn two_esmed_processes_on_one_queue_never_send_a_row_twice() {
     let env = Env::new("two");

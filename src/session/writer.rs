@@ -45,8 +45,9 @@ pub struct Links {
     pub outbound: Receiver<TxRow>,
     pub db: DbSender,
     pub stats: std::sync::Arc<Stats>,
-    /// Set while a session that submits is bound: the poller claims rows only then.
-    pub can_submit: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The windows of the bound sessions that submit: the poller claims rows only while
+    /// one is bound, and keeps ready as many as their windows can take (see `db::poller`).
+    pub submit_windows: std::sync::Arc<crate::session::SubmitWindows>,
 }
 
 /// How a connection ended.
@@ -129,15 +130,11 @@ impl<'a> Writer<'a> {
             .arm(Timer::Inactivity, now + self.params.timers.inactivity);
         let submits = self.params.bind.can_submit();
         if submits {
-            self.links
-                .can_submit
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.links.submit_windows.open(self.params.window);
         }
         let ending = self.event_loop(&events, stop);
         if submits {
-            self.links
-                .can_submit
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+            self.links.submit_windows.close(self.params.window);
         }
         let _ = self.flush();
         let _ = self.stream.shutdown(Shutdown::Both);

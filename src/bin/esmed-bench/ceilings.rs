@@ -1,7 +1,8 @@
 //! Scenario 5, the ceilings esmed's throughput is compared with:
 //! - PostgreSQL only: the daemon's own claim and result-write functions (`esmed::db::claim`,
 //!   `esmed::db::write_results`) run from this process on two connections, pipelined as in
-//!   esmed (one claims, one writes), with no SMPP at all.
+//!   esmed (one claims, one writes), with no SMPP at all; each claim as large as the largest
+//!   esmed makes with the same window, each result batch up to esmed's result_batch.
 //! - SMSC only: a raw SMPP client pushing submit_sm to an `esmed-smsc` process with the same
 //!   window as esmed, with no database.
 
@@ -11,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
-use esmed::db::{self, AcceptedPart, TxOutcome, TxResult, TxRow};
+use esmed::db::{self, poller, AcceptedPart, TxOutcome, TxResult, TxRow};
 use esmed::smpp::pdu::{Bind, Sm};
 use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
 
@@ -21,7 +22,7 @@ use crate::rig::{CpuSplit, Rig};
 use crate::BenchError;
 
 /// esmed's defaults: claim_batch and result_batch.
-const CLAIM_BATCH: i64 = 500;
+const CLAIM_BATCH: usize = 500;
 const RESULT_BATCH: usize = 1000;
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -65,11 +66,13 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let before = rig.snapshot(None);
     let started = Instant::now();
     let deadline = rig.deadline();
+    // As many rows per claim as esmed takes at most with this window (see db::poller).
+    let claim_size = poller::ready_target(CLAIM_BATCH, rig.options.window as usize) as i64;
     let (batches_tx, batches_rx) = bounded::<Vec<TxRow>>(4);
     let claiming = std::thread::spawn(move || -> Result<u64, BenchError> {
         let mut claimed = 0;
         while Instant::now() < deadline {
-            let rows = db::claim(&mut claimer, CLAIM_BATCH, LEASE, "bench")?;
+            let rows = db::claim(&mut claimer, claim_size, LEASE, "bench")?;
             if rows.is_empty() {
                 break;
             }
