@@ -11,6 +11,7 @@ mod procs;
 mod report;
 mod rig;
 mod scenarios;
+mod waits;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ USAGE: esmed-bench [OPTIONS]
                         --daemon 'strict_resend_bound = false'
   --pg-stats            after each scenario, print PostgreSQL's costliest statements
                         (pg_stat_statements): where its time went
+  --pg-waits            after each scenario, print what esmed's PostgreSQL backends were
+                        doing (pg_stat_activity sampled every 5 ms): running or waiting,
+                        for what (the sampling costs PostgreSQL some CPU)
 ";
 
 /// Why a benchmark step failed.
@@ -120,6 +124,7 @@ pub struct Options {
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
     pub pg_stats: bool,
+    pub pg_waits: bool,
     /// Extra `[daemon]` lines for esmed.conf.
     pub daemon: Vec<String>,
 }
@@ -137,6 +142,7 @@ impl Default for Options {
             only: None,
             json: None,
             pg_stats: false,
+            pg_waits: false,
             daemon: Vec::new(),
         }
     }
@@ -172,6 +178,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "--json" => o.json = Some(PathBuf::from(value()?)),
             "--pg-stats" => o.pg_stats = true,
+            "--pg-waits" => o.pg_waits = true,
             "--daemon" => o.daemon.push(value()?),
             "--quick" => {
                 o.rows = 10_000;
@@ -247,6 +254,12 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             match rig.statement_costs() {
                 Ok(lines) => eprintln!("{lines}"),
                 Err(e) => eprintln!("esmed-bench: pg_stat_statements: {e}"),
+            }
+        }
+        if let Some(waits) = rig.finish_waits() {
+            match waits {
+                Ok(lines) => eprintln!("{lines}"),
+                Err(e) => eprintln!("esmed-bench: pg_stat_activity sampling: {e}"),
             }
         }
         outcomes.push(outcome);

@@ -11,6 +11,7 @@ use postgres::Client;
 
 use crate::journal::JournalTail;
 use crate::procs::{self, Proc};
+use crate::waits::WaitSampler;
 use crate::{BenchError, Options};
 
 pub const DB: &str = "esmed";
@@ -29,6 +30,8 @@ pub struct Rig {
     /// bench's, not part of what PostgreSQL spent on esmed.
     pub monitor_backend: u32,
     pub ticks_per_second: f64,
+    /// With --pg-waits: sampling since the scenario's reset.
+    waits: Option<WaitSampler>,
 }
 
 /// One scenario's SMSC and (once launched) esmed.
@@ -83,6 +86,7 @@ impl Rig {
             postmaster,
             monitor_backend: backend as u32,
             ticks_per_second: procs::ticks_per_second(),
+            waits: None,
         })
     }
 
@@ -104,7 +108,17 @@ impl Rig {
                 .batch_execute("SELECT pg_stat_statements_reset()")
                 .map_err(BenchError::pg("reset pg_stat_statements"))?;
         }
+        if self.options.pg_waits {
+            // A scenario that resets again (the ceiling's runs) reports its last run only.
+            drop(self.finish_waits());
+            self.waits = Some(WaitSampler::start(self.cluster.superuser_client(DB)?));
+        }
         Ok(())
+    }
+
+    /// With --pg-waits: stops sampling and returns what was seen since the last reset.
+    pub fn finish_waits(&mut self) -> Option<Result<String, BenchError>> {
+        self.waits.take().map(WaitSampler::finish)
     }
 
     /// The statements PostgreSQL spent most time on since the last reset, one line each:
