@@ -30,7 +30,7 @@ use postgres::{Client, NoTls};
 pub const SUPERUSER: &str = "postgres";
 
 /// How the cluster is tuned.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PgClusterOptions {
     /// `false` turns off fsync, synchronous_commit and full_page_writes: fast, fine for tests
     /// (a crash loses the throwaway data anyway). `true` keeps PostgreSQL's defaults, so
@@ -39,6 +39,8 @@ pub struct PgClusterOptions {
     /// Loads pg_stat_statements (tracking nested statements too), for benchmarks that show
     /// where PostgreSQL's time goes; the database still needs `CREATE EXTENSION`.
     pub stat_statements: bool,
+    /// Further postgresql.conf lines (`name = value`), last so that they win.
+    pub extra: Vec<String>,
 }
 
 /// Why a cluster could not be made, started or used.
@@ -113,7 +115,7 @@ impl PgCluster {
     pub fn start_with(options: PgClusterOptions) -> Result<PgCluster, PgError> {
         let tools = Tools::find()?;
         let template = template_dir(&tools)?;
-        let parent = cluster_parent_dir(options);
+        let parent = cluster_parent_dir(&options);
         reap_orphans(&tools, &parent);
         let root = make_unique_dir(&parent, "esmed-pg")?;
         // From here on `cluster` owns the directory: an error drops it and removes the dir.
@@ -129,7 +131,7 @@ impl PgCluster {
             .arg(template.join("data"))
             .arg(cluster.data_dir());
         run(copy, "copy the template data directory")?;
-        cluster.append_settings(&settings(options, &cluster.root))?;
+        cluster.append_settings(&settings(&options, &cluster.root))?;
         cluster.write_hba()?;
         cluster.start_on_free_port()?;
         Ok(cluster)
@@ -479,7 +481,7 @@ fn initdb_into(tools: &Tools, root: &Path) -> Result<(), PgError> {
     fs::write(root.join("ready"), b"").map_err(|e| io_error("mark the template ready".into(), e))
 }
 
-fn settings(options: PgClusterOptions, root: &Path) -> String {
+fn settings(options: &PgClusterOptions, root: &Path) -> String {
     let mut lines = String::from("\n# esmed testkit\nlisten_addresses = '127.0.0.1'\n");
     // Lets tests compare when a row was committed with when the SMSC got its response.
     lines.push_str("track_commit_timestamp = on\n");
@@ -491,6 +493,10 @@ fn settings(options: PgClusterOptions, root: &Path) -> String {
     if options.stat_statements {
         lines.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
         lines.push_str("pg_stat_statements.track = all\n");
+    }
+    for line in &options.extra {
+        lines.push_str(line);
+        lines.push('\n');
     }
     lines
 }
@@ -517,7 +523,7 @@ fn free_port() -> Result<u16, PgError> {
 /// Where a cluster's directory goes: a throwaway cluster in RAM (`/dev/shm`, when there is
 /// one) since copying the template and writing there is several times faster than to disk on
 /// a busy machine; a durable one in the system temp directory, on disk.
-fn cluster_parent_dir(options: PgClusterOptions) -> PathBuf {
+fn cluster_parent_dir(options: &PgClusterOptions) -> PathBuf {
     let shm = Path::new("/dev/shm");
     let writable = fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
     match !options.durable && writable {
@@ -624,7 +630,7 @@ mod tests {
     #[test]
     fn fast_settings_turn_off_fsync_and_durable_ones_do_not() {
         let fast = settings(
-            PgClusterOptions {
+            &PgClusterOptions {
                 durable: false,
                 ..Default::default()
             },
@@ -634,7 +640,7 @@ mod tests {
             fast.contains("fsync = off") && fast.contains("unix_socket_directories = '/tmp/x'")
         );
         let durable = settings(
-            PgClusterOptions {
+            &PgClusterOptions {
                 durable: true,
                 ..Default::default()
             },
@@ -645,8 +651,13 @@ mod tests {
             stat_statements: true,
             ..Default::default()
         };
-        assert!(settings(traced, Path::new("/tmp/x"))
+        assert!(settings(&traced, Path::new("/tmp/x"))
             .contains("shared_preload_libraries = 'pg_stat_statements'"));
+        let tuned = PgClusterOptions {
+            extra: vec!["max_wal_size = 8GB".into()],
+            ..Default::default()
+        };
+        assert!(settings(&tuned, Path::new("/tmp/x")).ends_with("max_wal_size = 8GB\n"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ USAGE: esmed-bench [OPTIONS]
   --json FILE           also write the results as JSON
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
                         --daemon 'strict_resend_bound = false'
+  --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), e.g.
+                        --pg 'max_wal_size = 8GB'; shown in the table and JSON
   --pg-stats            after each scenario, print PostgreSQL's costliest statements
                         (pg_stat_statements): where its time went
   --pg-waits            after each scenario, print what esmed's PostgreSQL backends were
@@ -127,6 +129,8 @@ pub struct Options {
     pub pg_waits: bool,
     /// Extra `[daemon]` lines for esmed.conf.
     pub daemon: Vec<String>,
+    /// Extra postgresql.conf lines for the bench's cluster.
+    pub pg_settings: Vec<String>,
 }
 
 impl Default for Options {
@@ -144,6 +148,7 @@ impl Default for Options {
             pg_stats: false,
             pg_waits: false,
             daemon: Vec::new(),
+            pg_settings: Vec::new(),
         }
     }
 }
@@ -180,6 +185,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--pg-stats" => o.pg_stats = true,
             "--pg-waits" => o.pg_waits = true,
             "--daemon" => o.daemon.push(value()?),
+            "--pg" => o.pg_settings.push(value()?),
             "--quick" => {
                 o.rows = 10_000;
                 o.backlog = 50_000;
@@ -299,5 +305,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(o.daemon, ["strict_resend_bound = false"]);
+        let o = parse(&["--pg", "max_wal_size = 8GB"]).unwrap().unwrap();
+        assert_eq!(o.pg_settings, ["max_wal_size = 8GB"]);
     }
 }

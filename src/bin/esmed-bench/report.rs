@@ -168,6 +168,13 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
             options.daemon.join("; ")
         );
     }
+    if !options.pg_settings.is_empty() {
+        let _ = writeln!(
+            out,
+            "postgresql.conf also: {}",
+            options.pg_settings.join("; ")
+        );
+    }
     let _ = writeln!(
         out,
         "| {:<44} | {:>16} | {:<22} |",
@@ -260,19 +267,16 @@ pub fn json(machine: &Machine, options: &Options, outcomes: &[Outcome]) -> Strin
     let _ = writeln!(
         out,
         "  \"options\": {{\"rows\": {}, \"backlog\": {}, \"history\": {}, \
-         \"latency_seconds\": {}, \"latency_rate\": {}, \"window\": {}, \"daemon\": [{}]}},",
+         \"latency_seconds\": {}, \"latency_rate\": {}, \"window\": {}, \"daemon\": [{}], \
+         \"postgresql\": [{}]}},",
         options.rows,
         options.backlog,
         options.history,
         options.latency_seconds,
         options.latency_rate,
         options.window,
-        options
-            .daemon
-            .iter()
-            .map(|line| quote(line))
-            .collect::<Vec<_>>()
-            .join(", ")
+        quoted_list(&options.daemon),
+        quoted_list(&options.pg_settings)
     );
     out.push_str("  \"scenarios\": {");
     for (i, o) in outcomes.iter().enumerate() {
@@ -315,6 +319,15 @@ fn quote(text: &str) -> String {
     out
 }
 
+/// `["a", "b"]` as the inside of a JSON array: `"a", "b"`.
+fn quoted_list(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|line| quote(line))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +356,32 @@ mod tests {
         assert!(text.contains("burst / PostgreSQL ceiling"));
         assert!(text.contains("50 %"));
         assert!(text.contains("FAILED 5b: boom"));
+    }
+
+    #[test]
+    fn the_extra_settings_are_shown_and_kept_in_the_json() {
+        let options = Options {
+            daemon: vec!["strict_resend_bound = false".into()],
+            pg_settings: vec!["max_wal_size = 8GB".into()],
+            ..Options::default()
+        };
+        let text = table(&[], &options);
+        assert!(text.contains("esmed.conf [daemon] also: strict_resend_bound = false"));
+        assert!(text.contains("postgresql.conf also: max_wal_size = 8GB"));
+        let machine = Machine {
+            date: "2026-11-25".into(),
+            cpu: "test".into(),
+            cores: 2,
+            postgres: "15".into(),
+        };
+        let json = json(&machine, &options, &[]);
+        assert!(
+            json.contains("\"daemon\": [\"strict_resend_bound = false\"]"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"postgresql\": [\"max_wal_size = 8GB\"]"),
+            "{json}"
+        );
     }
 }

@@ -63,6 +63,7 @@ impl Rig {
         let cluster = PgCluster::start_with(PgClusterOptions {
             durable: true,
             stat_statements: options.pg_stats,
+            extra: options.pg_settings.clone(),
         })?;
         cluster.create_database(DB)?;
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
@@ -122,24 +123,26 @@ impl Rig {
     }
 
     /// The statements PostgreSQL spent most time on since the last reset, one line each:
-    /// total ms, calls, rows, mean µs, then the statement (its first 150 characters).
+    /// total ms, calls, rows, mean and max µs, then the statement (its first 150 characters).
     pub fn statement_costs(&mut self) -> Result<String, BenchError> {
         let rows = self
             .db
             .query(
-                "SELECT total_exec_time, calls, rows,
+                "SELECT total_exec_time, calls, rows, max_exec_time,
                         regexp_replace(left(query, 150), '\\s+', ' ', 'g')
                  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
                 &[],
             )
             .map_err(BenchError::pg("read pg_stat_statements"))?;
-        let mut text = String::from("    PostgreSQL statements: total_ms calls rows mean_us query");
+        let mut text =
+            String::from("    PostgreSQL statements: total_ms calls rows mean_us max_us query");
         for row in rows {
-            let (total, calls, n, query): (f64, i64, i64, String) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (total, calls, n, max, query): (f64, i64, i64, f64, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
             let mean_us = 1000.0 * total / calls.max(1) as f64;
+            let max_us = 1000.0 * max;
             text.push_str(&format!(
-                "\n    {total:9.0} {calls:8} {n:9} {mean_us:9.1}  {query}"
+                "\n    {total:9.0} {calls:8} {n:9} {mean_us:9.1} {max_us:9.0}  {query}"
             ));
         }
         Ok(text)

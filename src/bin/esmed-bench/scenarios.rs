@@ -278,6 +278,9 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
         if !rates.is_empty() {
             outcome.set("slowest_slice_msgs_per_s", min);
             outcome.set("fastest_slice_msgs_per_s", max);
+            // The shape tells a checkpoint (one slow slice) from a drift (a slope).
+            let shape: Vec<String> = rates.iter().map(|r| format!("{:.0}", r / 1000.0)).collect();
+            outcome.note(format!("slices, k msg/s: {}", shape.join(" ")));
         }
     }
     outcome.set_cpu(
