@@ -155,6 +155,8 @@ pub struct ProcStat {
     pub ppid: u32,
     /// utime + stime, in clock ticks.
     pub ticks: u64,
+    /// cutime + cstime: the ticks of children that ended and were waited for.
+    pub ended_children_ticks: u64,
 }
 
 pub fn read_stat(pid: u32) -> Option<ProcStat> {
@@ -171,9 +173,12 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     let ppid = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
     Some(ProcStat {
         ppid,
         ticks: utime + stime,
+        ended_children_ticks: cutime + cstime,
     })
 }
 
@@ -183,9 +188,11 @@ fn status_field_kb(pid: u32, field: &str) -> Option<u64> {
     line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
-/// CPU ticks of `root` and all its direct children (the postmaster and its backends).
+/// CPU ticks of `root` and all its direct children (the postmaster and its backends),
+/// including children that have ended: a backend whose connection closed before the
+/// snapshot (the ceiling's claimer) still counts.
 pub fn process_tree_ticks(root: u32) -> u64 {
-    let own = read_stat(root).map_or(0, |s| s.ticks);
+    let own = read_stat(root).map_or(0, |s| s.ticks + s.ended_children_ticks);
     let Ok(entries) = fs::read_dir("/proc") else {
         return own;
     };
@@ -239,12 +246,13 @@ mod tests {
 
     #[test]
     fn stat_fields_counted_from_the_last_parenthesis() {
-        let line = "1234 (a (weird) name) S 77 1 1 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
+        let line = "1234 (a (weird) name) S 77 1 1 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 4 0";
         assert_eq!(
             parse_stat(line),
             Some(ProcStat {
                 ppid: 77,
-                ticks: 300
+                ticks: 300,
+                ended_children_ticks: 10,
             })
         );
         assert_eq!(parse_stat("garbage"), None);
