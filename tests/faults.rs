@@ -17,17 +17,6 @@ use support::{wait_until, Env, Esmed};
 
 const T: Duration = Duration::from_secs(30);
 
-/// Inserts `n` rows with distinct destinations (so the SMSC's journal maps back to rows).
-fn fill(env: &Env, n: i32) {
-    env.db()
-        .execute(
-            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
-             SELECT '4477' || lpad(n::text, 8, '0'), 'fault case ' || n FROM generate_series(1, $1) n",
-            &[&n],
-        )
-        .unwrap();
-}
-
 /// How many submit_sm the SMSC received for each row id.
 fn sends_per_row(env: &Env) -> HashMap<i32, usize> {
     let ids: HashMap<String, i32> = env
@@ -138,7 +127,7 @@ fn a_dropped_connection_with_a_full_window_resends_at_most_a_window() {
         ..Faults::default()
     });
     env.add_server(&[("smpp_window", "10")]);
-    fill(&env, 100);
+    env.insert_many(100, "fault case ");
     let esmed = env.esmed("drop", "");
     env.wait_all("submission_done", T, &esmed);
     let dups = check_duplicates(&env, 100, 10, &[&esmed]);
@@ -156,7 +145,7 @@ fn unanswered_submits_time_out_and_are_retried() {
         ..Faults::default()
     });
     env.add_server(&[("smpp_window", "5"), ("smpp_response_timer", "1")]);
-    fill(&env, 30);
+    env.insert_many(30, "fault case ");
     let esmed = env.esmed("noanswer", "");
     env.wait_all("submission_done", T, &esmed);
     let dups = check_duplicates(&env, 30, 30, &[&esmed]);
@@ -178,7 +167,7 @@ fn throttling_and_a_rate_cap_deliver_everything_without_using_attempts() {
         ..Faults::default()
     });
     env.add_server(&[("smpp_window", "20"), ("esme_max_submission_attempts", "1")]);
-    fill(&env, 150);
+    env.insert_many(150, "fault case ");
     let esmed = env.esmed("throttle30", "");
     env.wait_all(
         "submission_done AND submission_attempts = 1 AND submission_resends = 0",
@@ -204,7 +193,7 @@ fn sigkill_then_restart_resends_only_the_in_flight_window() {
         ..Faults::default()
     });
     env.add_server(&[("smpp_window", "5")]);
-    fill(&env, 40);
+    env.insert_many(40, "fault case ");
     let mut first = env.esmed(
         "kill1",
         "lease = 2s\nclaim_batch = 5\nstrict_resend_bound = true",
@@ -252,7 +241,7 @@ fn three_processes_one_killed(name: &str, config: &str, max_duplicates: usize) {
         ..Faults::default()
     });
     env.add_server(&[("smpp_window", "10")]);
-    fill(&env, 600);
+    env.insert_many(600, "fault case ");
     let extra = format!("{config}lease = 2s\nclaim_batch = 10");
     let a = env.esmed("p1", &extra);
     let mut b = env.esmed("p2", &extra);

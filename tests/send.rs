@@ -385,13 +385,7 @@ fn claimed_rows_follow_the_window_not_the_queue() {
         ..Faults::default()
     });
     env.add_server(&[("smpp_window", "20")]);
-    env.db()
-        .execute(
-            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
-             SELECT '4477' || lpad(n::text, 8, '0'), 'slow SMSC ' || n FROM generate_series(1, 500) n",
-            &[],
-        )
-        .unwrap();
+    env.insert_many(500, "slow SMSC ");
     let esmed = env.esmed("ready", "claim_batch = 8");
     assert!(env.smsc.wait_for_submits(20, T), "{}", esmed.log());
     // In flight at most 20 (with strict_resend_bound, answered but uncommitted ones count
@@ -414,13 +408,7 @@ fn claimed_rows_follow_the_window_not_the_queue() {
 fn two_esmed_processes_on_one_queue_never_send_a_row_twice() {
     let env = Env::new("two");
     env.add_server(&[("smpp_window", "20")]);
-    env.db()
-        .execute(
-            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
-             SELECT '4477' || lpad(n::text, 8, '0'), 'shared queue ' || n FROM generate_series(1, 600) n",
-            &[],
-        )
-        .unwrap();
+    env.insert_many(600, "shared queue ");
     let first = env.esmed("first", "claim_batch = 20");
     let second = env.esmed("second", "claim_batch = 20");
     env.wait_all("submission_done", Duration::from_secs(60), &first);

@@ -145,6 +145,18 @@ impl Env {
             .get(0)
     }
 
+    /// Inserts `n` messages in one statement, to 4477 followed by their number (8 digits, so
+    /// each destination maps back to its row), the text `text` followed by the number.
+    pub fn insert_many(&self, n: i32, text: &str) {
+        self.db()
+            .execute(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
+                 SELECT '4477' || lpad(n::text, 8, '0'), $2 || n FROM generate_series(1, $1) n",
+                &[&n, &text],
+            )
+            .expect("insert messages");
+    }
+
     /// Counts rows matching `condition`.
     pub fn count(&self, condition: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM smpp_tx_queue WHERE {condition}");
