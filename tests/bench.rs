@@ -1,0 +1,80 @@
+//! The benchmark program end to end, at toy sizes: every scenario runs against its own durable
+//! PostgreSQL, the test SMSC and esmed, and reports figures; the diagnostics print what they
+//! promise. (The figures themselves are the README's business, not a test's.)
+
+use std::process::Command;
+
+#[test]
+fn every_scenario_runs_and_reports_at_toy_sizes() {
+    let dir = std::env::temp_dir().join(format!("esmed-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_esmed-bench"))
+        .args([
+            "--rows",
+            "2000",
+            "--backlog",
+            "3000",
+            "--history",
+            "1000",
+            "--latency-seconds",
+            "2",
+            "--latency-rate",
+            "20",
+            "--timeout",
+            "120",
+            "--pg-stats",
+            "--pg-waits",
+            "--pg",
+            "max_wal_size = 2GB",
+            "--daemon",
+            "claim_batch = 300",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    for scenario in ["burst", "receipts", "latency", "pg", "smsc", "backlog"] {
+        let at = report
+            .find(&format!("\"{scenario}\": {{"))
+            .unwrap_or_else(|| panic!("no {scenario} in {report}"));
+        let rest = &report[at..];
+        let end = rest.find('}').unwrap();
+        assert!(rest[..end].contains("\"ok\": true"), "{}", &rest[..end]);
+    }
+    assert!(
+        report.contains("\"postgresql\": [\"max_wal_size = 2GB\"]"),
+        "{report}"
+    );
+    assert!(
+        report.contains("\"daemon\": [\"claim_batch = 300\"]"),
+        "{report}"
+    );
+    // The table: every row of toy-size figures filled in, the extra settings named.
+    for figure in ["1 burst ", "4 backlog drain", "5a PostgreSQL-only ceiling"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(figure))
+            .unwrap_or_else(|| panic!("no {figure} row\n{stdout}"));
+        assert!(line.contains("msg/s"), "{line}");
+    }
+    assert!(
+        stdout.contains("postgresql.conf also: max_wal_size = 2GB"),
+        "{stdout}"
+    );
+    // The diagnostics: statements with their cost, backends with what they waited for.
+    assert!(
+        stderr.contains("PostgreSQL statements: total_ms"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("UPDATE smpp_tx_queue"), "{stderr}");
+    assert!(stderr.contains("PostgreSQL waits ("), "{stderr}");
+    assert!(stderr.contains("slices, k msg/s:"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
