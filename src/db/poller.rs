@@ -161,7 +161,7 @@ impl Poller {
     }
 
     /// How many claimed rows to keep ready: `claim_batch`, or twice the windows of the
-    /// sessions that submit if that is more. A claim starts when half are gone (see
+    /// sessions that submit (at most 10,000) if that is more. A claim starts when half are gone (see
     /// [`Poller::smallest_claim`]), so a whole window's worth is still ready while it runs: a
     /// session whose window empties at once (a large window at full speed) refills it
     /// without waiting for the claim. Sized by claim_batch alone, a window of 1000 waited for
@@ -278,9 +278,13 @@ impl Poller {
     }
 }
 
+/// Rows kept ready for the windows at most, whatever their size (an smpp_window of a million
+/// would otherwise claim two million rows at once); claim_batch can still ask for more.
+const MOST_READY_FOR_WINDOWS: usize = 10_000;
+
 /// See [`Poller::ready_target`]; the most rows one claim takes.
 pub fn ready_target(claim_batch: usize, submit_windows: usize) -> usize {
-    claim_batch.max(submit_windows.saturating_mul(2))
+    claim_batch.max(submit_windows.saturating_mul(2).min(MOST_READY_FOR_WINDOWS))
 }
 
 #[cfg(test)]
@@ -293,6 +297,8 @@ mod tests {
         assert_eq!(ready_target(500, 250), 500);
         assert_eq!(ready_target(500, 1000), 2000);
         assert_eq!(ready_target(1, 0), 1);
-        assert_eq!(ready_target(500, usize::MAX), usize::MAX);
+        assert_eq!(ready_target(500, 1_000_000), 10_000);
+        assert_eq!(ready_target(500, usize::MAX), 10_000);
+        assert_eq!(ready_target(50_000, 1_000_000), 50_000);
     }
 }
