@@ -9,27 +9,15 @@ use std::fmt::Write;
 
 use postgres::Client;
 
+use crate::db::heartbeat::StatusColumns;
 use crate::db::{pg, DbError};
 use crate::smpp::json::push_json_string;
 
-/// One `esmed_status` row as `esmed status` shows it.
+/// One `esmed_status` row as `esmed status` shows it: the columns the heartbeat wrote, and
+/// the times as PostgreSQL formats them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceStatus {
-    pub instance: String,
-    pub host: String,
-    pub pid: i32,
-    pub server_id: Option<i32>,
-    pub server_name: Option<String>,
-    pub session_state: String,
-    pub window_in_use: i32,
-    pub window_size: Option<i32>,
-    pub out_per_second: f32,
-    pub in_per_second: f32,
-    pub submitted_total: i64,
-    pub done_total: i64,
-    pub failed_total: i64,
-    pub received_total: i64,
-    pub last_error: Option<String>,
+    pub columns: StatusColumns,
     pub last_error_at: Option<String>,
     pub started_at: String,
     pub updated_at: String,
@@ -113,47 +101,35 @@ pub fn gather(client: &mut Client) -> Result<Report, DbError> {
     })
 }
 
+/// The query's first columns are [`StatusColumns`]' in their order; the times follow.
 fn instance_from_row(r: &postgres::Row) -> InstanceStatus {
+    let next = StatusColumns::COUNT;
     InstanceStatus {
-        instance: r.get(0),
-        host: r.get(1),
-        pid: r.get(2),
-        server_id: r.get(3),
-        server_name: r.get(4),
-        session_state: r.get(5),
-        window_in_use: r.get(6),
-        window_size: r.get(7),
-        out_per_second: r.get(8),
-        in_per_second: r.get(9),
-        submitted_total: r.get(10),
-        done_total: r.get(11),
-        failed_total: r.get(12),
-        received_total: r.get(13),
-        last_error: r.get(14),
-        last_error_at: r.get(15),
-        started_at: r.get(16),
-        updated_at: r.get(17),
-        seconds_since_update: r.get(18),
-        fresh: r.get::<_, Option<bool>>(19).unwrap_or(false),
+        columns: StatusColumns::from_row(r),
+        last_error_at: r.get(next),
+        started_at: r.get(next + 1),
+        updated_at: r.get(next + 2),
+        seconds_since_update: r.get(next + 3),
+        fresh: r.get::<_, Option<bool>>(next + 4).unwrap_or(false),
     }
 }
 
 impl InstanceStatus {
     pub fn is_bound(&self) -> bool {
-        self.session_state.starts_with("bound")
+        self.columns.session_state.starts_with("bound")
     }
 
     /// The state column: the row's state, or "not running?" when the row is stale.
     pub fn shown_state(&self) -> String {
         if self.fresh {
-            self.session_state.clone()
+            self.columns.session_state.clone()
         } else {
-            format!("not running? (was: {})", self.session_state)
+            format!("not running? (was: {})", self.columns.session_state)
         }
     }
 
     fn server(&self) -> String {
-        match (self.server_id, self.server_name.as_deref()) {
+        match (self.columns.server_id, self.columns.server_name.as_deref()) {
             (None, _) => "-".into(),
             (Some(id), Some(name)) if !name.is_empty() => format!("{id} '{name}'"),
             (Some(id), _) => id.to_string(),
@@ -161,9 +137,9 @@ impl InstanceStatus {
     }
 
     fn window(&self) -> String {
-        match self.window_size {
-            Some(size) => format!("{}/{size}", self.window_in_use),
-            None => self.window_in_use.to_string(),
+        match self.columns.window_size {
+            Some(size) => format!("{}/{size}", self.columns.window_in_use),
+            None => self.columns.window_in_use.to_string(),
         }
     }
 }
@@ -190,16 +166,16 @@ impl Report {
         .to_vec()];
         for i in &self.instances {
             rows.push(vec![
-                i.instance.clone(),
-                i.host.clone(),
-                i.pid.to_string(),
+                i.columns.instance.clone(),
+                i.columns.host.clone(),
+                i.columns.pid.to_string(),
                 i.shown_state(),
                 i.server(),
                 i.window(),
-                format!("{:.1}", i.out_per_second),
-                format!("{:.1}", i.in_per_second),
-                i.done_total.to_string(),
-                i.failed_total.to_string(),
+                format!("{:.1}", i.columns.out_per_second),
+                format!("{:.1}", i.columns.in_per_second),
+                i.columns.done_total.to_string(),
+                i.columns.failed_total.to_string(),
                 format!("{:.0}s ago", i.seconds_since_update.max(0.0)),
             ]);
         }
@@ -209,9 +185,9 @@ impl Report {
             table(&rows)
         };
         for i in &self.instances {
-            if let Some(error) = &i.last_error {
+            if let Some(error) = &i.columns.last_error {
                 let at = i.last_error_at.as_deref().unwrap_or("?");
-                let _ = writeln!(out, "{}: last error at {at}: {error}", i.instance);
+                let _ = writeln!(out, "{}: last error at {at}: {error}", i.columns.instance);
             }
         }
         let _ = writeln!(
@@ -276,11 +252,11 @@ fn instance_json(out: &mut String, i: &InstanceStatus) {
         out.push(',');
     };
     out.push('{');
-    text(out, "instance", Some(&i.instance));
-    text(out, "host", Some(&i.host));
-    text(out, "session_state", Some(&i.session_state));
-    text(out, "server_name", i.server_name.as_deref());
-    text(out, "last_error", i.last_error.as_deref());
+    text(out, "instance", Some(&i.columns.instance));
+    text(out, "host", Some(&i.columns.host));
+    text(out, "session_state", Some(&i.columns.session_state));
+    text(out, "server_name", i.columns.server_name.as_deref());
+    text(out, "last_error", i.columns.last_error.as_deref());
     text(out, "last_error_at", i.last_error_at.as_deref());
     text(out, "started_at", Some(&i.started_at));
     text(out, "updated_at", Some(&i.updated_at));
@@ -290,16 +266,16 @@ fn instance_json(out: &mut String, i: &InstanceStatus) {
         "\"pid\":{},\"server_id\":{},\"window_in_use\":{},\"window_size\":{},\
          \"out_per_second\":{},\"in_per_second\":{},\"submitted_total\":{},\"done_total\":{},\
          \"failed_total\":{},\"received_total\":{},\"seconds_since_update\":{},\"fresh\":{}}}",
-        i.pid,
-        number(i.server_id),
-        i.window_in_use,
-        number(i.window_size),
-        json_number(f64::from(i.out_per_second)),
-        json_number(f64::from(i.in_per_second)),
-        i.submitted_total,
-        i.done_total,
-        i.failed_total,
-        i.received_total,
+        i.columns.pid,
+        number(i.columns.server_id),
+        i.columns.window_in_use,
+        number(i.columns.window_size),
+        json_number(f64::from(i.columns.out_per_second)),
+        json_number(f64::from(i.columns.in_per_second)),
+        i.columns.submitted_total,
+        i.columns.done_total,
+        i.columns.failed_total,
+        i.columns.received_total,
         json_number(i.seconds_since_update),
         i.fresh
     );
@@ -343,21 +319,23 @@ mod tests {
 
     fn instance(name: &str, state: &str, fresh: bool) -> InstanceStatus {
         InstanceStatus {
-            instance: name.into(),
-            host: "h".into(),
-            pid: 42,
-            server_id: Some(1),
-            server_name: Some("main".into()),
-            session_state: state.into(),
-            window_in_use: 3,
-            window_size: Some(10),
-            out_per_second: 12.5,
-            in_per_second: 0.0,
-            submitted_total: 100,
-            done_total: 99,
-            failed_total: 1,
-            received_total: 0,
-            last_error: Some("session lost: \"reset\"".into()),
+            columns: StatusColumns {
+                instance: name.into(),
+                host: "h".into(),
+                pid: 42,
+                server_id: Some(1),
+                server_name: Some("main".into()),
+                session_state: state.into(),
+                window_in_use: 3,
+                window_size: Some(10),
+                out_per_second: 12.5,
+                in_per_second: 0.0,
+                submitted_total: 100,
+                done_total: 99,
+                failed_total: 1,
+                received_total: 0,
+                last_error: Some("session lost: \"reset\"".into()),
+            },
             last_error_at: Some("2025-01-01T00:00:00+00:00".into()),
             started_at: "2025-01-01T00:00:00+00:00".into(),
             updated_at: "2025-01-01T00:01:00+00:00".into(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
+use postgres::types::ToSql;
 use postgres::Client;
 
 use crate::db::{pg, DbError};
@@ -26,9 +27,10 @@ pub struct HeartbeatConfig {
     pub reconnect_max: Duration,
 }
 
-/// One `esmed_status` row as written.
+/// The columns of an `esmed_status` row that the heartbeat writes and `esmed status` reads
+/// back as they are (times are written and read in different forms, so they are not here).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StatusRow {
+pub struct StatusColumns {
     pub instance: String,
     pub host: String,
     pub pid: i32,
@@ -44,6 +46,60 @@ pub struct StatusRow {
     pub failed_total: i64,
     pub received_total: i64,
     pub last_error: Option<String>,
+}
+
+impl StatusColumns {
+    /// How many there are: they are the first parameters of the upsert and the first
+    /// columns of `esmed status`'s query, in this order.
+    pub const COUNT: usize = 15;
+
+    /// The columns as statement parameters, in table order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); Self::COUNT] {
+        [
+            &self.instance,
+            &self.host,
+            &self.pid,
+            &self.server_id,
+            &self.server_name,
+            &self.session_state,
+            &self.window_in_use,
+            &self.window_size,
+            &self.out_per_second,
+            &self.in_per_second,
+            &self.submitted_total,
+            &self.done_total,
+            &self.failed_total,
+            &self.received_total,
+            &self.last_error,
+        ]
+    }
+
+    /// Reads them from the first [`StatusColumns::COUNT`] columns of `row`.
+    pub fn from_row(row: &postgres::Row) -> StatusColumns {
+        StatusColumns {
+            instance: row.get(0),
+            host: row.get(1),
+            pid: row.get(2),
+            server_id: row.get(3),
+            server_name: row.get(4),
+            session_state: row.get(5),
+            window_in_use: row.get(6),
+            window_size: row.get(7),
+            out_per_second: row.get(8),
+            in_per_second: row.get(9),
+            submitted_total: row.get(10),
+            done_total: row.get(11),
+            failed_total: row.get(12),
+            received_total: row.get(13),
+            last_error: row.get(14),
+        }
+    }
+}
+
+/// One `esmed_status` row as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub columns: StatusColumns,
     pub last_error_at: Option<SystemTime>,
     pub heartbeat_seconds: f32,
 }
@@ -73,30 +129,14 @@ pub fn write_status(client: &mut Client, row: &StatusRow, first: bool) -> Result
         at.duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64())
     });
+    let mut params: Vec<&(dyn ToSql + Sync)> = row.columns.params().to_vec();
+    params.extend([
+        &error_at as &(dyn ToSql + Sync),
+        &row.heartbeat_seconds,
+        &first,
+    ]);
     client
-        .execute(
-            UPSERT,
-            &[
-                &row.instance,
-                &row.host,
-                &row.pid,
-                &row.server_id,
-                &row.server_name,
-                &row.session_state,
-                &row.window_in_use,
-                &row.window_size,
-                &row.out_per_second,
-                &row.in_per_second,
-                &row.submitted_total,
-                &row.done_total,
-                &row.failed_total,
-                &row.received_total,
-                &row.last_error,
-                &error_at,
-                &row.heartbeat_seconds,
-                &first,
-            ],
-        )
+        .execute(UPSERT, &params)
         .map_err(pg("write esmed_status"))?;
     Ok(())
 }
@@ -119,7 +159,7 @@ pub fn status_row(
 ) -> StatusRow {
     let rate = |now: u64, then: u64| (now.saturating_sub(then) as f64 / seconds.max(0.001)) as f32;
     let total = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    StatusRow {
+    let columns = StatusColumns {
         instance: config.instance.clone(),
         host: config.host.clone(),
         pid: i32::try_from(std::process::id()).unwrap_or(0),
@@ -135,6 +175,9 @@ pub fn status_row(
         failed_total: total(now.rows_failed),
         received_total: total(now.received),
         last_error: status.last_error.as_ref().map(|e| e.0.clone()),
+    };
+    StatusRow {
+        columns,
         last_error_at: status.last_error.as_ref().map(|e| e.1),
         heartbeat_seconds: config.interval.as_secs_f32(),
     }
@@ -281,16 +324,25 @@ mod tests {
             ..Snapshot::default()
         };
         let row = status_row(&config, &status, &now, &earlier, 5.0);
-        assert_eq!((row.out_per_second, row.in_per_second), (10.0, 2.0));
+        let columns = &row.columns;
+        assert_eq!((columns.out_per_second, columns.in_per_second), (10.0, 2.0));
         assert_eq!(
-            (row.submitted_total, row.done_total, row.failed_total),
+            (
+                columns.submitted_total,
+                columns.done_total,
+                columns.failed_total
+            ),
             (60, 50, 1)
         );
         assert_eq!(
-            (row.server_id, row.window_in_use, row.window_size),
+            (
+                columns.server_id,
+                columns.window_in_use,
+                columns.window_size
+            ),
             (Some(3), 4, Some(10))
         );
         assert_eq!(row.heartbeat_seconds, 5.0);
-        assert!(row.last_error.is_none());
+        assert!(columns.last_error.is_none());
     }
 }
