@@ -5,41 +5,14 @@ mod support;
 
 use std::time::Duration;
 
+use esmed::smpp::reference::{
+    SUBMIT_SM_HELLO, UCS2_SAR_PART_2, UCS2_TEXT, UCS2_UDH_PART_1, UCS2_UDH_PART_2,
+};
 use esmed::smpp::{Body, CommandStatus};
 use esmed::smsc::{Faults, Smsc};
 use support::{body_of_hex_dump, Env};
 
 const T: Duration = Duration::from_secs(20);
-
-/// Reference §11.2: submit_sm "Hello" from ESMED to 447700900123, registered_delivery 1.
-const HELLO: &str = "
-0000: 00 00 00 37 00 00 00 04 00 00 00 00 00 00 00 02
-0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
-0020: 30 39 30 30 31 32 33 00 00 00 00 00 00 01 00 00
-0030: 00 05 48 65 6C 6C 6F";
-
-/// Reference §9.4: the two-part UCS2 message with concatenation reference 0x2A.
-const RUSSIAN: &str =
-    "Ваш заказ №48213 передан курьеру. Доставка завтра с 10:00 до 14:00😀 Спасибо!";
-const RUSSIAN_PART1: &str = "
-0000: 00 00 00 BC 00 00 00 04 00 00 00 00 00 00 00 03
-0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
-0020: 30 39 30 30 31 32 33 00 40 00 00 00 00 01 00 08
-0030: 00 8A 05 00 03 2A 02 01 04 12 04 30 04 48 00 20
-0040: 04 37 04 30 04 3A 04 30 04 37 00 20 21 16 00 34
-0050: 00 38 00 32 00 31 00 33 00 20 04 3F 04 35 04 40
-0060: 04 35 04 34 04 30 04 3D 00 20 04 3A 04 43 04 40
-0070: 04 4C 04 35 04 40 04 43 00 2E 00 20 04 14 04 3E
-0080: 04 41 04 42 04 30 04 32 04 3A 04 30 00 20 04 37
-0090: 04 30 04 32 04 42 04 40 04 30 00 20 04 41 00 20
-00A0: 00 31 00 30 00 3A 00 30 00 30 00 20 04 34 04 3E
-00B0: 00 20 00 31 00 34 00 3A 00 30 00 30";
-const RUSSIAN_PART2: &str = "
-0000: 00 00 00 4E 00 00 00 04 00 00 00 00 00 00 00 04
-0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
-0020: 30 39 30 30 31 32 33 00 40 00 00 00 00 01 00 08
-0030: 00 1C 05 00 03 2A 02 02 D8 3D DE 00 00 20 04 21
-0040: 04 3F 04 30 04 41 04 38 04 31 04 3E 00 21";
 
 /// The body bytes (after the header) of every submit_sm the SMSC got, by destination.
 fn submit_bodies(env: &Env) -> Vec<(String, Vec<u8>)> {
@@ -68,7 +41,7 @@ fn gsm_ucs2_and_long_messages_reach_the_smsc_byte_for_byte() {
     db.execute(
         "INSERT INTO smpp_tx_queue (id, smpp_destination_addr, smpp_short_message) VALUES \
          (42, '447700900123', $1)",
-        &[&RUSSIAN],
+        &[&UCS2_TEXT],
     )
     .unwrap();
     let hello = env.insert("447700900123", "Hello");
@@ -86,12 +59,14 @@ fn gsm_ucs2_and_long_messages_reach_the_smsc_byte_for_byte() {
     assert_eq!(
         russian,
         vec![
-            &body_of_hex_dump(RUSSIAN_PART1),
-            &body_of_hex_dump(RUSSIAN_PART2)
+            &body_of_hex_dump(UCS2_UDH_PART_1),
+            &body_of_hex_dump(UCS2_UDH_PART_2)
         ]
     );
     assert!(
-        bodies.iter().any(|(_, b)| *b == body_of_hex_dump(HELLO)),
+        bodies
+            .iter()
+            .any(|(_, b)| *b == body_of_hex_dump(SUBMIT_SM_HELLO)),
         "no §11.2 body"
     );
     let emoji_body = &bodies.iter().find(|(d, _)| d == "447700900124").unwrap().1;
@@ -425,15 +400,6 @@ fn two_esmed_processes_on_one_queue_never_send_a_row_twice() {
     assert!(env.smsc.bound_sessions().len() >= 2 || env.smsc.binds().len() >= 2);
 }
 
-/// Reference §9.4: part 2 of the same message with SAR TLVs instead of a UDH (sequence 6).
-const RUSSIAN_SAR_PART2: &str = "
-0000: 00 00 00 58 00 00 00 04 00 00 00 00 00 00 00 06
-0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
-0020: 30 39 30 30 31 32 33 00 00 00 00 00 00 01 00 08
-0030: 00 16 D8 3D DE 00 00 20 04 21 04 3F 04 30 04 41
-0040: 04 38 04 31 04 3E 00 21 02 0C 00 02 00 2A 02 0E
-0050: 00 01 02 02 0F 00 01 02";
-
 fn send_russian_with_mode(mode: &str) -> Vec<Vec<u8>> {
     let env = Env::new(mode);
     env.add_server(&[
@@ -446,7 +412,7 @@ fn send_russian_with_mode(mode: &str) -> Vec<Vec<u8>> {
         .execute(
             "INSERT INTO smpp_tx_queue (id, smpp_destination_addr, smpp_short_message) VALUES \
              (42, '447700900123', $1)",
-            &[&RUSSIAN],
+            &[&UCS2_TEXT],
         )
         .unwrap();
     let esmed = env.esmed(mode, "");
@@ -461,7 +427,7 @@ fn send_russian_with_mode(mode: &str) -> Vec<Vec<u8>> {
 fn long_messages_go_as_sar_tlvs_when_the_server_asks() {
     let bodies = send_russian_with_mode("sar");
     assert_eq!(bodies.len(), 2);
-    assert_eq!(bodies[1], body_of_hex_dump(RUSSIAN_SAR_PART2));
+    assert_eq!(bodies[1], body_of_hex_dump(UCS2_SAR_PART_2));
     // Part 1: no UDH, 132 octets of text, then the three SAR TLVs for part 1 of 2.
     assert_eq!(bodies[0][24], 0x00, "esm_class without UDHI");
     assert_eq!(bodies[0][33], 132);

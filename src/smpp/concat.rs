@@ -245,9 +245,7 @@ fn numbered(part: &[u8], mode: LongMode, reference: u16, total: u8, seq: u8) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const RUSSIAN: &str =
-        "Ваш заказ №48213 передан курьеру. Доставка завтра с 10:00 до 14:00😀 Спасибо!";
+    use crate::smpp::reference::UCS2_TEXT as RUSSIAN;
 
     /// short_message of the two parts in reference §9.4 (offset 0x32 of each dump on).
     const PART1: &str = "0500032A0201041204300448002004370430043A0430043700202116003400380032\

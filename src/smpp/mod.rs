@@ -9,6 +9,7 @@ pub mod frame;
 pub mod json;
 pub mod pdu;
 pub mod receipt;
+pub mod reference;
 pub mod sequence;
 pub mod status;
 pub mod text;

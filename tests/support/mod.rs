@@ -279,10 +279,6 @@ impl Drop for Esmed {
 
 /// The bytes after the 16-octet header of a PDU given as spaced hex (reference dumps).
 pub fn body_of_hex_dump(dump: &str) -> Vec<u8> {
-    let bytes: Vec<u8> = dump
-        .split_whitespace()
-        .filter(|w| !w.ends_with(':'))
-        .map(|w| u8::from_str_radix(w, 16).expect("hex"))
-        .collect();
+    let bytes = esmed::smpp::reference::dump_bytes(dump).expect("a hex dump");
     bytes[16..].to_vec()
 }
