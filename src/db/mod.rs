@@ -103,7 +103,6 @@ impl std::error::Error for DbError {
     }
 }
 
-/// Wraps a `postgres::Error` with the name of the call that failed.
 /// True when PostgreSQL refused a connection for a reason that retrying will not fix: a wrong
 /// password, an unknown role or database, no permission to connect.
 pub fn is_fatal_connect_error(error: &postgres::Error) -> bool {
@@ -111,6 +110,25 @@ pub fn is_fatal_connect_error(error: &postgres::Error) -> bool {
         let code = code.code();
         code.starts_with("28") || code == "3D000" || code == "42501"
     })
+}
+
+/// After a DB thread's failed connection attempt: says so (log and esmed_status.last_error)
+/// and sleeps the backoff's next delay before the caller tries again.
+pub(crate) fn wait_to_reconnect(
+    who: &str,
+    error: &DbError,
+    backoff: &mut crate::session::flow::Backoff,
+    stats: &crate::stats::Stats,
+) {
+    let delay = backoff.next_delay();
+    stats.session.report(
+        log::Level::Warn,
+        format!(
+            "{who}: cannot connect to PostgreSQL: {error}; retrying in {} ms",
+            delay.as_millis()
+        ),
+    );
+    std::thread::sleep(delay);
 }
 
 /// Wraps a postgres error with the call that failed.

@@ -263,15 +263,7 @@ impl Poller {
                 true
             }
             Err(e) => {
-                let delay = backoff.next_delay();
-                self.stats.session.report(
-                    Level::Warn,
-                    format!(
-                        "poller: cannot connect to PostgreSQL: {e}; retrying in {} ms",
-                        delay.as_millis()
-                    ),
-                );
-                std::thread::sleep(delay);
+                db::wait_to_reconnect("poller", &e, backoff, &self.stats);
                 false
             }
         }

@@ -369,15 +369,7 @@ impl DbWriter {
                 true
             }
             Err(e) => {
-                let delay = backoff.next_delay();
-                self.stats.session.report(
-                    Level::Warn,
-                    format!(
-                        "DB writer: cannot connect to PostgreSQL: {e}; retrying in {} ms",
-                        delay.as_millis()
-                    ),
-                );
-                std::thread::sleep(delay);
+                db::wait_to_reconnect("DB writer", &e, backoff, &self.stats);
                 false
             }
         }
