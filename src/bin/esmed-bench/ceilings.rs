@@ -84,6 +84,8 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
         Ok(claimed)
     });
     let mut written = 0u64;
+    // (rows written, seconds) after each batch: does PostgreSQL alone slow down over a drain?
+    let mut progress: Vec<(u64, f64)> = Vec::new();
     let mut pending: Vec<TxResult> = Vec::with_capacity(RESULT_BATCH);
     while let Ok(rows) = batches_rx.recv() {
         pending.extend(rows.iter().map(done_result));
@@ -95,6 +97,7 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
             }
         }
         written += db::write_results(&mut writer, &pending, "bench")?.written as u64;
+        progress.push((written, started.elapsed().as_secs_f64()));
         pending.clear();
     }
     let claimed = claiming
@@ -110,8 +113,29 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
     outcome.set("rows", n as f64);
     outcome.set("seconds", seconds);
     outcome.set("msgs_per_s", n as f64 / seconds);
+    if let Some((first, last)) = first_and_last_tenth(&progress, n) {
+        outcome.set("first_tenth_msgs_per_s", first);
+        outcome.set("last_tenth_msgs_per_s", last);
+    }
     outcome.set_cpu(&CpuSplit::between(&before, &after, rig.ticks_per_second), 0);
     Ok(outcome)
+}
+
+/// Rows per second over the first and the last tenth of `n` rows, from (rows written so far,
+/// seconds) marks taken after each batch.
+fn first_and_last_tenth(progress: &[(u64, f64)], n: u64) -> Option<(f64, f64)> {
+    let tenth = (n / 10).max(1);
+    let &(first_rows, first_at) = progress.iter().find(|(rows, _)| *rows >= tenth)?;
+    let &(end_rows, end_at) = progress.last()?;
+    let &(last_from_rows, last_from_at) = progress
+        .iter()
+        .rev()
+        .find(|(rows, _)| *rows <= end_rows - tenth)?;
+    let rate = |rows: u64, seconds: f64| rows as f64 / seconds.max(1e-6);
+    Some((
+        rate(first_rows, first_at),
+        rate(end_rows - last_from_rows, end_at - last_from_at),
+    ))
 }
 
 /// What esmed writes for a row the SMSC accepted in one part.
@@ -251,5 +275,26 @@ fn bind(stream: &mut TcpStream, frames: &mut FrameBuffer) -> Result<(), BenchErr
         {
             return Err(BenchError::Smpp("closed during bind".into()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenths_are_measured_from_the_batch_marks() {
+        // 100 rows: 10 per 0.1 s for the first half, then 10 per 0.2 s.
+        let mut progress = Vec::new();
+        let (mut rows, mut at) = (0, 0.0);
+        for batch in 0..10 {
+            rows += 10;
+            at += if batch < 5 { 0.1 } else { 0.2 };
+            progress.push((rows, at));
+        }
+        let (first, last) = first_and_last_tenth(&progress, 100).unwrap();
+        assert!((first - 100.0).abs() < 1e-6, "{first}");
+        assert!((last - 50.0).abs() < 1e-6, "{last}");
+        assert_eq!(first_and_last_tenth(&[], 100), None);
     }
 }
