@@ -161,11 +161,11 @@ impl Poller {
     }
 
     /// How many claimed rows to keep ready: `claim_batch`, or twice the windows of the
-    /// sessions that submit (at most 10,000) if that is more. A claim starts when half are gone (see
-    /// [`Poller::smallest_claim`]), so a whole window's worth is still ready while it runs: a
-    /// session whose window empties at once (a large window at full speed) refills it
-    /// without waiting for the claim. Sized by claim_batch alone, a window of 1000 waited for
-    /// claims: 80k msg/s against 95-103k with the window's worth ready.
+    /// sessions that submit (at most 10,000) if that is more. A claim starts when half are
+    /// gone (see [`Poller::smallest_claim`]), so a whole window's worth is still ready while
+    /// it runs: a session whose window empties at once (a large window at full speed)
+    /// refills it without waiting for the claim. Sized by claim_batch alone, a window of 1000
+    /// waited for claims: 80k msg/s against 95-103k with the window's worth ready.
     fn ready_target(&self) -> usize {
         ready_target(self.config.claim_batch, self.submit_windows.total())
     }
