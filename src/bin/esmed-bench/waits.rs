@@ -97,7 +97,8 @@ impl Samples {
         lines.sort_by_key(|(_, seen)| std::cmp::Reverse(seen.total));
         let taken = self.taken.max(1) as f64;
         let mut text = format!(
-            "    PostgreSQL waits ({} samples, every {} ms): busy% = share of samples a backend ran the statement",
+            "    PostgreSQL waits ({} samples, every {} ms): \
+             busy% = share of samples a backend ran the statement",
             self.taken,
             INTERVAL.as_millis()
         );
