@@ -90,7 +90,8 @@ impl std::error::Error for LogError {
     }
 }
 
-/// "2026-11-25T17:59:00.123456789+01:00 [INFO ] message"; at debug and trace also the thread and module.
+/// "2026-11-25T17:59:00.123456789+01:00 [INFO ] message"; at debug and trace also the thread
+/// and module.
 fn simplelog_format() -> simplelog::Config {
     let mut builder = ConfigBuilder::new();
     builder

@@ -6,9 +6,10 @@
 //! Every function is one statement over arrays, run inside the DB writer's batch transaction,
 //! so a batch's receipts cost a fixed number of round trips. Matching compares normalised ids
 //! (`smpp_tx_parts.message_id_key` and `smpp_tx_queue.smpp_message_id_key` against
-//! [`match_keys`]); the best rank wins, then the most recently submitted part. The state rules: a final state is never replaced by a non-final
-//! one (per part and per row); the row's state is its parts' worst by
-//! [`MessageState::severity`], a part without a receipt counting as ENROUTE.
+//! [`match_keys`]); the best rank wins, then the most recently submitted part. The state
+//! rules: a final state is never replaced by a non-final one (per part and per row); the row's
+//! state is its parts' worst by [`MessageState::severity`], a part without a receipt counting
+//! as ENROUTE.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -13,9 +13,9 @@
 //! written ([`db::receipts`]), receipts whose part is unknown are kept for later, receipts
 //! waiting for parts this batch stored are matched, and concatenated MO parts are held until
 //! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) the
-//! received-PDU writer retries waiting receipts against parts other esmed instances stored, receipts older than the
-//! match window are forgotten with a log line, and MO sets past their timeout are stored as
-//! they are.
+//! received-PDU writer retries waiting receipts against parts other esmed instances stored,
+//! forgets receipts older than the match window with a log line, and stores MO sets past
+//! their timeout as they are.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

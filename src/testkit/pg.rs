@@ -2,8 +2,8 @@
 //!
 //! [`PgCluster::start`] finds the server tools (`initdb`, `pg_ctl`: `PATH` first, then the newest
 //! `/usr/lib/postgresql/*/bin`), copies a per-machine template data directory into a fresh
-//! temporary directory (in `/dev/shm` unless durable), and starts the server on `127.0.0.1` at a free port, with its unix
-//! socket inside that directory. It never touches port 5432 or a system cluster. Dropping the
+//! temporary directory (in `/dev/shm` unless durable), and starts the server on `127.0.0.1`
+//! at a free port, with its unix socket inside that directory. It never touches port 5432 or a system cluster. Dropping the
 //! value stops the server (`pg_ctl stop -m immediate`) and removes the directory.
 //!
 //! The template (one `initdb`, about 40 MB) lives in the system temp directory, named after the
