@@ -155,6 +155,22 @@ impl IdFormat {
             ),
         }
     }
+
+    /// The counter behind an id written by [`IdFormat::render`]; `None` for anything else.
+    /// Lenient where render is strict (leading zeros, either case): callers compare the
+    /// id they find with the one they were given.
+    pub fn parse(self, id: &str) -> Option<u64> {
+        match self {
+            IdFormat::Decimal => id.parse().ok(),
+            IdFormat::HexUpper | IdFormat::HexLower => u64::from_str_radix(id, 16).ok(),
+            IdFormat::Uuid => {
+                let mut fields = id.split('-');
+                let mut next = || u64::from_str_radix(fields.next()?, 16).ok();
+                let (high, middle, _, _, low) = (next()?, next()?, next()?, next()?, next()?);
+                Some(high << 48 | middle << 32 | low)
+            }
+        }
+    }
 }
 
 /// How the id is written in a receipt's text.
@@ -272,6 +288,24 @@ mod tests {
             ReceiptIdFormat::SameAsResp.render(26, IdFormat::HexUpper),
             "1A"
         );
+    }
+
+    #[test]
+    fn ids_parse_back_to_their_counter() {
+        let formats = [
+            IdFormat::Decimal,
+            IdFormat::HexUpper,
+            IdFormat::HexLower,
+            IdFormat::Uuid,
+        ];
+        for format in formats {
+            for n in [0, 1, 26, 0xFFFF_FFFF, 0x1234_5678_9ABC, u64::MAX] {
+                assert_eq!(format.parse(&format.render(n)), Some(n), "{format:?} {n}");
+            }
+            assert_eq!(format.parse(""), None, "{format:?}");
+            assert_eq!(format.parse("not an id"), None, "{format:?}");
+        }
+        assert_eq!(IdFormat::Uuid.parse("00000000-0000-4000"), None);
     }
 
     #[test]

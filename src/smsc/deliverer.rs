@@ -6,7 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::config::MoMessage;
@@ -24,7 +24,7 @@ const NO_RECEIVER_RETRY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub enum JobKind {
     Receipt {
-        message: SubmittedMessage,
+        message: Arc<SubmittedMessage>,
         state: MessageState,
     },
     Mo(MoMessage),

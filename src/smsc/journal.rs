@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::smpp::{hex, Body, Pdu};
+use crate::smpp::json::push_json_string;
+use crate::smpp::{push_hex, Body, Pdu};
 
 /// One PDU as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,10 +119,12 @@ impl Journal {
     }
 
     /// One JSON line per submit_sm: arrival µs since the epoch, connection, sequence number,
-    /// destination and the short_message in hex.
+    /// destination and the short_message in hex. Built in one buffer per batch: at 100k
+    /// submits a second, a few allocations per line are a visible share of the SMSC's CPU.
     fn write_file_lines(&self, batch: &[Received]) {
+        use std::fmt::Write as _;
         let Some(file) = &self.file else { return };
-        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = String::with_capacity(batch.len() * 160);
         for received in batch {
             let Body::SubmitSm(sm) = &received.pdu.body else {
                 continue;
@@ -130,23 +133,18 @@ impl Journal {
                 .at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros());
-            let mut destination = String::new();
-            crate::smpp::json::push_json_string(
-                &mut destination,
-                &sm.destination.addr.to_string_lossy(),
+            let _ = write!(
+                lines,
+                "{{\"at_us\":{micros},\"connection\":{},\"seq\":{},\"destination\":",
+                received.connection, received.pdu.sequence_number,
             );
-            let line = format!(
-                "{{\"at_us\":{micros},\"connection\":{},\"seq\":{},\"destination\":{destination},\"text_hex\":\"{}\"}}\n",
-                received.connection,
-                received.pdu.sequence_number,
-                hex(&sm.short_message)
-            );
-            if let Err(e) = file.write_all(line.as_bytes()) {
-                log::warn!("journal file: {e}");
-                return;
-            }
+            push_json_string(&mut lines, &sm.destination.addr.to_string_lossy());
+            lines.push_str(",\"text_hex\":\"");
+            push_hex(&mut lines, &sm.short_message);
+            lines.push_str("\"}\n");
         }
-        if let Err(e) = file.flush() {
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(lines.as_bytes()).and_then(|()| file.flush()) {
             log::warn!("journal file: {e}");
         }
     }

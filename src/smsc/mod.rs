@@ -182,7 +182,7 @@ impl Smsc {
             submits: 0,
             sessions: HashMap::new(),
             bind_order: 0,
-            messages: MessageStore::new(config.remembered_messages),
+            messages: MessageStore::new(config.remembered_messages, config.id_format),
         };
         let shared = Arc::new(Shared {
             config,

@@ -318,33 +318,40 @@ impl Session {
         source: &Address,
         destination: &Address,
         text_start: String,
-    ) -> SubmittedMessage {
+    ) -> Arc<SubmittedMessage> {
         let config = &self.shared.config;
         let n = state.next_id;
         state.next_id += 1;
+        let message_id = config.id_format.render(n);
         let text_id = match &config.receipts {
             ReceiptMode::After(r) => r.text_id_format.render(n, config.id_format),
-            ReceiptMode::Off => config.id_format.render(n),
+            ReceiptMode::Off => message_id.clone(),
         };
-        let message = SubmittedMessage {
-            message_id: config.id_format.render(n),
+        let message = Arc::new(SubmittedMessage {
+            message_id,
             text_id,
             source: source.clone(),
             destination: destination.clone(),
             submitted_at: SystemTime::now(),
             text_start,
-        };
+        });
         let (final_state, delay) = match &config.receipts {
             ReceiptMode::After(r) => (r.final_state, r.delay),
             ReceiptMode::Off => (MessageState::Delivered, std::time::Duration::ZERO),
         };
+        let final_at = message.submitted_at + delay;
         state
             .messages
-            .remember(message.clone(), final_state, message.submitted_at + delay);
+            .remember(n, Arc::clone(&message), final_state, final_at);
         message
     }
 
-    fn plan_receipts(&mut self, message: SubmittedMessage, registered_delivery: u8, now: Instant) {
+    fn plan_receipts(
+        &mut self,
+        message: Arc<SubmittedMessage>,
+        registered_delivery: u8,
+        now: Instant,
+    ) {
         let ReceiptMode::After(config) = &self.shared.config.receipts else {
             return;
         };
@@ -360,7 +367,7 @@ impl Session {
             self.jobs.push((
                 now + config.delay / 2,
                 JobKind::Receipt {
-                    message: message.clone(),
+                    message: Arc::clone(&message),
                     state: MessageState::Enroute,
                 },
             ));
