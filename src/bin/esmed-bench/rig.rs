@@ -261,6 +261,30 @@ impl Rig {
         Ok(n.max(0) as u64)
     }
 
+    /// The send queue's table and indexes, in MB.
+    pub fn queue_size_mb(&mut self) -> Result<f64, BenchError> {
+        let bytes: i64 = self
+            .db
+            .query_one("SELECT pg_total_relation_size('smpp_tx_queue')", &[])
+            .map_err(BenchError::pg("measure the queue"))?
+            .get(0);
+        Ok(bytes as f64 / (1024.0 * 1024.0))
+    }
+
+    /// Updates of the send queue so far, and how many of them were HOT (touched no index).
+    pub fn queue_updates(&mut self) -> Result<(u64, u64), BenchError> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
+                 WHERE relname = 'smpp_tx_queue'",
+                &[],
+            )
+            .map_err(BenchError::pg("count updates"))?;
+        let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+        Ok((count(0), count(1)))
+    }
+
     /// `SELECT count(*) FROM <from_where>`.
     pub fn count(&mut self, from_where: &str) -> Result<i64, BenchError> {
         let sql = format!("SELECT count(*) FROM {from_where}");

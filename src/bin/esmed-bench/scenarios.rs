@@ -233,6 +233,8 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
             .map_err(BenchError::pg("vacuum the loaded queue"))?;
     }
     outcome.set("load_s", load.elapsed().as_secs_f64());
+    let size_before = rig.queue_size_mb()?;
+    let updates_before = rig.queue_updates()?;
     let checkpoints_before = rig.checkpoints()?;
     let autovacuums_before = rig.queue_autovacuums()?;
     let before = rig.snapshot(Some(&run));
@@ -253,6 +255,16 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
         "queue_autovacuums",
         rig.queue_autovacuums()?.saturating_sub(autovacuums_before) as f64,
     );
+    // What the drain does to the table: new row versions that find no room on their page
+    // go elsewhere and touch every index (not HOT), and the queue grows.
+    outcome.set("queue_mb_before", size_before);
+    outcome.set("queue_mb_after", rig.queue_size_mb()?);
+    let (updates, hot) = rig.queue_updates()?;
+    let updates = updates.saturating_sub(updates_before.0);
+    if updates > 0 {
+        let hot = hot.saturating_sub(updates_before.1);
+        outcome.set("hot_update_pct", 100.0 * hot as f64 / updates as f64);
+    }
     let seconds = done.duration_since(started).as_secs_f64();
     outcome.set("rows", pending as f64);
     outcome.set("history_rows", history as f64);
