@@ -46,8 +46,9 @@ ALTER TABLE smpp_tx_queue
     ADD COLUMN submission_resends integer NOT NULL DEFAULT 0,
     ADD COLUMN smpp_message_id_key varchar;
 
--- Room on every page for HOT claim updates (applies to pages written from now on).
-ALTER TABLE smpp_tx_queue SET (fillfactor = 60);
+-- Room on every page for HOT claim updates (applies to rows inserted from now on); see
+-- db.sql.
+ALTER TABLE smpp_tx_queue SET (fillfactor = 40);
 
 CREATE INDEX smpp_tx_queue_pending ON smpp_tx_queue (smpp_priority_flag DESC NULLS LAST, id)
     WHERE NOT submission_done AND NOT submission_failed;

@@ -436,6 +436,7 @@ fn connect_at_start(
                 db::schema::check(&mut client)
                     .map_err(|e| DaemonError::Database(format!("cannot check the schema: {e}")))?
                     .map_err(|missing| DaemonError::Database(missing.to_string()))?;
+                warn_about_fillfactor(&mut client);
                 return Ok(Some(client));
             }
             Err(e) if db::is_fatal_connect_error(&e) => {
@@ -456,6 +457,18 @@ fn connect_at_start(
                 }
             }
         }
+    }
+}
+
+/// A queue without room for claims on its pages works, only slower: a warning, not a stop.
+fn warn_about_fillfactor(client: &mut Client) {
+    match db::schema::queue_fillfactor(client) {
+        Ok(fillfactor) => {
+            if let Some(advice) = db::schema::fillfactor_advice(fillfactor) {
+                warn!("{advice}");
+            }
+        }
+        Err(e) => warn!("cannot check the send queue's storage settings: {e}; going on"),
     }
 }
 
