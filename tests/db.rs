@@ -263,7 +263,9 @@ fn claim_orders_by_priority_then_id_and_skips_unsendable_rows() {
         )
         .unwrap();
 
+    assert_eq!(db::first_sendable(&mut esmed).unwrap(), Some((3, ids[1])));
     let first = db::claim(&mut esmed, 3, LEASE, "a").unwrap();
+    assert_eq!(db::first_sendable(&mut esmed).unwrap(), Some((0, ids[0])));
     let order: Vec<i32> = first.iter().map(|t| t.id).collect();
     assert_eq!(order, [ids[1], ids[3], ids[2]]);
     assert_eq!(
@@ -272,6 +274,7 @@ fn claim_orders_by_priority_then_id_and_skips_unsendable_rows() {
     );
     let rest = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
     assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[0]]);
+    assert_eq!(db::first_sendable(&mut esmed).unwrap(), None);
     assert!(db::claim(&mut esmed, 10, LEASE, "b").unwrap().is_empty());
 
     let lease: (String, bool) = {

@@ -10,7 +10,7 @@ use esmed::smpp::reference::{
 };
 use esmed::smpp::{Body, CommandStatus};
 use esmed::smsc::{Faults, Smsc};
-use support::{body_of_hex_dump, Env};
+use support::{body_of_hex_dump, wait_until, Env};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -377,6 +377,49 @@ fn claimed_rows_follow_the_window_not_the_queue() {
         "only {most} rows claimed at most\n{}",
         esmed.log()
     );
+}
+
+/// A row made sendable again behind the poller's cursor without an INSERT, so without a
+/// NOTIFY (here an operator resets a failed row), is found by the sweeper's claim from the
+/// head within poll_interval (500 ms in tests) while the backlog after the cursor drains: the
+/// poller itself claims on from its cursor and goes back to the head only when that runs out.
+#[test]
+fn a_row_reset_behind_the_cursor_is_swept_up_while_the_backlog_drains() {
+    let env = Env::new("sweep");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(20)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "2")]);
+    let reset = env.insert("447700900001", "failed, then reset by the operator");
+    env.db()
+        .execute(
+            "UPDATE smpp_tx_queue SET submission_failed = true WHERE id = $1",
+            &[&reset],
+        )
+        .unwrap();
+    env.insert_many(400, "backlog ");
+    let esmed = env.esmed("sweep", "claim_batch = 4");
+    wait_until(T, "the first rows sent", &esmed, || {
+        env.count("submission_done") >= 20
+    });
+    env.db()
+        .execute(
+            "UPDATE smpp_tx_queue SET submission_failed = false WHERE id = $1",
+            &[&reset],
+        )
+        .unwrap();
+    wait_until(T, "the reset row sent", &esmed, || {
+        env.count(&format!("id = {reset} AND submission_done")) == 1
+    });
+    let pending = env.count("NOT submission_done");
+    assert!(
+        pending > 50,
+        "the reset row waited for the backlog ({pending} rows left)\n{}",
+        esmed.log()
+    );
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(env.smsc.submits().len(), 401, "each row sent once");
 }
 
 #[test]

@@ -32,8 +32,9 @@ use std::fmt;
 
 pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
 pub use queue::{
-    claim, claim_after, prepare_claimer, release_claims, renew_claims, write_results,
-    write_results_in, AcceptedPart, RegisteredDelivery, TxOutcome, TxResult, TxRow, WriteSummary,
+    claim, claim_after, first_sendable, prepare_claimer, release_claims, renew_claims,
+    write_results, write_results_in, AcceptedPart, RegisteredDelivery, TxOutcome, TxResult, TxRow,
+    WriteSummary,
 };
 pub use rx::{insert_rx, MoPart, RxRow};
 pub use servers::{load_enabled_server, ServerRow};

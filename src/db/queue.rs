@@ -113,18 +113,30 @@ pub struct WriteSummary {
     pub part_keys: Vec<String>,
 }
 
+/// Rows that may be claimed now, and their order: what [`claim`] takes and
+/// [`first_sendable`] looks for.
+macro_rules! sendable_sql {
+    ($and:literal) => {
+        concat!(
+            "FROM smpp_tx_queue
+                WHERE NOT submission_done AND NOT submission_failed
+                  AND (claimed_until IS NULL OR claimed_until < now())
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ",
+            $and,
+            " ORDER BY smpp_priority_flag DESC NULLS LAST, id"
+        )
+    };
+}
+
 /// The claim statement; `$after` narrows it to the rest of one priority level (see
 /// [`claim_after`]).
 macro_rules! claim_sql {
     ($after:literal) => {
         concat!(
             "WITH c AS (
-                SELECT id, claimed_by AS lost_by FROM smpp_tx_queue
-                WHERE NOT submission_done AND NOT submission_failed
-                  AND (claimed_until IS NULL OR claimed_until < now())
-                  AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ",
-            $after,
-            " ORDER BY smpp_priority_flag DESC NULLS LAST, id
+                SELECT id, claimed_by AS lost_by ",
+            sendable_sql!($after),
+            "
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
             UPDATE smpp_tx_queue t
@@ -198,6 +210,30 @@ pub fn claim_after(
         )
         .map_err(pg("claim messages"))?;
     claimed_rows(c, &rows)
+}
+
+const FIRST_SENDABLE: &str = concat!(
+    "SELECT COALESCE(smpp_priority_flag::text, 'LEVEL_0'), id ",
+    sendable_sql!(""),
+    " LIMIT 1"
+);
+
+/// The place (priority, id) of the first row [`claim`] would take, without claiming it.
+/// Read-only, so it can run beside the claims; like them it steps over the index entries of
+/// rows done since the last VACUUM, and marks them dead for the claims that follow.
+pub fn first_sendable(c: &mut impl Sql) -> Result<Option<(u8, i32)>, DbError> {
+    let rows = c
+        .query(FIRST_SENDABLE, &[])
+        .map_err(pg("look for sendable messages"))?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let priority: String = get(row, 0)?;
+    let priority = parse_priority(&priority).ok_or(DbError::UnexpectedValue {
+        column: "smpp_priority_flag",
+        value: priority.clone(),
+    })?;
+    Ok(Some((priority, get(row, 1)?)))
 }
 
 fn claimed_rows(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
