@@ -228,12 +228,16 @@ pub fn first_sendable(c: &mut impl Sql) -> Result<Option<(u8, i32)>, DbError> {
     let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let priority: String = get(row, 0)?;
-    let priority = parse_priority(&priority).ok_or(DbError::UnexpectedValue {
+    Ok(Some((priority_in(row, 0)?, get(row, 1)?)))
+}
+
+/// Column `index` of `row`, a priority label, as 0..=3.
+fn priority_in(row: &postgres::Row, index: usize) -> Result<u8, DbError> {
+    let label: String = get(row, index)?;
+    parse_priority(&label).ok_or(DbError::UnexpectedValue {
         column: "smpp_priority_flag",
-        value: priority.clone(),
-    })?;
-    Ok(Some((priority, get(row, 1)?)))
+        value: label,
+    })
 }
 
 fn claimed_rows(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
@@ -261,16 +265,12 @@ fn claimed_rows(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<TxRow>, 
 }
 
 fn tx_from_row(row: &postgres::Row) -> Result<TxRow, DbError> {
-    let priority: String = get(row, 3)?;
     let delivery: String = get(row, 4)?;
     Ok(TxRow {
         id: get(row, 0)?,
         destination: get(row, 1)?,
         source_override: get(row, 2)?,
-        priority: parse_priority(&priority).ok_or(DbError::UnexpectedValue {
-            column: "smpp_priority_flag",
-            value: priority.clone(),
-        })?,
+        priority: priority_in(row, 3)?,
         registered_delivery: RegisteredDelivery::from_label(&delivery).ok_or(
             DbError::UnexpectedValue {
                 column: "smpp_registered_delivery",
