@@ -10,11 +10,12 @@
 //! Its sweeper thread looks from the head every `poll_interval`, on a connection of its own
 //! and without claiming, for rows behind the cursor: retries whose time came, rows released
 //! or whose lease ran out, a lost notification. When it finds one it wakes the poller, whose
-//! next claim starts from the head if the row ranks before the cursor. Looking from the head steps over every row done since the last
-//! VACUUM (100-250 ms late in a million-row drain); done as a claim on the poller's own
-//! connection it held back the claims the sessions were waiting for (the ready rows last a
-//! few milliseconds), a slower slice of the drain every poll_interval. The sweeper's look
-//! also marks those entries dead, so the poller's own claims from the head stay quick.
+//! next claim starts from the head if the row ranks before the cursor. Looking from the head
+//! steps over every row done since the last VACUUM (100-250 ms late in a million-row drain);
+//! done as a claim on the poller's own connection it held back the claims the sessions were
+//! waiting for (the ready rows last a few milliseconds), a slower slice of the drain every
+//! poll_interval. The sweeper's look also marks those entries dead, so the poller's own
+//! claims from the head stay quick.
 //!
 //! Leases: at start it releases rows still claimed under its own instance name (an earlier run
 //! that died; instance names are unique among live processes), and while running it renews
@@ -121,8 +122,7 @@ impl SharedPlace {
     }
 }
 
-/// What the poller and its sweeper share: where claimed rows go and how many to keep there.
-#[derive(Clone)]
+/// Where the poller's claimed rows go, and how many to keep there.
 struct Supply {
     /// Unbounded: [`Supply::room`] bounds what is in it.
     outbound: Sender<TxRow>,
