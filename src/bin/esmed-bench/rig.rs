@@ -236,53 +236,56 @@ impl Rig {
 
     /// Checkpoints PostgreSQL has made so far (timed and requested).
     pub fn checkpoints(&mut self) -> Result<u64, BenchError> {
-        let n: i64 = self
-            .db
-            .query_one(
-                "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",
-                &[],
-            )
-            .map_err(BenchError::pg("count checkpoints"))?
-            .get(0);
-        Ok(n.max(0) as u64)
+        let [n] = self.counters(
+            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",
+            "count checkpoints",
+        )?;
+        Ok(n)
     }
 
     /// Autovacuum and autoanalyze runs on the send queue so far.
     pub fn queue_autovacuums(&mut self) -> Result<u64, BenchError> {
-        let n: i64 = self
-            .db
-            .query_one(
-                "SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables \
-                 WHERE relname = 'smpp_tx_queue'",
-                &[],
-            )
-            .map_err(BenchError::pg("count autovacuums"))?
-            .get(0);
-        Ok(n.max(0) as u64)
+        let [n] = self.counters(
+            "SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables \
+             WHERE relname = 'smpp_tx_queue'",
+            "count autovacuums",
+        )?;
+        Ok(n)
     }
 
     /// The send queue's table and indexes, in MB.
     pub fn queue_size_mb(&mut self) -> Result<f64, BenchError> {
-        let bytes: i64 = self
-            .db
-            .query_one("SELECT pg_total_relation_size('smpp_tx_queue')", &[])
-            .map_err(BenchError::pg("measure the queue"))?
-            .get(0);
+        let [bytes] = self.counters(
+            "SELECT pg_total_relation_size('smpp_tx_queue')",
+            "measure the queue",
+        )?;
         Ok(bytes as f64 / (1024.0 * 1024.0))
     }
 
     /// Updates of the send queue so far, and how many of them were HOT (touched no index).
+    /// Backends report their counts up to a second late: a drain of a few seconds shows a
+    /// partial share (with `--backlog 50000`, only the HOT claims had come in).
     pub fn queue_updates(&mut self) -> Result<(u64, u64), BenchError> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
-                 WHERE relname = 'smpp_tx_queue'",
-                &[],
-            )
-            .map_err(BenchError::pg("count updates"))?;
-        let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
-        Ok((count(0), count(1)))
+        let [updates, hot] = self.counters(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
+             WHERE relname = 'smpp_tx_queue'",
+            "count updates",
+        )?;
+        Ok((updates, hot))
+    }
+
+    /// The `N` bigint columns of the one row `sql` returns, negatives read as 0.
+    fn counters<const N: usize>(
+        &mut self,
+        sql: &str,
+        what: &'static str,
+    ) -> Result<[u64; N], BenchError> {
+        let row = self.db.query_one(sql, &[]).map_err(BenchError::pg(what))?;
+        let mut values = [0; N];
+        for (i, value) in values.iter_mut().enumerate() {
+            *value = row.get::<_, i64>(i).max(0) as u64;
+        }
+        Ok(values)
     }
 
     /// `SELECT count(*) FROM <from_where>`.
