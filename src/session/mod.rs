@@ -12,6 +12,7 @@
 
 pub mod bind;
 pub mod flow;
+mod id_hash;
 pub mod inbound;
 pub mod outbox;
 pub mod reader;

@@ -11,11 +11,12 @@
 //!   costing an attempt (the writer pauses submitting);
 //! - parts already accepted are never sent again: a retried row carries them along.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::db::{AcceptedPart, TxOutcome, TxResult, TxRow};
 use crate::session::flow::Backoff;
+use crate::session::id_hash::IdMap;
 use crate::session::submit::{build_parts, SubmitSettings};
 use crate::smpp::pdu::Sm;
 use crate::smpp::status::StatusClass;
@@ -57,18 +58,18 @@ pub enum ResponseEffect {
 
 pub struct Outbox {
     settings: SubmitSettings,
-    rows: HashMap<i32, RowInFlight>,
+    rows: IdMap<i32, RowInFlight>,
     queue: VecDeque<(i32, usize)>,
-    in_flight: HashMap<u32, (i32, usize)>,
+    in_flight: IdMap<u32, (i32, usize)>,
 }
 
 impl Outbox {
     pub fn new(settings: SubmitSettings) -> Self {
         Outbox {
             settings,
-            rows: HashMap::new(),
+            rows: IdMap::default(),
             queue: VecDeque::new(),
-            in_flight: HashMap::new(),
+            in_flight: IdMap::default(),
         }
     }
 
@@ -208,10 +209,10 @@ impl Outbox {
 
     /// Ends a row whatever its parts' states: queued parts count as not sent.
     fn close_row(&mut self, id: i32) -> Option<TxResult> {
-        let row = self.rows.remove(&id)?;
+        let mut row = self.rows.remove(&id)?;
         let any_failed = row.states.iter().any(|s| matches!(s, PartState::Failed(_)));
         if !any_failed {
-            let parts = accepted_parts(&row);
+            let parts = take_accepted_parts(&mut row);
             let outcome = if parts.is_empty() {
                 TxOutcome::Release
             } else {
@@ -250,8 +251,8 @@ impl Outbox {
         Some(self.outcome_of(row))
     }
 
-    fn outcome_of(&self, row: RowInFlight) -> TxResult {
-        let parts = accepted_parts(&row);
+    fn outcome_of(&self, mut row: RowInFlight) -> TxResult {
+        let parts = take_accepted_parts(&mut row);
         let failures: Vec<&PartFailure> = row
             .states
             .iter()
@@ -329,16 +330,18 @@ fn initial_states(row: &TxRow, count: usize) -> Vec<PartState> {
     states
 }
 
-fn accepted_parts(row: &RowInFlight) -> Vec<AcceptedPart> {
+/// The accepted parts of a row that is ending, their message ids moved out (the states keep
+/// saying which parts were accepted).
+fn take_accepted_parts(row: &mut RowInFlight) -> Vec<AcceptedPart> {
     let part_count = i16::try_from(row.states.len()).unwrap_or(i16::MAX);
     row.states
-        .iter()
+        .iter_mut()
         .enumerate()
         .filter_map(|(i, s)| match s {
             PartState::Accepted(id) => Some(AcceptedPart {
                 part_no: i16::try_from(i + 1).unwrap_or(i16::MAX),
                 part_count,
-                message_id: id.clone(),
+                message_id: std::mem::take(id),
             }),
             _ => None,
         })

@@ -8,8 +8,9 @@
 //! more than one rotation away shares its slot): the caller then wakes, finds nothing due, and
 //! sleeps again.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use super::id_hash::IdMap;
 
 /// Every timer a session arms, named after reference §7.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,7 +49,7 @@ pub struct TimerWheel {
     nodes: Vec<Node>,
     free: Vec<usize>,
     /// Where each armed timer's node is.
-    armed: HashMap<Timer, usize>,
+    armed: IdMap<Timer, usize>,
 }
 
 impl TimerWheel {
@@ -60,7 +61,7 @@ impl TimerWheel {
             occupied: [0; WORDS],
             nodes: Vec::new(),
             free: Vec::new(),
-            armed: HashMap::new(),
+            armed: IdMap::default(),
         }
     }
 

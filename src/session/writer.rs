@@ -7,7 +7,6 @@
 //! the stop channel, claimed rows when there is room, and the next timer), handle it, then
 //! write everything queued in one `write_all` (coalesced writes).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -19,13 +18,14 @@ use crate::db::handoff::DbSender;
 use crate::db::writer::{AckTo, Committed, DbOp};
 use crate::db::TxRow;
 use crate::session::flow::{Congestion, TokenBucket};
+use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
 use crate::session::outbox::{Outbox, ResponseEffect};
 use crate::session::reader::ReaderEvent;
 use crate::session::timers::{Timer, TimerWheel};
 use crate::session::transport::WriteHalf;
 use crate::session::SessionParams;
-use crate::smpp::codec::encode;
+use crate::smpp::codec::{encode, encode_submit_sm};
 use crate::smpp::pdu::{Body, MessageIdResp};
 use crate::smpp::SequenceNumbers;
 use crate::smpp::{CommandId, CommandStatus, Pdu};
@@ -75,7 +75,7 @@ pub struct Writer<'a> {
     fired: Vec<Timer>,
     sequence: SequenceNumbers,
     outbox: Outbox,
-    pending: HashMap<u32, Pending>,
+    pending: IdMap<u32, Pending>,
     bucket: Option<TokenBucket>,
     /// The effective window and the pause after throttling.
     congestion: Congestion,
@@ -104,7 +104,7 @@ impl<'a> Writer<'a> {
             fired: Vec::new(),
             sequence,
             outbox: Outbox::new(params.submit.clone()),
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             bucket: TokenBucket::new(params.rate_limit, now),
             congestion: Congestion::new(
                 params.window,
@@ -347,8 +347,7 @@ impl<'a> Writer<'a> {
                 }
             }
             let sequence_number = self.sequence.next();
-            let pdu = Pdu::new(sequence_number, Body::SubmitSm(Box::new(sm.clone())));
-            if let Err(e) = encode(&pdu, &mut self.out) {
+            if let Err(e) = encode_submit_sm(sequence_number, sm, &mut self.out) {
                 // build_parts validated the row; this is a bug, not input
                 error!(
                     "{}: row {id} part {}: cannot encode submit_sm: {e}",

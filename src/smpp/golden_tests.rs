@@ -4,7 +4,7 @@
 //! written by hand from its layout tables, one commented line per field. Each vector must
 //! encode to exactly its bytes and decode back to exactly its PDU.
 
-use super::codec::{decode, encode_to_vec};
+use super::codec::{decode, encode_submit_sm, encode_to_vec};
 use super::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, Sm,
@@ -614,6 +614,22 @@ fn every_vector_encodes_to_exactly_its_bytes() {
     for (name, pdu, wire) in all_vectors() {
         assert_eq!(encode_to_vec(&pdu).unwrap(), wire, "{name}");
     }
+}
+
+/// The session encodes its submits from the borrowed body (no copy per submit): same bytes.
+#[test]
+fn every_submit_sm_vector_encodes_to_its_bytes_from_a_borrowed_body() {
+    let mut submits = 0;
+    for (name, pdu, wire) in all_vectors() {
+        if let Body::SubmitSm(sm) = &pdu.body {
+            let mut out = b"before".to_vec();
+            encode_submit_sm(pdu.sequence_number, sm, &mut out).unwrap();
+            assert_eq!(&out[..6], b"before", "{name}");
+            assert_eq!(out[6..], wire, "{name}");
+            submits += 1;
+        }
+    }
+    assert!(submits >= 4, "only {submits} submit_sm vectors");
 }
 
 #[test]

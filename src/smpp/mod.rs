@@ -19,7 +19,9 @@ pub mod udh;
 #[cfg(test)]
 mod golden_tests;
 
-pub use codec::{decode, encode, encode_to_vec, hex, push_hex, DecodeError, EncodeError};
+pub use codec::{
+    decode, encode, encode_submit_sm, encode_to_vec, hex, push_hex, DecodeError, EncodeError,
+};
 pub use command_id::CommandId;
 pub use frame::{frame, FrameBuffer, FrameStatus};
 pub use pdu::{Address, Body, COctet, Pdu};

@@ -8,16 +8,30 @@ use crate::smpp::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, Sm,
 };
-use crate::smpp::{tlv, Address, Body, COctet, CommandStatus, Pdu, Tlv};
+use crate::smpp::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
 
 /// Appends one PDU to `out`. On error `out` is left as it was.
 pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = append_pdu(pdu, out, start);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+    let header = (pdu.command_id(), pdu.command_status, pdu.sequence_number);
+    append_framed(header, out, |out| {
+        append_body(&pdu.body, pdu.command_status, out)
+    })
+}
+
+/// Appends a submit_sm whose body is borrowed: what [`encode`] writes for
+/// `Pdu::new(sequence_number, Body::SubmitSm(Box::new(sm.clone())))`, without that copy of
+/// every field on each submit. On error `out` is left as it was.
+pub fn encode_submit_sm(
+    sequence_number: u32,
+    sm: &Sm,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let header = (
+        CommandId::SubmitSm,
+        CommandStatus::ESME_ROK,
+        sequence_number,
+    );
+    append_framed(header, out, |out| append_sm(sm, out))
 }
 
 /// One PDU in a fresh buffer.
@@ -27,18 +41,30 @@ pub fn encode_to_vec(pdu: &Pdu) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
-fn append_pdu(pdu: &Pdu, out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
+/// Appends the header, then the body `append_body` writes, then back-patches
+/// command_length; truncates `out` back to where it was on error.
+fn append_framed(
+    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+    append_body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
     // command_length is unknown until the body is written: reserve it, patch it below.
     out.extend_from_slice(&[0; 4]);
-    put_u32(out, pdu.command_id().value());
-    put_u32(out, pdu.command_status.0);
-    put_u32(out, pdu.sequence_number);
-    append_body(&pdu.body, pdu.command_status, out)?;
-    let len = out.len() - start;
-    let command_length = u32::try_from(len).map_err(|_| EncodeError::PduTooLong { len })?;
-    BigEndian::write_u32(&mut out[start..start + 4], command_length);
-    debug_assert!(len >= HEADER_LEN);
-    Ok(())
+    put_u32(out, command_id.value());
+    put_u32(out, status.0);
+    put_u32(out, sequence_number);
+    let result = append_body(out).and_then(|()| {
+        let len = out.len() - start;
+        let command_length = u32::try_from(len).map_err(|_| EncodeError::PduTooLong { len })?;
+        BigEndian::write_u32(&mut out[start..start + 4], command_length);
+        debug_assert!(len >= HEADER_LEN);
+        Ok(())
+    });
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
 
 fn append_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -433,6 +459,12 @@ mod tests {
         let mut out = b"earlier".to_vec();
         let pdu = bind_with(|b| b.address_range = chars(41));
         assert!(encode(&pdu, &mut out).is_err());
+        assert_eq!(out, b"earlier");
+        let too_long = Sm {
+            short_message: vec![b'x'; 255],
+            ..Sm::default()
+        };
+        assert!(encode_submit_sm(7, &too_long, &mut out).is_err());
         assert_eq!(out, b"earlier");
     }
 
