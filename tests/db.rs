@@ -419,6 +419,39 @@ fn expired_lease_is_reclaimable_and_the_old_holder_cannot_write() {
     assert_eq!(parts, 0);
 }
 
+/// The writer matches receipts that waited for these keys: a written single-part row's key
+/// (normalised as stored), a multi-part row's part keys, and nothing of a skipped row.
+#[test]
+fn written_results_report_the_receipt_keys_they_stored() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let ids = insert_messages(
+        &mut admin,
+        "('1', 'LEVEL_0', 'a'), ('2', 'LEVEL_0', 'b'), ('3', 'LEVEL_0', 'c')",
+    );
+    assert_eq!(db::claim(&mut esmed, 2, LEASE, "a").unwrap().len(), 2);
+    assert_eq!(db::claim(&mut esmed, 1, LEASE, "b").unwrap().len(), 1);
+    let done = |id, parts| result(id, TxOutcome::Done { parts });
+    let results = [
+        done(ids[0], vec![part(1, 1, "00AB")]),
+        done(ids[1], vec![part(1, 2, "P1"), part(2, 2, "P2")]),
+        done(ids[2], vec![part(1, 1, "CD")]),
+    ];
+    let summary = db::write_results(&mut esmed, &results, "a").unwrap();
+    assert_eq!((summary.written, summary.skipped), (2, vec![ids[2]]));
+    let mut keys = summary.part_keys;
+    keys.sort();
+    assert_eq!(keys, ["ab", "p1", "p2"]);
+    let stored: Option<String> = admin
+        .query_one(
+            "SELECT smpp_message_id_key FROM smpp_tx_queue WHERE id = $1",
+            &[&ids[0]],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.as_deref(), Some("ab"));
+}
+
 #[test]
 fn write_results_for_every_outcome() {
     let cluster = fresh_cluster();

@@ -91,6 +91,21 @@ struct Settled {
     ahead: BTreeSet<u64>,
 }
 
+impl Settled {
+    /// One writer commits results in the order they were numbered: those only move `below`
+    /// on, without a visit to the set.
+    fn settle(&mut self, seq: u64) {
+        if seq != self.below {
+            self.ahead.insert(seq);
+            return;
+        }
+        self.below += 1;
+        while self.ahead.remove(&self.below) {
+            self.below += 1;
+        }
+    }
+}
+
 impl ResultOrder {
     /// Numbers a result being handed over.
     pub fn hand_over(&self) -> u64 {
@@ -105,13 +120,8 @@ impl ResultOrder {
     /// Marks results committed (or given up on: either way they are settled).
     pub fn committed(&self, seqs: impl IntoIterator<Item = u64>) {
         let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        state.ahead.extend(seqs);
-        loop {
-            let below = state.below;
-            if !state.ahead.remove(&below) {
-                break;
-            }
-            state.below = below + 1;
+        for seq in seqs {
+            state.settle(seq);
         }
         drop(state);
         self.changed.notify_all();

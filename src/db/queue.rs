@@ -8,7 +8,7 @@
 //! retried gets its accepted parts back on the next claim, so they are not sent twice.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use postgres::types::ToSql;
@@ -322,9 +322,22 @@ fn attach_accepted_parts(
     Ok(())
 }
 
+/// A result update that answers with the ids it wrote as one array (NULL for none): one
+/// row to decode instead of one per result.
+macro_rules! written_ids {
+    ($update:literal) => {
+        concat!(
+            "WITH written AS (",
+            $update,
+            "RETURNING t.id) SELECT array_agg(id) FROM written"
+        )
+    };
+}
+
 // The result updates. `t.id = ANY($1)` lets the rows be found through the primary key; they
 // are planned as `Planning::Results` says.
-const WRITE_DONE: &str = "
+const WRITE_DONE: &str = written_ids!(
+    "
     UPDATE smpp_tx_queue t
     SET submission_done = true, smpp_message_id = u.message_id, submission_timestamp = now(),
         smpp_message_id_key = u.message_id_key,
@@ -334,9 +347,11 @@ const WRITE_DONE: &str = "
     FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, message_id, message_id_key, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
-    RETURNING t.id";
+    "
+);
 
-const WRITE_FAILED: &str = "
+const WRITE_FAILED: &str = written_ids!(
+    "
     UPDATE smpp_tx_queue t
     SET submission_failed = true, submission_info = u.info,
         smpp_message_id = COALESCE(u.message_id, t.smpp_message_id),
@@ -346,9 +361,11 @@ const WRITE_FAILED: &str = "
     FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, info, message_id, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
-    RETURNING t.id";
+    "
+);
 
-const WRITE_RETRY: &str = "
+const WRITE_RETRY: &str = written_ids!(
+    "
     UPDATE smpp_tx_queue t
     SET next_attempt_at = now() + u.delay * interval '1 second', submission_info = u.info,
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
@@ -357,16 +374,19 @@ const WRITE_RETRY: &str = "
     FROM unnest($1::int4[], $2::varchar[], $3::float8[], $4::int4[], $5::int4[])
          AS u(id, info, delay, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
-    RETURNING t.id";
+    "
+);
 
-const WRITE_RELEASE: &str = "
+const WRITE_RELEASE: &str = written_ids!(
+    "
     UPDATE smpp_tx_queue t
     SET submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int4[], $2::int4[], $3::int4[]) AS u(id, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $4
-    RETURNING t.id";
+    "
+);
 
 /// A part whose id changed (sent again) loses the old id's receipt state.
 const UPSERT_PARTS: &str = "
@@ -405,12 +425,15 @@ pub fn write_results_in(
     instance: &str,
 ) -> Result<WriteSummary, DbError> {
     let batches = Batches::split(results);
-    let written: HashSet<i32> = batches.write(tx, instance)?.into_iter().collect();
-    let part_keys = upsert_parts(tx, results, &written)?;
+    let mut written = batches.write(tx, instance)?;
+    written.sort_unstable();
+    let is_written = |id: &i32| written.binary_search(id).is_ok();
+    let mut part_keys = upsert_parts(tx, results, is_written)?;
+    part_keys.extend(batches.done.written_keys(is_written));
     let skipped: Vec<i32> = results
         .iter()
         .map(|r| r.id)
-        .filter(|id| !written.contains(id))
+        .filter(|id| !is_written(id))
         .collect();
     if !skipped.is_empty() {
         log::warn!("results not written, lease no longer held by {instance}: ids {skipped:?}");
@@ -434,36 +457,48 @@ pub fn in_one_statement(results: &[TxResult]) -> bool {
 /// One outcome kind's results, as the column arrays its statement unnests (columns the kind
 /// doesn't use stay empty).
 #[derive(Default)]
-struct Columns {
+struct Columns<'a> {
     ids: Vec<i32>,
     attempts: Vec<i32>,
     resends: Vec<i32>,
-    infos: Vec<String>,
-    message_ids: Vec<Option<String>>,
+    infos: Vec<&'a str>,
+    message_ids: Vec<Option<&'a str>>,
     /// Done rows: the receipt key of a message sent in one part (see [`single_part_key`]).
     message_id_keys: Vec<Option<String>>,
     delays: Vec<f64>,
 }
 
-impl Columns {
+impl Columns<'_> {
     fn push(&mut self, result: &TxResult) {
         self.ids.push(result.id);
         self.attempts.push(result.attempts);
         self.resends.push(result.resends);
     }
+
+    /// The single-part receipt keys of the rows that were written.
+    fn written_keys<'k>(
+        &'k self,
+        is_written: impl Fn(&i32) -> bool + 'k,
+    ) -> impl Iterator<Item = String> + 'k {
+        self.ids
+            .iter()
+            .zip(&self.message_id_keys)
+            .filter(move |(id, _)| is_written(id))
+            .filter_map(|(_, key)| key.clone())
+    }
 }
 
 /// The results split by outcome.
 #[derive(Default)]
-struct Batches {
-    done: Columns,
-    failed: Columns,
-    retry: Columns,
-    release: Columns,
+struct Batches<'a> {
+    done: Columns<'a>,
+    failed: Columns<'a>,
+    retry: Columns<'a>,
+    release: Columns<'a>,
 }
 
-impl Batches {
-    fn split(results: &[TxResult]) -> Batches {
+impl<'a> Batches<'a> {
+    fn split(results: &'a [TxResult]) -> Batches<'a> {
         let mut b = Batches::default();
         for r in results {
             match &r.outcome {
@@ -474,12 +509,12 @@ impl Batches {
                 }
                 TxOutcome::Failed { info, parts } => {
                     b.failed.push(r);
-                    b.failed.infos.push(info.clone());
+                    b.failed.infos.push(info);
                     b.failed.message_ids.push(first_part_id(parts));
                 }
                 TxOutcome::Retry { info, delay, .. } => {
                     b.retry.push(r);
-                    b.retry.infos.push(info.clone());
+                    b.retry.infos.push(info);
                     b.retry.delays.push(delay.as_secs_f64());
                 }
                 TxOutcome::Release => b.release.push(r),
@@ -561,15 +596,19 @@ fn update_returning_ids(
         return Ok(Vec::new());
     }
     let rows = tx.query(sql, params).map_err(pg(what))?;
-    rows.iter().map(|row| get(row, 0)).collect()
+    let written: Option<Vec<i32>> = match rows.first() {
+        Some(row) => get(row, 0)?,
+        None => None,
+    };
+    Ok(written.unwrap_or_default())
 }
 
 /// The id of the lowest-numbered part (part 1 when present).
-fn first_part_id(parts: &[AcceptedPart]) -> Option<String> {
+fn first_part_id(parts: &[AcceptedPart]) -> Option<&str> {
     parts
         .iter()
         .min_by_key(|p| p.part_no)
-        .map(|p| p.message_id.clone())
+        .map(|p| p.message_id.as_str())
 }
 
 /// The receipt key stored on the row itself (`smpp_tx_queue.smpp_message_id_key`) for a
@@ -588,19 +627,17 @@ fn is_multi_part(parts: &[AcceptedPart]) -> bool {
 
 /// Stores the parts of the written multi-part rows (a single-part row keeps its key itself);
 /// a (row, part) given twice keeps the last one, since one INSERT ... ON CONFLICT may not
-/// touch a row twice. Returns the receipt keys of every written row, for matching receipts
-/// that waited for them.
+/// touch a row twice. Returns the parts' receipt keys, for matching receipts that waited for
+/// them.
 fn upsert_parts(
     tx: &mut impl Sql,
     results: &[TxResult],
-    written: &HashSet<i32>,
+    is_written: impl Fn(&i32) -> bool,
 ) -> Result<Vec<String>, DbError> {
     let mut parts: BTreeMap<(i32, i16), (i16, &str)> = BTreeMap::new();
-    let mut single_keys = Vec::new();
-    for r in results.iter().filter(|r| written.contains(&r.id)) {
+    for r in results.iter().filter(|r| is_written(&r.id)) {
         let accepted = outcome_parts(&r.outcome);
         if !is_multi_part(accepted) {
-            single_keys.extend(single_part_key(accepted));
             continue;
         }
         for p in accepted {
@@ -608,7 +645,7 @@ fn upsert_parts(
         }
     }
     if parts.is_empty() {
-        return Ok(single_keys);
+        return Ok(Vec::new());
     }
     let tx_ids: Vec<i32> = parts.keys().map(|k| k.0).collect();
     let part_nos: Vec<i16> = parts.keys().map(|k| k.1).collect();
@@ -620,7 +657,7 @@ fn upsert_parts(
         &[&tx_ids, &part_nos, &counts, &message_ids, &keys],
     )
     .map_err(pg("store accepted parts"))?;
-    Ok(keys.into_iter().chain(single_keys).collect())
+    Ok(keys)
 }
 
 fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {
@@ -701,10 +738,7 @@ mod tests {
 
     #[test]
     fn message_id_is_part_ones_whatever_the_order() {
-        assert_eq!(
-            first_part_id(&[part(2, "b"), part(1, "a")]),
-            Some("a".into())
-        );
+        assert_eq!(first_part_id(&[part(2, "b"), part(1, "a")]), Some("a"));
         assert_eq!(first_part_id(&[]), None);
     }
 
@@ -738,7 +772,7 @@ mod tests {
         ];
         let b = Batches::split(&results);
         assert_eq!(b.release.ids, vec![1]);
-        assert_eq!(b.done.message_ids, vec![Some("x".to_string())]);
+        assert_eq!(b.done.message_ids, vec![Some("x")]);
         assert_eq!((b.retry.delays[0], b.retry.resends[0]), (1.5, 2));
         assert!(b.failed.ids.is_empty());
     }

@@ -351,15 +351,17 @@ impl IdMatch {
 /// decimal id's key is therefore its canonical decimal rendering and a hex id's key its
 /// canonical lower-case hex rendering, which is what [`match_keys`] converts receipt ids to.
 pub fn stored_key(id: &str) -> String {
-    let folded = id.trim().to_lowercase();
-    if folded.is_empty() || !folded.chars().all(|c| c.is_ascii_hexdigit()) {
-        return folded;
+    // Computed once per message sent: one allocation. Only ASCII letters lower-case to hex
+    // digits, so testing before folding is the same as testing after.
+    let trimmed = id.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return trimmed.to_lowercase();
     }
-    let unpadded = folded.trim_start_matches('0');
+    let unpadded = trimmed.trim_start_matches('0');
     if unpadded.is_empty() {
         "0".to_string()
     } else {
-        unpadded.to_string()
+        unpadded.to_ascii_lowercase()
     }
 }
 
