@@ -233,10 +233,10 @@ pub fn first_sendable(c: &mut impl Sql) -> Result<Option<(u8, i32)>, DbError> {
 
 /// Column `index` of `row`, a priority label, as 0..=3.
 fn priority_in(row: &postgres::Row, index: usize) -> Result<u8, DbError> {
-    let label: String = get(row, index)?;
-    parse_priority(&label).ok_or(DbError::UnexpectedValue {
+    let label: &str = get(row, index)?;
+    parse_priority(label).ok_or_else(|| DbError::UnexpectedValue {
         column: "smpp_priority_flag",
-        value: label,
+        value: label.to_string(),
     })
 }
 
@@ -265,18 +265,18 @@ fn claimed_rows(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<TxRow>, 
 }
 
 fn tx_from_row(row: &postgres::Row) -> Result<TxRow, DbError> {
-    let delivery: String = get(row, 4)?;
+    let delivery: &str = get(row, 4)?;
     Ok(TxRow {
         id: get(row, 0)?,
         destination: get(row, 1)?,
         source_override: get(row, 2)?,
         priority: priority_in(row, 3)?,
-        registered_delivery: RegisteredDelivery::from_label(&delivery).ok_or(
+        registered_delivery: RegisteredDelivery::from_label(delivery).ok_or_else(|| {
             DbError::UnexpectedValue {
                 column: "smpp_registered_delivery",
-                value: delivery.clone(),
-            },
-        )?,
+                value: delivery.to_string(),
+            }
+        })?,
         short_message: get(row, 5)?,
         attempts: get(row, 6)?,
         accepted_parts: Vec::new(),
