@@ -49,7 +49,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         assert!(rest[..end].contains("\"ok\": true"), "{}", &rest[..end]);
     }
     assert!(
-        report.contains("\"postgresql\": [\"max_wal_size = 2GB\"]"),
+        report.contains("\"postgresql\": [\"max_wal_size = 8GB\", \"max_wal_size = 2GB\"]"),
         "{report}"
     );
     assert!(
@@ -65,7 +65,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         assert!(line.contains("msg/s"), "{line}");
     }
     assert!(
-        stdout.contains("postgresql.conf also: max_wal_size = 2GB"),
+        stdout.contains("postgresql.conf also: max_wal_size = 8GB; max_wal_size = 2GB"),
         "{stdout}"
     );
     // The diagnostics: statements with their cost, backends with what they waited for.
@@ -76,5 +76,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
     assert!(stderr.contains("UPDATE smpp_tx_queue"), "{stderr}");
     assert!(stderr.contains("PostgreSQL waits ("), "{stderr}");
     assert!(stderr.contains("slices, k msg/s:"), "{stderr}");
+    let trend = stdout
+        .lines()
+        .find(|l| l.contains("fitted trend, last vs first"))
+        .unwrap_or_else(|| panic!("no trend row\n{stdout}"));
+    assert!(trend.contains(" %"), "{trend}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -220,6 +220,14 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         "msg/s",
         "within 10% of first",
     );
+    let trend = metric(outcomes, "backlog", "trend_last_vs_first_pct");
+    row(
+        &mut out,
+        "4 backlog: fitted trend, last vs first",
+        trend,
+        "%",
+        "",
+    );
     let rss = metric(outcomes, "backlog", "esmed_peak_rss_mb");
     row(&mut out, "4 backlog: esmed peak RSS", rss, "MB", "< 30");
     row(&mut out, "5a PostgreSQL-only ceiling", pg, "msg/s", "");
