@@ -68,11 +68,14 @@ pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<Sm>, Ro
         ReceiptPolicy::PerRow => registered_delivery_flag(row.registered_delivery),
         ReceiptPolicy::Never => 0,
     };
+    // repeat_n clones for all but the last part: a one-part message copies no address.
+    let addresses = std::iter::repeat_n((source, destination), segments.len());
     Ok(segments
         .into_iter()
-        .map(|seg| Sm {
-            source: source.clone(),
-            destination: destination.clone(),
+        .zip(addresses)
+        .map(|(seg, (source, destination))| Sm {
+            source,
+            destination,
             esm_class: if seg.esm_class_udhi { 0x40 } else { 0 },
             priority_flag: row.priority,
             registered_delivery,
