@@ -40,7 +40,15 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
     );
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let report = std::fs::read_to_string(&json).unwrap();
-    for scenario in ["burst", "receipts", "latency", "pg", "smsc", "backlog"] {
+    for scenario in [
+        "burst",
+        "receipts",
+        "latency",
+        "pg",
+        "smsc",
+        "backlog",
+        "pg_backlog",
+    ] {
         let at = report
             .find(&format!("\"{scenario}\": {{"))
             .unwrap_or_else(|| panic!("no {scenario} in {report}"));
@@ -57,7 +65,12 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "{report}"
     );
     // The table: every row of toy-size figures filled in, the extra settings named.
-    for figure in ["1 burst ", "4 backlog drain", "5a PostgreSQL-only ceiling"] {
+    for figure in [
+        "1 burst ",
+        "4 backlog drain",
+        "5a PostgreSQL-only ceiling",
+        "5c PostgreSQL-only ceiling, backlog shape",
+    ] {
         let line = stdout
             .lines()
             .find(|l| l.contains(figure))

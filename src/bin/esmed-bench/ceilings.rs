@@ -1,8 +1,12 @@
 //! Scenario 5, the ceilings esmed's throughput is compared with:
-//! - PostgreSQL only: the daemon's own claim and result-write functions (`esmed::db::claim`,
-//!   `esmed::db::write_results`) run from this process on two connections, pipelined as in
-//!   esmed (one claims, one writes), with no SMPP at all; each claim as large as the largest
-//!   esmed makes with the same window, each result batch up to esmed's result_batch.
+//! - PostgreSQL only: the daemon's own claim and result-write functions run from this
+//!   process on two connections as esmed's poller and results writer run them (one claims,
+//!   one writes; prepared statements and the connections' planner settings; claims go on
+//!   from the last row claimed and from the head only when that runs out), with no SMPP at
+//!   all; each claim as large as the largest esmed makes with the same window, each result
+//!   batch up to esmed's result_batch. Once on a fresh queue of the burst's size (5a, best
+//!   of three) and once on the backlog's queue, history and all (5c): PostgreSQL's work per
+//!   row grows with the table, so the backlog is compared with a ceiling of its own shape.
 //! - SMSC only: a raw SMPP client pushing submit_sm to an `esmed-smsc` process with the same
 //!   window as esmed, with no database.
 
@@ -12,6 +16,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
+use esmed::db::sql::{Planning, Prepared, Statements};
 use esmed::db::{self, poller, AcceptedPart, TxOutcome, TxResult, TxRow};
 use esmed::smpp::pdu::{Bind, Sm};
 use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
@@ -36,7 +41,11 @@ pub fn postgres_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let mut best: Option<Outcome> = None;
     let mut rates = Vec::new();
     for _ in 0..CEILING_RUNS {
-        let outcome = postgres_only_once(rig)?;
+        let mut outcome = Outcome::new("pg", "5a PostgreSQL-only ceiling");
+        rig.reset()?;
+        let n = rig.options.rows;
+        rig.insert_rows(n, "4477")?;
+        drain_with_sql(rig, n, &mut outcome)?;
         let rate = outcome.get("msgs_per_s").unwrap_or(0.0);
         rates.push(format!("{rate:.0}"));
         if best
@@ -54,15 +63,28 @@ pub fn postgres_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
     Ok(best)
 }
 
-fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
-    let mut outcome = Outcome::new("pg", "5a PostgreSQL-only ceiling");
+/// 5c: the same loop over the backlog scenario's queue: `backlog` pending rows beside
+/// `history` done ones. Once: a million-row drain lasts seconds, not one.
+pub fn postgres_only_backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("pg_backlog", "5c PostgreSQL-only ceiling, backlog shape");
     rig.reset()?;
-    let n = rig.options.rows;
-    rig.insert_rows(n, "4477")?;
+    let (pending, history) = (rig.options.backlog, rig.options.history);
+    rig.load_backlog(pending, history, "4477")?;
+    outcome.set("history_rows", history as f64);
+    drain_with_sql(rig, pending, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// Claims and writes `n` pending rows as esmed's poller and results writer do, without
+/// SMPP; sets the outcome's rate, CPU and first- and last-tenth rates.
+fn drain_with_sql(rig: &mut Rig, n: u64, outcome: &mut Outcome) -> Result<(), BenchError> {
     let mut claimer = rig.esmed_client()?;
-    // Planned as the poller's connection is (see db::prepare_claimer).
+    // Set up as the poller's and the results writer's connections are.
     db::prepare_claimer(&mut claimer)?;
     let mut writer = rig.esmed_client()?;
+    writer
+        .batch_execute(&Planning::Results.for_session())
+        .map_err(BenchError::pg("set up the writing connection"))?;
     let before = rig.snapshot(None);
     let started = Instant::now();
     let deadline = rig.deadline();
@@ -70,11 +92,23 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let claim_size = poller::ready_target(CLAIM_BATCH, rig.options.window as usize) as i64;
     let (batches_tx, batches_rx) = bounded::<Vec<TxRow>>(4);
     let claiming = std::thread::spawn(move || -> Result<u64, BenchError> {
+        let mut statements = Statements::default();
+        let client = &mut Prepared::new(&mut claimer, &mut statements);
         let mut claimed = 0;
+        let mut cursor: Option<(u8, i32)> = None;
         while Instant::now() < deadline {
-            let rows = db::claim(&mut claimer, claim_size, LEASE, "bench")?;
-            if rows.is_empty() {
-                break;
+            let rows = match cursor {
+                Some(after) => db::claim_after(client, claim_size, LEASE, "bench", after)?,
+                None => db::claim(client, claim_size, LEASE, "bench")?,
+            };
+            match rows.last() {
+                Some(last) => cursor = Some((last.priority, last.id)),
+                // The level ran out: look from the head once more, as the poller does.
+                None if cursor.is_some() => {
+                    cursor = None;
+                    continue;
+                }
+                None => break,
             }
             claimed += rows.len() as u64;
             if batches_tx.send(rows).is_err() {
@@ -83,6 +117,7 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
         }
         Ok(claimed)
     });
+    let mut statements = Statements::default();
     let mut written = 0u64;
     // (rows written, seconds) after each batch: does PostgreSQL alone slow down over a drain?
     let mut progress: Vec<(u64, f64)> = Vec::new();
@@ -96,7 +131,9 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
                 Err(_) => break,
             }
         }
-        written += db::write_results(&mut writer, &pending, "bench")?.written as u64;
+        // Single-part results are one UPDATE, committed on its own, as in esmed's writer.
+        let writing = &mut Prepared::new(&mut writer, &mut statements);
+        written += db::write_results_in(writing, &pending, "bench")?.written as u64;
         progress.push((written, started.elapsed().as_secs_f64()));
         pending.clear();
     }
@@ -118,7 +155,7 @@ fn postgres_only_once(rig: &mut Rig) -> Result<Outcome, BenchError> {
         outcome.set("last_tenth_msgs_per_s", last);
     }
     outcome.set_cpu(&CpuSplit::between(&before, &after, rig.ticks_per_second), 0);
-    Ok(outcome)
+    Ok(())
 }
 
 /// Rows per second over the first and the last tenth of `n` rows, from (rows written so far,

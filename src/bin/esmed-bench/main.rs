@@ -31,7 +31,8 @@ USAGE: esmed-bench [OPTIONS]
   --latency-rate R      single-row inserts per second (default 50)
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
-  --only LIST           comma-separated subset: burst,receipts,latency,pg,smsc,backlog
+  --only LIST           comma-separated subset: burst,receipts,latency,pg,smsc,backlog,
+                        pg_backlog
   --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
   --json FILE           also write the results as JSON
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
@@ -244,7 +245,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 6] = [
+    let plan: [(&str, &str, Scenario); 7] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -255,6 +256,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
         ("smsc", "5b SMSC-only ceiling", ceilings::smsc_only),
         ("backlog", "4 backlog", scenarios::backlog),
+        (
+            "pg_backlog",
+            "5c PostgreSQL-only ceiling, backlog shape",
+            ceilings::postgres_only_backlog,
+        ),
     ];
     for (key, title, scenario) in plan {
         if !options.wants(key) {

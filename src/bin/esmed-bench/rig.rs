@@ -300,6 +300,34 @@ impl Rig {
 
     /// Inserts `n` rows in one INSERT ... SELECT; destinations are `prefix` + 8 digits.
     /// Returns how long the statement took.
+    /// The backlog's starting point, for scenario 4 and its PostgreSQL-only ceiling: `history`
+    /// done rows, then `pending` rows, vacuumed, analysed and checkpointed.
+    pub fn load_backlog(
+        &mut self,
+        pending: u64,
+        history: u64,
+        prefix: &str,
+    ) -> Result<(), BenchError> {
+        self.db
+            .execute(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
+                     submission_done, submission_timestamp, submission_attempts, smpp_message_id)
+                 SELECT '4466' || lpad(i::text, 8, '0'), 'esmed benchmark history ' || i,
+                        true, now(), 1, to_hex(i)
+                 FROM generate_series(1, $1::int8) i",
+                &[&(history as i64)],
+            )
+            .map_err(BenchError::pg("insert the history"))?;
+        self.insert_rows(pending, prefix)?;
+        // Separate statements: VACUUM cannot run in the implicit transaction of a batch.
+        for sql in ["VACUUM ANALYZE smpp_tx_queue", "CHECKPOINT"] {
+            self.db
+                .batch_execute(sql)
+                .map_err(BenchError::pg("vacuum the loaded queue"))?;
+        }
+        Ok(())
+    }
+
     pub fn insert_rows(&mut self, n: u64, prefix: &str) -> Result<Duration, BenchError> {
         let started = Instant::now();
         self.db

@@ -218,23 +218,7 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let mut run = rig.prepare("backlog", Receipts::Off)?;
     let (pending, history) = (rig.options.backlog, rig.options.history);
     let load = Instant::now();
-    rig.db
-        .execute(
-            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
-                 submission_done, submission_timestamp, submission_attempts, smpp_message_id)
-             SELECT '4466' || lpad(i::text, 8, '0'), 'esmed benchmark history ' || i,
-                    true, now(), 1, to_hex(i)
-             FROM generate_series(1, $1::int8) i",
-            &[&(history as i64)],
-        )
-        .map_err(BenchError::pg("insert the history"))?;
-    rig.insert_rows(pending, PREFIX)?;
-    // Separate statements: VACUUM cannot run in the implicit transaction of a batch.
-    for sql in ["VACUUM ANALYZE smpp_tx_queue", "CHECKPOINT"] {
-        rig.db
-            .batch_execute(sql)
-            .map_err(BenchError::pg("vacuum the loaded queue"))?;
-    }
+    rig.load_backlog(pending, history, PREFIX)?;
     outcome.set("load_s", load.elapsed().as_secs_f64());
     let size_before = rig.queue_size_mb()?;
     let updates_before = rig.queue_updates()?;
