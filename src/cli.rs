@@ -2,7 +2,8 @@
 //! and `esmed status [-c FILE] [--json]`.
 //!
 //! Parsing only; `main.rs` acts on the resulting `Command`. Parsed by hand because the grammar is
-//! four options and the crate list has no argument parser.
+//! four options and the crate list has no argument parser. [`Flags`] reads the `--flag VALUE`
+//! command lines of the project's helper programs (esmed-smsc, esmed-bench).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -128,9 +129,104 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A `--flag VALUE` command line: the flags in order ([`Iterator`]), and for a flag that takes
+/// one its value, as text or as a number, with one wording of what went wrong for every
+/// program that reads one.
+pub struct Flags<I> {
+    args: I,
+}
+
+/// A flag without its value, or a value that is not the number the flag takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagError(pub String);
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<I: Iterator<Item = String>> Flags<I> {
+    pub fn new(args: I) -> Self {
+        Flags { args }
+    }
+
+    /// The argument after `flag`.
+    pub fn value(&mut self, flag: &str) -> Result<String, FlagError> {
+        self.args
+            .next()
+            .ok_or_else(|| FlagError(format!("{flag} needs a value")))
+    }
+
+    /// The argument after `flag`, read as a `T` (a number, an address...).
+    pub fn number<T: std::str::FromStr>(&mut self, flag: &str) -> Result<T, FlagError> {
+        let text = self.value(flag)?;
+        text.parse()
+            .map_err(|_| FlagError(format!("{flag}: cannot read {text:?}")))
+    }
+}
+
+/// A helper program's parsed command line (`None`: --help): its options, or the code to exit
+/// with once the help (exit 0) or the error and the help (exit 2) are printed.
+pub fn options_or_exit<O, E: fmt::Display>(
+    parsed: Result<Option<O>, E>,
+    program: &str,
+    help: &str,
+) -> Result<O, std::process::ExitCode> {
+    match parsed {
+        Ok(Some(options)) => Ok(options),
+        Ok(None) => {
+            print!("{help}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}\n{help}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+impl<I: Iterator<Item = String>> Iterator for Flags<I> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        self.args.next()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_give_values_and_numbers_or_say_what_is_wrong() {
+        let args = ["--rows", "12", "--name", "x", "--rows", "many", "--last"];
+        let mut flags = Flags::new(args.iter().map(|a| a.to_string()));
+        assert_eq!(flags.next().as_deref(), Some("--rows"));
+        assert_eq!(flags.number::<u32>("--rows"), Ok(12));
+        assert_eq!(flags.next().as_deref(), Some("--name"));
+        assert_eq!(flags.value("--name").as_deref(), Ok("x"));
+        assert_eq!(flags.next().as_deref(), Some("--rows"));
+        let not_a_number = flags.number::<u32>("--rows").unwrap_err();
+        assert_eq!(not_a_number.to_string(), "--rows: cannot read \"many\"");
+        assert_eq!(flags.next().as_deref(), Some("--last"));
+        let missing = flags.value("--last").unwrap_err();
+        assert_eq!(missing.to_string(), "--last needs a value");
+        assert_eq!(flags.next(), None);
+    }
+
+    #[test]
+    fn helper_programs_exit_0_after_help_and_2_after_a_usage_error() {
+        use std::process::ExitCode;
+        assert_eq!(
+            options_or_exit::<u8, FlagError>(Ok(Some(7)), "p", ""),
+            Ok(7)
+        );
+        let help = options_or_exit::<u8, FlagError>(Ok(None), "p", "");
+        assert_eq!(help, Err(ExitCode::SUCCESS));
+        let wrong = options_or_exit::<u8, _>(Err(FlagError("--x needs a value".into())), "p", "");
+        assert_eq!(wrong, Err(ExitCode::from(2)));
+    }
 
     fn parse(args: &[&str]) -> Result<Command, UsageError> {
         parse_args(args.iter().map(OsString::from))

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use esmed::cli::{options_or_exit, FlagError, Flags};
 use esmed::smpp::receipt::MessageState;
 use esmed::smpp::CommandStatus;
 use esmed::smsc::{
@@ -53,6 +54,12 @@ Commands (stdin or --mo-file), one per line:
 #[derive(Debug)]
 struct UsageError(String);
 
+impl From<FlagError> for UsageError {
+    fn from(e: FlagError) -> Self {
+        UsageError(e.0)
+    }
+}
+
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -82,47 +89,41 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Usa
         verbose: false,
     };
     let (mut tls_cert, mut tls_key) = (None, None);
-    let mut args = args.peekable();
-    while let Some(flag) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| UsageError(format!("{name} needs a value")))
-        };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--allow-remote" => options.allow_remote = true,
             "--verbose" => options.verbose = true,
-            "--listen" => config.bind_addr = number(&flag, &value(&flag)?)?,
-            "--system-id" => config.system_id = value(&flag)?,
-            "--password" => config.password = value(&flag)?,
+            "--listen" => config.bind_addr = flags.number(&flag)?,
+            "--system-id" => config.system_id = flags.value(&flag)?,
+            "--password" => config.password = flags.value(&flag)?,
             "--receipts" => {
-                let ms: u64 = number(&flag, &value(&flag)?)?;
+                let ms: u64 = flags.number(&flag)?;
                 config.receipts =
                     ReceiptMode::After(ReceiptConfig::after(Duration::from_millis(ms)));
             }
-            "--throttle-every" => faults.throttle_every = Some(number(&flag, &value(&flag)?)?),
-            "--throttle-ratio" => faults.throttle_ratio = Some(number(&flag, &value(&flag)?)?),
-            "--max-rate" => faults.max_rate = Some(number(&flag, &value(&flag)?)?),
-            "--drop-after" => faults.drop_after = Some(number(&flag, &value(&flag)?)?),
-            "--never-answer-every" => {
-                faults.never_answer_every = Some(number(&flag, &value(&flag)?)?)
-            }
+            "--throttle-every" => faults.throttle_every = Some(flags.number(&flag)?),
+            "--throttle-ratio" => faults.throttle_ratio = Some(flags.number(&flag)?),
+            "--max-rate" => faults.max_rate = Some(flags.number(&flag)?),
+            "--drop-after" => faults.drop_after = Some(flags.number(&flag)?),
+            "--never-answer-every" => faults.never_answer_every = Some(flags.number(&flag)?),
             "--delay-ms" => {
-                let ms: u64 = number(&flag, &value(&flag)?)?;
+                let ms: u64 = flags.number(&flag)?;
                 faults.response_delay = Some(Duration::from_millis(ms));
             }
             "--permanent-prefix" => {
                 faults.permanent_error_prefix =
-                    Some((value(&flag)?, CommandStatus::ESME_RINVDSTADR))
+                    Some((flags.value(&flag)?, CommandStatus::ESME_RINVDSTADR))
             }
             "--stats-interval" => {
-                let s: u64 = number(&flag, &value(&flag)?)?;
+                let s: u64 = flags.number(&flag)?;
                 options.stats_interval = Some(Duration::from_secs(s.max(1)));
             }
-            "--journal" => config.journal_file = Some(PathBuf::from(value(&flag)?)),
-            "--mo-file" => options.mo_file = Some(PathBuf::from(value(&flag)?)),
-            "--tls-cert" => tls_cert = Some(PathBuf::from(value(&flag)?)),
-            "--tls-key" => tls_key = Some(PathBuf::from(value(&flag)?)),
+            "--journal" => config.journal_file = Some(PathBuf::from(flags.value(&flag)?)),
+            "--mo-file" => options.mo_file = Some(PathBuf::from(flags.value(&flag)?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(flags.value(&flag)?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(flags.value(&flag)?)),
             other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
         }
     }
@@ -151,22 +152,11 @@ fn tls_identity(
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, UsageError> {
-    text.parse()
-        .map_err(|_| UsageError(format!("{flag}: cannot read {text:?}")))
-}
-
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("esmed-smsc: {e}");
-            return ExitCode::from(2);
-        }
+    let parsed = parse_args(std::env::args().skip(1));
+    let options = match options_or_exit(parsed, "esmed-smsc", HELP) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     if !options.config.bind_addr.ip().is_loopback() && !options.allow_remote {
         eprintln!(

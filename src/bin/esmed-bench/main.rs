@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use esmed::cli::{options_or_exit, FlagError, Flags};
 use report::Outcome;
 
 const HELP: &str = "\
@@ -112,6 +113,12 @@ impl fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
+impl From<FlagError> for BenchError {
+    fn from(e: FlagError) -> Self {
+        BenchError::Usage(e.0)
+    }
+}
+
 impl From<esmed::testkit::PgError> for BenchError {
     fn from(e: esmed::testkit::PgError) -> Self {
         BenchError::Cluster(e)
@@ -176,27 +183,26 @@ impl Options {
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, BenchError> {
     let mut o = Options::default();
     let mut history = None;
-    let mut args = args.peekable();
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))
-        };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--rows" => o.rows = number(&flag, &value()?)?,
-            "--backlog" => o.backlog = number(&flag, &value()?)?,
-            "--history" => history = Some(number(&flag, &value()?)?),
-            "--latency-seconds" => o.latency_seconds = number(&flag, &value()?)?,
-            "--latency-rate" => o.latency_rate = number::<u64>(&flag, &value()?)?.max(1),
-            "--window" => o.window = number::<u32>(&flag, &value()?)?.max(1),
-            "--timeout" => o.timeout = Duration::from_secs(number(&flag, &value()?)?),
-            "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
-            "--json" => o.json = Some(PathBuf::from(value()?)),
+            "--rows" => o.rows = flags.number(&flag)?,
+            "--backlog" => o.backlog = flags.number(&flag)?,
+            "--history" => history = Some(flags.number(&flag)?),
+            "--latency-seconds" => o.latency_seconds = flags.number(&flag)?,
+            "--latency-rate" => o.latency_rate = flags.number::<u64>(&flag)?.max(1),
+            "--window" => o.window = flags.number::<u32>(&flag)?.max(1),
+            "--timeout" => o.timeout = Duration::from_secs(flags.number(&flag)?),
+            "--only" => {
+                let only = flags.value(&flag)?;
+                o.only = Some(only.split(',').map(str::to_string).collect());
+            }
+            "--json" => o.json = Some(PathBuf::from(flags.value(&flag)?)),
             "--pg-stats" => o.pg_stats = true,
             "--pg-waits" => o.pg_waits = true,
-            "--daemon" => o.daemon.push(value()?),
-            "--pg" => o.pg_settings.push(value()?),
+            "--daemon" => o.daemon.push(flags.value(&flag)?),
+            "--pg" => o.pg_settings.push(flags.value(&flag)?),
             "--quick" => {
                 o.rows = 10_000;
                 o.backlog = 50_000;
@@ -210,22 +216,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
     Ok(Some(o))
 }
 
-fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, BenchError> {
-    text.parse()
-        .map_err(|_| BenchError::Usage(format!("{flag}: cannot read {text:?}")))
-}
-
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("esmed-bench: {e}\n{HELP}");
-            return ExitCode::from(2);
-        }
+    let parsed = parse_args(std::env::args().skip(1));
+    let options = match options_or_exit(parsed, "esmed-bench", HELP) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     match run(&options) {
         Ok(true) => ExitCode::SUCCESS,
