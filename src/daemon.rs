@@ -177,20 +177,9 @@ impl Supervisor<'_> {
         let mut reload = true;
         let mut next_check = Instant::now();
         let mut last_stats = (Instant::now(), stats.snapshot());
+        // The servers are read first and the wait comes last: waiting for a tick first
+        // delayed every start's bind by TICK.
         loop {
-            select! {
-                recv(signals) -> signal => match signal {
-                    Ok(Signal::Stop) | Err(_) => return,
-                    Ok(Signal::Reload) => {
-                        info!("SIGHUP: reopening the log file and re-reading the servers");
-                        if let Err(e) = log.reopen() {
-                            warn!("cannot reopen the log file: {e}; logging goes on where it was");
-                        }
-                        reload = true;
-                    }
-                },
-                default(TICK) => {}
-            }
             reload |= servers_changed(client) || Instant::now() >= next_check;
             if reload {
                 next_check = Instant::now() + SERVER_RECHECK;
@@ -203,6 +192,19 @@ impl Supervisor<'_> {
                     now.describe_since(&last_stats.1, last_stats.0.elapsed().as_secs_f64())
                 );
                 last_stats = (Instant::now(), now);
+            }
+            select! {
+                recv(signals) -> signal => match signal {
+                    Ok(Signal::Stop) | Err(_) => return,
+                    Ok(Signal::Reload) => {
+                        info!("SIGHUP: reopening the log file and re-reading the servers");
+                        if let Err(e) = log.reopen() {
+                            warn!("cannot reopen the log file: {e}; logging goes on where it was");
+                        }
+                        reload = true;
+                    }
+                },
+                default(TICK) => {}
             }
         }
     }
