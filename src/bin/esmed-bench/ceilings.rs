@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, Sender};
 use esmed::db::sql::{Planning, Prepared, Statements};
 use esmed::db::{self, poller, AcceptedPart, TxOutcome, TxResult, TxRow};
 use esmed::smpp::pdu::{Bind, Sm};
@@ -91,32 +91,8 @@ fn drain_with_sql(rig: &mut Rig, n: u64, outcome: &mut Outcome) -> Result<(), Be
     // As many rows per claim as esmed takes at most with this window (see db::poller).
     let claim_size = poller::ready_target(CLAIM_BATCH, rig.options.window as usize) as i64;
     let (batches_tx, batches_rx) = bounded::<Vec<TxRow>>(4);
-    let claiming = std::thread::spawn(move || -> Result<u64, BenchError> {
-        let mut statements = Statements::default();
-        let client = &mut Prepared::new(&mut claimer, &mut statements);
-        let mut claimed = 0;
-        let mut cursor: Option<(u8, i32)> = None;
-        while Instant::now() < deadline {
-            let rows = match cursor {
-                Some(after) => db::claim_after(client, claim_size, LEASE, "bench", after)?,
-                None => db::claim(client, claim_size, LEASE, "bench")?,
-            };
-            match rows.last() {
-                Some(last) => cursor = Some((last.priority, last.id)),
-                // The level ran out: look from the head once more, as the poller does.
-                None if cursor.is_some() => {
-                    cursor = None;
-                    continue;
-                }
-                None => break,
-            }
-            claimed += rows.len() as u64;
-            if batches_tx.send(rows).is_err() {
-                break;
-            }
-        }
-        Ok(claimed)
-    });
+    let claiming =
+        std::thread::spawn(move || claim_all(&mut claimer, claim_size, deadline, &batches_tx));
     let mut statements = Statements::default();
     let mut written = 0u64;
     // (rows written, seconds) after each batch: does PostgreSQL alone slow down over a drain?
@@ -156,6 +132,41 @@ fn drain_with_sql(rig: &mut Rig, n: u64, outcome: &mut Outcome) -> Result<(), Be
     }
     outcome.set_cpu(&CpuSplit::between(&before, &after, rig.ticks_per_second), 0);
     Ok(())
+}
+
+/// The poller's claiming, alone: on from the last row claimed, from the head when that runs
+/// out, until the head has nothing either; each claim's rows go to `batches`. Returns how
+/// many rows were claimed.
+fn claim_all(
+    claimer: &mut postgres::Client,
+    claim_size: i64,
+    deadline: Instant,
+    batches: &Sender<Vec<TxRow>>,
+) -> Result<u64, BenchError> {
+    let mut statements = Statements::default();
+    let client = &mut Prepared::new(claimer, &mut statements);
+    let mut claimed = 0;
+    let mut cursor: Option<(u8, i32)> = None;
+    while Instant::now() < deadline {
+        let rows = match cursor {
+            Some(after) => db::claim_after(client, claim_size, LEASE, "bench", after)?,
+            None => db::claim(client, claim_size, LEASE, "bench")?,
+        };
+        match rows.last() {
+            Some(last) => cursor = Some((last.priority, last.id)),
+            // The level ran out: look from the head once more, as the poller does.
+            None if cursor.is_some() => {
+                cursor = None;
+                continue;
+            }
+            None => break,
+        }
+        claimed += rows.len() as u64;
+        if batches.send(rows).is_err() {
+            break;
+        }
+    }
+    Ok(claimed)
 }
 
 /// Rows per second over the first and the last tenth of `n` rows, from (rows written so far,
