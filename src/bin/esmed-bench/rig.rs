@@ -401,15 +401,23 @@ impl Rig {
         // 50 ms late, 5 % of a 100,000-row burst at window 1000. The results UPDATE stamps
         // submission_timestamp with its transaction's start, a batch's few milliseconds
         // before its commit.
+        self.latest(
+            "submission_timestamp",
+            "smpp_tx_queue WHERE submission_done",
+        )
+    }
+
+    /// The moment of the latest `column` (a timestamptz) of `from`, as an `Instant`: measured
+    /// back from PostgreSQL's clock in the same query, so the two clocks never meet.
+    pub fn latest(&mut self, column: &str, from: &str) -> Result<Instant, BenchError> {
+        let sql = format!(
+            "SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - max({column})), 0)::float8 \
+             FROM {from}"
+        );
         let ago: f64 = self
             .db
-            .query_one(
-                "SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - max(submission_timestamp)),
-                                 0)::float8
-                 FROM smpp_tx_queue WHERE submission_done",
-                &[],
-            )
-            .map_err(BenchError::pg("read when the last row was done"))?
+            .query_one(&sql, &[])
+            .map_err(BenchError::pg("read when the last row changed"))?
             .get(0);
         let now = Instant::now();
         Ok(now
