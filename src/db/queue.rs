@@ -429,7 +429,7 @@ pub fn write_results_in(
     written.sort_unstable();
     let is_written = |id: &i32| written.binary_search(id).is_ok();
     let mut part_keys = upsert_parts(tx, results, is_written)?;
-    part_keys.extend(batches.done.written_keys(is_written));
+    part_keys.extend(batches.done.into_written_keys(is_written));
     let skipped: Vec<i32> = results
         .iter()
         .map(|r| r.id)
@@ -475,16 +475,14 @@ impl Columns<'_> {
         self.resends.push(result.resends);
     }
 
-    /// The single-part receipt keys of the rows that were written.
-    fn written_keys<'k>(
-        &'k self,
-        is_written: impl Fn(&i32) -> bool + 'k,
-    ) -> impl Iterator<Item = String> + 'k {
+    /// The single-part receipt keys of the rows that were written, moved out (the columns
+    /// have been sent by then).
+    fn into_written_keys(self, is_written: impl Fn(&i32) -> bool) -> impl Iterator<Item = String> {
         self.ids
-            .iter()
-            .zip(&self.message_id_keys)
+            .into_iter()
+            .zip(self.message_id_keys)
             .filter(move |(id, _)| is_written(id))
-            .filter_map(|(_, key)| key.clone())
+            .filter_map(|(_, key)| key)
     }
 }
 
