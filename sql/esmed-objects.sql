@@ -60,6 +60,27 @@ CREATE TABLE smpp_rx_parts (
     PRIMARY KEY (source_addr, destination_addr, ref_kind, reference, total, seq)
 );
 
+-- added: the parts of sets already stored in smpp_rx_queue (whole, or incomplete after the
+-- timeout), kept for [daemon] mo_reassembly_timeout after that. An SMSC that did not get a
+-- part's deliver_sm_resp (the connection broke just after the commit) delivers the part
+-- again; without this it would start a new set and, after the timeout, a second row holding
+-- a fragment of a message already stored. A part with the same set, number and bytes as one
+-- kept here is acknowledged and not stored again.
+CREATE TABLE smpp_rx_parts_done (
+    source_addr varchar NOT NULL,
+    destination_addr varchar NOT NULL,
+    ref_kind varchar NOT NULL,
+    reference integer NOT NULL,
+    total smallint NOT NULL,
+    seq smallint NOT NULL,
+    text_bytes bytea NOT NULL,
+    done_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX smpp_rx_parts_done_part
+    ON smpp_rx_parts_done (source_addr, destination_addr, ref_kind, reference, total, seq);
+CREATE INDEX smpp_rx_parts_done_done_at ON smpp_rx_parts_done (done_at);
+
 -- added: one row per running esmed (its [daemon] instance name), rewritten every
 -- [daemon] heartbeat_interval and deleted at a clean exit. A row whose updated_at is older
 -- than three heartbeats belongs to an esmed that died or cannot reach the database.
@@ -185,7 +206,7 @@ CREATE TRIGGER smpp_tx_queue_notify_change
 -- Least privilege: esmed reads servers, claims and updates messages, appends to rx, keeps
 -- its parts table. It can't delete from the queues or read anything else.
 REVOKE ALL ON smpp_servers, smpp_tx_queue, smpp_rx_queue, smpp_tx_parts, smpp_rx_unmatched,
-    smpp_rx_parts FROM esmed;
+    smpp_rx_parts, smpp_rx_parts_done FROM esmed;
 REVOKE ALL ON SEQUENCE smpp_servers_id_seq, smpp_tx_queue_id_seq, smpp_rx_queue_id_seq
     FROM esmed;
 GRANT SELECT ON smpp_servers TO esmed;
@@ -195,7 +216,7 @@ GRANT USAGE ON SEQUENCE smpp_rx_queue_id_seq TO esmed;
 GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
 -- rx: only the id (to link a late-matched receipt) is readable, only tx_id updatable.
 GRANT SELECT (id), UPDATE (tx_id) ON smpp_rx_queue TO esmed;
-GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts TO esmed;
+GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts, smpp_rx_parts_done TO esmed;
 
 -- status: esmed keeps its own heartbeat row and reads the operator views for esmed status.
 REVOKE ALL ON esmed_status, esmed_queue_depth, esmed_hourly, esmed_receipts_by_state,

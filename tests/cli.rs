@@ -239,7 +239,7 @@ fn run_with_unwritable_log_file_is_one_line() {
 }
 
 /// A schema older than this esmed (here: the development schema before receipt keys moved to
-/// smpp_tx_queue) stops esmed at start with one line naming the missing column and the fix,
+/// smpp_tx_queue and redelivered MO parts were recognised) stops esmed at start with one line naming the missing column and the fix,
 /// instead of failing every result write and resending those rows after their lease.
 #[test]
 fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
@@ -247,7 +247,10 @@ fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
     cluster
         .superuser_client("esmed")
         .expect("superuser")
-        .batch_execute("ALTER TABLE smpp_tx_queue DROP COLUMN smpp_message_id_key")
+        .batch_execute(
+            "ALTER TABLE smpp_tx_queue DROP COLUMN smpp_message_id_key; \
+             DROP TABLE smpp_rx_parts_done",
+        )
         .expect("drop the column");
     let dir = TempDir::new("old-schema");
     let text = format!(
@@ -263,8 +266,8 @@ fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
     assert_eq!(run.stderr.lines().count(), 1, "stderr: {}", run.stderr);
     assert!(
         run.stderr
-            .contains("lacks smpp_tx_queue.smpp_message_id_key")
-            && run.stderr.contains("ADD COLUMN smpp_message_id_key"),
+            .contains("lacks smpp_tx_queue.smpp_message_id_key, smpp_rx_parts_done.text_bytes")
+            && run.stderr.contains("sql/upgrade-0.2-dev.sql"),
         "{}",
         run.stderr
     );

@@ -710,6 +710,7 @@ fn privileges_are_least(admin: &mut Client, esmed: &mut Client) {
         "SELECT * FROM smpp_rx_queue",
         "UPDATE smpp_rx_queue SET smpp_short_message = 'x'",
         "UPDATE smpp_tx_parts SET tx_id = 1 WHERE false; DELETE FROM smpp_tx_parts",
+        "UPDATE smpp_rx_parts_done SET seq = 1",
         "SELECT * FROM app_secrets",
         "TRUNCATE smpp_tx_queue",
     ] {
@@ -794,6 +795,38 @@ fn old_rows(c: &mut Client) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// A database of an earlier esmed 0.2 development build (before smpp_rx_parts_done) gets the
+/// fresh schema from sql/upgrade-0.2-dev.sql, and a second run changes nothing.
+#[test]
+fn upgrade_from_a_0_2_development_schema_gives_the_fresh_schema() {
+    let cluster = fresh_cluster();
+    cluster.create_database("dev").unwrap();
+    cluster
+        .load_schema("dev", &repo_file("sql/db.sql"))
+        .unwrap();
+    let (mut admin, _) = clients(&cluster, "dev");
+    admin
+        .batch_execute("DROP TABLE smpp_rx_parts_done")
+        .unwrap();
+    let (_, mut esmed) = clients(&cluster, "dev");
+    assert_eq!(
+        esmed::db::schema::missing_columns(&mut esmed).unwrap(),
+        ["smpp_rx_parts_done.text_bytes"]
+    );
+    let (mut fresh_admin, _) = clients(&cluster, "esmed");
+    let fresh = schema_fingerprint(&mut fresh_admin);
+    for _ in 0..2 {
+        cluster
+            .load_schema("dev", &repo_file("sql/upgrade-0.2-dev.sql"))
+            .unwrap();
+        assert_eq!(schema_fingerprint(&mut admin), fresh);
+    }
+    assert!(esmed::db::schema::missing_columns(&mut esmed)
+        .unwrap()
+        .is_empty());
+    privileges_are_least(&mut admin, &mut esmed);
 }
 
 #[test]

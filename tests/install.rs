@@ -42,6 +42,7 @@ const INSTALLED: &[(&str, u32)] = &[
     ("usr/share/esmed/sql/db.sql", 0o644),
     ("usr/share/esmed/sql/esmed-objects.sql", 0o644),
     ("usr/share/esmed/sql/upgrade-0.1.sql", 0o644),
+    ("usr/share/esmed/sql/upgrade-0.2-dev.sql", 0o644),
     ("usr/share/man/man8/esmed.8", 0o644),
     ("usr/share/man/man5/esmed.conf.5", 0o644),
     ("usr/lib/systemd/system/esmed.service", 0o644),

@@ -5,8 +5,9 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use esmed::db::writer::HOUSEKEEPING;
 use esmed::smpp::receipt::MessageState;
 use esmed::smpp::text::{encode, Coding};
 use esmed::smpp::tlv::tag;
@@ -437,6 +438,83 @@ fn an_incomplete_set_is_stored_as_it_is_after_the_timeout() {
     );
     assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
     assert!(esmed.log().contains("incomplete"));
+}
+
+/// An SMSC that missed the deliver_sm_resp delivers the part again, possibly after its set
+/// was stored: it is acknowledged and not stored again (it used to start a new set and end,
+/// after the timeout, as a fragment row); a new message reusing the reference has other bytes
+/// and is a set of its own. The stored parts are forgotten after the timeout.
+#[test]
+fn a_part_delivered_again_after_its_set_was_stored_is_not_stored_twice() {
+    let env = Env::new("again");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed("again", "mo_reassembly_timeout = 2s\n");
+    assert!(env.smsc.wait_for_bound(1, T));
+    let rows = || count(&env, "SELECT count(*) FROM smpp_rx_queue");
+    for seq in 1..=3 {
+        for mo in mo_parts(seq) {
+            env.smsc.send_mo(mo);
+        }
+    }
+    wait_until(T, "three messages reassembled", &esmed, || rows() == 3);
+
+    for mo in mo_parts(2) {
+        env.smsc.send_mo(mo);
+    }
+    let reused = ["New ", "message ", "here"];
+    for (seq, text) in (1..).zip(reused) {
+        env.smsc.send_mo(MoMessage::raw(
+            "447700900301",
+            "ESMED",
+            &udh_part(0xAB, false, 3, seq, text.as_bytes()),
+            0,
+            0x40,
+        ));
+    }
+    assert!(
+        env.smsc.wait_for_count(15, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    let acked = Instant::now();
+    wait_until(T, "the new message reassembled", &esmed, || rows() == 4);
+    // Past the timeout and a housekeeping round (which stores the sets that timed out and
+    // forgets the stored parts): still four rows, nothing waiting.
+    wait_until(T, "stored parts forgotten", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_parts_done") == 0
+    });
+    let past = Duration::from_secs(2) + HOUSEKEEPING + Duration::from_millis(500);
+    std::thread::sleep(past.saturating_sub(acked.elapsed()));
+    assert_eq!(rows(), 4);
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
+    let texts: Vec<(String, bool)> = env
+        .db()
+        .query(
+            "SELECT smpp_short_message, mo_incomplete FROM smpp_rx_queue ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        texts.last(),
+        Some(&("New message here".to_string(), false)),
+        "{texts:?}"
+    );
+    assert!(texts.iter().all(|(_, incomplete)| !incomplete), "{texts:?}");
+    let log = esmed.log();
+    assert_eq!(
+        log.matches("delivered again after its message was stored")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        log.contains("MO part 2/3 (reference 171) from '447700900301'"),
+        "{log}"
+    );
+    assert_acks_after_commit(&env);
 }
 
 #[test]

@@ -6,6 +6,12 @@
 //! surrogate pair, a GSM escape) comes out whole. The reassembled row's `pdu_raw` is the parts'
 //! hex joined by `,` and its `pdu_parsed` a JSON array of the parts' JSON, both in part order.
 //! Sets older than the timeout are stored as they are, flagged `mo_incomplete`.
+//!
+//! A set's parts, once stored, leave their bytes in `smpp_rx_parts_done` for the timeout
+//! again: a part the SMSC delivers a second time (it missed the deliver_sm_resp) is found
+//! there and not stored, where it would start a new set and end as a fragment row. Only a
+//! part with the same set, number and bytes counts as delivered again; a new message reusing
+//! the reference (an 8-bit one wraps after 256 long messages) differs in its bytes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,18 +44,37 @@ impl SetKey {
     }
 }
 
-/// A redelivered part (same set and number) is stored once.
+/// A part delivered again while its set waits (same set and number) is stored once; one
+/// whose set was stored already (the same bytes in smpp_rx_parts_done) not at all: the
+/// statement answers with those parts' 1-based positions.
 const STORE_PARTS: &str = "
-    INSERT INTO smpp_rx_parts (source_addr, destination_addr, ref_kind, reference, total, seq,
-        pdu_raw, pdu_parsed, esm_class, data_coding, text_bytes)
-    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[], $5::int2[],
-        $6::int2[], $7::varchar[], $8::varchar[], $9::int4[], $10::int4[], $11::bytea[])
-    ON CONFLICT DO NOTHING";
+    WITH u AS (
+        SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[],
+            $5::int2[], $6::int2[], $7::varchar[], $8::varchar[], $9::int4[], $10::int4[],
+            $11::bytea[]) WITH ORDINALITY
+        AS u(source_addr, destination_addr, ref_kind, reference, total, seq, pdu_raw,
+             pdu_parsed, esm_class, data_coding, text_bytes, n)
+    ), again AS (
+        SELECT u.n FROM u WHERE EXISTS (
+            SELECT 1 FROM smpp_rx_parts_done d
+            WHERE (d.source_addr, d.destination_addr, d.ref_kind, d.reference, d.total, d.seq)
+                = (u.source_addr, u.destination_addr, u.ref_kind, u.reference, u.total, u.seq)
+              AND d.text_bytes = u.text_bytes)
+    ), stored AS (
+        INSERT INTO smpp_rx_parts (source_addr, destination_addr, ref_kind, reference, total,
+            seq, pdu_raw, pdu_parsed, esm_class, data_coding, text_bytes)
+        SELECT source_addr, destination_addr, ref_kind, reference, total, seq, pdu_raw,
+            pdu_parsed, esm_class, data_coding, text_bytes
+        FROM u WHERE u.n NOT IN (SELECT n FROM again)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT coalesce(array_agg(n::int4 ORDER BY n), '{}') FROM again";
 
-/// Stores MO parts (each with its row's addresses and PDU).
-pub fn store_parts(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<(), DbError> {
+/// Stores MO parts (each with its row's addresses and PDU). Returns the positions in `parts`
+/// of those not stored because their set was stored already (delivered again).
+pub fn store_parts(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<Vec<usize>, DbError> {
     if parts.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let sources: Vec<&str> = parts.iter().map(|(r, _)| r.source_addr.as_str()).collect();
     let destinations: Vec<&str> = parts
@@ -65,35 +90,56 @@ pub fn store_parts(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<(), 
     let esm_classes: Vec<i32> = parts.iter().map(|(r, _)| r.esm_class).collect();
     let codings: Vec<i32> = parts.iter().map(|(r, _)| r.data_coding).collect();
     let bytes: Vec<&[u8]> = parts.iter().map(|(_, p)| p.text_bytes.as_slice()).collect();
-    c.execute(
-        STORE_PARTS,
-        &[
-            &sources,
-            &destinations,
-            &kinds,
-            &references,
-            &totals,
-            &seqs,
-            &raws,
-            &parsed,
-            &esm_classes,
-            &codings,
-            &bytes,
-        ],
-    )
-    .map_err(pg("store MO parts"))?;
-    Ok(())
+    let rows = c
+        .query(
+            STORE_PARTS,
+            &[
+                &sources,
+                &destinations,
+                &kinds,
+                &references,
+                &totals,
+                &seqs,
+                &raws,
+                &parsed,
+                &esm_classes,
+                &codings,
+                &bytes,
+            ],
+        )
+        .map_err(pg("store MO parts"))?;
+    let again: Vec<i32> = match rows.first() {
+        Some(row) => get(row, 0)?,
+        None => Vec::new(),
+    };
+    Ok(again
+        .into_iter()
+        .filter_map(|n| usize::try_from(n).ok()?.checked_sub(1))
+        .collect())
 }
 
-/// What the DELETEs below return of each part.
-macro_rules! part_columns {
-    () => {
-        "p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total, p.seq, \
-         p.pdu_raw, p.pdu_parsed, p.esm_class, p.data_coding, p.text_bytes"
+/// A DELETE of whole sets' parts (`p`) that returns them and leaves their bytes in
+/// smpp_rx_parts_done, where parts delivered again are recognised.
+macro_rules! take_sets {
+    ($delete:literal) => {
+        concat!(
+            "WITH taken AS (",
+            $delete,
+            " RETURNING p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total,
+                 p.seq, p.pdu_raw, p.pdu_parsed, p.esm_class, p.data_coding, p.text_bytes
+             ), done AS (
+                 INSERT INTO smpp_rx_parts_done (source_addr, destination_addr, ref_kind,
+                     reference, total, seq, text_bytes)
+                 SELECT source_addr, destination_addr, ref_kind, reference, total, seq,
+                     text_bytes
+                 FROM taken
+             )
+             SELECT * FROM taken"
+        )
     };
 }
 
-const TAKE_COMPLETE: &str = concat!(
+const TAKE_COMPLETE: &str = take_sets!(
     "DELETE FROM smpp_rx_parts p USING (
          SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
          WHERE (source_addr, destination_addr, ref_kind, reference, total) IN
@@ -101,25 +147,25 @@ const TAKE_COMPLETE: &str = concat!(
                                      $4::int4[], $5::int2[]))
          GROUP BY 1, 2, 3, 4, 5 HAVING count(*) >= total) c
      WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
-         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
-     RETURNING ",
-    part_columns!()
+         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)"
 );
 
-const TAKE_DUE: &str = concat!(
+const TAKE_DUE: &str = take_sets!(
     "DELETE FROM smpp_rx_parts p USING (
          SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
          GROUP BY 1, 2, 3, 4, 5
          HAVING count(*) >= total
              OR min(received_at) < now() - $1::float8 * interval '1 second') c
      WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
-         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)
-     RETURNING ",
-    part_columns!()
+         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)"
 );
 
-/// Takes the sets among `keys` that are complete: deletes their parts and returns one row per
-/// set. One statement.
+/// Stored sets' parts are recognised for as long as parts wait for their set.
+const FORGET_DONE: &str =
+    "DELETE FROM smpp_rx_parts_done WHERE done_at < now() - $1::float8 * interval '1 second'";
+
+/// Takes the sets among `keys` that are complete: deletes their parts (their bytes stay in
+/// smpp_rx_parts_done) and returns one row per set. One statement.
 pub fn take_complete(c: &mut impl Sql, keys: &[SetKey]) -> Result<Vec<RxRow>, DbError> {
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -147,6 +193,12 @@ pub fn take_due(c: &mut impl Sql, timeout: Duration) -> Result<Vec<RxRow>, DbErr
         .query(TAKE_DUE, &[&timeout.as_secs_f64()])
         .map_err(pg("expire MO parts"))?;
     combine_rows(&rows)
+}
+
+/// Forgets the parts of sets stored more than `timeout` ago; returns how many.
+pub fn forget_done(c: &mut impl Sql, timeout: Duration) -> Result<u64, DbError> {
+    c.execute(FORGET_DONE, &[&timeout.as_secs_f64()])
+        .map_err(pg("forget stored MO parts"))
 }
 
 /// One stored part as read back.

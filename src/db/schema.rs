@@ -19,13 +19,9 @@ const REQUIRED: &[(&str, &str)] = &[
     ("smpp_rx_queue", "mo_incomplete"),
     ("smpp_rx_unmatched", "match_key"),
     ("smpp_rx_parts", "text_bytes"),
+    ("smpp_rx_parts_done", "text_bytes"),
     ("esmed_status", "instance"),
 ];
-
-/// How to add what the previous esmed 0.2 development schema lacks.
-const UPGRADE_FROM_0_2_DEV: &str = "ALTER TABLE smpp_tx_queue ADD COLUMN smpp_message_id_key \
-     varchar; CREATE INDEX smpp_tx_queue_message_id_key ON smpp_tx_queue \
-     (smpp_message_id_key) WHERE smpp_message_id_key IS NOT NULL;";
 
 /// The schema is too old for this esmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +33,7 @@ impl std::fmt::Display for MissingColumns {
             f,
             "the database schema is older than this esmed: it lacks {}. Upgrade it as the \
              database owner: from the old esmed's schema with sql/upgrade-0.1.sql; from an \
-             earlier esmed 0.2 with: {UPGRADE_FROM_0_2_DEV}",
+             earlier esmed 0.2 development build with sql/upgrade-0.2-dev.sql",
             self.0.join(", ")
         )
     }
@@ -131,6 +127,6 @@ mod tests {
         let text = MissingColumns(vec!["smpp_tx_queue.smpp_message_id_key".into()]).to_string();
         assert!(text.contains("lacks smpp_tx_queue.smpp_message_id_key"));
         assert!(text.contains("sql/upgrade-0.1.sql"));
-        assert!(text.contains("ADD COLUMN smpp_message_id_key"));
+        assert!(text.contains("sql/upgrade-0.2-dev.sql"));
     }
 }

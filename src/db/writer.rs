@@ -557,7 +557,15 @@ fn store_mo_parts(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<RxRow>, db::Db
     if parts.is_empty() {
         return Ok(whole);
     }
-    reassembly::store_parts(c, &parts)?;
+    for again in reassembly::store_parts(c, &parts)? {
+        if let Some((row, part)) = parts.get(again) {
+            info!(
+                "MO part {}/{} (reference {}) from '{}' to '{}' delivered again after its \
+                 message was stored; acknowledging it without storing it twice",
+                part.seq, part.total, part.reference, row.source_addr, row.destination_addr
+            );
+        }
+    }
     let mut keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
     keys.sort();
     keys.dedup();
@@ -664,6 +672,7 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
         );
     }
     db::insert_rx(&mut transaction, &rows)?;
+    reassembly::forget_done(&mut transaction, config.mo_reassembly_timeout)?;
     let still_waiting = receipts::any_waiting(&mut transaction)?;
     transaction
         .commit()

@@ -1,0 +1,35 @@
+-- Upgrade a database made by an earlier esmed 0.2 development build to sql/db.sql. (A
+-- database of the older daemon's schema takes sql/upgrade-0.1.sql instead.)
+--
+-- Run once, as a superuser or the tables' owner; esmed may keep running:
+--   psql -v ON_ERROR_STOP=1 -d esmed -f sql/upgrade-0.2-dev.sql
+-- One transaction; each step is skipped when the database already has it, so running it
+-- again changes nothing. No row is changed.
+
+BEGIN;
+
+-- Receipts for single-part messages find their row by this key (was: a smpp_tx_parts row
+-- for every message).
+ALTER TABLE smpp_tx_queue ADD COLUMN IF NOT EXISTS smpp_message_id_key varchar;
+CREATE INDEX IF NOT EXISTS smpp_tx_queue_message_id_key ON smpp_tx_queue (smpp_message_id_key)
+    WHERE smpp_message_id_key IS NOT NULL;
+
+-- Parts of MO sets already stored, so that a part the SMSC delivers again is not stored
+-- twice; see esmed-objects.sql.
+CREATE TABLE IF NOT EXISTS smpp_rx_parts_done (
+    source_addr varchar NOT NULL,
+    destination_addr varchar NOT NULL,
+    ref_kind varchar NOT NULL,
+    reference integer NOT NULL,
+    total smallint NOT NULL,
+    seq smallint NOT NULL,
+    text_bytes bytea NOT NULL,
+    done_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS smpp_rx_parts_done_part
+    ON smpp_rx_parts_done (source_addr, destination_addr, ref_kind, reference, total, seq);
+CREATE INDEX IF NOT EXISTS smpp_rx_parts_done_done_at ON smpp_rx_parts_done (done_at);
+REVOKE ALL ON smpp_rx_parts_done FROM esmed;
+GRANT SELECT, INSERT, DELETE ON smpp_rx_parts_done TO esmed;
+
+COMMIT;
