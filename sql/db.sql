@@ -86,6 +86,11 @@ CREATE TABLE smpp_servers (
     -- added: the name sent as SNI and checked against the certificate; NULL = host (useful
     -- when host is an IP address and the certificate names a DNS name).
     smpp_tls_server_name varchar,
+    -- added: for an SMSC that asks for a client certificate, PEM files (on esmed's host,
+    -- readable by esmed) of our certificate chain (ours first) and its private key; both
+    -- NULL = none sent.
+    smpp_tls_cert_file varchar,
+    smpp_tls_key_file varchar,
     UNIQUE (host, port)
 );
 

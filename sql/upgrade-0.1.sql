@@ -34,7 +34,9 @@ ALTER TABLE smpp_servers
     ADD COLUMN smpp_tls boolean NOT NULL DEFAULT false,
     ADD COLUMN smpp_tls_ca_file varchar,
     ADD COLUMN smpp_tls_verify boolean NOT NULL DEFAULT true,
-    ADD COLUMN smpp_tls_server_name varchar;
+    ADD COLUMN smpp_tls_server_name varchar,
+    ADD COLUMN smpp_tls_cert_file varchar,
+    ADD COLUMN smpp_tls_key_file varchar;
 
 -- Messages: long texts (varchar -> text needs no table rewrite), and the added columns.
 ALTER TABLE smpp_tx_queue

@@ -8,6 +8,11 @@
 
 BEGIN;
 
+-- A client certificate for SMSCs that ask for one; see db.sql.
+ALTER TABLE smpp_servers
+    ADD COLUMN IF NOT EXISTS smpp_tls_cert_file varchar,
+    ADD COLUMN IF NOT EXISTS smpp_tls_key_file varchar;
+
 -- Receipts for single-part messages find their row by this key (was: a smpp_tx_parts row
 -- for every message).
 ALTER TABLE smpp_tx_queue ADD COLUMN IF NOT EXISTS smpp_message_id_key varchar;

@@ -391,6 +391,8 @@ fn tls_params(row: &ServerRow) -> Option<TlsParams> {
         ca_file: non_empty(&row.smpp_tls_ca_file).map(PathBuf::from),
         verify: row.smpp_tls_verify,
         server_name: non_empty(&row.smpp_tls_server_name).unwrap_or_else(|| row.host.clone()),
+        client_cert_file: non_empty(&row.smpp_tls_cert_file).map(PathBuf::from),
+        client_key_file: non_empty(&row.smpp_tls_key_file).map(PathBuf::from),
     })
 }
 

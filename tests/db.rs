@@ -125,6 +125,10 @@ fn issue_examples_work_verbatim_and_the_server_loads_with_defaults() {
     assert!(!server.smpp_tls && server.smpp_tls_verify);
     assert_eq!(server.smpp_tls_ca_file, None);
     assert_eq!(server.smpp_tls_server_name, None);
+    assert_eq!(
+        (server.smpp_tls_cert_file, server.smpp_tls_key_file),
+        (None, None)
+    );
 
     let claimed = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
     assert_eq!(claimed.len(), 1);
@@ -797,23 +801,31 @@ fn old_rows(c: &mut Client) -> Vec<String> {
         .collect()
 }
 
-/// A database of an earlier esmed 0.2 development build (before smpp_rx_parts_done) gets the
-/// fresh schema from sql/upgrade-0.2-dev.sql, and a second run changes nothing.
+/// A database of an earlier esmed 0.2 development build (before client certificates and
+/// smpp_rx_parts_done) gets the fresh schema from sql/upgrade-0.2-dev.sql, and a second run
+/// changes nothing.
 #[test]
 fn upgrade_from_a_0_2_development_schema_gives_the_fresh_schema() {
     let cluster = fresh_cluster();
     cluster.create_database("dev").unwrap();
-    cluster
-        .load_schema("dev", &repo_file("sql/db.sql"))
-        .unwrap();
+    let fresh_sql = esmed::testkit::pg::read_sql(&repo_file("sql/db.sql")).unwrap();
+    let dev_sql = fresh_sql.replace(
+        "    smpp_tls_cert_file varchar,\n    smpp_tls_key_file varchar,\n",
+        "",
+    );
+    assert_ne!(dev_sql, fresh_sql, "the columns as db.sql has them");
     let (mut admin, _) = clients(&cluster, "dev");
+    admin.batch_execute(&dev_sql).unwrap();
     admin
         .batch_execute("DROP TABLE smpp_rx_parts_done")
         .unwrap();
     let (_, mut esmed) = clients(&cluster, "dev");
     assert_eq!(
         esmed::db::schema::missing_columns(&mut esmed).unwrap(),
-        ["smpp_rx_parts_done.text_bytes"]
+        [
+            "smpp_servers.smpp_tls_key_file",
+            "smpp_rx_parts_done.text_bytes"
+        ]
     );
     let (mut fresh_admin, _) = clients(&cluster, "esmed");
     let fresh = schema_fingerprint(&mut fresh_admin);

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use esmed::smsc::{ReceiptConfig, ReceiptMode};
@@ -106,6 +107,56 @@ fn a_wrong_or_missing_ca_refuses_the_smsc_and_sends_nothing() {
         .unwrap();
     env.wait_all("submission_done", T, &esmed);
     assert_eq!(env.smsc.submits().len(), 1, "row {row}");
+}
+
+/// An SMSC that wants a client certificate: without one, or with one it does not trust, esmed
+/// is refused, says why and sends nothing; with smpp_tls_cert_file and smpp_tls_key_file set
+/// to a certificate it trusts, esmed binds and sends.
+#[test]
+fn an_smsc_asking_for_a_client_certificate_gets_ours() {
+    let pki = TestPki::new("the SMSC's CA");
+    let clients = TestPki::new("the ESMEs' CA");
+    let env = Env::with_smsc("tls-mutual", pki.smsc_config_asking(&clients));
+    let ca = pki.write_ca(&env.dir.0, "ca.pem");
+    let id = env.add_server(&[("smpp_tls", "TRUE"), ("smpp_tls_ca_file", &quoted(&ca))]);
+    let row = env.insert("447700900123", "only with a client certificate");
+    let esmed = env.esmed("tls-mutual", "");
+    wait_until(T, "the refusal in the log", &esmed, || {
+        esmed.log().contains(
+            "TLS: received fatal alert: CertificateRequired for 127.0.0.1 (the SMSC wants a \
+             client certificate: set smpp_tls_cert_file and smpp_tls_key_file)",
+        )
+    });
+    assert!(env.smsc.binds().is_empty(), "{}", esmed.log());
+    assert_eq!(env.count("submission_attempts > 0"), 0);
+
+    let use_identity = |(cert, key): (PathBuf, PathBuf)| {
+        env.db()
+            .execute(
+                &format!(
+                    "UPDATE smpp_servers SET smpp_tls_cert_file = {}, smpp_tls_key_file = {} \
+                     WHERE id = $1",
+                    quoted(&cert),
+                    quoted(&key)
+                ),
+                &[&id],
+            )
+            .unwrap();
+    };
+    // A certificate from a CA the SMSC does not know.
+    use_identity(TestPki::new("a stranger's CA").write_client(&env.dir.0, "stranger"));
+    wait_until(T, "the rejected certificate in the log", &esmed, || {
+        esmed.log().contains(
+            "TLS: received fatal alert: UnknownCA for 127.0.0.1 (the SMSC did not accept our \
+             client certificate, smpp_tls_cert_file)",
+        )
+    });
+    assert!(env.smsc.binds().is_empty(), "{}", esmed.log());
+
+    use_identity(clients.write_client(&env.dir.0, "esme"));
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(env.smsc.submits().len(), 1, "row {row}");
+    assert_eq!(env.smsc.binds().len(), 1);
 }
 
 #[test]

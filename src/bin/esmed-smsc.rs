@@ -43,6 +43,8 @@ USAGE: esmed-smsc [OPTIONS]
   --tls-cert FILE            serve SMPP over TLS with this PEM certificate chain
                              (own certificate first); needs --tls-key
   --tls-key FILE             the PEM private key of --tls-cert
+  --tls-client-ca FILE       require a client certificate signed by a CA in this PEM file
+                             (with --tls-cert)
   --verbose                  log connections and binds to stderr
 
 Commands (stdin or --mo-file), one per line:
@@ -88,7 +90,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Usa
         mo_file: None,
         verbose: false,
     };
-    let (mut tls_cert, mut tls_key) = (None, None);
+    let (mut tls_cert, mut tls_key, mut client_ca) = (None, None, None);
     let mut flags = Flags::new(args);
     while let Some(flag) = flags.next() {
         match flag.as_str() {
@@ -124,29 +126,37 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Usa
             "--mo-file" => options.mo_file = Some(PathBuf::from(flags.value(&flag)?)),
             "--tls-cert" => tls_cert = Some(PathBuf::from(flags.value(&flag)?)),
             "--tls-key" => tls_key = Some(PathBuf::from(flags.value(&flag)?)),
+            "--tls-client-ca" => client_ca = Some(PathBuf::from(flags.value(&flag)?)),
             other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
         }
     }
     config.faults = faults;
-    config.tls = tls_identity(tls_cert, tls_key)?;
+    config.tls = tls_identity(tls_cert, tls_key, client_ca)?;
     options.config = config;
     Ok(Some(options))
 }
 
-/// Reads --tls-cert and --tls-key; both or neither.
+/// Reads --tls-cert and --tls-key (both or neither) and --tls-client-ca (only with them).
 fn tls_identity(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
 ) -> Result<Option<SmscTls>, UsageError> {
     let read = |flag: &str, path: &PathBuf| {
         std::fs::read(path)
             .map_err(|e| UsageError(format!("{flag}: cannot read {}: {e}", path.display())))
     };
     match (cert, key) {
+        (None, None) if client_ca.is_some() => Err(UsageError(
+            "--tls-client-ca needs --tls-cert and --tls-key".into(),
+        )),
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => Ok(Some(SmscTls {
             cert_chain_pem: read("--tls-cert", &cert)?,
             key_pem: read("--tls-key", &key)?,
+            client_ca_pem: client_ca
+                .map(|ca| read("--tls-client-ca", &ca))
+                .transpose()?,
         })),
         _ => Err(UsageError("--tls-cert and --tls-key go together".into())),
     }
@@ -318,7 +328,19 @@ mod tests {
         let o = parse(&["--tls-cert", "/dev/null", "--tls-key", "/dev/null"])
             .unwrap()
             .unwrap();
-        assert!(o.config.tls.is_some());
+        assert!(o.config.tls.is_some_and(|tls| tls.client_ca_pem.is_none()));
         assert!(parse(&[]).unwrap().unwrap().config.tls.is_none());
+        assert!(parse(&["--tls-client-ca", "/dev/null"]).is_err());
+        let o = parse(&[
+            "--tls-cert",
+            "/dev/null",
+            "--tls-key",
+            "/dev/null",
+            "--tls-client-ca",
+            "/dev/null",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(o.config.tls.is_some_and(|tls| tls.client_ca_pem.is_some()));
     }
 }

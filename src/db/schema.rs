@@ -10,7 +10,7 @@ use super::{pg, DbError};
 /// (the upgrade scripts add a table's columns together).
 const REQUIRED: &[(&str, &str)] = &[
     ("smpp_servers", "smpp_window"),
-    ("smpp_servers", "smpp_tls_server_name"),
+    ("smpp_servers", "smpp_tls_key_file"),
     ("smpp_tx_queue", "claimed_by"),
     ("smpp_tx_queue", "submission_resends"),
     ("smpp_tx_queue", "smpp_message_id_key"),

@@ -53,6 +53,9 @@ pub struct ServerRow {
     pub smpp_tls_verify: bool,
     /// SNI and verification name; None = host.
     pub smpp_tls_server_name: Option<String>,
+    /// Our certificate chain and key (PEM files) for an SMSC that wants a client certificate.
+    pub smpp_tls_cert_file: Option<String>,
+    pub smpp_tls_key_file: Option<String>,
 }
 
 const SELECT_ENABLED: &str = "
@@ -65,7 +68,8 @@ const SELECT_ENABLED: &str = "
            esme_bind_receiver, esme_system_type, smpp_window, smpp_rate_limit,
            smpp_text_coding, smpp_long_message_mode, esme_source_addr_ton,
            esme_source_addr_npi, esme_dest_addr_ton, esme_dest_addr_npi, smpp_permanent_statuses,
-           smpp_tls, smpp_tls_ca_file, smpp_tls_verify, smpp_tls_server_name
+           smpp_tls, smpp_tls_ca_file, smpp_tls_verify, smpp_tls_server_name,
+           smpp_tls_cert_file, smpp_tls_key_file
     FROM smpp_servers
     WHERE enabled
     ORDER BY id
@@ -118,6 +122,8 @@ fn server_from_row(row: &Row) -> Result<ServerRow, DbError> {
         smpp_tls_ca_file: get(row, 28)?,
         smpp_tls_verify: get(row, 29)?,
         smpp_tls_server_name: get(row, 30)?,
+        smpp_tls_cert_file: get(row, 31)?,
+        smpp_tls_key_file: get(row, 32)?,
     })
 }
 

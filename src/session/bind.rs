@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
-use crate::session::transport::{client_config, TlsError, Transport};
+use crate::session::transport::{client_config, tls_error_in, TlsError, Transport};
 use crate::session::{BindKind, SessionParams};
 use crate::smpp::codec::{decode, encode_to_vec};
 use crate::smpp::frame::FrameBuffer;
@@ -101,8 +101,21 @@ pub fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
                 return Err(BindError::Timeout)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(BindError::Protocol(format!("read: {e}"))),
+            Err(e) => return Err(read_failure(e, params)),
         }
+    }
+}
+
+/// A TLS error while waiting for the bind_resp is the SMSC refusing our side of TLS: a TLS
+/// 1.3 client finishes its handshake before the server has checked the client's certificate,
+/// so the verdict arrives as an alert where the bind_resp was expected.
+fn read_failure(e: io::Error, params: &SessionParams) -> BindError {
+    match (tls_error_in(&e), &params.tls) {
+        (Some(error), Some(tls)) => BindError::Tls(TlsError::Handshake {
+            error: error.clone(),
+            peer: tls.server_name.clone(),
+        }),
+        _ => BindError::Protocol(format!("read: {e}")),
     }
 }
 

@@ -25,6 +25,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{
     ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig,
     ServerConnection, SignatureScheme,
@@ -39,6 +40,10 @@ pub struct TlsParams {
     pub verify: bool,
     /// The name sent as SNI and checked against the certificate: a DNS name or an IP address.
     pub server_name: String,
+    /// Our certificate chain (PEM, ours first) and its private key (PEM), sent to an SMSC
+    /// that asks for a client certificate; both or neither.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Why a TLS connection could not be set up.
@@ -58,7 +63,13 @@ impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TlsError::Setup(why) => write!(f, "TLS: {why}"),
-            TlsError::Handshake { error, peer } => write!(f, "TLS: {error} for {peer}"),
+            TlsError::Handshake { error, peer } => {
+                write!(
+                    f,
+                    "TLS: {error} for {peer}{}",
+                    client_certificate_hint(error)
+                )
+            }
             TlsError::Timeout => f.write_str("TLS: the handshake did not finish in time"),
             TlsError::Io(e) => write!(f, "TLS: connection failed during the handshake: {e}"),
         }
@@ -67,48 +78,106 @@ impl std::fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+/// What an alert from the SMSC says about our client certificate, if anything: a server
+/// sends these only about the certificate a client sent, or did not send.
+fn client_certificate_hint(error: &rustls::Error) -> &'static str {
+    use rustls::AlertDescription as A;
+    match error {
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            " (the SMSC wants a client certificate: set smpp_tls_cert_file and smpp_tls_key_file)"
+        }
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate,
+        ) => " (the SMSC did not accept our client certificate, smpp_tls_cert_file)",
+        _ => "",
+    }
+}
+
+/// The TLS error inside an I/O error from a TLS half, if that is what it is.
+pub fn tls_error_in(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The client configuration for `params`: trust anchors from the CA file or the system.
+/// The client configuration for `params`: trust anchors from the CA file or the system, and
+/// our certificate when one is set. The files are read on each call (each connection), so a
+/// renewed certificate is used from the next reconnect on.
 pub fn client_config(params: &TlsParams) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let config = if params.verify {
+    let builder = if params.verify {
         let roots = match &params.ca_file {
             Some(path) => roots_from_file(path)?,
             None => system_roots()?,
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     } else {
         let verifier = NoVerification(provider.signature_verification_algorithms);
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth()
+    };
+    let config = match client_identity(params)? {
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|e| {
+            TlsError::Setup(format!(
+                "the client certificate and key do not go together: {e}"
+            ))
+        })?,
+        None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
 
-fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+/// Our certificate chain and key from smpp_tls_cert_file and smpp_tls_key_file.
+fn client_identity(
+    params: &TlsParams,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
+    match (&params.client_cert_file, &params.client_key_file) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let certs = certs_from_file(cert, "client certificate file")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                TlsError::Setup(format!("the client key file {}: {e}", key.display()))
+            })?;
+            Ok(Some((certs, key)))
+        }
+        _ => Err(TlsError::Setup(
+            "smpp_tls_cert_file and smpp_tls_key_file go together: set both or neither".into(),
+        )),
+    }
+}
+
+/// The certificates in a PEM file; `what` names the file in errors.
+fn certs_from_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let shown = path.display();
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::Setup(format!("cannot read the CA file {shown}: {e}")))?
+        .map_err(|e| TlsError::Setup(format!("cannot read the {what} {shown}: {e}")))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Setup(format!("bad PEM in the CA file {shown}: {e}")))?;
+        .map_err(|e| TlsError::Setup(format!("bad PEM in the {what} {shown}: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Setup(format!(
+            "no certificate in the {what} {shown}"
+        )));
+    }
+    Ok(certs)
+}
+
+fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certs {
+    for cert in certs_from_file(path, "CA file")? {
         roots
             .add(cert)
-            .map_err(|e| TlsError::Setup(format!("bad certificate in {shown}: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(TlsError::Setup(format!(
-            "no certificate in the CA file {shown}"
-        )));
+            .map_err(|e| TlsError::Setup(format!("bad certificate in {}: {e}", path.display())))?;
     }
     Ok(roots)
 }
@@ -169,8 +238,13 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-/// A server configuration from a PEM certificate chain (leaf first) and a PEM private key.
-pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+/// A server configuration from a PEM certificate chain (leaf first) and a PEM private key;
+/// with `client_ca_pem`, clients must present a certificate signed by one of those CAs.
+pub fn server_config(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Setup(format!("bad certificate PEM: {e}")))?;
@@ -179,10 +253,26 @@ pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Server
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| TlsError::Setup(format!("bad private key PEM: {e}")))?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Setup(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| TlsError::Setup(format!("bad client CA PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError::Setup(format!("bad client CA certificate: {e}")))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::Setup(format!("client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Setup(format!("certificate and key: {e}")))?;
     Ok(Arc::new(config))
@@ -576,6 +666,17 @@ mod tests {
         ca_pem: String,
         chain_pem: String,
         key_pem: String,
+        ca: (rcgen::Certificate, rcgen::KeyPair),
+    }
+
+    impl TestPki {
+        /// A client certificate this CA signed: (chain PEM, key PEM).
+        fn client(&self) -> (String, String) {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let params = rcgen::CertificateParams::new(vec!["esme.example.net".into()]).unwrap();
+            let cert = params.signed_by(&key, &self.ca.0, &self.ca.1).unwrap();
+            (cert.pem(), key.serialize_pem())
+        }
     }
 
     /// `ca_name` tells CAs apart: a CA of the same name would be taken for the issuer, and
@@ -594,6 +695,7 @@ mod tests {
             ca_pem: ca_cert.pem(),
             chain_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            ca: (ca_cert, ca_key),
         }
     }
 
@@ -616,13 +718,28 @@ mod tests {
             ca_file,
             verify,
             server_name: server_name.into(),
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 
     /// A TLS server on 127.0.0.1 that echoes everything back, one connection; returns its port
     /// and a join handle giving the server side's handshake result.
     fn echo_server(pki: &TestPki) -> (u16, thread::JoinHandle<Result<(), TlsError>>) {
-        let config = server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        echo_server_asking(pki, None)
+    }
+
+    /// [`echo_server`] requiring a client certificate signed by `client_ca` (PEM).
+    fn echo_server_asking(
+        pki: &TestPki,
+        client_ca: Option<&str>,
+    ) -> (u16, thread::JoinHandle<Result<(), TlsError>>) {
+        let config = server_config(
+            pki.chain_pem.as_bytes(),
+            pki.key_pem.as_bytes(),
+            client_ca.map(str::as_bytes),
+        )
+        .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let handle = thread::spawn(move || {
@@ -749,6 +866,127 @@ mod tests {
         server.join().unwrap().unwrap();
     }
 
+    /// `params` with our certificate and key from `identity` (chain PEM, key PEM) in files.
+    fn with_identity(mut params: TlsParams, name: &str, identity: &(String, String)) -> TlsParams {
+        params.client_cert_file = Some(write_temp(&format!("{name}-cert"), &identity.0));
+        params.client_key_file = Some(write_temp(&format!("{name}-key"), &identity.1));
+        params
+    }
+
+    fn remove_files(params: &TlsParams) {
+        for path in [
+            &params.ca_file,
+            &params.client_cert_file,
+            &params.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    #[test]
+    fn a_server_asking_for_a_client_certificate_gets_ours() {
+        let pki = pki();
+        let client_ca = pki_named("the clients' CA");
+        let ca = write_temp("ca-mutual", &pki.ca_pem);
+        let (port, server) = echo_server_asking(&pki, Some(&client_ca.ca_pem));
+        let params = with_identity(
+            params(Some(ca), true, "localhost"),
+            "mutual",
+            &client_ca.client(),
+        );
+        let (mut read, mut write) = connect(port, &params).unwrap().split();
+        write.write_all(b"bind").unwrap();
+        let mut buf = [0u8; 4];
+        read.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"bind");
+        write.shutdown(Shutdown::Both).unwrap();
+        server.join().unwrap().unwrap();
+        remove_files(&params);
+    }
+
+    #[test]
+    fn a_server_asking_for_a_client_certificate_refuses_none_or_a_stranger() {
+        let pki = pki();
+        let client_ca = pki_named("the clients' CA");
+        let ca = write_temp("ca-refused", &pki.ca_pem);
+        for identity in [None, Some(pki_named("a stranger's CA").client())] {
+            let (port, server) = echo_server_asking(&pki, Some(&client_ca.ca_pem));
+            let mut params = params(Some(ca.clone()), true, "localhost");
+            if let Some(identity) = &identity {
+                params = with_identity(params, "stranger", identity);
+            }
+            // TLS 1.3: the client finishes first; the server's verdict comes as an alert,
+            // read as an error where the first SMPP response would be.
+            let refused = connect(port, &params).and_then(|transport| {
+                let (mut read, mut write) = transport.split();
+                let _ = write.write_all(b"bind");
+                let mut buf = [0u8; 4];
+                read.read_exact(&mut buf).map_err(TlsError::Io)
+            });
+            assert!(refused.is_err(), "identity {:?}", identity.is_some());
+            let error = server.join().unwrap().expect_err("the server refuses");
+            let text = error.to_string();
+            let why = if identity.is_some() {
+                "invalid peer certificate: UnknownIssuer"
+            } else {
+                "peer sent no certificates"
+            };
+            assert!(text.contains(why), "{text}");
+            if identity.is_some() {
+                remove_files(&TlsParams {
+                    ca_file: None,
+                    ..params
+                });
+            }
+        }
+        let _ = std::fs::remove_file(ca);
+    }
+
+    #[test]
+    fn client_certificate_setup_errors_say_which_file_or_why() {
+        let pki = pki();
+        let mut half = params(None, false, "localhost");
+        half.client_cert_file = Some(PathBuf::from("/nonexistent/esmed-cert.pem"));
+        let error = client_config(&half).expect_err("a certificate without a key");
+        assert!(error.to_string().contains("go together"), "{error}");
+
+        let missing = TlsParams {
+            client_key_file: Some(PathBuf::from("/nonexistent/esmed-key.pem")),
+            ..half
+        };
+        let error = client_config(&missing).expect_err("missing files");
+        assert!(
+            error.to_string().contains("/nonexistent/esmed-cert.pem"),
+            "{error}"
+        );
+
+        // A certificate with another certificate's key.
+        let (cert, _) = pki.client();
+        let (_, other_key) = pki.client();
+        let mismatched = with_identity(
+            params(None, false, "localhost"),
+            "mismatch",
+            &(cert, other_key),
+        );
+        let error = client_config(&mismatched).expect_err("key of another certificate");
+        assert!(error.to_string().contains("do not go together"), "{error}");
+        remove_files(&mismatched);
+
+        let bad_key = with_identity(
+            params(None, false, "localhost"),
+            "badkey",
+            &(pki.client().0, "no key here\n".into()),
+        );
+        let error = client_config(&bad_key).expect_err("no key in the key file");
+        let text = error.to_string();
+        assert!(text.contains("the client key file"), "{text}");
+        assert!(text.contains("badkey-key"), "{text}");
+        remove_files(&bad_key);
+    }
+
     #[test]
     fn setup_errors_name_the_file_or_the_name() {
         let missing = PathBuf::from("/nonexistent/esmed-ca.pem");
@@ -772,7 +1010,7 @@ mod tests {
             .expect("bad server name");
         assert!(error.to_string().contains("'bad name!'"), "{error}");
 
-        assert!(server_config(b"", b"").is_err());
+        assert!(server_config(b"", b"", None).is_err());
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct SmscTls {
     /// The certificate chain, the SMSC's own certificate first.
     pub cert_chain_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// Require a client certificate signed by one of these CAs (PEM); None = ask for none.
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SmscTls {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for SmscTls {
                 "cert_chain_pem",
                 &format!("{} bytes", self.cert_chain_pem.len()),
             )
+            .field("client_ca_pem", &self.client_ca_pem.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -168,8 +168,12 @@ impl Smsc {
     pub fn start(config: SmscConfig) -> io::Result<SmscHandle> {
         let tls = match &config.tls {
             Some(tls) => Some(
-                crate::session::transport::server_config(&tls.cert_chain_pem, &tls.key_pem)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+                crate::session::transport::server_config(
+                    &tls.cert_chain_pem,
+                    &tls.key_pem,
+                    tls.client_ca_pem.as_deref(),
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
             ),
             None => None,
         };

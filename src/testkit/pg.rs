@@ -447,7 +447,7 @@ fn build_template(tools: &Tools, dir: &Path) -> Result<(), PgError> {
 
 /// The SQL of `path` as psql runs it: each `\ir FILE` line (include, relative to `path`'s
 /// directory) replaced by that file's SQL.
-fn read_sql(path: &Path) -> Result<String, PgError> {
+pub fn read_sql(path: &Path) -> Result<String, PgError> {
     let text =
         fs::read_to_string(path).map_err(|e| io_error(format!("read {}", path.display()), e))?;
     let dir = path.parent().unwrap_or(Path::new("."));

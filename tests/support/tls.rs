@@ -1,16 +1,17 @@
 //! Throwaway PKI for the TLS tests: a CA made in the test and a certificate it signed for the
-//! test SMSC on 127.0.0.1 / localhost.
+//! test SMSC on 127.0.0.1 / localhost (and, on request, client certificates for esmed).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use esmed::smsc::{SmscConfig, SmscTls};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 
 pub struct TestPki {
     pub ca_pem: String,
     pub chain_pem: String,
     pub key_pem: String,
+    ca: (Certificate, KeyPair),
 }
 
 impl TestPki {
@@ -31,7 +32,25 @@ impl TestPki {
             ca_pem: ca_cert.pem(),
             chain_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            ca: (ca_cert, ca_key),
         }
+    }
+
+    /// Writes a client certificate this CA signed, and its key, to `dir/name-cert.pem` and
+    /// `dir/name-key.pem`; returns both paths.
+    pub fn write_client(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("client key");
+        let params = CertificateParams::new(vec!["esme.example.net".into()]).expect("params");
+        let cert = params
+            .signed_by(&key, &self.ca.0, &self.ca.1)
+            .expect("sign the client certificate");
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}-cert.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        fs::write(&cert_path, cert.pem()).expect("write the client certificate");
+        fs::write(&key_path, key.serialize_pem()).expect("write the client key");
+        (cert_path, key_path)
     }
 
     /// Writes the CA certificate to `dir/name` and returns the path.
@@ -47,8 +66,18 @@ impl TestPki {
             tls: Some(SmscTls {
                 cert_chain_pem: self.chain_pem.clone().into_bytes(),
                 key_pem: self.key_pem.clone().into_bytes(),
+                client_ca_pem: None,
             }),
             ..super::smsc_config()
         }
+    }
+
+    /// [`TestPki::smsc_config`], requiring a client certificate signed by `clients`' CA.
+    pub fn smsc_config_asking(&self, clients: &TestPki) -> SmscConfig {
+        let mut config = self.smsc_config();
+        if let Some(tls) = config.tls.as_mut() {
+            tls.client_ca_pem = Some(clients.ca_pem.clone().into_bytes());
+        }
+        config
     }
 }
