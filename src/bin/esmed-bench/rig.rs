@@ -100,7 +100,8 @@ impl Rig {
     pub fn reset(&mut self) -> Result<(), BenchError> {
         self.db
             .batch_execute(
-                "TRUNCATE smpp_tx_parts, smpp_tx_queue, smpp_rx_unmatched, smpp_rx_parts, smpp_rx_queue, smpp_servers \
+                "TRUNCATE smpp_tx_parts, smpp_tx_queue, smpp_rx_unmatched, smpp_rx_parts, smpp_rx_parts_done, \
+                 smpp_rx_queue, smpp_servers \
                  RESTART IDENTITY; CHECKPOINT;",
             )
             .map_err(BenchError::pg("reset the tables"))?;
