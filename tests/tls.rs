@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -143,8 +144,10 @@ fn an_smsc_asking_for_a_client_certificate_gets_ours() {
             )
             .unwrap();
     };
-    // A certificate from a CA the SMSC does not know.
-    use_identity(TestPki::new("a stranger's CA").write_client(&env.dir.0, "stranger"));
+    // A certificate from a CA the SMSC does not know, its key readable by anyone.
+    let stranger = TestPki::new("a stranger's CA").write_client(&env.dir.0, "stranger");
+    std::fs::set_permissions(&stranger.1, std::fs::Permissions::from_mode(0o644)).unwrap();
+    use_identity(stranger);
     wait_until(T, "the rejected certificate in the log", &esmed, || {
         esmed.log().contains(
             "TLS: received fatal alert: UnknownCA for 127.0.0.1 (the SMSC did not accept our \
@@ -152,9 +155,16 @@ fn an_smsc_asking_for_a_client_certificate_gets_ours() {
         )
     });
     assert!(env.smsc.binds().is_empty(), "{}", esmed.log());
+    let exposed = |name: &str| {
+        esmed.log().contains(&format!(
+            "{name}-key.pem can be read by other users (mode 644)"
+        ))
+    };
+    assert!(exposed("stranger"), "{}", esmed.log());
 
     use_identity(clients.write_client(&env.dir.0, "esme"));
     env.wait_all("submission_done", T, &esmed);
+    assert!(!exposed("esme"), "{}", esmed.log());
     assert_eq!(env.smsc.submits().len(), 1, "row {row}");
     assert_eq!(env.smsc.binds().len(), 1);
 }

@@ -146,6 +146,7 @@ fn client_identity(
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => {
             let certs = certs_from_file(cert, "client certificate file")?;
+            warn_if_exposed(key);
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                 TlsError::Setup(format!("the client key file {}: {e}", key.display()))
             })?;
@@ -155,6 +156,30 @@ fn client_identity(
             "smpp_tls_cert_file and smpp_tls_key_file go together: set both or neither".into(),
         )),
     }
+}
+
+/// A private key others on the host can read lets them pose as us to the SMSC: say so (the
+/// connection goes ahead; the operator decides).
+fn warn_if_exposed(key: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(advice) = std::fs::metadata(key)
+        .ok()
+        .and_then(|m| exposed_key_advice(key, m.permissions().mode()))
+    {
+        log::warn!("{advice}");
+    }
+}
+
+/// What to say about a key file with these permission bits, if anything.
+fn exposed_key_advice(key: &Path, mode: u32) -> Option<String> {
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the client key file {} can be read by other users (mode {:03o}): anyone who can \
+             read it can pose as this ESME; make it readable by esmed only (chmod 600)",
+            key.display(),
+            mode & 0o777
+        )
+    })
 }
 
 /// The certificates in a PEM file; `what` names the file in errors.
@@ -943,6 +968,20 @@ mod tests {
             }
         }
         let _ = std::fs::remove_file(ca);
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_gets_advice() {
+        let key = Path::new("/etc/esmed/client-key.pem");
+        assert_eq!(exposed_key_advice(key, 0o100600), None);
+        assert_eq!(exposed_key_advice(key, 0o100400), None);
+        let advice = exposed_key_advice(key, 0o100644).expect("world-readable");
+        assert!(advice.contains("/etc/esmed/client-key.pem"), "{advice}");
+        assert!(
+            advice.contains("mode 644") && advice.contains("chmod 600"),
+            "{advice}"
+        );
+        assert!(exposed_key_advice(key, 0o100640).is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! test SMSC on 127.0.0.1 / localhost (and, on request, client certificates for esmed).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use esmed::smsc::{SmscConfig, SmscTls};
@@ -36,8 +37,8 @@ impl TestPki {
         }
     }
 
-    /// Writes a client certificate this CA signed, and its key, to `dir/name-cert.pem` and
-    /// `dir/name-key.pem`; returns both paths.
+    /// Writes a client certificate this CA signed, and its key (mode 600), to
+    /// `dir/name-cert.pem` and `dir/name-key.pem`; returns both paths.
     pub fn write_client(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("client key");
         let params = CertificateParams::new(vec!["esme.example.net".into()]).expect("params");
@@ -50,6 +51,7 @@ impl TestPki {
         );
         fs::write(&cert_path, cert.pem()).expect("write the client certificate");
         fs::write(&key_path, key.serialize_pem()).expect("write the client key");
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod the key");
         (cert_path, key_path)
     }
 
