@@ -198,11 +198,25 @@ fn certs_from_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static
 }
 
 fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+    root_store(
+        certs_from_file(path, "CA file")?,
+        &path.display().to_string(),
+    )
+}
+
+/// A trust store of `certs`; `source` names where they came from in errors.
+fn root_store(
+    certs: Vec<CertificateDer<'static>>,
+    source: &str,
+) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certs_from_file(path, "CA file")? {
+    for cert in certs {
         roots
             .add(cert)
-            .map_err(|e| TlsError::Setup(format!("bad certificate in {}: {e}", path.display())))?;
+            .map_err(|e| TlsError::Setup(format!("bad certificate in {source}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Setup(format!("no certificate in {source}")));
     }
     Ok(roots)
 }
@@ -284,13 +298,10 @@ pub fn server_config(
     let builder = match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(pem) => {
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| TlsError::Setup(format!("bad client CA PEM: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsError::Setup(format!("bad client CA certificate: {e}")))?;
-            }
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsError::Setup(format!("bad client CA PEM: {e}")))?;
+            let roots = root_store(certs, "the client CA PEM")?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| TlsError::Setup(format!("client CA: {e}")))?;
