@@ -7,6 +7,13 @@
 //!   batch up to esmed's result_batch. Once on a fresh queue of the burst's size (5a, best
 //!   of three) and once on the backlog's queue, history and all (5c): PostgreSQL's work per
 //!   row grows with the table, so the backlog is compared with a ceiling of its own shape.
+//! - PostgreSQL only, result batches no larger than the window (5d, run when the window is
+//!   smaller than result_batch): esmed never holds more than a window of answered results
+//!   waiting for their commit (with `strict_resend_bound` or without), so no results UPDATE
+//!   of esmed's is larger than the window, while 5a writes up to result_batch rows at once.
+//!   5d is what PostgreSQL does with one results connection under that bound, committing
+//!   window-sized batches back to back: how close esmed comes to what the database allows
+//!   behind a window of this size. 5a stays the yardstick.
 //! - SMSC only: a raw SMPP client pushing submit_sm to an `esmed-smsc` process with the same
 //!   window as esmed, with no database.
 
@@ -38,14 +45,37 @@ const CEILING_RUNS: usize = 3;
 
 /// 5a: claim + write results for `rows` pending rows with no SMPP, best of [`CEILING_RUNS`].
 pub fn postgres_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    best_drain(rig, "pg", "5a PostgreSQL-only ceiling", RESULT_BATCH)
+}
+
+/// Whether 5d differs from 5a: the window is smaller than a results batch may be.
+pub fn window_bounds_result_batches(window: u32) -> bool {
+    (window as usize) < RESULT_BATCH
+}
+
+/// 5d: as 5a, with no results UPDATE larger than the window (see the module's comment).
+pub fn postgres_only_window_batches(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let batch = RESULT_BATCH.min(rig.options.window as usize);
+    let title = "5d PostgreSQL-only ceiling, result batches <= window";
+    best_drain(rig, "pg_window", title, batch)
+}
+
+/// The fastest of [`CEILING_RUNS`] drains of `rows` fresh rows, results `result_batch` at most
+/// at a time.
+fn best_drain(
+    rig: &mut Rig,
+    key: &'static str,
+    title: &'static str,
+    result_batch: usize,
+) -> Result<Outcome, BenchError> {
     let mut best: Option<Outcome> = None;
     let mut rates = Vec::new();
     for _ in 0..CEILING_RUNS {
-        let mut outcome = Outcome::new("pg", "5a PostgreSQL-only ceiling");
+        let mut outcome = Outcome::new(key, title);
         rig.reset()?;
         let n = rig.options.rows;
         rig.insert_rows(n, "4477")?;
-        drain_with_sql(rig, n, &mut outcome)?;
+        drain_with_sql(rig, n, result_batch, &mut outcome)?;
         let rate = outcome.get("msgs_per_s").unwrap_or(0.0);
         rates.push(format!("{rate:.0}"));
         if best
@@ -71,13 +101,19 @@ pub fn postgres_only_backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let (pending, history) = (rig.options.backlog, rig.options.history);
     rig.load_backlog(pending, history, "4477")?;
     outcome.set("history_rows", history as f64);
-    drain_with_sql(rig, pending, &mut outcome)?;
+    drain_with_sql(rig, pending, RESULT_BATCH, &mut outcome)?;
     Ok(outcome)
 }
 
 /// Claims and writes `n` pending rows as esmed's poller and results writer do, without
-/// SMPP; sets the outcome's rate, CPU and first- and last-tenth rates.
-fn drain_with_sql(rig: &mut Rig, n: u64, outcome: &mut Outcome) -> Result<(), BenchError> {
+/// SMPP, `result_batch` results at most per UPDATE; sets the outcome's rate, CPU and first-
+/// and last-tenth rates.
+fn drain_with_sql(
+    rig: &mut Rig,
+    n: u64,
+    result_batch: usize,
+    outcome: &mut Outcome,
+) -> Result<(), BenchError> {
     let mut claimer = rig.esmed_client()?;
     // Set up as the poller's and the results writer's connections are.
     db::prepare_claimer(&mut claimer)?;
@@ -97,20 +133,23 @@ fn drain_with_sql(rig: &mut Rig, n: u64, outcome: &mut Outcome) -> Result<(), Be
     let mut written = 0u64;
     // (rows written, seconds) after each batch: does PostgreSQL alone slow down over a drain?
     let mut progress: Vec<(u64, f64)> = Vec::new();
-    let mut pending: Vec<TxResult> = Vec::with_capacity(RESULT_BATCH);
+    let mut pending: Vec<TxResult> = Vec::new();
     while let Ok(rows) = batches_rx.recv() {
         pending.extend(rows.iter().map(done_result));
         // Take what else is queued, as esmed's writer does, up to one result batch.
-        while pending.len() < RESULT_BATCH {
+        while pending.len() < result_batch {
             match batches_rx.try_recv() {
                 Ok(more) => pending.extend(more.iter().map(done_result)),
                 Err(_) => break,
             }
         }
-        // Single-part results are one UPDATE, committed on its own, as in esmed's writer.
-        let writing = &mut Prepared::new(&mut writer, &mut statements);
-        written += db::write_results_in(writing, &pending, "bench")?.written as u64;
-        progress.push((written, started.elapsed().as_secs_f64()));
+        // Single-part results are one UPDATE, committed on its own, as in esmed's writer;
+        // none larger than esmed's writer would make (a claim may bring more rows).
+        for batch in pending.chunks(result_batch) {
+            let writing = &mut Prepared::new(&mut writer, &mut statements);
+            written += db::write_results_in(writing, batch, "bench")?.written as u64;
+            progress.push((written, started.elapsed().as_secs_f64()));
+        }
         pending.clear();
     }
     let claimed = claiming

@@ -185,6 +185,7 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
     let backlog = metric(outcomes, "backlog", "msgs_per_s");
     let pg = metric(outcomes, "pg", "msgs_per_s");
     let pg_backlog = metric(outcomes, "pg_backlog", "msgs_per_s");
+    let pg_window = metric(outcomes, "pg_window", "msgs_per_s");
     let smsc = metric(outcomes, "smsc", "msgs_per_s");
     let ratio = |a: Option<f64>, b: Option<f64>| Some(100.0 * a? / b?);
     row(&mut out, "1 burst", burst, "msg/s", ">= 20000");
@@ -232,6 +233,10 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
     let rss = metric(outcomes, "backlog", "esmed_peak_rss_mb");
     row(&mut out, "4 backlog: esmed peak RSS", rss, "MB", "< 30");
     row(&mut out, "5a PostgreSQL-only ceiling", pg, "msg/s", "");
+    if pg_window.is_some() {
+        let what = "5d PostgreSQL-only, result batches <= window";
+        row(&mut out, what, pg_window, "msg/s", "");
+    }
     row(&mut out, "5b SMSC-only ceiling", smsc, "msg/s", ">> 100000");
     row(
         &mut out,
@@ -261,6 +266,10 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         "%",
         "",
     );
+    if pg_window.is_some() {
+        let what = "burst / 5d (results in window-sized batches)";
+        row(&mut out, what, ratio(burst, pg_window), "%", "");
+    }
     row(
         &mut out,
         "burst / SMSC ceiling",
@@ -379,7 +388,9 @@ mod tests {
         backlog.set("msgs_per_s", 3000.0);
         let mut pg_backlog = Outcome::new("pg_backlog", "5c");
         pg_backlog.set("msgs_per_s", 4000.0);
-        let outcomes = [burst, pg, failed, backlog, pg_backlog];
+        let mut pg_window = Outcome::new("pg_window", "5d");
+        pg_window.set("msgs_per_s", 8000.0);
+        let outcomes = [burst, pg, pg_window, failed, backlog, pg_backlog];
         let text = table(&outcomes, &Options::default());
         let line = |figure: &str| {
             let found = text.lines().find(|l| l.contains(figure));
@@ -391,6 +402,8 @@ mod tests {
         // The backlog against the ceiling of its own shape, and against the burst's.
         assert!(line("backlog / PostgreSQL ceiling, backlog shape").contains("75 %"));
         assert!(line("backlog / PostgreSQL ceiling (5a)").contains("30 %"));
+        // The burst against PostgreSQL bound as esmed is: no results batch over the window.
+        assert!(line("burst / 5d").contains("62.50 %"));
         assert!(text.contains("FAILED 5b: boom"));
     }
 
