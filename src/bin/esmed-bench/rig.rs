@@ -386,8 +386,33 @@ impl Rig {
         lines: u64,
         deadline: Instant,
     ) -> Result<Instant, BenchError> {
-        self.wait_until(run, deadline, "every submit_sm at the SMSC", |_, run| {
-            Ok(run.tail.poll()? >= lines)
+        let (done, _) = self.wait_drained_sampled(run, lines, deadline, None)?;
+        Ok(done)
+    }
+
+    /// [`Rig::wait_drained`], also noting every `sample_every` how many submit_sm have
+    /// reached the SMSC with a CPU snapshot (the last when all have): what each party spent
+    /// on any stretch of the drain.
+    pub fn wait_drained_sampled(
+        &mut self,
+        run: &mut Run,
+        lines: u64,
+        deadline: Instant,
+        sample_every: Option<Duration>,
+    ) -> Result<(Instant, Vec<Progress>), BenchError> {
+        let mut samples = Vec::new();
+        let mut next_sample = Instant::now();
+        self.wait_until(run, deadline, "every submit_sm at the SMSC", |rig, run| {
+            let arrived = run.tail.poll()?;
+            let all = arrived >= lines;
+            if let Some(every) = sample_every.filter(|_| all || Instant::now() >= next_sample) {
+                samples.push(Progress {
+                    arrived,
+                    cpu: rig.snapshot(Some(run)),
+                });
+                next_sample += every;
+            }
+            Ok(all)
         })?;
         // Counting pending rows costs PostgreSQL CPU while many are left: look less often.
         let period = Duration::from_millis(50);
@@ -402,10 +427,11 @@ impl Rig {
         // 50 ms late, 5 % of a 100,000-row burst at window 1000. The results UPDATE stamps
         // submission_timestamp with its transaction's start, a batch's few milliseconds
         // before its commit.
-        self.latest(
+        let done = self.latest(
             "submission_timestamp",
             "smpp_tx_queue WHERE submission_done",
-        )
+        )?;
+        Ok((done, samples))
     }
 
     /// The moment of the latest `column` (a timestamptz) of `from`, as an `Instant`: measured
@@ -444,6 +470,13 @@ impl Rig {
             machine_total: total,
         }
     }
+}
+
+/// How many submit_sm had reached the SMSC, and the CPU ticks then.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub arrived: u64,
+    pub cpu: CpuSnapshot,
 }
 
 /// CPU ticks of each party at one moment.

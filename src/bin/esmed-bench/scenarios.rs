@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::journal::{first_arrival_by_destination, read_arrivals};
 use crate::report::Outcome;
-use crate::rig::{CpuSplit, Receipts, Rig, Run};
+use crate::rig::{CpuSplit, Progress, Receipts, Rig, Run};
 use crate::BenchError;
 
 /// Destination prefix of the measured rows (the warm-up row uses 44000...).
@@ -229,7 +229,8 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
     rig.launch(&mut run, "backlog")?;
     let before = crate::rig::CpuSnapshot { esmed: 0, ..before };
     let deadline = rig.deadline();
-    let done = rig.wait_drained(&mut run, pending, deadline)?;
+    let every = Some(PROGRESS_SAMPLES);
+    let (done, progress) = rig.wait_drained_sampled(&mut run, pending, deadline, every)?;
     let after = rig.snapshot(Some(&run));
     // Checkpoints during the drain: each makes the next write of every page log the whole
     // page, which shows as a slower stretch of the drain.
@@ -284,6 +285,12 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
         if let Some(trend) = trend_last_vs_first_pct(&rates) {
             outcome.set("trend_last_vs_first_pct", trend);
         }
+        let tail = (pending as usize).saturating_sub(slice) as u64;
+        let first = stretch_cpu(&progress, 0, slice as u64, rig.ticks_per_second);
+        let last = stretch_cpu(&progress, tail, pending, rig.ticks_per_second);
+        if let (Some(first), Some(last)) = (first, last) {
+            note_cpu_per_slice(&mut outcome, &first, &last);
+        }
     }
     outcome.set_cpu(
         &CpuSplit::between(&before, &after, rig.ticks_per_second),
@@ -291,6 +298,61 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
     );
     set_rss(&mut outcome, &run);
     Ok(outcome)
+}
+
+/// How often the backlog notes its progress with a CPU snapshot.
+const PROGRESS_SAMPLES: Duration = Duration::from_millis(100);
+
+/// CPU per message of each party over the stretch of a drain from the `from`th submit_sm to
+/// the `to`th (widened to the samples around it): whether a slower stretch cost more work or
+/// the same work took longer.
+fn stretch_cpu(progress: &[Progress], from: u64, to: u64, tps: f64) -> Option<StretchCpu> {
+    let start = progress.iter().rev().find(|p| p.arrived <= from)?;
+    let end = progress.iter().find(|p| p.arrived >= to)?;
+    let messages = end.arrived.checked_sub(start.arrived).filter(|&m| m > 0)? as f64;
+    let split = CpuSplit::between(&start.cpu, &end.cpu, tps);
+    let us = |seconds: f64| seconds * 1e6 / messages;
+    Some(StretchCpu {
+        postgres_us: us(split.postgres),
+        esmed_us: us(split.esmed),
+        smsc_us: us(split.smsc),
+        machine_busy_pct: split.machine_busy_pct,
+    })
+}
+
+/// CPU µs per message of each party, and how busy the machine was, over a stretch.
+struct StretchCpu {
+    postgres_us: f64,
+    esmed_us: f64,
+    smsc_us: f64,
+    machine_busy_pct: f64,
+}
+
+fn note_cpu_per_slice(outcome: &mut Outcome, first: &StretchCpu, last: &StretchCpu) {
+    for (slice, cpu) in [("first", first), ("last", last)] {
+        outcome.set(
+            &format!("{slice}_slice_postgres_us_per_msg"),
+            cpu.postgres_us,
+        );
+        outcome.set(&format!("{slice}_slice_esmed_us_per_msg"), cpu.esmed_us);
+        outcome.set(&format!("{slice}_slice_smsc_us_per_msg"), cpu.smsc_us);
+        outcome.set(
+            &format!("{slice}_slice_machine_busy_pct"),
+            cpu.machine_busy_pct,
+        );
+    }
+    outcome.note(format!(
+        "CPU µs per message, first slice -> last: PostgreSQL {:.1} -> {:.1}, esmed {:.1} -> \
+         {:.1}, SMSC {:.1} -> {:.1}; machine busy {:.0} -> {:.0} %",
+        first.postgres_us,
+        last.postgres_us,
+        first.esmed_us,
+        last.esmed_us,
+        first.smsc_us,
+        last.smsc_us,
+        first.machine_busy_pct,
+        last.machine_busy_pct
+    ));
 }
 
 /// Submits per second over `stamps[from..from + len]` (arrival µs).
@@ -330,6 +392,38 @@ fn trend_last_vs_first_pct(rates: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rig::CpuSnapshot;
+
+    #[test]
+    fn a_stretch_costs_what_was_spent_between_the_samples_around_it() {
+        let at = Instant::now();
+        // PostgreSQL spends 10 ticks per 50 messages, then 20: twice the work per message.
+        let progress: Vec<Progress> = [(0, 0), (50, 10), (100, 20), (150, 40), (200, 60)]
+            .into_iter()
+            .map(|(arrived, postgres)| Progress {
+                arrived,
+                cpu: CpuSnapshot {
+                    at,
+                    esmed: arrived / 10,
+                    smsc: 0,
+                    postgres,
+                    bench: 0,
+                    machine_busy: postgres,
+                    machine_total: 2 * postgres,
+                },
+            })
+            .collect();
+        let first = stretch_cpu(&progress, 0, 100, 100.0).unwrap();
+        let last = stretch_cpu(&progress, 100, 200, 100.0).unwrap();
+        assert_eq!((first.postgres_us, last.postgres_us), (2000.0, 4000.0));
+        assert_eq!(first.esmed_us, 1000.0);
+        assert_eq!(last.machine_busy_pct, 50.0);
+        // A stretch between samples widens to the samples around it.
+        let widened = stretch_cpu(&progress, 30, 60, 100.0).unwrap();
+        assert_eq!(widened.postgres_us, 2000.0);
+        // Nothing sampled beyond the end: no figure rather than a wrong one.
+        assert!(stretch_cpu(&progress, 150, 250, 100.0).is_none());
+    }
 
     #[test]
     fn percentile_is_nearest_rank() {
