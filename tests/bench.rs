@@ -45,6 +45,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "receipts",
         "latency",
         "pg",
+        "pg_window",
         "smsc",
         "backlog",
         "pg_backlog",
@@ -69,6 +70,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "1 burst ",
         "4 backlog drain",
         "5a PostgreSQL-only ceiling",
+        "5d PostgreSQL-only, result batches <= window",
         "5c PostgreSQL-only ceiling, backlog shape",
     ] {
         let line = stdout
@@ -89,6 +91,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
     assert!(stderr.contains("UPDATE smpp_tx_queue"), "{stderr}");
     assert!(stderr.contains("PostgreSQL waits ("), "{stderr}");
     assert!(stderr.contains("slices, k msg/s:"), "{stderr}");
+    assert!(
+        stderr.contains("CPU µs per message, first slice -> last: PostgreSQL"),
+        "{stderr}"
+    );
     let trend = stdout
         .lines()
         .find(|l| l.contains("fitted trend, last vs first"))
