@@ -27,11 +27,11 @@ use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
 use crate::session::runner::{self, SessionHandle};
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
-use crate::session::transport::TlsParams;
 use crate::session::writer::Links;
 use crate::session::{BindKind, SessionParams, SessionTimers, SubmitWindows};
 use crate::stats::Stats;
 use crate::status::ServerInUse;
+use crate::tls::{TlsParams, Verify};
 
 /// Why the daemon could not run (startup problems; everything later is logged and retried).
 #[derive(Debug)]
@@ -389,7 +389,11 @@ fn tls_params(row: &ServerRow) -> Option<TlsParams> {
     let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
     row.smpp_tls.then(|| TlsParams {
         ca_file: non_empty(&row.smpp_tls_ca_file).map(PathBuf::from),
-        verify: row.smpp_tls_verify,
+        verify: if row.smpp_tls_verify {
+            Verify::Full
+        } else {
+            Verify::Off
+        },
         server_name: non_empty(&row.smpp_tls_server_name).unwrap_or_else(|| row.host.clone()),
         client_cert_file: non_empty(&row.smpp_tls_cert_file).map(PathBuf::from),
         client_key_file: non_empty(&row.smpp_tls_key_file).map(PathBuf::from),

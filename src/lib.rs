@@ -36,3 +36,4 @@ pub mod smsc;
 pub mod stats;
 pub mod status;
 pub mod testkit;
+pub mod tls;

@@ -121,7 +121,7 @@ pub struct SessionParams {
     /// Count uncommitted results inside the window (see `[daemon] strict_resend_bound`).
     pub strict_resend_bound: bool,
     /// SMPP over TLS; None = plain TCP.
-    pub tls: Option<transport::TlsParams>,
+    pub tls: Option<crate::tls::TlsParams>,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::session::writer::{Ending, Links, Writer};
 use crate::session::SessionParams;
 use crate::smpp::status::StatusClass;
 use crate::status::LinkState;
+use crate::tls::Verify;
 
 /// A running session thread; dropping `stop` (or calling `stop`) ends it after the drain.
 pub struct SessionHandle {
@@ -127,7 +128,11 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
 }
 
 fn warn_if_unverified(params: &SessionParams) {
-    if params.tls.as_ref().is_some_and(|tls| !tls.verify) {
+    if params
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.verify == Verify::Off)
+    {
         warn!(
             "{}: smpp_tls_verify is OFF: the SMSC's certificate is NOT checked, so anyone on the \
              path can pose as the SMSC and read the bind password and every message. Use this \

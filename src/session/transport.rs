@@ -17,301 +17,17 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig,
-    ServerConnection, SignatureScheme,
-};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
-/// How a session's TLS is set up (from the smpp_tls* columns).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsParams {
-    /// PEM bundle of the CAs to trust; None = the system's trust store.
-    pub ca_file: Option<PathBuf>,
-    /// Check the SMSC's certificate (chain and name). Off only for testing.
-    pub verify: bool,
-    /// The name sent as SNI and checked against the certificate: a DNS name or an IP address.
-    pub server_name: String,
-    /// Our certificate chain (PEM, ours first) and its private key (PEM), sent to an SMSC
-    /// that asks for a client certificate; both or neither.
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-}
-
-/// Why a TLS connection could not be set up.
-#[derive(Debug)]
-pub enum TlsError {
-    /// Our own setup is wrong: CA file, key, certificate or server name.
-    Setup(String),
-    /// The handshake failed; `peer` is the name we verified against (or the client's address).
-    Handshake { error: rustls::Error, peer: String },
-    /// The handshake did not finish in time.
-    Timeout,
-    /// The connection broke during the handshake.
-    Io(io::Error),
-}
-
-impl std::fmt::Display for TlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TlsError::Setup(why) => write!(f, "TLS: {why}"),
-            TlsError::Handshake { error, peer } => {
-                write!(
-                    f,
-                    "TLS: {error} for {peer}{}",
-                    client_certificate_hint(error)
-                )
-            }
-            TlsError::Timeout => f.write_str("TLS: the handshake did not finish in time"),
-            TlsError::Io(e) => write!(f, "TLS: connection failed during the handshake: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for TlsError {}
-
-/// What an alert from the SMSC says about our client certificate, if anything: a server
-/// sends these only about the certificate a client sent, or did not send.
-fn client_certificate_hint(error: &rustls::Error) -> &'static str {
-    use rustls::AlertDescription as A;
-    match error {
-        rustls::Error::AlertReceived(A::CertificateRequired) => {
-            " (the SMSC wants a client certificate: set smpp_tls_cert_file and smpp_tls_key_file)"
-        }
-        rustls::Error::AlertReceived(
-            A::BadCertificate
-            | A::UnknownCA
-            | A::CertificateUnknown
-            | A::CertificateExpired
-            | A::CertificateRevoked
-            | A::UnsupportedCertificate,
-        ) => " (the SMSC did not accept our client certificate, smpp_tls_cert_file)",
-        _ => "",
-    }
-}
+use crate::tls::TlsError;
 
 /// The TLS error inside an I/O error from a TLS half, if that is what it is.
 pub fn tls_error_in(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The client configuration for `params`: trust anchors from the CA file or the system, and
-/// our certificate when one is set. The files are read on each call (each connection), so a
-/// renewed certificate is used from the next reconnect on.
-pub fn client_config(params: &TlsParams) -> Result<Arc<ClientConfig>, TlsError> {
-    let provider = provider();
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let builder = if params.verify {
-        let roots = match &params.ca_file {
-            Some(path) => roots_from_file(path)?,
-            None => system_roots()?,
-        };
-        builder.with_root_certificates(roots)
-    } else {
-        let verifier = NoVerification(provider.signature_verification_algorithms);
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-    };
-    let config = match client_identity(params)? {
-        Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|e| {
-            TlsError::Setup(format!(
-                "the client certificate and key do not go together: {e}"
-            ))
-        })?,
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
-/// Our certificate chain and key from smpp_tls_cert_file and smpp_tls_key_file.
-fn client_identity(
-    params: &TlsParams,
-) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
-    match (&params.client_cert_file, &params.client_key_file) {
-        (None, None) => Ok(None),
-        (Some(cert), Some(key)) => {
-            let certs = certs_from_file(cert, "client certificate file")?;
-            warn_if_exposed(key);
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                TlsError::Setup(format!("the client key file {}: {e}", key.display()))
-            })?;
-            Ok(Some((certs, key)))
-        }
-        _ => Err(TlsError::Setup(
-            "smpp_tls_cert_file and smpp_tls_key_file go together: set both or neither".into(),
-        )),
-    }
-}
-
-/// A private key others on the host can read lets them pose as us to the SMSC: say so (the
-/// connection goes ahead; the operator decides).
-fn warn_if_exposed(key: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(advice) = std::fs::metadata(key)
-        .ok()
-        .and_then(|m| exposed_key_advice(key, m.permissions().mode()))
-    {
-        log::warn!("{advice}");
-    }
-}
-
-/// What to say about a key file with these permission bits, if anything.
-fn exposed_key_advice(key: &Path, mode: u32) -> Option<String> {
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "the client key file {} can be read by other users (mode {:03o}): anyone who can \
-             read it can pose as this ESME; make it readable by esmed only (chmod 600)",
-            key.display(),
-            mode & 0o777
-        )
-    })
-}
-
-/// The certificates in a PEM file; `what` names the file in errors.
-fn certs_from_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let shown = path.display();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::Setup(format!("cannot read the {what} {shown}: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Setup(format!("bad PEM in the {what} {shown}: {e}")))?;
-    if certs.is_empty() {
-        return Err(TlsError::Setup(format!(
-            "no certificate in the {what} {shown}"
-        )));
-    }
-    Ok(certs)
-}
-
-fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
-    root_store(
-        certs_from_file(path, "CA file")?,
-        &path.display().to_string(),
-    )
-}
-
-/// A trust store of `certs`; `source` names where they came from in errors.
-fn root_store(
-    certs: Vec<CertificateDer<'static>>,
-    source: &str,
-) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| TlsError::Setup(format!("bad certificate in {source}: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(TlsError::Setup(format!("no certificate in {source}")));
-    }
-    Ok(roots)
-}
-
-fn system_roots() -> Result<RootCertStore, TlsError> {
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        log::debug!("system trust store: {error}");
-    }
-    let mut roots = RootCertStore::empty();
-    let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        return Err(TlsError::Setup(
-            "no trusted certificate in the system store (install ca-certificates, or set \
-             smpp_tls_ca_file)"
-                .into(),
-        ));
-    }
-    Ok(roots)
-}
-
-/// Accepts any certificate but still checks the handshake signatures: smpp_tls_verify = false.
-#[derive(Debug)]
-struct NoVerification(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
-/// A server configuration from a PEM certificate chain (leaf first) and a PEM private key;
-/// with `client_ca_pem`, clients must present a certificate signed by one of those CAs.
-pub fn server_config(
-    cert_chain_pem: &[u8],
-    key_pem: &[u8],
-    client_ca_pem: Option<&[u8]>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Setup(format!("bad certificate PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(TlsError::Setup("no certificate in the chain PEM".into()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| TlsError::Setup(format!("bad private key PEM: {e}")))?;
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let builder = match client_ca_pem {
-        None => builder.with_no_client_auth(),
-        Some(pem) => {
-            let certs = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| TlsError::Setup(format!("bad client CA PEM: {e}")))?;
-            let roots = root_store(certs, "the client CA PEM")?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| TlsError::Setup(format!("client CA: {e}")))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Setup(format!("certificate and key: {e}")))?;
-    Ok(Arc::new(config))
 }
 
 /// A connected stream, ready for SMPP: plain, or TLS with the handshake done.
@@ -694,7 +410,9 @@ impl Write for TlsWriteHalf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::{client_config, exposed_key_advice, server_config, TlsParams, Verify};
     use std::net::TcpListener;
+    use std::path::{Path, PathBuf};
     use std::thread;
 
     /// A throwaway CA and a server certificate it signed for localhost and 127.0.0.1.
@@ -749,7 +467,7 @@ mod tests {
         path
     }
 
-    fn params(ca_file: Option<PathBuf>, verify: bool, server_name: &str) -> TlsParams {
+    fn params(ca_file: Option<PathBuf>, verify: Verify, server_name: &str) -> TlsParams {
         TlsParams {
             ca_file,
             verify,
@@ -811,7 +529,8 @@ mod tests {
         let pki = pki();
         let ca = write_temp("ca-echo", &pki.ca_pem);
         let (port, server) = echo_server(&pki);
-        let transport = connect(port, &params(Some(ca.clone()), true, "localhost")).unwrap();
+        let transport =
+            connect(port, &params(Some(ca.clone()), Verify::Full, "localhost")).unwrap();
         assert!(transport.is_tls());
         let (mut read, mut write) = transport.split();
         // More than rustls buffers and than a socket holds, in odd-sized writes, while the
@@ -838,9 +557,10 @@ mod tests {
         let pki = pki();
         let ca = write_temp("ca-close", &pki.ca_pem);
         let (port, server) = echo_server(&pki);
-        let (mut read, mut write) = connect(port, &params(Some(ca.clone()), true, "127.0.0.1"))
-            .unwrap()
-            .split();
+        let (mut read, mut write) =
+            connect(port, &params(Some(ca.clone()), Verify::Full, "127.0.0.1"))
+                .unwrap()
+                .split();
         write.write_all(b"ping").unwrap();
         let mut buf = [0u8; 4];
         read.read_exact(&mut buf).unwrap();
@@ -857,9 +577,12 @@ mod tests {
         let pki = pki();
         let other = write_temp("ca-other", &pki_named("another CA").ca_pem);
         let (port, server) = echo_server(&pki);
-        let error = connect(port, &params(Some(other.clone()), true, "localhost"))
-            .err()
-            .expect("handshake must fail");
+        let error = connect(
+            port,
+            &params(Some(other.clone()), Verify::Full, "localhost"),
+        )
+        .err()
+        .expect("handshake must fail");
         assert_eq!(
             error.to_string(),
             "TLS: invalid peer certificate: UnknownIssuer for localhost"
@@ -877,9 +600,12 @@ mod tests {
         let pki = pki();
         let ca = write_temp("ca-name", &pki.ca_pem);
         let (port, server) = echo_server(&pki);
-        let error = connect(port, &params(Some(ca.clone()), true, "smsc.example.net"))
-            .err()
-            .expect("handshake must fail");
+        let error = connect(
+            port,
+            &params(Some(ca.clone()), Verify::Full, "smsc.example.net"),
+        )
+        .err()
+        .expect("handshake must fail");
         let text = error.to_string();
         assert!(text.starts_with("TLS: invalid peer certificate"), "{text}");
         assert!(text.ends_with("for smsc.example.net"), "{text}");
@@ -888,10 +614,28 @@ mod tests {
     }
 
     #[test]
+    fn chain_only_takes_another_name_but_not_another_ca() {
+        let pki = pki();
+        let ca = write_temp("ca-chain", &pki.ca_pem);
+        let (port, server) = echo_server(&pki);
+        let chain_only = params(Some(ca.clone()), Verify::ChainOnly, "db.example.net");
+        assert!(connect(port, &chain_only).is_ok());
+        assert!(server.join().unwrap().is_ok());
+        let other = write_temp("ca-chain-other", &pki_named("another CA").ca_pem);
+        let (port, server) = echo_server(&pki);
+        let stranger = params(Some(other.clone()), Verify::ChainOnly, "localhost");
+        let error = connect(port, &stranger).err().expect("handshake must fail");
+        assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+        let _ = server.join();
+        let _ = std::fs::remove_file(ca);
+        let _ = std::fs::remove_file(other);
+    }
+
+    #[test]
     fn verification_off_accepts_any_certificate() {
         let pki = pki();
         let (port, server) = echo_server(&pki);
-        let (mut read, mut write) = connect(port, &params(None, false, "smsc.example.net"))
+        let (mut read, mut write) = connect(port, &params(None, Verify::Off, "smsc.example.net"))
             .unwrap()
             .split();
         write.write_all(b"hi").unwrap();
@@ -929,7 +673,7 @@ mod tests {
         let ca = write_temp("ca-mutual", &pki.ca_pem);
         let (port, server) = echo_server_asking(&pki, Some(&client_ca.ca_pem));
         let params = with_identity(
-            params(Some(ca), true, "localhost"),
+            params(Some(ca), Verify::Full, "localhost"),
             "mutual",
             &client_ca.client(),
         );
@@ -950,7 +694,7 @@ mod tests {
         let ca = write_temp("ca-refused", &pki.ca_pem);
         for identity in [None, Some(pki_named("a stranger's CA").client())] {
             let (port, server) = echo_server_asking(&pki, Some(&client_ca.ca_pem));
-            let mut params = params(Some(ca.clone()), true, "localhost");
+            let mut params = params(Some(ca.clone()), Verify::Full, "localhost");
             if let Some(identity) = &identity {
                 params = with_identity(params, "stranger", identity);
             }
@@ -998,7 +742,7 @@ mod tests {
     #[test]
     fn client_certificate_setup_errors_say_which_file_or_why() {
         let pki = pki();
-        let mut half = params(None, false, "localhost");
+        let mut half = params(None, Verify::Off, "localhost");
         half.client_cert_file = Some(PathBuf::from("/nonexistent/esmed-cert.pem"));
         let error = client_config(&half).expect_err("a certificate without a key");
         assert!(error.to_string().contains("go together"), "{error}");
@@ -1017,7 +761,7 @@ mod tests {
         let (cert, _) = pki.client();
         let (_, other_key) = pki.client();
         let mismatched = with_identity(
-            params(None, false, "localhost"),
+            params(None, Verify::Off, "localhost"),
             "mismatch",
             &(cert, other_key),
         );
@@ -1026,7 +770,7 @@ mod tests {
         remove_files(&mismatched);
 
         let bad_key = with_identity(
-            params(None, false, "localhost"),
+            params(None, Verify::Off, "localhost"),
             "badkey",
             &(pki.client().0, "no key here\n".into()),
         );
@@ -1040,19 +784,19 @@ mod tests {
     #[test]
     fn setup_errors_name_the_file_or_the_name() {
         let missing = PathBuf::from("/nonexistent/esmed-ca.pem");
-        let error =
-            client_config(&params(Some(missing), true, "localhost")).expect_err("missing CA file");
+        let error = client_config(&params(Some(missing), Verify::Full, "localhost"))
+            .expect_err("missing CA file");
         assert!(
             error.to_string().contains("/nonexistent/esmed-ca.pem"),
             "{error}"
         );
         let empty = write_temp("empty", "no PEM here\n");
-        let error = client_config(&params(Some(empty.clone()), true, "localhost"))
+        let error = client_config(&params(Some(empty.clone()), Verify::Full, "localhost"))
             .expect_err("empty CA file");
         assert!(error.to_string().contains("no certificate"), "{error}");
         let _ = std::fs::remove_file(empty);
 
-        let config = client_config(&params(None, false, "x")).unwrap();
+        let config = client_config(&params(None, Verify::Off, "x")).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let error = Transport::client(stream, config, "bad name!", Instant::now())
@@ -1067,7 +811,7 @@ mod tests {
     fn a_silent_server_times_the_handshake_out() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let config = client_config(&params(None, false, "localhost")).unwrap();
+        let config = client_config(&params(None, Verify::Off, "localhost")).unwrap();
         let deadline = Instant::now() + Duration::from_millis(200);
         let error = Transport::client(stream, config, "localhost", deadline)
             .err()

@@ -168,7 +168,7 @@ impl Smsc {
     pub fn start(config: SmscConfig) -> io::Result<SmscHandle> {
         let tls = match &config.tls {
             Some(tls) => Some(
-                crate::session::transport::server_config(
+                crate::tls::server_config(
                     &tls.cert_chain_pem,
                     &tls.key_pem,
                     tls.client_ca_pem.as_deref(),
