@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::smpp::receipt::IdMatch;
+use crate::tls::{TlsParams, Verify};
 use key_reader::KeyReader;
 pub use value::format_duration;
 
@@ -45,18 +46,23 @@ pub struct DatabaseConfig {
     pub user: String,
     pub pass: Secret,
     pub sslmode: SslMode,
+    /// The CAs to trust for the server's certificate (libpq's `sslrootcert`, a PEM file);
+    /// None: the system's trust store.
+    pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Duration,
     /// Shown in `pg_stat_activity`, so a DBA can tell esmed's connections apart.
     pub application_name: String,
 }
 
-/// The TLS modes esmed can honour. `require` and stricter modes are config errors because
-/// esmed has no TLS for PostgreSQL yet; `allow` and `prefer` connect without TLS.
+/// libpq's sslmode values, with libpq's meaning (see `db::connect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     Disable,
     Allow,
     Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
 }
 
 /// `[daemon]`: how the daemon paces itself.
@@ -146,6 +152,7 @@ const DATABASE_KEYS: &[&str] = &[
     "user",
     "pass",
     "sslmode",
+    "sslrootcert",
     "connect_timeout",
     "application_name",
 ];
@@ -224,7 +231,32 @@ impl Config {
 }
 
 impl DatabaseConfig {
-    /// The connection settings for the `postgres` crate; connect with `postgres::NoTls`.
+    /// Whether the connection goes over a Unix socket, where TLS does not apply.
+    fn over_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// How TLS is set up for these settings; None when it is never used.
+    pub fn tls_params(&self) -> Option<TlsParams> {
+        let verify = match self.sslmode {
+            SslMode::Disable => return None,
+            _ if self.over_unix_socket() => return None,
+            SslMode::Allow | SslMode::Prefer => Verify::Off,
+            // As libpq: require checks the chain once a root certificate is named.
+            SslMode::Require if self.sslrootcert.is_none() => Verify::Off,
+            SslMode::Require | SslMode::VerifyCa => Verify::ChainOnly,
+            SslMode::VerifyFull => Verify::Full,
+        };
+        Some(TlsParams {
+            ca_file: self.sslrootcert.clone(),
+            verify,
+            server_name: self.host.clone(),
+            client_cert_file: None,
+            client_key_file: None,
+        })
+    }
+
+    /// The connection settings for the `postgres` crate; `db::PgConnector` adds the TLS.
     pub fn pg_config(&self) -> postgres::Config {
         let mut pg = postgres::Config::new();
         // `host` treats a value starting with '/' as the Unix socket directory.
@@ -235,9 +267,13 @@ impl DatabaseConfig {
             .connect_timeout(self.connect_timeout)
             .application_name(&self.application_name)
             .ssl_mode(match self.sslmode {
+                _ if self.over_unix_socket() => postgres::config::SslMode::Disable,
                 SslMode::Disable => postgres::config::SslMode::Disable,
-                // Without a TLS connector, prefer falls back to a plain connection.
+                // The postgres crate has no allow (plain first, then TLS): it tries TLS first.
                 SslMode::Allow | SslMode::Prefer => postgres::config::SslMode::Prefer,
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                    postgres::config::SslMode::Require
+                }
             });
         if !self.pass.is_empty() {
             pg.password(self.pass.expose());
@@ -255,6 +291,7 @@ impl Default for DatabaseConfig {
             user: "esmed".to_string(),
             pass: Secret::default(),
             sslmode: SslMode::Prefer,
+            sslrootcert: None,
             connect_timeout: Duration::from_secs(10),
             application_name: "esmed".to_string(),
         }
@@ -399,13 +436,7 @@ fn read_database(
 ) -> Result<DatabaseConfig, ConfigError> {
     let default = DatabaseConfig::default();
     let sslmode = keys.sslmode("sslmode", default.sslmode)?;
-    if keys.raw("sslmode").is_some() && sslmode != SslMode::Disable {
-        warnings.push(
-            "[database] sslmode: esmed has no TLS for PostgreSQL yet, so it connects without TLS"
-                .to_string(),
-        );
-    }
-    Ok(DatabaseConfig {
+    let database = DatabaseConfig {
         host: keys.text("host", &default.host)?,
         port: keys.port("port", default.port)?,
         name: keys.text("name", &default.name)?,
@@ -413,6 +444,10 @@ fn read_database(
         // Taken as written: a password may be empty (trust or peer authentication).
         pass: Secret::new(keys.raw("pass").unwrap_or_default()),
         sslmode,
+        sslrootcert: keys
+            .raw("sslrootcert")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         connect_timeout: keys.duration(
             "connect_timeout",
             default.connect_timeout,
@@ -420,7 +455,40 @@ fn read_database(
             HOUR,
         )?,
         application_name: keys.text("application_name", &default.application_name)?,
-    })
+    };
+    check_tls(keys, &database, warnings)?;
+    Ok(database)
+}
+
+/// Reads the trust store now, so that a missing or broken `sslrootcert` is a config error
+/// (and `--check-config` finds it) rather than a connection that fails at every retry.
+fn check_tls(
+    keys: &KeyReader<'_>,
+    database: &DatabaseConfig,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let strict = !matches!(
+        database.sslmode,
+        SslMode::Disable | SslMode::Allow | SslMode::Prefer
+    );
+    if database.over_unix_socket() && (strict || database.sslrootcert.is_some()) {
+        warnings.push(format!(
+            "[database] sslmode: host {} is a Unix socket directory, where TLS does not apply; \
+             connecting without it",
+            database.host
+        ));
+        return Ok(());
+    }
+    let Some(params) = database.tls_params() else {
+        return Ok(());
+    };
+    match crate::tls::client_config(&params) {
+        Ok(_) => Ok(()),
+        Err(e) if keys.raw("sslrootcert").is_some() => {
+            Err(keys.bad_value("sslrootcert", e.to_string()))
+        }
+        Err(e) => Err(keys.bad_value("sslmode", e.to_string())),
+    }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -760,30 +828,83 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     }
 
     #[test]
-    fn sslmode_require_explains_missing_tls() {
+    fn sslmode_takes_libpq_values_and_sets_how_the_certificate_is_checked() {
+        let tls = |text: &str| parse(text).database.tls_params().map(|p| p.verify);
+        assert_eq!(tls("[database]\nsslmode = disable\n"), None);
+        // prefer (the default) and allow use TLS when offered, checking nothing, as libpq.
+        assert_eq!(tls(""), Some(Verify::Off));
+        assert_eq!(tls("[database]\nsslmode = Allow\n"), Some(Verify::Off));
+        assert_eq!(tls("[database]\nsslmode = require\n"), Some(Verify::Off));
         assert_eq!(
-            error("[database]\nsslmode = require\n"),
-            "/etc/esmed/esmed.conf: [database] sslmode: 'require' is not supported: esmed has no \
-             TLS for PostgreSQL yet (use disable, allow or prefer)"
+            tls("[database]\nsslmode = verify-full\n"),
+            Some(Verify::Full)
         );
-        assert!(error("[database]\nsslmode = verify-full\n").contains("not supported"));
+        let database = parse("[database]\nhost = db.example.net\nsslmode = verify-full\n").database;
+        let params = database.tls_params().expect("TLS");
+        assert_eq!(
+            (params.server_name.as_str(), params.ca_file),
+            ("db.example.net", None)
+        );
+        assert_eq!(
+            database.pg_config().get_ssl_mode(),
+            postgres::config::SslMode::Require
+        );
         assert_eq!(
             error("[database]\nsslmode = maybe\n"),
-            "/etc/esmed/esmed.conf: [database] sslmode: 'maybe' is not an sslmode (disable, allow, prefer)"
+            "/etc/esmed/esmed.conf: [database] sslmode: 'maybe' is not an sslmode (disable, \
+             allow, prefer, require, verify-ca, verify-full)"
         );
     }
 
     #[test]
-    fn sslmode_prefer_and_allow_warn_that_tls_is_not_used() {
-        for mode in ["prefer", "allow", "Prefer"] {
-            let config = parse(&format!("[database]\nsslmode = {mode}\n"));
-            assert_eq!(config.warnings.len(), 1, "{mode}");
-            assert!(config.warnings[0].contains("connects without TLS"));
+    fn a_root_certificate_is_read_at_load_and_makes_require_check_the_chain() {
+        let dir = std::env::temp_dir().join(format!("esmed-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca = dir.join("root.crt");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["db.example.net".into()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        std::fs::write(&ca, cert.pem()).expect("write the CA");
+        for mode in ["require", "verify-ca"] {
+            let text = format!(
+                "[database]\nsslmode = {mode}\nsslrootcert = {}\n",
+                ca.display()
+            );
+            let params = parse(&text).database.tls_params().expect("TLS");
+            assert_eq!(params.verify, Verify::ChainOnly, "{mode}");
+            assert_eq!(params.ca_file.as_deref(), Some(ca.as_path()));
         }
-        assert_eq!(
-            parse("[database]\nsslmode = allow\n").database.sslmode,
-            SslMode::Allow
+        let missing = dir.join("missing.crt");
+        let text = format!(
+            "[database]\nsslmode = verify-full\nsslrootcert = {}\n",
+            missing.display()
         );
+        let message = error(&text);
+        assert!(message.contains("[database] sslrootcert:"), "{message}");
+        assert!(message.contains("cannot read the CA file"), "{message}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_does_not_apply_to_a_unix_socket() {
+        let config = parse("[database]\nhost = /run/postgresql\nsslmode = verify-full\n");
+        assert_eq!(config.database.tls_params(), None);
+        assert_eq!(
+            config.database.pg_config().get_ssl_mode(),
+            postgres::config::SslMode::Disable
+        );
+        assert_eq!(config.warnings.len(), 1);
+        assert!(
+            config.warnings[0].contains("Unix socket"),
+            "{:?}",
+            config.warnings
+        );
+        // The default (prefer) says nothing: it never asked for TLS.
+        assert!(parse("[database]\nhost = /run/postgresql\n")
+            .warnings
+            .is_empty());
     }
 
     #[test]
@@ -899,7 +1020,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     }
 
     #[test]
-    fn pg_config_uses_unix_socket_directory_and_prefer() {
+    fn pg_config_uses_unix_socket_directory_without_tls() {
         let pg = parse("[database]\nhost = /run/postgresql\nsslmode = allow\n")
             .database
             .pg_config();
@@ -907,7 +1028,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             pg.get_hosts(),
             [postgres::config::Host::Unix("/run/postgresql".into())]
         );
-        assert_eq!(pg.get_ssl_mode(), postgres::config::SslMode::Prefer);
+        assert_eq!(pg.get_ssl_mode(), postgres::config::SslMode::Disable);
         assert_eq!(pg.get_password(), None);
     }
 
@@ -964,12 +1085,7 @@ mod shipped_file_tests {
     fn documented_defaults_are_the_real_defaults() {
         let text = uncommented();
         let config = Config::parse(&text, Path::new("esmed.conf")).expect("valid");
-        assert!(config.warnings.len() == 1, "{:?}", config.warnings);
-        assert!(
-            config.warnings[0].contains("sslmode"),
-            "{:?}",
-            config.warnings
-        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         assert_eq!(config.database, DatabaseConfig::default());
         let daemon = DaemonConfig {
             pidfile: None,

@@ -23,6 +23,7 @@ use crate::db::handoff::DbSender;
 use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::poller::{self, PollerConfig};
 use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
+use crate::db::PgConnector;
 use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
 use crate::session::runner::{self, SessionHandle};
@@ -77,7 +78,8 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         .transpose()?;
     let term_now = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_thread(&term_now)?;
-    let pg = config.database.pg_config();
+    let pg = PgConnector::new(&config.database)
+        .map_err(|e| DaemonError::Database(format!("PostgreSQL TLS: {e}")))?;
     let Some(mut watch) = connect_at_start(&pg, &signals)? else {
         info!("stopped before PostgreSQL was reachable");
         return Ok(());
@@ -169,7 +171,7 @@ impl Supervisor<'_> {
     fn watch(
         &mut self,
         client: &mut Client,
-        pg: &postgres::Config,
+        pg: &PgConnector,
         signals: &Receiver<Signal>,
         log: &LogHandle,
         stats: &Stats,
@@ -211,9 +213,9 @@ impl Supervisor<'_> {
 
     /// Re-reads the enabled server and restarts the sessions when it changed; false when
     /// PostgreSQL could not be asked (try again on the next tick).
-    fn reload(&mut self, client: &mut Client, pg: &postgres::Config) -> bool {
+    fn reload(&mut self, client: &mut Client, pg: &PgConnector) -> bool {
         if client.is_closed() {
-            match pg.connect(postgres::NoTls) {
+            match pg.connect() {
                 Ok(mut fresh) => {
                     if let Err(e) = db::listen(&mut fresh) {
                         warn!("cannot LISTEN for server changes: {e}");
@@ -288,7 +290,7 @@ impl Supervisor<'_> {
 /// The esmed_status writer, unless `heartbeat_interval` is 0; dropping the sender stops it.
 fn spawn_heartbeat(
     config: &Config,
-    pg: &postgres::Config,
+    pg: &PgConnector,
     stats: &Arc<Stats>,
 ) -> Result<(Sender<()>, Option<std::thread::JoinHandle<()>>), DaemonError> {
     let (stop_tx, stop_rx) = bounded::<()>(0);
@@ -431,13 +433,13 @@ fn release_unsent(outbound: &Receiver<TxRow>, db: &DbSender) {
 
 /// The first connection: retried while PostgreSQL is not up yet, fatal when it refuses us.
 fn connect_at_start(
-    pg: &postgres::Config,
+    pg: &PgConnector,
     signals: &Receiver<Signal>,
 ) -> Result<Option<Client>, DaemonError> {
     let mut backoff =
         crate::session::flow::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
-        match pg.connect(postgres::NoTls) {
+        match pg.connect() {
             Ok(mut client) => {
                 db::listen(&mut client)
                     .map_err(|e| DaemonError::Database(format!("cannot LISTEN: {e}")))?;

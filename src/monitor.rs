@@ -54,10 +54,8 @@ const LAST_HOUR: &str = "
 
 /// Connects as the config says and reads the report.
 pub fn connect_and_gather(database: &crate::config::DatabaseConfig) -> Result<Report, DbError> {
-    let mut client = database
-        .pg_config()
-        .connect(postgres::NoTls)
-        .map_err(pg("connect"))?;
+    let connector = crate::db::PgConnector::new(database).map_err(DbError::Tls)?;
+    let mut client = connector.connect().map_err(pg("connect"))?;
     gather(&mut client)
 }
 

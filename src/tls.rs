@@ -237,8 +237,8 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
     if roots.is_empty() {
         return Err(TlsError::Setup(
-            "no trusted certificate in the system store (install ca-certificates, or set \
-             smpp_tls_ca_file)"
+            "no trusted certificate in the system store (install ca-certificates, or name a \
+             CA file: smpp_tls_ca_file, or sslrootcert for PostgreSQL)"
                 .into(),
         ));
     }

@@ -130,11 +130,13 @@ impl<'a> KeyReader<'a> {
             "disable" => Ok(SslMode::Disable),
             "allow" => Ok(SslMode::Allow),
             "prefer" => Ok(SslMode::Prefer),
-            "require" | "verify-ca" | "verify-full" => Err(self.bad_value(
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            _ => Err(self.bad_value(
                 key,
-                "is not supported: esmed has no TLS for PostgreSQL yet (use disable, allow or prefer)",
+                "is not an sslmode (disable, allow, prefer, require, verify-ca, verify-full)",
             )),
-            _ => Err(self.bad_value(key, "is not an sslmode (disable, allow, prefer)")),
         }
     }
 }

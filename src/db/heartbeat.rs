@@ -14,13 +14,14 @@ use log::{debug, info, warn};
 use postgres::types::ToSql;
 use postgres::Client;
 
+use crate::db::PgConnector;
 use crate::db::{pg, DbError};
 use crate::session::flow::Backoff;
 use crate::stats::{Snapshot, Stats};
 use crate::status::StatusSnapshot;
 
 pub struct HeartbeatConfig {
-    pub pg: postgres::Config,
+    pub pg: PgConnector,
     pub instance: String,
     pub host: String,
     pub interval: Duration,
@@ -263,11 +264,7 @@ impl Heartbeat {
     fn connected(&mut self) -> Result<&mut Client, DbError> {
         let client = match self.client.take() {
             Some(client) if !client.is_closed() => client,
-            _ => self
-                .config
-                .pg
-                .connect(postgres::NoTls)
-                .map_err(pg("connect"))?,
+            _ => self.config.pg.connect().map_err(pg("connect"))?,
         };
         Ok(self.client.insert(client))
     }
@@ -295,7 +292,7 @@ mod tests {
     #[test]
     fn row_carries_rates_totals_and_the_server() {
         let config = HeartbeatConfig {
-            pg: postgres::Config::new(),
+            pg: PgConnector::plain(postgres::Config::new()),
             instance: "a".into(),
             host: "h".into(),
             interval: Duration::from_secs(5),

@@ -2,10 +2,11 @@
 //!
 //! Synchronous `postgres` clients, one per thread; each function takes `&mut Client` and runs
 //! typed, parameterised statements (batches travel as arrays and are `unnest`ed server-side, so
-//! a batch is one statement). Not here: connecting and reconnecting (the threads own that),
+//! a batch is one statement). Not here: when to connect and reconnect (the threads own that),
 //! deciding outcomes (the session does). The schema is `sql/db.sql`; `tests/db.rs` runs every
 //! query against a real cluster.
 //!
+//! - [`connect`]: opening connections, with TLS as `[database] sslmode` says.
 //! - [`servers`]: the enabled SMSC account.
 //! - [`queue`]: claiming messages to send (lease + `SKIP LOCKED`) and writing results back.
 //! - [`rx`]: storing what the SMSC sent.
@@ -15,6 +16,7 @@
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
+pub mod connect;
 pub mod handoff;
 pub mod heartbeat;
 pub mod notify;
@@ -30,6 +32,7 @@ pub mod writer;
 
 use std::fmt;
 
+pub use connect::PgConnector;
 pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
 pub use queue::{
     claim, claim_after, first_sendable, prepare_claimer, release_claims, renew_claims,
@@ -51,6 +54,8 @@ pub enum DbError {
     ConnectionClosed { what: &'static str },
     /// A column held a value the schema should not allow (the schema was changed by hand?).
     UnexpectedValue { column: &'static str, value: String },
+    /// The TLS setup for PostgreSQL (`sslrootcert`) could not be read.
+    Tls(crate::tls::TlsError),
 }
 
 impl DbError {
@@ -69,7 +74,7 @@ impl DbError {
                 }
             },
             DbError::ConnectionClosed { .. } => true,
-            DbError::UnexpectedValue { .. } => false,
+            DbError::UnexpectedValue { .. } | DbError::Tls(_) => false,
         }
     }
 }
@@ -85,12 +90,13 @@ impl fmt::Display for DbError {
                     server.message(),
                     server.code().code()
                 ),
-                None => write!(f, "database: {what}: {source}"),
+                None => write!(f, "database: {what}: {}", with_causes(source)),
             },
             DbError::ConnectionClosed { what } => write!(f, "database: {what}: connection closed"),
             DbError::UnexpectedValue { column, value } => {
                 write!(f, "database: unexpected value {value:?} in column {column}")
             }
+            DbError::Tls(e) => write!(f, "database: {e}"),
         }
     }
 }
@@ -99,18 +105,21 @@ impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             DbError::Postgres { source, .. } => Some(source),
+            DbError::Tls(e) => Some(e),
             DbError::ConnectionClosed { .. } | DbError::UnexpectedValue { .. } => None,
         }
     }
 }
 
 /// True when PostgreSQL refused a connection for a reason that retrying will not fix: a wrong
-/// password, an unknown role or database, no permission to connect.
+/// password, an unknown role or database, no permission to connect; or the TLS that
+/// `sslmode` asks for failed (see [`connect::is_tls_refusal`]).
 pub fn is_fatal_connect_error(error: &postgres::Error) -> bool {
-    error.code().is_some_and(|code| {
+    let refused = error.code().is_some_and(|code| {
         let code = code.code();
         code.starts_with("28") || code == "3D000" || code == "42501"
-    })
+    });
+    refused || connect::is_tls_refusal(error)
 }
 
 /// After a DB thread's failed connection attempt: says so (log and esmed_status.last_error)
@@ -130,6 +139,21 @@ pub(crate) fn wait_to_reconnect(
         ),
     );
     std::thread::sleep(delay);
+}
+
+/// An error and the causes under it: "error performing TLS handshake" alone does not say
+/// that the certificate came from an unknown CA. A cause the text already quotes is skipped.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// Wraps a postgres error with the call that failed.

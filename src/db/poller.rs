@@ -33,13 +33,14 @@ use log::{info, Level};
 use postgres::Client;
 
 use crate::db::sql::{Prepared, Statements};
+use crate::db::PgConnector;
 use crate::db::{self, TxRow};
 use crate::session::flow::Backoff;
 use crate::session::SubmitWindows;
 use crate::stats::Stats;
 
 pub struct PollerConfig {
-    pub pg: postgres::Config,
+    pub pg: PgConnector,
     pub instance: String,
     pub lease: Duration,
     pub poll_interval: Duration,
@@ -340,8 +341,8 @@ fn later(so_far: Option<(u8, i32)>, row: Option<&TxRow>) -> Option<(u8, i32)> {
     }
 }
 
-fn connect_claimer(pg: &postgres::Config) -> Result<Client, db::DbError> {
-    let mut client = pg.connect(postgres::NoTls).map_err(db::pg("connect"))?;
+fn connect_claimer(pg: &PgConnector) -> Result<Client, db::DbError> {
+    let mut client = pg.connect().map_err(db::pg("connect"))?;
     db::prepare_claimer(&mut client)?;
     Ok(client)
 }
@@ -349,7 +350,7 @@ fn connect_claimer(pg: &postgres::Config) -> Result<Client, db::DbError> {
 /// Every `interval`, while a session can submit, looks for a sendable row: it wakes an idle
 /// poller, and has it claim from the head when the row ranks before its cursor.
 struct Sweeper {
-    pg: postgres::Config,
+    pg: PgConnector,
     interval: Duration,
     reconnect_max: Duration,
     stats: Arc<Stats>,

@@ -30,6 +30,7 @@ use crate::db::handoff::{DbSender, Queued, ResultOrder};
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
 use crate::db::sql::{Planning, Prepared, Sql, Statements};
+use crate::db::PgConnector;
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::session::flow::Backoff;
 use crate::smpp::receipt::{IdMatch, MessageState};
@@ -82,7 +83,7 @@ pub enum Committed {
 }
 
 pub struct DbWriterConfig {
-    pub pg: postgres::Config,
+    pub pg: PgConnector,
     pub instance: String,
     pub batch: usize,
     pub reconnect_max: Duration,
@@ -439,8 +440,8 @@ impl DbWriter {
 
 /// A connection for a writer of `role`, planned for its statements for the whole session, so
 /// that a batch needs no SET of its own (a batch of results is then one round trip).
-fn connect(pg: &postgres::Config, role: Role) -> Result<Client, db::DbError> {
-    let mut client = pg.connect(postgres::NoTls).map_err(db::pg("connect"))?;
+fn connect(pg: &PgConnector, role: Role) -> Result<Client, db::DbError> {
+    let mut client = pg.connect().map_err(db::pg("connect"))?;
     let planning = match role {
         Role::Results => Planning::Results,
         Role::Received => Planning::Lookups,

@@ -5,4 +5,4 @@
 
 pub mod pg;
 
-pub use pg::{PgCluster, PgClusterOptions, PgError};
+pub use pg::{PgCluster, PgClusterOptions, PgError, ServerTls};

@@ -41,6 +41,16 @@ pub struct PgClusterOptions {
     pub stat_statements: bool,
     /// Further postgresql.conf lines (`name = value`), last so that they win.
     pub extra: Vec<String>,
+    /// Serve TLS with this certificate and key (PEM), and let roles other than the superuser
+    /// in over TLS only, so that a test sees a client without it refused.
+    pub tls: Option<ServerTls>,
+}
+
+/// A server certificate chain and its key, PEM.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// Why a cluster could not be made, started or used.
@@ -132,7 +142,10 @@ impl PgCluster {
             .arg(cluster.data_dir());
         run(copy, "copy the template data directory")?;
         cluster.append_settings(&settings(&options, &cluster.root))?;
-        cluster.write_hba()?;
+        cluster.write_hba(options.tls.is_some())?;
+        if let Some(tls) = &options.tls {
+            cluster.write_server_tls(tls)?;
+        }
         cluster.start_on_free_port()?;
         Ok(cluster)
     }
@@ -183,14 +196,19 @@ impl PgCluster {
     /// Sets the `esmed` role's password (the role comes from `sql/db.sql`), then connects to `db`
     /// as `esmed`, with the privileges the daemon has in production.
     pub fn esmed_client(&self, db: &str, password: &str) -> Result<Client, PgError> {
+        self.set_esmed_password(db, password)?;
+        self.connect(db, "esmed", Some(password))
+    }
+
+    /// Sets the `esmed` role's password (the role comes from `sql/db.sql`).
+    pub fn set_esmed_password(&self, db: &str, password: &str) -> Result<(), PgError> {
         let sql = format!(
             "ALTER ROLE esmed PASSWORD '{}'",
             password.replace('\'', "''")
         );
         self.superuser_client(db)?
             .batch_execute(&sql)
-            .map_err(|e| pg_error("set the esmed role's password".to_string(), e))?;
-        self.connect(db, "esmed", Some(password))
+            .map_err(|e| pg_error("set the esmed role's password".to_string(), e))
     }
 
     /// Stops the server the way an administrator would (`pg_ctl stop -m fast`); for tests of a
@@ -224,13 +242,32 @@ impl PgCluster {
     }
 
     /// The superuser is trusted; every other role must give its password, as on a real
-    /// installation, so that a wrong password in esmed.conf fails as it would in production.
-    fn write_hba(&self) -> Result<(), PgError> {
+    /// installation, so that a wrong password in esmed.conf fails as it would in production
+    /// (and, with `tls_only`, come over TLS).
+    fn write_hba(&self, tls_only: bool) -> Result<(), PgError> {
         let path = self.data_dir().join("pg_hba.conf");
-        let rules = "local all all trust\n\
-                     host all postgres 127.0.0.1/32 trust\n\
-                     host all all 127.0.0.1/32 scram-sha-256\n";
+        let others = if tls_only { "hostssl" } else { "host" };
+        let rules = format!(
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             {others} all all 127.0.0.1/32 scram-sha-256\n"
+        );
         fs::write(&path, rules).map_err(|e| io_error(format!("write {}", path.display()), e))
+    }
+
+    /// The certificate and key in the data directory, the key readable by its owner only
+    /// (PostgreSQL refuses it otherwise), both owned as the cluster is.
+    fn write_server_tls(&self, tls: &ServerTls) -> Result<(), PgError> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+            let path = data.join(name);
+            let what = || format!("write {}", path.display());
+            fs::write(&path, pem).map_err(|e| io_error(what(), e))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .map_err(|e| io_error(what(), e))?;
+        }
+        self.tools.give_to_postgres(&data)
     }
 
     fn append_settings(&self, lines: &str) -> Result<(), PgError> {
@@ -493,6 +530,9 @@ fn settings(options: &PgClusterOptions, root: &Path) -> String {
     if options.stat_statements {
         lines.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
         lines.push_str("pg_stat_statements.track = all\n");
+    }
+    if options.tls.is_some() {
+        lines.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
     }
     for line in &options.extra {
         lines.push_str(line);

@@ -52,15 +52,17 @@ impl Env {
     }
 
     pub fn with_smsc(name: &str, config: SmscConfig) -> Env {
-        let cluster = PgCluster::start().expect("start PostgreSQL");
+        Env::with_cluster(name, PgCluster::start().expect("start PostgreSQL"), config)
+    }
+
+    /// [`Env::with_smsc`] on a cluster of the test's own.
+    pub fn with_cluster(name: &str, cluster: PgCluster, config: SmscConfig) -> Env {
         cluster.create_database(DB).expect("create database");
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
         cluster.load_schema(DB, &schema).expect("load sql/db.sql");
-        drop(
-            cluster
-                .esmed_client(DB, ESMED_PASSWORD)
-                .expect("set the esmed password"),
-        );
+        cluster
+            .set_esmed_password(DB, ESMED_PASSWORD)
+            .expect("set the esmed password");
         let smsc = Smsc::start(config).expect("start the test SMSC");
         Env {
             cluster,
@@ -112,13 +114,29 @@ impl Env {
         Esmed::start(&config, log)
     }
 
+    /// [`Env::esmed`] with `tls_lines` (sslmode, sslrootcert) in [database].
+    pub fn esmed_with_tls(&self, name: &str, tls_lines: &str) -> Esmed {
+        let (config, log) = self.write_config_with(name, tls_lines, "", 0o600);
+        Esmed::start(&config, log)
+    }
+
     /// Writes `<name>.conf` with file mode `mode`; returns its path and the log's.
     pub fn write_config(&self, name: &str, daemon_extra: &str, mode: u32) -> (PathBuf, PathBuf) {
+        self.write_config_with(name, "sslmode = disable\n", daemon_extra, mode)
+    }
+
+    fn write_config_with(
+        &self,
+        name: &str,
+        tls_lines: &str,
+        daemon_extra: &str,
+        mode: u32,
+    ) -> (PathBuf, PathBuf) {
         let log = self.dir.0.join(format!("{name}.log"));
         let config = self.dir.0.join(format!("{name}.conf"));
         let text = format!(
             "[database]\nhost = {}\nport = {}\nname = {DB}\nuser = esmed\npass = {ESMED_PASSWORD}\n\
-             sslmode = disable\n\n\
+             {tls_lines}\n\
              [daemon]\ninstance = {name}\npoll_interval = 500ms\nreconnect_min = 100ms\n\
              reconnect_max = 1s\nretry_min = 100ms\nretry_max = 1s\nstats_interval = 0\n\
              {daemon_extra}\n\

@@ -64,6 +64,7 @@ impl Rig {
             durable: true,
             stat_statements: options.pg_stats,
             extra: options.pg_settings.clone(),
+            tls: None,
         })?;
         cluster.create_database(DB)?;
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");

@@ -1,0 +1,72 @@
+//! How esmed's threads reach PostgreSQL: the connection settings of `[database]`, with TLS as
+//! `sslmode` asks, the way libpq (and so the older daemon) does it. `disable`: never; `allow`
+//! and `prefer`: when the server offers it; `require`: always, without checking whose
+//! certificate it is (unless `sslrootcert` is set, then as `verify-ca`); `verify-ca`: a
+//! certificate from a trusted CA; `verify-full`: one for the host name as well. TLS does not
+//! apply to a Unix socket.
+
+use std::error::Error as _;
+use std::sync::Arc;
+
+use postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::DatabaseConfig;
+use crate::tls::{client_config, TlsError};
+
+/// Opens connections as `[database]` says; cheap to clone, one per thread.
+#[derive(Clone)]
+pub struct PgConnector {
+    config: postgres::Config,
+    /// None: plain connections only.
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl PgConnector {
+    /// Reads the trust store `sslrootcert` names (once: a renewed CA file takes a restart).
+    pub fn new(database: &DatabaseConfig) -> Result<PgConnector, TlsError> {
+        let tls = match database.tls_params() {
+            Some(params) => {
+                let config = Arc::unwrap_or_clone(client_config(&params)?);
+                Some(MakeRustlsConnect::new(config))
+            }
+            None => None,
+        };
+        Ok(PgConnector {
+            config: database.pg_config(),
+            tls,
+        })
+    }
+
+    /// Plain connections with these settings: tests and tools on a local cluster.
+    pub fn plain(config: postgres::Config) -> PgConnector {
+        PgConnector { config, tls: None }
+    }
+
+    pub fn connect(&self) -> Result<Client, postgres::Error> {
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        }
+    }
+}
+
+/// Whether a connection failed on the TLS `sslmode` asks for: the server's certificate was
+/// refused (or ours), the handshake could not agree, or a server without TLS under require.
+/// Retrying does not fix those, so a start stops on them with the reason; a connection that
+/// merely broke during the handshake is not one.
+pub fn is_tls_refusal(error: &postgres::Error) -> bool {
+    let mut source = error.source();
+    while let Some(e) = source {
+        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>())
+        });
+        // tokio-postgres says the last in words only.
+        if rustls_error.is_some() || e.to_string() == "server does not support TLS" {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

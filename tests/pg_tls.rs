@@ -1,0 +1,108 @@
+//! End to end, TLS to PostgreSQL: a cluster serving TLS with a certificate from a CA made in
+//! the test, letting esmed's role in over TLS only (the superuser, which plays the
+//! application, comes in plain). esmed must get through with every sslmode that uses TLS,
+//! be seen encrypted in pg_stat_ssl, and stop at start, saying why, when the certificate is
+//! not to be trusted or TLS cannot be had.
+
+mod support;
+
+use std::time::Duration;
+
+use esmed::testkit::{PgCluster, PgClusterOptions, ServerTls};
+use support::tls::TestPki;
+use support::{smsc_config, Env};
+
+const T: Duration = Duration::from_secs(20);
+
+fn tls_only_env(name: &str, pki: &TestPki) -> Env {
+    let cluster = PgCluster::start_with(PgClusterOptions {
+        tls: Some(ServerTls {
+            cert_pem: pki.chain_pem.clone(),
+            key_pem: pki.key_pem.clone(),
+        }),
+        ..PgClusterOptions::default()
+    })
+    .expect("start PostgreSQL with TLS");
+    Env::with_cluster(name, cluster, smsc_config())
+}
+
+/// esmed's connections that pg_stat_ssl shows encrypted.
+fn encrypted_connections(env: &Env) -> i64 {
+    env.db()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.usename = 'esmed' AND s.ssl",
+            &[],
+        )
+        .expect("read pg_stat_ssl")
+        .get(0)
+}
+
+#[test]
+fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
+    let pki = TestPki::new("esmed PostgreSQL CA");
+    let env = tls_only_env("pg-tls", &pki);
+    let ca = pki.write_ca(&env.dir.0, "root.crt");
+    env.add_server(&[]);
+    let modes = [
+        ("prefer", String::from("sslmode = prefer")),
+        ("require", String::from("sslmode = require")),
+        (
+            "verify-ca",
+            format!("sslmode = verify-ca\nsslrootcert = {}", ca.display()),
+        ),
+        // The certificate names 127.0.0.1, the host esmed connects to.
+        (
+            "verify-full",
+            format!("sslmode = verify-full\nsslrootcert = {}", ca.display()),
+        ),
+    ];
+    for (n, (mode, lines)) in modes.iter().enumerate() {
+        let row = env.insert(&format!("4477009004{n:02}"), &format!("sent with {mode}"));
+        let mut esmed = env.esmed_with_tls(mode, lines);
+        env.wait_all("submission_done", T, &esmed);
+        // The poller, both DB writers, the supervisor and the heartbeat each hold one.
+        assert!(encrypted_connections(&env) >= 4, "{mode}");
+        assert!(esmed.terminate(T).success(), "{mode}");
+        let sent = env.smsc.submits().len();
+        assert!(sent > n, "row {row} reached the SMSC ({mode})");
+    }
+}
+
+#[test]
+fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
+    let pki = TestPki::new("the database's CA");
+    let env = tls_only_env("pg-tls-refused", &pki);
+    let stranger = TestPki::new("some other CA").write_ca(&env.dir.0, "other.crt");
+    let mut esmed = env.esmed_with_tls(
+        "wrong-ca",
+        &format!(
+            "sslmode = verify-full\nsslrootcert = {}",
+            stranger.display()
+        ),
+    );
+    assert_eq!(esmed.wait(T).code(), Some(1));
+    let log = esmed.log();
+    assert!(
+        log.contains("cannot run: PostgreSQL refused the connection")
+            && log.contains("invalid peer certificate: UnknownIssuer"),
+        "{log}"
+    );
+
+    // Without TLS this server lets esmed's role nowhere: pg_hba.conf says so.
+    let mut esmed = env.esmed_with_tls("plain", "sslmode = disable");
+    assert_eq!(esmed.wait(T).code(), Some(1));
+    let log = esmed.log();
+    assert!(log.contains("no encryption"), "{log}");
+
+    // A server without TLS when verify-full asks for it.
+    let plain = Env::new("pg-no-tls");
+    let ca = pki.write_ca(&plain.dir.0, "root.crt");
+    let mut esmed = plain.esmed_with_tls(
+        "no-tls",
+        &format!("sslmode = verify-full\nsslrootcert = {}", ca.display()),
+    );
+    assert_eq!(esmed.wait(T).code(), Some(1));
+    let log = esmed.log();
+    assert!(log.contains("server does not support TLS"), "{log}");
+}
