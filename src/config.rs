@@ -49,6 +49,10 @@ pub struct DatabaseConfig {
     /// The CAs to trust for the server's certificate (libpq's `sslrootcert`, a PEM file);
     /// None: the system's trust store.
     pub sslrootcert: Option<PathBuf>,
+    /// Our certificate chain and its key (libpq's `sslcert` and `sslkey`, PEM), for a server
+    /// whose pg_hba.conf asks for a client certificate; both or neither.
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
     pub connect_timeout: Duration,
     /// Shown in `pg_stat_activity`, so a DBA can tell esmed's connections apart.
     pub application_name: String,
@@ -153,6 +157,8 @@ const DATABASE_KEYS: &[&str] = &[
     "pass",
     "sslmode",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
     "connect_timeout",
     "application_name",
 ];
@@ -251,8 +257,8 @@ impl DatabaseConfig {
             ca_file: self.sslrootcert.clone(),
             verify,
             server_name: self.host.clone(),
-            client_cert_file: None,
-            client_key_file: None,
+            client_cert_file: self.sslcert.clone(),
+            client_key_file: self.sslkey.clone(),
         })
     }
 
@@ -292,6 +298,8 @@ impl Default for DatabaseConfig {
             pass: Secret::default(),
             sslmode: SslMode::Prefer,
             sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
             connect_timeout: Duration::from_secs(10),
             application_name: "esmed".to_string(),
         }
@@ -444,10 +452,9 @@ fn read_database(
         // Taken as written: a password may be empty (trust or peer authentication).
         pass: Secret::new(keys.raw("pass").unwrap_or_default()),
         sslmode,
-        sslrootcert: keys
-            .raw("sslrootcert")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
+        sslrootcert: keys.path("sslrootcert"),
+        sslcert: keys.path("sslcert"),
+        sslkey: keys.path("sslkey"),
         connect_timeout: keys.duration(
             "connect_timeout",
             default.connect_timeout,
@@ -479,11 +486,19 @@ fn check_tls(
         ));
         return Ok(());
     }
+    match (&database.sslcert, &database.sslkey) {
+        (Some(_), None) => return Err(keys.bad_value("sslcert", "needs sslkey as well")),
+        (None, Some(_)) => return Err(keys.bad_value("sslkey", "needs sslcert as well")),
+        _ => {}
+    }
     let Some(params) = database.tls_params() else {
         return Ok(());
     };
     match crate::tls::client_config(&params) {
         Ok(_) => Ok(()),
+        Err(e) if database.sslcert.is_some() && e.to_string().contains("client") => {
+            Err(keys.bad_value("sslcert", e.to_string()))
+        }
         Err(e) if keys.raw("sslrootcert").is_some() => {
             Err(keys.bad_value("sslrootcert", e.to_string()))
         }
@@ -885,6 +900,19 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert!(message.contains("[database] sslrootcert:"), "{message}");
         assert!(message.contains("cannot read the CA file"), "{message}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let message = error("[database]\nsslcert = /etc/esmed/pg-cert.pem\n");
+        assert!(message.contains("[database] sslcert:"), "{message}");
+        assert!(message.contains("needs sslkey as well"), "{message}");
+        let message = error("[database]\nsslkey = /etc/esmed/pg-key.pem\n");
+        assert!(message.contains("needs sslcert as well"), "{message}");
+        let message =
+            error("[database]\nsslcert = /nonexistent/cert.pem\nsslkey = /nonexistent/key.pem\n");
+        assert!(message.contains("[database] sslcert:"), "{message}");
+        assert!(message.contains("/nonexistent/cert.pem"), "{message}");
     }
 
     #[test]

@@ -160,12 +160,14 @@ fn client_identity(
             Ok(Some((certs, key)))
         }
         _ => Err(TlsError::Setup(
-            "smpp_tls_cert_file and smpp_tls_key_file go together: set both or neither".into(),
+            "a client certificate file and its key file go together (smpp_tls_cert_file and \
+             smpp_tls_key_file; sslcert and sslkey): set both or neither"
+                .into(),
         )),
     }
 }
 
-/// A private key others on the host can read lets them pose as us to the SMSC: say so (the
+/// A private key others on the host can read lets them pose as us to the SMSC or the database: say so (the
 /// connection goes ahead; the operator decides).
 fn warn_if_exposed(key: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -182,7 +184,7 @@ pub(crate) fn exposed_key_advice(key: &Path, mode: u32) -> Option<String> {
     (mode & 0o077 != 0).then(|| {
         format!(
             "the client key file {} can be read by other users (mode {:03o}): anyone who can \
-             read it can pose as this ESME; make it readable by esmed only (chmod 600)",
+             read it can pose as this esmed; make it readable by esmed only (chmod 600)",
             key.display(),
             mode & 0o777
         )

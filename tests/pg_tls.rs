@@ -15,10 +15,16 @@ use support::{smsc_config, Env};
 const T: Duration = Duration::from_secs(20);
 
 fn tls_only_env(name: &str, pki: &TestPki) -> Env {
+    tls_env(name, pki, None)
+}
+
+/// With `clients`, esmed's role must also show a certificate from that CA.
+fn tls_env(name: &str, pki: &TestPki, clients: Option<&TestPki>) -> Env {
     let cluster = PgCluster::start_with(PgClusterOptions {
         tls: Some(ServerTls {
             cert_pem: pki.chain_pem.clone(),
             key_pem: pki.key_pem.clone(),
+            client_ca_pem: clients.map(|c| c.ca_pem.clone()),
         }),
         ..PgClusterOptions::default()
     })
@@ -105,4 +111,31 @@ fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
     assert!(log.contains("server does not support TLS"), "{log}");
+}
+
+#[test]
+fn a_server_asking_for_a_client_certificate_gets_ours_and_refuses_none() {
+    let pki = TestPki::new("the database's CA");
+    let clients = TestPki::new("the clients' CA");
+    let env = tls_env("pg-tls-client", &pki, Some(&clients));
+    let ca = pki.write_ca(&env.dir.0, "root.crt");
+    let (cert, key) = clients.write_client(&env.dir.0, "esmed");
+    env.add_server(&[]);
+    let verify = format!("sslmode = verify-full\nsslrootcert = {}", ca.display());
+
+    let mut esmed = env.esmed_with_tls("no-cert", &verify);
+    assert_eq!(esmed.wait(T).code(), Some(1));
+    let log = esmed.log();
+    assert!(log.contains("requires a valid client certificate"), "{log}");
+
+    env.insert("447700900500", "sent with a client certificate");
+    let lines = format!(
+        "{verify}\nsslcert = {}\nsslkey = {}",
+        cert.display(),
+        key.display()
+    );
+    let mut esmed = env.esmed_with_tls("cert", &lines);
+    env.wait_all("submission_done", T, &esmed);
+    assert!(encrypted_connections(&env) >= 4);
+    assert!(esmed.terminate(T).success());
 }

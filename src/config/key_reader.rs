@@ -40,6 +40,13 @@ impl<'a> KeyReader<'a> {
         }
     }
 
+    /// A file path; absent or empty means none.
+    pub fn path(&self, key: &'static str) -> Option<std::path::PathBuf> {
+        self.raw(key)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    }
+
     /// A non-empty string; absent means `default`.
     pub fn text(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
         match self.raw(key) {

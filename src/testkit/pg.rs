@@ -46,11 +46,13 @@ pub struct PgClusterOptions {
     pub tls: Option<ServerTls>,
 }
 
-/// A server certificate chain and its key, PEM.
+/// A server certificate chain and its key, PEM; with `client_ca_pem`, roles other than the
+/// superuser must also show a client certificate that CA issued.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerTls {
     pub cert_pem: String,
     pub key_pem: String,
+    pub client_ca_pem: Option<String>,
 }
 
 /// Why a cluster could not be made, started or used.
@@ -142,7 +144,7 @@ impl PgCluster {
             .arg(cluster.data_dir());
         run(copy, "copy the template data directory")?;
         cluster.append_settings(&settings(&options, &cluster.root))?;
-        cluster.write_hba(options.tls.is_some())?;
+        cluster.write_hba(options.tls.as_ref())?;
         if let Some(tls) = &options.tls {
             cluster.write_server_tls(tls)?;
         }
@@ -244,13 +246,20 @@ impl PgCluster {
     /// The superuser is trusted; every other role must give its password, as on a real
     /// installation, so that a wrong password in esmed.conf fails as it would in production
     /// (and, with `tls_only`, come over TLS).
-    fn write_hba(&self, tls_only: bool) -> Result<(), PgError> {
+    fn write_hba(&self, tls: Option<&ServerTls>) -> Result<(), PgError> {
         let path = self.data_dir().join("pg_hba.conf");
-        let others = if tls_only { "hostssl" } else { "host" };
+        let others = match tls {
+            None => "host all all 127.0.0.1/32 scram-sha-256",
+            Some(ServerTls {
+                client_ca_pem: None,
+                ..
+            }) => "hostssl all all 127.0.0.1/32 scram-sha-256",
+            Some(_) => "hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca",
+        };
         let rules = format!(
             "local all all trust\n\
              host all postgres 127.0.0.1/32 trust\n\
-             {others} all all 127.0.0.1/32 scram-sha-256\n"
+             {others}\n"
         );
         fs::write(&path, rules).map_err(|e| io_error(format!("write {}", path.display()), e))
     }
@@ -260,7 +269,11 @@ impl PgCluster {
     fn write_server_tls(&self, tls: &ServerTls) -> Result<(), PgError> {
         use std::os::unix::fs::PermissionsExt;
         let data = self.data_dir();
-        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+        let mut files = vec![("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)];
+        if let Some(client_ca) = &tls.client_ca_pem {
+            files.push(("root.crt", client_ca));
+        }
+        for (name, pem) in files {
             let path = data.join(name);
             let what = || format!("write {}", path.display());
             fs::write(&path, pem).map_err(|e| io_error(what(), e))?;
@@ -531,8 +544,11 @@ fn settings(options: &PgClusterOptions, root: &Path) -> String {
         lines.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
         lines.push_str("pg_stat_statements.track = all\n");
     }
-    if options.tls.is_some() {
+    if let Some(tls) = &options.tls {
         lines.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        if tls.client_ca_pem.is_some() {
+            lines.push_str("ssl_ca_file = 'root.crt'\n");
+        }
     }
     for line in &options.extra {
         lines.push_str(line);
