@@ -474,6 +474,11 @@ fn check_tls(
     database: &DatabaseConfig,
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
+    match (&database.sslcert, &database.sslkey) {
+        (Some(_), None) => return Err(keys.bad_value("sslcert", "needs sslkey as well")),
+        (None, Some(_)) => return Err(keys.bad_value("sslkey", "needs sslcert as well")),
+        _ => {}
+    }
     let strict = !matches!(
         database.sslmode,
         SslMode::Disable | SslMode::Allow | SslMode::Prefer
@@ -486,24 +491,23 @@ fn check_tls(
         ));
         return Ok(());
     }
-    match (&database.sslcert, &database.sslkey) {
-        (Some(_), None) => return Err(keys.bad_value("sslcert", "needs sslkey as well")),
-        (None, Some(_)) => return Err(keys.bad_value("sslkey", "needs sslcert as well")),
-        _ => {}
-    }
     let Some(params) = database.tls_params() else {
         return Ok(());
     };
-    match crate::tls::client_config(&params) {
-        Ok(_) => Ok(()),
-        Err(e) if database.sslcert.is_some() && e.to_string().contains("client") => {
-            Err(keys.bad_value("sslcert", e.to_string()))
-        }
-        Err(e) if keys.raw("sslrootcert").is_some() => {
-            Err(keys.bad_value("sslrootcert", e.to_string()))
-        }
-        Err(e) => Err(keys.bad_value("sslmode", e.to_string())),
-    }
+    crate::tls::client_config(&params).map(|_| ()).map_err(|e| {
+        // The key whose file the message names; else the mode that asked for TLS.
+        let message = e.to_string();
+        let files = [
+            ("sslrootcert", &database.sslrootcert),
+            ("sslcert", &database.sslcert),
+            ("sslkey", &database.sslkey),
+        ];
+        let named = files.into_iter().find(|(_, file)| {
+            file.as_ref()
+                .is_some_and(|f| message.contains(&f.display().to_string()))
+        });
+        keys.bad_value(named.map_or("sslmode", |(key, _)| key), message)
+    })
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
