@@ -65,7 +65,7 @@ fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
     ];
     for (n, (mode, lines)) in modes.iter().enumerate() {
         let row = env.insert(&format!("4477009004{n:02}"), &format!("sent with {mode}"));
-        let mut esmed = env.esmed_with_tls(mode, lines);
+        let mut esmed = env.esmed_with_tls(mode, lines, "");
         env.wait_all("submission_done", T, &esmed);
         // The poller, both DB writers, the supervisor and the heartbeat each hold one.
         assert!(encrypted_connections(&env) >= 4, "{mode}");
@@ -86,6 +86,7 @@ fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
             "sslmode = verify-full\nsslrootcert = {}",
             stranger.display()
         ),
+        "",
     );
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
@@ -96,7 +97,7 @@ fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
     );
 
     // Without TLS this server lets esmed's role nowhere: pg_hba.conf says so.
-    let mut esmed = env.esmed_with_tls("plain", "sslmode = disable");
+    let mut esmed = env.esmed_with_tls("plain", "sslmode = disable", "");
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
     assert!(log.contains("no encryption"), "{log}");
@@ -107,6 +108,7 @@ fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
     let mut esmed = plain.esmed_with_tls(
         "no-tls",
         &format!("sslmode = verify-full\nsslrootcert = {}", ca.display()),
+        "",
     );
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
@@ -123,7 +125,7 @@ fn a_server_asking_for_a_client_certificate_gets_ours_and_refuses_none() {
     env.add_server(&[]);
     let verify = format!("sslmode = verify-full\nsslrootcert = {}", ca.display());
 
-    let mut esmed = env.esmed_with_tls("no-cert", &verify);
+    let mut esmed = env.esmed_with_tls("no-cert", &verify, "");
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
     assert!(log.contains("requires a valid client certificate"), "{log}");
@@ -134,8 +136,24 @@ fn a_server_asking_for_a_client_certificate_gets_ours_and_refuses_none() {
         cert.display(),
         key.display()
     );
-    let mut esmed = env.esmed_with_tls("cert", &lines);
+    let mut esmed = env.esmed_with_tls("cert", &lines, "");
     env.wait_all("submission_done", T, &esmed);
     assert!(encrypted_connections(&env) >= 4);
+    assert!(esmed.terminate(T).success());
+}
+
+/// The NOTIFY that wakes the poller for a new row comes over the TLS connection too: with the
+/// fallback look once a minute, a row inserted while esmed idles is still sent at once.
+#[test]
+fn a_row_inserted_while_esmed_idles_is_sent_at_once_over_tls() {
+    let pki = TestPki::new("esmed PostgreSQL CA");
+    let env = tls_only_env("pg-tls-notify", &pki);
+    let ca = pki.write_ca(&env.dir.0, "root.crt");
+    env.add_server(&[]);
+    let lines = format!("sslmode = verify-full\nsslrootcert = {}", ca.display());
+    let mut esmed = env.esmed_with_tls("notify", &lines, "poll_interval = 60s");
+    assert!(env.smsc.wait_for_bound(1, T), "esmed bound");
+    env.insert("447700900600", "woken by NOTIFY over TLS");
+    assert!(env.smsc.wait_for_submits(1, Duration::from_secs(10)));
     assert!(esmed.terminate(T).success());
 }

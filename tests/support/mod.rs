@@ -114,9 +114,9 @@ impl Env {
         Esmed::start(&config, log)
     }
 
-    /// [`Env::esmed`] with `tls_lines` (sslmode, sslrootcert) in [database].
-    pub fn esmed_with_tls(&self, name: &str, tls_lines: &str) -> Esmed {
-        let (config, log) = self.write_config_with(name, tls_lines, "", 0o600);
+    /// [`Env::esmed`] with `tls_lines` (sslmode, sslrootcert...) in [database].
+    pub fn esmed_with_tls(&self, name: &str, tls_lines: &str, daemon_extra: &str) -> Esmed {
+        let (config, log) = self.write_config_with(name, tls_lines, daemon_extra, 0o600);
         Esmed::start(&config, log)
     }
 
