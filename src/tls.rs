@@ -247,7 +247,8 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Accepts any certificate but still checks the handshake signatures: smpp_tls_verify = false.
+/// Accepts any certificate but still checks the handshake signatures: smpp_tls_verify = false,
+/// and sslmode prefer or require without sslrootcert (as libpq).
 #[derive(Debug)]
 struct NoVerification(WebPkiSupportedAlgorithms);
 
