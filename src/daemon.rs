@@ -78,8 +78,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         .transpose()?;
     let term_now = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_thread(&term_now)?;
-    let pg = PgConnector::new(&config.database)
-        .map_err(|e| DaemonError::Database(format!("PostgreSQL TLS: {e}")))?;
+    let pg = PgConnector::new(&config.database);
     let Some(mut watch) = connect_at_start(&pg, &signals)? else {
         info!("stopped before PostgreSQL was reachable");
         return Ok(());
@@ -223,7 +222,6 @@ impl Supervisor<'_> {
                     *client = fresh;
                 }
                 Err(e) => {
-                    let e = db::pg("connect")(e);
                     warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
                     return false;
                 }
@@ -450,13 +448,11 @@ fn connect_at_start(
                 return Ok(Some(client));
             }
             Err(e) if db::is_fatal_connect_error(&e) => {
-                let e = db::pg("connect")(e);
                 return Err(DaemonError::Database(format!(
                     "PostgreSQL refused the connection: {e}"
                 )));
             }
             Err(e) => {
-                let e = db::pg("connect")(e);
                 let delay = backoff.next_delay();
                 warn!(
                     "cannot connect to PostgreSQL: {e}; retrying in {} s",

@@ -54,8 +54,7 @@ const LAST_HOUR: &str = "
 
 /// Connects as the config says and reads the report.
 pub fn connect_and_gather(database: &crate::config::DatabaseConfig) -> Result<Report, DbError> {
-    let connector = crate::db::PgConnector::new(database).map_err(DbError::Tls)?;
-    let mut client = connector.connect().map_err(pg("connect"))?;
+    let mut client = crate::db::PgConnector::new(database).connect()?;
     gather(&mut client)
 }
 

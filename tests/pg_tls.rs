@@ -8,9 +8,11 @@ mod support;
 
 use std::time::Duration;
 
+use esmed::config::{DatabaseConfig, Secret, SslMode};
+use esmed::db::{DbError, PgConnector};
 use esmed::testkit::{PgCluster, PgClusterOptions, ServerTls};
 use support::tls::TestPki;
-use support::{smsc_config, Env};
+use support::{smsc_config, Env, DB, ESMED_PASSWORD};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -156,4 +158,36 @@ fn a_row_inserted_while_esmed_idles_is_sent_at_once_over_tls() {
     env.insert("447700900600", "woken by NOTIFY over TLS");
     assert!(env.smsc.wait_for_submits(1, Duration::from_secs(10)));
     assert!(esmed.terminate(T).success());
+}
+
+/// The trust store is read again for each connection, as the SMPP side's is, so a renewed CA
+/// or certificate file needs no restart: what is in the file now decides.
+#[test]
+fn each_connection_reads_the_trust_store_as_it_is_now() {
+    let pki = TestPki::new("esmed PostgreSQL CA");
+    let env = tls_only_env("pg-tls-reread", &pki);
+    let ca = pki.write_ca(&env.dir.0, "root.crt");
+    let database = DatabaseConfig {
+        host: env.cluster.host().to_string(),
+        port: env.cluster.port(),
+        name: DB.to_string(),
+        pass: Secret::new(ESMED_PASSWORD),
+        sslmode: SslMode::VerifyFull,
+        sslrootcert: Some(ca.clone()),
+        ..DatabaseConfig::default()
+    };
+    let connector = PgConnector::new(&database);
+    assert!(connector.connect().is_ok(), "the database's CA");
+
+    std::fs::write(&ca, TestPki::new("another CA").ca_pem).expect("replace the CA file");
+    let error = connector.connect().err().expect("another CA only");
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+
+    std::fs::remove_file(&ca).expect("remove the CA file");
+    let error = connector.connect().err().expect("no CA file");
+    assert!(matches!(error, DbError::Tls(_)), "{error}");
+    assert!(error.to_string().contains("root.crt"), "{error}");
+
+    pki.write_ca(&env.dir.0, "root.crt");
+    assert!(connector.connect().is_ok(), "the CA file back");
 }

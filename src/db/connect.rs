@@ -12,30 +12,25 @@ use postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::DatabaseConfig;
-use crate::tls::{client_config, TlsError};
+use crate::db::{pg, DbError};
+use crate::tls::{client_config, TlsParams};
 
 /// Opens connections as `[database]` says; cheap to clone, one per thread.
 #[derive(Clone)]
 pub struct PgConnector {
     config: postgres::Config,
     /// None: plain connections only.
-    tls: Option<MakeRustlsConnect>,
+    tls: Option<TlsParams>,
 }
 
 impl PgConnector {
-    /// Reads the trust store `sslrootcert` names (once: a renewed CA file takes a restart).
-    pub fn new(database: &DatabaseConfig) -> Result<PgConnector, TlsError> {
-        let tls = match database.tls_params() {
-            Some(params) => {
-                let config = Arc::unwrap_or_clone(client_config(&params)?);
-                Some(MakeRustlsConnect::new(config))
-            }
-            None => None,
-        };
-        Ok(PgConnector {
+    /// The files `[database]` names are read at each connection (config loading has checked
+    /// them once already), so a renewed certificate is used from the next reconnect on.
+    pub fn new(database: &DatabaseConfig) -> PgConnector {
+        PgConnector {
             config: database.pg_config(),
-            tls,
-        })
+            tls: database.tls_params(),
+        }
     }
 
     /// Plain connections with these settings: tests and tools on a local cluster.
@@ -43,10 +38,14 @@ impl PgConnector {
         PgConnector { config, tls: None }
     }
 
-    pub fn connect(&self) -> Result<Client, postgres::Error> {
+    pub fn connect(&self) -> Result<Client, DbError> {
         match &self.tls {
-            Some(tls) => self.config.connect(tls.clone()),
-            None => self.config.connect(NoTls),
+            Some(params) => {
+                let tls = client_config(params).map_err(DbError::Tls)?;
+                let tls = MakeRustlsConnect::new(Arc::unwrap_or_clone(tls));
+                self.config.connect(tls).map_err(pg("connect"))
+            }
+            None => self.config.connect(NoTls).map_err(pg("connect")),
         }
     }
 }

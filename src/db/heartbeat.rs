@@ -264,7 +264,7 @@ impl Heartbeat {
     fn connected(&mut self) -> Result<&mut Client, DbError> {
         let client = match self.client.take() {
             Some(client) if !client.is_closed() => client,
-            _ => self.config.pg.connect().map_err(pg("connect"))?,
+            _ => self.config.pg.connect()?,
         };
         Ok(self.client.insert(client))
     }

@@ -111,15 +111,22 @@ impl std::error::Error for DbError {
     }
 }
 
-/// True when PostgreSQL refused a connection for a reason that retrying will not fix: a wrong
-/// password, an unknown role or database, no permission to connect; or the TLS that
-/// `sslmode` asks for failed (see [`connect::is_tls_refusal`]).
-pub fn is_fatal_connect_error(error: &postgres::Error) -> bool {
-    let refused = error.code().is_some_and(|code| {
-        let code = code.code();
-        code.starts_with("28") || code == "3D000" || code == "42501"
-    });
-    refused || connect::is_tls_refusal(error)
+/// True when a connection failed for a reason that retrying will not fix: PostgreSQL refused
+/// us (a wrong password, an unknown role or database, no permission to connect), the TLS
+/// that `sslmode` asks for failed (see [`connect::is_tls_refusal`]), or its files could not
+/// be read.
+pub fn is_fatal_connect_error(error: &DbError) -> bool {
+    match error {
+        DbError::Postgres { source, .. } => {
+            let refused = source.code().is_some_and(|code| {
+                let code = code.code();
+                code.starts_with("28") || code == "3D000" || code == "42501"
+            });
+            refused || connect::is_tls_refusal(source)
+        }
+        DbError::Tls(_) => true,
+        DbError::ConnectionClosed { .. } | DbError::UnexpectedValue { .. } => false,
+    }
 }
 
 /// After a DB thread's failed connection attempt: says so (log and esmed_status.last_error)

@@ -342,7 +342,7 @@ fn later(so_far: Option<(u8, i32)>, row: Option<&TxRow>) -> Option<(u8, i32)> {
 }
 
 fn connect_claimer(pg: &PgConnector) -> Result<Client, db::DbError> {
-    let mut client = pg.connect().map_err(db::pg("connect"))?;
+    let mut client = pg.connect()?;
     db::prepare_claimer(&mut client)?;
     Ok(client)
 }

@@ -441,7 +441,7 @@ impl DbWriter {
 /// A connection for a writer of `role`, planned for its statements for the whole session, so
 /// that a batch needs no SET of its own (a batch of results is then one round trip).
 fn connect(pg: &PgConnector, role: Role) -> Result<Client, db::DbError> {
-    let mut client = pg.connect().map_err(db::pg("connect"))?;
+    let mut client = pg.connect()?;
     let planning = match role {
         Role::Results => Planning::Results,
         Role::Received => Planning::Lookups,
