@@ -950,6 +950,34 @@ fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
     assert_eq!(changes.notifications, 1);
 }
 
+/// A standby reached after a failover answers every write with read_only_sql_transaction:
+/// that is no reason to give up on the rows (they would be sent again), but to keep them and
+/// try again on a new connection.
+#[test]
+fn a_read_only_server_is_transient_not_bad_data() {
+    let cluster = fresh_cluster();
+    let mut esmed = cluster.esmed_client("esmed", "pw").unwrap();
+    esmed
+        .batch_execute("SET default_transaction_read_only = on")
+        .unwrap();
+    let error = db::claim(&mut esmed, 1, LEASE, "a").unwrap_err();
+    assert!(error.to_string().contains("25006"), "{error}");
+    assert!(!error.is_connection_lost(), "{error}");
+    assert!(error.is_transient(), "{error}");
+    // Bad data stays bad data.
+    esmed
+        .batch_execute("SET default_transaction_read_only = off")
+        .unwrap();
+    let error = esmed
+        .batch_execute("SELECT 1/0")
+        .map_err(|e| db::DbError::Postgres {
+            what: "divide",
+            source: e,
+        })
+        .unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+}
+
 #[test]
 fn cluster_survives_a_restart_and_cleans_up() {
     let mut cluster = fresh_cluster();

@@ -136,6 +136,41 @@ fn a_dropped_connection_with_a_full_window_resends_at_most_a_window() {
     assert_no_panic(&esmed);
 }
 
+/// Case 4b: a failover can leave esmed on a standby, where every write is refused as
+/// read-only (25006). The answers the SMSC gave meanwhile are kept and committed once writes
+/// work again: given up on, their rows would be sent a second time when the lease ran out.
+#[test]
+fn results_refused_by_a_read_only_database_are_kept_until_it_takes_writes() {
+    let env = Env::new("readonly");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(1500)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "10")]);
+    env.insert_many(10, "fault case ");
+    let esmed = env.esmed("readonly", "lease = 10s");
+    assert!(env.smsc.wait_for_submits(10, T));
+    // From now on every connection of esmed's is read-only, and its current ones are cut.
+    let mut admin = env.db();
+    admin
+        .batch_execute(
+            "ALTER ROLE esmed SET default_transaction_read_only = on; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'esmed'",
+        )
+        .unwrap();
+    wait_until(T, "a refused commit", &esmed, || {
+        esmed.log().contains("PostgreSQL cannot take now")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    admin
+        .batch_execute("ALTER ROLE esmed RESET default_transaction_read_only")
+        .unwrap();
+    env.wait_all("submission_done", T, &esmed);
+    check_duplicates(&env, 10, 0, &[&esmed]);
+    assert!(esmed.log().contains("25006"), "the reason is logged");
+    assert_no_panic(&esmed);
+}
+
 /// Case 2: Some submits are never answered: the response timer fires and the row is sent again.
 #[test]
 fn unanswered_submits_time_out_and_are_retried() {

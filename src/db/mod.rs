@@ -77,6 +77,28 @@ impl DbError {
             DbError::UnexpectedValue { .. } | DbError::Tls(_) => false,
         }
     }
+
+    /// True when the failure says nothing about the rows: the connection is gone, or the
+    /// server cannot do this work now (a standby, read-only, reached after a failover; a full
+    /// disk; no memory or connections left; a statement cancelled by a timeout or by an
+    /// administrator; a deadlock or serialization failure; a lock not granted; an I/O error).
+    /// The work must be kept and tried again on a fresh connection: splitting a batch of
+    /// results and giving up on its rows would have them sent to the SMSC a second time.
+    pub fn is_transient(&self) -> bool {
+        if self.is_connection_lost() {
+            return true;
+        }
+        let DbError::Postgres { source, .. } = self else {
+            return false;
+        };
+        source.code().is_some_and(|code| {
+            let code = code.code();
+            ["53", "40", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || ["25006", "55P03", "57014"].contains(&code)
+        })
+    }
 }
 
 impl fmt::Display for DbError {

@@ -319,13 +319,18 @@ impl DbWriter {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
                 }
-                Err(e) if client.is_closed() || e.is_connection_lost() => {
+                Err(e) if client.is_closed() || e.is_transient() => {
                     let delay = backoff.next_delay();
+                    let what = if client.is_closed() || e.is_connection_lost() {
+                        "lost PostgreSQL while committing"
+                    } else {
+                        "PostgreSQL cannot take now"
+                    };
                     self.stats.session.report(
                         Level::Warn,
                         format!(
-                            "DB writer: lost PostgreSQL while committing {} results: {e}; \
-                             keeping them and retrying in {} ms",
+                            "DB writer: {what} {} results and received PDUs: {e}; keeping \
+                             them and retrying on a new connection in {} ms",
                             batch.len(),
                             delay.as_millis()
                         ),
