@@ -58,6 +58,15 @@ pub enum DbError {
     Tls(crate::tls::TlsError),
 }
 
+/// Failures of the server, not of the rows, that pass: read-only transaction (a standby),
+/// insufficient resources (disk full, out of memory, too many connections), serialization
+/// failure, deadlock, statement completion unknown, lock not available, query cancelled,
+/// system and I/O errors. Not configuration limits, which a smaller batch may get under.
+const TRANSIENT_SQLSTATES: &[&str] = &[
+    "25006", "53000", "53100", "53200", "53300", "40001", "40P01", "40003", "55P03", "57014",
+    "58000", "58030",
+];
+
 impl DbError {
     /// True when the connection is gone and the caller should reconnect (with backoff) and
     /// retry, rather than treat the data as bad.
@@ -91,13 +100,9 @@ impl DbError {
         let DbError::Postgres { source, .. } = self else {
             return false;
         };
-        source.code().is_some_and(|code| {
-            let code = code.code();
-            ["53", "40", "58"]
-                .iter()
-                .any(|class| code.starts_with(class))
-                || ["25006", "55P03", "57014"].contains(&code)
-        })
+        source
+            .code()
+            .is_some_and(|code| TRANSIENT_SQLSTATES.contains(&code.code()))
     }
 }
 
