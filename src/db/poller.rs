@@ -198,13 +198,10 @@ impl Poller {
             }
             if leases_checked.is_none_or(|at| at.elapsed() >= self.config.lease / 3) {
                 if let Err(e) = self.look_after_leases(leases_checked.is_none()) {
-                    self.supply.stats.session.report(
-                        Level::Warn,
-                        format!("poller: renewing leases failed: {e}; reconnecting"),
-                    );
-                    self.client = None;
+                    self.back_off("renewing leases", &e, &mut backoff, stop);
                     continue;
                 }
+                backoff.reset();
                 leases_checked = Some(Instant::now());
             }
             let room = self.supply.room();
@@ -212,13 +209,12 @@ impl Poller {
             if due && worth_claiming && self.supply.sessions_submit() {
                 match self.claim(room) {
                     // A full claim means more rows are probably pending.
-                    Ok(claimed) => due = claimed == room,
+                    Ok(claimed) => {
+                        backoff.reset();
+                        due = claimed == room;
+                    }
                     Err(e) => {
-                        self.supply.stats.session.report(
-                            Level::Warn,
-                            format!("poller: claiming rows failed: {e}; reconnecting"),
-                        );
-                        self.client = None;
+                        self.back_off("claiming rows", &e, &mut backoff, stop);
                         continue;
                     }
                 }
@@ -312,16 +308,39 @@ impl Poller {
         }
     }
 
+    /// After a failed statement: says so, drops the connection and waits, longer each time
+    /// in a row, before the next try (or until told to stop).
+    fn back_off(
+        &mut self,
+        what: &str,
+        error: &db::DbError,
+        backoff: &mut Backoff,
+        stop: &Receiver<()>,
+    ) {
+        let delay = backoff.next_delay();
+        self.supply.stats.session.report(
+            Level::Warn,
+            format!(
+                "poller: {what} failed: {error}; reconnecting in {} ms",
+                delay.as_millis()
+            ),
+        );
+        self.client = None;
+        // A stop drops the sender: the loop's own check sees it too.
+        let _ = stop.recv_timeout(delay);
+    }
+
     fn reconnect(&mut self, backoff: &mut Backoff) -> bool {
         let connected = connect_claimer(&self.config.pg).and_then(|mut client| {
             db::listen(&mut client)?;
             Ok(client)
         });
         match connected {
+            // The backoff goes on until a claim succeeds: a server that takes connections
+            // but refuses every claim (a standby after a failover) must not be hammered.
             Ok(client) => {
                 self.client = Some(client);
                 self.statements.clear();
-                backoff.reset();
                 true
             }
             Err(e) => {
