@@ -54,7 +54,7 @@ pub enum DbError {
     ConnectionClosed { what: &'static str },
     /// A column held a value the schema should not allow (the schema was changed by hand?).
     UnexpectedValue { column: &'static str, value: String },
-    /// The TLS setup for PostgreSQL (`sslrootcert`) could not be read.
+    /// The TLS files for PostgreSQL (`sslrootcert`, `sslcert`, `sslkey`) could not be used.
     Tls(crate::tls::TlsError),
 }
 
