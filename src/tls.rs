@@ -34,6 +34,11 @@ pub struct TlsParams {
     pub client_key_file: Option<PathBuf>,
 }
 
+/// The TLS error inside an I/O error from a TLS stream, if that is what it is.
+pub fn tls_error_in(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
 /// How much of the server's certificate a client checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {

@@ -13,7 +13,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::DatabaseConfig;
 use crate::db::{pg, DbError};
-use crate::tls::{client_config, TlsParams};
+use crate::tls::{client_config, tls_error_in, TlsParams};
 
 /// Opens connections as `[database]` says; cheap to clone, one per thread.
 #[derive(Clone)]
@@ -57,10 +57,9 @@ impl PgConnector {
 pub fn is_tls_refusal(error: &postgres::Error) -> bool {
     let mut source = error.source();
     while let Some(e) = source {
-        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>())
-        });
+        let rustls_error = e
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| e.downcast_ref::<std::io::Error>().and_then(tls_error_in));
         // tokio-postgres says the last in words only.
         if rustls_error.is_some() || e.to_string() == "server does not support TLS" {
             return true;

@@ -7,13 +7,13 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
-use crate::session::transport::{tls_error_in, Transport};
+use crate::session::transport::Transport;
 use crate::session::{BindKind, SessionParams};
 use crate::smpp::codec::{decode, encode_to_vec};
 use crate::smpp::frame::FrameBuffer;
 use crate::smpp::pdu::{Bind, Body};
 use crate::smpp::{CommandStatus, Pdu};
-use crate::tls::{client_config, TlsError};
+use crate::tls::{client_config, tls_error_in, TlsError};
 
 /// Why a session could not be opened.
 #[derive(Debug)]

@@ -23,12 +23,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
-use crate::tls::TlsError;
-
-/// The TLS error inside an I/O error from a TLS half, if that is what it is.
-pub fn tls_error_in(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref()?.downcast_ref::<rustls::Error>()
-}
+use crate::tls::{tls_error_in, TlsError};
 
 /// A connected stream, ready for SMPP: plain, or TLS with the handshake done.
 pub struct Transport {
@@ -156,7 +151,7 @@ fn handshake(
     stream: &mut TcpStream,
     deadline: Instant,
 ) -> Result<(), HandshakeFailure> {
-    let failure = |e: io::Error| match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    let failure = |e: io::Error| match tls_error_in(&e) {
         Some(error) => HandshakeFailure::Tls(error.clone()),
         None if matches!(
             e.kind(),
