@@ -34,6 +34,11 @@ fn tls_env(name: &str, pki: &TestPki, clients: Option<&TestPki>) -> Env {
     Env::with_cluster(name, cluster, smsc_config())
 }
 
+/// The [database] lines for verify-full against the CAs in `ca`.
+fn verify_full(ca: &std::path::Path) -> String {
+    format!("sslmode = verify-full\nsslrootcert = {}", ca.display())
+}
+
 /// esmed's connections that pg_stat_ssl shows encrypted.
 fn encrypted_connections(env: &Env) -> i64 {
     env.db()
@@ -60,10 +65,7 @@ fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
             format!("sslmode = verify-ca\nsslrootcert = {}", ca.display()),
         ),
         // The certificate names 127.0.0.1, the host esmed connects to.
-        (
-            "verify-full",
-            format!("sslmode = verify-full\nsslrootcert = {}", ca.display()),
-        ),
+        ("verify-full", verify_full(&ca)),
     ];
     for (n, (mode, lines)) in modes.iter().enumerate() {
         let row = env.insert(&format!("4477009004{n:02}"), &format!("sent with {mode}"));
@@ -82,14 +84,7 @@ fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
     let pki = TestPki::new("the database's CA");
     let env = tls_only_env("pg-tls-refused", &pki);
     let stranger = TestPki::new("some other CA").write_ca(&env.dir.0, "other.crt");
-    let mut esmed = env.esmed_with_tls(
-        "wrong-ca",
-        &format!(
-            "sslmode = verify-full\nsslrootcert = {}",
-            stranger.display()
-        ),
-        "",
-    );
+    let mut esmed = env.esmed_with_tls("wrong-ca", &verify_full(&stranger), "");
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
     assert!(
@@ -107,11 +102,7 @@ fn an_untrusted_certificate_or_no_tls_stops_the_start_and_says_why() {
     // A server without TLS when verify-full asks for it.
     let plain = Env::new("pg-no-tls");
     let ca = pki.write_ca(&plain.dir.0, "root.crt");
-    let mut esmed = plain.esmed_with_tls(
-        "no-tls",
-        &format!("sslmode = verify-full\nsslrootcert = {}", ca.display()),
-        "",
-    );
+    let mut esmed = plain.esmed_with_tls("no-tls", &verify_full(&ca), "");
     assert_eq!(esmed.wait(T).code(), Some(1));
     let log = esmed.log();
     assert!(log.contains("server does not support TLS"), "{log}");
@@ -125,7 +116,7 @@ fn a_server_asking_for_a_client_certificate_gets_ours_and_refuses_none() {
     let ca = pki.write_ca(&env.dir.0, "root.crt");
     let (cert, key) = clients.write_client(&env.dir.0, "esmed");
     env.add_server(&[]);
-    let verify = format!("sslmode = verify-full\nsslrootcert = {}", ca.display());
+    let verify = verify_full(&ca);
 
     let mut esmed = env.esmed_with_tls("no-cert", &verify, "");
     assert_eq!(esmed.wait(T).code(), Some(1));
@@ -152,7 +143,7 @@ fn a_row_inserted_while_esmed_idles_is_sent_at_once_over_tls() {
     let env = tls_only_env("pg-tls-notify", &pki);
     let ca = pki.write_ca(&env.dir.0, "root.crt");
     env.add_server(&[]);
-    let lines = format!("sslmode = verify-full\nsslrootcert = {}", ca.display());
+    let lines = verify_full(&ca);
     let mut esmed = env.esmed_with_tls("notify", &lines, "poll_interval = 60s");
     assert!(env.smsc.wait_for_bound(1, T), "esmed bound");
     env.insert("447700900600", "woken by NOTIFY over TLS");
