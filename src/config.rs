@@ -275,7 +275,7 @@ impl DatabaseConfig {
             .ssl_mode(match self.sslmode {
                 _ if self.over_unix_socket() => postgres::config::SslMode::Disable,
                 SslMode::Disable => postgres::config::SslMode::Disable,
-                // The postgres crate has no allow (plain first, then TLS): it tries TLS first.
+                // For allow, `db::PgConnector` tries a plain connection before this one.
                 SslMode::Allow | SslMode::Prefer => postgres::config::SslMode::Prefer,
                 SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
                     postgres::config::SslMode::Require
@@ -443,7 +443,7 @@ fn read_database(
     warnings: &mut Vec<String>,
 ) -> Result<DatabaseConfig, ConfigError> {
     let default = DatabaseConfig::default();
-    let sslmode = keys.sslmode("sslmode", default.sslmode)?;
+    let (sslmode, sslrootcert) = read_trust(keys, default.sslmode)?;
     let database = DatabaseConfig {
         host: keys.text("host", &default.host)?,
         port: keys.port("port", default.port)?,
@@ -452,7 +452,7 @@ fn read_database(
         // Taken as written: a password may be empty (trust or peer authentication).
         pass: Secret::new(keys.raw("pass").unwrap_or_default()),
         sslmode,
-        sslrootcert: keys.path("sslrootcert"),
+        sslrootcert,
         sslcert: keys.path("sslcert"),
         sslkey: keys.path("sslkey"),
         connect_timeout: keys.duration(
@@ -465,6 +465,27 @@ fn read_database(
     };
     check_tls(keys, &database, warnings)?;
     Ok(database)
+}
+
+/// `sslmode` and `sslrootcert`, which libpq 16 ties together: `sslrootcert = system` means the
+/// system's trust store (esmed's default anyway) and makes `verify-full` the default sslmode,
+/// a weaker one an error, since the system store trusts every public CA and only the host
+/// name then tells our server from anyone else's.
+fn read_trust(
+    keys: &KeyReader<'_>,
+    default: SslMode,
+) -> Result<(SslMode, Option<PathBuf>), ConfigError> {
+    if keys.raw("sslrootcert") != Some("system") {
+        return Ok((keys.sslmode("sslmode", default)?, keys.path("sslrootcert")));
+    }
+    match keys.sslmode("sslmode", SslMode::VerifyFull)? {
+        SslMode::VerifyFull => Ok((SslMode::VerifyFull, None)),
+        _ => Err(keys.bad_value(
+            "sslmode",
+            "must be verify-full with sslrootcert = system (as libpq): any public CA's \
+             certificate would do otherwise",
+        )),
+    }
 }
 
 /// Reads the trust store now, so that a missing or broken `sslrootcert` is a config error
@@ -850,7 +871,8 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     fn sslmode_takes_libpq_values_and_sets_how_the_certificate_is_checked() {
         let tls = |text: &str| parse(text).database.tls_params().map(|p| p.verify);
         assert_eq!(tls("[database]\nsslmode = disable\n"), None);
-        // prefer (the default) and allow use TLS when offered, checking nothing, as libpq.
+        // prefer (the default) and allow (after a refused plain connection) use TLS when the
+        // server offers it, checking nothing, as libpq.
         assert_eq!(tls(""), Some(Verify::Off));
         assert_eq!(tls("[database]\nsslmode = Allow\n"), Some(Verify::Off));
         assert_eq!(tls("[database]\nsslmode = require\n"), Some(Verify::Off));
@@ -873,6 +895,32 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             "/etc/esmed/esmed.conf: [database] sslmode: 'maybe' is not an sslmode (disable, \
              allow, prefer, require, verify-ca, verify-full)"
         );
+    }
+
+    #[test]
+    fn sslrootcert_system_means_the_system_store_and_verify_full_as_libpq_16() {
+        let database = parse("[database]\nsslrootcert = system\n").database;
+        assert_eq!(
+            (database.sslmode, &database.sslrootcert),
+            (SslMode::VerifyFull, &None)
+        );
+        let params = database.tls_params().expect("TLS");
+        assert_eq!((params.verify, params.ca_file), (Verify::Full, None));
+        let database = parse("[database]\nsslmode = verify-full\nsslrootcert = system\n").database;
+        assert_eq!(database.sslmode, SslMode::VerifyFull);
+        for mode in ["disable", "allow", "prefer", "require", "verify-ca"] {
+            let message = error(&format!(
+                "[database]\nsslmode = {mode}\nsslrootcert = system\n"
+            ));
+            assert_eq!(
+                message,
+                format!(
+                    "/etc/esmed/esmed.conf: [database] sslmode: '{mode}' must be verify-full \
+                     with sslrootcert = system (as libpq): any public CA's certificate would \
+                     do otherwise"
+                )
+            );
+        }
     }
 
     #[test]

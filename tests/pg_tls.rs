@@ -58,6 +58,8 @@ fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
     let ca = pki.write_ca(&env.dir.0, "root.crt");
     env.add_server(&[]);
     let modes = [
+        // allow: the plain connection is refused (hostssl), so it comes over TLS.
+        ("allow", String::from("sslmode = allow")),
         ("prefer", String::from("sslmode = prefer")),
         ("require", String::from("sslmode = require")),
         (
@@ -77,6 +79,41 @@ fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
         let sent = env.smsc.submits().len();
         assert!(sent > n, "row {row} reached the SMSC ({mode})");
     }
+}
+
+/// allow and prefer differ where the server takes both: allow stays plain, prefer encrypts.
+/// The superuser may come in either way (pg_hba.conf's `host` line), so it shows the difference.
+#[test]
+fn allow_connects_plain_where_the_server_lets_it_and_prefer_uses_tls() {
+    let pki = TestPki::new("esmed PostgreSQL CA");
+    let env = tls_only_env("pg-tls-allow", &pki);
+    let encrypted = |sslmode: SslMode| -> bool {
+        let database = DatabaseConfig {
+            host: env.cluster.host().to_string(),
+            port: env.cluster.port(),
+            name: DB.to_string(),
+            user: esmed::testkit::pg::SUPERUSER.to_string(),
+            sslmode,
+            ..DatabaseConfig::default()
+        };
+        let mut client = PgConnector::new(&database).connect().expect("connect");
+        client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .expect("read pg_stat_ssl")
+            .get(0)
+    };
+    assert!(
+        !encrypted(SslMode::Allow),
+        "allow: plain when the server takes it"
+    );
+    assert!(
+        encrypted(SslMode::Prefer),
+        "prefer: TLS when the server offers it"
+    );
+    assert!(!encrypted(SslMode::Disable), "disable");
 }
 
 #[test]
