@@ -95,6 +95,24 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         stderr.contains("CPU µs per message, first slice -> last: PostgreSQL"),
         "{stderr}"
     );
+    // The drain slice by slice: each of its ten slices wrote WAL, and the gauge ran.
+    for what in ["WAL bytes/msg", "pace gauge µs"] {
+        let prefix = format!("slices, {what}: ");
+        let line = stderr
+            .lines()
+            .find_map(|l| l.split_once(&prefix).map(|(_, figures)| figures))
+            .unwrap_or_else(|| panic!("no {what} line\n{stderr}"));
+        let figures: Vec<f64> = line.split(' ').map(|f| f.parse().unwrap()).collect();
+        assert_eq!(figures.len(), 10, "{line}");
+        assert!(figures.iter().all(|&f| f > 0.0), "{line}");
+    }
+    for line in [
+        "PostgreSQL CPU µs/msg",
+        "blocks read/msg",
+        "blocks written by backends/msg",
+    ] {
+        assert!(stderr.contains(&format!("slices, {line}: ")), "{stderr}");
+    }
     let trend = stdout
         .lines()
         .find(|l| l.contains("fitted trend, last vs first"))

@@ -7,6 +7,7 @@
 
 mod ceilings;
 mod journal;
+mod pace;
 mod procs;
 mod report;
 mod rig;

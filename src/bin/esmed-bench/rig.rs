@@ -276,6 +276,23 @@ impl Rig {
         Ok((updates, hot))
     }
 
+    /// PostgreSQL's I/O so far: WAL written (exact), and the blocks its backends read from
+    /// outside shared_buffers and wrote out of it themselves (counted by the backends and
+    /// published up to a second late).
+    pub fn pg_io(&mut self) -> Result<PgIo, BenchError> {
+        let [wal_bytes, blocks_read, backend_writes] = self.counters(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0')::int8, \
+             (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()), \
+             (SELECT buffers_backend FROM pg_stat_bgwriter)",
+            "read PostgreSQL's I/O counters",
+        )?;
+        Ok(PgIo {
+            wal_bytes,
+            blocks_read,
+            backend_writes,
+        })
+    }
+
     /// The `N` bigint columns of the one row `sql` returns, negatives read as 0.
     fn counters<const N: usize>(
         &mut self,
@@ -410,6 +427,8 @@ impl Rig {
                 samples.push(Progress {
                     arrived,
                     cpu: rig.snapshot(Some(run)),
+                    pace: crate::pace::now(),
+                    pg_io: rig.pg_io()?,
                 });
                 next_sample += every;
             }
@@ -473,11 +492,22 @@ impl Rig {
     }
 }
 
-/// How many submit_sm had reached the SMSC, and the CPU ticks then.
+/// How many submit_sm had reached the SMSC, the CPU ticks then, and the machine's pace (see
+/// `pace::now`).
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
     pub arrived: u64,
     pub cpu: CpuSnapshot,
+    pub pace: Duration,
+    pub pg_io: PgIo,
+}
+
+/// PostgreSQL's I/O counters at one moment (see [`Rig::pg_io`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PgIo {
+    pub wal_bytes: u64,
+    pub blocks_read: u64,
+    pub backend_writes: u64,
 }
 
 /// CPU ticks of each party at one moment.

@@ -282,12 +282,19 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
             let shape: Vec<String> = rates.iter().map(|r| format!("{:.0}", r / 1000.0)).collect();
             outcome.note(format!("slices, k msg/s: {}", shape.join(" ")));
         }
+        let slices: Vec<Stretch> = (0..rates.len() as u64)
+            .filter_map(|i| {
+                let at = i * slice as u64;
+                stretch(&progress, at, at + slice as u64, rig.ticks_per_second)
+            })
+            .collect();
+        note_slices(&mut outcome, &slices);
         if let Some(trend) = trend_last_vs_first_pct(&rates) {
             outcome.set("trend_last_vs_first_pct", trend);
         }
         let tail = (pending as usize).saturating_sub(slice) as u64;
-        let first = stretch_cpu(&progress, 0, slice as u64, rig.ticks_per_second);
-        let last = stretch_cpu(&progress, tail, pending, rig.ticks_per_second);
+        let first = stretch(&progress, 0, slice as u64, rig.ticks_per_second);
+        let last = stretch(&progress, tail, pending, rig.ticks_per_second);
         if let (Some(first), Some(last)) = (first, last) {
             note_cpu_per_slice(&mut outcome, &first, &last);
         }
@@ -303,32 +310,64 @@ pub fn backlog(rig: &mut Rig) -> Result<Outcome, BenchError> {
 /// How often the backlog notes its progress with a CPU snapshot.
 const PROGRESS_SAMPLES: Duration = Duration::from_millis(100);
 
-/// CPU per message of each party over the stretch of a drain from the `from`th submit_sm to
-/// the `to`th (widened to the samples around it): whether a slower stretch cost more work or
-/// the same work took longer.
-fn stretch_cpu(progress: &[Progress], from: u64, to: u64, tps: f64) -> Option<StretchCpu> {
-    let start = progress.iter().rev().find(|p| p.arrived <= from)?;
-    let end = progress.iter().find(|p| p.arrived >= to)?;
-    let messages = end.arrived.checked_sub(start.arrived).filter(|&m| m > 0)? as f64;
-    let split = CpuSplit::between(&start.cpu, &end.cpu, tps);
+/// What each party spent per message over the stretch of a drain from the `from`th submit_sm
+/// to the `to`th (widened to the samples around it), and the machine's pace then: whether a
+/// slower stretch cost more work (and which), or the same work took longer.
+fn stretch(progress: &[Progress], from: u64, to: u64, tps: f64) -> Option<Stretch> {
+    let start = progress.iter().rposition(|p| p.arrived <= from)?;
+    let end = start + progress[start..].iter().position(|p| p.arrived >= to)?;
+    let (a, b) = (&progress[start], &progress[end]);
+    let messages = b.arrived.checked_sub(a.arrived).filter(|&m| m > 0)? as f64;
+    let split = CpuSplit::between(&a.cpu, &b.cpu, tps);
     let us = |seconds: f64| seconds * 1e6 / messages;
-    Some(StretchCpu {
+    let per_message = |x: u64, y: u64| y.saturating_sub(x) as f64 / messages;
+    let mut paces: Vec<Duration> = progress[start..=end].iter().map(|p| p.pace).collect();
+    paces.sort();
+    Some(Stretch {
         postgres_us: us(split.postgres),
         esmed_us: us(split.esmed),
         smsc_us: us(split.smsc),
         machine_busy_pct: split.machine_busy_pct,
+        pace_us: paces[paces.len() / 2].as_secs_f64() * 1e6,
+        wal_bytes: per_message(a.pg_io.wal_bytes, b.pg_io.wal_bytes),
+        blocks_read: per_message(a.pg_io.blocks_read, b.pg_io.blocks_read),
+        backend_writes: per_message(a.pg_io.backend_writes, b.pg_io.backend_writes),
     })
 }
 
-/// CPU µs per message of each party, and how busy the machine was, over a stretch.
-struct StretchCpu {
+/// Per message over a stretch: CPU µs of each party, and PostgreSQL's WAL bytes, blocks
+/// read from outside shared_buffers and blocks its backends wrote out; how busy the machine
+/// was, and the median of the pace gauge (`pace::now`, µs).
+struct Stretch {
     postgres_us: f64,
     esmed_us: f64,
     smsc_us: f64,
     machine_busy_pct: f64,
+    pace_us: f64,
+    wal_bytes: f64,
+    blocks_read: f64,
+    backend_writes: f64,
 }
 
-fn note_cpu_per_slice(outcome: &mut Outcome, first: &StretchCpu, last: &StretchCpu) {
+/// The drain slice by slice: each figure of [`Stretch`] on a line of its own, so that a
+/// slower stretch shows beside what changed with it.
+fn note_slices(outcome: &mut Outcome, slices: &[Stretch]) {
+    let line = |what: &str, figure: fn(&Stretch) -> String| {
+        let figures: Vec<String> = slices.iter().map(figure).collect();
+        format!("slices, {what}: {}", figures.join(" "))
+    };
+    outcome.note(line("pace gauge µs", |s| format!("{:.0}", s.pace_us)));
+    outcome.note(line("PostgreSQL CPU µs/msg", |s| {
+        format!("{:.1}", s.postgres_us)
+    }));
+    outcome.note(line("WAL bytes/msg", |s| format!("{:.0}", s.wal_bytes)));
+    outcome.note(line("blocks read/msg", |s| format!("{:.2}", s.blocks_read)));
+    outcome.note(line("blocks written by backends/msg", |s| {
+        format!("{:.2}", s.backend_writes)
+    }));
+}
+
+fn note_cpu_per_slice(outcome: &mut Outcome, first: &Stretch, last: &Stretch) {
     for (slice, cpu) in [("first", first), ("last", last)] {
         outcome.set(
             &format!("{slice}_slice_postgres_us_per_msg"),
@@ -340,6 +379,8 @@ fn note_cpu_per_slice(outcome: &mut Outcome, first: &StretchCpu, last: &StretchC
             &format!("{slice}_slice_machine_busy_pct"),
             cpu.machine_busy_pct,
         );
+        outcome.set(&format!("{slice}_slice_pace_gauge_us"), cpu.pace_us);
+        outcome.set(&format!("{slice}_slice_wal_bytes_per_msg"), cpu.wal_bytes);
     }
     outcome.note(format!(
         "CPU µs per message, first slice -> last: PostgreSQL {:.1} -> {:.1}, esmed {:.1} -> \
@@ -392,15 +433,22 @@ fn trend_last_vs_first_pct(rates: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rig::CpuSnapshot;
+    use crate::rig::{CpuSnapshot, PgIo};
 
     #[test]
     fn a_stretch_costs_what_was_spent_between_the_samples_around_it() {
         let at = Instant::now();
-        // PostgreSQL spends 10 ticks per 50 messages, then 20: twice the work per message.
+        // PostgreSQL spends 10 ticks per 50 messages, then 20: twice the work per message,
+        // and writes 100 bytes of WAL a message throughout; the machine slows at the end.
         let progress: Vec<Progress> = [(0, 0), (50, 10), (100, 20), (150, 40), (200, 60)]
             .into_iter()
             .map(|(arrived, postgres)| Progress {
+                pace: Duration::from_micros(if arrived < 150 { 40 } else { 50 }),
+                pg_io: PgIo {
+                    wal_bytes: 100 * arrived,
+                    blocks_read: arrived / 50,
+                    backend_writes: 0,
+                },
                 arrived,
                 cpu: CpuSnapshot {
                     at,
@@ -413,16 +461,20 @@ mod tests {
                 },
             })
             .collect();
-        let first = stretch_cpu(&progress, 0, 100, 100.0).unwrap();
-        let last = stretch_cpu(&progress, 100, 200, 100.0).unwrap();
+        let first = stretch(&progress, 0, 100, 100.0).unwrap();
+        let last = stretch(&progress, 100, 200, 100.0).unwrap();
         assert_eq!((first.postgres_us, last.postgres_us), (2000.0, 4000.0));
         assert_eq!(first.esmed_us, 1000.0);
         assert_eq!(last.machine_busy_pct, 50.0);
+        assert_eq!((first.wal_bytes, last.wal_bytes), (100.0, 100.0));
+        assert_eq!((first.blocks_read, first.backend_writes), (0.02, 0.0));
+        // The median of the gauge over the samples the stretch spans.
+        assert_eq!((first.pace_us, last.pace_us), (40.0, 50.0));
         // A stretch between samples widens to the samples around it.
-        let widened = stretch_cpu(&progress, 30, 60, 100.0).unwrap();
+        let widened = stretch(&progress, 30, 60, 100.0).unwrap();
         assert_eq!(widened.postgres_us, 2000.0);
         // Nothing sampled beyond the end: no figure rather than a wrong one.
-        assert!(stretch_cpu(&progress, 150, 250, 100.0).is_none());
+        assert!(stretch(&progress, 150, 250, 100.0).is_none());
     }
 
     #[test]
