@@ -96,7 +96,13 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "{stderr}"
     );
     // The drain slice by slice: each of its ten slices wrote WAL, and the gauge ran.
-    for what in ["WAL bytes/msg", "pace gauge µs"] {
+    // With --pg-stats, the claims' and the results' work too.
+    for what in [
+        "WAL bytes/msg",
+        "pace gauge µs",
+        "claim blocks hit/msg",
+        "results UPDATE blocks hit/msg",
+    ] {
         let prefix = format!("slices, {what}: ");
         let line = stderr
             .lines()
@@ -108,8 +114,11 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
     }
     for line in [
         "PostgreSQL CPU µs/msg",
+        "blocks hit in shared_buffers/msg",
         "blocks read/msg",
         "blocks written by backends/msg",
+        "claim µs/msg",
+        "results UPDATE µs/msg",
     ] {
         assert!(stderr.contains(&format!("slices, {line}: ")), "{stderr}");
     }

@@ -276,20 +276,52 @@ impl Rig {
         Ok((updates, hot))
     }
 
-    /// PostgreSQL's I/O so far: WAL written (exact), and the blocks its backends read from
-    /// outside shared_buffers and wrote out of it themselves (counted by the backends and
-    /// published up to a second late).
+    /// PostgreSQL's I/O so far: WAL written (exact), and the blocks its backends found in
+    /// shared_buffers, read from outside it and wrote out of it themselves (counted by the
+    /// backends and published up to a second late).
     pub fn pg_io(&mut self) -> Result<PgIo, BenchError> {
-        let [wal_bytes, blocks_read, backend_writes] = self.counters(
-            "SELECT (pg_current_wal_insert_lsn() - '0/0')::int8, \
-             (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()), \
-             (SELECT buffers_backend FROM pg_stat_bgwriter)",
+        let [wal_bytes, blocks_read, blocks_hit, backend_writes] = self.counters(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0')::int8, blks_read, blks_hit, \
+             (SELECT buffers_backend FROM pg_stat_bgwriter) \
+             FROM pg_stat_database WHERE datname = current_database()",
             "read PostgreSQL's I/O counters",
         )?;
+        let statements = if self.options.pg_stats {
+            Some(self.statement_work()?)
+        } else {
+            None
+        };
         Ok(PgIo {
             wal_bytes,
             blocks_read,
+            blocks_hit,
             backend_writes,
+            statements,
+        })
+    }
+
+    /// What the claims and the results UPDATEs have cost so far (pg_stat_statements, which
+    /// counts each execution as it ends).
+    fn statement_work(&mut self) -> Result<StatementWork, BenchError> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT COALESCE(sum(total_exec_time) FILTER (WHERE claim), 0)::float8, \
+                        COALESCE(sum(shared_blks_hit) FILTER (WHERE claim), 0)::int8, \
+                        COALESCE(sum(total_exec_time) FILTER (WHERE results), 0)::float8, \
+                        COALESCE(sum(shared_blks_hit) FILTER (WHERE results), 0)::int8 \
+                 FROM (SELECT *, query LIKE '%SKIP LOCKED%' AS claim, \
+                              query LIKE '%smpp_message_id_key = u.message_id_key%' AS results \
+                       FROM pg_stat_statements) s",
+                &[],
+            )
+            .map_err(BenchError::pg("read pg_stat_statements"))?;
+        let hits = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+        Ok(StatementWork {
+            claim_ms: row.get(0),
+            claim_hits: hits(1),
+            results_ms: row.get(2),
+            results_hits: hits(3),
         })
     }
 
@@ -507,7 +539,22 @@ pub struct Progress {
 pub struct PgIo {
     pub wal_bytes: u64,
     pub blocks_read: u64,
+    /// Blocks found in shared_buffers: a gauge of the work of index and heap scans that
+    /// touch no disk.
+    pub blocks_hit: u64,
     pub backend_writes: u64,
+    /// With --pg-stats.
+    pub statements: Option<StatementWork>,
+}
+
+/// Execution time (ms) and blocks found in shared_buffers of esmed's claims and of its
+/// results UPDATEs (those of rows done), so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatementWork {
+    pub claim_ms: f64,
+    pub claim_hits: u64,
+    pub results_ms: f64,
+    pub results_hits: u64,
 }
 
 /// CPU ticks of each party at one moment.

@@ -331,12 +331,22 @@ fn stretch(progress: &[Progress], from: u64, to: u64, tps: f64) -> Option<Stretc
         pace_us: paces[paces.len() / 2].as_secs_f64() * 1e6,
         wal_bytes: per_message(a.pg_io.wal_bytes, b.pg_io.wal_bytes),
         blocks_read: per_message(a.pg_io.blocks_read, b.pg_io.blocks_read),
+        blocks_hit: per_message(a.pg_io.blocks_hit, b.pg_io.blocks_hit),
         backend_writes: per_message(a.pg_io.backend_writes, b.pg_io.backend_writes),
+        statements: a.pg_io.statements.zip(b.pg_io.statements).map(|(a, b)| {
+            let us = |x: f64, y: f64| (y - x).max(0.0) * 1000.0 / messages;
+            StatementsPerMessage {
+                claim_us: us(a.claim_ms, b.claim_ms),
+                claim_hits: per_message(a.claim_hits, b.claim_hits),
+                results_us: us(a.results_ms, b.results_ms),
+                results_hits: per_message(a.results_hits, b.results_hits),
+            }
+        }),
     })
 }
 
 /// Per message over a stretch: CPU µs of each party, and PostgreSQL's WAL bytes, blocks
-/// read from outside shared_buffers and blocks its backends wrote out; how busy the machine
+/// found in shared_buffers, read from outside it and written out of it by its backends; how busy the machine
 /// was, and the median of the pace gauge (`pace::now`, µs).
 struct Stretch {
     postgres_us: f64,
@@ -346,7 +356,36 @@ struct Stretch {
     pace_us: f64,
     wal_bytes: f64,
     blocks_read: f64,
+    blocks_hit: f64,
     backend_writes: f64,
+    /// With --pg-stats.
+    statements: Option<StatementsPerMessage>,
+}
+
+impl Stretch {
+    fn statement_work(&self) -> StatementsPerMessage {
+        self.statements.unwrap_or(StatementsPerMessage::ZERO)
+    }
+}
+
+impl StatementsPerMessage {
+    const ZERO: StatementsPerMessage = StatementsPerMessage {
+        claim_us: 0.0,
+        claim_hits: 0.0,
+        results_us: 0.0,
+        results_hits: 0.0,
+    };
+}
+
+/// Per message: execution µs and blocks found in shared_buffers of the claims and of the
+/// results UPDATEs. Exact (pg_stat_statements counts each statement as it ends): whether the
+/// claim costs more as the drain goes on.
+#[derive(Clone, Copy)]
+struct StatementsPerMessage {
+    claim_us: f64,
+    claim_hits: f64,
+    results_us: f64,
+    results_hits: f64,
 }
 
 /// The drain slice by slice: each figure of [`Stretch`] on a line of its own, so that a
@@ -361,10 +400,27 @@ fn note_slices(outcome: &mut Outcome, slices: &[Stretch]) {
         format!("{:.1}", s.postgres_us)
     }));
     outcome.note(line("WAL bytes/msg", |s| format!("{:.0}", s.wal_bytes)));
+    outcome.note(line("blocks hit in shared_buffers/msg", |s| {
+        format!("{:.1}", s.blocks_hit)
+    }));
     outcome.note(line("blocks read/msg", |s| format!("{:.2}", s.blocks_read)));
     outcome.note(line("blocks written by backends/msg", |s| {
         format!("{:.2}", s.backend_writes)
     }));
+    if slices.iter().all(|s| s.statements.is_some()) {
+        outcome.note(line("claim µs/msg", |s| {
+            format!("{:.2}", s.statement_work().claim_us)
+        }));
+        outcome.note(line("claim blocks hit/msg", |s| {
+            format!("{:.1}", s.statement_work().claim_hits)
+        }));
+        outcome.note(line("results UPDATE µs/msg", |s| {
+            format!("{:.2}", s.statement_work().results_us)
+        }));
+        outcome.note(line("results UPDATE blocks hit/msg", |s| {
+            format!("{:.1}", s.statement_work().results_hits)
+        }));
+    }
 }
 
 fn note_cpu_per_slice(outcome: &mut Outcome, first: &Stretch, last: &Stretch) {
@@ -433,7 +489,7 @@ fn trend_last_vs_first_pct(rates: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rig::{CpuSnapshot, PgIo};
+    use crate::rig::{CpuSnapshot, PgIo, StatementWork};
 
     #[test]
     fn a_stretch_costs_what_was_spent_between_the_samples_around_it() {
@@ -447,6 +503,13 @@ mod tests {
                 pg_io: PgIo {
                     wal_bytes: 100 * arrived,
                     blocks_read: arrived / 50,
+                    blocks_hit: 30 * arrived,
+                    statements: Some(StatementWork {
+                        claim_ms: 0.004 * arrived as f64,
+                        claim_hits: 8 * arrived,
+                        results_ms: 0.006 * arrived as f64,
+                        results_hits: 13 * arrived,
+                    }),
                     backend_writes: 0,
                 },
                 arrived,
@@ -468,6 +531,22 @@ mod tests {
         assert_eq!(last.machine_busy_pct, 50.0);
         assert_eq!((first.wal_bytes, last.wal_bytes), (100.0, 100.0));
         assert_eq!((first.blocks_read, first.backend_writes), (0.02, 0.0));
+        assert_eq!(first.blocks_hit, 30.0);
+        let statements = last.statement_work();
+        assert_eq!(
+            (statements.claim_hits, statements.results_hits),
+            (8.0, 13.0)
+        );
+        assert!(
+            (statements.claim_us - 4.0).abs() < 1e-9,
+            "{}",
+            statements.claim_us
+        );
+        assert!(
+            (statements.results_us - 6.0).abs() < 1e-9,
+            "{}",
+            statements.results_us
+        );
         // The median of the gauge over the samples the stretch spans.
         assert_eq!((first.pace_us, last.pace_us), (40.0, 50.0));
         // A stretch between samples widens to the samples around it.
