@@ -130,21 +130,26 @@ impl Rig {
         let rows = self
             .db
             .query(
-                "SELECT total_exec_time, calls, rows, max_exec_time,
+                "SELECT total_exec_time, calls, rows, max_exec_time, plans, total_plan_time,
                         regexp_replace(left(query, 150), '\\s+', ' ', 'g')
                  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
                 &[],
             )
             .map_err(BenchError::pg("read pg_stat_statements"))?;
-        let mut text =
-            String::from("    PostgreSQL statements: total_ms calls rows mean_us max_us query");
+        let mut text = String::from(
+            "    PostgreSQL statements: total_ms calls rows mean_us max_us plans plan_us query",
+        );
         for row in rows {
-            let (total, calls, n, max, query): (f64, i64, i64, f64, String) =
-                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let (total, calls, n, max) = (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (plans, plan_ms, query): (i64, f64, String) = (row.get(4), row.get(5), row.get(6));
+            let (total, calls, n, max): (f64, i64, i64, f64) = (total, calls, n, max);
             let mean_us = 1000.0 * total / calls.max(1) as f64;
             let max_us = 1000.0 * max;
+            // Planning is counted with pg_stat_statements.track_planning = on only.
+            let plan_us = 1000.0 * plan_ms / plans.max(1) as f64;
             text.push_str(&format!(
-                "\n    {total:9.0} {calls:8} {n:9} {mean_us:9.1} {max_us:9.0}  {query}"
+                "\n    {total:9.0} {calls:8} {n:9} {mean_us:9.1} {max_us:9.0} {plans:8} \
+                 {plan_us:7.1}  {query}"
             ));
         }
         Ok(text)
