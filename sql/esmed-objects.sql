@@ -60,26 +60,7 @@ CREATE TABLE smpp_rx_parts (
     PRIMARY KEY (source_addr, destination_addr, ref_kind, reference, total, seq)
 );
 
--- added: the parts of sets already stored in smpp_rx_queue (whole, or incomplete after the
--- timeout), kept for [daemon] mo_reassembly_timeout after that. An SMSC that did not get a
--- part's deliver_sm_resp (the connection broke just after the commit) delivers the part
--- again; without this it would start a new set and, after the timeout, a second row holding
--- a fragment of a message already stored. A part with the same set, number and bytes as one
--- kept here is acknowledged and not stored again.
-CREATE TABLE smpp_rx_parts_done (
-    source_addr varchar NOT NULL,
-    destination_addr varchar NOT NULL,
-    ref_kind varchar NOT NULL,
-    reference integer NOT NULL,
-    total smallint NOT NULL,
-    seq smallint NOT NULL,
-    text_bytes bytea NOT NULL,
-    done_at timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE INDEX smpp_rx_parts_done_part
-    ON smpp_rx_parts_done (source_addr, destination_addr, ref_kind, reference, total, seq);
-CREATE INDEX smpp_rx_parts_done_done_at ON smpp_rx_parts_done (done_at);
+\ir rx-parts-done.sql
 
 -- added: one row per running esmed (its [daemon] instance name), rewritten every
 -- [daemon] heartbeat_interval and deleted at a clean exit. A row whose updated_at is older

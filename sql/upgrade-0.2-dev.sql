@@ -20,20 +20,8 @@ CREATE INDEX IF NOT EXISTS smpp_tx_queue_message_id_key ON smpp_tx_queue (smpp_m
     WHERE smpp_message_id_key IS NOT NULL;
 
 -- Parts of MO sets already stored, so that a part the SMSC delivers again is not stored
--- twice; see esmed-objects.sql.
-CREATE TABLE IF NOT EXISTS smpp_rx_parts_done (
-    source_addr varchar NOT NULL,
-    destination_addr varchar NOT NULL,
-    ref_kind varchar NOT NULL,
-    reference integer NOT NULL,
-    total smallint NOT NULL,
-    seq smallint NOT NULL,
-    text_bytes bytea NOT NULL,
-    done_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS smpp_rx_parts_done_part
-    ON smpp_rx_parts_done (source_addr, destination_addr, ref_kind, reference, total, seq);
-CREATE INDEX IF NOT EXISTS smpp_rx_parts_done_done_at ON smpp_rx_parts_done (done_at);
+-- twice.
+\ir rx-parts-done.sql
 REVOKE ALL ON smpp_rx_parts_done FROM esmed;
 GRANT SELECT, INSERT, DELETE ON smpp_rx_parts_done TO esmed;
 

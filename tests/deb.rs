@@ -90,6 +90,11 @@ fn make_deb_builds_an_installable_package() {
             "-rw-r--r-- root/root",
             "./usr/share/esmed/sql/esmed-objects.sql",
         ),
+        // Included by esmed-objects.sql: db.sql fails without it.
+        (
+            "-rw-r--r-- root/root",
+            "./usr/share/esmed/sql/rx-parts-done.sql",
+        ),
         ("-rw-r--r-- root/root", "./usr/share/man/man8/esmed.8.gz"),
         (
             "-rw-r--r-- root/root",
