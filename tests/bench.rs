@@ -39,6 +39,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         String::from_utf8_lossy(&output.stderr),
     );
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("making 4 WAL segments ready, as a server in service has them"),
+        "{stderr}"
+    );
     let report = std::fs::read_to_string(&json).unwrap();
     for scenario in [
         "burst",
@@ -58,7 +62,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         assert!(rest[..end].contains("\"ok\": true"), "{}", &rest[..end]);
     }
     assert!(
-        report.contains("\"postgresql\": [\"max_wal_size = 8GB\", \"max_wal_size = 2GB\"]"),
+        report.contains(
+            "\"postgresql\": [\"max_wal_size = 8GB\", \"min_wal_size = 2GB\", \
+             \"max_wal_size = 2GB\"]"
+        ),
         "{report}"
     );
     assert!(
@@ -80,7 +87,9 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         assert!(line.contains("msg/s"), "{line}");
     }
     assert!(
-        stdout.contains("postgresql.conf also: max_wal_size = 8GB; max_wal_size = 2GB"),
+        stdout.contains(
+            "postgresql.conf also: max_wal_size = 8GB; min_wal_size = 2GB; max_wal_size = 2GB"
+        ),
         "{stdout}"
     );
     // The diagnostics: statements with their cost, backends with what they waited for.

@@ -41,9 +41,10 @@ USAGE: esmed-bench [OPTIONS]
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
                         --daemon 'strict_resend_bound = false'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
-                        its one setting that is not PostgreSQL's default, max_wal_size = 8GB
-                        (the README's advice for sustained rates); --pg 'max_wal_size = 1GB'
-                        runs with every default. Shown in the table and JSON
+                        its settings that are not PostgreSQL's defaults, max_wal_size = 8GB
+                        and min_wal_size = 2GB (the README's advice for sustained rates);
+                        --pg 'max_wal_size = 1GB' --pg 'min_wal_size = 80MB' runs with every
+                        default. Shown in the table and JSON
   --pg-stats            after each scenario, print PostgreSQL's costliest statements
                         (pg_stat_statements): where its time went
   --pg-waits            after each scenario, print what esmed's PostgreSQL backends were
@@ -56,8 +57,15 @@ USAGE: esmed-bench [OPTIONS]
 /// million-row drain and the slices after it run 10-15 % slower (the checkpointer's writes
 /// share the disk with the commits' fsyncs), so the backlog's last-against-first figure
 /// would tell where that checkpoint fell rather than whether claiming slows as history
-/// grows. The ceilings run on the same cluster, so the ratios compare like with like.
-const ADVISED_PG_SETTINGS: &[&str] = &["max_wal_size = 8GB"];
+/// grows. `min_wal_size` keeps 2 GB of WAL segments for reuse after a checkpoint (see
+/// `rig::warm_wal`), so that commits write into files made earlier, as on a server in
+/// service, even after a quiet spell. The ceilings run on the same cluster, so the ratios
+/// compare like with like.
+const ADVISED_PG_SETTINGS: &[&str] = &["max_wal_size = 8GB", "min_wal_size = 2GB"];
+
+/// WAL segments are 16 MB; `min_wal_size` keeps 2 GB of them.
+const WAL_SEGMENT_BYTES: u64 = 16 << 20;
+const MAX_WAL_SEGMENTS_TO_WARM: u64 = (2 << 30) / WAL_SEGMENT_BYTES;
 
 /// Why a benchmark step failed.
 #[derive(Debug)]
@@ -151,6 +159,19 @@ pub struct Options {
     pub daemon: Vec<String>,
     /// Extra postgresql.conf lines for the bench's cluster.
     pub pg_settings: Vec<String>,
+}
+
+impl Options {
+    /// How many WAL segments to make ready before the scenarios (see `rig::warm_wal`): about
+    /// what the longest stretch between two checkpoints writes, the backlog's load of pending
+    /// and history rows (under 1 KB of WAL a row) or a burst with receipts (under 2 KB a
+    /// row); at least 4, at most the 2 GB `min_wal_size` keeps.
+    pub fn wal_segments_to_warm(&self) -> u32 {
+        let bytes = (self.backlog + self.history).max(2 * self.rows) * 1024;
+        bytes
+            .div_ceil(WAL_SEGMENT_BYTES)
+            .clamp(4, MAX_WAL_SEGMENTS_TO_WARM) as u32
+    }
 }
 
 impl Default for Options {
@@ -310,6 +331,25 @@ mod tests {
     }
 
     #[test]
+    fn the_wal_made_ready_covers_the_backlogs_load_within_min_wal_size() {
+        let default = Options::default();
+        // 2,000,000 rows of about 1 KB of WAL each, in 16 MB segments.
+        assert_eq!(default.wal_segments_to_warm(), 123);
+        let toy = Options {
+            rows: 2000,
+            backlog: 3000,
+            history: 1000,
+            ..Options::default()
+        };
+        assert_eq!(toy.wal_segments_to_warm(), 4);
+        let huge = Options {
+            backlog: 10_000_000,
+            ..Options::default()
+        };
+        assert_eq!(huge.wal_segments_to_warm(), 128);
+    }
+
+    #[test]
     fn quick_sets_small_sizes_and_history_follows_backlog() {
         let o = parse(&["--quick"]).unwrap().unwrap();
         assert_eq!(o.rows, 10_000);
@@ -327,6 +367,13 @@ mod tests {
             .unwrap();
         assert_eq!(o.daemon, ["strict_resend_bound = false"]);
         let o = parse(&["--pg", "max_wal_size = 1GB"]).unwrap().unwrap();
-        assert_eq!(o.pg_settings, ["max_wal_size = 8GB", "max_wal_size = 1GB"]);
+        assert_eq!(
+            o.pg_settings,
+            [
+                "max_wal_size = 8GB",
+                "min_wal_size = 2GB",
+                "max_wal_size = 1GB"
+            ]
+        );
     }
 }

@@ -76,6 +76,11 @@ impl Rig {
             .map_err(BenchError::pg("ask the backend pid"))?
             .get(0);
         let postmaster = procs::read_stat(backend as u32).map_or(0, |s| s.ppid);
+        let segments = options.wal_segments_to_warm();
+        eprintln!(
+            "esmed-bench: making {segments} WAL segments ready, as a server in service has them"
+        );
+        warm_wal(&mut db, segments)?;
         if options.pg_stats {
             db.batch_execute("CREATE EXTENSION pg_stat_statements")
                 .map_err(BenchError::pg("create pg_stat_statements"))?;
@@ -599,6 +604,23 @@ impl CpuSplit {
             machine_busy_pct: 100.0 * b.machine_busy.saturating_sub(a.machine_busy) as f64 / total,
         }
     }
+}
+
+/// Has PostgreSQL make `segments` WAL segment files and recycle them at a checkpoint, as a
+/// server that has been in service has them (`min_wal_size` keeps them). A new cluster
+/// makes each segment when the WAL first reaches it, writing 16 MB of zeros and syncing
+/// them inside whichever commit needs it: in a million-row burst that was a tenth of
+/// PostgreSQL's CPU (perf: XLogFileInit under XLogFlush) and a stall of every commit behind
+/// it, paid by whichever scenario ran first on new WAL, not by the ceilings that followed.
+fn warm_wal(db: &mut Client, segments: u32) -> Result<(), BenchError> {
+    db.batch_execute("CREATE TABLE bench_wal_warmup (x int)")
+        .map_err(BenchError::pg("warm WAL"))?;
+    for _ in 0..segments {
+        db.batch_execute("INSERT INTO bench_wal_warmup VALUES (1); SELECT pg_switch_wal()")
+            .map_err(BenchError::pg("warm WAL"))?;
+    }
+    db.batch_execute("DROP TABLE bench_wal_warmup; CHECKPOINT")
+        .map_err(BenchError::pg("warm WAL"))
 }
 
 /// A temporary directory removed on drop.
