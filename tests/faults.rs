@@ -175,6 +175,54 @@ fn results_refused_by_a_read_only_database_are_kept_until_it_takes_writes() {
     assert_no_panic(&esmed);
 }
 
+/// Case 6b: SIGTERM while PostgreSQL is down and the SMSC's answers are on their way. The stop
+/// gives nothing up while PostgreSQL may come back: it waits, says for which rows and what a
+/// second SIGTERM would cost, and once PostgreSQL is back commits every result and exits 0,
+/// with nothing sent twice.
+#[test]
+fn a_stop_while_postgresql_is_down_waits_for_it_and_says_for_what() {
+    let mut env = Env::new("stopwait");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(1500)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "10")]);
+    env.insert_many(10, "stop case ");
+    let mut esmed = env.esmed("stopwait", "");
+    assert!(env.smsc.wait_for_submits(10, T));
+    env.cluster.stop_fast().expect("stop PostgreSQL");
+    esmed.signal("TERM");
+    wait_until(T, "the stop's notice", &esmed, || {
+        esmed
+            .log()
+            .contains("DB writer: stopping waits for PostgreSQL to commit the results of rows")
+    });
+    let log = esmed.log();
+    assert!(
+        log.contains("possible duplicates, if esmed exits first); a second SIGTERM exits at once"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        alive(&esmed),
+        "still waiting for PostgreSQL\n{}",
+        esmed.log()
+    );
+    env.cluster.start_again().expect("start PostgreSQL again");
+    assert!(esmed.wait(T).success(), "{}", esmed.log());
+    let done: i64 = env
+        .db()
+        .query_one(
+            "SELECT count(*) FROM smpp_tx_queue WHERE submission_done",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 10, "{}", esmed.log());
+    check_duplicates(&env, 10, 0, &[&esmed]);
+    assert!(!esmed.log().contains("panicked"));
+}
+
 /// Case 2: Some submits are never answered: the response timer fires and the row is sent again.
 #[test]
 fn unanswered_submits_time_out_and_are_retried() {

@@ -236,6 +236,27 @@ impl Batch {
         results.chain(rx).collect()
     }
 
+    /// What is at stake while the batch waits for PostgreSQL at a stop, and what giving up
+    /// on it (a second SIGTERM) would mean for it.
+    fn at_stake_at_stop(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.results.is_empty() {
+            parts.push(format!(
+                "the results of {} (rows submitted again when their lease runs out, possible \
+                 duplicates, if esmed exits first)",
+                row_list(self.results.iter().map(|r| r.id))
+            ));
+        }
+        if !self.rx_rows.is_empty() {
+            parts.push(format!(
+                "{} received PDUs (not acknowledged: the SMSC delivers them again if esmed exits \
+                 first)",
+                self.rx_rows.len()
+            ));
+        }
+        parts.join(" and ")
+    }
+
     fn describe(&self) -> String {
         match (self.results.first(), self.rx_rows.first()) {
             (Some(result), _) => format!(
@@ -248,6 +269,18 @@ impl Batch {
             ),
             (None, None) => "empty batch".into(),
         }
+    }
+}
+
+/// "row 7" or "rows 7, 8, 9, ... (40 in all)": the first few ids of a batch, for a log line.
+fn row_list(ids: impl ExactSizeIterator<Item = i32>) -> String {
+    const SHOWN: usize = 10;
+    let count = ids.len();
+    let shown: Vec<String> = ids.take(SHOWN).map(|id| id.to_string()).collect();
+    match count {
+        1 => format!("row {}", shown.join("")),
+        n if n <= SHOWN => format!("rows {}", shown.join(", ")),
+        n => format!("rows {}, ... ({n} in all)", shown.join(", ")),
     }
 }
 
@@ -299,8 +332,10 @@ impl DbWriter {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         // The Arc, not the strings: the rules borrow it while the client is borrowed mutably.
         let config = self.config.clone();
+        let mut stop_noted = false;
         loop {
             if !self.connected(&mut backoff) {
+                self.note_stop_waits(&batch, &mut stop_noted);
                 continue;
             }
             let Some(client) = self.client.as_mut() else {
@@ -336,6 +371,7 @@ impl DbWriter {
                         ),
                     );
                     self.client = None;
+                    self.note_stop_waits(&batch, &mut stop_noted);
                     std::thread::sleep(delay);
                 }
                 Err(e) if batch.len() == 1 => {
@@ -361,6 +397,24 @@ impl DbWriter {
                 }
             }
         }
+    }
+
+    /// Once per batch, while esmed stops: the stop waits for PostgreSQL (nothing is given up
+    /// while it may yet commit), for what, and what a second SIGTERM would cost, so that an
+    /// operator waiting on a stop knows why and can choose.
+    fn note_stop_waits(&self, batch: &Batch, noted: &mut bool) {
+        if *noted || !self.stats.session.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        *noted = true;
+        self.stats.session.report(
+            Level::Warn,
+            format!(
+                "DB writer: stopping waits for PostgreSQL to commit {}; a second SIGTERM exits \
+                 at once",
+                batch.at_stake_at_stop()
+            ),
+        );
     }
 
     /// Whether there is a connection, making one if needed (sleeping on failure).
@@ -689,6 +743,16 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_line_names_the_first_rows_and_how_many() {
+        assert_eq!(row_list([7].into_iter()), "row 7");
+        assert_eq!(row_list([7, 8, 9].into_iter()), "rows 7, 8, 9");
+        assert_eq!(
+            row_list(1..41),
+            "rows 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (40 in all)"
+        );
+    }
 
     #[test]
     fn result_acks_become_one_message_per_session() {
