@@ -145,11 +145,12 @@ pub fn spawn(
             order: order.clone(),
             receipts_may_wait: receipts_may_wait.clone(),
             stats: stats.clone(),
+            ops,
         };
         threads.push(
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || writer.run(&ops))?,
+                .spawn(move || writer.run())?,
         );
     }
     let sender = DbSender {
@@ -172,6 +173,8 @@ struct DbWriter {
     /// batch of results skips looking for receipts that waited for them.
     receipts_may_wait: Arc<AtomicBool>,
     stats: Arc<Stats>,
+    /// What the sessions hand over, for this writer's role.
+    ops: Receiver<Queued>,
 }
 
 /// One commit's worth of work, split by table.
@@ -285,7 +288,7 @@ fn row_list(ids: impl ExactSizeIterator<Item = i32>) -> String {
 }
 
 impl DbWriter {
-    fn run(mut self, ops: &Receiver<Queued>) {
+    fn run(mut self) {
         let mut next_housekeeping = Instant::now();
         loop {
             if self.role == Role::Received && Instant::now() >= next_housekeeping {
@@ -293,9 +296,9 @@ impl DbWriter {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
             }
             let received = match self.role {
-                Role::Received => ops.recv_deadline(next_housekeeping),
+                Role::Received => self.ops.recv_deadline(next_housekeeping),
                 // No housekeeping: wait for work only.
-                Role::Results => ops.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Role::Results => self.ops.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let first = match received {
                 Ok(op) => op,
@@ -305,7 +308,7 @@ impl DbWriter {
             let mut batch = Batch::default();
             batch.push(first);
             while batch.len() < self.config.batch {
-                match ops.try_recv() {
+                match self.ops.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
@@ -407,11 +410,15 @@ impl DbWriter {
             return;
         }
         *noted = true;
+        let behind = match self.ops.len() {
+            0 => String::new(),
+            n => format!(", and {n} more results or received PDUs queued behind them"),
+        };
         self.stats.session.report(
             Level::Warn,
             format!(
-                "DB writer: stopping waits for PostgreSQL to commit {}; a second SIGTERM exits \
-                 at once",
+                "DB writer: stopping waits for PostgreSQL to commit {}{behind}; a second \
+                 SIGTERM exits at once",
                 batch.at_stake_at_stop()
             ),
         );
