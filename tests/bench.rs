@@ -123,6 +123,8 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
     }
     for line in [
         "PostgreSQL CPU µs/msg",
+        "esmed CPU µs/msg",
+        "SMSC CPU µs/msg",
         "blocks hit in shared_buffers/msg",
         "blocks read/msg",
         "blocks written by backends/msg",

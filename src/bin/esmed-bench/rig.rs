@@ -470,6 +470,7 @@ impl Rig {
                     arrived,
                     cpu: rig.snapshot(Some(run)),
                     pace: crate::pace::now(),
+                    cpu_ns: rig.party_cpu_ns(run),
                     pg_io: rig.pg_io()?,
                 });
                 next_sample += every;
@@ -519,6 +520,21 @@ impl Rig {
         Instant::now() + self.options.timeout
     }
 
+    /// Exact CPU time of each party so far (see `procs::cpu_ns`), PostgreSQL's without the
+    /// bench's own monitoring backend.
+    pub fn party_cpu_ns(&self, run: &Run) -> PartyCpuNs {
+        let tps = self.ticks_per_second;
+        let monitor = procs::cpu_ns(self.monitor_backend).unwrap_or(0);
+        let postgres = procs::process_tree_ns(self.postmaster).unwrap_or_else(|| {
+            (procs::process_tree_ticks(self.postmaster) as f64 * 1e9 / tps) as u64
+        });
+        PartyCpuNs {
+            esmed: run.esmed().map_or(0, |e| e.cpu_ns(tps)),
+            smsc: run.smsc.cpu_ns(tps),
+            postgres: postgres.saturating_sub(monitor),
+        }
+    }
+
     pub fn snapshot(&self, run: Option<&Run>) -> CpuSnapshot {
         let (busy, total) = procs::machine_ticks();
         let monitor = procs::read_stat(self.monitor_backend).map_or(0, |s| s.ticks);
@@ -542,6 +558,15 @@ pub struct Progress {
     pub cpu: CpuSnapshot,
     pub pace: Duration,
     pub pg_io: PgIo,
+    pub cpu_ns: PartyCpuNs,
+}
+
+/// CPU nanoseconds of each party at one moment (see [`Rig::party_cpu_ns`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PartyCpuNs {
+    pub esmed: u64,
+    pub smsc: u64,
+    pub postgres: u64,
 }
 
 /// PostgreSQL's I/O counters at one moment (see [`Rig::pg_io`]).

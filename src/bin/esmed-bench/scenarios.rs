@@ -319,14 +319,14 @@ fn stretch(progress: &[Progress], from: u64, to: u64, tps: f64) -> Option<Stretc
     let (a, b) = (&progress[start], &progress[end]);
     let messages = b.arrived.checked_sub(a.arrived).filter(|&m| m > 0)? as f64;
     let split = CpuSplit::between(&a.cpu, &b.cpu, tps);
-    let us = |seconds: f64| seconds * 1e6 / messages;
+    let us = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1000.0 / messages;
     let per_message = |x: u64, y: u64| y.saturating_sub(x) as f64 / messages;
     let mut paces: Vec<Duration> = progress[start..=end].iter().map(|p| p.pace).collect();
     paces.sort();
     Some(Stretch {
-        postgres_us: us(split.postgres),
-        esmed_us: us(split.esmed),
-        smsc_us: us(split.smsc),
+        postgres_us: us(a.cpu_ns.postgres, b.cpu_ns.postgres),
+        esmed_us: us(a.cpu_ns.esmed, b.cpu_ns.esmed),
+        smsc_us: us(a.cpu_ns.smsc, b.cpu_ns.smsc),
         machine_busy_pct: split.machine_busy_pct,
         pace_us: paces[paces.len() / 2].as_secs_f64() * 1e6,
         wal_bytes: per_message(a.pg_io.wal_bytes, b.pg_io.wal_bytes),
@@ -345,9 +345,10 @@ fn stretch(progress: &[Progress], from: u64, to: u64, tps: f64) -> Option<Stretc
     })
 }
 
-/// Per message over a stretch: CPU µs of each party, and PostgreSQL's WAL bytes, blocks
-/// found in shared_buffers, read from outside it and written out of it by its backends; how busy the machine
-/// was, and the median of the pace gauge (`pace::now`, µs).
+/// Per message over a stretch: CPU µs of each party (exact, from the scheduler's statistics),
+/// and PostgreSQL's WAL bytes, blocks found in shared_buffers, read from outside it and
+/// written out of it by its backends; how busy the machine was, and the median of the pace
+/// gauge (`pace::now`, µs).
 struct Stretch {
     postgres_us: f64,
     esmed_us: f64,
@@ -399,6 +400,8 @@ fn note_slices(outcome: &mut Outcome, slices: &[Stretch]) {
     outcome.note(line("PostgreSQL CPU µs/msg", |s| {
         format!("{:.1}", s.postgres_us)
     }));
+    outcome.note(line("esmed CPU µs/msg", |s| format!("{:.2}", s.esmed_us)));
+    outcome.note(line("SMSC CPU µs/msg", |s| format!("{:.2}", s.smsc_us)));
     outcome.note(line("WAL bytes/msg", |s| format!("{:.0}", s.wal_bytes)));
     outcome.note(line("blocks hit in shared_buffers/msg", |s| {
         format!("{:.1}", s.blocks_hit)
@@ -489,7 +492,7 @@ fn trend_last_vs_first_pct(rates: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rig::{CpuSnapshot, PgIo, StatementWork};
+    use crate::rig::{CpuSnapshot, PartyCpuNs, PgIo, StatementWork};
 
     #[test]
     fn a_stretch_costs_what_was_spent_between_the_samples_around_it() {
@@ -500,6 +503,11 @@ mod tests {
             .into_iter()
             .map(|(arrived, postgres)| Progress {
                 pace: Duration::from_micros(if arrived < 150 { 40 } else { 50 }),
+                cpu_ns: PartyCpuNs {
+                    esmed: arrived * 1_000_000,
+                    smsc: 0,
+                    postgres: postgres * 10_000_000,
+                },
                 pg_io: PgIo {
                     wal_bytes: 100 * arrived,
                     blocks_read: arrived / 50,
