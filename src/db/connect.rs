@@ -1,10 +1,9 @@
 //! How esmed's threads reach PostgreSQL: the connection settings of `[database]`, with TLS as
 //! `sslmode` asks, the way libpq (and so the older daemon) does it. `disable`: never; `allow`:
 //! only when the server refuses a plain connection; `prefer`: when the server offers it;
-//! `require`: always, without checking whose
-//! certificate it is (unless `sslrootcert` is set, then as `verify-ca`); `verify-ca`: a
-//! certificate from a trusted CA; `verify-full`: one for the host name as well. TLS does not
-//! apply to a Unix socket.
+//! `require`: always, without checking whose certificate it is (unless `sslrootcert` is set,
+//! then as `verify-ca`); `verify-ca`: a certificate from a trusted CA; `verify-full`: one for
+//! the host name as well. TLS does not apply to a Unix socket.
 
 use std::error::Error as _;
 use std::sync::Arc;
