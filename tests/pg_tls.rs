@@ -34,6 +34,17 @@ fn tls_env(name: &str, pki: &TestPki, clients: Option<&TestPki>) -> Env {
     Env::with_cluster(name, cluster, smsc_config())
 }
 
+/// `[database]` for the test's cluster, as esmed's role with its password; the rest defaults.
+fn database_of(env: &Env) -> DatabaseConfig {
+    DatabaseConfig {
+        host: env.cluster.host().to_string(),
+        port: env.cluster.port(),
+        name: DB.to_string(),
+        pass: Secret::new(ESMED_PASSWORD),
+        ..DatabaseConfig::default()
+    }
+}
+
 /// The [database] lines for verify-full against the CAs in `ca`.
 fn verify_full(ca: &std::path::Path) -> String {
     format!("sslmode = verify-full\nsslrootcert = {}", ca.display())
@@ -89,12 +100,10 @@ fn allow_connects_plain_where_the_server_lets_it_and_prefer_uses_tls() {
     let env = tls_only_env("pg-tls-allow", &pki);
     let encrypted = |sslmode: SslMode| -> bool {
         let database = DatabaseConfig {
-            host: env.cluster.host().to_string(),
-            port: env.cluster.port(),
-            name: DB.to_string(),
             user: esmed::testkit::pg::SUPERUSER.to_string(),
+            pass: Secret::default(),
             sslmode,
-            ..DatabaseConfig::default()
+            ..database_of(&env)
         };
         let mut client = PgConnector::new(&database).connect().expect("connect");
         client
@@ -196,13 +205,9 @@ fn each_connection_reads_the_trust_store_as_it_is_now() {
     let env = tls_only_env("pg-tls-reread", &pki);
     let ca = pki.write_ca(&env.dir.0, "root.crt");
     let database = DatabaseConfig {
-        host: env.cluster.host().to_string(),
-        port: env.cluster.port(),
-        name: DB.to_string(),
-        pass: Secret::new(ESMED_PASSWORD),
         sslmode: SslMode::VerifyFull,
         sslrootcert: Some(ca.clone()),
-        ..DatabaseConfig::default()
+        ..database_of(&env)
     };
     let connector = PgConnector::new(&database);
     assert!(connector.connect().is_ok(), "the database's CA");
