@@ -521,7 +521,10 @@ impl Rig {
     }
 
     /// Exact CPU time of each party so far (see `procs::cpu_ns`), PostgreSQL's without the
-    /// bench's own monitoring backend.
+    /// bench's own monitoring backend: for stretches of a drain, where every thread lives
+    /// throughout. [`Rig::snapshot`] stays in ticks because it also counts backends that have
+    /// ended (a ceiling's connections close before its last snapshot), which no scheduler
+    /// statistic outlives.
     pub fn party_cpu_ns(&self, run: &Run) -> PartyCpuNs {
         let tps = self.ticks_per_second;
         let monitor = procs::cpu_ns(self.monitor_backend).unwrap_or(0);

@@ -365,23 +365,14 @@ struct Stretch {
 
 impl Stretch {
     fn statement_work(&self) -> StatementsPerMessage {
-        self.statements.unwrap_or(StatementsPerMessage::ZERO)
+        self.statements.unwrap_or_default()
     }
-}
-
-impl StatementsPerMessage {
-    const ZERO: StatementsPerMessage = StatementsPerMessage {
-        claim_us: 0.0,
-        claim_hits: 0.0,
-        results_us: 0.0,
-        results_hits: 0.0,
-    };
 }
 
 /// Per message: execution µs and blocks found in shared_buffers of the claims and of the
 /// results UPDATEs. Exact (pg_stat_statements counts each statement as it ends): whether the
 /// claim costs more as the drain goes on.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct StatementsPerMessage {
     claim_us: f64,
     claim_hits: f64,
