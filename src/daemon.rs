@@ -84,32 +84,14 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         return Ok(());
     };
     let stats = Arc::new(Stats::default());
-    let (db_tx, db_writers) = db_writer::spawn(
-        DbWriterConfig {
-            pg: pg.clone(),
-            instance: config.daemon.instance.clone(),
-            batch: config.daemon.result_batch as usize,
-            reconnect_max: config.daemon.db_reconnect_max,
-            id_match: config.daemon.receipt_id_match,
-            receipt_match_window: config.daemon.receipt_match_window,
-            mo_reassembly_timeout: config.daemon.mo_reassembly_timeout,
-        },
-        stats.clone(),
-    )
-    .map_err(DaemonError::Thread)?;
+    let (db_tx, db_writers) = db_writer::spawn(db_writer_config(config, &pg), stats.clone())
+        .map_err(DaemonError::Thread)?;
     // Bounded by the poller, which claims no more than the sessions' windows can take.
     let (out_tx, out_rx) = unbounded::<TxRow>();
     let submit_windows = Arc::new(SubmitWindows::default());
     let (poll_stop_tx, poll_stop_rx) = bounded::<()>(0);
     let poller = poller::spawn(
-        PollerConfig {
-            pg: pg.clone(),
-            instance: config.daemon.instance.clone(),
-            lease: config.daemon.lease,
-            poll_interval: config.daemon.poll_interval,
-            reconnect_max: config.daemon.db_reconnect_max,
-            claim_batch: config.daemon.claim_batch.max(1) as usize,
-        },
+        poller_config(config, &pg),
         out_tx,
         submit_windows.clone(),
         poll_stop_rx,
@@ -156,6 +138,31 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         stats.snapshot().describe_since(&Default::default(), 1.0)
     );
     Ok(())
+}
+
+/// The DB writers' part of the configuration.
+fn db_writer_config(config: &Config, pg: &PgConnector) -> DbWriterConfig {
+    DbWriterConfig {
+        pg: pg.clone(),
+        instance: config.daemon.instance.clone(),
+        batch: config.daemon.result_batch as usize,
+        reconnect_max: config.daemon.db_reconnect_max,
+        id_match: config.daemon.receipt_id_match,
+        receipt_match_window: config.daemon.receipt_match_window,
+        mo_reassembly_timeout: config.daemon.mo_reassembly_timeout,
+    }
+}
+
+/// The poller's part of the configuration.
+fn poller_config(config: &Config, pg: &PgConnector) -> PollerConfig {
+    PollerConfig {
+        pg: pg.clone(),
+        instance: config.daemon.instance.clone(),
+        lease: config.daemon.lease,
+        poll_interval: config.daemon.poll_interval,
+        reconnect_max: config.daemon.db_reconnect_max,
+        claim_batch: config.daemon.claim_batch.max(1) as usize,
+    }
 }
 
 struct Supervisor<'a> {

@@ -324,14 +324,7 @@ impl DbWriter {
     /// Commits the batch, reconnecting as long as it takes; isolates an op that PostgreSQL
     /// rejects so that one bad row cannot hold back the rest.
     fn commit_with_retry(&mut self, batch: Batch) {
-        if !batch.rx_rows.is_empty() && !self.order.wait_for(batch.rx_after, ORDER_WAIT) {
-            debug!(
-                "DB writer: results handed over before {} received PDUs are still not committed \
-                 after {} s; storing the PDUs now",
-                batch.rx_rows.len(),
-                ORDER_WAIT.as_secs()
-            );
-        }
+        self.wait_for_earlier_results(&batch);
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         // The Arc, not the strings: the rules borrow it while the client is borrowed mutably.
         let config = self.config.clone();
@@ -349,7 +342,7 @@ impl DbWriter {
                 id_match: config.id_match,
                 receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst),
             };
-            match commit(client, &mut self.statements, &batch, &rules) {
+            let error = match commit(client, &mut self.statements, &batch, &rules) {
                 Ok(kept_waiting) => {
                     if kept_waiting {
                         self.receipts_may_wait.store(true, Ordering::SeqCst);
@@ -357,48 +350,82 @@ impl DbWriter {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
                 }
-                Err(e) if client.is_closed() || e.is_transient() => {
-                    let delay = backoff.next_delay();
-                    let what = if client.is_closed() || e.is_connection_lost() {
-                        "lost PostgreSQL while committing"
-                    } else {
-                        "PostgreSQL cannot take now"
-                    };
-                    self.stats.session.report(
-                        Level::Warn,
-                        format!(
-                            "DB writer: {what} {} results and received PDUs: {e}; keeping \
-                             them and retrying on a new connection in {} ms",
-                            batch.len(),
-                            delay.as_millis()
-                        ),
-                    );
-                    self.client = None;
-                    self.note_stop_waits(&batch, &mut stop_noted);
-                    std::thread::sleep(delay);
-                }
-                Err(e) if batch.len() == 1 => {
-                    self.stats.session.report(
-                        Level::Error,
-                        format!("DB writer: {e}: {}", batch.describe()),
-                    );
-                    self.after_commit(batch, CommandStatus::ESME_RX_T_APPN);
-                    return;
-                }
-                Err(e) => {
-                    self.stats.session.report(
-                        Level::Warn,
-                        format!(
-                            "DB writer: batch of {} rejected: {e}; committing one by one",
-                            batch.len()
-                        ),
-                    );
-                    for single in batch.into_singles() {
-                        self.commit_with_retry(single);
-                    }
-                    return;
-                }
+                Err(e) => e,
+            };
+            if client.is_closed() || error.is_transient() {
+                let lost = client.is_closed() || error.is_connection_lost();
+                let delay = self.keep_for_retry(&batch, &error, lost, &mut backoff);
+                self.note_stop_waits(&batch, &mut stop_noted);
+                std::thread::sleep(delay);
+            } else {
+                self.isolate_rejected(batch, &error);
+                return;
             }
+        }
+    }
+
+    /// Received PDUs are stored after the results handed over before them (a receipt after
+    /// its message's result), waiting a while for those to commit.
+    fn wait_for_earlier_results(&self, batch: &Batch) {
+        if !batch.rx_rows.is_empty() && !self.order.wait_for(batch.rx_after, ORDER_WAIT) {
+            debug!(
+                "DB writer: results handed over before {} received PDUs are still not committed \
+                 after {} s; storing the PDUs now",
+                batch.rx_rows.len(),
+                ORDER_WAIT.as_secs()
+            );
+        }
+    }
+
+    /// PostgreSQL could not take the batch now (`lost`: the connection went): keeps it for a
+    /// new connection, says so, and returns how long to wait before the next attempt.
+    fn keep_for_retry(
+        &mut self,
+        batch: &Batch,
+        error: &db::DbError,
+        lost: bool,
+        backoff: &mut Backoff,
+    ) -> Duration {
+        let delay = backoff.next_delay();
+        let what = if lost {
+            "lost PostgreSQL while committing"
+        } else {
+            "PostgreSQL cannot take now"
+        };
+        self.stats.session.report(
+            Level::Warn,
+            format!(
+                "DB writer: {what} {} results and received PDUs: {error}; keeping them and \
+                 retrying on a new connection in {} ms",
+                batch.len(),
+                delay.as_millis()
+            ),
+        );
+        self.client = None;
+        delay
+    }
+
+    /// PostgreSQL rejected the batch: a single op is given up (its row keeps its lease, a
+    /// received PDU is answered ESME_RX_T_APPN); a larger batch is committed op by op, so
+    /// that only the bad one is.
+    fn isolate_rejected(&mut self, batch: Batch, error: &db::DbError) {
+        if batch.len() == 1 {
+            self.stats.session.report(
+                Level::Error,
+                format!("DB writer: {error}: {}", batch.describe()),
+            );
+            self.after_commit(batch, CommandStatus::ESME_RX_T_APPN);
+            return;
+        }
+        self.stats.session.report(
+            Level::Warn,
+            format!(
+                "DB writer: batch of {} rejected: {error}; committing one by one",
+                batch.len()
+            ),
+        );
+        for single in batch.into_singles() {
+            self.commit_with_retry(single);
         }
     }
 
