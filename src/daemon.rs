@@ -263,6 +263,16 @@ impl Supervisor<'_> {
 
     fn start_sessions(&mut self, row: &ServerRow) {
         let label = server_label(row);
+        let port = match row.tcp_port() {
+            Ok(port) => port,
+            Err(why) => {
+                error!("{label}: {why}: not connecting; esmed reads the row again when it changes");
+                return;
+            }
+        };
+        for note in row.stand_ins() {
+            warn!("{label}: {note}");
+        }
         info!(
             "using server {label}: {}:{}{} as '{}', {}",
             row.host,
@@ -276,7 +286,7 @@ impl Supervisor<'_> {
             }
         );
         for kind in bind_kinds(row) {
-            let params = session_params(row, kind, self.config);
+            let params = session_params(row, port, kind, self.config);
             match runner::spawn(params, self.links.clone()) {
                 Ok(handle) => self.sessions.push(handle),
                 Err(e) => error!("{label}: cannot start the {kind} session thread: {e}"),
@@ -336,7 +346,13 @@ fn seconds(value: i32) -> Duration {
     Duration::from_secs(u64::try_from(value).unwrap_or(0).max(1))
 }
 
-pub fn session_params(row: &ServerRow, kind: BindKind, config: &Config) -> SessionParams {
+/// A session's settings: the server row's, with `port` as [`ServerRow::tcp_port`] gave it.
+pub fn session_params(
+    row: &ServerRow,
+    port: u16,
+    kind: BindKind,
+    config: &Config,
+) -> SessionParams {
     let receives = row.esme_bind_transceiver || row.esme_bind_receiver;
     let receipts = match (receives, row.esme_registered_delivery) {
         (true, true) => ReceiptPolicy::Always,
@@ -350,7 +366,7 @@ pub fn session_params(row: &ServerRow, kind: BindKind, config: &Config) -> Sessi
     SessionParams {
         label: format!("{} {kind}", server_label(row)),
         host: row.host.clone(),
-        port: u16::try_from(row.port).unwrap_or(2775),
+        port,
         system_id: row.esme_system_id.clone(),
         password: row.esme_password.clone(),
         system_type: row.esme_system_type.clone(),

@@ -287,6 +287,42 @@ fn no_enabled_server_idles_until_one_is_enabled() {
 }
 
 #[test]
+fn a_server_row_esmed_cannot_use_as_written_is_reported_not_guessed() {
+    let env = Env::new("badport");
+    let server = env.add_server(&[("smpp_enquire_link_timer", "0")]);
+    env.db()
+        .execute(
+            "UPDATE smpp_servers SET port = 70000 WHERE id = $1",
+            &[&server],
+        )
+        .unwrap();
+    env.insert("447700900123", "waiting for a usable port");
+    let esmed = env.esmed("badport", "");
+    wait_until(T, "the port refused in the log", &esmed, || {
+        esmed.log().contains(&format!(
+            "server {server}: port 70000 is not a TCP port (1-65535): not connecting; esmed \
+             reads the row again when it changes"
+        ))
+    });
+    assert!(env.smsc.binds().is_empty(), "no bind anywhere");
+    assert_eq!(env.count("submission_done OR claimed_by IS NOT NULL"), 0);
+    env.db()
+        .execute(
+            "UPDATE smpp_servers SET port = $1 WHERE id = $2",
+            &[&i32::from(env.smsc.port()), &server],
+        )
+        .unwrap();
+    env.wait_all("submission_done", T, &esmed);
+    let log = esmed.log();
+    assert!(
+        log.contains(&format!(
+            "server {server}: smpp_enquire_link_timer = 0 is below 1 second; using 1"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_changed_server_row_rebinds_to_the_new_server() {
     let env = Env::new("rebind");
     let second = Smsc::start(support::smsc_config()).unwrap();

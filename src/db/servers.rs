@@ -58,6 +58,62 @@ pub struct ServerRow {
     pub smpp_tls_key_file: Option<String>,
 }
 
+impl ServerRow {
+    /// The SMSC's TCP port, or why the row's `port` cannot be one (esmed then does not
+    /// connect: a port made up would reach the wrong service, or none).
+    pub fn tcp_port(&self) -> Result<u16, String> {
+        u16::try_from(self.port)
+            .ok()
+            .filter(|&port| port != 0)
+            .ok_or_else(|| format!("port {} is not a TCP port (1-65535)", self.port))
+    }
+
+    /// The values esmed cannot use as written, each with what it uses instead, for a warning
+    /// when it starts the sessions (the old schema has no CHECK on these columns).
+    pub fn stand_ins(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let timers = [
+            ("smpp_session_init_timer", self.smpp_session_init_timer),
+            ("smpp_enquire_link_timer", self.smpp_enquire_link_timer),
+            ("smpp_inactivity_timer", self.smpp_inactivity_timer),
+            ("smpp_response_timer", self.smpp_response_timer),
+            ("smpp_pdu_read_timer", self.smpp_pdu_read_timer),
+        ];
+        for (column, seconds) in timers {
+            if seconds < 1 {
+                notes.push(format!("{column} = {seconds} is below 1 second; using 1"));
+            }
+        }
+        // The source pair counts only when both are set (else both come from the address).
+        let source = self.esme_source_addr_ton.zip(self.esme_source_addr_npi);
+        let numbering = [
+            ("esme_source_addr_ton", source.map(|(ton, _)| ton)),
+            ("esme_source_addr_npi", source.map(|(_, npi)| npi)),
+            ("esme_dest_addr_ton", Some(self.esme_dest_addr_ton)),
+            ("esme_dest_addr_npi", Some(self.esme_dest_addr_npi)),
+        ];
+        for (column, value) in numbering {
+            if let Some(value) = value.filter(|v| u8::try_from(*v).is_err()) {
+                notes.push(format!(
+                    "{column} = {value} is not a TON/NPI (0-255); using 0"
+                ));
+            }
+        }
+        if self.esme_max_submission_attempts < 1 {
+            notes.push(format!(
+                "esme_max_submission_attempts = {} is below 1; using 1",
+                self.esme_max_submission_attempts
+            ));
+        }
+        for status in self.smpp_permanent_statuses.iter().filter(|s| **s < 0) {
+            notes.push(format!(
+                "smpp_permanent_statuses holds {status}, not a command_status; ignoring it"
+            ));
+        }
+        notes
+    }
+}
+
 const SELECT_ENABLED: &str = "
     SELECT id, COALESCE(enabled, false), name, host, COALESCE(port, 2775),
            esme_system_id, esme_password, esme_source_addr,
@@ -142,6 +198,93 @@ fn unexpected(column: &'static str, value: String) -> DbError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row() -> ServerRow {
+        ServerRow {
+            id: 1,
+            enabled: true,
+            name: None,
+            host: "smsc.example".into(),
+            port: 2775,
+            esme_system_id: "esmed".into(),
+            esme_password: Secret::new("secret"),
+            esme_source_addr: None,
+            esme_bind_transceiver: false,
+            esme_registered_delivery: false,
+            esme_max_submission_attempts: 3,
+            smpp_session_init_timer: 30,
+            smpp_enquire_link_timer: 10,
+            smpp_inactivity_timer: 120,
+            smpp_response_timer: 60,
+            smpp_pdu_read_timer: 10,
+            esme_bind_receiver: false,
+            esme_system_type: String::new(),
+            smpp_window: 10,
+            smpp_rate_limit: 0,
+            smpp_text_coding: CodingPolicy::Gsm7,
+            smpp_long_message_mode: LongMode::Udh8,
+            esme_source_addr_ton: None,
+            esme_source_addr_npi: None,
+            esme_dest_addr_ton: 1,
+            esme_dest_addr_npi: 1,
+            smpp_permanent_statuses: Vec::new(),
+            smpp_tls: false,
+            smpp_tls_ca_file: None,
+            smpp_tls_verify: true,
+            smpp_tls_server_name: None,
+            smpp_tls_cert_file: None,
+            smpp_tls_key_file: None,
+        }
+    }
+
+    #[test]
+    fn a_port_outside_1_to_65535_is_refused_with_the_value() {
+        assert_eq!(row().tcp_port(), Ok(2775));
+        for port in [0, -1, 65536, 70000] {
+            let refused = ServerRow { port, ..row() }.tcp_port().unwrap_err();
+            assert_eq!(refused, format!("port {port} is not a TCP port (1-65535)"));
+        }
+        assert_eq!(
+            ServerRow {
+                port: 65535,
+                ..row()
+            }
+            .tcp_port(),
+            Ok(65535)
+        );
+    }
+
+    #[test]
+    fn unusable_values_are_named_with_what_is_used_instead() {
+        assert!(row().stand_ins().is_empty(), "{:?}", row().stand_ins());
+        let odd = ServerRow {
+            smpp_enquire_link_timer: 0,
+            smpp_response_timer: -5,
+            esme_dest_addr_npi: 300,
+            esme_source_addr_ton: Some(-1),
+            esme_source_addr_npi: Some(1),
+            esme_max_submission_attempts: 0,
+            smpp_permanent_statuses: vec![1025, -3],
+            ..row()
+        };
+        assert_eq!(
+            odd.stand_ins(),
+            [
+                "smpp_enquire_link_timer = 0 is below 1 second; using 1",
+                "smpp_response_timer = -5 is below 1 second; using 1",
+                "esme_source_addr_ton = -1 is not a TON/NPI (0-255); using 0",
+                "esme_dest_addr_npi = 300 is not a TON/NPI (0-255); using 0",
+                "esme_max_submission_attempts = 0 is below 1; using 1",
+                "smpp_permanent_statuses holds -3, not a command_status; ignoring it",
+            ]
+        );
+        // Half a source pair is not used at all (both come from the address's shape).
+        let half = ServerRow {
+            esme_source_addr_ton: Some(999),
+            ..row()
+        };
+        assert!(half.stand_ins().is_empty());
+    }
 
     #[test]
     fn codings_and_modes_parse_the_check_constraint_values() {
