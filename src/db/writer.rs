@@ -682,6 +682,7 @@ fn store_rx(
     rows: &mut [RxRow],
     id_match: IdMatch,
 ) -> Result<StoredRx, db::DbError> {
+    // Each receipt's token is its index in `rows`.
     let keys: Vec<ReceiptKeys> = rows
         .iter()
         .enumerate()
@@ -692,44 +693,9 @@ fn store_rx(
         })
         .collect();
     let matches = receipts::match_receipts(c, &keys)?;
-    let mut states = Vec::new();
-    for m in &matches {
-        let Some(row) = usize::try_from(m.token).ok().and_then(|i| rows.get_mut(i)) else {
-            continue;
-        };
-        row.tx_id = Some(m.tx_id);
-        if let Some(state) = row
-            .message_state
-            .as_deref()
-            .and_then(MessageState::from_name)
-        {
-            states.push((
-                m.token,
-                PartState {
-                    tx_id: m.tx_id,
-                    part_no: m.part_no,
-                    single: m.single,
-                    state,
-                },
-            ));
-        }
-    }
-    states.sort_by_key(|(token, _)| *token);
+    let states = apply_matches(rows, &matches);
     let ids = db::insert_rx(c, rows)?;
-    let waiting: Vec<(ReceiptKeys, Option<MessageState>)> = keys
-        .into_iter()
-        .filter(|k| !matches.iter().any(|m| m.token == k.token))
-        .filter_map(|mut k| {
-            let i = usize::try_from(k.token).ok()?;
-            let state = rows
-                .get(i)?
-                .message_state
-                .as_deref()
-                .and_then(MessageState::from_name);
-            k.token = *ids.get(i)?;
-            Some((k, state))
-        })
-        .collect();
+    let waiting = still_waiting(keys, &matches, rows, &ids);
     for (k, _) in &waiting {
         debug!(
             "receipt (rx id {}) matches no sent message yet; matching it again as parts are stored",
@@ -738,9 +704,67 @@ fn store_rx(
     }
     receipts::keep_unmatched(c, &waiting)?;
     Ok(StoredRx {
-        states: states.into_iter().map(|(_, s)| s).collect(),
+        states,
         kept_waiting: waiting.len(),
     })
+}
+
+/// Gives each matched receipt's row its tx_id; returns their states in arrival order.
+fn apply_matches(rows: &mut [RxRow], matches: &[receipts::ReceiptMatch]) -> Vec<PartState> {
+    let mut states = Vec::new();
+    for m in matches {
+        let Some(row) = usize::try_from(m.token).ok().and_then(|i| rows.get_mut(i)) else {
+            continue;
+        };
+        row.tx_id = Some(m.tx_id);
+        let state = row
+            .message_state
+            .as_deref()
+            .and_then(MessageState::from_name);
+        if let Some(state) = state {
+            let part = PartState {
+                tx_id: m.tx_id,
+                part_no: m.part_no,
+                single: m.single,
+                state,
+            };
+            states.push((m.token, part));
+        }
+    }
+    states.sort_by_key(|(token, _)| *token);
+    states.into_iter().map(|(_, state)| state).collect()
+}
+
+/// The receipts no part matched, each now named by its smpp_rx_queue id (`ids`, in the order
+/// of `rows`), with the state it reports.
+fn still_waiting(
+    keys: Vec<ReceiptKeys>,
+    matches: &[receipts::ReceiptMatch],
+    rows: &[RxRow],
+    ids: &[i32],
+) -> Vec<(ReceiptKeys, Option<MessageState>)> {
+    // One look per receipt (a batch can hold a thousand of each).
+    let mut matched = vec![false; rows.len()];
+    for i in matches.iter().filter_map(|m| usize::try_from(m.token).ok()) {
+        if let Some(flag) = matched.get_mut(i) {
+            *flag = true;
+        }
+    }
+    keys.into_iter()
+        .filter_map(|mut k| {
+            let i = usize::try_from(k.token).ok()?;
+            if matched.get(i).copied().unwrap_or(true) {
+                return None;
+            }
+            let state = rows
+                .get(i)?
+                .message_state
+                .as_deref()
+                .and_then(MessageState::from_name);
+            k.token = *ids.get(i)?;
+            Some((k, state))
+        })
+        .collect()
 }
 
 /// The housekeeping transaction; returns how many rx rows it stored and whether receipts are
