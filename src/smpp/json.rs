@@ -245,13 +245,16 @@ impl<'a> Obj<'a> {
         self.out.push('}');
     }
 
+    /// Keys are this module's field names, which need no escaping.
     fn key(&mut self, key: &str) {
+        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         if !self.empty {
             self.out.push(',');
         }
         self.empty = false;
-        push_json_string(self.out, key);
-        self.out.push(':');
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
     }
 
     fn str(&mut self, key: &str, value: &str) {
