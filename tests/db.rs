@@ -640,12 +640,11 @@ fn rx_round_trip(admin: &mut Client, esmed: &mut Client) {
         receipted_message_id: Some("abc".into()),
         message_state: Some("DELIVERED".into()),
         error_code: Some("000".into()),
-        tx_id: Some(7),
         text_invalid: true,
         esm_class: 4,
         ..mo.clone()
     };
-    db::insert_rx(esmed, &[mo, receipt]).unwrap();
+    db::insert_rx(esmed, &[(&mo, None), (&receipt, Some(7))]).unwrap();
     db::insert_rx(esmed, &[]).unwrap();
     let rows = admin
         .query(

@@ -25,8 +25,6 @@ pub struct RxRow {
     pub receipted_message_id: Option<String>,
     pub message_state: Option<String>,
     pub error_code: Option<String>,
-    /// The `smpp_tx_queue` row a receipt matched, when known.
-    pub tx_id: Option<i32>,
     /// The text bytes were invalid for `data_coding`; `short_message` is a best effort.
     pub text_invalid: bool,
     /// `receipted_message_id` came from the TLV (not the text): it is the submit_sm_resp id.
@@ -65,8 +63,11 @@ const INSERT_RX: &str = "
 const NEXT_IDS: &str =
     "SELECT nextval('smpp_rx_queue_id_seq')::int4 FROM generate_series(1, $1::int4)";
 
-/// Inserts `rows` in one statement (nothing for an empty slice); returns their ids, in order.
-pub fn insert_rx(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<i32>, DbError> {
+/// Inserts `rows` in one statement (nothing for an empty slice), each with the
+/// `smpp_tx_queue` row it matched when it is a receipt whose message is known (`tx_id`);
+/// returns their ids, in order. The match goes beside the row, not into it: the DB writer
+/// keeps its batch's rows as they came, for a retry, and inserts them without a copy.
+pub fn insert_rx(c: &mut impl Sql, rows: &[(&RxRow, Option<i32>)]) -> Result<Vec<i32>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -77,12 +78,15 @@ pub fn insert_rx(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<i32>, DbError> 
         .iter()
         .map(|row| super::servers::get(row, 0))
         .collect::<Result<_, _>>()?;
-    let text = |f: fn(&RxRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let optional =
-        |f: fn(&RxRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
-    let int = |f: fn(&RxRow) -> i32| rows.iter().map(f).collect::<Vec<i32>>();
-    let flag = |f: fn(&RxRow) -> bool| rows.iter().map(f).collect::<Vec<bool>>();
-    let tx_ids: Vec<Option<i32>> = rows.iter().map(|r| r.tx_id).collect();
+    let text = |f: fn(&RxRow) -> &str| rows.iter().map(|(r, _)| f(r)).collect::<Vec<&str>>();
+    let optional = |f: fn(&RxRow) -> Option<&str>| {
+        rows.iter()
+            .map(|(r, _)| f(r))
+            .collect::<Vec<Option<&str>>>()
+    };
+    let int = |f: fn(&RxRow) -> i32| rows.iter().map(|(r, _)| f(r)).collect::<Vec<i32>>();
+    let flag = |f: fn(&RxRow) -> bool| rows.iter().map(|(r, _)| f(r)).collect::<Vec<bool>>();
+    let tx_ids: Vec<Option<i32>> = rows.iter().map(|(_, tx_id)| *tx_id).collect();
     c.execute(
         INSERT_RX,
         &[
@@ -102,7 +106,7 @@ pub fn insert_rx(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<i32>, DbError> 
             &ids,
             &rows
                 .iter()
-                .map(|r| r.mo_parts)
+                .map(|(r, _)| r.mo_parts)
                 .collect::<Vec<Option<i16>>>(),
             &flag(|r| r.mo_incomplete),
         ],

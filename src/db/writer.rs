@@ -17,6 +17,7 @@
 //! forgets receipts older than the match window with a log line, and stores MO sets past
 //! their timeout as they are.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -627,8 +628,8 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     }
     let mut kept_waiting = false;
     if !batch.rx_rows.is_empty() {
-        let mut rows = store_mo_parts(sql, &batch.rx_rows)?;
-        let stored = store_rx(sql, &mut rows, rules.id_match)?;
+        let rows = store_mo_parts(sql, &batch.rx_rows)?;
+        let stored = store_rx(sql, &rows, rules.id_match)?;
         kept_waiting = stored.kept_waiting > 0;
         states.extend(stored.states);
     }
@@ -636,17 +637,20 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     Ok(kept_waiting)
 }
 
-/// Stores the MO parts among `rows`; returns the rows to insert: the others, plus one per
-/// set the parts completed.
-fn store_mo_parts(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<RxRow>, db::DbError> {
+/// Stores the MO parts among `rows`; returns the rows to insert: the others as they are, plus
+/// one per set the parts completed.
+fn store_mo_parts<'a>(
+    c: &mut impl Sql,
+    rows: &'a [RxRow],
+) -> Result<Vec<Cow<'a, RxRow>>, db::DbError> {
     let parts: Vec<(&RxRow, &db::MoPart)> = rows
         .iter()
         .filter_map(|r| r.mo_part.as_ref().map(|p| (r, p)))
         .collect();
-    let mut whole: Vec<RxRow> = rows
+    let mut whole: Vec<Cow<'a, RxRow>> = rows
         .iter()
         .filter(|r| r.mo_part.is_none())
-        .cloned()
+        .map(Cow::Borrowed)
         .collect();
     if parts.is_empty() {
         return Ok(whole);
@@ -663,7 +667,11 @@ fn store_mo_parts(c: &mut impl Sql, rows: &[RxRow]) -> Result<Vec<RxRow>, db::Db
     let mut keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
     keys.sort();
     keys.dedup();
-    whole.extend(reassembly::take_complete(c, &keys)?);
+    whole.extend(
+        reassembly::take_complete(c, &keys)?
+            .into_iter()
+            .map(Cow::Owned),
+    );
     Ok(whole)
 }
 
@@ -679,7 +687,7 @@ struct StoredRx {
 /// Returns the matched receipts' states, in arrival order.
 fn store_rx(
     c: &mut impl Sql,
-    rows: &mut [RxRow],
+    rows: &[Cow<'_, RxRow>],
     id_match: IdMatch,
 ) -> Result<StoredRx, db::DbError> {
     // Each receipt's token is its index in `rows`.
@@ -693,9 +701,14 @@ fn store_rx(
         })
         .collect();
     let matches = receipts::match_receipts(c, &keys)?;
-    let states = apply_matches(rows, &matches);
-    let ids = db::insert_rx(c, rows)?;
-    let waiting = still_waiting(keys, &matches, rows, &ids);
+    let (tx_ids, states) = apply_matches(rows, &matches);
+    let matched: Vec<(&RxRow, Option<i32>)> = rows
+        .iter()
+        .map(|r| &**r)
+        .zip(tx_ids.iter().copied())
+        .collect();
+    let ids = db::insert_rx(c, &matched)?;
+    let waiting = still_waiting(keys, &tx_ids, rows, &ids);
     for (k, _) in &waiting {
         debug!(
             "receipt (rx id {}) matches no sent message yet; matching it again as parts are stored",
@@ -709,15 +722,20 @@ fn store_rx(
     })
 }
 
-/// Gives each matched receipt's row its tx_id; returns their states in arrival order.
-fn apply_matches(rows: &mut [RxRow], matches: &[receipts::ReceiptMatch]) -> Vec<PartState> {
+/// Each row's matched tx_id (None where none), and the matched receipts' states in arrival
+/// order.
+fn apply_matches(
+    rows: &[Cow<'_, RxRow>],
+    matches: &[receipts::ReceiptMatch],
+) -> (Vec<Option<i32>>, Vec<PartState>) {
+    let mut tx_ids = vec![None; rows.len()];
     let mut states = Vec::new();
     for m in matches {
-        let Some(row) = usize::try_from(m.token).ok().and_then(|i| rows.get_mut(i)) else {
+        let Some(i) = usize::try_from(m.token).ok().filter(|&i| i < rows.len()) else {
             continue;
         };
-        row.tx_id = Some(m.tx_id);
-        let state = row
+        tx_ids[i] = Some(m.tx_id);
+        let state = rows[i]
             .message_state
             .as_deref()
             .and_then(MessageState::from_name);
@@ -732,28 +750,21 @@ fn apply_matches(rows: &mut [RxRow], matches: &[receipts::ReceiptMatch]) -> Vec<
         }
     }
     states.sort_by_key(|(token, _)| *token);
-    states.into_iter().map(|(_, state)| state).collect()
+    (tx_ids, states.into_iter().map(|(_, state)| state).collect())
 }
 
-/// The receipts no part matched, each now named by its smpp_rx_queue id (`ids`, in the order
-/// of `rows`), with the state it reports.
+/// The receipts no part matched (no tx_id), each now named by its smpp_rx_queue id (`ids`,
+/// in the order of `rows`), with the state it reports.
 fn still_waiting(
     keys: Vec<ReceiptKeys>,
-    matches: &[receipts::ReceiptMatch],
-    rows: &[RxRow],
+    tx_ids: &[Option<i32>],
+    rows: &[Cow<'_, RxRow>],
     ids: &[i32],
 ) -> Vec<(ReceiptKeys, Option<MessageState>)> {
-    // One look per receipt (a batch can hold a thousand of each).
-    let mut matched = vec![false; rows.len()];
-    for i in matches.iter().filter_map(|m| usize::try_from(m.token).ok()) {
-        if let Some(flag) = matched.get_mut(i) {
-            *flag = true;
-        }
-    }
     keys.into_iter()
         .filter_map(|mut k| {
             let i = usize::try_from(k.token).ok()?;
-            if matched.get(i).copied().unwrap_or(true) {
+            if tx_ids.get(i)?.is_some() {
                 return None;
             }
             let state = rows
@@ -789,7 +800,8 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
             crate::config::format_duration(config.mo_reassembly_timeout)
         );
     }
-    db::insert_rx(&mut transaction, &rows)?;
+    let unmatched: Vec<(&RxRow, Option<i32>)> = rows.iter().map(|r| (r, None)).collect();
+    db::insert_rx(&mut transaction, &unmatched)?;
     reassembly::forget_done(&mut transaction, config.mo_reassembly_timeout)?;
     let still_waiting = receipts::any_waiting(&mut transaction)?;
     transaction

@@ -64,7 +64,6 @@ pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
             .map(|s| s.as_str().to_string()),
         error_code: receipt.as_ref().and_then(|r| r.error.clone()),
         text_invalid: decoded.invalid > 0,
-        tx_id: None,
         receipt_id_from_tlv: receipt.as_ref().is_some_and(|r| r.id_from_tlv),
         mo_part,
         mo_parts: None,
