@@ -48,6 +48,15 @@ pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
     } else {
         mo_part(concat, tlvs, text_bytes)
     };
+    let receipt_id_from_tlv = receipt.as_ref().is_some_and(|r| r.id_from_tlv);
+    let message_state = receipt
+        .as_ref()
+        .and_then(|r| r.state)
+        .map(|s| s.as_str().to_string());
+    let (receipted_message_id, error_code) = match receipt {
+        Some(r) => (Some(r.message_id), r.error),
+        None => (None, None),
+    };
     RxRow {
         pdu_raw: hex(raw),
         pdu_parsed: pdu_to_json(pdu),
@@ -57,14 +66,11 @@ pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
         esm_class: i32::from(esm_class),
         data_coding: i32::from(data_coding),
         is_receipt: is_receipt(esm_class),
-        receipted_message_id: receipt.as_ref().map(|r| r.message_id.clone()),
-        message_state: receipt
-            .as_ref()
-            .and_then(|r| r.state)
-            .map(|s| s.as_str().to_string()),
-        error_code: receipt.as_ref().and_then(|r| r.error.clone()),
+        receipted_message_id,
+        message_state,
+        error_code,
         text_invalid: decoded.invalid > 0,
-        receipt_id_from_tlv: receipt.as_ref().is_some_and(|r| r.id_from_tlv),
+        receipt_id_from_tlv,
         mo_part,
         mo_parts: None,
         mo_incomplete: false,

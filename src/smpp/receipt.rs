@@ -220,10 +220,31 @@ fn date(value: &str) -> Option<String> {
     ok.then(|| value.to_string())
 }
 
-/// The `label:value` pairs before `text:`, and the text after it.
+/// The `label:value` pairs before `text:`, and the text after it. Borrowed from the receipt:
+/// every receipt is parsed, so labels are compared in place, not lower-cased copies.
 struct TextFields<'a> {
-    pairs: Vec<(String, &'a str)>,
+    pairs: Vec<Pair<'a>>,
     text: Option<&'a str>,
+}
+
+/// One `label:value`; a two-word label (`submit date:`) keeps its first word apart.
+struct Pair<'a> {
+    first_word: Option<&'a str>,
+    label: &'a str,
+    value: &'a str,
+}
+
+impl Pair<'_> {
+    /// Whether the label is `wanted` (lower case, words separated by one space), any case.
+    fn is(&self, wanted: &str) -> bool {
+        match (self.first_word, wanted.split_once(' ')) {
+            (None, None) => self.label.eq_ignore_ascii_case(wanted),
+            (Some(first), Some((first_wanted, rest))) => {
+                first.eq_ignore_ascii_case(first_wanted) && self.label.eq_ignore_ascii_case(rest)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl<'a> TextFields<'a> {
@@ -242,38 +263,38 @@ impl<'a> TextFields<'a> {
     fn get(&self, label: &str) -> Option<&'a str> {
         self.pairs
             .iter()
-            .find(|(l, v)| l == label && !v.is_empty())
-            .map(|(_, v)| *v)
+            .find(|p| p.is(label) && !p.value.is_empty())
+            .map(|p| p.value)
     }
 }
 
 /// Byte offset of `label` (lower case) at the start or after whitespace, any case.
 fn find_label(haystack: &str, label: &str) -> Option<usize> {
-    let lower = haystack.to_ascii_lowercase();
-    lower.match_indices(label).map(|(at, _)| at).find(|&at| {
-        lower[..at]
-            .chars()
-            .next_back()
-            .is_none_or(char::is_whitespace)
+    let (bytes, wanted) = (haystack.as_bytes(), label.as_bytes());
+    (0..=bytes.len().checked_sub(wanted.len())?).find(|&at| {
+        bytes[at..at + wanted.len()].eq_ignore_ascii_case(wanted)
+            && haystack.is_char_boundary(at)
+            && haystack[..at]
+                .chars()
+                .next_back()
+                .is_none_or(char::is_whitespace)
     })
 }
 
 /// Splits `id:1 sub:001 submit date:2501311200 …` into (label, value) pairs. A word without
 /// a colon is the first half of a two-word label (`submit date:`) or a value after `label: `.
-fn pairs(head: &str) -> Vec<(String, &str)> {
-    let mut pairs: Vec<(String, &str)> = Vec::new();
+fn pairs(head: &str) -> Vec<Pair<'_>> {
+    let mut pairs: Vec<Pair<'_>> = Vec::new();
     let mut pending: Option<&str> = None;
     for word in head.split_whitespace() {
         match word.split_once(':') {
-            Some((label, value)) => {
-                let label = match pending.take() {
-                    Some(first) => format!("{first} {label}"),
-                    None => label.to_string(),
-                };
-                pairs.push((label.to_ascii_lowercase(), value));
-            }
+            Some((label, value)) => pairs.push(Pair {
+                first_word: pending.take(),
+                label,
+                value,
+            }),
             None => match pairs.last_mut() {
-                Some((_, value)) if value.is_empty() => *value = word,
+                Some(pair) if pair.value.is_empty() => pair.value = word,
                 _ => pending = Some(word),
             },
         }
