@@ -7,7 +7,6 @@
 //! into one buffer, nested objects and arrays included, hex straight from the bytes: a
 //! receipt's JSON had cost more of esmed's CPU than the rest of its handling.
 
-use std::borrow::Cow;
 use std::fmt::Write;
 
 use super::codec::push_hex;
@@ -263,8 +262,7 @@ impl<'a> Obj<'a> {
     }
 
     fn cstr(&mut self, key: &str, value: &COctet) {
-        let text: Cow<'_, str> = String::from_utf8_lossy(value.as_bytes());
-        self.str(key, &text);
+        self.str(key, &String::from_utf8_lossy(value.as_bytes()));
     }
 
     fn num(&mut self, key: &str, value: impl std::fmt::Display) {
