@@ -1,9 +1,11 @@
 //! Feeds arbitrary bytes through the reader thread's path: the frame buffer (in chunks whose
 //! size the first input byte picks), `frame`, and `decode` on every frame it yields; also
-//! `decode` on the raw input. Nothing here may panic; a decoded PDU must re-encode unless a
-//! field is over-long (the decoder accepts those, the encoder refuses them).
+//! `decode` on the raw input. Every decoded PDU also goes through what esmed stores for a
+//! received one (`rx_row`: its JSON, text decoding, receipt parsing, MO part detection) and
+//! is re-encoded. Nothing here may panic.
 #![no_main]
 
+use esmed::session::inbound::rx_row;
 use esmed::smpp::frame::{frame, FrameBuffer, DEFAULT_MAX_PDU_LEN};
 use esmed::smpp::{decode, encode_to_vec};
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
                 match buffer.next_frame() {
                     Ok(Some(frame)) => {
                         if let Ok(pdu) = decode(frame) {
+                            let _ = rx_row(&pdu, frame);
                             let _ = encode_to_vec(&pdu);
                         }
                     }
