@@ -274,7 +274,7 @@ impl Supervisor<'_> {
             warn!("{label}: {note}");
         }
         info!(
-            "using server {label}: {}:{}{} as '{}', {}",
+            "using {label}: {}:{}{} as '{}', {}",
             row.host,
             row.port,
             if row.smpp_tls { " (TLS)" } else { "" },
