@@ -263,15 +263,22 @@ impl Supervisor<'_> {
 
     fn start_sessions(&mut self, row: &ServerRow) {
         let label = server_label(row);
+        // Reported, so that `esmed status` shows them as the last error too.
+        let report = |level, message| self.links.stats.session.report(level, message);
         let port = match row.tcp_port() {
             Ok(port) => port,
             Err(why) => {
-                error!("{label}: {why}: not connecting; esmed reads the row again when it changes");
+                report(
+                    log::Level::Error,
+                    format!(
+                        "{label}: {why}: not connecting; esmed reads the row again when it changes"
+                    ),
+                );
                 return;
             }
         };
         for note in row.stand_ins() {
-            warn!("{label}: {note}");
+            report(log::Level::Warn, format!("{label}: {note}"));
         }
         info!(
             "using {label}: {}:{}{} as '{}', {}",

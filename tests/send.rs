@@ -297,13 +297,29 @@ fn a_server_row_esmed_cannot_use_as_written_is_reported_not_guessed() {
         )
         .unwrap();
     env.insert("447700900123", "waiting for a usable port");
-    let esmed = env.esmed("badport", "");
+    let esmed = env.esmed("badport", "heartbeat_interval = 1s\n");
+    let refused = format!(
+        "server {server}: port 70000 is not a TCP port (1-65535): not connecting; esmed reads \
+         the row again when it changes"
+    );
     wait_until(T, "the port refused in the log", &esmed, || {
-        esmed.log().contains(&format!(
-            "server {server}: port 70000 is not a TCP port (1-65535): not connecting; esmed \
-             reads the row again when it changes"
-        ))
+        esmed.log().contains(&refused)
     });
+    // And in what `esmed status` reads.
+    wait_until(
+        T,
+        "the refusal as the status row's last error",
+        &esmed,
+        || {
+            env.db()
+                .query_opt(
+                    "SELECT 1 FROM esmed_status WHERE instance = 'badport' AND last_error = $1",
+                    &[&refused],
+                )
+                .unwrap()
+                .is_some()
+        },
+    );
     assert!(env.smsc.binds().is_empty(), "no bind anywhere");
     assert_eq!(env.count("submission_done OR claimed_by IS NOT NULL"), 0);
     env.db()
