@@ -265,7 +265,7 @@ impl Supervisor<'_> {
         let label = server_label(row);
         // Reported, so that `esmed status` shows them as the last error too.
         let report = |level, message| self.links.stats.session.report(level, message);
-        let port = match row.tcp_port() {
+        let port = match row.usable_port() {
             Ok(port) => port,
             Err(why) => {
                 report(
@@ -353,7 +353,7 @@ fn seconds(value: i32) -> Duration {
     Duration::from_secs(u64::try_from(value).unwrap_or(0).max(1))
 }
 
-/// A session's settings: the server row's, with `port` as [`ServerRow::tcp_port`] gave it.
+/// A session's settings: the server row's, with `port` as [`ServerRow::usable_port`] gave it.
 pub fn session_params(
     row: &ServerRow,
     port: u16,

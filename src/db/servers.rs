@@ -7,6 +7,7 @@ use postgres::{Client, Row};
 
 use super::{pg, DbError};
 use crate::config::Secret;
+use crate::smpp::codec::max;
 use crate::smpp::concat::LongMode;
 use crate::smpp::text::CodingPolicy;
 
@@ -59,13 +60,36 @@ pub struct ServerRow {
 }
 
 impl ServerRow {
-    /// The SMSC's TCP port, or why the row's `port` cannot be one (esmed then does not
-    /// connect: a port made up would reach the wrong service, or none).
-    pub fn tcp_port(&self) -> Result<u16, String> {
-        u16::try_from(self.port)
+    /// The SMSC's TCP port, or why esmed cannot bind with the row as written: a `port` that
+    /// cannot be one (a port made up would reach the wrong service, or none) or a bind field
+    /// longer than SMPP allows (the old schema's varchar(16) and varchar(9) let one more
+    /// character in). esmed then does not connect: every attempt would fail the same way.
+    pub fn usable_port(&self) -> Result<u16, String> {
+        let port = u16::try_from(self.port)
             .ok()
             .filter(|&port| port != 0)
-            .ok_or_else(|| format!("port {} is not a TCP port (1-65535)", self.port))
+            .ok_or_else(|| format!("port {} is not a TCP port (1-65535)", self.port))?;
+        let bind_fields = [
+            ("esme_system_id", self.esme_system_id.len(), max::SYSTEM_ID),
+            (
+                "esme_password",
+                self.esme_password.expose().len(),
+                max::PASSWORD,
+            ),
+            (
+                "esme_system_type",
+                self.esme_system_type.len(),
+                max::SYSTEM_TYPE,
+            ),
+        ];
+        // The limits count the C string's closing NUL.
+        match bind_fields.iter().find(|(_, len, max)| len >= max) {
+            Some((column, len, max)) => Err(format!(
+                "{column} is {len} octets, SMPP allows at most {}",
+                max - 1
+            )),
+            None => Ok(port),
+        }
     }
 
     /// The values esmed cannot use as written, each with what it uses instead, for a warning
@@ -239,9 +263,9 @@ mod tests {
 
     #[test]
     fn a_port_outside_1_to_65535_is_refused_with_the_value() {
-        assert_eq!(row().tcp_port(), Ok(2775));
+        assert_eq!(row().usable_port(), Ok(2775));
         for port in [0, -1, 65536, 70000] {
-            let refused = ServerRow { port, ..row() }.tcp_port().unwrap_err();
+            let refused = ServerRow { port, ..row() }.usable_port().unwrap_err();
             assert_eq!(refused, format!("port {port} is not a TCP port (1-65535)"));
         }
         assert_eq!(
@@ -249,9 +273,35 @@ mod tests {
                 port: 65535,
                 ..row()
             }
-            .tcp_port(),
+            .usable_port(),
             Ok(65535)
         );
+    }
+
+    #[test]
+    fn bind_fields_longer_than_smpp_allows_are_refused_without_the_password() {
+        let longest = ServerRow {
+            esme_system_id: "a".repeat(15),
+            esme_password: Secret::new("p".repeat(8)),
+            esme_system_type: "t".repeat(12),
+            ..row()
+        };
+        assert_eq!(longest.usable_port(), Ok(2775));
+        let system_id = ServerRow {
+            esme_system_id: "a".repeat(16),
+            ..row()
+        };
+        assert_eq!(
+            system_id.usable_port(),
+            Err("esme_system_id is 16 octets, SMPP allows at most 15".into())
+        );
+        let password = ServerRow {
+            esme_password: Secret::new("hunter2345"),
+            ..row()
+        };
+        let refused = password.usable_port().unwrap_err();
+        assert_eq!(refused, "esme_password is 10 octets, SMPP allows at most 8");
+        assert!(!refused.contains("hunter"));
     }
 
     #[test]
