@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::db::handoff::DbSender;
 use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::poller::{self, PollerConfig};
+use crate::db::servers::{timer, ton_npi};
 use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
 use crate::db::PgConnector;
 use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
@@ -349,10 +350,6 @@ fn server_label(row: &ServerRow) -> String {
     }
 }
 
-fn seconds(value: i32) -> Duration {
-    Duration::from_secs(u64::try_from(value).unwrap_or(0).max(1))
-}
-
 /// A session's settings: the server row's, with `port` as [`ServerRow::usable_port`] gave it.
 pub fn session_params(
     row: &ServerRow,
@@ -367,7 +364,7 @@ pub fn session_params(
         (false, _) => ReceiptPolicy::Never,
     };
     let source_ton_npi = match (row.esme_source_addr_ton, row.esme_source_addr_npi) {
-        (Some(ton), Some(npi)) => Some((to_u8(ton), to_u8(npi))),
+        (Some(ton), Some(npi)) => Some((ton_npi(ton), ton_npi(npi))),
         _ => None,
     };
     SessionParams {
@@ -379,11 +376,11 @@ pub fn session_params(
         system_type: row.esme_system_type.clone(),
         bind: kind,
         timers: SessionTimers {
-            session_init: seconds(row.smpp_session_init_timer),
-            enquire_link: seconds(row.smpp_enquire_link_timer),
-            inactivity: seconds(row.smpp_inactivity_timer),
-            response: seconds(row.smpp_response_timer),
-            pdu_read: seconds(row.smpp_pdu_read_timer),
+            session_init: timer(row.smpp_session_init_timer),
+            enquire_link: timer(row.smpp_enquire_link_timer),
+            inactivity: timer(row.smpp_inactivity_timer),
+            response: timer(row.smpp_response_timer),
+            pdu_read: timer(row.smpp_pdu_read_timer),
         },
         window: usize::try_from(row.smpp_window).unwrap_or(1).max(1),
         rate_limit: u32::try_from(row.smpp_rate_limit).unwrap_or(0),
@@ -391,8 +388,8 @@ pub fn session_params(
         submit: SubmitSettings {
             source_addr: row.esme_source_addr.clone(),
             source_ton_npi,
-            dest_ton: to_u8(row.esme_dest_addr_ton),
-            dest_npi: to_u8(row.esme_dest_addr_npi),
+            dest_ton: ton_npi(row.esme_dest_addr_ton),
+            dest_npi: ton_npi(row.esme_dest_addr_npi),
             receipts,
             coding: row.smpp_text_coding,
             long_mode: row.smpp_long_message_mode,
@@ -428,10 +425,6 @@ fn tls_params(row: &ServerRow) -> Option<TlsParams> {
         client_cert_file: non_empty(&row.smpp_tls_cert_file).map(PathBuf::from),
         client_key_file: non_empty(&row.smpp_tls_key_file).map(PathBuf::from),
     })
-}
-
-fn to_u8(value: i32) -> u8 {
-    u8::try_from(value).unwrap_or(0)
 }
 
 /// True when a NOTIFY about smpp_servers arrived since the last look (or the connection

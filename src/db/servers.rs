@@ -3,6 +3,8 @@
 //! Columns the old schema left nullable are read with their documented defaults, so a NULL a
 //! user wrote means "the default", not an error.
 
+use std::time::Duration;
+
 use postgres::{Client, Row};
 
 use super::{pg, DbError};
@@ -104,8 +106,11 @@ impl ServerRow {
             ("smpp_pdu_read_timer", self.smpp_pdu_read_timer),
         ];
         for (column, seconds) in timers {
-            if seconds < 1 {
-                notes.push(format!("{column} = {seconds} is below 1 second; using 1"));
+            let used = timer(seconds).as_secs();
+            if u64::try_from(seconds).ok() != Some(used) {
+                notes.push(format!(
+                    "{column} = {seconds} is below 1 second; using {used}"
+                ));
             }
         }
         // The source pair counts only when both are set (else both come from the address).
@@ -117,9 +122,10 @@ impl ServerRow {
             ("esme_dest_addr_npi", Some(self.esme_dest_addr_npi)),
         ];
         for (column, value) in numbering {
-            if let Some(value) = value.filter(|v| u8::try_from(*v).is_err()) {
+            if let Some(value) = value.filter(|v| i32::from(ton_npi(*v)) != *v) {
+                let used = ton_npi(value);
                 notes.push(format!(
-                    "{column} = {value} is not a TON/NPI (0-255); using 0"
+                    "{column} = {value} is not a TON/NPI (0-255); using {used}"
                 ));
             }
         }
@@ -136,6 +142,16 @@ impl ServerRow {
         }
         notes
     }
+}
+
+/// A timer column as esmed uses it: whole seconds, at least one.
+pub fn timer(seconds: i32) -> Duration {
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0).max(1))
+}
+
+/// A TON or NPI column as esmed uses it: 0 when the value does not fit the octet.
+pub fn ton_npi(value: i32) -> u8 {
+    u8::try_from(value).unwrap_or(0)
 }
 
 const SELECT_ENABLED: &str = "
