@@ -170,7 +170,7 @@ fn sql(db: &mut Client, statement: &str) -> Result<Vec<Row>, Failed> {
 /// Runs one INSERT … RETURNING id and shows the new row's id.
 fn queue(db: &mut Client, statement: &str) -> Result<(), Failed> {
     let rows = sql(db, statement)?;
-    if let Some(id) = rows.first().and_then(|r| r.try_get::<_, i32>(0).ok()) {
+    if let Some(id) = rows.first().and_then(|r| r.try_get::<_, i64>(0).ok()) {
         println!("       -> id {id}");
     }
     Ok(())
@@ -306,6 +306,8 @@ fn print_table(rows: &[Row]) {
 fn cell(row: &Row, i: usize) -> String {
     let text = if let Ok(v) = row.try_get::<_, Option<String>>(i) {
         v.unwrap_or_default()
+    } else if let Ok(v) = row.try_get::<_, Option<i64>>(i) {
+        v.map(|n| n.to_string()).unwrap_or_default()
     } else if let Ok(v) = row.try_get::<_, Option<i32>>(i) {
         v.map(|n| n.to_string()).unwrap_or_default()
     } else if let Ok(v) = row.try_get::<_, Option<i16>>(i) {

@@ -97,7 +97,8 @@ CREATE TABLE smpp_servers (
 -- Messages to send. Applications insert (smpp_destination_addr, smpp_short_message) and read
 -- the outcome back from the submission_* and smpp_message_* columns.
 CREATE TABLE smpp_tx_queue (
-    id serial PRIMARY KEY,
+    -- bigserial (was serial): at a few thousand messages a second 2^31 ids last days.
+    id bigserial PRIMARY KEY,
     insert_timestamp timestamptz DEFAULT now(),
     smpp_destination_addr varchar(21) NOT NULL,
     smpp_priority_flag smpp_priority_flag DEFAULT 'LEVEL_0',
@@ -110,8 +111,9 @@ CREATE TABLE smpp_tx_queue (
     message_state_timestamp timestamptz,
     submission_timestamp timestamptz,
     submission_attempts integer DEFAULT 0,
-    submission_done boolean DEFAULT false,
-    submission_failed boolean DEFAULT false,
+    -- NOT NULL (added): a NULL would match neither "pending" nor "finished".
+    submission_done boolean NOT NULL DEFAULT false,
+    submission_failed boolean NOT NULL DEFAULT false,
     submission_info varchar,
     -- added: per-message sender; NULL = the server's esme_source_addr, as before.
     smpp_source_addr varchar(21),
@@ -145,7 +147,8 @@ CREATE INDEX smpp_tx_queue_message_id_key ON smpp_tx_queue (smpp_message_id_key)
 
 -- What the SMSC sent: delivery receipts and mobile-originated messages.
 CREATE TABLE smpp_rx_queue (
-    id serial PRIMARY KEY,
+    -- bigserial (was serial): every receipt takes an id too.
+    id bigserial PRIMARY KEY,
     insert_timestamp timestamptz DEFAULT now(),
     -- the raw PDU as lower-case hex
     pdu_raw varchar,
@@ -163,7 +166,7 @@ CREATE TABLE smpp_rx_queue (
     message_state varchar,
     error_code varchar,
     -- added: the smpp_tx_queue row a receipt matched; NULL when none did.
-    tx_id integer,
+    tx_id bigint,
     -- added: the text bytes were invalid for the data_coding (stored as well as possible).
     text_invalid boolean NOT NULL DEFAULT false,
     -- added: for a concatenated MO reassembled from parts: how many parts it has (NULL for a

@@ -6,7 +6,7 @@
 -- any part finds its message (single-part messages keep their key in smpp_tx_queue:
 -- a third fewer writes per message). smpp_tx_queue.smpp_message_id holds part 1's id.
 CREATE TABLE smpp_tx_parts (
-    tx_id integer REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,
+    tx_id bigint REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,
     part_no smallint,
     part_count smallint,
     message_id varchar NOT NULL,
@@ -28,7 +28,7 @@ CREATE INDEX smpp_tx_parts_message_id_key ON smpp_tx_parts (message_id_key);
 -- [daemon] receipt_match_window, then logs them and deletes them here; the smpp_rx_queue row
 -- stays with tx_id NULL. One row per id form the receipt may match (match_rank 0 is best).
 CREATE TABLE smpp_rx_unmatched (
-    rx_id integer NOT NULL REFERENCES smpp_rx_queue (id) ON DELETE CASCADE,
+    rx_id bigint NOT NULL REFERENCES smpp_rx_queue (id) ON DELETE CASCADE,
     match_key varchar NOT NULL,
     match_rank integer NOT NULL,
     message_state varchar,
@@ -90,66 +90,13 @@ CREATE TABLE esmed_status (
     last_error_at timestamptz,
     heartbeat_seconds real NOT NULL,
     started_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    -- true while the session runs TLS without checking the SMSC's certificate
+    -- (smpp_tls_verify = false): anyone on the path can read and change the traffic.
+    tls_unverified boolean NOT NULL DEFAULT false
 );
 
--- added: views for operators (esmed status reads them too). Pending-side counts go through
--- the smpp_tx_queue_pending partial index, so they stay cheap however many finished rows the
--- table holds; counts over finished rows read the table.
---
--- Messages by state: pending (claimable now), in_flight (claimed under a live lease),
--- retry_waiting (a transient failure's backoff has not run out), done, failed. The last two
--- count all history (a table scan); filter on state to skip them: WHERE state = 'pending'
--- only reads the partial index.
-CREATE VIEW esmed_queue_depth AS
-    SELECT 'pending'::text AS state, count(*) AS messages FROM smpp_tx_queue
-    WHERE NOT submission_done AND NOT submission_failed
-      AND (claimed_until IS NULL OR claimed_until < now())
-      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-    UNION ALL
-    SELECT 'in_flight', count(*) FROM smpp_tx_queue
-    WHERE NOT submission_done AND NOT submission_failed AND claimed_until >= now()
-    UNION ALL
-    SELECT 'retry_waiting', count(*) FROM smpp_tx_queue
-    WHERE NOT submission_done AND NOT submission_failed
-      AND (claimed_until IS NULL OR claimed_until < now()) AND next_attempt_at > now()
-    UNION ALL
-    SELECT 'done', count(*) FROM smpp_tx_queue WHERE submission_done
-    UNION ALL
-    SELECT 'failed', count(*) FROM smpp_tx_queue WHERE submission_failed AND NOT submission_done;
-
--- Messages inserted in the last 48 hours, by the hour they were inserted: how many, and how
--- many are done, failed, or not finished yet. Reads only recent rows' worth of results but
--- scans the table (there is no index on insert_timestamp).
-CREATE VIEW esmed_hourly AS
-    SELECT date_trunc('hour', insert_timestamp) AS hour,
-           count(*) AS queued,
-           count(*) FILTER (WHERE submission_done) AS done,
-           count(*) FILTER (WHERE submission_failed AND NOT submission_done) AS failed,
-           count(*) FILTER (WHERE NOT submission_done AND NOT submission_failed) AS unfinished
-    FROM smpp_tx_queue
-    WHERE insert_timestamp >= now() - interval '48 hours'
-    GROUP BY 1;
-
--- Delivery receipts received in the last 48 hours by message state (DELIVRD/DELIVERED,
--- UNDELIV ...), and how many of them matched a sent message.
-CREATE VIEW esmed_receipts_by_state AS
-    SELECT coalesce(message_state, '') AS message_state,
-           count(*) AS receipts,
-           count(tx_id) AS matched
-    FROM smpp_rx_queue
-    WHERE is_receipt AND insert_timestamp >= now() - interval '48 hours'
-    GROUP BY 1;
-
--- The oldest unfinished message (pending, in flight or waiting to retry): its age in seconds
--- (0 when none), when it was inserted, and how many are unfinished. Reads the partial index.
-CREATE VIEW esmed_oldest_pending AS
-    SELECT coalesce(extract(epoch FROM now() - min(insert_timestamp)), 0)::float8
-               AS age_seconds,
-           min(insert_timestamp) AS oldest_insert_timestamp,
-           count(*) AS unfinished
-    FROM smpp_tx_queue
-    WHERE NOT submission_done AND NOT submission_failed;
+\ir esmed-views.sql
 
 -- Enabling a server disables the others: at most one row is enabled. BEFORE, so that in a
 -- multi-row statement the last enabled row wins.
@@ -199,9 +146,8 @@ GRANT SELECT, INSERT, UPDATE ON smpp_tx_parts TO esmed;
 GRANT SELECT (id), UPDATE (tx_id) ON smpp_rx_queue TO esmed;
 GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts, smpp_rx_parts_done TO esmed;
 
--- status: esmed keeps its own heartbeat row and reads the operator views for esmed status.
-REVOKE ALL ON esmed_status, esmed_queue_depth, esmed_hourly, esmed_receipts_by_state,
-    esmed_oldest_pending FROM esmed;
+\ir esmed-search-path.sql
+
+-- status: esmed keeps its own heartbeat row (the views' grants are in esmed-views.sql).
+REVOKE ALL ON esmed_status FROM esmed;
 GRANT SELECT, INSERT, UPDATE, DELETE ON esmed_status TO esmed;
-GRANT SELECT ON esmed_queue_depth, esmed_hourly, esmed_receipts_by_state, esmed_oldest_pending
-    TO esmed;

@@ -2,8 +2,9 @@
 --
 -- Run once, as a superuser, with the old daemon stopped:
 --   psql -v ON_ERROR_STOP=1 -d esmed -f sql/upgrade-0.1.sql
--- It runs in one transaction: either everything is upgraded or nothing changed. No row is lost
--- or changed; new columns get their defaults, which keep the old behaviour.
+-- It runs in one transaction: either everything is upgraded or nothing changed. No row is
+-- lost; new columns get their defaults, which keep the old behaviour (changes-0.3.sql says
+-- what becomes of a row whose submission_done or submission_failed is NULL).
 
 BEGIN;
 
@@ -92,5 +93,6 @@ DROP FUNCTION IF EXISTS smpp_servers_only_one_enabled();
 DROP FUNCTION notify_table_change();
 
 \ir esmed-objects.sql
+\ir changes-0.3.sql
 
 COMMIT;

@@ -1,10 +1,12 @@
 -- Upgrade a database made by an earlier esmed 0.2 development build to sql/db.sql. (A
--- database of the older daemon's schema takes sql/upgrade-0.1.sql instead.)
+-- database of the older daemon's schema takes sql/upgrade-0.1.sql instead, one of esmed 0.2
+-- sql/upgrade-0.2.sql.)
 --
--- Run once, as a superuser or the tables' owner; esmed may keep running:
+-- Run once, as a superuser (or the owner of the tables and of their schema), with esmed
+-- stopped:
 --   psql -v ON_ERROR_STOP=1 -d esmed -f sql/upgrade-0.2-dev.sql
 -- One transaction; each step is skipped when the database already has it, so running it
--- again changes nothing. No row is changed.
+-- again changes nothing. No row is lost (see changes-0.3.sql for the rows it changes).
 
 BEGIN;
 
@@ -24,5 +26,8 @@ CREATE INDEX IF NOT EXISTS smpp_tx_queue_message_id_key ON smpp_tx_queue (smpp_m
 \ir rx-parts-done.sql
 REVOKE ALL ON smpp_rx_parts_done FROM esmed;
 GRANT SELECT, INSERT, DELETE ON smpp_rx_parts_done TO esmed;
+
+-- And on to this version.
+\ir changes-0.3.sql
 
 COMMIT;

@@ -267,7 +267,8 @@ fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
     assert!(
         run.stderr
             .contains("lacks smpp_tx_queue.smpp_message_id_key, smpp_rx_parts_done.text_bytes")
-            && run.stderr.contains("sql/upgrade-0.2-dev.sql"),
+            && run.stderr.contains("sql/upgrade-0.2-dev.sql")
+            && run.stderr.contains("sql/upgrade-0.2.sql"),
         "{}",
         run.stderr
     );

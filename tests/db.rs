@@ -36,7 +36,7 @@ fn clients(cluster: &PgCluster, db: &str) -> (Client, Client) {
     )
 }
 
-fn insert_messages(c: &mut Client, values: &str) -> Vec<i32> {
+fn insert_messages(c: &mut Client, values: &str) -> Vec<i64> {
     let sql = format!(
         "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_priority_flag, smpp_short_message) \
          VALUES {values} RETURNING id"
@@ -56,7 +56,7 @@ fn part(part_no: i16, part_count: i16, message_id: &str) -> AcceptedPart {
     }
 }
 
-fn result(id: i32, outcome: TxOutcome) -> TxResult {
+fn result(id: i64, outcome: TxOutcome) -> TxResult {
     TxResult {
         id,
         outcome,
@@ -270,7 +270,7 @@ fn claim_orders_by_priority_then_id_and_skips_unsendable_rows() {
     assert_eq!(db::first_sendable(&mut esmed).unwrap(), Some((3, ids[1])));
     let first = db::claim(&mut esmed, 3, LEASE, "a").unwrap();
     assert_eq!(db::first_sendable(&mut esmed).unwrap(), Some((0, ids[0])));
-    let order: Vec<i32> = first.iter().map(|t| t.id).collect();
+    let order: Vec<i64> = first.iter().map(|t| t.id).collect();
     assert_eq!(order, [ids[1], ids[3], ids[2]]);
     assert_eq!(
         first.iter().map(|t| t.priority).collect::<Vec<_>>(),
@@ -312,7 +312,7 @@ fn claims_leave_every_row_on_its_page() {
             &[],
         )
         .unwrap();
-    let pages = |c: &mut Client| -> Vec<(i32, String)> {
+    let pages = |c: &mut Client| -> Vec<(i64, String)> {
         c.query(
             "SELECT id, split_part(trim(both '()' from ctid::text), ',', 1) \
              FROM smpp_tx_queue ORDER BY id",
@@ -378,7 +378,7 @@ fn concurrent_claimers_never_get_the_same_row() {
         assert!(!got.is_empty(), "every claimer got some rows");
         all.extend(got);
     }
-    let unique: HashSet<i32> = all.iter().copied().collect();
+    let unique: HashSet<i64> = all.iter().copied().collect();
     assert_eq!(all.len(), 4000);
     assert_eq!(unique.len(), 4000);
 }
@@ -566,7 +566,7 @@ fn queue_round_trip(admin: &mut Client, esmed: &mut Client) {
     let stored = admin
         .query("SELECT tx_id, part_no, part_count, message_id FROM smpp_tx_parts ORDER BY tx_id, part_no", &[])
         .unwrap();
-    let stored: Vec<(i32, i16, i16, String)> = stored
+    let stored: Vec<(i64, i16, i16, String)> = stored
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
@@ -665,12 +665,12 @@ fn rx_round_trip(admin: &mut Client, esmed: &mut Client) {
     assert_eq!(
         (
             rows[0].get::<_, bool>(7),
-            rows[0].get::<_, Option<i32>>(11),
+            rows[0].get::<_, Option<i64>>(11),
             rows[0].get::<_, bool>(13)
         ),
         (false, None, true)
     );
-    let receipt: (i32, bool, String, String, String, i32, bool) = (
+    let receipt: (i32, bool, String, String, String, i64, bool) = (
         rows[1].get(5),
         rows[1].get(7),
         rows[1].get(8),
@@ -750,6 +750,13 @@ fn schema_fingerprint(c: &mut Client) -> Vec<String> {
          WHERE schemaname = 'public'",
         "SELECT format('type %s %s', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname",
+        "SELECT format('sequence %s as %s max %s', c.relname, s.seqtypid::regtype, s.seqmax)
+         FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid",
+        "SELECT format('schema public acl %s', array_to_string(nspacl, ','))
+         FROM pg_namespace WHERE nspname = 'public'",
+        "SELECT format('role setting %s', array_to_string(s.setconfig, ','))
+         FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+         WHERE s.setrole = 'esmed'::regrole AND d.datname = current_database()",
     ];
     let mut lines: Vec<String> = Vec::new();
     for sql in queries {
@@ -1332,7 +1339,7 @@ fn a_receipts_best_key_wins_and_its_other_keys_stand_in() {
     let (mut admin, mut esmed) = clients(&cluster, "esmed");
     // 0x1e240 = 123456 and 0x1e241 = 123457: in auto mode a receipt id "1e240" has the keys
     // "1e240" (best) and "123456".
-    let ids: Vec<i32> = admin
+    let ids: Vec<i64> = admin
         .query(
             "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, \
                  submission_done, submission_timestamp, smpp_message_id_key) \
@@ -1350,7 +1357,7 @@ fn a_receipts_best_key_wins_and_its_other_keys_stand_in() {
         .map(|(id, token)| ReceiptKeys::new(token, id, false, IdMatch::Auto))
         .collect();
     assert!(receipts.iter().all(|r| r.keys.len() == 2), "{receipts:?}");
-    let mut matches: Vec<(i32, i32)> = match_receipts(&mut esmed, &receipts)
+    let mut matches: Vec<(i64, i64)> = match_receipts(&mut esmed, &receipts)
         .unwrap()
         .iter()
         .map(|m| (m.token, m.tx_id))
@@ -1376,7 +1383,7 @@ fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
         .batch_execute("SET plan_cache_mode = force_generic_plan")
         .unwrap();
     let mut statements = Statements::default();
-    let receipt_batch = |esmed: &mut Client, statements: &mut Statements, first: i32| {
+    let receipt_batch = |esmed: &mut Client, statements: &mut Statements, first: i64| {
         let mut tx = esmed.transaction().unwrap();
         tx.batch_execute(&Planning::Lookups.for_transaction())
             .unwrap();
@@ -1533,4 +1540,211 @@ fn psql_loads_the_schema_files_as_the_readme_says() {
         schema_fingerprint(&mut by_psql),
         schema_fingerprint(&mut by_tests)
     );
+}
+
+/// Rows of every table of an esmed 0.2 database, each as JSON without the columns added
+/// since (so that the same rows compare equal before and after the upgrade).
+fn rows_0_2(c: &mut Client) -> Vec<String> {
+    let sql = "
+        SELECT 'servers ' || to_jsonb(t)::text FROM smpp_servers t
+        UNION ALL SELECT 'tx ' || to_jsonb(t)::text FROM smpp_tx_queue t
+        UNION ALL SELECT 'tx_parts ' || to_jsonb(t)::text FROM smpp_tx_parts t
+        UNION ALL SELECT 'rx ' || to_jsonb(t)::text FROM smpp_rx_queue t
+        UNION ALL SELECT 'unmatched ' || to_jsonb(t)::text FROM smpp_rx_unmatched t
+        UNION ALL SELECT 'rx_parts ' || to_jsonb(t)::text FROM smpp_rx_parts t
+        UNION ALL SELECT 'rx_parts_done ' || to_jsonb(t)::text FROM smpp_rx_parts_done t
+        UNION ALL SELECT 'status ' || (to_jsonb(t) - 'tls_unverified')::text FROM esmed_status t
+        ORDER BY 1";
+    c.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+const ROWS_0_2: &str = "
+    INSERT INTO smpp_servers (enabled, host, port, esme_system_id, esme_password, smpp_window)
+        VALUES (true, 'smsc', 2776, 'u', 'p', 20);
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, submission_done,
+            smpp_message_id, smpp_message_id_key, submission_attempts)
+        VALUES ('461', 'done', true, 'A1', 'a1', 1), ('462', 'long, done', true, 'B1', NULL, 1);
+    INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, claimed_by,
+            claimed_until)
+        VALUES ('463', 'in flight', 'host:1', now() + interval '1 minute'), ('464', 'pending', NULL, NULL);
+    INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id, message_id_key)
+        SELECT id, n, 2, 'B' || n, 'b' || n FROM smpp_tx_queue, generate_series(1, 2) n
+        WHERE smpp_destination_addr = '462';
+    INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, smpp_source_addr, smpp_short_message,
+            is_receipt, receipted_message_id, message_state, tx_id)
+        SELECT '00', '{}', '461', 'id:A1 stat:DELIVRD', true, 'A1', 'DELIVERED', id
+        FROM smpp_tx_queue WHERE smpp_destination_addr = '461';
+    INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, smpp_source_addr, smpp_short_message,
+            is_receipt, receipted_message_id, message_state)
+        VALUES ('01', '{}', '469', 'id:Z9 stat:DELIVRD', true, 'Z9', 'DELIVERED');
+    INSERT INTO smpp_rx_unmatched (rx_id, match_key, match_rank, message_state)
+        SELECT id, 'z9', 0, 'DELIVERED' FROM smpp_rx_queue WHERE pdu_raw = '01';
+    INSERT INTO smpp_rx_parts (source_addr, destination_addr, ref_kind, reference, total, seq,
+            pdu_raw, pdu_parsed, esm_class, data_coding, text_bytes)
+        VALUES ('4477', 'ESMED', 'udh8', 7, 2, 1, '02', '{}', 64, 0, '\\x48');
+    INSERT INTO smpp_rx_parts_done (source_addr, destination_addr, ref_kind, reference, total,
+            seq, text_bytes)
+        VALUES ('4477', 'ESMED', 'udh8', 6, 2, 1, '\\x49');
+    INSERT INTO esmed_status (instance, host, pid, session_state, heartbeat_seconds)
+        VALUES ('host:1', 'host', 1, 'idle', 5);";
+
+/// A database made by esmed 0.2's db.sql (tests/fixtures/db-0.2.sql) is upgraded in place
+/// by sql/upgrade-0.2.sql: every row kept, the fresh schema's fingerprint, 64-bit ids, rows
+/// whose done/failed flags were NULL made pending (recent) or failed (older than a day), and
+/// a second run changes nothing.
+#[test]
+fn upgrade_from_0_2_keeps_every_row_and_gives_the_fresh_schema() {
+    let cluster = fresh_cluster();
+    cluster.create_database("v02").unwrap();
+    cluster
+        .load_schema("v02", &repo_file("tests/fixtures/db-0.2.sql"))
+        .unwrap();
+    let (mut admin, _) = clients(&cluster, "v02");
+    admin.batch_execute(ROWS_0_2).unwrap();
+    let before = rows_0_2(&mut admin);
+    assert_eq!(before.len(), 13, "{before:#?}");
+    // The NULL flags 0.2 allowed: never claimed, never counted.
+    admin
+        .batch_execute(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
+                 submission_done, submission_failed, insert_timestamp)
+             VALUES ('470', 'null, recent', NULL, false, now() - interval '1 hour'),
+                    ('471', 'null, old', false, NULL, now() - interval '3 days'),
+                    ('472', 'null, done', true, NULL, now() - interval '3 days')",
+        )
+        .unwrap();
+
+    for _ in 0..2 {
+        cluster
+            .load_schema("v02", &repo_file("sql/upgrade-0.2.sql"))
+            .unwrap();
+    }
+    let nulls: Vec<(String, bool, bool, Option<String>)> = admin
+        .query(
+            "DELETE FROM smpp_tx_queue WHERE smpp_destination_addr IN ('470', '471', '472')
+             RETURNING smpp_destination_addr, submission_done, submission_failed, submission_info",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let mut nulls = nulls;
+    nulls.sort();
+    assert_eq!(
+        nulls[0],
+        ("470".into(), false, false, None),
+        "recent: pending"
+    );
+    assert_eq!((nulls[1].1, nulls[1].2), (false, true), "old: failed");
+    assert!(
+        nulls[1].3.as_deref().unwrap_or("").contains("was NULL"),
+        "{nulls:?}"
+    );
+    assert_eq!(
+        nulls[2],
+        ("472".into(), true, false, None),
+        "done stays done"
+    );
+    assert_eq!(rows_0_2(&mut admin), before);
+
+    let (mut fresh_admin, _) = clients(&cluster, "esmed");
+    assert_eq!(
+        schema_fingerprint(&mut admin),
+        schema_fingerprint(&mut fresh_admin)
+    );
+
+    // The upgraded database hands out ids past 2^31 and esmed works with them.
+    let (_, mut esmed) = clients(&cluster, "v02");
+    assert!(esmed::db::schema::missing_columns(&mut esmed)
+        .unwrap()
+        .is_empty());
+    admin
+        .batch_execute("SELECT setval('smpp_tx_queue_id_seq', 4000000000)")
+        .unwrap();
+    let ids = insert_messages(&mut admin, "('480', 'LEVEL_0', 'big')");
+    assert_eq!(ids, [4_000_000_001]);
+    admin
+        .batch_execute("UPDATE smpp_tx_queue SET claimed_by = NULL, claimed_until = NULL")
+        .unwrap();
+    let claimed = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
+    let mut claimed_ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+    claimed_ids.sort_unstable();
+    assert_eq!(claimed_ids.last(), Some(&4_000_000_001), "{claimed:?}");
+    let summary = db::write_results(
+        &mut esmed,
+        &[result(
+            ids[0],
+            TxOutcome::Done {
+                parts: vec![part(1, 1, "F00D")],
+            },
+        )],
+        "a",
+    )
+    .unwrap();
+    assert_eq!(summary.written, 1);
+    privileges_are_least(&mut admin, &mut esmed);
+}
+
+/// An unprivileged role cannot plant a function where esmed's unqualified calls would find
+/// it (PostgreSQL 14 and older let every role create objects in schema public), on a new
+/// schema and on an upgraded one; the esmed role's search_path is pinned.
+#[test]
+fn an_unprivileged_role_cannot_plant_functions_where_esmed_looks() {
+    let cluster = PgCluster::start().unwrap();
+    let mut postgres = cluster.superuser_client("postgres").unwrap();
+    // Every database made from template1 from now on has PostgreSQL 14's defaults.
+    let mut template = cluster.superuser_client("template1").unwrap();
+    template
+        .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        .unwrap();
+    drop(template);
+    postgres
+        .batch_execute("CREATE ROLE mallory LOGIN PASSWORD 'm'")
+        .unwrap();
+    for (db, schema, upgrade) in [
+        ("fresh", "sql/db.sql", None),
+        (
+            "old",
+            "tests/fixtures/db-0.2.sql",
+            Some("sql/upgrade-0.2.sql"),
+        ),
+    ] {
+        cluster.create_database(db).unwrap();
+        cluster.load_schema(db, &repo_file(schema)).unwrap();
+        if let Some(upgrade) = upgrade {
+            let mut mallory = cluster.connect(db, "mallory", Some("m")).unwrap();
+            mallory
+                .batch_execute("CREATE TABLE before_upgrade (x int)")
+                .expect("the 0.2 schema left schema public open, as PostgreSQL 14 does");
+            cluster.load_schema(db, &repo_file(upgrade)).unwrap();
+        }
+        let mut mallory = cluster.connect(db, "mallory", Some("m")).unwrap();
+        let error = mallory
+            .batch_execute(
+                "CREATE FUNCTION public.unnest(varchar[]) RETURNS SETOF varchar
+                 LANGUAGE sql AS 'SELECT ''planted''::varchar'",
+            )
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{db}: {error}"
+        );
+        let mut esmed = cluster.esmed_client(db, "pw").unwrap();
+        let path: String = esmed.query_one("SHOW search_path", &[]).unwrap().get(0);
+        assert_eq!(path, "pg_catalog, public", "{db}");
+        let error = esmed
+            .batch_execute("CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{db}"
+        );
+    }
 }

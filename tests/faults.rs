@@ -18,8 +18,8 @@ use support::{wait_until, Env, Esmed};
 const T: Duration = Duration::from_secs(30);
 
 /// How many submit_sm the SMSC received for each row id.
-fn sends_per_row(env: &Env) -> HashMap<i32, usize> {
-    let ids: HashMap<String, i32> = env
+fn sends_per_row(env: &Env) -> HashMap<i64, usize> {
+    let ids: HashMap<String, i64> = env
         .db()
         .query("SELECT smpp_destination_addr, id FROM smpp_tx_queue", &[])
         .unwrap()
@@ -37,8 +37,8 @@ fn sends_per_row(env: &Env) -> HashMap<i32, usize> {
 }
 
 /// Rows the SMSC got more than once.
-fn duplicated(sends: &HashMap<i32, usize>) -> Vec<i32> {
-    let mut rows: Vec<i32> = sends
+fn duplicated(sends: &HashMap<i64, usize>) -> Vec<i64> {
+    let mut rows: Vec<i64> = sends
         .iter()
         .filter(|(_, n)| **n > 1)
         .map(|(id, _)| *id)
@@ -47,7 +47,7 @@ fn duplicated(sends: &HashMap<i32, usize>) -> Vec<i32> {
     rows
 }
 
-fn resends_of(env: &Env, id: i32) -> i32 {
+fn resends_of(env: &Env, id: i64) -> i32 {
     env.db()
         .query_one(
             "SELECT submission_resends FROM smpp_tx_queue WHERE id = $1",
@@ -59,7 +59,7 @@ fn resends_of(env: &Env, id: i32) -> i32 {
 
 /// Every row reached the SMSC at least once; the duplicated ones are at most `max`, each is
 /// counted in submission_resends and named in one of the logs. Returns them.
-fn check_duplicates(env: &Env, rows: i32, max: usize, logs: &[&Esmed]) -> Vec<i32> {
+fn check_duplicates(env: &Env, rows: i32, max: usize, logs: &[&Esmed]) -> Vec<i64> {
     let sends = sends_per_row(env);
     assert_eq!(sends.len(), rows as usize, "every row reached the SMSC");
     let dups = duplicated(&sends);
@@ -85,7 +85,7 @@ fn check_duplicates(env: &Env, rows: i32, max: usize, logs: &[&Esmed]) -> Vec<i3
 /// Rows `instance` holds without a committed result (read right after killing it: nobody
 /// else can take them before their lease runs out): its window in flight, rows waiting for
 /// room, and answers not committed yet. Only these may be sent twice.
-fn held_by(env: &Env, instance: &str) -> Vec<i32> {
+fn held_by(env: &Env, instance: &str) -> Vec<i64> {
     env.db()
         .query(
             "SELECT id FROM smpp_tx_queue WHERE claimed_by = $1",

@@ -44,7 +44,7 @@ fn receipts_on(env: &Env) {
 }
 
 /// (smpp_message_state, message_state_timestamp set) of a tx row.
-fn tx_state(env: &Env, id: i32) -> (Option<String>, bool) {
+fn tx_state(env: &Env, id: i64) -> (Option<String>, bool) {
     let row = env
         .db()
         .query_one(
@@ -56,14 +56,14 @@ fn tx_state(env: &Env, id: i32) -> (Option<String>, bool) {
     (row.get(0), row.get(1))
 }
 
-fn wait_state(env: &Env, esmed: &Esmed, id: i32, state: &str) {
+fn wait_state(env: &Env, esmed: &Esmed, id: i64, state: &str) {
     wait_until(T, &format!("row {id} {state}"), esmed, || {
         tx_state(env, id).0.as_deref() == Some(state)
     });
 }
 
 /// The receipts stored: (receipted_message_id, message_state, tx_id), in arrival order.
-fn receipts(env: &Env) -> Vec<(String, String, Option<i32>)> {
+fn receipts(env: &Env) -> Vec<(String, String, Option<i64>)> {
     env.db()
         .query(
             "SELECT receipted_message_id, message_state, tx_id FROM smpp_rx_queue \
@@ -84,7 +84,7 @@ fn count(env: &Env, sql: &str) -> i64 {
 fn receipts_match(name: &str, smsc: SmscConfig, daemon_extra: &str) {
     let env = Env::with_smsc(name, smsc);
     receipts_on(&env);
-    let ids: Vec<i32> = (0..3)
+    let ids: Vec<i64> = (0..3)
         .map(|n| env.insert(&format!("4477009001{n:02}"), "receipt please"))
         .collect();
     let esmed = env.esmed(name, daemon_extra);
@@ -95,7 +95,7 @@ fn receipts_match(name: &str, smsc: SmscConfig, daemon_extra: &str) {
     );
     let stored = receipts(&env);
     assert_eq!(stored.len(), 3, "{stored:?}");
-    let mut linked: Vec<i32> = stored.iter().filter_map(|r| r.2).collect();
+    let mut linked: Vec<i64> = stored.iter().filter_map(|r| r.2).collect();
     linked.sort_unstable();
     assert_eq!(linked, ids, "each receipt linked to its own row");
     for &id in &ids {
@@ -238,7 +238,7 @@ fn a_multipart_message_is_delivered_only_when_every_part_is() {
     env.wait_all("submission_done", T, &esmed);
     let parts = count(&env, "SELECT count(*) FROM smpp_tx_parts");
     assert_eq!(parts, 6, "three parts each");
-    let part_ids = |tx: i32| -> Vec<String> {
+    let part_ids = |tx: i64| -> Vec<String> {
         env.db()
             .query(
                 "SELECT message_id FROM smpp_tx_parts WHERE tx_id = $1 ORDER BY part_no",
@@ -598,4 +598,50 @@ fn assert_acks_after_commit(env: &Env) {
             "deliver_sm_resp at {last_ack:?} before the commit at {committed:?}"
         );
     }
+}
+
+/// Queue ids are 64-bit: rows numbered past 2³¹ (what a 32-bit id holds) are sent, one of
+/// them in several parts, and the receipts, numbered past it too, find their rows.
+#[test]
+fn rows_and_receipts_with_ids_past_32_bits_are_sent_and_matched() {
+    let smsc = smsc_with(
+        ReceiptMode::After(ReceiptConfig::after(Duration::from_millis(50))),
+        IdFormat::HexLower,
+        1,
+    );
+    let env = Env::with_smsc("big-ids", smsc);
+    receipts_on(&env);
+    env.db()
+        .batch_execute(
+            "SELECT setval('smpp_tx_queue_id_seq', 3000000000);
+             SELECT setval('smpp_rx_queue_id_seq', 5000000000);",
+        )
+        .unwrap();
+    let ids = [
+        env.insert("447700900201", "past two to the thirty-one"),
+        env.insert("447700900202", &"long ".repeat(60)),
+    ];
+    assert!(ids.iter().all(|&id| id > 3_000_000_000), "{ids:?}");
+    let esmed = env.esmed("big-ids", "");
+    env.wait_all(
+        "smpp_message_state IS NOT DISTINCT FROM 'DELIVERED'",
+        T,
+        &esmed,
+    );
+    let mut linked: Vec<i64> = receipts(&env).iter().filter_map(|r| r.2).collect();
+    linked.sort_unstable();
+    linked.dedup();
+    assert_eq!(linked, ids, "each receipt linked to its row");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM smpp_rx_queue WHERE id <= 5000000000"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&env, "SELECT count(DISTINCT tx_id) FROM smpp_tx_parts"),
+        1,
+        "the long message's parts are stored under its id"
+    );
 }

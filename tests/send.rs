@@ -229,10 +229,10 @@ fn bad_rows_fail_with_a_clear_reason_and_the_queue_goes_on() {
         ("447700900123", "bell \u{7}", "control character U+0007"),
         ("447700900123", &"long ".repeat(400), "limit is 10"),
     ];
-    let ids: Vec<(i32, &str)> = cases
+    let ids: Vec<(i64, &str)> = cases
         .iter()
         .map(|(dest, text, why)| {
-            let id: i32 = env
+            let id: i64 = env
                 .db()
                 .query_one(
                     "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \

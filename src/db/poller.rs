@@ -105,7 +105,7 @@ pub fn spawn(
 #[derive(Default)]
 struct SharedPlace {
     /// Priority and id of the last row claimed, to continue from (see `db::claim_after`).
-    cursor: Mutex<Option<(u8, i32)>>,
+    cursor: Mutex<Option<(u8, i64)>>,
     /// Rows may rank before the cursor (a NOTIFY came, or the sweeper found one): the next
     /// claim starts from the head.
     head_due: AtomicBool,
@@ -114,11 +114,11 @@ struct SharedPlace {
 }
 
 impl SharedPlace {
-    fn cursor(&self) -> Option<(u8, i32)> {
+    fn cursor(&self) -> Option<(u8, i64)> {
         *self.cursor.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_cursor(&self, cursor: Option<(u8, i32)>) {
+    fn set_cursor(&self, cursor: Option<(u8, i64)>) {
         *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = cursor;
     }
 }
@@ -352,7 +352,7 @@ impl Poller {
 }
 
 /// The later in claim order of `so_far` and `row`'s place.
-fn later(so_far: Option<(u8, i32)>, row: Option<&TxRow>) -> Option<(u8, i32)> {
+fn later(so_far: Option<(u8, i64)>, row: Option<&TxRow>) -> Option<(u8, i64)> {
     let place = row.map(|row| (row.priority, row.id));
     match (so_far, place) {
         (Some(a), Some(b)) => Some(if before(a, b) { b } else { a }),
@@ -429,7 +429,7 @@ impl Sweeper {
 }
 
 /// In claim order (priority highest first, then id), does place `a` come before `b`?
-fn before(a: (u8, i32), b: (u8, i32)) -> bool {
+fn before(a: (u8, i64), b: (u8, i64)) -> bool {
     (Reverse(a.0), a.1) < (Reverse(b.0), b.1)
 }
 
@@ -446,7 +446,7 @@ pub fn ready_target(claim_batch: usize, submit_windows: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn row(priority: u8, id: i32) -> TxRow {
+    fn row(priority: u8, id: i64) -> TxRow {
         TxRow {
             id,
             destination: String::new(),

@@ -23,7 +23,7 @@ use crate::smpp::receipt::stored_key;
 /// A message claimed for sending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxRow {
-    pub id: i32,
+    pub id: i64,
     pub destination: String,
     /// `smpp_source_addr`: overrides the server's esme_source_addr when set.
     pub source_override: Option<String>,
@@ -94,7 +94,7 @@ pub enum TxOutcome {
 /// The result for one claimed row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TxResult {
-    pub id: i32,
+    pub id: i64,
     pub outcome: TxOutcome,
     /// Attempts used by this claim; added to `submission_attempts`.
     pub attempts: i32,
@@ -108,7 +108,7 @@ pub struct WriteSummary {
     /// Rows updated.
     pub written: usize,
     /// Rows not updated because this instance no longer holds their lease (or they are gone).
-    pub skipped: Vec<i32>,
+    pub skipped: Vec<i64>,
     /// The `message_id_key`s of the parts stored, for matching receipts that waited for them.
     pub part_keys: Vec<String>,
 }
@@ -159,7 +159,7 @@ const CLAIM_AFTER: &str =
 
 const SELECT_PARTS: &str = "
     SELECT tx_id, part_no, COALESCE(part_count, 0::smallint), message_id FROM smpp_tx_parts
-    WHERE tx_id = ANY($1::int4[]) ORDER BY tx_id, part_no";
+    WHERE tx_id = ANY($1::int8[]) ORDER BY tx_id, part_no";
 
 /// Sets up a connection that claims (the poller's): see [`Planning::Claims`]. Its
 /// statements are prepared (see [`super::sql`]).
@@ -200,7 +200,7 @@ pub fn claim_after(
     limit: i64,
     lease: Duration,
     instance: &str,
-    after: (u8, i32),
+    after: (u8, i64),
 ) -> Result<Vec<TxRow>, DbError> {
     let level = format!("LEVEL_{}", after.0);
     let rows = c
@@ -221,7 +221,7 @@ const FIRST_SENDABLE: &str = concat!(
 /// The place (priority, id) of the first row [`claim`] would take, without claiming it.
 /// Read-only, so it can run beside the claims; like them it steps over the index entries of
 /// rows done since the last VACUUM, and marks them dead for the claims that follow.
-pub fn first_sendable(c: &mut impl Sql) -> Result<Option<(u8, i32)>, DbError> {
+pub fn first_sendable(c: &mut impl Sql) -> Result<Option<(u8, i64)>, DbError> {
     let rows = c
         .query(FIRST_SENDABLE, &[])
         .map_err(pg("look for sendable messages"))?;
@@ -297,7 +297,7 @@ fn parse_priority(label: &str) -> Option<u8> {
 fn attach_accepted_parts(
     c: &mut impl Sql,
     claimed: &mut [TxRow],
-    ids: &[i32],
+    ids: &[i64],
 ) -> Result<(), DbError> {
     if ids.is_empty() {
         return Ok(());
@@ -305,7 +305,7 @@ fn attach_accepted_parts(
     let rows = c
         .query(SELECT_PARTS, &[&ids])
         .map_err(pg("load accepted parts"))?;
-    let mut by_id: HashMap<i32, Vec<AcceptedPart>> = HashMap::new();
+    let mut by_id: HashMap<i64, Vec<AcceptedPart>> = HashMap::new();
     for row in &rows {
         let part = AcceptedPart {
             part_no: get(row, 1)?,
@@ -344,7 +344,7 @@ const WRITE_DONE: &str = written_ids!(
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
-    FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
+    FROM unnest($1::int8[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, message_id, message_id_key, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
     "
@@ -358,7 +358,7 @@ const WRITE_FAILED: &str = written_ids!(
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
-    FROM unnest($1::int4[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
+    FROM unnest($1::int8[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, info, message_id, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
     "
@@ -371,7 +371,7 @@ const WRITE_RETRY: &str = written_ids!(
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         claimed_by = NULL, claimed_until = NULL
-    FROM unnest($1::int4[], $2::varchar[], $3::float8[], $4::int4[], $5::int4[])
+    FROM unnest($1::int8[], $2::varchar[], $3::float8[], $4::int4[], $5::int4[])
          AS u(id, info, delay, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
     "
@@ -383,7 +383,7 @@ const WRITE_RELEASE: &str = written_ids!(
     SET submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         claimed_by = NULL, claimed_until = NULL
-    FROM unnest($1::int4[], $2::int4[], $3::int4[]) AS u(id, attempts, resends)
+    FROM unnest($1::int8[], $2::int4[], $3::int4[]) AS u(id, attempts, resends)
     WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $4
     "
 );
@@ -391,7 +391,7 @@ const WRITE_RELEASE: &str = written_ids!(
 /// A part whose id changed (sent again) loses the old id's receipt state.
 const UPSERT_PARTS: &str = "
     INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id, message_id_key)
-    SELECT * FROM unnest($1::int4[], $2::int2[], $3::int2[], $4::varchar[], $5::varchar[])
+    SELECT * FROM unnest($1::int8[], $2::int2[], $3::int2[], $4::varchar[], $5::varchar[])
     ON CONFLICT (tx_id, part_no) DO UPDATE
     SET part_count = EXCLUDED.part_count, message_id = EXCLUDED.message_id,
         message_id_key = EXCLUDED.message_id_key,
@@ -427,10 +427,10 @@ pub fn write_results_in(
     let batches = Batches::split(results);
     let mut written = batches.write(tx, instance)?;
     written.sort_unstable();
-    let is_written = |id: &i32| written.binary_search(id).is_ok();
+    let is_written = |id: &i64| written.binary_search(id).is_ok();
     let mut part_keys = upsert_parts(tx, results, is_written)?;
     part_keys.extend(batches.done.into_written_keys(is_written));
-    let skipped: Vec<i32> = results
+    let skipped: Vec<i64> = results
         .iter()
         .map(|r| r.id)
         .filter(|id| !is_written(id))
@@ -458,7 +458,7 @@ pub fn in_one_statement(results: &[TxResult]) -> bool {
 /// doesn't use stay empty).
 #[derive(Default)]
 struct Columns<'a> {
-    ids: Vec<i32>,
+    ids: Vec<i64>,
     attempts: Vec<i32>,
     resends: Vec<i32>,
     infos: Vec<&'a str>,
@@ -477,7 +477,7 @@ impl Columns<'_> {
 
     /// The single-part receipt keys of the rows that were written, moved out (the columns
     /// have been sent by then).
-    fn into_written_keys(self, is_written: impl Fn(&i32) -> bool) -> impl Iterator<Item = String> {
+    fn into_written_keys(self, is_written: impl Fn(&i64) -> bool) -> impl Iterator<Item = String> {
         self.ids
             .into_iter()
             .zip(self.message_id_keys)
@@ -522,7 +522,7 @@ impl<'a> Batches<'a> {
     }
 
     /// Runs the four updates; returns the ids written.
-    fn write(&self, tx: &mut impl Sql, instance: &str) -> Result<Vec<i32>, DbError> {
+    fn write(&self, tx: &mut impl Sql, instance: &str) -> Result<Vec<i64>, DbError> {
         let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
         let mut written = Vec::new();
         let done: [&(dyn ToSql + Sync); 6] = [
@@ -589,12 +589,12 @@ fn update_returning_ids(
     sql: &'static str,
     params: &[&(dyn ToSql + Sync)],
     what: &'static str,
-) -> Result<Vec<i32>, DbError> {
+) -> Result<Vec<i64>, DbError> {
     if batch.ids.is_empty() {
         return Ok(Vec::new());
     }
     let rows = tx.query(sql, params).map_err(pg(what))?;
-    let written: Option<Vec<i32>> = match rows.first() {
+    let written: Option<Vec<i64>> = match rows.first() {
         Some(row) => get(row, 0)?,
         None => None,
     };
@@ -630,9 +630,9 @@ fn is_multi_part(parts: &[AcceptedPart]) -> bool {
 fn upsert_parts(
     tx: &mut impl Sql,
     results: &[TxResult],
-    is_written: impl Fn(&i32) -> bool,
+    is_written: impl Fn(&i64) -> bool,
 ) -> Result<Vec<String>, DbError> {
-    let mut parts: BTreeMap<(i32, i16), (i16, &str)> = BTreeMap::new();
+    let mut parts: BTreeMap<(i64, i16), (i16, &str)> = BTreeMap::new();
     for r in results.iter().filter(|r| is_written(&r.id)) {
         let accepted = outcome_parts(&r.outcome);
         if !is_multi_part(accepted) {
@@ -645,7 +645,7 @@ fn upsert_parts(
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    let tx_ids: Vec<i32> = parts.keys().map(|k| k.0).collect();
+    let tx_ids: Vec<i64> = parts.keys().map(|k| k.0).collect();
     let part_nos: Vec<i16> = parts.keys().map(|k| k.1).collect();
     let counts: Vec<i16> = parts.values().map(|v| v.0).collect();
     let message_ids: Vec<&str> = parts.values().map(|v| v.1).collect();

@@ -23,13 +23,13 @@ use crate::smpp::receipt::{match_keys, IdMatch, MessageState};
 /// A receipt to match: `token` identifies it to the caller (a batch index or an rx id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptKeys {
-    pub token: i32,
+    pub token: i64,
     /// (`message_id_key`, rank) pairs; lower rank is the better match.
     pub keys: Vec<(String, i32)>,
 }
 
 impl ReceiptKeys {
-    pub fn new(token: i32, message_id: &str, from_tlv: bool, mode: IdMatch) -> ReceiptKeys {
+    pub fn new(token: i64, message_id: &str, from_tlv: bool, mode: IdMatch) -> ReceiptKeys {
         ReceiptKeys {
             token,
             keys: match_keys(message_id, from_tlv, mode),
@@ -40,8 +40,8 @@ impl ReceiptKeys {
 /// A receipt found its part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptMatch {
-    pub token: i32,
-    pub tx_id: i32,
+    pub token: i64,
+    pub tx_id: i64,
     pub part_no: i16,
     /// The message was sent in one part: its key and state are on the smpp_tx_queue row.
     pub single: bool,
@@ -50,7 +50,7 @@ pub struct ReceiptMatch {
 /// A receipt's effect on one part: its state, in arrival order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartState {
-    pub tx_id: i32,
+    pub tx_id: i64,
     pub part_no: i16,
     /// See [`ReceiptMatch::single`].
     pub single: bool,
@@ -77,7 +77,7 @@ macro_rules! newest_part_for_key {
 
 const MATCH: &str = concat!(
     "SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no, p.single
-     FROM unnest($1::int4[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)",
+     FROM unnest($1::int8[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)",
     newest_part_for_key!(),
     "ORDER BY u.token, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
 );
@@ -92,7 +92,7 @@ pub fn match_receipts(
 ) -> Result<Vec<ReceiptMatch>, DbError> {
     let best_rank = |r: &ReceiptKeys| r.keys.iter().map(|(_, rank)| *rank).min();
     let mut matches = match_keys_of(c, receipts, |r, rank| Some(rank) == best_rank(r))?;
-    let matched: HashSet<i32> = matches.iter().map(|m| m.token).collect();
+    let matched: HashSet<i64> = matches.iter().map(|m| m.token).collect();
     let unmatched: Vec<&ReceiptKeys> = receipts
         .iter()
         .filter(|r| !matched.contains(&r.token))
@@ -137,7 +137,7 @@ fn match_keys_of<'a>(
 
 const KEEP_UNMATCHED: &str = "
     INSERT INTO smpp_rx_unmatched (rx_id, match_key, match_rank, message_state)
-    SELECT * FROM unnest($1::int4[], $2::varchar[], $3::int4[], $4::varchar[])
+    SELECT * FROM unnest($1::int8[], $2::varchar[], $3::int4[], $4::varchar[])
     ON CONFLICT DO NOTHING";
 
 /// Keeps receipts (`token` = their smpp_rx_queue id) for matching later.
@@ -184,11 +184,11 @@ const MATCH_WAITING_FOR: &str = concat!(
 
 /// Deleting is the claim: of two esmed instances matching the same receipt, one gets it.
 const CLAIM_WAITING: &str = "
-    DELETE FROM smpp_rx_unmatched WHERE rx_id = ANY($1::int4[]) RETURNING rx_id";
+    DELETE FROM smpp_rx_unmatched WHERE rx_id = ANY($1::int8[]) RETURNING rx_id";
 
 const LINK_RX: &str = "
     UPDATE smpp_rx_queue r SET tx_id = u.tx_id
-    FROM unnest($1::int4[], $2::int4[]) AS u(rx_id, tx_id) WHERE r.id = u.rx_id";
+    FROM unnest($1::int8[], $2::int8[]) AS u(rx_id, tx_id) WHERE r.id = u.rx_id";
 
 /// Matches waiting receipts (all, or those that may match `keys`), links their rx rows to
 /// the tx rows and forgets them; returns their states, oldest receipt first, for
@@ -202,13 +202,13 @@ pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<Pa
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut found: HashMap<i32, (i32, i16, bool, Option<String>)> = HashMap::new();
+    let mut found: HashMap<i64, (i64, i16, bool, Option<String>)> = HashMap::new();
     for row in &rows {
         let part = (get(row, 1)?, get(row, 2)?, get(row, 3)?, get(row, 4)?);
         found.insert(get(row, 0)?, part);
     }
-    let wanted: Vec<i32> = found.keys().copied().collect();
-    let mut claimed: Vec<i32> = c
+    let wanted: Vec<i64> = found.keys().copied().collect();
+    let mut claimed: Vec<i64> = c
         .query(CLAIM_WAITING, &[&wanted])
         .map_err(pg("claim waiting receipts"))?
         .iter()
@@ -216,7 +216,7 @@ pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<Pa
         .collect::<Result<_, _>>()?;
     claimed.sort_unstable();
     claimed.dedup();
-    let tx_ids: Vec<i32> = claimed.iter().map(|id| found[id].0).collect();
+    let tx_ids: Vec<i64> = claimed.iter().map(|id| found[id].0).collect();
     c.execute(LINK_RX, &[&claimed, &tx_ids])
         .map_err(pg("link receipts to their messages"))?;
     Ok(claimed
@@ -251,11 +251,11 @@ const EXPIRE_WAITING: &str = "
 pub fn expire_waiting(
     c: &mut impl Sql,
     window: Duration,
-) -> Result<Vec<(i32, Vec<String>)>, DbError> {
+) -> Result<Vec<(i64, Vec<String>)>, DbError> {
     let rows = c
         .query(EXPIRE_WAITING, &[&window.as_secs_f64()])
         .map_err(pg("expire unmatched receipts"))?;
-    let mut by_id: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+    let mut by_id: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
     for row in &rows {
         by_id.entry(get(row, 0)?).or_default().push(get(row, 1)?);
     }
@@ -264,7 +264,7 @@ pub fn expire_waiting(
 
 const UPDATE_PARTS: &str = "
     UPDATE smpp_tx_parts p SET message_state = u.state, state_timestamp = now()
-    FROM unnest($1::int4[], $2::int2[], $3::varchar[]) AS u(tx_id, part_no, state)
+    FROM unnest($1::int8[], $2::int2[], $3::varchar[]) AS u(tx_id, part_no, state)
     WHERE p.tx_id = u.tx_id AND p.part_no = u.part_no
       AND p.message_state IS DISTINCT FROM u.state
       AND NOT (p.message_state IS NOT NULL AND p.message_state <> ALL($4::varchar[])
@@ -279,7 +279,7 @@ const UPDATE_ROWS: &str = "
           FROM smpp_tx_parts p
           LEFT JOIN unnest($2::varchar[], $3::int4[]) AS s(name, severity)
                  ON s.name = COALESCE(p.message_state, 'ENROUTE')
-          WHERE p.tx_id = ANY($1::int4[])
+          WHERE p.tx_id = ANY($1::int8[])
           ORDER BY p.tx_id, s.severity DESC NULLS LAST) a
     WHERE t.id = a.tx_id AND t.smpp_message_state IS DISTINCT FROM a.state
       AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($4::varchar[])
@@ -289,7 +289,7 @@ const UPDATE_ROWS: &str = "
 /// $3: the non-final names.
 const UPDATE_SINGLE_ROWS: &str = "
     UPDATE smpp_tx_queue t SET smpp_message_state = u.state, message_state_timestamp = now()
-    FROM unnest($1::int4[], $2::varchar[]) AS u(id, state)
+    FROM unnest($1::int8[], $2::varchar[]) AS u(id, state)
     WHERE t.id = u.id AND t.smpp_message_state IS DISTINCT FROM u.state
       AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($3::varchar[])
                AND u.state = ANY($3::varchar[]))";
@@ -309,7 +309,7 @@ pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbErro
         .collect();
     let (single, multi): (Vec<&PartState>, Vec<&PartState>) = folded.iter().partition(|s| s.single);
     if !single.is_empty() {
-        let ids: Vec<i32> = single.iter().map(|s| s.tx_id).collect();
+        let ids: Vec<i64> = single.iter().map(|s| s.tx_id).collect();
         let names: Vec<&str> = single.iter().map(|s| s.state.as_str()).collect();
         c.execute(UPDATE_SINGLE_ROWS, &[&ids, &names, &non_final])
             .map_err(pg("write message states"))?;
@@ -317,7 +317,7 @@ pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbErro
     if multi.is_empty() {
         return Ok(());
     }
-    let tx_ids: Vec<i32> = multi.iter().map(|s| s.tx_id).collect();
+    let tx_ids: Vec<i64> = multi.iter().map(|s| s.tx_id).collect();
     let part_nos: Vec<i16> = multi.iter().map(|s| s.part_no).collect();
     let names: Vec<&str> = multi.iter().map(|s| s.state.as_str()).collect();
     c.execute(UPDATE_PARTS, &[&tx_ids, &part_nos, &names, &non_final])
@@ -338,8 +338,8 @@ pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbErro
 /// One state per part (one UPDATE may touch a row once): later receipts win, except that a
 /// final state is never replaced by a non-final one.
 fn fold_states(states: &[PartState]) -> Vec<PartState> {
-    let mut order: Vec<(i32, i16)> = Vec::new();
-    let mut by_part: HashMap<(i32, i16), &PartState> = HashMap::new();
+    let mut order: Vec<(i64, i16)> = Vec::new();
+    let mut by_part: HashMap<(i64, i16), &PartState> = HashMap::new();
     for s in states {
         let key = (s.tx_id, s.part_no);
         match by_part.get(&key) {
@@ -364,7 +364,7 @@ mod tests {
     use super::*;
     use MessageState::*;
 
-    fn s(tx_id: i32, part_no: i16, state: MessageState) -> PartState {
+    fn s(tx_id: i64, part_no: i16, state: MessageState) -> PartState {
         PartState {
             tx_id,
             part_no,

@@ -56,23 +56,22 @@ const INSERT_RX: &str = "
         message_state, error_code, tx_id, text_invalid, id, mo_parts, mo_incomplete)
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[],
         $5::varchar[], $6::int4[], $7::int4[], $8::bool[], $9::varchar[], $10::varchar[],
-        $11::varchar[], $12::int4[], $13::bool[], $14::int4[], $15::int2[], $16::bool[])";
+        $11::varchar[], $12::int8[], $13::bool[], $14::int8[], $15::int2[], $16::bool[])";
 
 /// Ids are taken from the sequence first, so the caller knows which row got which id
 /// (INSERT ... RETURNING promises no order) and esmed needs no SELECT on the table.
-const NEXT_IDS: &str =
-    "SELECT nextval('smpp_rx_queue_id_seq')::int4 FROM generate_series(1, $1::int4)";
+const NEXT_IDS: &str = "SELECT nextval('smpp_rx_queue_id_seq') FROM generate_series(1, $1::int4)";
 
 /// Inserts `rows` in one statement (nothing for an empty slice), each with the
 /// `smpp_tx_queue` row it matched when it is a receipt whose message is known (`tx_id`);
 /// returns their ids, in order. The match goes beside the row, not into it: the DB writer
 /// keeps its batch's rows as they came, for a retry, and inserts them without a copy.
-pub fn insert_rx(c: &mut impl Sql, rows: &[(&RxRow, Option<i32>)]) -> Result<Vec<i32>, DbError> {
+pub fn insert_rx(c: &mut impl Sql, rows: &[(&RxRow, Option<i64>)]) -> Result<Vec<i64>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
-    let ids: Vec<i32> = c
+    let ids: Vec<i64> = c
         .query(NEXT_IDS, &[&count])
         .map_err(pg("number received PDUs"))?
         .iter()
@@ -86,7 +85,7 @@ pub fn insert_rx(c: &mut impl Sql, rows: &[(&RxRow, Option<i32>)]) -> Result<Vec
     };
     let int = |f: fn(&RxRow) -> i32| rows.iter().map(|(r, _)| f(r)).collect::<Vec<i32>>();
     let flag = |f: fn(&RxRow) -> bool| rows.iter().map(|(r, _)| f(r)).collect::<Vec<bool>>();
-    let tx_ids: Vec<Option<i32>> = rows.iter().map(|(_, tx_id)| *tx_id).collect();
+    let tx_ids: Vec<Option<i64>> = rows.iter().map(|(_, tx_id)| *tx_id).collect();
     c.execute(
         INSERT_RX,
         &[

@@ -21,6 +21,7 @@ const REQUIRED: &[(&str, &str)] = &[
     ("smpp_rx_parts", "text_bytes"),
     ("smpp_rx_parts_done", "text_bytes"),
     ("esmed_status", "instance"),
+    ("esmed_status", "tls_unverified"),
 ];
 
 /// The schema is too old for this esmed.
@@ -32,8 +33,9 @@ impl std::fmt::Display for MissingColumns {
         write!(
             f,
             "the database schema is older than this esmed: it lacks {}. Upgrade it as the \
-             database owner: from the old esmed's schema with sql/upgrade-0.1.sql; from an \
-             earlier esmed 0.2 development build with sql/upgrade-0.2-dev.sql",
+             database owner: from esmed 0.2 with sql/upgrade-0.2.sql; from the old esmed's \
+             schema with sql/upgrade-0.1.sql; from an esmed 0.2 development build with \
+             sql/upgrade-0.2-dev.sql",
             self.0.join(", ")
         )
     }
@@ -127,6 +129,7 @@ mod tests {
         let text = MissingColumns(vec!["smpp_tx_queue.smpp_message_id_key".into()]).to_string();
         assert!(text.contains("lacks smpp_tx_queue.smpp_message_id_key"));
         assert!(text.contains("sql/upgrade-0.1.sql"));
+        assert!(text.contains("sql/upgrade-0.2.sql"));
         assert!(text.contains("sql/upgrade-0.2-dev.sql"));
     }
 }

@@ -52,7 +52,7 @@ pub enum DbOp {
 
 impl DbOp {
     /// The smpp_tx_queue id this op is about, for log lines (0 for received PDUs).
-    pub fn row_id(&self) -> i32 {
+    pub fn row_id(&self) -> i64 {
         match self {
             DbOp::Result { result, .. } => result.id,
             DbOp::Rx { .. } => 0,
@@ -277,7 +277,7 @@ impl Batch {
 }
 
 /// "row 7" or "rows 7, 8, 9, ... (40 in all)": the first few ids of a batch, for a log line.
-fn row_list(ids: impl ExactSizeIterator<Item = i32>) -> String {
+fn row_list(ids: impl ExactSizeIterator<Item = i64>) -> String {
     const SHOWN: usize = 10;
     let count = ids.len();
     let shown: Vec<String> = ids.take(SHOWN).map(|id| id.to_string()).collect();
@@ -696,13 +696,13 @@ fn store_rx(
         .enumerate()
         .filter_map(|(i, r)| {
             let id = r.receipted_message_id.as_deref().filter(|_| r.is_receipt)?;
-            let token = i32::try_from(i).ok()?;
+            let token = i64::try_from(i).ok()?;
             Some(ReceiptKeys::new(token, id, r.receipt_id_from_tlv, id_match))
         })
         .collect();
     let matches = receipts::match_receipts(c, &keys)?;
     let (tx_ids, states) = apply_matches(rows, &matches);
-    let matched: Vec<(&RxRow, Option<i32>)> = rows
+    let matched: Vec<(&RxRow, Option<i64>)> = rows
         .iter()
         .map(|r| &**r)
         .zip(tx_ids.iter().copied())
@@ -727,7 +727,7 @@ fn store_rx(
 fn apply_matches(
     rows: &[Cow<'_, RxRow>],
     matches: &[receipts::ReceiptMatch],
-) -> (Vec<Option<i32>>, Vec<PartState>) {
+) -> (Vec<Option<i64>>, Vec<PartState>) {
     let mut tx_ids = vec![None; rows.len()];
     let mut states = Vec::new();
     for m in matches {
@@ -757,9 +757,9 @@ fn apply_matches(
 /// in the order of `rows`), with the state it reports.
 fn still_waiting(
     keys: Vec<ReceiptKeys>,
-    tx_ids: &[Option<i32>],
+    tx_ids: &[Option<i64>],
     rows: &[Cow<'_, RxRow>],
-    ids: &[i32],
+    ids: &[i64],
 ) -> Vec<(ReceiptKeys, Option<MessageState>)> {
     keys.into_iter()
         .filter_map(|mut k| {
@@ -800,7 +800,7 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
             crate::config::format_duration(config.mo_reassembly_timeout)
         );
     }
-    let unmatched: Vec<(&RxRow, Option<i32>)> = rows.iter().map(|r| (r, None)).collect();
+    let unmatched: Vec<(&RxRow, Option<i64>)> = rows.iter().map(|r| (r, None)).collect();
     db::insert_rx(&mut transaction, &unmatched)?;
     reassembly::forget_done(&mut transaction, config.mo_reassembly_timeout)?;
     let still_waiting = receipts::any_waiting(&mut transaction)?;
@@ -819,7 +819,7 @@ mod tests {
         assert_eq!(row_list([7].into_iter()), "row 7");
         assert_eq!(row_list([7, 8, 9].into_iter()), "rows 7, 8, 9");
         assert_eq!(
-            row_list(1..41),
+            row_list((1..41).collect::<Vec<i64>>().into_iter()),
             "rows 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (40 in all)"
         );
     }

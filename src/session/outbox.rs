@@ -58,9 +58,9 @@ pub enum ResponseEffect {
 
 pub struct Outbox {
     settings: SubmitSettings,
-    rows: IdMap<i32, RowInFlight>,
-    queue: VecDeque<(i32, usize)>,
-    in_flight: IdMap<u32, (i32, usize)>,
+    rows: IdMap<i64, RowInFlight>,
+    queue: VecDeque<(i64, usize)>,
+    in_flight: IdMap<u32, (i64, usize)>,
 }
 
 impl Outbox {
@@ -116,7 +116,7 @@ impl Outbox {
     }
 
     /// The next part to submit, if any: its row id, part index and PDU body.
-    pub fn next_part(&self) -> Option<(i32, usize, &Sm)> {
+    pub fn next_part(&self) -> Option<(i64, usize, &Sm)> {
         let &(id, part) = self.queue.front()?;
         let row = self.rows.get(&id)?;
         Some((id, part, row.pdus.get(part)?))
@@ -133,7 +133,7 @@ impl Outbox {
     }
 
     /// The row and part a sequence number belongs to (for logging).
-    pub fn part_of(&self, sequence_number: u32) -> Option<(i32, usize)> {
+    pub fn part_of(&self, sequence_number: u32) -> Option<(i64, usize)> {
         self.in_flight.get(&sequence_number).copied()
     }
 
@@ -187,7 +187,7 @@ impl Outbox {
     /// Hands every row that is not in flight back (shutdown): rows with nothing sent are
     /// released, rows with parts settled keep what they achieved. Rows in flight stay.
     pub fn release_idle(&mut self) -> Vec<TxResult> {
-        let idle: Vec<i32> = self
+        let idle: Vec<i64> = self
             .rows
             .iter()
             .filter(|(_, r)| !r.states.iter().any(|s| matches!(s, PartState::InFlight(_))))
@@ -201,14 +201,14 @@ impl Outbox {
 
     fn release_all(&mut self) -> Vec<TxResult> {
         self.queue.clear();
-        let ids: Vec<i32> = self.rows.keys().copied().collect();
+        let ids: Vec<i64> = self.rows.keys().copied().collect();
         ids.into_iter()
             .filter_map(|id| self.close_row(id))
             .collect()
     }
 
     /// Ends a row whatever its parts' states: queued parts count as not sent.
-    fn close_row(&mut self, id: i32) -> Option<TxResult> {
+    fn close_row(&mut self, id: i64) -> Option<TxResult> {
         let mut row = self.rows.remove(&id)?;
         let any_failed = row.states.iter().any(|s| matches!(s, PartState::Failed(_)));
         if !any_failed {
@@ -232,13 +232,13 @@ impl Outbox {
         Some(self.outcome_of(row))
     }
 
-    fn set_state(&mut self, id: i32, part: usize, state: PartState) {
+    fn set_state(&mut self, id: i64, part: usize, state: PartState) {
         if let Some(row) = self.rows.get_mut(&id) {
             row.states[part] = state;
         }
     }
 
-    fn finish_if_settled(&mut self, id: i32) -> Option<TxResult> {
+    fn finish_if_settled(&mut self, id: i64) -> Option<TxResult> {
         let row = self.rows.get(&id)?;
         let settled = row
             .states
@@ -388,7 +388,7 @@ mod tests {
         }
     }
 
-    fn row(id: i32, text: &str, attempts: i32) -> TxRow {
+    fn row(id: i64, text: &str, attempts: i32) -> TxRow {
         TxRow {
             id,
             destination: "447700900123".into(),

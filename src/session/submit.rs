@@ -98,8 +98,8 @@ fn registered_delivery_flag(requested: RegisteredDelivery) -> u8 {
 
 /// The concatenation reference of a row's parts: derived from the row id so that a retry
 /// of the missing parts of a long message reuses the reference of the parts already sent.
-pub fn concat_reference(row_id: i32) -> u16 {
-    (row_id as u32 & 0xFFFF) as u16
+pub fn concat_reference(row_id: i64) -> u16 {
+    (row_id & 0xFFFF) as u16
 }
 
 fn destination_address(raw: &str, settings: &SubmitSettings) -> Result<Address, RowError> {
@@ -205,7 +205,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn row(id: i32, destination: &str, text: &str) -> TxRow {
+    pub(crate) fn row(id: i64, destination: &str, text: &str) -> TxRow {
         TxRow {
             id,
             destination: destination.into(),

@@ -228,7 +228,8 @@ impl PgCluster {
         self.root.join("data")
     }
 
-    fn connect(&self, db: &str, user: &str, password: Option<&str>) -> Result<Client, PgError> {
+    /// A connection to `db` as `user` (for a role a test made, e.g. an unprivileged one).
+    pub fn connect(&self, db: &str, user: &str, password: Option<&str>) -> Result<Client, PgError> {
         let mut config = postgres::Config::new();
         config
             .host(self.host())

@@ -152,7 +152,7 @@ impl Env {
         (config, log)
     }
 
-    pub fn insert(&self, destination: &str, text: &str) -> i32 {
+    pub fn insert(&self, destination: &str, text: &str) -> i64 {
         self.db()
             .query_one(
                 "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \

@@ -185,7 +185,7 @@ fn claim_all(
     let mut statements = Statements::default();
     let client = &mut Prepared::new(claimer, &mut statements);
     let mut claimed = 0;
-    let mut cursor: Option<(u8, i32)> = None;
+    let mut cursor: Option<(u8, i64)> = None;
     while Instant::now() < deadline {
         let rows = match cursor {
             Some(after) => db::claim_after(client, claim_size, LEASE, "bench", after)?,
