@@ -66,10 +66,10 @@ fn result(id: i64, outcome: TxOutcome) -> TxResult {
 }
 
 #[test]
-fn issue_examples_work_verbatim_and_the_server_loads_with_defaults() {
+fn a_server_row_loads_with_defaults_and_a_too_long_password_is_refused() {
     let cluster = fresh_cluster();
     let (mut admin, mut esmed) = clients(&cluster, "esmed");
-    // The issue's server example verbatim: 'my-password' has 11 characters and the contract
+    // A server as an operator might insert it: 'my-password' has 11 characters and the table
     // keeps the old esme_password varchar(9) (SMPP allows 8), so it is rejected as too long.
     let error = admin
         .batch_execute(
@@ -1747,4 +1747,35 @@ fn an_unprivileged_role_cannot_plant_functions_where_esmed_looks() {
             "{db}"
         );
     }
+}
+
+/// A row whose done or failed flag is NULL would be neither pending nor finished: never
+/// claimed, never counted. The columns refuse NULL.
+#[test]
+fn a_message_cannot_have_null_flags() {
+    let cluster = fresh_cluster();
+    let (mut admin, _) = clients(&cluster, "esmed");
+    for column in ["submission_done", "submission_failed"] {
+        let error = admin
+            .batch_execute(&format!(
+                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, {column})
+                 VALUES ('4477', 'x', NULL)"
+            ))
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::NOT_NULL_VIOLATION),
+            "{column}"
+        );
+    }
+    // The older daemon's inserts, which name neither column, still work.
+    let ids = insert_messages(&mut admin, "('4477', 'LEVEL_0', 'x')");
+    let flags: (bool, bool) = admin
+        .query_one(
+            "SELECT submission_done, submission_failed FROM smpp_tx_queue WHERE id = $1",
+            &[&ids[0]],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(flags, (false, false));
 }
