@@ -173,7 +173,7 @@ bench-quick: postgresql-tools
 	mkdir -p target
 	./target/release/esmed-bench --quick --json target/bench-quick.json
 
-# Soak (issue 5, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
+# Soak (README, Reliability guarantees, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
 ROWS ?= 1000000
 .PHONY: soak
 soak: postgresql-tools

@@ -1,4 +1,4 @@
-//! Soak test (issue 5, case 11; `make soak`, not part of `make test`): a throwaway PostgreSQL,
+//! Soak test (`make soak`, not part of `make test`; Reliability guarantees, case 11): a throwaway PostgreSQL,
 //! the test SMSC with delivery receipts, and the release `esmed` binary as a child process.
 //! Inserts `--rows` messages (default 1,000,000), samples esmed's RSS and open file
 //! descriptors every two seconds, and checks at the end that every row is done, every receipt

@@ -1,4 +1,4 @@
-//! The fault suite (issue 5): a real PostgreSQL, the test SMSC (or a raw fake one) and the
+//! The fault suite: a real PostgreSQL, the test SMSC (or a raw fake one) and the
 //! esmed binary, each case bounded in time. Every case checks row-level outcomes against what
 //! the SMSC itself received: every row ends done, a row reaches the SMSC more than once only
 //! when a response was lost (and then it is counted in submission_resends and logged with its

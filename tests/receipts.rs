@@ -1,4 +1,4 @@
-//! End to end, issue 4: delivery receipts matched to their messages (ids in other bases and
+//! End to end: delivery receipts matched to their messages (ids in other bases and
 //! cases, receipts before their submit_sm_resp is stored, late and intermediate receipts,
 //! multipart aggregate), concatenated MO reassembled across an esmed restart, invalid text,
 //! and every deliver_sm_resp only after its row is committed.

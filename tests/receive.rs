@@ -1,4 +1,4 @@
-//! End to end, receiving side as far as issue 3 takes it: every deliver_sm is stored (raw hex,
+//! End to end, receiving side: every deliver_sm is stored (raw hex,
 //! parsed JSON, addresses, decoded text, receipt fields) and acknowledged only after its row is
 //! committed.
 

@@ -1,4 +1,4 @@
-//! End to end, sending side (issue 3): a real PostgreSQL, the test SMSC over TCP and the esmed
+//! End to end, sending side: a real PostgreSQL, the test SMSC over TCP and the esmed
 //! binary. Every test asserts the row-level outcome against what the SMSC received.
 
 mod support;

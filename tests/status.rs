@@ -1,4 +1,4 @@
-//! End to end, monitoring (issue 6): the esmed binary writes its esmed_status heartbeat while
+//! End to end, monitoring: the esmed binary writes its esmed_status heartbeat while
 //! it sends, `esmed status` shows it (as text and as JSON) with the right exit status, a
 //! killed esmed's row goes stale, and a clean exit removes the row.
 

@@ -1,4 +1,4 @@
-//! End to end, SMPP over TLS (issue 6): esmed with smpp_tls on against the test SMSC serving
+//! End to end, SMPP over TLS: esmed with smpp_tls on against the test SMSC serving
 //! TLS with a CA made in the test. Plain TCP is what every other e2e suite runs.
 
 mod support;

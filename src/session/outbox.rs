@@ -2,7 +2,7 @@
 //! part through the window, and decides each row's outcome once all its parts are answered.
 //!
 //! Pure bookkeeping, no I/O: the writer thread feeds it responses, timeouts and connection
-//! loss, and sends the `TxResult`s it returns to the DB writer. The rules (issue 3):
+//! loss, and sends the `TxResult`s it returns to the DB writer. The rules:
 //! - a row is done when every part is accepted; its message id is part 1's;
 //! - a permanent status fails the row with the status's name and meaning;
 //! - a transient status or an unknown outcome (timeout, lost connection) retries the row later

@@ -13,7 +13,7 @@
 //!   of esmed's is larger than the window, while 5a writes up to result_batch rows at once.
 //!   5d is what PostgreSQL does with one results connection under that bound, committing
 //!   window-sized batches back to back: how close esmed comes to what the database allows
-//!   behind a window of this size. 5a stays the yardstick.
+//!   behind a window of this size. 5a stays the yardstick.
 //! - SMSC only: a raw SMPP client pushing submit_sm to an `esmed-smsc` process with the same
 //!   window as esmed, with no database.
 

@@ -1,4 +1,4 @@
-//! `esmed-bench`: the benchmark of issue 7. Starts a private durable PostgreSQL cluster, the
+//! `esmed-bench`: esmed's benchmark. Starts a private durable PostgreSQL cluster, the
 //! test SMSC (`esmed-smsc`) and esmed (both release binaries beside this one) as separate
 //! processes on 127.0.0.1, runs the scenarios (burst, burst with receipts, latency, backlog,
 //! and the PostgreSQL-only and SMSC-only ceilings), prints a table and optionally writes JSON.

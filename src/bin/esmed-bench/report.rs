@@ -1,5 +1,5 @@
 //! Results: one [`Outcome`] per scenario (named figures plus notes), the printed table with
-//! the targets and the ratios to the ceilings, and the hand-written JSON file.
+//! the targets and the ratios to the ceilings, and the hand-written JSON file.
 
 use std::fmt::{self, Write};
 

@@ -1,4 +1,4 @@
-//! Scenarios 1-4 of issue 7, each against a fresh SMSC process and esmed process: burst,
+//! The scenarios, each against a fresh SMSC process and esmed process: burst,
 //! burst with receipts, steady-rate latency, and the drain of a large backlog beside history.
 
 use std::time::{Duration, Instant};
