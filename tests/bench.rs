@@ -1,6 +1,6 @@
 //! The benchmark program end to end, at toy sizes: every scenario runs against its own durable
 //! PostgreSQL, the test SMSC and esmed, and reports figures; the diagnostics print what they
-//! promise. (The figures themselves are the README's business, not a test's.)
+//! promise. (The figures themselves are docs/benchmarks.md's business, not a test's.)
 
 use std::process::Command;
 

