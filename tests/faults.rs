@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use esmed::smpp::{Body, CommandId, CommandStatus};
 use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
+use support::fake_smsc::{FakeSmsc, Request};
+use support::tls::TestPki;
 use support::{wait_until, Env, Esmed};
 
 const T: Duration = Duration::from_secs(30);
@@ -560,6 +562,81 @@ fn a_hostile_smsc_gets_nacks_or_a_reconnect_never_a_panic() {
             == 1
     });
     assert_no_panic(&esmed);
+}
+
+/// What esmed logs when the SMSC stops taking what it sends.
+const STALLED: &str = "the SMSC has stopped reading";
+
+/// Case 1b: an SMSC that stops reading. esmed's writes block once the socket buffers are
+/// full; within smpp_response_timer the session ends as a lost connection would, esmed binds
+/// again and the rows go out there, their resends counted. A SIGTERM while the writes are
+/// blocked still ends esmed, with no row left claimed.
+#[test]
+fn an_smsc_that_stops_reading_ends_the_session_and_esmed_binds_again() {
+    stalled_smsc("stall", None);
+}
+
+/// Case 1b over TLS.
+#[test]
+fn an_smsc_that_stops_reading_over_tls_ends_the_session_too() {
+    stalled_smsc("stall-tls", Some(&TestPki::new("esmed stall CA")));
+}
+
+fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
+    let env = Env::new(name);
+    let tls = pki.map(|pki| {
+        esmed::tls::server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None)
+            .unwrap()
+    });
+    let fake = FakeSmsc::start(tls, Box::new(|_: &Request| None));
+    let ca_file = pki.map(|pki| format!("'{}'", pki.write_ca(&env.dir.0, "ca.pem").display()));
+    // Each row one submit_sm of 30 kB (message_payload): a window of them is more than the
+    // kernel buffers a socket's writes, however far it grows them.
+    let mut columns = vec![
+        ("smpp_window", "200"),
+        ("smpp_long_message_mode", "'payload'"),
+        ("smpp_response_timer", "2"),
+    ];
+    if let Some(ca_file) = &ca_file {
+        columns.extend([("smpp_tls", "TRUE"), ("smpp_tls_ca_file", ca_file.as_str())]);
+    }
+    env.add_server_at(fake.port(), &columns);
+    let mut esmed = env.esmed(name, "");
+    wait_until(T, "the first bind", &esmed, || fake.binds() == 1);
+    fake.stall_open_connections();
+    let long = "stalled SMSC ".repeat(2300);
+    env.insert_many(200, &long);
+    wait_until(T, "a second bind", &esmed, || fake.binds() >= 2);
+    assert!(esmed.log().contains(STALLED), "{}", esmed.log());
+    env.wait_all("submission_done", T, &esmed);
+    let resent: Vec<i32> = env
+        .db()
+        .query(
+            "SELECT id FROM smpp_tx_queue WHERE submission_resends > 0",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!resent.is_empty(), "rows written to the stalled connection went again");
+    let log = esmed.log();
+    for id in &resent {
+        assert!(log.contains(&format!("row {id}: ")), "row {id} not logged\n{log}");
+    }
+
+    // Stalled again, and asked to stop while its writes are blocked.
+    fake.stall_open_connections();
+    env.insert_many(200, &long);
+    wait_until(T, "rows claimed", &esmed, || {
+        env.count("claimed_by IS NOT NULL") > 0
+    });
+    // Time for the writes to fill the buffers and block.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(esmed.terminate(T).success(), "{}", esmed.log());
+    assert_eq!(esmed.log().matches(STALLED).count(), 2, "{}", esmed.log());
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0, "{}", esmed.log());
+    assert!(!esmed.log().contains("panicked"));
 }
 
 /// Case 10: An unknown config key is a warning, not a stop; an unreachable SMSC is retried with

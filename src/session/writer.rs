@@ -221,7 +221,7 @@ impl<'a> Writer<'a> {
             self.pump();
             self.sample_window();
             if let Err(e) = self.flush() {
-                return Ending::Lost(format!("write error: {e}"));
+                return self.write_failed(&e);
             }
         }
     }
@@ -710,6 +710,19 @@ impl<'a> Writer<'a> {
             self.uncommitted_results -= 1;
             error!("{}: the DB writer is gone; the result of row {} is lost to this run (its lease will expire and it will be retried)", self.params.label, e.0.row_id());
         }
+    }
+
+    /// The session ends as a lost connection would: what was in flight has an unknown
+    /// outcome, and esmed binds again.
+    fn write_failed(&self, e: &std::io::Error) -> Ending {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            return Ending::Lost(format!(
+                "the SMSC has stopped reading: what esmed wrote was not taken within {} s \
+                 (smpp_response_timer)",
+                self.params.timers.response.as_secs()
+            ));
+        }
+        Ending::Lost(format!("write error: {e}"))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
