@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use esmed::smpp::{Body, CommandId, CommandStatus};
+use esmed::smpp::{Body, CommandId, CommandStatus, Pdu};
 use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
-use support::fake_smsc::{FakeSmsc, Request};
+use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
 use support::tls::TestPki;
 use support::{wait_until, Env, Esmed};
 
@@ -585,8 +585,7 @@ fn an_smsc_that_stops_reading_over_tls_ends_the_session_too() {
 fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
     let env = Env::new(name);
     let tls = pki.map(|pki| {
-        esmed::tls::server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None)
-            .unwrap()
+        esmed::tls::server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None).unwrap()
     });
     let fake = FakeSmsc::start(tls, Box::new(|_: &Request| None));
     let ca_file = pki.map(|pki| format!("'{}'", pki.write_ca(&env.dir.0, "ca.pem").display()));
@@ -619,10 +618,16 @@ fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(!resent.is_empty(), "rows written to the stalled connection went again");
+    assert!(
+        !resent.is_empty(),
+        "rows written to the stalled connection went again"
+    );
     let log = esmed.log();
     for id in &resent {
-        assert!(log.contains(&format!("row {id}: ")), "row {id} not logged\n{log}");
+        assert!(
+            log.contains(&format!("row {id}: ")),
+            "row {id} not logged\n{log}"
+        );
     }
 
     // Stalled again, and asked to stop while its writes are blocked.
@@ -636,6 +641,96 @@ fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
     assert!(esmed.terminate(T).success(), "{}", esmed.log());
     assert_eq!(esmed.log().matches(STALLED).count(), 2, "{}", esmed.log());
     assert_eq!(env.count("claimed_by IS NOT NULL"), 0, "{}", esmed.log());
+    assert!(!esmed.log().contains("panicked"));
+}
+
+fn generic_nack(seq: u32, status: CommandStatus) -> Pdu {
+    let mut pdu = Pdu::new(seq, Body::GenericNack);
+    pdu.command_status = status;
+    pdu
+}
+
+/// (submission_attempts, submission_resends, smpp_message_id) of a row.
+fn outcome_of(env: &Env, id: i32) -> (i32, i32, String) {
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_attempts, submission_resends, smpp_message_id \
+             FROM smpp_tx_queue WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Case 8b: answers that do not answer what was sent under their sequence number. An
+/// enquire_link_resp carrying a submit_sm's number leaves the submit waiting: its response
+/// timer fires and the row goes again, counted. A generic_nack is never an acceptance, not
+/// even with status 0. A submit_sm_resp carrying an enquire_link's number does not answer
+/// the enquire_link, which then times out and ends the session.
+#[test]
+fn stray_responses_and_generic_nacks_never_settle_a_request() {
+    let env = Env::new("stray");
+    let fake = FakeSmsc::start(
+        None,
+        Box::new(|request: &Request| {
+            let seq = request.pdu.sequence_number;
+            match &request.pdu.body {
+                Body::SubmitSm(sm) if request.seen_before == 0 => {
+                    match sm.destination.addr.to_string().as_str() {
+                        "447700900001" => Some(vec![Pdu::new(seq, Body::EnquireLinkResp)]),
+                        "447700900002" => Some(vec![generic_nack(seq, CommandStatus::ESME_ROK)]),
+                        "447700900003" => {
+                            Some(vec![generic_nack(seq, CommandStatus::ESME_RSYSERR)])
+                        }
+                        _ => None,
+                    }
+                }
+                Body::EnquireLink if request.connection >= 2 => {
+                    Some(vec![submit_sm_resp(seq, 0, "not-an-answer")])
+                }
+                _ => None,
+            }
+        }),
+    );
+    env.add_server_at(fake.port(), &[("smpp_response_timer", "1")]);
+    let ids: Vec<i32> = (1..=4)
+        .map(|n| env.insert(&format!("44770090000{n}"), "stray case"))
+        .collect();
+    let mut esmed = env.esmed("stray", "");
+    env.wait_all("submission_done", T, &esmed);
+    let log = esmed.log();
+    let outcomes: Vec<(i32, i32, String)> = ids.iter().map(|id| outcome_of(&env, *id)).collect();
+    // The stray enquire_link_resp settled nothing: the submit timed out and went again.
+    assert_eq!((outcomes[0].0, outcomes[0].1), (2, 1), "{log}");
+    // generic_nack status 0: not accepted; its outcome is unknown, so it is counted.
+    assert_eq!((outcomes[1].0, outcomes[1].1), (2, 1), "{log}");
+    // generic_nack with an error: a failed attempt, not a possible duplicate.
+    assert_eq!((outcomes[2].0, outcomes[2].1), (2, 0), "{log}");
+    assert_eq!((outcomes[3].0, outcomes[3].1), (1, 0), "{log}");
+    for (attempts, _, message_id) in &outcomes {
+        assert!(message_id.starts_with('m'), "{attempts}: '{message_id}'");
+    }
+    assert!(log.contains("no submit_sm_resp for seq"), "{log}");
+    assert!(log.contains("enquire_link_resp for seq"), "{log}");
+
+    // From the next connection on, enquire_link gets a submit_sm_resp of its number.
+    let binds = fake.binds();
+    env.db()
+        .execute("UPDATE smpp_servers SET smpp_enquire_link_timer = 1", &[])
+        .unwrap();
+    wait_until(T, "an unanswered enquire_link", &esmed, || {
+        esmed.log().contains("no enquire_link_resp within")
+    });
+    wait_until(T, "a new bind after it", &esmed, || {
+        fake.binds() > binds + 1
+    });
+    assert!(
+        esmed.log().contains("submit_sm_resp for seq"),
+        "{}",
+        esmed.log()
+    );
+    assert!(esmed.terminate(T).success());
     assert!(!esmed.log().contains("panicked"));
 }
 

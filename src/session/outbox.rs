@@ -163,6 +163,23 @@ impl Outbox {
         ResponseEffect::Settled(self.finish_if_settled(id))
     }
 
+    /// A generic_nack for a submit_sm: never an acceptance, since it says the SMSC could not
+    /// process the PDU. With an error status the part ends as that status says (throttling
+    /// included: some SMSCs throttle with generic_nack). With status 0 the SMSC contradicts
+    /// itself and may have taken the message after all, so its outcome is unknown: the row
+    /// goes again, counted as a possible duplicate.
+    pub fn on_nack(&mut self, sequence_number: u32, status: CommandStatus) -> ResponseEffect {
+        if status != CommandStatus::ESME_ROK {
+            return self.on_response(sequence_number, status, "");
+        }
+        let Some((id, part)) = self.in_flight.remove(&sequence_number) else {
+            return ResponseEffect::UnknownSequence;
+        };
+        let failure = PartFailure::Unknown("generic_nack with status 0 for the submit_sm");
+        self.set_state(id, part, PartState::Failed(failure));
+        ResponseEffect::Settled(self.finish_if_settled(id))
+    }
+
     /// The response timer of an outstanding submit_sm fired.
     pub fn on_timeout(&mut self, sequence_number: u32) -> Option<TxResult> {
         let (id, part) = self.in_flight.remove(&sequence_number)?;
@@ -528,6 +545,38 @@ mod tests {
         assert_eq!(
             (lost[1].id, lost[1].outcome.clone()),
             (3, TxOutcome::Release)
+        );
+    }
+
+    #[test]
+    fn a_generic_nack_is_never_an_acceptance() {
+        let mut outbox = Outbox::new(settings());
+        for id in 1..=3 {
+            outbox.add_row(row(id, "Hi", 0));
+        }
+        send_all(&mut outbox, 2);
+        // Status 0: the outcome is unknown, the row goes again and the resend is counted.
+        let unknown = settled(outbox.on_nack(2, CommandStatus::ESME_ROK)).unwrap();
+        assert_eq!(unknown.resends, 1);
+        match &unknown.outcome {
+            TxOutcome::Retry { info, parts, .. } => {
+                assert!(info.contains("generic_nack"), "{info}");
+                assert!(parts.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // An error status: a failed attempt as that status says, not a possible duplicate.
+        let failed = settled(outbox.on_nack(3, CommandStatus::ESME_RSYSERR)).unwrap();
+        assert!(matches!(failed.outcome, TxOutcome::Retry { .. }));
+        assert_eq!(failed.resends, 0);
+        // Throttling by generic_nack is throttling.
+        assert_eq!(
+            outbox.on_nack(4, CommandStatus::ESME_RTHROTTLED),
+            ResponseEffect::Throttled
+        );
+        assert_eq!(
+            outbox.on_nack(99, CommandStatus::ESME_ROK),
+            ResponseEffect::UnknownSequence
         );
     }
 

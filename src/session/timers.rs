@@ -320,7 +320,11 @@ mod tests {
                 now - t0
             );
             assert!(fired_at(&mut wheel, due - Duration::from_millis(10)).is_empty());
-            assert_eq!(fired_at(&mut wheel, due), vec![Timer::EnquireLink], "day {days}");
+            assert_eq!(
+                fired_at(&mut wheel, due),
+                vec![Timer::EnquireLink],
+                "day {days}"
+            );
         }
     }
 

@@ -22,6 +22,7 @@ use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
 use crate::session::outbox::{Outbox, ResponseEffect};
 use crate::session::reader::ReaderEvent;
+use crate::session::requests::{answer, Answer, Request};
 use crate::session::timers::{Timer, TimerWheel};
 use crate::session::transport::WriteHalf;
 use crate::session::SessionParams;
@@ -59,13 +60,6 @@ pub enum Ending {
     Lost(String),
 }
 
-/// Requests of ours other than submit_sm that wait for a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    EnquireLink,
-    Unbind,
-}
-
 pub struct Writer<'a> {
     params: &'a SessionParams,
     links: &'a Links,
@@ -75,7 +69,9 @@ pub struct Writer<'a> {
     fired: Vec<Timer>,
     sequence: SequenceNumbers,
     outbox: Outbox,
-    pending: IdMap<u32, Pending>,
+    /// Requests of ours other than submit_sm that wait for a response (submit_sm wait in
+    /// the outbox).
+    pending: IdMap<u32, Request>,
     bucket: Option<TokenBucket>,
     /// The effective window and the pause after throttling.
     congestion: Congestion,
@@ -266,7 +262,7 @@ impl<'a> Writer<'a> {
         }
         if !self.unbind_sent {
             let sequence_number = self.sequence.next();
-            self.pending.insert(sequence_number, Pending::Unbind);
+            self.pending.insert(sequence_number, Request::Unbind);
             self.timers.arm(
                 Timer::Response(sequence_number),
                 Instant::now() + self.params.timers.response.min(Duration::from_secs(5)),
@@ -392,7 +388,7 @@ impl<'a> Writer<'a> {
         match timer {
             Timer::EnquireLink => {
                 let sequence_number = self.sequence.next();
-                self.pending.insert(sequence_number, Pending::EnquireLink);
+                self.pending.insert(sequence_number, Request::EnquireLink);
                 self.timers.arm(
                     Timer::Response(sequence_number),
                     now + self.params.timers.response,
@@ -414,12 +410,12 @@ impl<'a> Writer<'a> {
 
     fn on_response_timeout(&mut self, sequence_number: u32) -> Result<(), Ending> {
         match self.pending.remove(&sequence_number) {
-            Some(Pending::EnquireLink) => Err(Ending::Lost(format!(
+            Some(Request::EnquireLink) => Err(Ending::Lost(format!(
                 "no enquire_link_resp within {} s (smpp_response_timer)",
                 self.params.timers.response.as_secs()
             ))),
-            Some(Pending::Unbind) => Err(Ending::Stopped),
-            None => {
+            Some(Request::Unbind) => Err(Ending::Stopped),
+            Some(Request::SubmitSm) | None => {
                 if let Some((id, part)) = self.outbox.part_of(sequence_number) {
                     warn!(
                         "{}: row {id} part {}: no submit_sm_resp for seq {sequence_number} within {} s; \
@@ -482,26 +478,10 @@ impl<'a> Writer<'a> {
 
     fn on_pdu(&mut self, pdu: Pdu, raw: Vec<u8>) -> Result<(), Ending> {
         let sequence_number = pdu.sequence_number;
+        if pdu.command_id().is_response() {
+            return self.on_response(pdu);
+        }
         match pdu.body {
-            Body::SubmitSmResp(resp) => {
-                self.timers.cancel(Timer::Response(sequence_number));
-                self.on_submit_resp(
-                    sequence_number,
-                    pdu.command_status,
-                    &resp.message_id.to_string_lossy(),
-                );
-            }
-            Body::GenericNack => self.on_generic_nack(sequence_number, pdu.command_status),
-            Body::EnquireLinkResp => {
-                self.timers.cancel(Timer::Response(sequence_number));
-                self.pending.remove(&sequence_number);
-            }
-            Body::UnbindResp => {
-                self.timers.cancel(Timer::Response(sequence_number));
-                if self.pending.remove(&sequence_number) == Some(Pending::Unbind) {
-                    return Err(Ending::Stopped);
-                }
-            }
             Body::EnquireLink => self.queue_pdu(&Pdu::new(sequence_number, Body::EnquireLinkResp)),
             Body::Unbind => {
                 self.queue_pdu(&Pdu::new(sequence_number, Body::UnbindResp));
@@ -524,23 +504,115 @@ impl<'a> Writer<'a> {
             }
             other => {
                 let id = other.command_id();
-                if id.is_response() {
-                    warn!(
-                        "{}: unexpected {id} seq {sequence_number} ignored",
-                        self.params.label
-                    );
-                } else {
-                    warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
-                    self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
-                }
+                warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
+                self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
             }
         }
         Ok(())
     }
 
+    /// What waits for a response under this sequence number.
+    fn request_of(&self, sequence_number: u32) -> Option<Request> {
+        match self.pending.get(&sequence_number) {
+            Some(request) => Some(*request),
+            None => self
+                .outbox
+                .part_of(sequence_number)
+                .map(|_| Request::SubmitSm),
+        }
+    }
+
+    /// A response settles only the request it answers; see `requests`.
+    fn on_response(&mut self, pdu: Pdu) -> Result<(), Ending> {
+        let sequence_number = pdu.sequence_number;
+        let status = pdu.command_status;
+        let sent = self.request_of(sequence_number);
+        let answered = answer(sent, pdu.command_id());
+        if let Answer::Response(_) | Answer::Nack(_) = answered {
+            self.timers.cancel(Timer::Response(sequence_number));
+        }
+        match answered {
+            Answer::Response(Request::SubmitSm) => {
+                let message_id = match &pdu.body {
+                    Body::SubmitSmResp(resp) => resp.message_id.to_string_lossy(),
+                    _ => String::new(),
+                };
+                self.on_submit_resp(sequence_number, status, &message_id);
+            }
+            Answer::Nack(Request::SubmitSm) => {
+                let part = self.outbox.part_of(sequence_number);
+                if let Some((id, part)) = part {
+                    let what = if status == CommandStatus::ESME_ROK {
+                        "with status 0: not an acceptance; outcome unknown, the row will be \
+                         submitted again (possible duplicate)"
+                            .to_string()
+                    } else {
+                        format!("{status}: refused")
+                    };
+                    warn!(
+                        "{}: row {id} part {}: generic_nack for its submit_sm (seq \
+                         {sequence_number}) {what}",
+                        self.params.label,
+                        part + 1
+                    );
+                }
+                let effect = self.outbox.on_nack(sequence_number, status);
+                self.on_submit_effect(sequence_number, status, "", part, effect);
+            }
+            Answer::Response(request) | Answer::Nack(request) => {
+                self.pending.remove(&sequence_number);
+                if let Answer::Nack(_) = answered {
+                    warn!(
+                        "{}: generic_nack {status} for our {} seq {sequence_number}",
+                        self.params.label,
+                        request.command()
+                    );
+                }
+                // Answered or refused, the unbind is over: close.
+                if request == Request::Unbind {
+                    return Err(Ending::Stopped);
+                }
+            }
+            Answer::Stray { sent } => self.log_stray(&pdu, sent),
+        }
+        Ok(())
+    }
+
+    fn log_stray(&self, pdu: &Pdu, sent: Option<Request>) {
+        let (label, seq, status) = (&self.params.label, pdu.sequence_number, pdu.command_status);
+        let command = pdu.command_id();
+        match sent {
+            None => warn!("{label}: {command} for unknown seq {seq} ({status}) ignored"),
+            Some(request) => {
+                let part = match self.outbox.part_of(seq) {
+                    Some((id, part)) => format!(" (row {id} part {})", part + 1),
+                    None => String::new(),
+                };
+                warn!(
+                    "{label}: {command} for seq {seq} ({status}), which is our {}{part}: \
+                     not its response; ignored, the {} still waits for its own",
+                    request.command(),
+                    request.command()
+                );
+            }
+        }
+    }
+
     fn on_submit_resp(&mut self, sequence_number: u32, status: CommandStatus, message_id: &str) {
         let part = self.outbox.part_of(sequence_number);
-        match self.outbox.on_response(sequence_number, status, message_id) {
+        let effect = self.outbox.on_response(sequence_number, status, message_id);
+        self.on_submit_effect(sequence_number, status, message_id, part, effect);
+    }
+
+    fn on_submit_effect(
+        &mut self,
+        sequence_number: u32,
+        status: CommandStatus,
+        message_id: &str,
+        part: Option<(i32, usize)>,
+        effect: ResponseEffect,
+    ) {
+        match effect {
             ResponseEffect::UnknownSequence => warn!(
                 "{}: submit_sm_resp for unknown seq {sequence_number} ({status}) ignored",
                 self.params.label
@@ -578,25 +650,6 @@ impl<'a> Writer<'a> {
                     self.send_result(result);
                 }
             }
-        }
-    }
-
-    fn on_generic_nack(&mut self, sequence_number: u32, status: CommandStatus) {
-        self.timers.cancel(Timer::Response(sequence_number));
-        if self.pending.remove(&sequence_number).is_some() {
-            warn!(
-                "{}: generic_nack {status} for our seq {sequence_number}",
-                self.params.label
-            );
-            return;
-        }
-        if self.outbox.part_of(sequence_number).is_some() {
-            self.on_submit_resp(sequence_number, status, "");
-        } else {
-            warn!(
-                "{}: generic_nack {status} for unknown seq {sequence_number} ignored",
-                self.params.label
-            );
         }
     }
 
