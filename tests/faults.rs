@@ -313,6 +313,82 @@ fn sigkill_then_restart_resends_only_the_in_flight_window() {
     assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
 }
 
+/// For each row, how many of its segments the SMSC received more than once (a part sent three
+/// times counts twice). Parts are told apart by their UDH's part number.
+fn resent_segments(env: &Env) -> HashMap<i32, usize> {
+    let ids: HashMap<String, i32> = env
+        .db()
+        .query("SELECT smpp_destination_addr, id FROM smpp_tx_queue", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut sends: HashMap<(i32, u8), usize> = HashMap::new();
+    for received in env.smsc.submits() {
+        if let Body::SubmitSm(sm) = &received.pdu.body {
+            let id = ids[&sm.destination.addr.to_string()];
+            // UDH 05 00 03 ref total part
+            let part = if sm.esm_class & 0x40 != 0 {
+                sm.short_message[5]
+            } else {
+                1
+            };
+            *sends.entry((id, part)).or_insert(0) += 1;
+        }
+    }
+    let mut resent = HashMap::new();
+    for ((id, _), n) in sends {
+        if n > 1 {
+            *resent.entry(id).or_insert(0) += n - 1;
+        }
+    }
+    resent
+}
+
+/// Case 5b: SIGKILL while long messages go out: the parts the SMSC accepted count against the
+/// window until their row's result is committed, so what a kill sends again is at most one
+/// window of segments, as for single-part messages.
+#[test]
+fn sigkill_with_long_messages_resends_at_most_a_window_of_segments() {
+    let env = Env::new("sigkill-long");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "5")]);
+    // 400-odd GSM characters: three parts each.
+    env.insert_many(30, &"long case ".repeat(40));
+    let mut first = env.esmed(
+        "klong1",
+        "lease = 2s\nclaim_batch = 5\nstrict_resend_bound = true",
+    );
+    assert!(env.smsc.wait_for_submits(10, T));
+    first.kill();
+    let held = held_by(&env, "klong1");
+    let second = env.esmed("klong2", "lease = 2s\nclaim_batch = 5");
+    env.wait_all("submission_done", T, &second);
+    let resent = resent_segments(&env);
+    let logs = format!("{}{}", first.log(), second.log());
+    for id in resent.keys() {
+        assert!(
+            held.contains(id),
+            "row {id} resent, not held by klong1: {held:?}"
+        );
+        assert!(resends_of(&env, *id) >= 1, "row {id} resent, not counted");
+        assert!(
+            logs.contains(&format!("row {id}: ")),
+            "row {id} not logged\n{logs}"
+        );
+    }
+    let total: usize = resent.values().sum();
+    assert!(total > 0, "the killed window was resent");
+    assert!(
+        total <= 5,
+        "{total} segments sent twice, more than one window (5): {resent:?}"
+    );
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
+}
+
 /// Case 7: Three processes on one queue, one killed: only its in-flight window goes twice.
 #[test]
 fn three_processes_one_killed_resend_only_its_window() {

@@ -15,12 +15,12 @@ use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, info, warn};
 
 use crate::db::handoff::DbSender;
-use crate::db::writer::{AckTo, Committed, DbOp};
+use crate::db::writer::{AckTo, Committed, DbOp, ResultAck};
 use crate::db::TxRow;
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
-use crate::session::outbox::{Outbox, ResponseEffect};
+use crate::session::outbox::{window_share, AtRisk, Outbox, ResponseEffect};
 use crate::session::reader::ReaderEvent;
 use crate::session::requests::{answer, Answer, Request};
 use crate::session::timers::{Timer, TimerWheel};
@@ -79,8 +79,8 @@ pub struct Writer<'a> {
     acks: (Sender<Committed>, Receiver<Committed>),
     /// deliver_sm / data_sm received whose rows are not committed yet.
     awaiting_commit: usize,
-    /// Results sent to the DB writer and not yet committed (see `unsettled`).
-    uncommitted_results: usize,
+    /// Segments of the results sent to the DB writer and not yet committed (see `at_risk`).
+    uncommitted_segments: usize,
     stopping: bool,
     unbind_sent: bool,
 }
@@ -110,7 +110,7 @@ impl<'a> Writer<'a> {
             paused_until: None,
             acks: crossbeam_channel::unbounded(),
             awaiting_commit: 0,
-            uncommitted_results: 0,
+            uncommitted_segments: 0,
             stopping: false,
             unbind_sent: false,
         }
@@ -280,21 +280,32 @@ impl<'a> Writer<'a> {
         self.params.bind.can_submit()
             && !self.stopping
             && !self.outbox.has_queued_parts()
-            && self.has_room()
+            && self
+                .at_risk()
+                .room_for_rows(self.congestion.window(), self.answered_window())
     }
 
-    /// Room for another submit. What a killed esmed sends again is what is in flight plus the
-    /// answered results not yet committed: those get a window of their own (at most two
-    /// windows at risk), or share the submits' window with strict_resend_bound (one window,
-    /// but each submit then waits for earlier commits).
+    /// Room for another submit: see `AtRisk`.
     fn has_room(&self) -> bool {
-        let window = self.congestion.window();
-        let in_flight = self.outbox.in_flight();
-        if self.params.strict_resend_bound {
-            in_flight + self.uncommitted_results < window
-        } else {
-            in_flight < window && self.uncommitted_results < self.params.window
+        self.at_risk()
+            .room_for_a_part(self.congestion.window(), self.answered_window())
+    }
+
+    /// What a killed esmed would send again, in segments: the submits in flight, the parts
+    /// accepted whose rows are not finished, and the results not yet committed.
+    fn at_risk(&self) -> AtRisk {
+        AtRisk {
+            in_flight: self.outbox.in_flight(),
+            accepted: self.outbox.accepted_open(),
+            uncommitted: self.uncommitted_segments,
         }
+    }
+
+    /// With strict_resend_bound the answered segments share the submits' window (one window
+    /// at risk, but each submit then waits for earlier commits); without, they get a window
+    /// of their own (at most two at risk).
+    fn answered_window(&self) -> Option<usize> {
+        (!self.params.strict_resend_bound).then_some(self.params.window)
     }
 
     /// Takes further claimed rows while the window has room for their parts, submitting as
@@ -696,8 +707,8 @@ impl<'a> Writer<'a> {
             status,
         } = committed
         else {
-            if let Committed::Results(count) = committed {
-                self.uncommitted_results = self.uncommitted_results.saturating_sub(count);
+            if let Committed::Results(segments) = committed {
+                self.uncommitted_segments = self.uncommitted_segments.saturating_sub(segments);
             }
             return;
         };
@@ -757,10 +768,14 @@ impl<'a> Writer<'a> {
     }
 
     fn send_result(&mut self, result: crate::db::TxResult) {
-        let ack = Some(self.acks.0.clone());
-        self.uncommitted_results += 1;
+        let segments = window_share(&result);
+        let ack = Some(ResultAck {
+            to: self.acks.0.clone(),
+            segments,
+        });
+        self.uncommitted_segments += segments;
         if let Err(e) = self.links.db.send(DbOp::Result { result, ack }) {
-            self.uncommitted_results -= 1;
+            self.uncommitted_segments -= segments;
             error!("{}: the DB writer is gone; the result of row {} is lost to this run (its lease will expire and it will be retried)", self.params.label, e.0.row_id());
         }
     }
