@@ -11,8 +11,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use esmed::smpp::{Body, CommandId, CommandStatus};
+use esmed::smpp::{Body, CommandId, CommandStatus, Pdu};
 use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
+use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
+use support::tls::TestPki;
 use support::{wait_until, Env, Esmed};
 
 const T: Duration = Duration::from_secs(30);
@@ -311,6 +313,82 @@ fn sigkill_then_restart_resends_only_the_in_flight_window() {
     assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
 }
 
+/// For each row, how many of its segments the SMSC received more than once (a part sent three
+/// times counts twice). Parts are told apart by their UDH's part number.
+fn resent_segments(env: &Env) -> HashMap<i64, usize> {
+    let ids: HashMap<String, i64> = env
+        .db()
+        .query("SELECT smpp_destination_addr, id FROM smpp_tx_queue", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut sends: HashMap<(i64, u8), usize> = HashMap::new();
+    for received in env.smsc.submits() {
+        if let Body::SubmitSm(sm) = &received.pdu.body {
+            let id = ids[&sm.destination.addr.to_string()];
+            // UDH 05 00 03 ref total part
+            let part = if sm.esm_class & 0x40 != 0 {
+                sm.short_message[5]
+            } else {
+                1
+            };
+            *sends.entry((id, part)).or_insert(0) += 1;
+        }
+    }
+    let mut resent = HashMap::new();
+    for ((id, _), n) in sends {
+        if n > 1 {
+            *resent.entry(id).or_insert(0) += n - 1;
+        }
+    }
+    resent
+}
+
+/// Case 5b: SIGKILL while long messages go out: the parts the SMSC accepted count against the
+/// window until their row's result is committed, so what a kill sends again is at most one
+/// window of segments, as for single-part messages.
+#[test]
+fn sigkill_with_long_messages_resends_at_most_a_window_of_segments() {
+    let env = Env::new("sigkill-long");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "5")]);
+    // 400-odd GSM characters: three parts each.
+    env.insert_many(30, &"long case ".repeat(40));
+    let mut first = env.esmed(
+        "klong1",
+        "lease = 2s\nclaim_batch = 5\nstrict_resend_bound = true",
+    );
+    assert!(env.smsc.wait_for_submits(10, T));
+    first.kill();
+    let held = held_by(&env, "klong1");
+    let second = env.esmed("klong2", "lease = 2s\nclaim_batch = 5");
+    env.wait_all("submission_done", T, &second);
+    let resent = resent_segments(&env);
+    let logs = format!("{}{}", first.log(), second.log());
+    for id in resent.keys() {
+        assert!(
+            held.contains(id),
+            "row {id} resent, not held by klong1: {held:?}"
+        );
+        assert!(resends_of(&env, *id) >= 1, "row {id} resent, not counted");
+        assert!(
+            logs.contains(&format!("row {id}: ")),
+            "row {id} not logged\n{logs}"
+        );
+    }
+    let total: usize = resent.values().sum();
+    assert!(total > 0, "the killed window was resent");
+    assert!(
+        total <= 5,
+        "{total} segments sent twice, more than one window (5): {resent:?}"
+    );
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
+}
+
 /// Case 7: Three processes on one queue, one killed: only its in-flight window goes twice.
 #[test]
 fn three_processes_one_killed_resend_only_its_window() {
@@ -560,6 +638,176 @@ fn a_hostile_smsc_gets_nacks_or_a_reconnect_never_a_panic() {
             == 1
     });
     assert_no_panic(&esmed);
+}
+
+/// What esmed logs when the SMSC stops taking what it sends.
+const STALLED: &str = "the SMSC has stopped reading";
+
+/// Case 1b: an SMSC that stops reading. esmed's writes block once the socket buffers are
+/// full; within smpp_response_timer the session ends as a lost connection would, esmed binds
+/// again and the rows go out there, their resends counted. A SIGTERM while the writes are
+/// blocked still ends esmed, with no row left claimed.
+#[test]
+fn an_smsc_that_stops_reading_ends_the_session_and_esmed_binds_again() {
+    stalled_smsc("stall", None);
+}
+
+/// Case 1b over TLS.
+#[test]
+fn an_smsc_that_stops_reading_over_tls_ends_the_session_too() {
+    stalled_smsc("stall-tls", Some(&TestPki::new("esmed stall CA")));
+}
+
+fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
+    let env = Env::new(name);
+    let tls = pki.map(|pki| {
+        esmed::tls::server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None).unwrap()
+    });
+    let fake = FakeSmsc::start(tls, Box::new(|_: &Request| None));
+    let ca_file = pki.map(|pki| format!("'{}'", pki.write_ca(&env.dir.0, "ca.pem").display()));
+    // Each row one submit_sm of 30 kB (message_payload): a window of them is more than the
+    // kernel buffers a socket's writes, however far it grows them.
+    let mut columns = vec![
+        ("smpp_window", "200"),
+        ("smpp_long_message_mode", "'payload'"),
+        ("smpp_response_timer", "2"),
+    ];
+    if let Some(ca_file) = &ca_file {
+        columns.extend([("smpp_tls", "TRUE"), ("smpp_tls_ca_file", ca_file.as_str())]);
+    }
+    env.add_server_at(fake.port(), &columns);
+    let mut esmed = env.esmed(name, "");
+    wait_until(T, "the first bind", &esmed, || fake.binds() == 1);
+    fake.stall_open_connections();
+    let long = "stalled SMSC ".repeat(2300);
+    env.insert_many(200, &long);
+    wait_until(T, "a second bind", &esmed, || fake.binds() >= 2);
+    assert!(esmed.log().contains(STALLED), "{}", esmed.log());
+    env.wait_all("submission_done", T, &esmed);
+    let resent: Vec<i32> = env
+        .db()
+        .query(
+            "SELECT id FROM smpp_tx_queue WHERE submission_resends > 0",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !resent.is_empty(),
+        "rows written to the stalled connection went again"
+    );
+    let log = esmed.log();
+    for id in &resent {
+        assert!(
+            log.contains(&format!("row {id}: ")),
+            "row {id} not logged\n{log}"
+        );
+    }
+
+    // Stalled again, and asked to stop while its writes are blocked.
+    fake.stall_open_connections();
+    env.insert_many(200, &long);
+    wait_until(T, "rows claimed", &esmed, || {
+        env.count("claimed_by IS NOT NULL") > 0
+    });
+    // Time for the writes to fill the buffers and block.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(esmed.terminate(T).success(), "{}", esmed.log());
+    assert_eq!(esmed.log().matches(STALLED).count(), 2, "{}", esmed.log());
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0, "{}", esmed.log());
+    assert!(!esmed.log().contains("panicked"));
+}
+
+fn generic_nack(seq: u32, status: CommandStatus) -> Pdu {
+    let mut pdu = Pdu::new(seq, Body::GenericNack);
+    pdu.command_status = status;
+    pdu
+}
+
+/// (submission_attempts, submission_resends, smpp_message_id) of a row.
+fn outcome_of(env: &Env, id: i64) -> (i32, i32, String) {
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_attempts, submission_resends, smpp_message_id \
+             FROM smpp_tx_queue WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Case 8b: answers that do not answer what was sent under their sequence number. An
+/// enquire_link_resp carrying a submit_sm's number leaves the submit waiting: its response
+/// timer fires and the row goes again, counted. A generic_nack is never an acceptance, not
+/// even with status 0. A submit_sm_resp carrying an enquire_link's number does not answer
+/// the enquire_link, which then times out and ends the session.
+#[test]
+fn stray_responses_and_generic_nacks_never_settle_a_request() {
+    let env = Env::new("stray");
+    let fake = FakeSmsc::start(
+        None,
+        Box::new(|request: &Request| {
+            let seq = request.pdu.sequence_number;
+            match &request.pdu.body {
+                Body::SubmitSm(sm) if request.seen_before == 0 => {
+                    match sm.destination.addr.to_string().as_str() {
+                        "447700900001" => Some(vec![Pdu::new(seq, Body::EnquireLinkResp)]),
+                        "447700900002" => Some(vec![generic_nack(seq, CommandStatus::ESME_ROK)]),
+                        "447700900003" => {
+                            Some(vec![generic_nack(seq, CommandStatus::ESME_RSYSERR)])
+                        }
+                        _ => None,
+                    }
+                }
+                Body::EnquireLink if request.connection >= 2 => {
+                    Some(vec![submit_sm_resp(seq, 0, "not-an-answer")])
+                }
+                _ => None,
+            }
+        }),
+    );
+    env.add_server_at(fake.port(), &[("smpp_response_timer", "1")]);
+    let ids: Vec<i64> = (1..=4)
+        .map(|n| env.insert(&format!("44770090000{n}"), "stray case"))
+        .collect();
+    let mut esmed = env.esmed("stray", "");
+    env.wait_all("submission_done", T, &esmed);
+    let log = esmed.log();
+    let outcomes: Vec<(i32, i32, String)> = ids.iter().map(|id| outcome_of(&env, *id)).collect();
+    // The stray enquire_link_resp settled nothing: the submit timed out and went again.
+    assert_eq!((outcomes[0].0, outcomes[0].1), (2, 1), "{log}");
+    // generic_nack status 0: not accepted; its outcome is unknown, so it is counted.
+    assert_eq!((outcomes[1].0, outcomes[1].1), (2, 1), "{log}");
+    // generic_nack with an error: a failed attempt, not a possible duplicate.
+    assert_eq!((outcomes[2].0, outcomes[2].1), (2, 0), "{log}");
+    assert_eq!((outcomes[3].0, outcomes[3].1), (1, 0), "{log}");
+    for (attempts, _, message_id) in &outcomes {
+        assert!(message_id.starts_with('m'), "{attempts}: '{message_id}'");
+    }
+    assert!(log.contains("no submit_sm_resp for seq"), "{log}");
+    assert!(log.contains("enquire_link_resp for seq"), "{log}");
+
+    // From the next connection on, enquire_link gets a submit_sm_resp of its number.
+    let binds = fake.binds();
+    env.db()
+        .execute("UPDATE smpp_servers SET smpp_enquire_link_timer = 1", &[])
+        .unwrap();
+    wait_until(T, "an unanswered enquire_link", &esmed, || {
+        esmed.log().contains("no enquire_link_resp within")
+    });
+    wait_until(T, "a new bind after it", &esmed, || {
+        fake.binds() > binds + 1
+    });
+    assert!(
+        esmed.log().contains("submit_sm_resp for seq"),
+        "{}",
+        esmed.log()
+    );
+    assert!(esmed.terminate(T).success());
+    assert!(!esmed.log().contains("panicked"));
 }
 
 /// Case 10: An unknown config key is a warning, not a stop; an unreachable SMSC is retried with

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendError, Sender};
 
-use super::writer::{AckTo, Committed, DbOp};
+use super::writer::{AckTo, DbOp, ResultAck};
 use super::{RxRow, TxResult};
 
 /// A DB op as queued for a writer thread, with its place in the [`ResultOrder`].
@@ -24,7 +24,7 @@ pub enum Queued {
     /// `seq`: the result's number.
     Result {
         result: TxResult,
-        ack: Option<Sender<Committed>>,
+        ack: Option<ResultAck>,
         seq: u64,
     },
     /// `after`: how many results had been handed over before this PDU.

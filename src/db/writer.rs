@@ -44,7 +44,7 @@ pub enum DbOp {
     /// count uncommitted results against its window.
     Result {
         result: TxResult,
-        ack: Option<Sender<Committed>>,
+        ack: Option<ResultAck>,
     },
     /// A received PDU to store; `ack` says where to report the commit.
     Rx { row: Box<RxRow>, ack: Option<AckTo> },
@@ -58,6 +58,13 @@ impl DbOp {
             DbOp::Rx { .. } => 0,
         }
     }
+}
+
+/// Where to acknowledge a result once it is committed, and the segments it stands for in
+/// the session's window (acknowledged as given, whatever becomes of the result).
+pub struct ResultAck {
+    pub to: Sender<Committed>,
+    pub segments: usize,
 }
 
 /// Where and how to acknowledge a received PDU once its row is committed.
@@ -77,8 +84,9 @@ pub enum Committed {
         command: CommandId,
         status: CommandStatus,
     },
-    /// This many of your results are committed (or given up on: their rows keep their lease
-    /// and are tried again later). Either way they no longer count against the window. One
+    /// Results of yours are committed (or given up on: their rows keep their lease and are
+    /// tried again later), standing for this many segments (the sum of their
+    /// [`ResultAck::segments`]). Either way they no longer count against the window. One
     /// message per session and batch, not one per result: each is a thread wake-up.
     Results(usize),
 }
@@ -183,7 +191,7 @@ struct DbWriter {
 struct Batch {
     results: Vec<TxResult>,
     /// One per `results` entry.
-    result_acks: Vec<Option<Sender<Committed>>>,
+    result_acks: Vec<Option<ResultAck>>,
     /// One per `results` entry: its place in the [`ResultOrder`].
     result_seqs: Vec<u64>,
     /// How many results were handed over before the last of `rx_rows`.
@@ -487,8 +495,8 @@ impl DbWriter {
                 .fetch_add(batch.rx_rows.len() as u64, Ordering::Relaxed);
         }
         self.order.committed(batch.result_seqs);
-        for (to, count) in coalesce_acks(batch.result_acks.into_iter().flatten()) {
-            let _ = to.send(Committed::Results(count));
+        for (to, segments) in coalesce_acks(batch.result_acks.into_iter().flatten()) {
+            let _ = to.send(Committed::Results(segments));
         }
         for ack in batch.acks.into_iter().flatten() {
             let committed = Committed::Received {
@@ -546,14 +554,17 @@ fn connect(pg: &PgConnector, role: Role) -> Result<Client, db::DbError> {
     Ok(client)
 }
 
-/// The result acks of a batch as (channel, count) pairs: all acks to one session become one
-/// message.
-fn coalesce_acks(acks: impl Iterator<Item = Sender<Committed>>) -> Vec<(Sender<Committed>, usize)> {
+/// The result acks of a batch as (channel, segments) pairs: all acks to one session become
+/// one message.
+fn coalesce_acks(acks: impl Iterator<Item = ResultAck>) -> Vec<(Sender<Committed>, usize)> {
     let mut per_session: Vec<(Sender<Committed>, usize)> = Vec::new();
     for ack in acks {
-        match per_session.iter_mut().find(|(to, _)| to.same_channel(&ack)) {
-            Some((_, count)) => *count += 1,
-            None => per_session.push((ack, 1)),
+        match per_session
+            .iter_mut()
+            .find(|(to, _)| to.same_channel(&ack.to))
+        {
+            Some((_, sum)) => *sum += ack.segments,
+            None => per_session.push((ack.to, ack.segments)),
         }
     }
     per_session
@@ -828,11 +839,13 @@ mod tests {
     fn result_acks_become_one_message_per_session() {
         let (a, a_rx) = crossbeam_channel::unbounded();
         let (b, b_rx) = crossbeam_channel::unbounded();
-        let acks = vec![a.clone(), b.clone(), a.clone(), a];
-        for (to, count) in coalesce_acks(acks.into_iter()) {
-            to.send(Committed::Results(count)).unwrap();
+        // Window shares: a three-part message counts three.
+        let acks = [(a.clone(), 1), (b.clone(), 3), (a.clone(), 3), (a, 1)];
+        let acks = acks.map(|(to, segments)| ResultAck { to, segments });
+        for (to, segments) in coalesce_acks(acks.into_iter()) {
+            to.send(Committed::Results(segments)).unwrap();
         }
-        assert_eq!(a_rx.try_iter().collect::<Vec<_>>(), [Committed::Results(3)]);
-        assert_eq!(b_rx.try_iter().collect::<Vec<_>>(), [Committed::Results(1)]);
+        assert_eq!(a_rx.try_iter().collect::<Vec<_>>(), [Committed::Results(5)]);
+        assert_eq!(b_rx.try_iter().collect::<Vec<_>>(), [Committed::Results(3)]);
     }
 }

@@ -16,6 +16,7 @@ mod id_hash;
 pub mod inbound;
 pub mod outbox;
 pub mod reader;
+mod requests;
 pub mod runner;
 pub mod submit;
 pub mod timers;

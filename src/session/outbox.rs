@@ -43,6 +43,8 @@ struct RowInFlight {
     row: TxRow,
     pdus: Vec<Sm>,
     states: Vec<PartState>,
+    /// Parts accepted in this claim (not those accepted on an earlier attempt).
+    accepted_now: usize,
 }
 
 /// What a submit_sm_resp meant for the writer.
@@ -61,6 +63,8 @@ pub struct Outbox {
     rows: IdMap<i64, RowInFlight>,
     queue: VecDeque<(i64, usize)>,
     in_flight: IdMap<u32, (i64, usize)>,
+    /// Parts accepted in this claim whose rows are not finished yet, summed over the rows.
+    accepted_open: usize,
 }
 
 impl Outbox {
@@ -70,6 +74,7 @@ impl Outbox {
             rows: IdMap::default(),
             queue: VecDeque::new(),
             in_flight: IdMap::default(),
+            accepted_open: 0,
         }
     }
 
@@ -97,7 +102,13 @@ impl Outbox {
             }
         }
         let id = row.id;
-        self.rows.insert(id, RowInFlight { row, pdus, states });
+        let row = RowInFlight {
+            row,
+            pdus,
+            states,
+            accepted_now: 0,
+        };
+        self.rows.insert(id, row);
         // every part was accepted on an earlier attempt: nothing to send
         self.finish_if_settled(id)
     }
@@ -109,6 +120,12 @@ impl Outbox {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Parts the SMSC accepted whose rows are not finished: a kill before their rows'
+    /// results are committed sends them again, so they count against the window.
+    pub fn accepted_open(&self) -> usize {
+        self.accepted_open
     }
 
     pub fn has_queued_parts(&self) -> bool {
@@ -153,13 +170,36 @@ impl Outbox {
             return ResponseEffect::Throttled;
         }
         let state = match self.classify(status) {
-            StatusClass::Ok => PartState::Accepted(message_id.to_string()),
+            StatusClass::Ok => {
+                self.accepted_open += 1;
+                if let Some(row) = self.rows.get_mut(&id) {
+                    row.accepted_now += 1;
+                }
+                PartState::Accepted(message_id.to_string())
+            }
             StatusClass::Permanent => PartState::Failed(PartFailure::Permanent(status)),
             StatusClass::Transient | StatusClass::Session => {
                 PartState::Failed(PartFailure::Transient(status))
             }
         };
         self.set_state(id, part, state);
+        ResponseEffect::Settled(self.finish_if_settled(id))
+    }
+
+    /// A generic_nack for a submit_sm: never an acceptance, since it says the SMSC could not
+    /// process the PDU. With an error status the part ends as that status says (throttling
+    /// included: some SMSCs throttle with generic_nack). With status 0 the SMSC contradicts
+    /// itself and may have taken the message after all, so its outcome is unknown: the row
+    /// goes again, counted as a possible duplicate.
+    pub fn on_nack(&mut self, sequence_number: u32, status: CommandStatus) -> ResponseEffect {
+        if status != CommandStatus::ESME_ROK {
+            return self.on_response(sequence_number, status, "");
+        }
+        let Some((id, part)) = self.in_flight.remove(&sequence_number) else {
+            return ResponseEffect::UnknownSequence;
+        };
+        let failure = PartFailure::Unknown("generic_nack with status 0 for the submit_sm");
+        self.set_state(id, part, PartState::Failed(failure));
         ResponseEffect::Settled(self.finish_if_settled(id))
     }
 
@@ -209,7 +249,7 @@ impl Outbox {
 
     /// Ends a row whatever its parts' states: queued parts count as not sent.
     fn close_row(&mut self, id: i64) -> Option<TxResult> {
-        let mut row = self.rows.remove(&id)?;
+        let mut row = self.remove_row(id)?;
         let any_failed = row.states.iter().any(|s| matches!(s, PartState::Failed(_)));
         if !any_failed {
             let parts = take_accepted_parts(&mut row);
@@ -247,8 +287,15 @@ impl Outbox {
         if !settled {
             return None;
         }
-        let row = self.rows.remove(&id)?;
+        let row = self.remove_row(id)?;
         Some(self.outcome_of(row))
+    }
+
+    /// A row ends: its accepted parts leave the open count (its result carries them on).
+    fn remove_row(&mut self, id: i64) -> Option<RowInFlight> {
+        let row = self.rows.remove(&id)?;
+        self.accepted_open = self.accepted_open.saturating_sub(row.accepted_now);
+        Some(row)
     }
 
     fn outcome_of(&self, mut row: RowInFlight) -> TxResult {
@@ -308,6 +355,54 @@ impl Outbox {
         }
         status.class()
     }
+}
+
+/// What a kill would leave with an unknown outcome, in segments (submit_sm): esmed sends it
+/// again after the restart. The window bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtRisk {
+    /// submit_sm waiting for their response.
+    pub in_flight: usize,
+    /// Parts accepted whose rows are not finished ([`Outbox::accepted_open`]).
+    pub accepted: usize,
+    /// Segments of the results handed to the DB writer and not committed yet
+    /// ([`window_share`]).
+    pub uncommitted: usize,
+}
+
+impl AtRisk {
+    /// Room to take another row. With `answered_window` None (strict_resend_bound) the
+    /// answered segments share `window` with those in flight: at most one window at risk;
+    /// with Some, they get a window of their own: at most two.
+    pub fn room_for_rows(&self, window: usize, answered_window: Option<usize>) -> bool {
+        let answered = self.accepted + self.uncommitted;
+        match answered_window {
+            None => self.in_flight + answered < window,
+            Some(answered_window) => self.in_flight < window && answered < answered_window,
+        }
+    }
+
+    /// Room to submit another part of the rows taken. Besides the window's room: while
+    /// nothing is in flight and every result is committed, nothing else would ever make
+    /// room, so the open rows' parts go one at a time (a message with more parts than the
+    /// window is sent whole, and a kill during it may send that message's parts again).
+    pub fn room_for_a_part(&self, window: usize, answered_window: Option<usize>) -> bool {
+        self.room_for_rows(window, answered_window)
+            || (self.in_flight == 0 && self.uncommitted == 0)
+    }
+}
+
+/// The segments a result stands for until it is committed: its accepted parts, which a kill
+/// before the commit would send again (parts accepted on an earlier attempt too, erring on
+/// the safe side), and at least one.
+pub fn window_share(result: &TxResult) -> usize {
+    let parts = match &result.outcome {
+        TxOutcome::Done { parts }
+        | TxOutcome::Failed { parts, .. }
+        | TxOutcome::Retry { parts, .. } => parts.len(),
+        TxOutcome::Release => 0,
+    };
+    parts.max(1)
 }
 
 fn is_throttle(status: CommandStatus) -> bool {
@@ -529,6 +624,155 @@ mod tests {
             (lost[1].id, lost[1].outcome.clone()),
             (3, TxOutcome::Release)
         );
+    }
+
+    #[test]
+    fn a_generic_nack_is_never_an_acceptance() {
+        let mut outbox = Outbox::new(settings());
+        for id in 1..=3 {
+            outbox.add_row(row(id, "Hi", 0));
+        }
+        send_all(&mut outbox, 2);
+        // Status 0: the outcome is unknown, the row goes again and the resend is counted.
+        let unknown = settled(outbox.on_nack(2, CommandStatus::ESME_ROK)).unwrap();
+        assert_eq!(unknown.resends, 1);
+        match &unknown.outcome {
+            TxOutcome::Retry { info, parts, .. } => {
+                assert!(info.contains("generic_nack"), "{info}");
+                assert!(parts.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // An error status: a failed attempt as that status says, not a possible duplicate.
+        let failed = settled(outbox.on_nack(3, CommandStatus::ESME_RSYSERR)).unwrap();
+        assert!(matches!(failed.outcome, TxOutcome::Retry { .. }));
+        assert_eq!(failed.resends, 0);
+        // Throttling by generic_nack is throttling.
+        assert_eq!(
+            outbox.on_nack(4, CommandStatus::ESME_RTHROTTLED),
+            ResponseEffect::Throttled
+        );
+        assert_eq!(
+            outbox.on_nack(99, CommandStatus::ESME_ROK),
+            ResponseEffect::UnknownSequence
+        );
+    }
+
+    #[test]
+    fn accepted_parts_count_until_their_row_ends() {
+        let mut outbox = Outbox::new(settings());
+        outbox.add_row(row(1, &"x".repeat(400), 0));
+        outbox.add_row(row(2, &"x".repeat(400), 0));
+        let seqs = send_all(&mut outbox, 10);
+        assert_eq!(seqs.len(), 6, "three parts each");
+        for seq in [10, 11, 13] {
+            assert!(settled(outbox.on_response(seq, CommandStatus::ESME_ROK, "id")).is_none());
+        }
+        assert_eq!((outbox.accepted_open(), outbox.in_flight()), (3, 3));
+        let done = settled(outbox.on_response(12, CommandStatus::ESME_ROK, "id")).unwrap();
+        assert_eq!(
+            window_share(&done),
+            3,
+            "the result carries its three parts on"
+        );
+        assert_eq!(outbox.accepted_open(), 1);
+        // Row 2: one part accepted, one refused, one lost with the connection.
+        let _ = outbox.on_response(14, CommandStatus::ESME_RSYSERR, "");
+        let lost = outbox.on_connection_lost();
+        assert_eq!(outbox.accepted_open(), 0);
+        assert_eq!(window_share(&lost[0]), 1);
+    }
+
+    #[test]
+    fn a_retried_row_counts_its_earlier_parts_as_well() {
+        let mut outbox = Outbox::new(settings());
+        let mut retried = row(5, &"x".repeat(300), 1);
+        retried.accepted_parts = vec![AcceptedPart {
+            part_no: 1,
+            part_count: 2,
+            message_id: "A".into(),
+        }];
+        outbox.add_row(retried);
+        assert_eq!(outbox.accepted_open(), 0, "part 1 is committed already");
+        send_all(&mut outbox, 9);
+        let done = settled(outbox.on_response(9, CommandStatus::ESME_ROK, "B")).unwrap();
+        assert_eq!(window_share(&done), 2);
+        let release = TxResult {
+            id: 6,
+            outcome: TxOutcome::Release,
+            attempts: 0,
+            resends: 0,
+        };
+        assert_eq!(window_share(&release), 1);
+    }
+
+    #[test]
+    fn the_window_bounds_every_segment_at_risk() {
+        let at_risk = |in_flight, accepted, uncommitted| AtRisk {
+            in_flight,
+            accepted,
+            uncommitted,
+        };
+        // strict: in flight, accepted and uncommitted share the window
+        assert!(at_risk(2, 1, 1).room_for_rows(5, None));
+        assert!(!at_risk(2, 2, 1).room_for_rows(5, None));
+        assert!(!at_risk(0, 5, 0).room_for_rows(5, None));
+        assert!(!at_risk(0, 3, 2).room_for_a_part(5, None));
+        // not strict: the answered get a window of their own
+        assert!(at_risk(4, 4, 0).room_for_rows(5, Some(5)));
+        assert!(!at_risk(4, 3, 2).room_for_rows(5, Some(5)));
+        assert!(!at_risk(5, 0, 0).room_for_rows(5, Some(5)));
+        // A message longer than the window: once nothing else can make room, its parts go
+        // one at a time; new rows wait.
+        assert!(at_risk(0, 7, 0).room_for_a_part(5, None));
+        assert!(!at_risk(0, 7, 0).room_for_rows(5, None));
+        assert!(!at_risk(1, 7, 0).room_for_a_part(5, None));
+        assert!(!at_risk(0, 7, 1).room_for_a_part(5, None));
+    }
+
+    /// A session's accounting driven as the writer drives it, with an SMSC that answers
+    /// everything in flight at each step and a DB writer one step behind: the segments at
+    /// risk never exceed the window, and every row ends.
+    #[test]
+    fn what_a_kill_would_resend_stays_within_one_window() {
+        const WINDOW: usize = 5;
+        let mut outbox = Outbox::new(settings());
+        for id in 1..=20 {
+            // one, two and three parts in turn
+            let text = "x".repeat(150 * (id as usize % 3) + 100);
+            outbox.add_row(row(id, &text, 0));
+        }
+        let (mut seq, mut uncommitted, mut committing, mut done) = (1u32, 0, 0, 0);
+        while done < 20 {
+            let risk = |outbox: &Outbox, uncommitted| AtRisk {
+                in_flight: outbox.in_flight(),
+                accepted: outbox.accepted_open(),
+                uncommitted,
+            };
+            while risk(&outbox, uncommitted).room_for_a_part(WINDOW, None)
+                && outbox.next_part().is_some()
+            {
+                outbox.mark_sent(seq);
+                seq += 1;
+                let at_risk = risk(&outbox, uncommitted);
+                let total = at_risk.in_flight + at_risk.accepted + at_risk.uncommitted;
+                assert!(total <= WINDOW, "{at_risk:?}");
+            }
+            uncommitted -= committing;
+            committing = 0;
+            let answered: Vec<u32> = outbox.in_flight.keys().copied().collect();
+            for s in answered {
+                if let ResponseEffect::Settled(Some(result)) =
+                    outbox.on_response(s, CommandStatus::ESME_ROK, "id")
+                {
+                    assert!(matches!(result.outcome, TxOutcome::Done { .. }));
+                    uncommitted += window_share(&result);
+                    committing += window_share(&result);
+                    done += 1;
+                }
+            }
+            assert!(seq < 1000, "stuck");
+        }
     }
 
     #[test]

@@ -159,7 +159,13 @@ fn run_bound(
     bound: crate::session::bind::Bound,
     stop: &Receiver<()>,
 ) -> Ending {
-    let (read_half, write_half) = bound.transport.split();
+    let (read_half, mut write_half) = bound.transport.split();
+    // An SMSC that has not taken a write within the response timer will not answer it in
+    // time either; without a bound, one that stops reading would hold the writer thread, its
+    // timers and any stop for ever.
+    if let Err(e) = write_half.set_send_timeout(Some(params.timers.response)) {
+        return Ending::Lost(format!("cannot set the send timeout: {e}"));
+    }
     let (events_tx, events_rx) = bounded(reader::QUEUED_BATCHES);
     let reader = match reader::spawn(read_half, bound.buffer, params.timers.pdu_read, events_tx) {
         Ok(handle) => handle,

@@ -1,4 +1,6 @@
 //! The session's protocol timers on a hashed timing wheel (10 ms ticks, 512 slots).
+//! Ticks are counted in u64 from the connection's start and turned back into instants with
+//! checked arithmetic, so a connection that lives for years keeps its timers.
 //!
 //! The wheel is pure: time is passed in, it never reads the clock, so tests move a fake
 //! `Instant` forward. Each slot is a doubly linked list threaded through one slab of nodes, so
@@ -27,7 +29,8 @@ pub enum Timer {
     ShutdownDeadline,
 }
 
-const TICK: Duration = Duration::from_millis(10);
+const TICK_MILLIS: u64 = 10;
+const TICK: Duration = Duration::from_millis(TICK_MILLIS);
 const SLOTS: usize = 512;
 const WORDS: usize = SLOTS / 64;
 const NIL: usize = usize::MAX;
@@ -124,7 +127,14 @@ impl TimerWheel {
         (0..SLOTS as u64)
             .map(|offset| first + offset)
             .find(|tick| self.is_occupied((tick % SLOTS as u64) as usize))
-            .map(|tick| self.start + TICK * tick as u32)
+            .and_then(|tick| self.instant_of(tick))
+    }
+
+    /// The moment tick `tick` begins; `None` past what the clock can name (such a timer is
+    /// never due). In u64 ticks of 10 ms the count itself never wraps.
+    fn instant_of(&self, tick: u64) -> Option<Instant> {
+        let since = Duration::from_millis(TICK_MILLIS.checked_mul(tick)?);
+        self.start.checked_add(since)
     }
 
     /// Appends to `fired` every timer whose deadline is at or before `now`, and forgets them.
@@ -288,6 +298,56 @@ mod tests {
         }
         assert_eq!(wheel.len(), 1);
         assert!(wheel.nodes.len() <= 3, "slab grew to {}", wheel.nodes.len());
+    }
+
+    /// A connection may live for years: past 2^32 ticks (about 497 days) the wheel still
+    /// names the right moment to wake, and fires each timer once, when it is due.
+    #[test]
+    fn timers_keep_their_time_after_years_of_uptime() {
+        let t0 = Instant::now();
+        let mut wheel = TimerWheel::new(t0);
+        const DAY: u64 = 24 * 3600;
+        for days in [1, 400, 497, 498, 600, 3 * 365, 10 * 365, 100 * 365] {
+            let now = t0 + Duration::from_secs(days * DAY);
+            assert!(fired_at(&mut wheel, now).is_empty(), "day {days}");
+            let due = now + Duration::from_secs(30);
+            wheel.arm(Timer::EnquireLink, due);
+            let next = wheel.next_deadline().expect("armed");
+            assert!(
+                next > now && next <= due,
+                "day {days}: next deadline {:?} after start, now {:?}",
+                next - t0,
+                now - t0
+            );
+            assert!(fired_at(&mut wheel, due - Duration::from_millis(10)).is_empty());
+            assert_eq!(
+                fired_at(&mut wheel, due),
+                vec![Timer::EnquireLink],
+                "day {days}"
+            );
+        }
+    }
+
+    /// A deadline too far ahead for the clock to name is never due, and arming it neither
+    /// panics nor disturbs the timers that are.
+    #[test]
+    fn a_deadline_beyond_any_clock_never_fires_and_panics_nothing() {
+        let t0 = Instant::now();
+        let mut wheel = TimerWheel::new(t0);
+        let Some(far) = t0.checked_add(Duration::from_secs(u64::MAX / 4)) else {
+            return; // this platform's Instant cannot even hold it
+        };
+        wheel.arm(Timer::ShutdownDeadline, far);
+        wheel.arm(Timer::Resume, t0 + Duration::from_secs(1));
+        let _ = wheel.next_deadline();
+        assert_eq!(
+            fired_at(&mut wheel, t0 + Duration::from_secs(1)),
+            vec![Timer::Resume]
+        );
+        let _ = wheel.next_deadline();
+        let later = t0 + Duration::from_secs(200 * 365 * 24 * 3600);
+        assert!(fired_at(&mut wheel, later).is_empty());
+        assert!(wheel.is_armed(Timer::ShutdownDeadline));
     }
 
     #[test]

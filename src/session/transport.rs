@@ -14,6 +14,10 @@
 //! bytes are on the socket. Lock order is always `send` then `conn`. The reader needs `send`
 //! only for those rare records; if the writer is then blocked on a full socket, the reader
 //! waits with it, as a plain TCP writer blocked on a peer that reads nothing would.
+//!
+//! A peer that stops reading must not hold the writer for ever: with a send timeout set
+//! ([`WriteHalf::set_send_timeout`]), a write that the peer has not taken in full within it
+//! fails with `TimedOut`, for both kinds of stream.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -37,7 +41,7 @@ impl Transport {
         let read = stream.try_clone()?;
         Ok(Transport {
             read: ReadHalf::Plain(read),
-            write: WriteHalf::Plain(stream),
+            write: WriteHalf::Plain(Outgoing::new(stream)),
         })
     }
 
@@ -99,7 +103,7 @@ impl Transport {
                 end: 0,
             }),
             write: WriteHalf::Tls(TlsWriteHalf {
-                socket: stream,
+                socket: Outgoing::new(stream),
                 shared,
                 records: Vec::new(),
             }),
@@ -303,21 +307,110 @@ impl Read for TlsReadHalf {
     }
 }
 
+/// The socket a write half writes to, with the bound on how long a write may take.
+pub struct Outgoing {
+    stream: TcpStream,
+    /// The longest one write may take; None: no bound.
+    limit: Option<Duration>,
+    /// SO_SNDTIMEO was lowered to what was left of the last write's time.
+    shortened: bool,
+}
+
+impl Outgoing {
+    fn new(stream: TcpStream) -> Outgoing {
+        Outgoing {
+            stream,
+            limit: None,
+            shortened: false,
+        }
+    }
+
+    fn set_limit(&mut self, limit: Option<Duration>) -> io::Result<()> {
+        let limit = limit.filter(|limit| !limit.is_zero());
+        self.stream.set_write_timeout(limit)?;
+        self.limit = limit;
+        self.shortened = false;
+        Ok(())
+    }
+
+    /// When a write that starts now must be done.
+    fn deadline(&mut self) -> io::Result<Option<Instant>> {
+        if self.shortened {
+            self.stream.set_write_timeout(self.limit)?;
+            self.shortened = false;
+        }
+        Ok(self.limit.map(|limit| Instant::now() + limit))
+    }
+
+    /// Writes all of `buf` by `deadline`, or fails with `TimedOut`. SO_SNDTIMEO bounds each
+    /// blocked send; a peer that takes a little at a time gets what is left of the time, not
+    /// a fresh timeout for each piece.
+    fn write_all_by(&mut self, mut buf: &[u8], deadline: Option<Instant>) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.stream.write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(not_taken());
+                }
+                Err(e) => return Err(e),
+            }
+            if let (Some(deadline), false) = (deadline, buf.is_empty()) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(not_taken());
+                }
+                self.stream.set_write_timeout(Some(left))?;
+                self.shortened = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let deadline = self.deadline()?;
+        self.write_all_by(buf, deadline)
+    }
+}
+
+/// The error of a write the peer did not take within the send timeout.
+fn not_taken() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the peer did not take what was written within the send timeout",
+    )
+}
+
 /// The writer thread's end.
 pub enum WriteHalf {
-    Plain(TcpStream),
+    Plain(Outgoing),
     Tls(TlsWriteHalf),
 }
 
 impl WriteHalf {
+    /// From now on a write the peer has not taken in full within `limit` fails with
+    /// `TimedOut` (None: writes may block for ever).
+    pub fn set_send_timeout(&mut self, limit: Option<Duration>) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(socket) => socket.set_limit(limit),
+            WriteHalf::Tls(tls) => tls.socket.set_limit(limit),
+        }
+    }
+
     /// Ends the connection: for TLS a close_notify first (best effort, bounded in time). Also
     /// wakes the reader thread blocked on the other handle.
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         match self {
-            WriteHalf::Plain(stream) => stream.shutdown(how),
+            WriteHalf::Plain(socket) => socket.stream.shutdown(how),
             WriteHalf::Tls(tls) => {
                 let _ = tls.close_notify();
-                tls.socket.shutdown(how)
+                tls.socket.stream.shutdown(how)
             }
         }
     }
@@ -326,28 +419,28 @@ impl WriteHalf {
 impl Write for WriteHalf {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            WriteHalf::Plain(stream) => stream.write(buf),
+            WriteHalf::Plain(socket) => socket.stream.write(buf),
             WriteHalf::Tls(tls) => tls.write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
-            WriteHalf::Plain(stream) => stream.write_all(buf),
+            WriteHalf::Plain(socket) => socket.write_all(buf),
             WriteHalf::Tls(tls) => tls.write_all(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            WriteHalf::Plain(stream) => stream.flush(),
+            WriteHalf::Plain(socket) => socket.stream.flush(),
             WriteHalf::Tls(_) => Ok(()),
         }
     }
 }
 
 pub struct TlsWriteHalf {
-    socket: TcpStream,
+    socket: Outgoing,
     shared: Arc<TlsShared>,
     /// Encrypted records waiting for the socket; kept to reuse its allocation.
     records: Vec<u8>,
@@ -355,8 +448,7 @@ pub struct TlsWriteHalf {
 
 impl TlsWriteHalf {
     fn close_notify(&mut self) -> io::Result<()> {
-        self.socket
-            .set_write_timeout(Some(Duration::from_secs(1)))?;
+        self.socket.set_limit(Some(Duration::from_secs(1)))?;
         let _order = lock(&self.shared.send)?;
         self.records.clear();
         {
@@ -376,6 +468,7 @@ impl Write for TlsWriteHalf {
     }
 
     fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        let deadline = self.socket.deadline()?;
         let _order = lock(&self.shared.send)?;
         while !buf.is_empty() {
             self.records.clear();
@@ -392,7 +485,7 @@ impl Write for TlsWriteHalf {
                 }
             }
             // The lock is released: the reader keeps decrypting while this write blocks.
-            self.socket.write_all(&self.records)?;
+            self.socket.write_all_by(&self.records, deadline)?;
         }
         Ok(())
     }
@@ -812,6 +905,54 @@ mod tests {
             .err()
             .expect("no server hello");
         assert!(matches!(error, TlsError::Timeout), "{error}");
+    }
+
+    /// Writes 1 MiB at a time until a write fails; the peer reads nothing, so one must.
+    fn write_until_refused(write: &mut WriteHalf) -> io::Error {
+        let chunk = vec![0x5Au8; 1 << 20];
+        (0..256)
+            .find_map(|_| write.write_all(&chunk).err())
+            .expect("a peer that reads nothing cannot take 256 MiB")
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_times_a_plain_write_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_silent, _) = listener.accept().unwrap();
+        let (_read, mut write) = Transport::plain(client).unwrap().split();
+        write
+            .set_send_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let error = write_until_refused(&mut write);
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_times_a_tls_write_out() {
+        let pki = pki();
+        let config = server_config(pki.chain_pem.as_bytes(), pki.key_pem.as_bytes(), None).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (release, released) = crossbeam_channel::bounded::<()>(0);
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let transport = Transport::server(stream, config, deadline).unwrap();
+            // Handshaken, then silent: reads nothing until released.
+            let _ = released.recv();
+            drop(transport);
+        });
+        let (_read, mut write) = connect(port, &params(None, Verify::Off, "localhost"))
+            .unwrap()
+            .split();
+        write
+            .set_send_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let error = write_until_refused(&mut write);
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        drop(release);
+        server.join().unwrap();
     }
 
     #[test]

@@ -15,13 +15,14 @@ use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, info, warn};
 
 use crate::db::handoff::DbSender;
-use crate::db::writer::{AckTo, Committed, DbOp};
+use crate::db::writer::{AckTo, Committed, DbOp, ResultAck};
 use crate::db::TxRow;
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
-use crate::session::outbox::{Outbox, ResponseEffect};
+use crate::session::outbox::{window_share, AtRisk, Outbox, ResponseEffect};
 use crate::session::reader::ReaderEvent;
+use crate::session::requests::{answer, Answer, Request};
 use crate::session::timers::{Timer, TimerWheel};
 use crate::session::transport::WriteHalf;
 use crate::session::SessionParams;
@@ -59,13 +60,6 @@ pub enum Ending {
     Lost(String),
 }
 
-/// Requests of ours other than submit_sm that wait for a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    EnquireLink,
-    Unbind,
-}
-
 pub struct Writer<'a> {
     params: &'a SessionParams,
     links: &'a Links,
@@ -75,7 +69,9 @@ pub struct Writer<'a> {
     fired: Vec<Timer>,
     sequence: SequenceNumbers,
     outbox: Outbox,
-    pending: IdMap<u32, Pending>,
+    /// Requests of ours other than submit_sm that wait for a response (submit_sm wait in
+    /// the outbox).
+    pending: IdMap<u32, Request>,
     bucket: Option<TokenBucket>,
     /// The effective window and the pause after throttling.
     congestion: Congestion,
@@ -83,8 +79,8 @@ pub struct Writer<'a> {
     acks: (Sender<Committed>, Receiver<Committed>),
     /// deliver_sm / data_sm received whose rows are not committed yet.
     awaiting_commit: usize,
-    /// Results sent to the DB writer and not yet committed (see `unsettled`).
-    uncommitted_results: usize,
+    /// Segments of the results sent to the DB writer and not yet committed (see `at_risk`).
+    uncommitted_segments: usize,
     stopping: bool,
     unbind_sent: bool,
 }
@@ -114,7 +110,7 @@ impl<'a> Writer<'a> {
             paused_until: None,
             acks: crossbeam_channel::unbounded(),
             awaiting_commit: 0,
-            uncommitted_results: 0,
+            uncommitted_segments: 0,
             stopping: false,
             unbind_sent: false,
         }
@@ -221,7 +217,7 @@ impl<'a> Writer<'a> {
             self.pump();
             self.sample_window();
             if let Err(e) = self.flush() {
-                return Ending::Lost(format!("write error: {e}"));
+                return self.write_failed(&e);
             }
         }
     }
@@ -266,7 +262,7 @@ impl<'a> Writer<'a> {
         }
         if !self.unbind_sent {
             let sequence_number = self.sequence.next();
-            self.pending.insert(sequence_number, Pending::Unbind);
+            self.pending.insert(sequence_number, Request::Unbind);
             self.timers.arm(
                 Timer::Response(sequence_number),
                 Instant::now() + self.params.timers.response.min(Duration::from_secs(5)),
@@ -284,21 +280,32 @@ impl<'a> Writer<'a> {
         self.params.bind.can_submit()
             && !self.stopping
             && !self.outbox.has_queued_parts()
-            && self.has_room()
+            && self
+                .at_risk()
+                .room_for_rows(self.congestion.window(), self.answered_window())
     }
 
-    /// Room for another submit. What a killed esmed sends again is what is in flight plus the
-    /// answered results not yet committed: those get a window of their own (at most two
-    /// windows at risk), or share the submits' window with strict_resend_bound (one window,
-    /// but each submit then waits for earlier commits).
+    /// Room for another submit: see `AtRisk`.
     fn has_room(&self) -> bool {
-        let window = self.congestion.window();
-        let in_flight = self.outbox.in_flight();
-        if self.params.strict_resend_bound {
-            in_flight + self.uncommitted_results < window
-        } else {
-            in_flight < window && self.uncommitted_results < self.params.window
+        self.at_risk()
+            .room_for_a_part(self.congestion.window(), self.answered_window())
+    }
+
+    /// What a killed esmed would send again, in segments: the submits in flight, the parts
+    /// accepted whose rows are not finished, and the results not yet committed.
+    fn at_risk(&self) -> AtRisk {
+        AtRisk {
+            in_flight: self.outbox.in_flight(),
+            accepted: self.outbox.accepted_open(),
+            uncommitted: self.uncommitted_segments,
         }
+    }
+
+    /// With strict_resend_bound the answered segments share the submits' window (one window
+    /// at risk, but each submit then waits for earlier commits); without, they get a window
+    /// of their own (at most two at risk).
+    fn answered_window(&self) -> Option<usize> {
+        (!self.params.strict_resend_bound).then_some(self.params.window)
     }
 
     /// Takes further claimed rows while the window has room for their parts, submitting as
@@ -392,7 +399,7 @@ impl<'a> Writer<'a> {
         match timer {
             Timer::EnquireLink => {
                 let sequence_number = self.sequence.next();
-                self.pending.insert(sequence_number, Pending::EnquireLink);
+                self.pending.insert(sequence_number, Request::EnquireLink);
                 self.timers.arm(
                     Timer::Response(sequence_number),
                     now + self.params.timers.response,
@@ -414,12 +421,12 @@ impl<'a> Writer<'a> {
 
     fn on_response_timeout(&mut self, sequence_number: u32) -> Result<(), Ending> {
         match self.pending.remove(&sequence_number) {
-            Some(Pending::EnquireLink) => Err(Ending::Lost(format!(
+            Some(Request::EnquireLink) => Err(Ending::Lost(format!(
                 "no enquire_link_resp within {} s (smpp_response_timer)",
                 self.params.timers.response.as_secs()
             ))),
-            Some(Pending::Unbind) => Err(Ending::Stopped),
-            None => {
+            Some(Request::Unbind) => Err(Ending::Stopped),
+            Some(Request::SubmitSm) | None => {
                 if let Some((id, part)) = self.outbox.part_of(sequence_number) {
                     warn!(
                         "{}: row {id} part {}: no submit_sm_resp for seq {sequence_number} within {} s; \
@@ -482,26 +489,10 @@ impl<'a> Writer<'a> {
 
     fn on_pdu(&mut self, pdu: Pdu, raw: Vec<u8>) -> Result<(), Ending> {
         let sequence_number = pdu.sequence_number;
+        if pdu.command_id().is_response() {
+            return self.on_response(pdu);
+        }
         match pdu.body {
-            Body::SubmitSmResp(resp) => {
-                self.timers.cancel(Timer::Response(sequence_number));
-                self.on_submit_resp(
-                    sequence_number,
-                    pdu.command_status,
-                    &resp.message_id.to_string_lossy(),
-                );
-            }
-            Body::GenericNack => self.on_generic_nack(sequence_number, pdu.command_status),
-            Body::EnquireLinkResp => {
-                self.timers.cancel(Timer::Response(sequence_number));
-                self.pending.remove(&sequence_number);
-            }
-            Body::UnbindResp => {
-                self.timers.cancel(Timer::Response(sequence_number));
-                if self.pending.remove(&sequence_number) == Some(Pending::Unbind) {
-                    return Err(Ending::Stopped);
-                }
-            }
             Body::EnquireLink => self.queue_pdu(&Pdu::new(sequence_number, Body::EnquireLinkResp)),
             Body::Unbind => {
                 self.queue_pdu(&Pdu::new(sequence_number, Body::UnbindResp));
@@ -524,23 +515,115 @@ impl<'a> Writer<'a> {
             }
             other => {
                 let id = other.command_id();
-                if id.is_response() {
-                    warn!(
-                        "{}: unexpected {id} seq {sequence_number} ignored",
-                        self.params.label
-                    );
-                } else {
-                    warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
-                    self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
-                }
+                warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
+                self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
             }
         }
         Ok(())
     }
 
+    /// What waits for a response under this sequence number.
+    fn request_of(&self, sequence_number: u32) -> Option<Request> {
+        match self.pending.get(&sequence_number) {
+            Some(request) => Some(*request),
+            None => self
+                .outbox
+                .part_of(sequence_number)
+                .map(|_| Request::SubmitSm),
+        }
+    }
+
+    /// A response settles only the request it answers; see `requests`.
+    fn on_response(&mut self, pdu: Pdu) -> Result<(), Ending> {
+        let sequence_number = pdu.sequence_number;
+        let status = pdu.command_status;
+        let sent = self.request_of(sequence_number);
+        let answered = answer(sent, pdu.command_id());
+        if let Answer::Response(_) | Answer::Nack(_) = answered {
+            self.timers.cancel(Timer::Response(sequence_number));
+        }
+        match answered {
+            Answer::Response(Request::SubmitSm) => {
+                let message_id = match &pdu.body {
+                    Body::SubmitSmResp(resp) => resp.message_id.to_string_lossy(),
+                    _ => String::new(),
+                };
+                self.on_submit_resp(sequence_number, status, &message_id);
+            }
+            Answer::Nack(Request::SubmitSm) => {
+                let part = self.outbox.part_of(sequence_number);
+                if let Some((id, part)) = part {
+                    let what = if status == CommandStatus::ESME_ROK {
+                        "with status 0: not an acceptance; outcome unknown, the row will be \
+                         submitted again (possible duplicate)"
+                            .to_string()
+                    } else {
+                        format!("{status}: refused")
+                    };
+                    warn!(
+                        "{}: row {id} part {}: generic_nack for its submit_sm (seq \
+                         {sequence_number}) {what}",
+                        self.params.label,
+                        part + 1
+                    );
+                }
+                let effect = self.outbox.on_nack(sequence_number, status);
+                self.on_submit_effect(sequence_number, status, "", part, effect);
+            }
+            Answer::Response(request) | Answer::Nack(request) => {
+                self.pending.remove(&sequence_number);
+                if let Answer::Nack(_) = answered {
+                    warn!(
+                        "{}: generic_nack {status} for our {} seq {sequence_number}",
+                        self.params.label,
+                        request.command()
+                    );
+                }
+                // Answered or refused, the unbind is over: close.
+                if request == Request::Unbind {
+                    return Err(Ending::Stopped);
+                }
+            }
+            Answer::Stray { sent } => self.log_stray(&pdu, sent),
+        }
+        Ok(())
+    }
+
+    fn log_stray(&self, pdu: &Pdu, sent: Option<Request>) {
+        let (label, seq, status) = (&self.params.label, pdu.sequence_number, pdu.command_status);
+        let command = pdu.command_id();
+        match sent {
+            None => warn!("{label}: {command} for unknown seq {seq} ({status}) ignored"),
+            Some(request) => {
+                let part = match self.outbox.part_of(seq) {
+                    Some((id, part)) => format!(" (row {id} part {})", part + 1),
+                    None => String::new(),
+                };
+                warn!(
+                    "{label}: {command} for seq {seq} ({status}), which is our {}{part}: \
+                     not its response; ignored, the {} still waits for its own",
+                    request.command(),
+                    request.command()
+                );
+            }
+        }
+    }
+
     fn on_submit_resp(&mut self, sequence_number: u32, status: CommandStatus, message_id: &str) {
         let part = self.outbox.part_of(sequence_number);
-        match self.outbox.on_response(sequence_number, status, message_id) {
+        let effect = self.outbox.on_response(sequence_number, status, message_id);
+        self.on_submit_effect(sequence_number, status, message_id, part, effect);
+    }
+
+    fn on_submit_effect(
+        &mut self,
+        sequence_number: u32,
+        status: CommandStatus,
+        message_id: &str,
+        part: Option<(i64, usize)>,
+        effect: ResponseEffect,
+    ) {
+        match effect {
             ResponseEffect::UnknownSequence => warn!(
                 "{}: submit_sm_resp for unknown seq {sequence_number} ({status}) ignored",
                 self.params.label
@@ -578,25 +661,6 @@ impl<'a> Writer<'a> {
                     self.send_result(result);
                 }
             }
-        }
-    }
-
-    fn on_generic_nack(&mut self, sequence_number: u32, status: CommandStatus) {
-        self.timers.cancel(Timer::Response(sequence_number));
-        if self.pending.remove(&sequence_number).is_some() {
-            warn!(
-                "{}: generic_nack {status} for our seq {sequence_number}",
-                self.params.label
-            );
-            return;
-        }
-        if self.outbox.part_of(sequence_number).is_some() {
-            self.on_submit_resp(sequence_number, status, "");
-        } else {
-            warn!(
-                "{}: generic_nack {status} for unknown seq {sequence_number} ignored",
-                self.params.label
-            );
         }
     }
 
@@ -643,8 +707,8 @@ impl<'a> Writer<'a> {
             status,
         } = committed
         else {
-            if let Committed::Results(count) = committed {
-                self.uncommitted_results = self.uncommitted_results.saturating_sub(count);
+            if let Committed::Results(segments) = committed {
+                self.uncommitted_segments = self.uncommitted_segments.saturating_sub(segments);
             }
             return;
         };
@@ -704,12 +768,29 @@ impl<'a> Writer<'a> {
     }
 
     fn send_result(&mut self, result: crate::db::TxResult) {
-        let ack = Some(self.acks.0.clone());
-        self.uncommitted_results += 1;
+        let segments = window_share(&result);
+        let ack = Some(ResultAck {
+            to: self.acks.0.clone(),
+            segments,
+        });
+        self.uncommitted_segments += segments;
         if let Err(e) = self.links.db.send(DbOp::Result { result, ack }) {
-            self.uncommitted_results -= 1;
+            self.uncommitted_segments -= segments;
             error!("{}: the DB writer is gone; the result of row {} is lost to this run (its lease will expire and it will be retried)", self.params.label, e.0.row_id());
         }
+    }
+
+    /// The session ends as a lost connection would: what was in flight has an unknown
+    /// outcome, and esmed binds again.
+    fn write_failed(&self, e: &std::io::Error) -> Ending {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            return Ending::Lost(format!(
+                "the SMSC has stopped reading: what esmed wrote was not taken within {} s \
+                 (smpp_response_timer)",
+                self.params.timers.response.as_secs()
+            ));
+        }
+        Ending::Lost(format!("write error: {e}"))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

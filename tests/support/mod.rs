@@ -2,6 +2,7 @@
 //! SMSC on 127.0.0.1, and the real `esmed` binary run as a separate process against both.
 #![allow(dead_code)]
 
+pub mod fake_smsc;
 pub mod tls;
 
 use std::fs;
@@ -80,8 +81,13 @@ impl Env {
 
     /// Inserts the enabled server row pointing at `smsc`, with extra `column = value` pairs.
     pub fn add_server_for(&self, smsc: &SmscHandle, extra: &[(&str, &str)]) -> i32 {
+        self.add_server_at(smsc.port(), extra)
+    }
+
+    /// The enabled server row for an SMSC listening on 127.0.0.1:`port`.
+    pub fn add_server_at(&self, port: u16, extra: &[(&str, &str)]) -> i32 {
         let mut columns = vec!["enabled", "host", "port", "esme_system_id", "esme_password"];
-        let port = smsc.port().to_string();
+        let port = port.to_string();
         let mut values = vec![
             "TRUE".to_string(),
             "'127.0.0.1'".to_string(),
