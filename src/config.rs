@@ -139,6 +139,8 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    /// A section esmed cannot run without is missing or sets nothing.
+    Incomplete { path: PathBuf, reason: String },
     /// A key's value is unusable.
     BadValue {
         path: PathBuf,
@@ -212,6 +214,7 @@ impl Config {
                 line: e.line,
                 message: e.message,
             })?;
+        require_database(&sections, path)?;
         let mut warnings = std::mem::take(&mut sections.warnings);
         let database = read_database(
             &KeyReader::new(path, "database", sections.keys("database")),
@@ -381,6 +384,9 @@ impl fmt::Display for ConfigError {
                 line,
                 message,
             } => write!(f, "{}: line {line}: {message}", display_name(path)),
+            ConfigError::Incomplete { path, reason } => {
+                write!(f, "{}: {reason}", display_name(path))
+            }
             ConfigError::BadValue {
                 path,
                 section,
@@ -436,6 +442,45 @@ pub fn hostname() -> String {
 /// Paths in messages: lossy but one line (a newline in a file name is escaped).
 fn display_name(path: &Path) -> String {
     value::quote_for_message(&path.display().to_string())
+}
+
+/// A config without a [database] section that sets something would run on the built-in
+/// defaults, most likely against the wrong database or none: refused, naming the near miss
+/// (a misspelt section or keys) when there is one.
+fn require_database(sections: &sections::Sections, path: &Path) -> Result<(), ConfigError> {
+    const WHY: &str = "esmed does not guess which database to use (host, name, user, pass)";
+    let incomplete = |reason: String| ConfigError::Incomplete {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some(keys) = sections.keys_by_section.get("database") else {
+        let guess = sections
+            .unknown
+            .iter()
+            .find(|name| sections::near_miss(name, ["database"]).is_some())
+            .map(|name| {
+                let name = value::quote_for_message(name);
+                format!("; did you mean [database] for [{name}]?")
+            })
+            .unwrap_or_default();
+        return Err(incomplete(format!("no [database] section: {WHY}{guess}")));
+    };
+    if keys.keys().any(|key| DATABASE_KEYS.contains(&key.as_str())) {
+        return Ok(());
+    }
+    let guesses: Vec<String> = keys
+        .keys()
+        .filter_map(|key| {
+            let meant = sections::near_miss(key, DATABASE_KEYS.iter().copied())?;
+            Some(format!("{meant} for '{}'", value::quote_for_message(key)))
+        })
+        .collect();
+    let guess = if guesses.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", guesses.join(", "))
+    };
+    Err(incomplete(format!("[database] sets nothing: {WHY}{guess}")))
 }
 
 fn read_database(
@@ -673,11 +718,26 @@ args = ('/var/log/esmed/esmed.log', 'D', 1, 10)
 format = %(asctime)s | %(levelname)-8s | %(message)s
 ";
 
+    /// `text`, with a [database] section naming the database when it has none (a config
+    /// without one is an error of its own).
+    fn with_database(text: &str) -> String {
+        if text.contains("[database]") {
+            text.to_string()
+        } else {
+            format!("[database]\nname = esmed\n{text}")
+        }
+    }
+
     fn parse(text: &str) -> Config {
-        Config::parse(text, Path::new(PATH)).expect("valid config")
+        Config::parse(&with_database(text), Path::new(PATH)).expect("valid config")
     }
 
     fn error(text: &str) -> String {
+        raw_error(&with_database(text))
+    }
+
+    /// The error for `text` exactly as given.
+    fn raw_error(text: &str) -> String {
         Config::parse(text, Path::new(PATH))
             .expect_err("invalid config")
             .to_string()
@@ -692,8 +752,8 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     }
 
     #[test]
-    fn empty_file_gives_every_default() {
-        let config = parse("");
+    fn a_database_section_alone_gives_every_other_default() {
+        let config = parse("[database]\nname = esmed\n");
         assert_eq!(config.database, DatabaseConfig::default());
         assert_eq!(config.log, LogConfig::default());
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
@@ -849,6 +909,68 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(
             config.warnings,
             ["/etc/esmed/esmed.conf: [smsc] unknown section ignored (known: [database] [daemon] [log])"]
+        );
+    }
+
+    #[test]
+    fn no_database_section_is_an_error() {
+        for text in [
+            "",
+            "# nothing but a comment\n",
+            "[daemon]\nlease = 5m\n[log]\nlevel = info\n",
+        ] {
+            assert_eq!(
+                raw_error(text),
+                "/etc/esmed/esmed.conf: no [database] section: esmed does not guess which \
+                 database to use (host, name, user, pass)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_database_section_is_an_error_naming_the_near_miss() {
+        assert_eq!(
+            raw_error("[databse]\nhost = db.example.net\nname = sms\n"),
+            "/etc/esmed/esmed.conf: no [database] section: esmed does not guess which \
+             database to use (host, name, user, pass); did you mean [database] for [databse]?"
+        );
+        let message = raw_error("[daemon]\nlease = 5m\n[Data_base]\nhost = db\n");
+        assert!(
+            message.ends_with("did you mean [database] for [Data_base]?"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_database_section_that_sets_nothing_is_an_error() {
+        assert_eq!(
+            raw_error("[database]\n[daemon]\nlease = 5m\n"),
+            "/etc/esmed/esmed.conf: [database] sets nothing: esmed does not guess which \
+             database to use (host, name, user, pass)"
+        );
+        assert_eq!(
+            raw_error("[database]\nhots = db\nnmae = sms\n"),
+            "/etc/esmed/esmed.conf: [database] sets nothing: esmed does not guess which \
+             database to use (host, name, user, pass); did you mean host for 'hots', name \
+             for 'nmae'?"
+        );
+    }
+
+    #[test]
+    fn an_empty_password_is_a_setting() {
+        let config = parse("[database]\npass =\n");
+        assert!(config.database.pass.is_empty());
+    }
+
+    #[test]
+    fn a_misspelt_section_beside_the_database_is_a_warning_with_the_near_miss() {
+        let config = parse("[database]\nname = sms\n[deamon]\nlease = 5m\n");
+        assert_eq!(
+            config.warnings,
+            [
+                "/etc/esmed/esmed.conf: [deamon] unknown section ignored (did you mean [daemon]? \
+              known: [database] [daemon] [log])"
+            ]
         );
     }
 
@@ -1117,7 +1239,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         let dir = std::env::temp_dir().join(format!("esmed-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("esmed.conf");
-        std::fs::write(&file, "").expect("write");
+        std::fs::write(&file, "[database]\nname = esmed\n").expect("write");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let warning = permission_warning(&file).expect("world-readable");
         assert!(
