@@ -24,6 +24,15 @@ pub use value::format_duration;
 /// Where esmed looks for its config when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/esmed/esmed.conf";
 
+/// How long the init script and the systemd unit wait after SIGTERM before they KILL esmed
+/// (init/esmed, init/esmed.service): the longest drain, the unbind and the last commits.
+pub const STOP_BEFORE_KILL: Duration = Duration::from_secs(90);
+
+/// The longest `shutdown_timeout` esmed uses, so that its stop ends before
+/// [`STOP_BEFORE_KILL`]: after the drain come the unbind (at most
+/// [`crate::session::UNBIND_WAIT`]) and the last commits.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Everything esmed.conf configures.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -220,7 +229,10 @@ impl Config {
             &KeyReader::new(path, "database", sections.keys("database")),
             &mut warnings,
         )?;
-        let daemon = read_daemon(&KeyReader::new(path, "daemon", sections.keys("daemon")))?;
+        let daemon = read_daemon(
+            &KeyReader::new(path, "daemon", sections.keys("daemon")),
+            &mut warnings,
+        )?;
         let log = read_log(
             &KeyReader::new(path, "log", sections.keys("log")),
             &mut warnings,
@@ -583,7 +595,10 @@ fn secs(seconds: u64) -> Duration {
     Duration::from_secs(seconds)
 }
 
-fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
+fn read_daemon(
+    keys: &KeyReader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<DaemonConfig, ConfigError> {
     let default = DaemonConfig::default();
     let reconnect_min = keys.duration("reconnect_min", default.reconnect_min, ms(100), HOUR)?;
     let reconnect_max = keys.duration("reconnect_max", default.reconnect_max, secs(1), DAY)?;
@@ -612,12 +627,7 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
         lease: keys.duration("lease", default.lease, secs(2), DAY)?,
         max_segments: keys.number("max_segments", default.max_segments, 1, 255)?,
         max_pdu_size: keys.number("max_pdu_size", default.max_pdu_size, 1024, 16 << 20)?,
-        shutdown_timeout: keys.duration(
-            "shutdown_timeout",
-            default.shutdown_timeout,
-            secs(1),
-            HOUR,
-        )?,
+        shutdown_timeout: shutdown_timeout(keys, default.shutdown_timeout, warnings)?,
         reconnect_min,
         reconnect_max,
         stats_interval: keys.duration("stats_interval", default.stats_interval, secs(0), DAY)?,
@@ -645,6 +655,28 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
         heartbeat_interval: heartbeat_interval(keys, default.heartbeat_interval)?,
         strict_resend_bound: keys.boolean("strict_resend_bound", default.strict_resend_bound)?,
     })
+}
+
+/// Up to [`MAX_SHUTDOWN_TIMEOUT`]; a longer one (accepted up to an hour, as earlier versions
+/// did) is used as that, with a warning: the init system would KILL esmed before it ran out.
+fn shutdown_timeout(
+    keys: &KeyReader<'_>,
+    default: Duration,
+    warnings: &mut Vec<String>,
+) -> Result<Duration, ConfigError> {
+    let timeout = keys.duration("shutdown_timeout", default, secs(1), HOUR)?;
+    if timeout <= MAX_SHUTDOWN_TIMEOUT {
+        return Ok(timeout);
+    }
+    let max = format_duration(MAX_SHUTDOWN_TIMEOUT);
+    warnings.push(format!(
+        "[daemon] shutdown_timeout: '{}' is more than {max}, the longest esmed waits for \
+         responses at a stop (the init script and the systemd unit KILL esmed {} s after \
+         SIGTERM); using {max}",
+        format_duration(timeout),
+        STOP_BEFORE_KILL.as_secs()
+    ));
+    Ok(MAX_SHUTDOWN_TIMEOUT)
 }
 
 /// Zero (off) or at least a second: a faster heartbeat only loads the database.
@@ -870,6 +902,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(daemon("max_segments", "255").max_segments, 255);
         assert_eq!(daemon("max_pdu_size", "4096").max_pdu_size, 4096);
         assert_eq!(daemon("shutdown_timeout", "2s").shutdown_timeout, secs(2));
+        assert_eq!(daemon("shutdown_timeout", "1m").shutdown_timeout, secs(60));
         assert_eq!(daemon("reconnect_min", "2").reconnect_min, secs(2));
         assert_eq!(daemon("reconnect_max", "1h").reconnect_max, secs(3600));
         assert_eq!(daemon("stats_interval", "0").stats_interval, secs(0));
@@ -882,6 +915,24 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(log.file, Some(PathBuf::from("/var/log/esmed/esmed.log")));
         assert_eq!(log.level, log::LevelFilter::Debug);
         assert!(!log.stderr);
+    }
+
+    #[test]
+    fn a_shutdown_timeout_beyond_the_init_systems_kill_is_capped_with_a_warning() {
+        let config = parse("[daemon]\nshutdown_timeout = 5m\n");
+        assert_eq!(config.daemon.shutdown_timeout, secs(60));
+        assert_eq!(
+            config.warnings,
+            [
+                "/etc/esmed/esmed.conf: [daemon] shutdown_timeout: '5m' is more than 1m, the \
+              longest esmed waits for responses at a stop (the init script and the systemd \
+              unit KILL esmed 90 s after SIGTERM); using 1m"
+            ]
+        );
+        assert!(parse("[daemon]\nshutdown_timeout = 60s\n")
+            .warnings
+            .is_empty());
+        assert!(daemon_error("shutdown_timeout", "2h").contains("out of range (1s to 1h)"));
     }
 
     #[test]
@@ -1300,6 +1351,38 @@ mod shipped_file_tests {
             ..config.log
         };
         assert_eq!(log, LogConfig::default());
+    }
+
+    /// The number in `text` right after `prefix`.
+    fn seconds_after(text: &str, prefix: &str) -> u64 {
+        let (_, rest) = text
+            .split_once(prefix)
+            .unwrap_or_else(|| panic!("no '{prefix}'"));
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("a number of seconds")
+    }
+
+    #[test]
+    fn the_init_script_and_the_unit_kill_only_after_the_longest_stop() {
+        let script = include_str!("../init/esmed");
+        let unit = include_str!("../init/esmed.service");
+        let waits = [
+            seconds_after(script, "--retry TERM/"),
+            seconds_after(unit, "\nTimeoutStopSec="),
+        ];
+        for wait in waits {
+            assert_eq!(Duration::from_secs(wait), STOP_BEFORE_KILL);
+        }
+        // The drain, then the unbind's wait for its response, then the last commits.
+        let longest_stop =
+            MAX_SHUTDOWN_TIMEOUT + crate::session::UNBIND_WAIT + Duration::from_secs(20);
+        assert!(longest_stop <= STOP_BEFORE_KILL, "{longest_stop:?}");
+        let config = Config::parse(
+            "[database]\nname = esmed\n[daemon]\nshutdown_timeout = 1h\n",
+            Path::new("esmed.conf"),
+        )
+        .expect("valid");
+        assert_eq!(config.daemon.shutdown_timeout, MAX_SHUTDOWN_TIMEOUT);
     }
 
     #[test]

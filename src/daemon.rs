@@ -302,9 +302,14 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Tells every session to stop, then waits for them: they drain side by side, so a stop
+    /// takes one shutdown_timeout at most, whatever the number of binds.
     fn stop_sessions(&mut self) {
-        for session in self.sessions.drain(..) {
+        for session in &mut self.sessions {
             info!("{}: stopping", session.label);
+            session.ask_to_stop();
+        }
+        for session in self.sessions.drain(..) {
             session.stop();
         }
     }

@@ -30,8 +30,13 @@ impl SessionHandle {
         self.stop_and_join();
     }
 
-    fn stop_and_join(&mut self) {
+    /// Asks the session to drain and unbind, without waiting for it.
+    pub fn ask_to_stop(&mut self) {
         drop(self.stop.take());
+    }
+
+    fn stop_and_join(&mut self) {
+        self.ask_to_stop();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 error!("{}: the session thread panicked", self.label);

@@ -269,7 +269,7 @@ impl<'a> Writer<'a> {
             self.pending.insert(sequence_number, Pending::Unbind);
             self.timers.arm(
                 Timer::Response(sequence_number),
-                Instant::now() + self.params.timers.response.min(Duration::from_secs(5)),
+                Instant::now() + self.params.timers.response.min(crate::session::UNBIND_WAIT),
             );
             self.queue_pdu(&Pdu::new(sequence_number, Body::Unbind));
             self.unbind_sent = true;
