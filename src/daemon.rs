@@ -194,7 +194,7 @@ impl Supervisor<'_> {
                 next_check = Instant::now() + SERVER_RECHECK;
                 reload = !self.reload(client, pg);
             }
-            if last_stats.0.elapsed() >= self.config.daemon.stats_interval {
+            if stats_due(last_stats.0.elapsed(), self.config.daemon.stats_interval) {
                 let now = stats.snapshot();
                 info!(
                     "{}",
@@ -338,6 +338,11 @@ fn spawn_heartbeat(
 }
 
 /// Transceiver, or transmitter plus the optional separate receiver.
+/// Whether the periodic info line is due; `stats_interval = 0` turns it off.
+fn stats_due(elapsed: Duration, interval: Duration) -> bool {
+    !interval.is_zero() && elapsed >= interval
+}
+
 fn bind_kinds(row: &ServerRow) -> Vec<BindKind> {
     if row.esme_bind_transceiver {
         vec![BindKind::Transceiver]
@@ -552,5 +557,19 @@ impl Pidfile {
 impl Drop for Pidfile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_info_line_comes_every_stats_interval_and_never_with_zero() {
+        let minute = Duration::from_secs(60);
+        assert!(!stats_due(Duration::from_secs(59), minute));
+        assert!(stats_due(minute, minute));
+        assert!(!stats_due(Duration::ZERO, Duration::ZERO));
+        assert!(!stats_due(Duration::from_secs(3600), Duration::ZERO));
     }
 }
