@@ -409,7 +409,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "{}: [{section}] {key}: '{}' {reason}",
                 display_name(path),
-                value::quote_for_message(value)
+                crate::logging::one_line(value)
             ),
         }
     }
@@ -453,7 +453,7 @@ pub fn hostname() -> String {
 
 /// Paths in messages: lossy but one line (a newline in a file name is escaped).
 fn display_name(path: &Path) -> String {
-    value::quote_for_message(&path.display().to_string())
+    crate::logging::one_line(&path.display().to_string()).into_owned()
 }
 
 /// A config without a [database] section that sets something would run on the built-in
@@ -471,7 +471,7 @@ fn require_database(sections: &sections::Sections, path: &Path) -> Result<(), Co
             .iter()
             .find(|name| sections::near_miss(name, ["database"]).is_some())
             .map(|name| {
-                let name = value::quote_for_message(name);
+                let name = crate::logging::one_line(name);
                 format!("; did you mean [database] for [{name}]?")
             })
             .unwrap_or_default();
@@ -484,7 +484,7 @@ fn require_database(sections: &sections::Sections, path: &Path) -> Result<(), Co
         .keys()
         .filter_map(|key| {
             let meant = sections::near_miss(key, DATABASE_KEYS.iter().copied())?;
-            Some(format!("{meant} for '{}'", value::quote_for_message(key)))
+            Some(format!("{meant} for '{}'", crate::logging::one_line(key)))
         })
         .collect();
     let guess = if guesses.is_empty() {

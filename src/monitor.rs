@@ -11,6 +11,7 @@ use postgres::Client;
 
 use crate::db::heartbeat::StatusColumns;
 use crate::db::{pg, DbError};
+use crate::logging::one_line;
 use crate::smpp::json::push_json_string;
 
 /// One `esmed_status` row as `esmed status` shows it: the columns the heartbeat wrote, and
@@ -192,8 +193,14 @@ impl Report {
         }
         for i in &self.instances {
             if let Some(error) = &i.columns.last_error {
+                // The error may quote what the SMSC sent: one line, like the log.
                 let at = i.last_error_at.as_deref().unwrap_or("?");
-                let _ = writeln!(out, "{}: last error at {at}: {error}", i.columns.instance);
+                let _ = writeln!(
+                    out,
+                    "{}: last error at {at}: {}",
+                    one_line(&i.columns.instance),
+                    one_line(error)
+                );
             }
         }
         let _ = writeln!(
@@ -304,7 +311,7 @@ fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
             rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .map(|r| r.get(c).map_or(0, |s| one_line(s).chars().count()))
                 .max()
                 .unwrap_or(0)
         })
@@ -313,7 +320,7 @@ fn table(rows: &[Vec<String>]) -> String {
     for row in rows {
         let mut line = String::new();
         for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<width$}  ");
+            let _ = write!(line, "{:<width$}  ", one_line(cell));
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -397,6 +404,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("a: last error at 2025-01-01T00:00:00+00:00: session lost"));
+        let mut forged = instance("c", "bound transceiver", true);
+        forged.columns.last_error = Some("lost\n2026-01-01 00:00:00 [ERROR] forged".into());
+        forged.columns.server_name = Some("main\r\nx".into());
+        let text = report(vec![forged]).to_text();
+        assert!(
+            text.lines()
+                .all(|l| !l.starts_with("2026") && !l.starts_with('x')),
+            "{text}"
+        );
+        assert!(text.contains("lost\\n2026-01-01"), "{text}");
         assert!(report(vec![]).to_text().starts_with("no esmed instance"));
     }
 

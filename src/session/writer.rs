@@ -17,6 +17,7 @@ use log::{debug, error, info, warn};
 use crate::db::handoff::DbSender;
 use crate::db::writer::{AckTo, Committed, DbOp};
 use crate::db::TxRow;
+use crate::logging::repeats::{self, Counted, Repeats, Verdict};
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
@@ -59,6 +60,27 @@ pub enum Ending {
     Lost(String),
 }
 
+/// The warnings one PDU from the SMSC can cause, each logged a few times a minute and then
+/// counted (see [`crate::logging::repeats`]): a flood of them must not flood the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Odd {
+    Undecodable,
+    UnknownCommand,
+    StrayResponse,
+    WrongBindState,
+}
+
+impl Odd {
+    fn describe(self) -> &'static str {
+        match self {
+            Odd::Undecodable => "undecodable PDUs answered with an error",
+            Odd::UnknownCommand => "unsupported commands answered with generic_nack",
+            Odd::StrayResponse => "responses to nothing outstanding ignored",
+            Odd::WrongBindState => "requests not allowed in this bind state refused",
+        }
+    }
+}
+
 /// Requests of ours other than submit_sm that wait for a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
@@ -87,6 +109,7 @@ pub struct Writer<'a> {
     uncommitted_results: usize,
     stopping: bool,
     unbind_sent: bool,
+    odd: Repeats<Odd>,
 }
 
 impl<'a> Writer<'a> {
@@ -117,6 +140,7 @@ impl<'a> Writer<'a> {
             uncommitted_results: 0,
             stopping: false,
             unbind_sent: false,
+            odd: Repeats::default(),
         }
     }
 
@@ -152,7 +176,33 @@ impl<'a> Writer<'a> {
         if submits {
             self.release_claimed();
         }
+        for counted in self.odd.finish(Instant::now()) {
+            self.log_counted(&counted);
+        }
         ending
+    }
+
+    /// Logs a warning that one PDU from the SMSC caused, or counts it when many like it came
+    /// in the last minute.
+    fn warn_odd(&mut self, kind: Odd, message: std::fmt::Arguments<'_>) {
+        let (ended, verdict) = self.odd.note(kind, Instant::now());
+        if let Some(counted) = ended {
+            self.log_counted(&counted);
+        }
+        let label = &self.params.label;
+        match verdict {
+            Verdict::Log => warn!("{label}: {message}"),
+            Verdict::LogLast => warn!("{label}: {message}{}", repeats::last_note()),
+            Verdict::Count => {}
+        }
+    }
+
+    fn log_counted(&self, counted: &Counted<Odd>) {
+        warn!(
+            "{}: {}: {counted}",
+            self.params.label,
+            counted.kind.describe()
+        );
     }
 
     /// Rows claimed for us but not taken yet go back to the queue, so that their leases do
@@ -378,6 +428,9 @@ impl<'a> Writer<'a> {
 
     fn on_timers(&mut self) -> Result<(), Ending> {
         let now = Instant::now();
+        for counted in self.odd.over(now) {
+            self.log_counted(&counted);
+        }
         let mut fired = std::mem::take(&mut self.fired);
         self.timers.expire(now, &mut fired);
         let mut result = Ok(());
@@ -451,10 +504,12 @@ impl<'a> Writer<'a> {
         match event {
             ReaderEvent::Pdu(pdu, raw) => self.on_pdu(pdu, raw),
             ReaderEvent::Undecodable(error, _raw) => {
-                warn!(
-                    "{}: undecodable PDU from the SMSC: {error}; answering with {}",
-                    self.params.label,
-                    error.command_status()
+                self.warn_odd(
+                    Odd::Undecodable,
+                    format_args!(
+                        "undecodable PDU from the SMSC: {error}; answering with {}",
+                        error.command_status()
+                    ),
                 );
                 self.answer_error(
                     error.command_id,
@@ -515,7 +570,13 @@ impl<'a> Writer<'a> {
                 );
             }
             Body::Other { command_id, .. } => {
-                warn!("{}: unsupported command_id 0x{command_id:08X} (seq {sequence_number}); answering generic_nack ESME_RINVCMDID", self.params.label);
+                self.warn_odd(
+                    Odd::UnknownCommand,
+                    format_args!(
+                        "unsupported command_id 0x{command_id:08X} (seq {sequence_number}); \
+                         answering generic_nack ESME_RINVCMDID"
+                    ),
+                );
                 self.answer_error(
                     CommandId::from(command_id),
                     sequence_number,
@@ -525,12 +586,18 @@ impl<'a> Writer<'a> {
             other => {
                 let id = other.command_id();
                 if id.is_response() {
-                    warn!(
-                        "{}: unexpected {id} seq {sequence_number} ignored",
-                        self.params.label
+                    self.warn_odd(
+                        Odd::StrayResponse,
+                        format_args!("unexpected {id} seq {sequence_number} ignored"),
                     );
                 } else {
-                    warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
+                    self.warn_odd(
+                        Odd::WrongBindState,
+                        format_args!(
+                            "{id} is not allowed in this bind state (seq {sequence_number}); \
+                             answering ESME_RINVBNDSTS"
+                        ),
+                    );
                     self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
                 }
             }
@@ -541,9 +608,12 @@ impl<'a> Writer<'a> {
     fn on_submit_resp(&mut self, sequence_number: u32, status: CommandStatus, message_id: &str) {
         let part = self.outbox.part_of(sequence_number);
         match self.outbox.on_response(sequence_number, status, message_id) {
-            ResponseEffect::UnknownSequence => warn!(
-                "{}: submit_sm_resp for unknown seq {sequence_number} ({status}) ignored",
-                self.params.label
+            ResponseEffect::UnknownSequence => self.warn_odd(
+                Odd::StrayResponse,
+                format_args!(
+                    "submit_sm_resp for unknown seq {sequence_number} ({status}, message_id \
+                     '{message_id}') ignored"
+                ),
             ),
             ResponseEffect::Throttled => {
                 self.links
@@ -593,9 +663,9 @@ impl<'a> Writer<'a> {
         if self.outbox.part_of(sequence_number).is_some() {
             self.on_submit_resp(sequence_number, status, "");
         } else {
-            warn!(
-                "{}: generic_nack {status} for unknown seq {sequence_number} ignored",
-                self.params.label
+            self.warn_odd(
+                Odd::StrayResponse,
+                format_args!("generic_nack {status} for unknown seq {sequence_number} ignored"),
             );
         }
     }
@@ -604,9 +674,9 @@ impl<'a> Writer<'a> {
     fn on_message(&mut self, pdu: Pdu, raw: Vec<u8>) {
         let command = pdu.command_id();
         if !self.params.bind.can_receive() {
-            warn!(
-                "{}: {command} on a transmitter bind; answering ESME_RINVBNDSTS",
-                self.params.label
+            self.warn_odd(
+                Odd::WrongBindState,
+                format_args!("{command} on a transmitter bind; answering ESME_RINVBNDSTS"),
             );
             self.answer_error(command, pdu.sequence_number, CommandStatus::ESME_RINVBNDSTS);
             return;
