@@ -122,6 +122,10 @@ pub fn spawn(
     config: DbWriterConfig,
     stats: Arc<Stats>,
 ) -> std::io::Result<(DbSender, Vec<JoinHandle<()>>)> {
+    // No capacity: a session must never wait on a send (it answers the SMSC and runs its
+    // timers), and the writers send it the commits it waits for. What a session hands over
+    // is bounded where it lets work in: its window counts the uncommitted results, and at
+    // most MAX_AWAITING_COMMIT received PDUs wait (see session::writer).
     let (results, results_rx) = unbounded();
     let (received, received_rx) = unbounded();
     let order = Arc::new(ResultOrder::default());

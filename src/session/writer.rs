@@ -135,6 +135,9 @@ impl<'a> Writer<'a> {
                 Duration::from_secs(10),
             ),
             paused_until: None,
+            // One message per result batch and per received PDU handed over, both counted
+            // (uncommitted_results, awaiting_commit); no capacity, so that the DB writer
+            // never waits on the session, which may be waiting for it.
             acks: crossbeam_channel::unbounded(),
             awaiting_commit: 0,
             uncommitted_results: 0,
