@@ -337,12 +337,12 @@ fn spawn_heartbeat(
     Ok((stop_tx, Some(handle)))
 }
 
-/// Transceiver, or transmitter plus the optional separate receiver.
 /// Whether the periodic info line is due; `stats_interval = 0` turns it off.
 fn stats_due(elapsed: Duration, interval: Duration) -> bool {
     !interval.is_zero() && elapsed >= interval
 }
 
+/// Transceiver, or transmitter plus the optional separate receiver.
 fn bind_kinds(row: &ServerRow) -> Vec<BindKind> {
     if row.esme_bind_transceiver {
         vec![BindKind::Transceiver]
