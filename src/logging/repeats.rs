@@ -136,7 +136,7 @@ impl<K: Copy> Spell<K> {
 /// The note the last logged warning of a spell carries.
 pub fn last_note() -> String {
     format!(
-        " (more like it in the next {} s are counted, not logged)",
+        " (more like it are counted, not logged, for the rest of these {} s)",
         SPELL.as_secs()
     )
 }
