@@ -95,16 +95,23 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
-/// The installed logger: every message through [`one_line`] before simplelog formats it.
+/// Where the lines esmed does not write come from. The PostgreSQL client logs every
+/// statement with its parameters at debug level: message texts and numbers by the thousand,
+/// and whatever a statement passes. esmed logs what it does itself.
+const IGNORED_TARGETS: &[&str] = &["tokio_postgres"];
+
+/// The installed logger: every message through [`one_line`] before simplelog formats it,
+/// except those of [`IGNORED_TARGETS`], which are not even formatted.
 struct OneLine<L>(L);
 
 impl<L: Log> Log for OneLine<L> {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
+        let target = metadata.target();
+        !IGNORED_TARGETS.iter().any(|t| target.starts_with(t)) && self.0.enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.0.enabled(record.metadata()) {
+        if !self.enabled(record.metadata()) {
             return;
         }
         let message = match record.args().as_str() {
@@ -175,11 +182,7 @@ fn simplelog_format() -> simplelog::Config {
         .set_thread_level(LevelFilter::Debug)
         .set_thread_mode(ThreadLogMode::Names)
         .set_target_level(LevelFilter::Debug)
-        .set_location_level(LevelFilter::Off)
-        // The PostgreSQL client logs every statement with its parameters at debug level:
-        // message texts and numbers by the thousand, and whatever a statement passes. esmed
-        // logs what it does itself.
-        .add_filter_ignore_str("tokio_postgres");
+        .set_location_level(LevelFilter::Off);
     // Fails once threads exist (the time crate refuses then); UTC is the fallback.
     let _ = builder.set_time_offset_to_local();
     builder.build()
@@ -426,6 +429,15 @@ mod tests {
                 .args(format_args!("not at this level\n"))
                 .level(log::Level::Debug)
                 .target("esmed")
+                .build(),
+        );
+        logger.log(
+            &Record::builder()
+                .args(format_args!(
+                    "executing statement s1 with parameters: ['secret']"
+                ))
+                .level(log::Level::Info)
+                .target("tokio_postgres::query")
                 .build(),
         );
         let written = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
