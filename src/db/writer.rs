@@ -294,6 +294,13 @@ fn row_list(ids: impl ExactSizeIterator<Item = i64>) -> String {
 
 impl DbWriter {
     fn run(mut self) {
+        if self.role == Role::Results {
+            // Connected before the first result arrives: a connection costs a few hundred
+            // milliseconds (authentication), which the first results' commit would wait
+            // for, and the receipts behind them too. A failure here is retried at the first
+            // batch, which says so.
+            self.client = connect(&self.config.pg, self.role).ok();
+        }
         let mut next_housekeeping = Instant::now();
         loop {
             if self.role == Role::Received && Instant::now() >= next_housekeeping {
