@@ -2,6 +2,7 @@
 #
 #   make demo                                     esmed end to end on this machine
 #   make install [PREFIX=/usr/local] [DESTDIR=]   binaries, config, init script, man pages, SQL
+#                                                 (from $CARGO_TARGET_DIR/release when set)
 #   make uninstall                                removes them again (never config or logs)
 #   make deb [BUILDDIR=build]                     $(BUILDDIR)/esmed_<version>_<arch>.deb
 #   make bench / bench-quick                      the benchmark
@@ -14,6 +15,11 @@ STRIP ?= strip
 PREFIX ?= /usr/local
 DESTDIR ?=
 BUILDDIR ?= build
+# Where cargo builds, and so where install and deb take the binaries from: CARGO_TARGET_DIR
+# (or CARGO_BUILD_TARGET_DIR) when set, as packagers and CI do, else target/. A target-dir
+# set in a .cargo/config.toml is not seen here: set CARGO_TARGET_DIR to it as well.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CARGO_BUILD_TARGET_DIR),target)
+RELEASE = $(TARGET_DIR)/release
 
 SBINDIR = $(PREFIX)/sbin
 BINDIR = $(PREFIX)/bin
@@ -55,7 +61,7 @@ test: postgresql-tools
 # loopback, esmed, a few messages, and what became of them. Installs PostgreSQL when missing.
 demo: postgresql-tools
 	$(CARGO) build --release --bins --example demo
-	./target/release/examples/demo
+	$(RELEASE)/examples/demo
 
 # The PostgreSQL server tools (initdb, pg_ctl): installed with apt-get when we are root,
 # otherwise the user is told what to install.
@@ -85,8 +91,8 @@ install-files:
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SQLDIR) \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)/etc/init.d $(DESTDIR)/etc/logrotate.d $(DESTDIR)/etc/default
-	$(INSTALL) -m 0755 target/release/esmed $(DESTDIR)$(SBINDIR)/esmed
-	$(INSTALL) -m 0755 target/release/esmed-smsc $(DESTDIR)$(BINDIR)/esmed-smsc
+	$(INSTALL) -m 0755 $(RELEASE)/esmed $(DESTDIR)$(SBINDIR)/esmed
+	$(INSTALL) -m 0755 $(RELEASE)/esmed-smsc $(DESTDIR)$(BINDIR)/esmed-smsc
 	$(INSTALL) -m 0644 $(SQL_FILES) $(DESTDIR)$(SQLDIR)/
 	$(FIX_PATHS) man/esmed.8 > $(DESTDIR)$(MANDIR)/man8/esmed.8
 	$(FIX_PATHS) man/esmed.conf.5 > $(DESTDIR)$(MANDIR)/man5/esmed.conf.5
@@ -165,20 +171,20 @@ deb: build
 .PHONY: bench bench-quick
 bench: postgresql-tools
 	$(CARGO) build --release --bins
-	mkdir -p target
-	./target/release/esmed-bench --json target/bench.json
+	mkdir -p $(TARGET_DIR)
+	$(RELEASE)/esmed-bench --json $(TARGET_DIR)/bench.json
 
 bench-quick: postgresql-tools
 	$(CARGO) build --release --bins
-	mkdir -p target
-	./target/release/esmed-bench --quick --json target/bench-quick.json
+	mkdir -p $(TARGET_DIR)
+	$(RELEASE)/esmed-bench --quick --json $(TARGET_DIR)/bench-quick.json
 
 # Soak (README, Reliability guarantees, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
 ROWS ?= 1000000
 .PHONY: soak
 soak: postgresql-tools
 	$(CARGO) build --release --bins --examples
-	./target/release/examples/soak --rows $(ROWS)
+	$(RELEASE)/examples/soak --rows $(ROWS)
 
 # Fuzzing the frame reader and decoder with libFuzzer for FUZZ_SECONDS (not part of make
 # test). cargo-fuzz wants nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain build

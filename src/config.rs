@@ -24,6 +24,15 @@ pub use value::format_duration;
 /// Where esmed looks for its config when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/esmed/esmed.conf";
 
+/// How long the init script and the systemd unit wait after SIGTERM before they KILL esmed
+/// (init/esmed, init/esmed.service): the longest drain, the unbind and the last commits.
+pub const STOP_BEFORE_KILL: Duration = Duration::from_secs(90);
+
+/// The longest `shutdown_timeout` esmed uses, so that its stop ends before
+/// [`STOP_BEFORE_KILL`]: after the drain come the unbind (at most
+/// [`crate::session::UNBIND_WAIT`]) and the last commits.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Everything esmed.conf configures.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -139,6 +148,8 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    /// A section esmed cannot run without is missing or sets nothing.
+    Incomplete { path: PathBuf, reason: String },
     /// A key's value is unusable.
     BadValue {
         path: PathBuf,
@@ -212,12 +223,16 @@ impl Config {
                 line: e.line,
                 message: e.message,
             })?;
+        require_database(&sections, path)?;
         let mut warnings = std::mem::take(&mut sections.warnings);
         let database = read_database(
             &KeyReader::new(path, "database", sections.keys("database")),
             &mut warnings,
         )?;
-        let daemon = read_daemon(&KeyReader::new(path, "daemon", sections.keys("daemon")))?;
+        let daemon = read_daemon(
+            &KeyReader::new(path, "daemon", sections.keys("daemon")),
+            &mut warnings,
+        )?;
         let log = read_log(
             &KeyReader::new(path, "log", sections.keys("log")),
             &mut warnings,
@@ -381,6 +396,9 @@ impl fmt::Display for ConfigError {
                 line,
                 message,
             } => write!(f, "{}: line {line}: {message}", display_name(path)),
+            ConfigError::Incomplete { path, reason } => {
+                write!(f, "{}: {reason}", display_name(path))
+            }
             ConfigError::BadValue {
                 path,
                 section,
@@ -391,7 +409,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "{}: [{section}] {key}: '{}' {reason}",
                 display_name(path),
-                value::quote_for_message(value)
+                crate::logging::one_line(value)
             ),
         }
     }
@@ -435,7 +453,46 @@ pub fn hostname() -> String {
 
 /// Paths in messages: lossy but one line (a newline in a file name is escaped).
 fn display_name(path: &Path) -> String {
-    value::quote_for_message(&path.display().to_string())
+    crate::logging::one_line(&path.display().to_string()).into_owned()
+}
+
+/// A config without a [database] section that sets something would run on the built-in
+/// defaults, most likely against the wrong database or none: refused, naming the near miss
+/// (a misspelt section or keys) when there is one.
+fn require_database(sections: &sections::Sections, path: &Path) -> Result<(), ConfigError> {
+    const WHY: &str = "esmed does not guess which database to use (host, name, user, pass)";
+    let incomplete = |reason: String| ConfigError::Incomplete {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some(keys) = sections.keys_by_section.get("database") else {
+        let guess = sections
+            .unknown
+            .iter()
+            .find(|name| sections::near_miss(name, ["database"]).is_some())
+            .map(|name| {
+                let name = crate::logging::one_line(name);
+                format!("; did you mean [database] for [{name}]?")
+            })
+            .unwrap_or_default();
+        return Err(incomplete(format!("no [database] section: {WHY}{guess}")));
+    };
+    if keys.keys().any(|key| DATABASE_KEYS.contains(&key.as_str())) {
+        return Ok(());
+    }
+    let guesses: Vec<String> = keys
+        .keys()
+        .filter_map(|key| {
+            let meant = sections::near_miss(key, DATABASE_KEYS.iter().copied())?;
+            Some(format!("{meant} for '{}'", crate::logging::one_line(key)))
+        })
+        .collect();
+    let guess = if guesses.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", guesses.join(", "))
+    };
+    Err(incomplete(format!("[database] sets nothing: {WHY}{guess}")))
 }
 
 fn read_database(
@@ -538,7 +595,10 @@ fn secs(seconds: u64) -> Duration {
     Duration::from_secs(seconds)
 }
 
-fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
+fn read_daemon(
+    keys: &KeyReader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<DaemonConfig, ConfigError> {
     let default = DaemonConfig::default();
     let reconnect_min = keys.duration("reconnect_min", default.reconnect_min, ms(100), HOUR)?;
     let reconnect_max = keys.duration("reconnect_max", default.reconnect_max, secs(1), DAY)?;
@@ -567,12 +627,7 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
         lease: keys.duration("lease", default.lease, secs(2), DAY)?,
         max_segments: keys.number("max_segments", default.max_segments, 1, 255)?,
         max_pdu_size: keys.number("max_pdu_size", default.max_pdu_size, 1024, 16 << 20)?,
-        shutdown_timeout: keys.duration(
-            "shutdown_timeout",
-            default.shutdown_timeout,
-            secs(1),
-            HOUR,
-        )?,
+        shutdown_timeout: shutdown_timeout(keys, default.shutdown_timeout, warnings)?,
         reconnect_min,
         reconnect_max,
         stats_interval: keys.duration("stats_interval", default.stats_interval, secs(0), DAY)?,
@@ -600,6 +655,28 @@ fn read_daemon(keys: &KeyReader<'_>) -> Result<DaemonConfig, ConfigError> {
         heartbeat_interval: heartbeat_interval(keys, default.heartbeat_interval)?,
         strict_resend_bound: keys.boolean("strict_resend_bound", default.strict_resend_bound)?,
     })
+}
+
+/// Up to [`MAX_SHUTDOWN_TIMEOUT`]; a longer one (accepted up to an hour, as earlier versions
+/// did) is used as that, with a warning: the init system would KILL esmed before it ran out.
+fn shutdown_timeout(
+    keys: &KeyReader<'_>,
+    default: Duration,
+    warnings: &mut Vec<String>,
+) -> Result<Duration, ConfigError> {
+    let timeout = keys.duration("shutdown_timeout", default, secs(1), HOUR)?;
+    if timeout <= MAX_SHUTDOWN_TIMEOUT {
+        return Ok(timeout);
+    }
+    let max = format_duration(MAX_SHUTDOWN_TIMEOUT);
+    warnings.push(format!(
+        "[daemon] shutdown_timeout: '{}' is more than {max}, the longest esmed waits for \
+         responses at a stop (the init script and the systemd unit KILL esmed {} s after \
+         SIGTERM); using {max}",
+        format_duration(timeout),
+        STOP_BEFORE_KILL.as_secs()
+    ));
+    Ok(MAX_SHUTDOWN_TIMEOUT)
 }
 
 /// Zero (off) or at least a second: a faster heartbeat only loads the database.
@@ -673,11 +750,26 @@ args = ('/var/log/esmed/esmed.log', 'D', 1, 10)
 format = %(asctime)s | %(levelname)-8s | %(message)s
 ";
 
+    /// `text`, with a [database] section naming the database when it has none (a config
+    /// without one is an error of its own).
+    fn with_database(text: &str) -> String {
+        if text.contains("[database]") {
+            text.to_string()
+        } else {
+            format!("[database]\nname = esmed\n{text}")
+        }
+    }
+
     fn parse(text: &str) -> Config {
-        Config::parse(text, Path::new(PATH)).expect("valid config")
+        Config::parse(&with_database(text), Path::new(PATH)).expect("valid config")
     }
 
     fn error(text: &str) -> String {
+        raw_error(&with_database(text))
+    }
+
+    /// The error for `text` exactly as given.
+    fn raw_error(text: &str) -> String {
         Config::parse(text, Path::new(PATH))
             .expect_err("invalid config")
             .to_string()
@@ -692,8 +784,8 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     }
 
     #[test]
-    fn empty_file_gives_every_default() {
-        let config = parse("");
+    fn a_database_section_alone_gives_every_other_default() {
+        let config = parse("[database]\nname = esmed\n");
         assert_eq!(config.database, DatabaseConfig::default());
         assert_eq!(config.log, LogConfig::default());
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
@@ -810,6 +902,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(daemon("max_segments", "255").max_segments, 255);
         assert_eq!(daemon("max_pdu_size", "4096").max_pdu_size, 4096);
         assert_eq!(daemon("shutdown_timeout", "2s").shutdown_timeout, secs(2));
+        assert_eq!(daemon("shutdown_timeout", "1m").shutdown_timeout, secs(60));
         assert_eq!(daemon("reconnect_min", "2").reconnect_min, secs(2));
         assert_eq!(daemon("reconnect_max", "1h").reconnect_max, secs(3600));
         assert_eq!(daemon("stats_interval", "0").stats_interval, secs(0));
@@ -822,6 +915,24 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(log.file, Some(PathBuf::from("/var/log/esmed/esmed.log")));
         assert_eq!(log.level, log::LevelFilter::Debug);
         assert!(!log.stderr);
+    }
+
+    #[test]
+    fn a_shutdown_timeout_beyond_the_init_systems_kill_is_capped_with_a_warning() {
+        let config = parse("[daemon]\nshutdown_timeout = 5m\n");
+        assert_eq!(config.daemon.shutdown_timeout, secs(60));
+        assert_eq!(
+            config.warnings,
+            [
+                "/etc/esmed/esmed.conf: [daemon] shutdown_timeout: '5m' is more than 1m, the \
+              longest esmed waits for responses at a stop (the init script and the systemd \
+              unit KILL esmed 90 s after SIGTERM); using 1m"
+            ]
+        );
+        assert!(parse("[daemon]\nshutdown_timeout = 60s\n")
+            .warnings
+            .is_empty());
+        assert!(daemon_error("shutdown_timeout", "2h").contains("out of range (1s to 1h)"));
     }
 
     #[test]
@@ -849,6 +960,68 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(
             config.warnings,
             ["/etc/esmed/esmed.conf: [smsc] unknown section ignored (known: [database] [daemon] [log])"]
+        );
+    }
+
+    #[test]
+    fn no_database_section_is_an_error() {
+        for text in [
+            "",
+            "# nothing but a comment\n",
+            "[daemon]\nlease = 5m\n[log]\nlevel = info\n",
+        ] {
+            assert_eq!(
+                raw_error(text),
+                "/etc/esmed/esmed.conf: no [database] section: esmed does not guess which \
+                 database to use (host, name, user, pass)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_database_section_is_an_error_naming_the_near_miss() {
+        assert_eq!(
+            raw_error("[databse]\nhost = db.example.net\nname = sms\n"),
+            "/etc/esmed/esmed.conf: no [database] section: esmed does not guess which \
+             database to use (host, name, user, pass); did you mean [database] for [databse]?"
+        );
+        let message = raw_error("[daemon]\nlease = 5m\n[Data_base]\nhost = db\n");
+        assert!(
+            message.ends_with("did you mean [database] for [Data_base]?"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_database_section_that_sets_nothing_is_an_error() {
+        assert_eq!(
+            raw_error("[database]\n[daemon]\nlease = 5m\n"),
+            "/etc/esmed/esmed.conf: [database] sets nothing: esmed does not guess which \
+             database to use (host, name, user, pass)"
+        );
+        assert_eq!(
+            raw_error("[database]\nhots = db\nnmae = sms\n"),
+            "/etc/esmed/esmed.conf: [database] sets nothing: esmed does not guess which \
+             database to use (host, name, user, pass); did you mean host for 'hots', name \
+             for 'nmae'?"
+        );
+    }
+
+    #[test]
+    fn an_empty_password_is_a_setting() {
+        let config = parse("[database]\npass =\n");
+        assert!(config.database.pass.is_empty());
+    }
+
+    #[test]
+    fn a_misspelt_section_beside_the_database_is_a_warning_with_the_near_miss() {
+        let config = parse("[database]\nname = sms\n[deamon]\nlease = 5m\n");
+        assert_eq!(
+            config.warnings,
+            [
+                "/etc/esmed/esmed.conf: [deamon] unknown section ignored (did you mean [daemon]? \
+              known: [database] [daemon] [log])"
+            ]
         );
     }
 
@@ -1117,7 +1290,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         let dir = std::env::temp_dir().join(format!("esmed-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("esmed.conf");
-        std::fs::write(&file, "").expect("write");
+        std::fs::write(&file, "[database]\nname = esmed\n").expect("write");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let warning = permission_warning(&file).expect("world-readable");
         assert!(
@@ -1178,6 +1351,38 @@ mod shipped_file_tests {
             ..config.log
         };
         assert_eq!(log, LogConfig::default());
+    }
+
+    /// The number in `text` right after `prefix`.
+    fn seconds_after(text: &str, prefix: &str) -> u64 {
+        let (_, rest) = text
+            .split_once(prefix)
+            .unwrap_or_else(|| panic!("no '{prefix}'"));
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("a number of seconds")
+    }
+
+    #[test]
+    fn the_init_script_and_the_unit_kill_only_after_the_longest_stop() {
+        let script = include_str!("../init/esmed");
+        let unit = include_str!("../init/esmed.service");
+        let waits = [
+            seconds_after(script, "--retry TERM/"),
+            seconds_after(unit, "\nTimeoutStopSec="),
+        ];
+        for wait in waits {
+            assert_eq!(Duration::from_secs(wait), STOP_BEFORE_KILL);
+        }
+        // The drain, then the unbind's wait for its response, then the last commits.
+        let longest_stop =
+            MAX_SHUTDOWN_TIMEOUT + crate::session::UNBIND_WAIT + Duration::from_secs(20);
+        assert!(longest_stop <= STOP_BEFORE_KILL, "{longest_stop:?}");
+        let config = Config::parse(
+            "[database]\nname = esmed\n[daemon]\nshutdown_timeout = 1h\n",
+            Path::new("esmed.conf"),
+        )
+        .expect("valid");
+        assert_eq!(config.daemon.shutdown_timeout, MAX_SHUTDOWN_TIMEOUT);
     }
 
     #[test]

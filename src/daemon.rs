@@ -194,7 +194,7 @@ impl Supervisor<'_> {
                 next_check = Instant::now() + SERVER_RECHECK;
                 reload = !self.reload(client, pg);
             }
-            if last_stats.0.elapsed() >= self.config.daemon.stats_interval {
+            if stats_due(last_stats.0.elapsed(), self.config.daemon.stats_interval) {
                 let now = stats.snapshot();
                 info!(
                     "{}",
@@ -302,9 +302,14 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Tells every session to stop, then waits for them: they drain side by side, so a stop
+    /// takes one shutdown_timeout at most, whatever the number of binds.
     fn stop_sessions(&mut self) {
-        for session in self.sessions.drain(..) {
+        for session in &mut self.sessions {
             info!("{}: stopping", session.label);
+            session.ask_to_stop();
+        }
+        for session in self.sessions.drain(..) {
             session.stop();
         }
     }
@@ -330,6 +335,11 @@ fn spawn_heartbeat(
     let handle =
         heartbeat::spawn(heartbeat_config, stats.clone(), stop_rx).map_err(DaemonError::Thread)?;
     Ok((stop_tx, Some(handle)))
+}
+
+/// Whether the periodic info line is due; `stats_interval = 0` turns it off.
+fn stats_due(elapsed: Duration, interval: Duration) -> bool {
+    !interval.is_zero() && elapsed >= interval
 }
 
 /// Transceiver, or transmitter plus the optional separate receiver.
@@ -547,5 +557,19 @@ impl Pidfile {
 impl Drop for Pidfile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_info_line_comes_every_stats_interval_and_never_with_zero() {
+        let minute = Duration::from_secs(60);
+        assert!(!stats_due(Duration::from_secs(59), minute));
+        assert!(stats_due(minute, minute));
+        assert!(!stats_due(Duration::ZERO, Duration::ZERO));
+        assert!(!stats_due(Duration::from_secs(3600), Duration::ZERO));
     }
 }

@@ -3,7 +3,16 @@
 //! `init` installs the global logger once and returns a `LogHandle`; on SIGHUP the daemon calls
 //! `LogHandle::reopen` so lines go to the new file logrotate left behind. Writing to the file
 //! never panics: when the file cannot be written or re-opened, lines go to stderr with a note.
+//!
+//! Log lines quote what the SMSC and phones send (addresses, system_id, message ids, texts)
+//! and what errors carry (a certificate's names, a server's message). Every message is
+//! written as one line with its control characters escaped ([`one_line`]), whatever its
+//! source, so that nobody can forge or hide a log line. Warnings that one PDU each can cause
+//! are counted rather than logged past a few a minute ([`repeats`]).
 
+pub(crate) mod repeats;
+
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -11,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use log::LevelFilter;
+use log::{LevelFilter, Log, Metadata, Record};
 use simplelog::{
     CombinedLogger, ConfigBuilder, LevelPadding, SharedLogger, ThreadLogMode, WriteLogger,
 };
@@ -50,8 +59,79 @@ pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
     if config.stderr {
         loggers.push(WriteLogger::new(config.level, format, io::stderr()));
     }
-    CombinedLogger::init(loggers).map_err(|_| LogError::AlreadyInitialized)?;
+    let logger = CombinedLogger::new(loggers);
+    let level = logger.level();
+    log::set_boxed_logger(Box::new(OneLine(logger))).map_err(|_| LogError::AlreadyInitialized)?;
+    log::set_max_level(level);
     Ok(handle)
+}
+
+/// `text` with every character that could end a log line or disguise one escaped as Rust
+/// writes it (`\n`, `\r`, `\u{1b}`): control characters (NUL, ESC, DEL and the rest of C0
+/// and C1, NEL among them), the Unicode line and paragraph separators, and the
+/// bidirectional controls that make a terminal show text in another order. Backslashes
+/// stay as they are, so escaping twice changes nothing.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Where the lines esmed does not write come from. The PostgreSQL client logs every
+/// statement with its parameters at debug level: message texts and numbers by the thousand,
+/// and whatever a statement passes. esmed logs what it does itself.
+const IGNORED_TARGETS: &[&str] = &["tokio_postgres"];
+
+/// The installed logger: every message through [`one_line`] before simplelog formats it,
+/// except those of [`IGNORED_TARGETS`], which are not even formatted.
+struct OneLine<L>(L);
+
+impl<L: Log> Log for OneLine<L> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        let target = metadata.target();
+        !IGNORED_TARGETS.iter().any(|t| target.starts_with(t)) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let message = match record.args().as_str() {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(record.args().to_string()),
+        };
+        self.0.log(
+            &Record::builder()
+                .args(format_args!("{}", one_line(&message)))
+                .metadata(record.metadata().clone())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 impl LogHandle {
@@ -102,11 +182,7 @@ fn simplelog_format() -> simplelog::Config {
         .set_thread_level(LevelFilter::Debug)
         .set_thread_mode(ThreadLogMode::Names)
         .set_target_level(LevelFilter::Debug)
-        .set_location_level(LevelFilter::Off)
-        // The PostgreSQL client logs every statement with its parameters at debug level:
-        // message texts and numbers by the thousand, and whatever a statement passes. esmed
-        // logs what it does itself.
-        .add_filter_ignore_str("tokio_postgres");
+        .set_location_level(LevelFilter::Off);
     // Fails once threads exist (the time crate refuses then); UTC is the fallback.
     let _ = builder.set_time_offset_to_local();
     builder.build()
@@ -300,6 +376,77 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "/nonexistent/dir/esmed.log: cannot open log file: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn control_characters_and_line_separators_are_escaped() {
+        assert_eq!(one_line("plain é 😀 \\n"), "plain é 😀 \\n");
+        assert!(matches!(one_line("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            one_line("a\nb\r\nc\td\u{1b}[2Je\0f\u{7f}g\u{85}h"),
+            "a\\nb\\r\\nc\\td\\u{1b}[2Je\\u{0}f\\u{7f}g\\u{85}h"
+        );
+        assert_eq!(
+            one_line("x\u{2028}y\u{2029}z\u{202e}w\u{2066}v"),
+            "x\\u{2028}y\\u{2029}z\\u{202e}w\\u{2066}v"
+        );
+        let forged = "id\n2026-01-01 00:00:00 [ERROR] forged";
+        assert_eq!(one_line(&one_line(forged)), one_line(forged));
+        assert_eq!(one_line(forged).lines().count(), 1);
+    }
+
+    /// A `Write` that keeps what simplelog wrote, for the logger's own tests.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_logger_writes_every_message_as_one_line() {
+        let captured = Captured::default();
+        let inner = WriteLogger::new(LevelFilter::Info, simplelog_format(), captured.clone());
+        let logger = OneLine(*inner);
+        let system_id = "smsc\n2026-01-01 00:00:00 [ERROR] forged";
+        logger.log(
+            &Record::builder()
+                .args(format_args!("bound (SMSC system_id '{system_id}')"))
+                .level(log::Level::Info)
+                .target("esmed")
+                .build(),
+        );
+        logger.log(
+            &Record::builder()
+                .args(format_args!("not at this level\n"))
+                .level(log::Level::Debug)
+                .target("esmed")
+                .build(),
+        );
+        logger.log(
+            &Record::builder()
+                .args(format_args!(
+                    "executing statement s1 with parameters: ['secret']"
+                ))
+                .level(log::Level::Info)
+                .target("tokio_postgres::query")
+                .build(),
+        );
+        let written = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(written.lines().count(), 1, "{written}");
+        assert!(
+            written.ends_with(
+                "[INFO ] bound (SMSC system_id 'smsc\\n2026-01-01 00:00:00 [ERROR] forged')\n"
+            ),
+            "{written}"
         );
     }
 

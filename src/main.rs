@@ -76,7 +76,7 @@ fn status(path: &Path, json: bool) -> ExitCode {
             }
         }
         Err(error) => {
-            eprintln!("esmed status: {error}");
+            eprintln!("esmed status: {}", logging::one_line(&error.to_string()));
             ExitCode::from(STATUS_UNUSABLE)
         }
     }
@@ -110,7 +110,10 @@ fn run(path: &Path) -> ExitCode {
         Err(error) => {
             log::error!("cannot run: {error}");
             if !config.log.stderr {
-                eprintln!("esmed: cannot run: {error}");
+                eprintln!(
+                    "esmed: cannot run: {}",
+                    logging::one_line(&error.to_string())
+                );
             }
             ExitCode::from(EXIT_CONFIG_ERROR)
         }

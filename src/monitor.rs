@@ -11,6 +11,7 @@ use postgres::Client;
 
 use crate::db::heartbeat::StatusColumns;
 use crate::db::{pg, DbError};
+use crate::logging::one_line;
 use crate::smpp::json::push_json_string;
 
 /// One `esmed_status` row as `esmed status` shows it: the columns the heartbeat wrote, and
@@ -42,7 +43,8 @@ pub struct Report {
 const INSTANCES: &str = "
     SELECT instance, host, pid, server_id, server_name, session_state, window_in_use,
         window_size, out_per_second, in_per_second, submitted_total, done_total, failed_total,
-        received_total, last_error, to_json(last_error_at) #>> '{}', to_json(started_at) #>> '{}',
+        received_total, last_error, tls_unverified, to_json(last_error_at) #>> '{}',
+        to_json(started_at) #>> '{}',
         to_json(updated_at) #>> '{}', extract(epoch FROM now() - updated_at)::float8,
         updated_at >= now() - 3 * heartbeat_seconds::float8 * interval '1 second'
     FROM esmed_status ORDER BY instance";
@@ -181,10 +183,24 @@ impl Report {
         } else {
             table(&rows)
         };
+        for i in self.instances.iter().filter(|i| i.columns.tls_unverified) {
+            let _ = writeln!(
+                out,
+                "{}: TLS WITHOUT CERTIFICATE CHECK (smpp_tls_verify = false): anyone on the \
+                 path can pose as the SMSC and read the bind password and every message",
+                i.columns.instance
+            );
+        }
         for i in &self.instances {
             if let Some(error) = &i.columns.last_error {
+                // The error may quote what the SMSC sent: one line, like the log.
                 let at = i.last_error_at.as_deref().unwrap_or("?");
-                let _ = writeln!(out, "{}: last error at {at}: {error}", i.columns.instance);
+                let _ = writeln!(
+                    out,
+                    "{}: last error at {at}: {}",
+                    one_line(&i.columns.instance),
+                    one_line(error)
+                );
             }
         }
         let _ = writeln!(
@@ -262,7 +278,8 @@ fn instance_json(out: &mut String, i: &InstanceStatus) {
         out,
         "\"pid\":{},\"server_id\":{},\"window_in_use\":{},\"window_size\":{},\
          \"out_per_second\":{},\"in_per_second\":{},\"submitted_total\":{},\"done_total\":{},\
-         \"failed_total\":{},\"received_total\":{},\"seconds_since_update\":{},\"fresh\":{}}}",
+         \"failed_total\":{},\"received_total\":{},\"tls_unverified\":{},\
+         \"seconds_since_update\":{},\"fresh\":{}}}",
         i.columns.pid,
         number(i.columns.server_id),
         i.columns.window_in_use,
@@ -273,6 +290,7 @@ fn instance_json(out: &mut String, i: &InstanceStatus) {
         i.columns.done_total,
         i.columns.failed_total,
         i.columns.received_total,
+        i.columns.tls_unverified,
         json_number(i.seconds_since_update),
         i.fresh
     );
@@ -293,7 +311,7 @@ fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
             rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .map(|r| r.get(c).map_or(0, |s| one_line(s).chars().count()))
                 .max()
                 .unwrap_or(0)
         })
@@ -302,7 +320,7 @@ fn table(rows: &[Vec<String>]) -> String {
     for row in rows {
         let mut line = String::new();
         for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<width$}  ");
+            let _ = write!(line, "{:<width$}  ", one_line(cell));
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -332,6 +350,7 @@ mod tests {
                 failed_total: 1,
                 received_total: 0,
                 last_error: Some("session lost: \"reset\"".into()),
+                tls_unverified: false,
             },
             last_error_at: Some("2025-01-01T00:00:00+00:00".into()),
             started_at: "2025-01-01T00:00:00+00:00".into(),
@@ -385,6 +404,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("a: last error at 2025-01-01T00:00:00+00:00: session lost"));
+        let mut forged = instance("c", "bound transceiver", true);
+        forged.columns.last_error = Some("lost\n2026-01-01 00:00:00 [ERROR] forged".into());
+        forged.columns.server_name = Some("main\r\nx".into());
+        let text = report(vec![forged]).to_text();
+        assert!(
+            text.lines()
+                .all(|l| !l.starts_with("2026") && !l.starts_with('x')),
+            "{text}"
+        );
+        assert!(text.contains("lost\\n2026-01-01"), "{text}");
         assert!(report(vec![]).to_text().starts_with("no esmed instance"));
     }
 
@@ -408,6 +437,23 @@ mod tests {
             "{json}"
         );
         assert!(json.ends_with("\"last_hour\":{\"done\":99,\"failed\":1},\"healthy\":true}"));
+        assert!(json.contains("\"tls_unverified\":false,"), "{json}");
         assert_eq!(json_number(f64::NAN), "null");
+    }
+
+    #[test]
+    fn unverified_tls_is_flagged_in_text_and_json() {
+        let mut unchecked = instance("a", "bound transceiver", true);
+        unchecked.columns.tls_unverified = true;
+        let report = report(vec![unchecked, instance("b", "bound transceiver", true)]);
+        let text = report.to_text();
+        let flagged: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("TLS WITHOUT CERTIFICATE CHECK"))
+            .collect();
+        assert_eq!(flagged.len(), 1, "{text}");
+        assert!(flagged[0].starts_with("a: "), "{text}");
+        let json = report.to_json();
+        assert!(json.contains("\"tls_unverified\":true,"), "{json}");
     }
 }

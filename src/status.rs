@@ -32,6 +32,8 @@ pub struct SessionStatus {
 struct Inner {
     server: Option<ServerInUse>,
     sessions: Vec<(BindKind, LinkState)>,
+    /// The sessions whose connection is TLS without a check of the SMSC's certificate.
+    tls_unverified: Vec<BindKind>,
     last_error: Option<(String, SystemTime)>,
 }
 
@@ -49,6 +51,8 @@ pub struct StatusSnapshot {
     pub server: Option<ServerInUse>,
     pub state: String,
     pub window_in_use: u64,
+    /// A bound session runs TLS without checking the SMSC's certificate.
+    pub tls_unverified: bool,
     pub last_error: Option<(String, SystemTime)>,
 }
 
@@ -74,8 +78,21 @@ impl SessionStatus {
         }
     }
 
+    /// Records whether `kind`'s connection is TLS whose certificate was not checked
+    /// (smpp_tls_verify = false); shown while that session is bound.
+    pub fn set_tls_unverified(&self, kind: BindKind, unverified: bool) {
+        let mut inner = self.lock();
+        inner.tls_unverified.retain(|k| *k != kind);
+        if unverified {
+            inner.tls_unverified.push(kind);
+        }
+    }
+
     pub fn forget(&self, kind: BindKind) {
-        self.lock().sessions.retain(|(k, _)| *k != kind);
+        let mut inner = self.lock();
+        inner.sessions.retain(|(k, _)| *k != kind);
+        inner.tls_unverified.retain(|k| *k != kind);
+        drop(inner);
         if kind.can_submit() {
             self.window_in_use.store(0, Ordering::Relaxed);
         }
@@ -95,8 +112,13 @@ impl SessionStatus {
     pub fn snapshot(&self) -> StatusSnapshot {
         let inner = self.lock().clone();
         let stopping = self.stopping.load(Ordering::Relaxed);
+        let tls_unverified = inner
+            .sessions
+            .iter()
+            .any(|(kind, state)| *state == LinkState::Bound && inner.tls_unverified.contains(kind));
         StatusSnapshot {
             state: describe_state(&inner.sessions, stopping),
+            tls_unverified,
             server: inner.server,
             window_in_use: self.window_in_use.load(Ordering::Relaxed),
             last_error: inner.last_error,
@@ -183,5 +205,24 @@ mod tests {
         status.forget(Transmitter);
         let snap = status.snapshot();
         assert_eq!((snap.state.as_str(), snap.window_in_use), ("idle", 0));
+    }
+
+    #[test]
+    fn unverified_tls_shows_while_its_session_is_bound() {
+        let status = SessionStatus::default();
+        status.set_link(Transmitter, Bound);
+        status.set_link(Receiver, Connecting);
+        status.set_tls_unverified(Receiver, true);
+        assert!(!status.snapshot().tls_unverified, "not bound yet");
+        status.set_link(Receiver, Bound);
+        assert!(status.snapshot().tls_unverified);
+        status.set_link(Receiver, Connecting);
+        assert!(!status.snapshot().tls_unverified, "reconnecting");
+        status.set_link(Receiver, Bound);
+        status.set_tls_unverified(Receiver, false);
+        assert!(!status.snapshot().tls_unverified, "bound again, checked");
+        status.set_tls_unverified(Receiver, true);
+        status.forget(Receiver);
+        assert!(!status.snapshot().tls_unverified, "ended");
     }
 }

@@ -145,6 +145,36 @@ fn check_config_accepts_the_old_python_daemon_file() {
     assert!(run.stderr.contains("Python logging sections ignored"));
 }
 
+/// A config whose only section is misspelt would run on built-in defaults: refused in one
+/// line naming the near miss, by --check-config and by a start, which connects to nothing.
+#[test]
+fn a_config_without_its_database_section_fails_in_one_line() {
+    let dir = TempDir::new("databse");
+    let text = good_config().replace("[database]", "[databse]");
+    let path = dir.config(&text, 0o600);
+    let expected = format!(
+        "{}: no [database] section: esmed does not guess which database to use (host, name, \
+         user, pass); did you mean [database] for [databse]?",
+        path.display()
+    );
+    assert_one_line_error(&check_config(&path), &expected);
+    let run = esmed(&["-c", path.to_str().expect("utf-8 path")]);
+    assert_one_line_error(&run, &expected);
+
+    let path = dir.config("[database]\n[daemon]\nlease = 5m\n", 0o600);
+    let run = check_config(&path);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.ends_with(
+            "[database] sets nothing: esmed does not guess which database to \
+             use (host, name, user, pass)\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
 #[test]
 fn missing_file_is_one_line() {
     let dir = TempDir::new("missing");

@@ -1163,6 +1163,7 @@ fn heartbeat_row_is_written_read_and_removed_by_the_esmed_role() {
             failed_total: 1,
             received_total: 2,
             last_error: None,
+            tls_unverified: true,
         },
         last_error_at: None,
         heartbeat_seconds: 5.0,

@@ -42,6 +42,11 @@ fn build_deb(builddir: &Path) -> PathBuf {
             &format!("BUILDDIR={}", builddir.display()),
         ],
     );
+    deb_in(builddir)
+}
+
+/// The package `make deb` left in `builddir`.
+fn deb_in(builddir: &Path) -> PathBuf {
     let arch = run("dpkg", &["--print-architecture"]);
     let name = format!("esmed_{}_{}.deb", env!("CARGO_PKG_VERSION"), arch.trim());
     let deb = builddir.join(name);
@@ -117,6 +122,53 @@ fn make_deb_builds_an_installable_package() {
     } else {
         eprintln!("not on CI as root: dpkg -i of the package skipped");
     }
+}
+
+/// Packagers set CARGO_TARGET_DIR, and the package takes the binaries from there. Its
+/// release directory here holds the binaries swapped (`support::swapped_target_dir`), and
+/// CARGO=true keeps make's build step from building into it, so the packaged esmed
+/// answering --help as esmed-smsc can only have come from CARGO_TARGET_DIR.
+#[test]
+fn make_deb_takes_the_binaries_from_cargo_target_dir() {
+    if !have("dpkg-deb") || !have("dpkg") {
+        eprintln!("dpkg-deb not found: skipping the package test (not a Debian machine)");
+        return;
+    }
+    run("make", &["--no-print-directory", "build"]);
+    let target = TempDir::new("deb-target-dir");
+    support::swapped_target_dir(&target.0);
+    let dir = TempDir::new("deb-from-target-dir");
+    let output = Command::new("make")
+        .args(["--no-print-directory", "deb", "CARGO=true"])
+        .arg(format!("BUILDDIR={}", dir.0.display()))
+        .env("CARGO_TARGET_DIR", &target.0)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run make deb");
+    assert!(
+        output.status.success(),
+        "make deb failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = dir.0.join("tree");
+    let deb = deb_in(&dir.0);
+    run(
+        "dpkg-deb",
+        &[
+            "-x",
+            deb.to_str().expect("utf-8"),
+            tree.to_str().expect("utf-8"),
+        ],
+    );
+    let help = Command::new(tree.join("usr/sbin/esmed"))
+        .arg("--help")
+        .output()
+        .expect("run the packaged esmed");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.starts_with("esmed-smsc: "),
+        "the packaged esmed is not the binary in CARGO_TARGET_DIR: {help}"
+    );
 }
 
 /// Only on throwaway CI machines: installs the package system-wide, then purges it.

@@ -810,6 +810,83 @@ fn stray_responses_and_generic_nacks_never_settle_a_request() {
     assert!(!esmed.log().contains("panicked"));
 }
 
+/// Security: strings from the SMSC (a bind_resp's system_id, a stray response's message_id,
+/// an alert_notification's address) reach the log with their control characters escaped, so
+/// a line break in one cannot forge a log line; and a flood of stray responses is logged a
+/// few times, then counted in one line when the session ends.
+#[test]
+fn smsc_strings_cannot_forge_log_lines_and_a_flood_of_warnings_is_counted() {
+    const FORGED: &str = "2026-01-01 00:00:00 [ERROR] forged";
+    const STRAYS: u32 = 2000;
+    let env = Env::with_smsc(
+        "forge",
+        SmscConfig {
+            // A system_id has 15 octets at most.
+            smsc_system_id: "smsc\n[ERROR] x".into(),
+            ..support::smsc_config()
+        },
+    );
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let mut esmed = env.esmed("forge", "");
+    assert!(env.smsc.wait_for_bound(1, T), "{}", esmed.log());
+
+    let message_id = format!(
+        "x\n{FORGED} by a message_id\r\n{FORGED} after CR LF\u{2028}{FORGED} after U+2028\
+         \u{1b}[2J\0"
+    );
+    env.smsc
+        .deliver_raw(&pdu(0x8000_0004, 0, 5555, message_id.as_bytes()))
+        .unwrap();
+    let mut alert = vec![1, 1];
+    alert.extend_from_slice(format!("4477\n{FORGED} by an address\0").as_bytes());
+    alert.extend_from_slice(b"\x00\x00ESMED\0");
+    env.smsc
+        .deliver_raw(&pdu(0x0000_0102, 0, 5556, &alert))
+        .unwrap();
+    let flood: Vec<u8> = (0..STRAYS)
+        .flat_map(|n| pdu(0x8000_0004, 0, 200_000 + n, b"stray\0"))
+        .collect();
+    env.smsc.deliver_raw(&flood).unwrap();
+    // esmed handles PDUs in order: the answer to this one means the flood is through.
+    env.smsc
+        .deliver_raw(&pdu(0x0000_0015, 0, 300_000, b""))
+        .unwrap();
+    wait_answer(&env, &esmed, 300_000);
+    assert!(esmed.terminate(T).success());
+
+    let log = esmed.log();
+    let forged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(FORGED) || l.starts_with("[ERROR] x"))
+        .collect();
+    assert!(forged.is_empty(), "forged lines: {forged:#?}");
+    assert!(!log.contains(['\r', '\u{2028}', '\u{1b}', '\0']), "{log}");
+    for escaped in [
+        "(SMSC system_id 'smsc\\n[ERROR] x')".to_string(),
+        format!("x\\n{FORGED} by a message_id\\r\\n{FORGED} after CR LF\\u{{2028}}"),
+        format!("4477\\n{FORGED} by an address"),
+    ] {
+        assert!(log.contains(&escaped), "{escaped} not in the log\n{log}");
+    }
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("for unknown seq"))
+        .count();
+    let summaries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("more like it in the last"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{log}");
+    let counted: usize = summaries[0]
+        .split("... and ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {}", summaries[0]));
+    assert!(logged <= 20, "{logged} lines for {STRAYS} stray responses");
+    assert_eq!(logged + counted, STRAYS as usize + 1, "{}", summaries[0]);
+}
+
 /// Case 10: An unknown config key is a warning, not a stop; an unreachable SMSC is retried with
 /// backoff and a clear line each time, and used as soon as it appears.
 #[test]

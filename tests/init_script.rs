@@ -85,26 +85,7 @@ impl InitScript {
             self.expect("reload", 0);
             return;
         }
-        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/logrotate.d/esmed");
-        let config = fs::read_to_string(shipped)
-            .expect("read etc/logrotate.d/esmed")
-            .replace("/var/log/esmed/", &format!("{}/", dir.display()))
-            .replace("/etc/init.d/esmed", SCRIPT);
-        let config_path = dir.join("logrotate.conf");
-        fs::write(&config_path, config).expect("write logrotate.conf");
-        let output = Command::new("logrotate")
-            .arg("--force")
-            .arg("--state")
-            .arg(dir.join("logrotate.state"))
-            .arg(&config_path)
-            .env("ESMED_DEFAULTS", &self.defaults)
-            .output()
-            .expect("run logrotate");
-        assert!(
-            output.status.success(),
-            "logrotate failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        logrotate(dir, &["--force"], &self.defaults);
     }
 
     fn pid(&self) -> Option<u32> {
@@ -129,6 +110,42 @@ impl Drop for InitScript {
     }
 }
 
+/// Runs logrotate with the shipped etc/logrotate.d/esmed on the logs in `dir` (its
+/// postrotate calls this init script with `defaults`), as the current user instead of esmed.
+fn logrotate(dir: &Path, options: &[&str], defaults: &Path) {
+    let shipped = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/etc/logrotate.d/esmed"
+    ))
+    .expect("read etc/logrotate.d/esmed");
+    assert!(
+        shipped.lines().any(|l| l.trim() == "su esmed esmed"),
+        "rotates as esmed: {shipped}"
+    );
+    let config = shipped
+        .replace("/var/log/esmed/", &format!("{}/", dir.display()))
+        .replace("/etc/init.d/esmed", SCRIPT)
+        .replace(
+            "su esmed esmed",
+            &format!("su {} {}", current_user(), current_group()),
+        );
+    let config_path = dir.join("logrotate.conf");
+    fs::write(&config_path, config).expect("write logrotate.conf");
+    let output = Command::new("logrotate")
+        .args(options)
+        .arg("--state")
+        .arg(dir.join("logrotate.state"))
+        .arg(&config_path)
+        .env("ESMED_DEFAULTS", defaults)
+        .output()
+        .expect("run logrotate");
+    assert!(
+        output.status.success(),
+        "logrotate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn have(command: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {command}")])
@@ -146,6 +163,11 @@ fn require_start_stop_daemon() {
 
 fn current_user() -> String {
     let output = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn current_group() -> String {
+    let output = Command::new("id").arg("-gn").output().expect("run id -gn");
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
@@ -274,4 +296,36 @@ fn disabled_start_is_a_no_op_and_a_bad_config_fails_start() {
     enabled.expect("status", STOPPED);
     let usage = enabled.run("frobnicate");
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// A log that grows fast is rotated when it passes the shipped file's size limit, before its
+/// week is up: a flood cannot fill the disk between two weekly rotations.
+#[test]
+fn a_log_past_the_size_limit_is_rotated_before_its_week_is_up() {
+    if !have("logrotate") {
+        eprintln!("logrotate not installed: the shipped file's size limit not checked");
+        return;
+    }
+    let dir = support::TempDir::new("logrotate-size");
+    let log = dir.0.join("esmed.log");
+    let rotated = dir.0.join("esmed.log.1");
+    // No esmed runs: the postrotate's reload finds none and changes nothing.
+    let defaults = dir.0.join("default-esmed");
+    fs::write(&defaults, "ENABLED=no\n").expect("write the defaults file");
+    fs::write(&log, "a line\n").expect("write the log");
+    // The first run records the log; a week has not passed, so it stays.
+    logrotate(&dir.0, &[], &defaults);
+    assert!(!rotated.exists(), "rotated a small log before its week");
+    // 200 MiB, sparse: far past any sensible limit, and no disk spent.
+    fs::File::options()
+        .append(true)
+        .open(&log)
+        .expect("open the log")
+        .set_len(200 << 20)
+        .expect("grow the log");
+    logrotate(&dir.0, &[], &defaults);
+    assert!(
+        rotated.exists(),
+        "a log past the size limit was not rotated"
+    );
 }

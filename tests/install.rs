@@ -8,13 +8,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::TempDir;
+use support::{release_dir, swapped_target_dir, TempDir};
 
 /// Runs `make <args>` in the crate's directory and returns its stdout; fails the test on error.
 fn make(args: &[&str]) -> String {
+    make_with(args, &[])
+}
+
+/// [`make`] with `env` added to its environment.
+fn make_with(args: &[&str], env: &[(&str, &Path)]) -> String {
     let output = Command::new("make")
         .arg("--no-print-directory")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run make");
@@ -110,7 +116,7 @@ fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
         assert_eq!(mode(&path), *expected, "mode of {file}");
     }
     let installed = dir.0.join("usr/sbin/esmed");
-    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/esmed");
+    let release = release_dir().join("esmed");
     assert_eq!(
         fs::read(&installed).expect("read installed esmed"),
         fs::read(&release).expect("read release esmed"),
@@ -180,4 +186,32 @@ fn install_honours_prefix_in_the_init_script_and_unit() {
         .expect("read unit");
     assert!(unit.contains("ExecStart=/opt/esmed/sbin/esmed -c /etc/esmed/esmed.conf"));
     assert!(!unit.contains("/usr/sbin/esmed"), "{unit}");
+}
+
+/// Packagers and CI build with CARGO_TARGET_DIR set, and install takes the binaries from
+/// there. The directory here holds the release binaries swapped, and CARGO=true keeps
+/// make's build step from building into it (a second full release build), so what is
+/// installed can only have come from it.
+#[test]
+fn install_takes_the_binaries_from_cargo_target_dir() {
+    make(&["build"]);
+    let target = TempDir::new("install-target-dir");
+    swapped_target_dir(&target.0);
+    let release = release_dir();
+    let dir = TempDir::new("install-from-target-dir");
+    let destdir = format!("DESTDIR={}", dir.0.display());
+    make_with(
+        &["install", &destdir, "PREFIX=/usr", "CARGO=true"],
+        &[("CARGO_TARGET_DIR", &target.0)],
+    );
+    for (installed, from) in [
+        ("usr/sbin/esmed", "esmed-smsc"),
+        ("usr/bin/esmed-smsc", "esmed"),
+    ] {
+        assert!(
+            fs::read(dir.0.join(installed)).expect("read installed")
+                == fs::read(release.join(from)).expect("read release"),
+            "{installed} is not the binary in CARGO_TARGET_DIR"
+        );
+    }
 }

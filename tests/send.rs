@@ -401,6 +401,38 @@ fn sigterm_with_messages_in_flight_loses_and_duplicates_nothing() {
     assert_eq!(unique.len(), 40);
 }
 
+/// With a transmitter and a receiver bind, SIGTERM drains both at once: the receiver does not
+/// wait for the transmitter's outstanding responses before its own stop begins, so the stop
+/// takes one shutdown_timeout at most, not one per bind.
+#[test]
+fn sigterm_stops_both_binds_at_once() {
+    let env = Env::new("sigterm-both");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(1500)),
+        ..Faults::default()
+    });
+    env.add_server(&[("esme_bind_receiver", "TRUE"), ("smpp_window", "5")]);
+    for n in 0..5 {
+        env.insert(&format!("4477009{n:05}"), "in flight at SIGTERM");
+    }
+    let mut esmed = env.esmed("sigterm-both", "");
+    assert!(env.smsc.wait_for_submits(5, T));
+    let status = esmed.terminate(T);
+    let log = esmed.log();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    let line_of = |text: &str| {
+        log.lines()
+            .position(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("no line with '{text}'\n{log}"))
+    };
+    assert!(
+        line_of("receiver: stopping: no new rows") < line_of("transmitter: unbound and closed"),
+        "the receiver's stop waited for the transmitter's\n{log}"
+    );
+    assert_eq!(env.smsc.unbinds().len(), 2, "{log}");
+    assert_eq!(env.count("submission_done"), 5);
+}
+
 /// Behind a slow SMSC esmed holds claimed only what is in flight plus the rows it keeps ready
 /// (claim_batch, or twice the window if more), never the whole queue: the rest stays free
 /// for another esmed, and a killed esmed leaves few rows waiting for their leases.

@@ -169,6 +169,35 @@ fn an_smsc_asking_for_a_client_certificate_gets_ours() {
     assert_eq!(env.smsc.binds().len(), 1);
 }
 
+/// `esmed status` for `config`: stdout, and whether it exited 0.
+fn esmed_status(config: &std::path::Path, extra: &[&str]) -> (String, bool) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_esmed"))
+        .arg("status")
+        .arg("-c")
+        .arg(config)
+        .args(extra)
+        .output()
+        .expect("run esmed status");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.success(),
+    )
+}
+
+/// Whether esmed_status says the bound session runs TLS without checking the certificate.
+fn tls_unverified(env: &Env, instance: &str) -> Option<bool> {
+    env.db()
+        .query_opt(
+            "SELECT tls_unverified FROM esmed_status
+             WHERE instance = $1 AND session_state LIKE 'bound%'",
+            &[&instance],
+        )
+        .unwrap()
+        .map(|row| row.get(0))
+}
+
+/// smpp_tls_verify = false is not only a log line at start: esmed_status says it for as long
+/// as the session is bound that way, and `esmed status` shows it, as text and as JSON.
 #[test]
 fn verification_off_connects_to_anyone_and_warns() {
     let pki = TestPki::new("unknown CA");
@@ -179,13 +208,53 @@ fn verification_off_connects_to_anyone_and_warns() {
         ("smpp_tls_server_name", "'smsc.example.net'"),
     ]);
     env.insert("447700900123", "insecure but sent");
-    let esmed = env.esmed("tls-noverify", "");
+    let esmed = env.esmed("tls-noverify", "heartbeat_interval = 1s\n");
     env.wait_all("submission_done", T, &esmed);
     assert!(
         esmed.log().contains("smpp_tls_verify is OFF"),
         "{}",
         esmed.log()
     );
+    wait_until(T, "tls_unverified in esmed_status", &esmed, || {
+        tls_unverified(&env, "tls-noverify") == Some(true)
+    });
+    let (text, bound) = esmed_status(&esmed.config, &[]);
+    assert!(bound, "{text}");
+    assert!(
+        text.contains(
+            "tls-noverify: TLS WITHOUT CERTIFICATE CHECK (smpp_tls_verify = false): anyone on \
+             the path can pose as the SMSC"
+        ),
+        "{text}"
+    );
+    let (json, _) = esmed_status(&esmed.config, &["--json"]);
+    let flag: bool = env
+        .db()
+        .query_one(
+            "SELECT ($1::text::jsonb->'instances'->0->>'tls_unverified')::bool",
+            &[&json],
+        )
+        .unwrap()
+        .get(0);
+    assert!(flag, "{json}");
+}
+
+/// A checked certificate is not flagged.
+#[test]
+fn verified_tls_is_not_flagged_in_the_status() {
+    let pki = TestPki::new("esmed e2e CA");
+    let env = Env::with_smsc("tls-verified", pki.smsc_config());
+    let ca = pki.write_ca(&env.dir.0, "ca.pem");
+    env.add_server(&[("smpp_tls", "TRUE"), ("smpp_tls_ca_file", &quoted(&ca))]);
+    let esmed = env.esmed("tls-verified", "heartbeat_interval = 1s\n");
+    wait_until(T, "a bound heartbeat row", &esmed, || {
+        tls_unverified(&env, "tls-verified").is_some()
+    });
+    assert_eq!(tls_unverified(&env, "tls-verified"), Some(false));
+    let (text, _) = esmed_status(&esmed.config, &[]);
+    assert!(!text.contains("WITHOUT CERTIFICATE CHECK"), "{text}");
+    let (json, _) = esmed_status(&esmed.config, &["--json"]);
+    assert!(json.contains("\"tls_unverified\":false"), "{json}");
 }
 
 #[test]

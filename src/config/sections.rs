@@ -24,6 +24,8 @@ pub type Keys = BTreeMap<String, String>;
 #[derive(Debug, Default)]
 pub struct Sections {
     pub keys_by_section: BTreeMap<&'static str, Keys>,
+    /// The sections esmed does not know (the Python logging ones aside), as written.
+    pub unknown: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -64,10 +66,10 @@ pub fn split_sections(
             {
                 Some((section, _)) => merge_keys(section, pairs, &mut sections),
                 None if is_python_logging_section(name) => python_logging.push(name.to_string()),
-                None => sections.warnings.push(format!(
-                    "[{name}] unknown section ignored (known: {})",
-                    known_section_list(known)
-                )),
+                None => {
+                    sections.warnings.push(unknown_section_warning(name, known));
+                    sections.unknown.push(name.to_string());
+                }
             },
         }
     }
@@ -199,6 +201,54 @@ fn known_section_list(known: &[(&'static str, &[&'static str])]) -> String {
     listed.join(" ")
 }
 
+fn unknown_section_warning(name: &str, known: &[(&'static str, &[&'static str])]) -> String {
+    let guess = near_miss(name, known.iter().map(|(n, _)| *n))
+        .map(|meant| format!("did you mean [{meant}]? "))
+        .unwrap_or_default();
+    format!(
+        "[{name}] unknown section ignored ({guess}known: {})",
+        known_section_list(known)
+    )
+}
+
+/// The candidate `word` is most likely a misspelling of: at most two letters added, left
+/// out, changed or swapped (case, spaces and `_`/`-` aside), and fewer than half its letters.
+pub fn near_miss<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let folded = fold(word);
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(&folded, &fold(candidate)), candidate))
+        .filter(|(distance, candidate)| *distance <= 2 && 2 * distance < candidate.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn fold(word: &str) -> Vec<char> {
+    word.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Edits (insert, delete, replace, swap two neighbours) from `a` to `b`.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut rows = vec![(0..=b.len()).collect::<Vec<usize>>()];
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (rows[i - 1][j] + 1)
+                .min(row[j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(rows[i - 2][j - 2] + 1);
+            }
+        }
+        rows.push(row);
+    }
+    rows[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +301,35 @@ mod tests {
         assert_eq!(
             sections.warnings,
             ["[smpp] unknown section ignored (known: [database] [log])"]
+        );
+    }
+
+    #[test]
+    fn near_misses_are_a_few_edits_away() {
+        let known = ["database", "daemon", "log"];
+        for (word, meant) in [
+            ("databse", Some("database")),
+            ("Data_Base", Some("database")),
+            ("datbase", Some("database")),
+            ("dtaabase", Some("database")),
+            ("deamon", Some("daemon")),
+            ("logs", Some("log")),
+            ("smsc", None),
+            ("db", None),
+            ("lo", Some("log")),
+            ("", None),
+        ] {
+            assert_eq!(near_miss(word, known), meant, "{word}");
+        }
+    }
+
+    #[test]
+    fn unknown_sections_are_listed() {
+        let sections = split("[databse]\nhost = h\n[loggers]\nkeys = root\n");
+        assert_eq!(sections.unknown, ["databse"]);
+        assert_eq!(
+            sections.warnings[0],
+            "[databse] unknown section ignored (did you mean [database]? known: [database] [log])"
         );
     }
 

@@ -64,21 +64,6 @@ pub fn parse_level(text: &str) -> Option<log::LevelFilter> {
     }
 }
 
-/// Makes a value safe to quote inside a one-line message: control characters are escaped.
-pub fn quote_for_message(value: &str) -> String {
-    value
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,11 +126,5 @@ mod tests {
         assert_eq!(parse_level("warning"), Some(log::LevelFilter::Warn));
         assert_eq!(parse_level("trace"), Some(log::LevelFilter::Trace));
         assert_eq!(parse_level("verbose"), None);
-    }
-
-    #[test]
-    fn control_characters_are_escaped_for_messages() {
-        assert_eq!(quote_for_message("a\tb\u{1b}"), "a\\tb\\u{1b}");
-        assert_eq!(quote_for_message("plain é"), "plain é");
     }
 }

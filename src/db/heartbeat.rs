@@ -47,12 +47,14 @@ pub struct StatusColumns {
     pub failed_total: i64,
     pub received_total: i64,
     pub last_error: Option<String>,
+    /// The bound session runs TLS without checking the SMSC's certificate.
+    pub tls_unverified: bool,
 }
 
 impl StatusColumns {
     /// How many there are: they are the first parameters of the upsert and the first
     /// columns of `esmed status`'s query, in this order.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     /// The columns as statement parameters, in table order.
     pub fn params(&self) -> [&(dyn ToSql + Sync); Self::COUNT] {
@@ -72,6 +74,7 @@ impl StatusColumns {
             &self.failed_total,
             &self.received_total,
             &self.last_error,
+            &self.tls_unverified,
         ]
     }
 
@@ -93,6 +96,7 @@ impl StatusColumns {
             failed_total: row.get(12),
             received_total: row.get(13),
             last_error: row.get(14),
+            tls_unverified: row.get(15),
         }
     }
 }
@@ -108,10 +112,10 @@ pub struct StatusRow {
 const UPSERT: &str = "
     INSERT INTO esmed_status (instance, host, pid, server_id, server_name, session_state,
         window_in_use, window_size, out_per_second, in_per_second, submitted_total, done_total,
-        failed_total, received_total, last_error, last_error_at, heartbeat_seconds, started_at,
-        updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-        to_timestamp($16::float8), $17, now(), now())
+        failed_total, received_total, last_error, tls_unverified, last_error_at,
+        heartbeat_seconds, started_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+        to_timestamp($17::float8), $18, now(), now())
     ON CONFLICT (instance) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
         server_id = EXCLUDED.server_id, server_name = EXCLUDED.server_name,
         session_state = EXCLUDED.session_state, window_in_use = EXCLUDED.window_in_use,
@@ -119,8 +123,9 @@ const UPSERT: &str = "
         in_per_second = EXCLUDED.in_per_second, submitted_total = EXCLUDED.submitted_total,
         done_total = EXCLUDED.done_total, failed_total = EXCLUDED.failed_total,
         received_total = EXCLUDED.received_total, last_error = EXCLUDED.last_error,
-        last_error_at = EXCLUDED.last_error_at, heartbeat_seconds = EXCLUDED.heartbeat_seconds,
-        started_at = CASE WHEN $18 THEN now() ELSE esmed_status.started_at END,
+        tls_unverified = EXCLUDED.tls_unverified, last_error_at = EXCLUDED.last_error_at,
+        heartbeat_seconds = EXCLUDED.heartbeat_seconds,
+        started_at = CASE WHEN $19 THEN now() ELSE esmed_status.started_at END,
         updated_at = now()";
 
 /// Writes `row`; `first` (the process's first write) resets `started_at`, since a row left
@@ -176,6 +181,7 @@ pub fn status_row(
         failed_total: total(now.rows_failed),
         received_total: total(now.received),
         last_error: status.last_error.as_ref().map(|e| e.0.clone()),
+        tls_unverified: status.tls_unverified,
     };
     StatusRow {
         columns,
@@ -306,6 +312,7 @@ mod tests {
             }),
             state: "bound transceiver".into(),
             window_in_use: 4,
+            tls_unverified: true,
             last_error: None,
         };
         let earlier = Snapshot {
@@ -341,5 +348,6 @@ mod tests {
         );
         assert_eq!(row.heartbeat_seconds, 5.0);
         assert!(columns.last_error.is_none());
+        assert!(columns.tls_unverified);
     }
 }

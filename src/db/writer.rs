@@ -130,6 +130,10 @@ pub fn spawn(
     config: DbWriterConfig,
     stats: Arc<Stats>,
 ) -> std::io::Result<(DbSender, Vec<JoinHandle<()>>)> {
+    // No capacity: a session must never wait on a send (it answers the SMSC and runs its
+    // timers), and the writers send it the commits it waits for. What a session hands over
+    // is bounded where it lets work in: its window counts the uncommitted results, and at
+    // most MAX_AWAITING_COMMIT received PDUs wait (see session::writer).
     let (results, results_rx) = unbounded();
     let (received, received_rx) = unbounded();
     let order = Arc::new(ResultOrder::default());
@@ -298,6 +302,13 @@ fn row_list(ids: impl ExactSizeIterator<Item = i64>) -> String {
 
 impl DbWriter {
     fn run(mut self) {
+        if self.role == Role::Results {
+            // Connected before the first result arrives: a connection costs a few hundred
+            // milliseconds (authentication), which the first results' commit would wait
+            // for, and the receipts behind them too. A failure here is retried at the first
+            // batch, which says so.
+            self.client = connect(&self.config.pg, self.role).ok();
+        }
         let mut next_housekeeping = Instant::now();
         loop {
             if self.role == Role::Received && Instant::now() >= next_housekeeping {

@@ -98,6 +98,10 @@ pub struct SessionTimers {
     pub pdu_read: Duration,
 }
 
+/// At a stop, how long the unbind waits for its unbind_resp (or the response timer, if
+/// shorter) before the connection is closed anyway.
+pub const UNBIND_WAIT: Duration = Duration::from_secs(5);
+
 /// Everything one session needs to know about its server.
 #[derive(Debug, Clone)]
 pub struct SessionParams {

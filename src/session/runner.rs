@@ -30,8 +30,13 @@ impl SessionHandle {
         self.stop_and_join();
     }
 
-    fn stop_and_join(&mut self) {
+    /// Asks the session to drain and unbind, without waiting for it.
+    pub fn ask_to_stop(&mut self) {
         drop(self.stop.take());
+    }
+
+    fn stop_and_join(&mut self) {
+        self.ask_to_stop();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 error!("{}: the session thread panicked", self.label);
@@ -72,17 +77,20 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
             .set_link(params.bind, LinkState::Connecting);
         let delay = match connect_and_bind(params) {
             Ok(bound) => {
-                links.stats.session.set_link(params.bind, LinkState::Bound);
+                let unverified = bound.transport.is_tls() && tls_unverified(params);
+                let status = &links.stats.session;
+                status.set_tls_unverified(params.bind, unverified);
+                status.set_link(params.bind, LinkState::Bound);
                 info!(
                     "{}: bound as {} to {}:{}{} (SMSC system_id '{}')",
                     params.label,
                     params.bind,
                     params.host,
                     params.port,
-                    if bound.transport.is_tls() {
-                        " over TLS"
-                    } else {
-                        ""
+                    match (bound.transport.is_tls(), unverified) {
+                        (true, false) => " over TLS",
+                        (true, true) => " over TLS WITHOUT CERTIFICATE CHECK",
+                        (false, _) => "",
                     },
                     bound.smsc_system_id
                 );
@@ -127,12 +135,16 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
     }
 }
 
-fn warn_if_unverified(params: &SessionParams) {
-    if params
+/// smpp_tls_verify = false: TLS without a check of the SMSC's certificate.
+fn tls_unverified(params: &SessionParams) -> bool {
+    params
         .tls
         .as_ref()
         .is_some_and(|tls| tls.verify == Verify::Off)
-    {
+}
+
+fn warn_if_unverified(params: &SessionParams) {
+    if tls_unverified(params) {
         warn!(
             "{}: smpp_tls_verify is OFF: the SMSC's certificate is NOT checked, so anyone on the \
              path can pose as the SMSC and read the bind password and every message. Use this \

@@ -17,6 +17,7 @@ use log::{debug, error, info, warn};
 use crate::db::handoff::DbSender;
 use crate::db::writer::{AckTo, Committed, DbOp, ResultAck};
 use crate::db::TxRow;
+use crate::logging::repeats::{self, Counted, Repeats, Verdict};
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
@@ -60,6 +61,27 @@ pub enum Ending {
     Lost(String),
 }
 
+/// The warnings one PDU from the SMSC can cause, each logged a few times a minute and then
+/// counted (see [`crate::logging::repeats`]): a flood of them must not flood the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Odd {
+    Undecodable,
+    UnknownCommand,
+    StrayResponse,
+    WrongBindState,
+}
+
+impl Odd {
+    fn describe(self) -> &'static str {
+        match self {
+            Odd::Undecodable => "undecodable PDUs answered with an error",
+            Odd::UnknownCommand => "unsupported commands answered with generic_nack",
+            Odd::StrayResponse => "responses that answer nothing outstanding ignored",
+            Odd::WrongBindState => "requests not allowed in this bind state refused",
+        }
+    }
+}
+
 pub struct Writer<'a> {
     params: &'a SessionParams,
     links: &'a Links,
@@ -83,6 +105,7 @@ pub struct Writer<'a> {
     uncommitted_segments: usize,
     stopping: bool,
     unbind_sent: bool,
+    odd: Repeats<Odd>,
 }
 
 impl<'a> Writer<'a> {
@@ -108,11 +131,15 @@ impl<'a> Writer<'a> {
                 Duration::from_secs(10),
             ),
             paused_until: None,
+            // One message per result batch and per received PDU handed over, both counted
+            // (uncommitted_segments, awaiting_commit); no capacity, so that the DB writer
+            // never waits on the session, which may be waiting for it.
             acks: crossbeam_channel::unbounded(),
             awaiting_commit: 0,
             uncommitted_segments: 0,
             stopping: false,
             unbind_sent: false,
+            odd: Repeats::default(),
         }
     }
 
@@ -148,7 +175,33 @@ impl<'a> Writer<'a> {
         if submits {
             self.release_claimed();
         }
+        for counted in self.odd.finish(Instant::now()) {
+            self.log_counted(&counted);
+        }
         ending
+    }
+
+    /// Logs a warning that one PDU from the SMSC caused, or counts it when many like it came
+    /// in the last minute.
+    fn warn_odd(&mut self, kind: Odd, message: std::fmt::Arguments<'_>) {
+        let (ended, verdict) = self.odd.note(kind, Instant::now());
+        if let Some(counted) = ended {
+            self.log_counted(&counted);
+        }
+        let label = &self.params.label;
+        match verdict {
+            Verdict::Log => warn!("{label}: {message}"),
+            Verdict::LogLast => warn!("{label}: {message}{}", repeats::last_note()),
+            Verdict::Count => {}
+        }
+    }
+
+    fn log_counted(&self, counted: &Counted<Odd>) {
+        warn!(
+            "{}: {}: {counted}",
+            self.params.label,
+            counted.kind.describe()
+        );
     }
 
     /// Rows claimed for us but not taken yet go back to the queue, so that their leases do
@@ -265,7 +318,7 @@ impl<'a> Writer<'a> {
             self.pending.insert(sequence_number, Request::Unbind);
             self.timers.arm(
                 Timer::Response(sequence_number),
-                Instant::now() + self.params.timers.response.min(Duration::from_secs(5)),
+                Instant::now() + self.params.timers.response.min(crate::session::UNBIND_WAIT),
             );
             self.queue_pdu(&Pdu::new(sequence_number, Body::Unbind));
             self.unbind_sent = true;
@@ -385,6 +438,9 @@ impl<'a> Writer<'a> {
 
     fn on_timers(&mut self) -> Result<(), Ending> {
         let now = Instant::now();
+        for counted in self.odd.over(now) {
+            self.log_counted(&counted);
+        }
         let mut fired = std::mem::take(&mut self.fired);
         self.timers.expire(now, &mut fired);
         let mut result = Ok(());
@@ -458,10 +514,12 @@ impl<'a> Writer<'a> {
         match event {
             ReaderEvent::Pdu(pdu, raw) => self.on_pdu(pdu, raw),
             ReaderEvent::Undecodable(error, _raw) => {
-                warn!(
-                    "{}: undecodable PDU from the SMSC: {error}; answering with {}",
-                    self.params.label,
-                    error.command_status()
+                self.warn_odd(
+                    Odd::Undecodable,
+                    format_args!(
+                        "undecodable PDU from the SMSC: {error}; answering with {}",
+                        error.command_status()
+                    ),
                 );
                 self.answer_error(
                     error.command_id,
@@ -506,7 +564,13 @@ impl<'a> Writer<'a> {
                 );
             }
             Body::Other { command_id, .. } => {
-                warn!("{}: unsupported command_id 0x{command_id:08X} (seq {sequence_number}); answering generic_nack ESME_RINVCMDID", self.params.label);
+                self.warn_odd(
+                    Odd::UnknownCommand,
+                    format_args!(
+                        "unsupported command_id 0x{command_id:08X} (seq {sequence_number}); \
+                         answering generic_nack ESME_RINVCMDID"
+                    ),
+                );
                 self.answer_error(
                     CommandId::from(command_id),
                     sequence_number,
@@ -515,7 +579,13 @@ impl<'a> Writer<'a> {
             }
             other => {
                 let id = other.command_id();
-                warn!("{}: {id} is not allowed in this bind state (seq {sequence_number}); answering ESME_RINVBNDSTS", self.params.label);
+                self.warn_odd(
+                    Odd::WrongBindState,
+                    format_args!(
+                        "{id} is not allowed in this bind state (seq {sequence_number}); \
+                         answering ESME_RINVBNDSTS"
+                    ),
+                );
                 self.answer_error(id, sequence_number, CommandStatus::ESME_RINVBNDSTS);
             }
         }
@@ -589,21 +659,33 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn log_stray(&self, pdu: &Pdu, sent: Option<Request>) {
-        let (label, seq, status) = (&self.params.label, pdu.sequence_number, pdu.command_status);
+    fn log_stray(&mut self, pdu: &Pdu, sent: Option<Request>) {
+        let (seq, status) = (pdu.sequence_number, pdu.command_status);
         let command = pdu.command_id();
+        let message_id = match &pdu.body {
+            Body::SubmitSmResp(resp) => {
+                format!(", message_id '{}'", resp.message_id.to_string_lossy())
+            }
+            _ => String::new(),
+        };
         match sent {
-            None => warn!("{label}: {command} for unknown seq {seq} ({status}) ignored"),
+            None => self.warn_odd(
+                Odd::StrayResponse,
+                format_args!("{command} for unknown seq {seq} ({status}{message_id}) ignored"),
+            ),
             Some(request) => {
                 let part = match self.outbox.part_of(seq) {
                     Some((id, part)) => format!(" (row {id} part {})", part + 1),
                     None => String::new(),
                 };
-                warn!(
-                    "{label}: {command} for seq {seq} ({status}), which is our {}{part}: \
-                     not its response; ignored, the {} still waits for its own",
-                    request.command(),
-                    request.command()
+                self.warn_odd(
+                    Odd::StrayResponse,
+                    format_args!(
+                        "{command} for seq {seq} ({status}{message_id}), which is our {}{part}: \
+                         not its response; ignored, the {} still waits for its own",
+                        request.command(),
+                        request.command()
+                    ),
                 );
             }
         }
@@ -624,9 +706,12 @@ impl<'a> Writer<'a> {
         effect: ResponseEffect,
     ) {
         match effect {
-            ResponseEffect::UnknownSequence => warn!(
-                "{}: submit_sm_resp for unknown seq {sequence_number} ({status}) ignored",
-                self.params.label
+            ResponseEffect::UnknownSequence => self.warn_odd(
+                Odd::StrayResponse,
+                format_args!(
+                    "submit_sm_resp for unknown seq {sequence_number} ({status}, message_id \
+                     '{message_id}') ignored"
+                ),
             ),
             ResponseEffect::Throttled => {
                 self.links
@@ -668,9 +753,9 @@ impl<'a> Writer<'a> {
     fn on_message(&mut self, pdu: Pdu, raw: Vec<u8>) {
         let command = pdu.command_id();
         if !self.params.bind.can_receive() {
-            warn!(
-                "{}: {command} on a transmitter bind; answering ESME_RINVBNDSTS",
-                self.params.label
+            self.warn_odd(
+                Odd::WrongBindState,
+                format_args!("{command} on a transmitter bind; answering ESME_RINVBNDSTS"),
             );
             self.answer_error(command, pdu.sequence_number, CommandStatus::ESME_RINVBNDSTS);
             return;

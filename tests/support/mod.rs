@@ -40,6 +40,27 @@ impl Drop for TempDir {
     }
 }
 
+/// Where cargo (and so `make build`) puts the release binaries for this test run.
+pub fn release_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            PathBuf::from,
+        )
+        .join("release")
+}
+
+/// A stand-in for a CARGO_TARGET_DIR: `dir/release` with copies of the release binaries,
+/// swapped (its esmed is esmed-smsc and its esmed-smsc is esmed), so that a binary taken
+/// from it tells where it came from.
+pub fn swapped_target_dir(dir: &Path) {
+    let release = release_dir();
+    fs::create_dir_all(dir.join("release")).expect("mkdir release");
+    for (name, from) in [("esmed", "esmed-smsc"), ("esmed-smsc", "esmed")] {
+        fs::copy(release.join(from), dir.join("release").join(name)).expect("copy a binary");
+    }
+}
+
 /// PostgreSQL with the schema loaded, and a test SMSC.
 pub struct Env {
     pub cluster: PgCluster,
