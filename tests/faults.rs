@@ -670,7 +670,7 @@ fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
     let mut columns = vec![
         ("smpp_window", "200"),
         ("smpp_long_message_mode", "'payload'"),
-        ("smpp_response_timer", "2"),
+        ("smpp_response_timer", "4"),
     ];
     if let Some(ca_file) = &ca_file {
         columns.extend([("smpp_tls", "TRUE"), ("smpp_tls_ca_file", ca_file.as_str())]);
@@ -709,12 +709,18 @@ fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
     // Stalled again, and asked to stop while its writes are blocked.
     fake.stall_open_connections();
     env.insert_many(200, &long);
-    wait_until(T, "rows claimed", &esmed, || {
-        env.count("claimed_by IS NOT NULL") > 0
+    // Blocked: a megabyte or more waits in esmed's send queue, and it no longer grows.
+    wait_until(T, "esmed's writes blocked", &esmed, || {
+        let unread = fake.unread_bytes();
+        std::thread::sleep(Duration::from_millis(200));
+        unread > 1 << 20 && fake.unread_bytes() == unread
     });
-    // Time for the writes to fill the buffers and block.
-    std::thread::sleep(Duration::from_millis(500));
     assert!(esmed.terminate(T).success(), "{}", esmed.log());
+    assert_eq!(
+        fake.binds(),
+        2,
+        "stopped while blocked, not after binding again"
+    );
     assert_eq!(esmed.log().matches(STALLED).count(), 2, "{}", esmed.log());
     assert_eq!(env.count("claimed_by IS NOT NULL"), 0, "{}", esmed.log());
     assert!(!esmed.log().contains("panicked"));

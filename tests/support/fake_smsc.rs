@@ -92,6 +92,25 @@ impl FakeSmsc {
         lock(&self.state).submits.clone()
     }
 
+    /// Bytes the ESME has written to this SMSC that it has not read (the send queues of the
+    /// connections to its port, from /proc/net/tcp).
+    pub fn unread_bytes(&self) -> u64 {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let port = format!(":{:04X}", self.port);
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (remote, queues) = (fields.get(2)?, fields.get(4)?);
+                let tx_queue = queues.split(':').next()?;
+                remote
+                    .ends_with(&port)
+                    .then(|| u64::from_str_radix(tx_queue, 16).ok())?
+            })
+            .sum()
+    }
+
     /// Every connection open now reads nothing more (and stays open); later ones read.
     pub fn stall_open_connections(&self) {
         let mut state = lock(&self.state);
