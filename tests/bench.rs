@@ -119,7 +119,12 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             .unwrap_or_else(|| panic!("no {what} line\n{stderr}"));
         let figures: Vec<f64> = line.split(' ').map(|f| f.parse().unwrap()).collect();
         assert_eq!(figures.len(), 10, "{line}");
-        assert!(figures.iter().all(|&f| f > 0.0), "{line}");
+        // Claims run up to a claim batch ahead of the drain: at toy sizes the last slice's
+        // rows may all have been claimed during the one before.
+        let (last, rest) = figures.split_last().unwrap();
+        let claims = what == "claim blocks hit/msg";
+        assert!(rest.iter().all(|&f| f > 0.0), "{line}");
+        assert!(*last > 0.0 || (claims && *last == 0.0), "{line}");
     }
     for line in [
         "PostgreSQL CPU µs/msg",

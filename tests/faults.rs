@@ -684,7 +684,7 @@ fn stalled_smsc(name: &str, pki: Option<&TestPki>) {
     wait_until(T, "a second bind", &esmed, || fake.binds() >= 2);
     assert!(esmed.log().contains(STALLED), "{}", esmed.log());
     env.wait_all("submission_done", T, &esmed);
-    let resent: Vec<i32> = env
+    let resent: Vec<i64> = env
         .db()
         .query(
             "SELECT id FROM smpp_tx_queue WHERE submission_resends > 0",
