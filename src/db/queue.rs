@@ -147,42 +147,44 @@ macro_rules! claim_sql {
             sendable_sql!("AND claimed_by IS DISTINCT FROM $3 " $after),
             "
                 LIMIT $1
-                FOR UPDATE SKIP LOCKED),
-            u AS (
-                UPDATE smpp_tx_queue t
-                SET claimed_by = CASE WHEN c.too_long THEN NULL ELSE $3 END,
-                    claimed_until = CASE WHEN c.too_long THEN NULL
-                                    ELSE now() + $2::float8 * interval '1 second' END,
-                    submission_failed = c.too_long,
-                    submission_info = CASE WHEN c.too_long THEN format(
-                        'text is %s octets, more than esmed can send in any coding '
-                        '(at most %s): not sent', octet_length(t.smpp_short_message), $4::int8)
-                        ELSE t.submission_info END,
-                    submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
-                FROM c WHERE t.id = c.id
-                RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
-                          COALESCE(t.smpp_priority_flag::text, 'LEVEL_0') AS priority,
-                          COALESCE(t.smpp_registered_delivery::text,
-                                   'NO_SMSC_DELIVERY_RECEIPT_REQUESTED') AS delivery,
-                          CASE WHEN NOT c.too_long THEN t.smpp_short_message END AS text,
-                          COALESCE(t.submission_attempts, 0) AS attempts,
-                          COALESCE(t.submission_attempts, 0) > 0
-                              OR t.next_attempt_at IS NOT NULL AS history,
-                          c.lost_by,
-                          CASE WHEN c.too_long THEN octet_length(t.smpp_short_message)
-                          END AS octets)
-            SELECT u.id, u.smpp_destination_addr, u.smpp_source_addr, u.priority, u.delivery,
-                   u.text, u.attempts, u.lost_by, u.octets, p.part_nos, p.part_counts,
-                   p.message_ids
-            FROM u LEFT JOIN LATERAL (
-                SELECT array_agg(part_no ORDER BY part_no) AS part_nos,
-                       array_agg(COALESCE(part_count, 0::smallint) ORDER BY part_no)
-                           AS part_counts,
-                       array_agg(message_id ORDER BY part_no) AS message_ids
-                FROM smpp_tx_parts p
-                -- Only a retried row can have accepted parts (Retry is the one outcome that
-                -- stores parts on a row that is sent again): fresh rows cost no lookup.
-                WHERE u.history AND p.tx_id = u.id) p ON true"
+                FOR UPDATE SKIP LOCKED)
+            UPDATE smpp_tx_queue t
+            SET claimed_by = CASE WHEN c.too_long THEN NULL ELSE $3 END,
+                claimed_until = CASE WHEN c.too_long THEN NULL
+                                ELSE now() + $2::float8 * interval '1 second' END,
+                submission_failed = c.too_long,
+                submission_info = CASE WHEN c.too_long THEN format(
+                    'text is %s octets, more than esmed can send in any coding '
+                    '(at most %s): not sent', octet_length(t.smpp_short_message), $4::int8)
+                    ELSE t.submission_info END,
+                submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
+            FROM c WHERE t.id = c.id
+            RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
+                      COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
+                      COALESCE(t.smpp_registered_delivery::text,
+                               'NO_SMSC_DELIVERY_RECEIPT_REQUESTED'),
+                      CASE WHEN NOT c.too_long THEN t.smpp_short_message END,
+                      COALESCE(t.submission_attempts, 0), c.lost_by,
+                      CASE WHEN c.too_long THEN octet_length(t.smpp_short_message) END, ",
+            accepted_parts_sql!("part_no"),
+            ", ",
+            accepted_parts_sql!("COALESCE(part_count, 0::smallint)"),
+            ", ",
+            accepted_parts_sql!("message_id")
+        )
+    };
+}
+
+/// One column of a claimed row's accepted parts, as an array in part order. Only a retried
+/// row can have accepted parts (Retry is the one outcome that stores parts on a row that is
+/// sent again): for a fresh row the CASE skips the lookup.
+macro_rules! accepted_parts_sql {
+    ($column:literal) => {
+        concat!(
+            "CASE WHEN COALESCE(t.submission_attempts, 0) > 0 OR t.next_attempt_at IS NOT NULL
+             THEN ARRAY(SELECT ",
+            $column,
+            " FROM smpp_tx_parts p WHERE p.tx_id = t.id ORDER BY part_no) END"
         )
     };
 }
