@@ -129,7 +129,11 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     stats.session.stopping.store(true, Ordering::Relaxed);
     info!("stopping: no more claims; draining sessions");
     drop(poll_stop_tx);
-    join_logged(poller, "poller");
+    // Holds the instance's lock until every result is written.
+    let _lock = poller.join().unwrap_or_else(|_| {
+        error!("the poller thread panicked");
+        None
+    });
     supervisor.stop_sessions();
     release_unsent(&out_rx, &db_tx);
     drop(supervisor);

@@ -69,7 +69,9 @@ const CLAIMER_LOCK_WAIT: Duration = Duration::from_secs(1);
 const LOCKED_RENEWAL: Duration = Duration::from_secs(1);
 
 /// Starts the poller, which starts its sweeper and joins it before it ends. `locked` is the
-/// connection that holds the instance's lock: the poller claims on it.
+/// connection that holds the instance's lock: the poller claims on it, and returns it when it
+/// ends (while it still holds the lock), for the daemon to keep until the rows in flight are
+/// settled: no process may take the name over while this one still writes their results.
 pub fn spawn(
     config: PollerConfig,
     locked: Client,
@@ -77,7 +79,7 @@ pub fn spawn(
     submit_windows: Arc<SubmitWindows>,
     stop: Receiver<()>,
     stats: Arc<Stats>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<JoinHandle<Option<Client>>> {
     let supply = Supply {
         outbound,
         submit_windows,
@@ -104,7 +106,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("esmed-poller".into())
         .spawn(move || {
-            Poller {
+            let mut poller = Poller {
                 config,
                 client: None,
                 locked: false,
@@ -113,12 +115,13 @@ pub fn spawn(
                 place,
                 locked_rows: 0,
                 lock_refused: false,
-            }
-            .run(locked, &stop);
+            };
+            poller.run(locked, &stop);
             if sweeper.join().is_err() {
                 log::error!("poller: the sweeper thread panicked");
             }
             info!("poller: stopped claiming rows");
+            poller.client.filter(|_| poller.locked)
         })
 }
 
