@@ -191,7 +191,8 @@ fn enroute_then_delivered_and_a_late_enroute_changes_nothing() {
     let smsc = smsc_with(
         ReceiptMode::After(ReceiptConfig {
             intermediate_enroute: true,
-            ..ReceiptConfig::after(Duration::from_millis(400))
+            // ENROUTE for a second: long enough to be seen while esmed is still starting.
+            ..ReceiptConfig::after(Duration::from_secs(2))
         }),
         IdFormat::Decimal,
         1,
