@@ -24,8 +24,8 @@
 //! under its name that it does not hold: at start those a dead predecessor left, after a
 //! reconnect those of a claim whose answer was lost. Each released row may have reached the
 //! SMSC: it is counted in submission_resends and logged. Its statements never wait long for
-//! an application's row lock (see `Waits`): claims and renewals skip locked rows, and a row
-//! whose renewal was skipped is tried again within a second.
+//! an application's row lock (see [`CLAIMER_LOCK_WAIT`]): claims and renewals skip locked
+//! rows, and a row whose renewal was skipped is tried again within a second.
 
 use std::cmp::Reverse;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,7 +245,10 @@ impl Poller {
             }
             if next_look.is_none_or(|at| Instant::now() >= at) {
                 match self.look_after_leases() {
-                    Ok(next) => next_look = Some(next),
+                    Ok(next) => {
+                        backoff.reset();
+                        next_look = Some(next);
+                    }
                     Err(e) => {
                         self.back_off("looking after leases", &e, &mut backoff, stop);
                         continue;
@@ -488,8 +491,7 @@ fn later(so_far: Option<(u8, i64)>, row: Option<&TxRow>) -> Option<(u8, i64)> {
     }
 }
 
-/// A connection for the poller or the sweeper: planned for claims, and waiting for no lock
-/// long (see [`claimer_statement_limit`]).
+/// A connection for the sweeper: planned for claims, and with the poller's limits on waits.
 fn connect_claimer(pg: &PgConnector, lease: Duration) -> Result<Client, db::DbError> {
     let mut client = pg.connect()?;
     prepare_claimer(&mut client, lease)?;
