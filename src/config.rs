@@ -83,8 +83,12 @@ pub enum SslMode {
 pub struct DaemonConfig {
     /// Written at start and removed at exit when set; the init script passes one.
     pub pidfile: Option<PathBuf>,
-    /// Names this process in the rows it claims, so several esmed processes can share a queue.
+    /// Names this process in the rows it claims, so several esmed processes can share a queue;
+    /// unique among live processes (see `db::instance`). Default: the host name.
     pub instance: String,
+    /// Whether `instance` was set in the file: a set name in use by another esmed stops this
+    /// one; the default name is then replaced by another (`host-2`, ...).
+    pub instance_given: bool,
     /// Fallback poll of the queue, for when a NOTIFY was missed.
     pub poll_interval: Duration,
     /// Claimed rows kept ready to submit, at least (see `db::poller`).
@@ -325,7 +329,8 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             pidfile: None,
-            instance: default_instance(),
+            instance: hostname(),
+            instance_given: false,
             poll_interval: Duration::from_secs(5),
             claim_batch: 500,
             result_batch: 1000,
@@ -435,11 +440,6 @@ pub fn permission_warning(path: &Path) -> Option<String> {
          chmod 640 {name}",
         name = display_name(path)
     ))
-}
-
-/// `<hostname>:<pid>`, unique enough among processes sharing one queue.
-fn default_instance() -> String {
-    format!("{}:{}", hostname(), std::process::id())
 }
 
 pub fn hostname() -> String {
@@ -621,6 +621,7 @@ fn read_daemon(
     Ok(DaemonConfig {
         pidfile: keys.optional_path("pidfile"),
         instance: keys.text("instance", &default.instance)?,
+        instance_given: keys.raw("instance").is_some(),
         poll_interval: keys.duration("poll_interval", default.poll_interval, ms(100), HOUR)?,
         claim_batch: keys.number("claim_batch", default.claim_batch, 1, 100_000)?,
         result_batch: keys.number("result_batch", default.result_batch, 1, 100_000)?,
@@ -823,11 +824,11 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     }
 
     #[test]
-    fn default_instance_is_hostname_and_pid() {
-        let instance = parse("").daemon.instance;
-        let suffix = format!(":{}", std::process::id());
-        assert!(instance.ends_with(&suffix), "{instance}");
-        assert!(instance.len() > suffix.len(), "{instance}");
+    fn default_instance_is_the_host_name_and_stays_the_same_across_restarts() {
+        let defaults = parse("").daemon;
+        assert_eq!(defaults.instance, hostname());
+        assert!(!defaults.instance.is_empty() && !defaults.instance_given);
+        assert!(daemon("instance", "a:1").instance_given);
     }
 
     #[test]
@@ -1342,7 +1343,8 @@ mod shipped_file_tests {
         assert_eq!(config.database, DatabaseConfig::default());
         let daemon = DaemonConfig {
             pidfile: None,
-            instance: default_instance(),
+            instance: hostname(),
+            instance_given: false,
             ..config.daemon
         };
         assert_eq!(daemon, DaemonConfig::default());

@@ -21,6 +21,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::Config;
 use crate::db::handoff::DbSender;
 use crate::db::heartbeat::{self, HeartbeatConfig};
+use crate::db::held::HeldRows;
+use crate::db::instance;
 use crate::db::poller::{self, PollerConfig};
 use crate::db::servers::{timer, ton_npi};
 use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
@@ -84,22 +86,28 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         info!("stopped before PostgreSQL was reachable");
         return Ok(());
     };
+    let (instance, locked) = take_instance_name(config, &pg)?;
+    let held = Arc::new(HeldRows::default());
     let stats = Arc::new(Stats::default());
-    let (db_tx, db_writers) = db_writer::spawn(db_writer_config(config, &pg), stats.clone())
-        .map_err(DaemonError::Thread)?;
+    let (db_tx, db_writers) = db_writer::spawn(
+        db_writer_config(config, &pg, &instance, &held),
+        stats.clone(),
+    )
+    .map_err(DaemonError::Thread)?;
     // Bounded by the poller, which claims no more than the sessions' windows can take.
     let (out_tx, out_rx) = unbounded::<TxRow>();
     let submit_windows = Arc::new(SubmitWindows::default());
     let (poll_stop_tx, poll_stop_rx) = bounded::<()>(0);
     let poller = poller::spawn(
-        poller_config(config, &pg),
+        poller_config(config, &pg, &instance, held),
+        locked,
         out_tx,
         submit_windows.clone(),
         poll_stop_rx,
         stats.clone(),
     )
     .map_err(DaemonError::Thread)?;
-    let (heartbeat_stop, heartbeat) = spawn_heartbeat(config, &pg, &stats)?;
+    let (heartbeat_stop, heartbeat) = spawn_heartbeat(config, &pg, &instance, &stats)?;
     let links = Links {
         outbound: out_rx.clone(),
         db: db_tx.clone(),
@@ -113,16 +121,19 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         sessions: Vec::new(),
     };
     info!(
-        "esmed {} running as instance '{}'",
-        env!("CARGO_PKG_VERSION"),
-        config.daemon.instance
+        "esmed {} running as instance '{instance}'",
+        env!("CARGO_PKG_VERSION")
     );
     supervisor.watch(&mut watch, &pg, &signals, log, &stats);
     term_now.store(true, Ordering::SeqCst);
     stats.session.stopping.store(true, Ordering::Relaxed);
     info!("stopping: no more claims; draining sessions");
     drop(poll_stop_tx);
-    join_logged(poller, "poller");
+    // Holds the instance's lock until every result is written.
+    let _lock = poller.join().unwrap_or_else(|_| {
+        error!("the poller thread panicked");
+        None
+    });
     supervisor.stop_sessions();
     release_unsent(&out_rx, &db_tx);
     drop(supervisor);
@@ -141,11 +152,32 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// The name this process runs as, and the connection that holds its lock (see
+/// `db::instance`): the poller claims on it.
+fn take_instance_name(config: &Config, pg: &PgConnector) -> Result<(String, Client), DaemonError> {
+    let mut client = pg
+        .connect()
+        .map_err(|e| DaemonError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+    let name = instance::take_name(
+        &mut client,
+        &config.daemon.instance,
+        config.daemon.instance_given,
+    )
+    .map_err(|e| DaemonError::Database(e.to_string()))?;
+    Ok((name, client))
+}
+
 /// The DB writers' part of the configuration.
-fn db_writer_config(config: &Config, pg: &PgConnector) -> DbWriterConfig {
+fn db_writer_config(
+    config: &Config,
+    pg: &PgConnector,
+    instance: &str,
+    held: &Arc<HeldRows>,
+) -> DbWriterConfig {
     DbWriterConfig {
         pg: pg.clone(),
-        instance: config.daemon.instance.clone(),
+        instance: instance.to_string(),
+        held: Arc::clone(held),
         batch: config.daemon.result_batch as usize,
         reconnect_max: config.daemon.db_reconnect_max,
         id_match: config.daemon.receipt_id_match,
@@ -155,10 +187,16 @@ fn db_writer_config(config: &Config, pg: &PgConnector) -> DbWriterConfig {
 }
 
 /// The poller's part of the configuration.
-fn poller_config(config: &Config, pg: &PgConnector) -> PollerConfig {
+fn poller_config(
+    config: &Config,
+    pg: &PgConnector,
+    instance: &str,
+    held: Arc<HeldRows>,
+) -> PollerConfig {
     PollerConfig {
         pg: pg.clone(),
-        instance: config.daemon.instance.clone(),
+        instance: instance.to_string(),
+        held,
         lease: config.daemon.lease,
         poll_interval: config.daemon.poll_interval,
         reconnect_max: config.daemon.db_reconnect_max,
@@ -319,6 +357,7 @@ impl Supervisor<'_> {
 fn spawn_heartbeat(
     config: &Config,
     pg: &PgConnector,
+    instance: &str,
     stats: &Arc<Stats>,
 ) -> Result<(Sender<()>, Option<std::thread::JoinHandle<()>>), DaemonError> {
     let (stop_tx, stop_rx) = bounded::<()>(0);
@@ -327,7 +366,7 @@ fn spawn_heartbeat(
     }
     let heartbeat_config = HeartbeatConfig {
         pg: pg.clone(),
-        instance: config.daemon.instance.clone(),
+        instance: instance.to_string(),
         host: crate::config::hostname(),
         interval: config.daemon.heartbeat_interval,
         reconnect_max: config.daemon.db_reconnect_max,

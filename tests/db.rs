@@ -291,9 +291,18 @@ fn claim_orders_by_priority_then_id_and_skips_unsendable_rows() {
         (row.get(0), row.get(1))
     };
     assert_eq!(lease, ("a".to_string(), true));
-    assert_eq!(db::release_claims(&mut esmed, "a").unwrap(), 4);
-    assert_eq!(db::claim(&mut esmed, 10, LEASE, "b").unwrap().len(), 4);
-    assert_eq!(db::renew_claims(&mut esmed, LEASE, "b").unwrap(), 4);
+    assert_eq!(
+        db::release_untracked(&mut esmed, "a", &[]).unwrap().len(),
+        4
+    );
+    let taken: Vec<i64> = db::claim(&mut esmed, 10, LEASE, "b")
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(taken.len(), 4);
+    let renewal = db::renew_held(&mut esmed, LEASE, "b", &taken).unwrap();
+    assert_eq!((renewal.renewed, renewal.locked), (4, 0));
 }
 
 /// A claim rewrites every row it takes; with the schema's fillfactor the new version stays on
@@ -381,6 +390,152 @@ fn concurrent_claimers_never_get_the_same_row() {
     let unique: HashSet<i64> = all.iter().copied().collect();
     assert_eq!(all.len(), 4000);
     assert_eq!(unique.len(), 4000);
+}
+
+/// Leases are renewed for the rows a process holds, not for every row under its name: a row
+/// claimed under the name but not held (lost track of) is released instead, counted as a
+/// possible duplicate; a row another transaction has locked is skipped, never waited for; and
+/// a claim never takes back a row whose lease ran out under the claimer's own name.
+#[test]
+fn only_held_rows_are_renewed_and_the_others_released() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let ids = insert_messages(
+        &mut admin,
+        "('1', 'LEVEL_0', 'a'), ('2', 'LEVEL_0', 'b'), ('3', 'LEVEL_0', 'c')",
+    );
+    let short = Duration::from_secs(1);
+    assert_eq!(db::claim(&mut esmed, 10, short, "a").unwrap().len(), 3);
+    let held = [ids[0], ids[1]];
+    let renewal = db::renew_held(&mut esmed, LEASE, "a", &held).unwrap();
+    assert_eq!((renewal.renewed, renewal.locked), (2, 0));
+    let renewed = |c: &mut Client, id: i64| -> bool {
+        c.query_one(
+            "SELECT claimed_until > now() + interval '30 seconds' FROM smpp_tx_queue WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(renewed(&mut admin, ids[0]) && renewed(&mut admin, ids[1]));
+    assert!(
+        !renewed(&mut admin, ids[2]),
+        "a row not held is not renewed"
+    );
+
+    // An application locks a held row: the renewal skips it at once.
+    let mut app = cluster.superuser_client("esmed").unwrap();
+    let mut lock = app.transaction().unwrap();
+    lock.execute(
+        "SELECT 1 FROM smpp_tx_queue WHERE id = $1 FOR UPDATE",
+        &[&ids[0]],
+    )
+    .unwrap();
+    let renewal = db::renew_held(&mut esmed, LEASE, "a", &held).unwrap();
+    assert_eq!((renewal.renewed, renewal.locked), (1, 1));
+    lock.rollback().unwrap();
+
+    // The lease of the row not held runs out: "a" does not take it back itself.
+    thread::sleep(Duration::from_millis(1100));
+    assert!(db::claim(&mut esmed, 10, LEASE, "a").unwrap().is_empty());
+    assert_eq!(
+        db::release_untracked(&mut esmed, "a", &held).unwrap(),
+        [ids[2]]
+    );
+    let row = admin
+        .query_one(
+            "SELECT claimed_by, submission_resends FROM smpp_tx_queue WHERE id = $1",
+            &[&ids[2]],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0), None);
+    assert_eq!(row.get::<_, i32>(1), 1, "a possible duplicate, counted");
+    assert_eq!(db::claim(&mut esmed, 10, LEASE, "a").unwrap()[0].id, ids[2]);
+}
+
+/// A text longer than esmed could send fails inside the claim, without being read; a
+/// retried row gets its accepted parts from the same statement.
+#[test]
+fn a_claim_fails_a_huge_text_unread_and_returns_accepted_parts() {
+    let cluster = fresh_cluster();
+    let (mut admin, mut esmed) = clients(&cluster, "esmed");
+    let ids = insert_messages(&mut admin, "('1', 'LEVEL_0', 'a'), ('2', 'LEVEL_0', 'b')");
+    let octets = db::MAX_TEXT_OCTETS + 1;
+    admin
+        .execute(
+            "UPDATE smpp_tx_queue SET smpp_short_message = repeat('x', $2::int) WHERE id = $1",
+            &[&ids[0], &(octets as i32)],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE smpp_tx_queue SET submission_attempts = 1 WHERE id = $1",
+            &[&ids[1]],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id, message_id_key) \
+             VALUES ($1, 2, 2, 'P2', 'p2'), ($1, 1, 2, 'P1', 'p1')",
+            &[&ids[1]],
+        )
+        .unwrap();
+    let claimed = db::claim(&mut esmed, 10, LEASE, "a").unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, ids[1]);
+    assert_eq!(
+        claimed[0].accepted_parts,
+        [part(1, 2, "P1"), part(2, 2, "P2")]
+    );
+    let row = admin
+        .query_one(
+            "SELECT submission_failed, submission_info, claimed_by FROM smpp_tx_queue \
+             WHERE id = $1",
+            &[&ids[0]],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(
+        row.get::<_, String>(1),
+        format!(
+            "text is {octets} octets, more than esmed can send in any coding (at most {}): \
+             not sent",
+            db::MAX_TEXT_OCTETS
+        )
+    );
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+}
+
+/// Two sessions cannot hold one instance name; the lock goes with the session that held it.
+#[test]
+fn an_instance_name_is_held_by_one_session_at_a_time() {
+    let cluster = fresh_cluster();
+    let mut first = cluster.esmed_client("esmed", "pw").unwrap();
+    let mut second = cluster.esmed_client("esmed", "pw").unwrap();
+    assert_eq!(
+        db::instance::take_name(&mut first, "host", false).unwrap(),
+        "host"
+    );
+    assert_eq!(
+        db::instance::take_name(&mut second, "host", false).unwrap(),
+        "host-2"
+    );
+    let refusal = db::instance::take_name(&mut second, "host", true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refusal.starts_with(
+            "[daemon] instance 'host' is in use by another running esmed (its \
+             PostgreSQL connection: server process "
+        ),
+        "{refusal}"
+    );
+    drop(first);
+    let mut third = cluster.esmed_client("esmed", "pw").unwrap();
+    assert_eq!(
+        db::instance::take_name(&mut third, "host", true).unwrap(),
+        "host"
+    );
 }
 
 #[test]
@@ -937,7 +1092,7 @@ fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
             .collect::<Vec<_>>(),
         ["463", "464"]
     );
-    db::release_claims(&mut esmed, "a").unwrap();
+    db::release_untracked(&mut esmed, "a", &[]).unwrap();
     admin
         .batch_execute("UPDATE smpp_tx_queue SET submission_done = true")
         .unwrap();

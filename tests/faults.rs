@@ -982,3 +982,237 @@ fn passwords_stay_out_of_logs_and_rows_and_an_open_config_warns() {
         assert_eq!(leaks, 0, "{secret} in smpp_rx_queue");
     }
 }
+
+/// A crash and an immediate restart with the same config (the default instance name): the
+/// restarted esmed knows its predecessor is dead and sends the rows it left claimed at once,
+/// long before their lease would run out, each counted and logged as a possible duplicate.
+#[test]
+fn a_restart_after_sigkill_takes_over_the_dead_claims_at_once() {
+    let env = Env::new("restart");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(100)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "10")]);
+    env.insert_many(300, "restart case ");
+    // A lease far beyond the test's timeout: only knowing that their owner is dead frees the
+    // rows in time.
+    let mut first = env.esmed_unnamed("restart", "lease = 10m\nclaim_batch = 50");
+    assert!(env.smsc.wait_for_submits(60, T));
+    first.kill();
+    let held: Vec<i64> = env
+        .db()
+        .query(
+            "SELECT id FROM smpp_tx_queue WHERE claimed_by IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!held.is_empty(), "rows were in flight at the kill");
+    let second = Esmed::start(&first.config, first.log_path.clone());
+    env.wait_all("submission_done", T, &second);
+    let dups = check_duplicates(&env, 300, held.len(), &[&second]);
+    for id in &dups {
+        assert!(held.contains(id), "row {id} sent twice, not held: {held:?}");
+    }
+    assert!(!dups.is_empty(), "the killed window was resent");
+    let resent = env.count("submission_resends > 0");
+    assert_eq!(resent, held.len() as i64, "every row taken over is counted");
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
+    assert_no_panic(&second);
+}
+
+/// Two esmeds with the default instance on one host: the second sees the first's name in use
+/// and takes another; they share the queue and no row goes twice.
+#[test]
+fn two_esmeds_with_the_default_instance_get_distinct_names() {
+    let env = Env::new("twonames");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(20)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "5")]);
+    let host = esmed::config::hostname();
+    let a = env.esmed_unnamed("name1", "claim_batch = 10");
+    wait_until(T, "the first esmed's name", &a, || {
+        a.log().contains(&format!("running as instance '{host}'"))
+    });
+    let b = env.esmed_unnamed("name2", "claim_batch = 10");
+    wait_until(T, "the second esmed's name", &b, || {
+        b.log().contains(&format!("running as instance '{host}-2'"))
+    });
+    assert!(
+        b.log().contains(&format!("instance '{host}' is in use")),
+        "{}",
+        b.log()
+    );
+    assert!(env.smsc.wait_for_bound(2, T));
+    env.insert_many(300, "shared case ");
+    env.wait_all("submission_done", T, &a);
+    check_duplicates(&env, 300, 0, &[&a, &b]);
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}
+
+/// An instance name given in the config that a running esmed already uses stops the second
+/// one at start with one line saying so.
+#[test]
+fn an_explicit_instance_already_in_use_is_refused_at_start() {
+    let env = Env::new("dupname");
+    let first = env.esmed("dupname", "");
+    wait_until(T, "the first esmed running", &first, || {
+        first.log().contains("running as instance 'dupname'")
+    });
+    let (config, _) = env.write_config("dupname", "", 0o600);
+    let log = env.dir.0.join("dupname-2.log");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("dupname.log", "dupname-2.log");
+    let config = env.dir.0.join("dupname-2.conf");
+    std::fs::write(&config, text).unwrap();
+    let mut second = Esmed::start(&config, log);
+    let status = second.wait(T);
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    let refusal = second.log();
+    assert!(
+        refusal
+            .contains("cannot run: [daemon] instance 'dupname' is in use by another running esmed"),
+        "{refusal}"
+    );
+    assert_no_panic(&first);
+}
+
+/// Results PostgreSQL refuses for a reason that retrying will not change (a user's trigger
+/// that raises for one row's result, an attempts counter at its maximum): each such row is
+/// failed with the reason, every other row is written, and none is left claimed.
+#[test]
+fn a_result_postgresql_refuses_fails_its_row_with_the_reason() {
+    let env = Env::new("refused");
+    env.add_server(&[]);
+    env.insert_many(20, "refused case ");
+    let mut db = env.db();
+    let ids: Vec<i64> = db
+        .query("SELECT id FROM smpp_tx_queue ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (raises, at_max) = (ids[4], ids[9]);
+    db.execute(
+        "UPDATE smpp_tx_queue SET submission_attempts = 2147483647 WHERE id = $1",
+        &[&at_max],
+    )
+    .unwrap();
+    db.batch_execute(&format!(
+        "CREATE FUNCTION refuse_done() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.id = {raises} AND NEW.submission_done THEN \
+             RAISE EXCEPTION 'row % may not be done', NEW.id; \
+           END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_done BEFORE UPDATE ON smpp_tx_queue \
+           FOR EACH ROW EXECUTE FUNCTION refuse_done();"
+    ))
+    .unwrap();
+    let esmed = env.esmed("refused", "lease = 3s");
+    env.wait_all("submission_done OR submission_failed", T, &esmed);
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
+    assert_eq!(env.count("submission_done"), 18);
+    let info = |id: i64| -> String {
+        env.db()
+            .query_one(
+                "SELECT submission_info FROM smpp_tx_queue WHERE id = $1 AND submission_failed",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let (raised, overflowed) = (info(raises), info(at_max));
+    assert!(
+        raised.contains("may not be done") && raised.contains("accepted by the SMSC"),
+        "{raised}"
+    );
+    assert!(overflowed.contains("integer out of range"), "{overflowed}");
+    check_duplicates(&env, 20, 0, &[&esmed]);
+    assert_no_panic(&esmed);
+}
+
+/// A row claimed under this esmed's name that it does not hold (a claim that committed but
+/// whose rows never reached it) is not renewed: it is released as a possible duplicate,
+/// logged, counted, and sent.
+#[test]
+fn a_row_claimed_under_our_name_but_not_held_is_released_and_sent() {
+    let env = Env::new("losttrack");
+    env.add_server(&[]);
+    let esmed = env.esmed("losttrack", "lease = 3s");
+    // Once esmed is sending, a row appears claimed under its name.
+    env.insert("447700900100", "first");
+    env.wait_all("submission_done", T, &esmed);
+    let id: i64 = env
+        .db()
+        .query_one(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, claimed_by, \
+             claimed_until) VALUES ('447700900123', 'lost track', 'losttrack', \
+             now() + interval '1 hour') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(resends_of(&env, id), 1);
+    assert!(
+        esmed.log().contains(&format!("row {id}: ")),
+        "{}",
+        esmed.log()
+    );
+    assert_no_panic(&esmed);
+}
+
+/// An application holds row locks (SELECT ... FOR UPDATE in an open transaction) on rows in
+/// flight for longer than a lease: renewals skip those rows and keep every other lease, new
+/// rows are still claimed, the locked rows' results give up waiting for the lock and are
+/// written once it goes, and nothing is sent twice.
+#[test]
+fn an_application_holding_row_locks_stalls_neither_claims_nor_renewals() {
+    let env = Env::new("rowlocks");
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_secs(5)),
+        ..Faults::default()
+    });
+    env.add_server(&[("smpp_window", "50")]);
+    env.insert_many(6, "locked case ");
+    let esmed = env.esmed("rowlocks", "lease = 2s");
+    assert!(env.smsc.wait_for_submits(6, T));
+    let mut app = env.db();
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute(
+        "SELECT id FROM smpp_tx_queue WHERE id IN \
+         (SELECT id FROM smpp_tx_queue ORDER BY id LIMIT 3) FOR UPDATE",
+    )
+    .unwrap();
+    let free = "id > (SELECT min(id) + 2 FROM smpp_tx_queue)";
+    // For longer than a lease, the unlocked rows' leases never run out.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < watch_until {
+        let lapsed = env.count(&format!(
+            "{free} AND claimed_until < now() - interval '500 milliseconds'"
+        ));
+        assert_eq!(lapsed, 0, "a lease ran out\n{}", esmed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in 1..=3 {
+        env.insert(&format!("4478000000{n:02}"), "while locked");
+    }
+    assert!(env.smsc.wait_for_submits(9, T), "{}", esmed.log());
+    wait_until(
+        T,
+        "results waiting for the lock to time out",
+        &esmed,
+        || esmed.log().contains("lock timeout"),
+    );
+    tx.commit().unwrap();
+    env.wait_all("submission_done", T, &esmed);
+    check_duplicates(&env, 9, 0, &[&esmed]);
+    assert_eq!(env.count("submission_resends > 0"), 0);
+    assert_no_panic(&esmed);
+}

@@ -616,3 +616,44 @@ fn the_link_is_kept_alive_and_a_smsc_unbind_leads_to_a_rebind() {
     env.insert("447700900123", "after the rebind");
     env.wait_all("submission_done", T, &esmed);
 }
+
+/// A text longer than any message esmed could send (the column takes up to 1 GB) is refused
+/// inside the claim by its length, without being read; the rows around it are sent.
+#[test]
+fn a_huge_text_is_refused_by_its_length_without_being_read() {
+    let env = Env::new("huge");
+    env.add_server(&[]);
+    let before = env.insert("447700900001", "before");
+    let huge: i64 = env
+        .db()
+        .query_one(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message) \
+             VALUES ('447700900002', repeat('x', 5000000)) RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let after = env.insert("447700900003", "after");
+    let esmed = env.esmed("huge", "");
+    env.wait_all("submission_done OR submission_failed", T, &esmed);
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_failed, submission_info, claimed_by IS NULL FROM smpp_tx_queue \
+             WHERE id = $1",
+            &[&huge],
+        )
+        .unwrap();
+    let info: String = row.get(1);
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(2), "{info}");
+    assert!(
+        info.starts_with("text is 5000000 octets, more than esmed can send"),
+        "{info}"
+    );
+    assert!(esmed
+        .log()
+        .contains(&format!("row {huge}: text is 5000000 octets")));
+    let done = env.count(&format!("submission_done AND id IN ({before}, {after})"));
+    assert_eq!(done, 2);
+    assert_eq!(env.smsc.submits().len(), 2);
+}

@@ -13,12 +13,16 @@
 //! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
 //! - [`heartbeat`]: this instance's `esmed_status` row.
+//! - [`held`]: the rows this process holds, whose leases it renews.
+//! - [`instance`]: the instance name and the lock that keeps it unique among live processes.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
 pub mod connect;
 pub mod handoff;
 pub mod heartbeat;
+pub mod held;
+pub mod instance;
 pub mod notify;
 pub mod poller;
 pub mod queue;
@@ -35,9 +39,9 @@ use std::fmt;
 pub use connect::PgConnector;
 pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
 pub use queue::{
-    claim, claim_after, first_sendable, prepare_claimer, release_claims, renew_claims,
-    write_results, write_results_in, AcceptedPart, RegisteredDelivery, TxOutcome, TxResult, TxRow,
-    WriteSummary,
+    claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held,
+    settle_refused, write_results, write_results_in, AcceptedPart, Refused, RegisteredDelivery,
+    Renewal, TxOutcome, TxResult, TxRow, WriteSummary, MAX_TEXT_OCTETS,
 };
 pub use rx::{insert_rx, MoPart, RxRow};
 pub use servers::{load_enabled_server, ServerRow};

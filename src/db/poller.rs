@@ -17,10 +17,15 @@
 //! poll_interval. The sweeper's look also marks those entries dead, so the poller's own
 //! claims from the head stay quick.
 //!
-//! Leases: at start it releases rows still claimed under its own instance name (an earlier run
-//! that died; instance names are unique among live processes), and while running it renews
-//! the leases of the rows it holds every third of a lease, so a row in flight never looks
-//! abandoned to another esmed however long the SMSC takes.
+//! Leases: it claims on the connection that holds its instance's lock (see `db::instance`),
+//! and claims nothing while it cannot hold it. Every third of a lease it renews the leases of
+//! exactly the rows this process holds (see `db::held`), so a row in flight never looks
+//! abandoned to another esmed however long the SMSC takes, and releases the rows claimed
+//! under its name that it does not hold: at start those a dead predecessor left, after a
+//! reconnect those of a claim whose answer was lost. Each released row may have reached the
+//! SMSC: it is counted in submission_resends and logged. Its statements never wait long for
+//! an application's row lock (see [`CLAIMER_LOCK_WAIT`]): claims and renewals skip locked
+//! rows, and a row whose renewal was skipped is tried again within a second.
 
 use std::cmp::Reverse;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,19 +34,23 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use log::{info, Level};
+use log::{info, warn, Level};
 use postgres::Client;
 
-use crate::db::sql::{Prepared, Statements};
+use crate::db::held::HeldRows;
+use crate::db::sql::{wait_limits, Prepared, Statements};
 use crate::db::PgConnector;
-use crate::db::{self, TxRow};
+use crate::db::{self, instance, TxRow};
 use crate::session::flow::Backoff;
 use crate::session::SubmitWindows;
 use crate::stats::Stats;
 
 pub struct PollerConfig {
     pub pg: PgConnector,
+    /// The name this process runs as (see `db::instance::take_name`).
     pub instance: String,
+    /// The rows this process holds, shared with the DB writer, which settles them.
+    pub held: Arc<HeldRows>,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub reconnect_max: Duration,
@@ -53,24 +62,35 @@ pub struct PollerConfig {
 const WAIT_SLICE: Duration = Duration::from_millis(200);
 /// How long to wait before looking again when enough rows are ready.
 const FULL_WAIT: Duration = Duration::from_millis(2);
+/// The longest a claim or renewal waits for a lock another transaction holds (their rows
+/// are skipped; this bounds waits on a table lock).
+const CLAIMER_LOCK_WAIT: Duration = Duration::from_secs(1);
+/// How soon leases are renewed again when some held rows were locked by another transaction.
+const LOCKED_RENEWAL: Duration = Duration::from_secs(1);
 
-/// Starts the poller, which starts its sweeper and joins it before it ends.
+/// Starts the poller, which starts its sweeper and joins it before it ends. `locked` is the
+/// connection that holds the instance's lock: the poller claims on it, and returns it when it
+/// ends (while it still holds the lock), for the daemon to keep until the rows in flight are
+/// settled: no process may take the name over while this one still writes their results.
 pub fn spawn(
     config: PollerConfig,
+    locked: Client,
     outbound: Sender<TxRow>,
     submit_windows: Arc<SubmitWindows>,
     stop: Receiver<()>,
     stats: Arc<Stats>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<JoinHandle<Option<Client>>> {
     let supply = Supply {
         outbound,
         submit_windows,
         stats,
         claim_batch: config.claim_batch,
+        held: Arc::clone(&config.held),
     };
     let place = Arc::new(SharedPlace::default());
     let sweeper = Sweeper {
         pg: config.pg.clone(),
+        lease: config.lease,
         interval: config.poll_interval,
         reconnect_max: config.reconnect_max,
         stats: Arc::clone(&supply.stats),
@@ -86,18 +106,22 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("esmed-poller".into())
         .spawn(move || {
-            Poller {
+            let mut poller = Poller {
                 config,
                 client: None,
+                locked: false,
                 statements: Statements::default(),
                 supply,
                 place,
-            }
-            .run(&stop);
+                locked_rows: 0,
+                lock_refused: false,
+            };
+            poller.run(locked, &stop);
             if sweeper.join().is_err() {
                 log::error!("poller: the sweeper thread panicked");
             }
             info!("poller: stopped claiming rows");
+            poller.client.filter(|_| poller.locked)
         })
 }
 
@@ -130,6 +154,7 @@ struct Supply {
     submit_windows: Arc<SubmitWindows>,
     stats: Arc<Stats>,
     claim_batch: usize,
+    held: Arc<HeldRows>,
 }
 
 impl Supply {
@@ -159,17 +184,23 @@ impl Supply {
         self.submit_windows.total() > 0
     }
 
-    /// Hands `rows` to the sessions; returns how many were claimed.
+    /// Hands `rows` to the sessions, held until the DB writer settles them; returns how many
+    /// were claimed.
     fn hand_over(&self, rows: Vec<TxRow>) -> usize {
         let claimed = rows.len();
         self.stats
             .claimed
             .fetch_add(claimed as u64, Ordering::Relaxed);
-        for row in rows {
-            if self.outbound.send(row).is_err() {
+        self.held.hold(rows.iter().map(|row| row.id));
+        let mut rows = rows.into_iter();
+        for row in rows.by_ref() {
+            if let Err(returned) = self.outbound.send(row) {
+                // No session will take them: not held, so released by the next look.
+                self.held.settle([returned.0.id]);
                 break;
             }
         }
+        self.held.settle(rows.map(|row| row.id));
         claimed
     }
 }
@@ -177,16 +208,26 @@ impl Supply {
 struct Poller {
     config: PollerConfig,
     client: Option<Client>,
+    /// Whether `client` holds the instance's lock: claims, renewals and releases wait for it.
+    locked: bool,
     /// The claim statements, prepared on `client`.
     statements: Statements,
     supply: Supply,
     place: Arc<SharedPlace>,
+    /// Held rows whose renewal the last look skipped, locked by another transaction.
+    locked_rows: u64,
+    /// Another process held the instance's lock when it was last taken again.
+    lock_refused: bool,
 }
 
 impl Poller {
-    fn run(&mut self, stop: &Receiver<()>) {
+    fn run(&mut self, locked: Client, stop: &Receiver<()>) {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
-        let mut leases_checked: Option<Instant> = None;
+        match self.set_up(locked) {
+            Ok(client) => (self.client, self.locked) = (Some(client), true),
+            Err(e) => self.back_off("setting up its connection", &e, &mut backoff, stop),
+        }
+        let mut next_look: Option<Instant> = None;
         // Claim at start: rows may be waiting from before we ran.
         let mut due = true;
         while stop.try_recv() == Err(TryRecvError::Empty) {
@@ -194,15 +235,25 @@ impl Poller {
                 if !self.reconnect(&mut backoff) {
                     continue;
                 }
+                // Claims whose answer was lost with the old connection are released now.
+                next_look = None;
                 due = true;
             }
-            if leases_checked.is_none_or(|at| at.elapsed() >= self.config.lease / 3) {
-                if let Err(e) = self.look_after_leases(leases_checked.is_none()) {
-                    self.back_off("renewing leases", &e, &mut backoff, stop);
-                    continue;
+            if !self.locked {
+                self.lock_again(&mut backoff, stop);
+                continue;
+            }
+            if next_look.is_none_or(|at| Instant::now() >= at) {
+                match self.look_after_leases() {
+                    Ok(next) => {
+                        backoff.reset();
+                        next_look = Some(next);
+                    }
+                    Err(e) => {
+                        self.back_off("looking after leases", &e, &mut backoff, stop);
+                        continue;
+                    }
                 }
-                backoff.reset();
-                leases_checked = Some(Instant::now());
             }
             let room = self.supply.room();
             let worth_claiming = room >= self.supply.smallest_claim();
@@ -235,24 +286,49 @@ impl Poller {
         }
     }
 
-    /// At start, frees what an earlier run under this name left claimed; later, renews.
-    fn look_after_leases(&mut self, at_start: bool) -> Result<(), db::DbError> {
+    /// Renews the leases of the rows held and releases the rows claimed under this name that
+    /// are not held; returns when to look again: a third of a lease, sooner when rows held
+    /// were locked by another transaction and could not be renewed.
+    fn look_after_leases(&mut self) -> Result<Instant, db::DbError> {
+        let held = self.supply.held.ids();
         let Some(client) = self.client.as_mut() else {
-            return Ok(());
+            return Ok(Instant::now());
         };
         let instance = &self.config.instance;
-        if at_start {
-            let released = db::release_claims(client, instance)?;
-            if released > 0 {
-                info!(
-                    "poller: released {released} rows still claimed by an earlier run of instance \
-                     '{instance}'; they will be submitted again (the earlier run may have sent some)"
-                );
-            }
-        } else {
-            db::renew_claims(client, self.config.lease, instance)?;
+        let renewal = db::renew_held(client, self.config.lease, instance, &held)?;
+        let released = db::release_untracked(client, instance, &held);
+        self.note_locked_rows(renewal.locked);
+        match released {
+            Ok(released) => log_released(&self.config.instance, &released),
+            // A row PostgreSQL will not release (a user's trigger) must not stop the claims.
+            Err(e) if !e.is_transient() => self.supply.stats.session.report(
+                Level::Warn,
+                format!("poller: releasing rows no one holds failed: {e}; trying again later"),
+            ),
+            Err(e) => return Err(e),
         }
-        Ok(())
+        let mut wait = self.config.lease / 3;
+        if renewal.locked > 0 {
+            wait = wait.min(LOCKED_RENEWAL);
+        }
+        Ok(Instant::now() + wait)
+    }
+
+    /// Says when held rows start and stop being locked by another transaction.
+    fn note_locked_rows(&mut self, locked: u64) {
+        if locked > 0 && self.locked_rows == 0 {
+            self.supply.stats.session.report(
+                Level::Warn,
+                format!(
+                    "poller: {locked} rows in flight are locked by another transaction (an \
+                     application's SELECT ... FOR UPDATE?); their leases are renewed once the \
+                     lock is gone, other rows go on"
+                ),
+            );
+        } else if locked == 0 && self.locked_rows > 0 {
+            info!("poller: no row in flight is locked by another transaction any more");
+        }
+        self.locked_rows = locked;
     }
 
     /// Claims up to `room` rows: on from the cursor, then from the head if that was not
@@ -331,16 +407,17 @@ impl Poller {
     }
 
     fn reconnect(&mut self, backoff: &mut Backoff) -> bool {
-        let connected = connect_claimer(&self.config.pg).and_then(|mut client| {
-            db::listen(&mut client)?;
-            Ok(client)
-        });
+        self.locked = false;
+        let connected = self
+            .config
+            .pg
+            .connect()
+            .and_then(|client| self.set_up(client));
         match connected {
             // The backoff goes on until a claim succeeds: a server that takes connections
             // but refuses every claim (a standby after a failover) must not be hammered.
             Ok(client) => {
                 self.client = Some(client);
-                self.statements.clear();
                 true
             }
             Err(e) => {
@@ -348,6 +425,60 @@ impl Poller {
                 false
             }
         }
+    }
+
+    /// Prepares a new connection for claiming and listening.
+    fn set_up(&mut self, mut client: Client) -> Result<Client, db::DbError> {
+        self.statements.clear();
+        prepare_claimer(&mut client, self.config.lease)?;
+        db::listen(&mut client)?;
+        Ok(client)
+    }
+
+    /// Takes the instance's lock again on a new connection. While another process holds it
+    /// (one started under this name while the connection was lost) nothing is claimed,
+    /// renewed or released: the rows in flight are finished and their results written.
+    fn lock_again(&mut self, backoff: &mut Backoff, stop: &Receiver<()>) {
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        let instance = &self.config.instance;
+        match instance::relock(client, instance) {
+            Ok(true) => {
+                if self.lock_refused {
+                    info!("poller: holding the lock of instance '{instance}' again; claiming");
+                }
+                self.locked = true;
+                self.lock_refused = false;
+                backoff.reset();
+            }
+            Ok(false) => {
+                self.lock_refused = true;
+                let holder = instance::holder(client, instance).unwrap_or_default();
+                let delay = backoff.next_delay();
+                self.supply.stats.session.report(
+                    Level::Warn,
+                    format!(
+                        "poller: instance '{instance}' is in use by another process ({holder}); \
+                         not claiming until it is free, trying again in {} ms",
+                        delay.as_millis()
+                    ),
+                );
+                let _ = stop.recv_timeout(delay);
+            }
+            Err(e) => self.back_off("taking the instance lock", &e, backoff, stop),
+        }
+    }
+}
+
+/// Logs each row released by `db::release_untracked`: it is sent again, possibly twice.
+fn log_released(instance: &str, released: &[i64]) {
+    for id in released {
+        warn!(
+            "row {id}: claimed under instance '{instance}' but held by no running esmed (an \
+             earlier run that ended, or a claim whose answer was lost); released to be sent \
+             again (possible duplicate)"
+        );
     }
 }
 
@@ -360,16 +491,32 @@ fn later(so_far: Option<(u8, i64)>, row: Option<&TxRow>) -> Option<(u8, i64)> {
     }
 }
 
-fn connect_claimer(pg: &PgConnector) -> Result<Client, db::DbError> {
+/// A connection for the sweeper: planned for claims, and with the poller's limits on waits.
+fn connect_claimer(pg: &PgConnector, lease: Duration) -> Result<Client, db::DbError> {
     let mut client = pg.connect()?;
-    db::prepare_claimer(&mut client)?;
+    prepare_claimer(&mut client, lease)?;
     Ok(client)
+}
+
+fn prepare_claimer(client: &mut Client, lease: Duration) -> Result<(), db::DbError> {
+    db::prepare_claimer(client)?;
+    let limits = wait_limits(CLAIMER_LOCK_WAIT, Some(claimer_statement_limit(lease)));
+    client
+        .batch_execute(&limits)
+        .map_err(db::pg("limit the claiming connection's waits"))
+}
+
+/// The longest a claim, renewal or sweep may run: leases are renewed between claims, so a
+/// claim stuck for a third of a lease (on a table lock, say) would let them run out.
+fn claimer_statement_limit(lease: Duration) -> Duration {
+    (lease / 3).clamp(Duration::from_secs(5), Duration::from_secs(60))
 }
 
 /// Every `interval`, while a session can submit, looks for a sendable row: it wakes an idle
 /// poller, and has it claim from the head when the row ranks before its cursor.
 struct Sweeper {
     pg: PgConnector,
+    lease: Duration,
     interval: Duration,
     reconnect_max: Duration,
     stats: Arc<Stats>,
@@ -387,7 +534,7 @@ impl Sweeper {
                 continue;
             }
             if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                match connect_claimer(&self.pg) {
+                match connect_claimer(&self.pg, self.lease) {
                     Ok(client) => {
                         self.client = Some(client);
                         self.statements.clear();

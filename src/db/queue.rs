@@ -8,7 +8,7 @@
 //! retried gets its accepted parts back on the next claim, so they are not sent twice.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use postgres::types::ToSql;
@@ -18,6 +18,7 @@ use super::sql::{Planning, Sql};
 
 use super::servers::get;
 use super::{pg, DbError};
+use crate::smpp::concat::MAX_PAYLOAD;
 use crate::smpp::receipt::stored_key;
 
 /// A message claimed for sending.
@@ -116,13 +117,13 @@ pub struct WriteSummary {
 /// Rows that may be claimed now, and their order: what [`claim`] takes and
 /// [`first_sendable`] looks for.
 macro_rules! sendable_sql {
-    ($and:literal) => {
+    ($($and:literal)*) => {
         concat!(
             "FROM smpp_tx_queue
                 WHERE NOT submission_done AND NOT submission_failed
                   AND (claimed_until IS NULL OR claimed_until < now())
                   AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ",
-            $and,
+            $($and,)*
             " ORDER BY smpp_priority_flag DESC NULLS LAST, id"
         )
     };
@@ -130,36 +131,82 @@ macro_rules! sendable_sql {
 
 /// The claim statement; `$after` narrows it to the rest of one priority level (see
 /// [`claim_after`]).
+///
+/// One statement, so that a claim is never committed without its rows' accepted parts read
+/// (a connection lost in between left rows claimed that were never handed over). Rows whose
+/// lease ran out under this instance's own name are not taken: this process still holds them
+/// (a renewal could not get their row lock), or [`release_untracked`] releases them. A text
+/// longer than [`MAX_TEXT_OCTETS`] fails its row inside the claim, measured by
+/// `octet_length` (which reads no text), and none of it is returned.
 macro_rules! claim_sql {
     ($after:literal) => {
         concat!(
             "WITH c AS (
-                SELECT id, claimed_by AS lost_by ",
-            sendable_sql!($after),
+                SELECT id, claimed_by AS lost_by,
+                       octet_length(smpp_short_message) > $4::int8 AS too_long ",
+            sendable_sql!("AND claimed_by IS DISTINCT FROM $3 " $after),
             "
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
             UPDATE smpp_tx_queue t
-            SET claimed_by = $3, claimed_until = now() + $2::float8 * interval '1 second',
+            SET claimed_by = CASE WHEN c.too_long THEN NULL ELSE $3 END,
+                claimed_until = CASE WHEN c.too_long THEN NULL
+                                ELSE now() + $2::float8 * interval '1 second' END,
+                submission_failed = c.too_long,
+                submission_info = CASE WHEN c.too_long THEN format(
+                    'text is %s octets, more than esmed can send in any coding '
+                    '(at most %s): not sent', octet_length(t.smpp_short_message), $4::int8)
+                    ELSE t.submission_info END,
                 submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
             FROM c WHERE t.id = c.id
             RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
                       COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
                       COALESCE(t.smpp_registered_delivery::text,
                                'NO_SMSC_DELIVERY_RECEIPT_REQUESTED'),
-                      t.smpp_short_message, COALESCE(t.submission_attempts, 0),
-                      t.next_attempt_at IS NOT NULL, c.lost_by"
+                      CASE WHEN NOT c.too_long THEN t.smpp_short_message END,
+                      COALESCE(t.submission_attempts, 0), c.lost_by,
+                      CASE WHEN c.too_long THEN octet_length(t.smpp_short_message) END, ",
+            accepted_parts_sql!("part_no"),
+            ", ",
+            accepted_parts_sql!("COALESCE(part_count, 0::smallint)"),
+            ", ",
+            accepted_parts_sql!("message_id")
+        )
+    };
+}
+
+/// One column of a claimed row's accepted parts, as an array in part order. Only a retried
+/// row can have accepted parts (Retry is the one outcome that stores parts on a row that is
+/// sent again): for a fresh row the CASE skips the lookup.
+macro_rules! accepted_parts_sql {
+    ($column:literal) => {
+        concat!(
+            "CASE WHEN COALESCE(t.submission_attempts, 0) > 0 OR t.next_attempt_at IS NOT NULL
+             THEN ARRAY(SELECT ",
+            $column,
+            " FROM smpp_tx_parts p WHERE p.tx_id = t.id ORDER BY part_no) END"
         )
     };
 }
 
 const CLAIM: &str = claim_sql!("");
 const CLAIM_AFTER: &str =
-    claim_sql!("AND smpp_priority_flag = $4::text::smpp_priority_flag AND id > $5");
+    claim_sql!("AND smpp_priority_flag = $5::text::smpp_priority_flag AND id > $6");
 
-const SELECT_PARTS: &str = "
-    SELECT tx_id, part_no, COALESCE(part_count, 0::smallint), message_id FROM smpp_tx_parts
-    WHERE tx_id = ANY($1::int8[]) ORDER BY tx_id, part_no";
+/// The longest text, in octets as PostgreSQL stores it (UTF-8), that a claim reads. The
+/// longest message esmed sends is one message_payload of 65,535 octets (the longest split
+/// message, 255 segments of 160 septets, is shorter); each character takes at least one of
+/// those octets and at most four UTF-8 octets (in practice two), so no text esmed could send
+/// is longer. A longer one fails at the claim without being read: the column takes up to
+/// 1 GB, which would otherwise be read into memory only to be refused.
+pub const MAX_TEXT_OCTETS: i64 = 4 * MAX_ENCODED_OCTETS as i64;
+
+/// The most octets of encoded text in one message esmed sends (see [`MAX_TEXT_OCTETS`]).
+const MAX_ENCODED_OCTETS: usize = if MAX_PAYLOAD > 255 * 160 {
+    MAX_PAYLOAD
+} else {
+    255 * 160
+};
 
 /// Sets up a connection that claims (the poller's): see [`Planning::Claims`]. Its
 /// statements are prepared (see [`super::sql`]).
@@ -170,13 +217,15 @@ pub fn prepare_claimer(c: &mut Client) -> Result<(), DbError> {
 
 /// Claims up to `limit` sendable rows for `lease`, in priority (highest first) then id order.
 ///
-/// Sendable: not done, not failed, no running lease, past its retry time. The lease is
-/// `instance`'s until it runs out, [`write_results`] or [`release_claims`].
+/// Sendable: not done, not failed, no running lease, past its retry time, and not claimed
+/// under `instance` before. The lease is `instance`'s until it runs out, [`write_results`]
+/// or a release.
 ///
 /// A row whose earlier lease ran out without a result (its instance was killed or lost
 /// PostgreSQL for longer than the lease) may already have reached the SMSC: claiming it again
 /// is a possible duplicate, so it is logged with the row id and counted in
-/// `submission_resends`.
+/// `submission_resends`. A row whose text is longer than [`MAX_TEXT_OCTETS`] is failed,
+/// logged, and not returned.
 pub fn claim(
     c: &mut impl Sql,
     limit: i64,
@@ -184,9 +233,12 @@ pub fn claim(
     instance: &str,
 ) -> Result<Vec<TxRow>, DbError> {
     let rows = c
-        .query(CLAIM, &[&limit, &lease.as_secs_f64(), &instance])
+        .query(
+            CLAIM,
+            &[&limit, &lease.as_secs_f64(), &instance, &MAX_TEXT_OCTETS],
+        )
         .map_err(pg("claim messages"))?;
-    claimed_rows(c, &rows)
+    claimed_rows(&rows)
 }
 
 /// Like [`claim`], but only rows of priority `after.0` with an id above `after.1`: the rest of
@@ -203,13 +255,18 @@ pub fn claim_after(
     after: (u8, i64),
 ) -> Result<Vec<TxRow>, DbError> {
     let level = format!("LEVEL_{}", after.0);
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &limit,
+        &lease.as_secs_f64(),
+        &instance,
+        &MAX_TEXT_OCTETS,
+        &level,
+        &after.1,
+    ];
     let rows = c
-        .query(
-            CLAIM_AFTER,
-            &[&limit, &lease.as_secs_f64(), &instance, &level, &after.1],
-        )
+        .query(CLAIM_AFTER, &params)
         .map_err(pg("claim messages"))?;
-    claimed_rows(c, &rows)
+    claimed_rows(&rows)
 }
 
 const FIRST_SENDABLE: &str = concat!(
@@ -240,26 +297,25 @@ fn priority_in(row: &postgres::Row, index: usize) -> Result<u8, DbError> {
     })
 }
 
-fn claimed_rows(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
+fn claimed_rows(rows: &[postgres::Row]) -> Result<Vec<TxRow>, DbError> {
     let mut claimed = Vec::with_capacity(rows.len());
-    let mut with_history = Vec::new();
     for row in rows {
-        let tx = tx_from_row(row)?;
-        if let Some(lost_by) = get::<Option<String>>(row, 8)? {
+        let id: i64 = get(row, 0)?;
+        if let Some(lost_by) = get::<Option<String>>(row, 7)? {
             log::warn!(
-                "row {}: the lease of instance '{lost_by}' ran out without a result; \
-                 submitting it again (possible duplicate if '{lost_by}' had sent it)",
-                tx.id
+                "row {id}: the lease of instance '{lost_by}' ran out without a result; \
+                 submitting it again (possible duplicate if '{lost_by}' had sent it)"
             );
         }
-        // Only a retried row can have accepted parts (Retry is the one outcome that stores
-        // parts on a row that is sent again), so fresh rows cost no extra lookup.
-        if tx.attempts > 0 || get::<bool>(row, 7)? {
-            with_history.push(tx.id);
+        if let Some(octets) = get::<Option<i32>>(row, 8)? {
+            log::warn!(
+                "row {id}: text is {octets} octets, more than esmed can send in any coding \
+                 (at most {MAX_TEXT_OCTETS}); marked failed without reading it"
+            );
+            continue;
         }
-        claimed.push(tx);
+        claimed.push(tx_from_row(row)?);
     }
-    attach_accepted_parts(c, &mut claimed, &with_history)?;
     claimed.sort_by_key(|tx| (Reverse(tx.priority), tx.id));
     Ok(claimed)
 }
@@ -279,8 +335,28 @@ fn tx_from_row(row: &postgres::Row) -> Result<TxRow, DbError> {
         })?,
         short_message: get(row, 5)?,
         attempts: get(row, 6)?,
-        accepted_parts: Vec::new(),
+        accepted_parts: accepted_parts(row)?,
     })
+}
+
+/// The parts the SMSC accepted in earlier attempts, from the claim's three arrays (NULL for
+/// a row without any), ordered by part_no.
+fn accepted_parts(row: &postgres::Row) -> Result<Vec<AcceptedPart>, DbError> {
+    let part_nos: Option<Vec<i16>> = get(row, 9)?;
+    let part_counts: Option<Vec<i16>> = get(row, 10)?;
+    let message_ids: Option<Vec<String>> = get(row, 11)?;
+    let parts = part_nos
+        .unwrap_or_default()
+        .into_iter()
+        .zip(part_counts.unwrap_or_default())
+        .zip(message_ids.unwrap_or_default())
+        .map(|((part_no, part_count), message_id)| AcceptedPart {
+            part_no,
+            part_count,
+            message_id,
+        })
+        .collect();
+    Ok(parts)
 }
 
 /// "LEVEL_2" -> 2.
@@ -292,34 +368,6 @@ fn parse_priority(label: &str) -> Option<u8> {
         "3" => Some(3),
         _ => None,
     }
-}
-
-fn attach_accepted_parts(
-    c: &mut impl Sql,
-    claimed: &mut [TxRow],
-    ids: &[i64],
-) -> Result<(), DbError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let rows = c
-        .query(SELECT_PARTS, &[&ids])
-        .map_err(pg("load accepted parts"))?;
-    let mut by_id: HashMap<i64, Vec<AcceptedPart>> = HashMap::new();
-    for row in &rows {
-        let part = AcceptedPart {
-            part_no: get(row, 1)?,
-            part_count: get(row, 2)?,
-            message_id: get(row, 3)?,
-        };
-        by_id.entry(get(row, 0)?).or_default().push(part);
-    }
-    for tx in claimed.iter_mut() {
-        if let Some(parts) = by_id.remove(&tx.id) {
-            tx.accepted_parts = parts;
-        }
-    }
-    Ok(())
 }
 
 /// A result update that answers with the ids it wrote as one array (NULL for none): one
@@ -667,26 +715,187 @@ fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {
     }
 }
 
-/// Gives back every lease `instance` holds on unfinished rows (at startup after a crash, or
-/// at shutdown). Returns how many rows were released.
-pub fn release_claims(c: &mut impl Sql, instance: &str) -> Result<u64, DbError> {
-    c.execute(
-        "UPDATE smpp_tx_queue SET claimed_by = NULL, claimed_until = NULL
-         WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",
-        &[&instance],
-    )
-    .map_err(pg("release claims"))
+/// What [`renew_held`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Leases extended.
+    pub renewed: u64,
+    /// Rows still claimed under this instance that another transaction holds a lock on (an
+    /// application's `SELECT ... FOR UPDATE`): not renewed now, rather than waiting for it.
+    pub locked: u64,
 }
 
-/// Extends every lease `instance` holds on unfinished rows to now + `lease`, so rows in flight
-/// longer than a lease are not claimed by another instance. Returns how many were extended.
-pub fn renew_claims(c: &mut impl Sql, lease: Duration, instance: &str) -> Result<u64, DbError> {
-    c.execute(
-        "UPDATE smpp_tx_queue SET claimed_until = now() + $2::float8 * interval '1 second'
-         WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",
-        &[&instance, &lease.as_secs_f64()],
-    )
-    .map_err(pg("renew claims"))
+/// Extends the leases of the rows `held` to now + `lease`, where they are still claimed by
+/// `instance`, so that rows in flight longer than a lease are not claimed by another
+/// instance. Only the rows this process holds: a row claimed under its name that it lost
+/// track of must not stay in flight for the life of the process (see [`release_untracked`]).
+/// A row another transaction has locked is skipped, never waited for.
+pub fn renew_held(
+    c: &mut impl Sql,
+    lease: Duration,
+    instance: &str,
+    held: &[i64],
+) -> Result<Renewal, DbError> {
+    if held.is_empty() {
+        return Ok(Renewal::default());
+    }
+    let row = c
+        .query(
+            "WITH mine AS (
+                SELECT id FROM smpp_tx_queue WHERE id = ANY($1) AND claimed_by = $2),
+             r AS (
+                SELECT id FROM smpp_tx_queue WHERE id = ANY($1) AND claimed_by = $2
+                FOR UPDATE SKIP LOCKED),
+             u AS (
+                UPDATE smpp_tx_queue t
+                SET claimed_until = now() + $3::float8 * interval '1 second'
+                FROM r WHERE t.id = r.id RETURNING t.id)
+             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM mine)",
+            &[&held, &instance, &lease.as_secs_f64()],
+        )
+        .map_err(pg("renew leases"))?;
+    let (renewed, mine): (i64, i64) = match row.first() {
+        Some(row) => (get(row, 0)?, get(row, 1)?),
+        None => (0, 0),
+    };
+    let renewed = u64::try_from(renewed).unwrap_or(0);
+    let mine = u64::try_from(mine).unwrap_or(0);
+    Ok(Renewal {
+        renewed,
+        locked: mine.saturating_sub(renewed),
+    })
+}
+
+/// Releases the unfinished rows claimed by `instance` that are not among `held`: rows this
+/// process lost track of (a claim that committed but whose answer never arrived), or, at
+/// start, rows a dead predecessor under the same name left claimed. Each may have reached
+/// the SMSC, so it is counted in `submission_resends`; the caller logs them. Rows another
+/// transaction has locked are left for the next call. Returns the ids released.
+///
+/// `held` must not change while this runs (the caller is the one thread that claims).
+pub fn release_untracked(
+    c: &mut impl Sql,
+    instance: &str,
+    held: &[i64],
+) -> Result<Vec<i64>, DbError> {
+    let claimed = c
+        .query(
+            "SELECT id FROM smpp_tx_queue
+             WHERE claimed_by = $1 AND NOT submission_done AND NOT submission_failed",
+            &[&instance],
+        )
+        .map_err(pg("look for claimed rows"))?;
+    let held: HashSet<i64> = held.iter().copied().collect();
+    let mut untracked = Vec::new();
+    for row in &claimed {
+        let id: i64 = get(row, 0)?;
+        if !held.contains(&id) {
+            untracked.push(id);
+        }
+    }
+    if untracked.is_empty() {
+        return Ok(untracked);
+    }
+    let released = c
+        .query(
+            "WITH l AS (
+                SELECT id FROM smpp_tx_queue
+                WHERE id = ANY($1) AND claimed_by = $2
+                  AND NOT submission_done AND NOT submission_failed
+                FOR UPDATE SKIP LOCKED)
+             UPDATE smpp_tx_queue t
+             SET claimed_by = NULL, claimed_until = NULL,
+                 submission_resends = t.submission_resends + 1
+             FROM l WHERE t.id = l.id RETURNING t.id",
+            &[&untracked, &instance],
+        )
+        .map_err(pg("release rows no one holds"))?;
+    let mut ids = released
+        .iter()
+        .map(|row| get(row, 0))
+        .collect::<Result<Vec<i64>, DbError>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// How a result PostgreSQL refused was settled by [`settle_refused`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The row is failed, its `submission_info` saying why.
+    Failed,
+    /// Even that was refused: the row is released, to be claimed again.
+    Released,
+    /// The row is no longer this instance's: nothing to do.
+    NotHeld,
+}
+
+/// The most of a refusal's text kept in `submission_info`.
+const MOST_INFO: usize = 1000;
+
+/// Settles a result that PostgreSQL refused for a reason retrying will not change (a user's
+/// trigger or constraint, an attempts counter at its maximum, a value too long): the row is
+/// failed with `why` and what the SMSC had answered, touching no column but the flags, the
+/// info and the lease. If PostgreSQL refuses even that, the row is released. Never left
+/// claimed, so never renewed for ever.
+pub fn settle_refused(
+    c: &mut impl Sql,
+    result: &TxResult,
+    why: &str,
+    instance: &str,
+) -> Result<Refused, DbError> {
+    let info = refusal_info(why, &result.outcome);
+    let failed = c.execute(
+        "UPDATE smpp_tx_queue
+         SET submission_failed = true, submission_info = $3, next_attempt_at = NULL,
+             claimed_by = NULL, claimed_until = NULL
+         WHERE id = $1 AND claimed_by = $2",
+        &[&result.id, &instance, &info],
+    );
+    match failed.map_err(pg("fail a row")) {
+        Ok(0) => return Ok(Refused::NotHeld),
+        Ok(_) => return Ok(Refused::Failed),
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => log::error!("row {}: {e}; releasing it instead", result.id),
+    }
+    let released = c
+        .execute(
+            "UPDATE smpp_tx_queue SET claimed_by = NULL, claimed_until = NULL
+             WHERE id = $1 AND claimed_by = $2",
+            &[&result.id, &instance],
+        )
+        .map_err(pg("release a row"))?;
+    Ok(if released == 0 {
+        Refused::NotHeld
+    } else {
+        Refused::Released
+    })
+}
+
+/// The `submission_info` of a row whose result was refused: why, and what the SMSC answered,
+/// at most [`MOST_INFO`] octets.
+fn refusal_info(why: &str, outcome: &TxOutcome) -> String {
+    let mut info = format!("result not stored: {why}; {}", answered(outcome));
+    if info.len() > MOST_INFO {
+        let mut end = MOST_INFO;
+        while !info.is_char_boundary(end) {
+            end -= 1;
+        }
+        info.truncate(end);
+    }
+    info
+}
+
+/// What the SMSC answered for a row, for its `submission_info`.
+fn answered(outcome: &TxOutcome) -> String {
+    match outcome {
+        TxOutcome::Done { parts } => match first_part_id(parts) {
+            Some(id) => format!("the message was accepted by the SMSC (message id '{id}')"),
+            None => "the message was accepted by the SMSC".to_string(),
+        },
+        TxOutcome::Failed { info, .. } => format!("the SMSC refused it: {info}"),
+        TxOutcome::Retry { info, .. } => format!("it was to be retried: {info}"),
+        TxOutcome::Release => "it was not sent".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -714,6 +923,35 @@ mod tests {
         assert!(is_multi_part(&[part(1, "x")]));
         assert_eq!(single_part_key(&[part(1, "x")]), None);
         assert_eq!(single_part_key(&[]), None);
+    }
+
+    #[test]
+    fn a_refused_result_says_why_and_what_the_smsc_answered() {
+        let done = TxOutcome::Done {
+            parts: vec![part(2, "b"), part(1, "a")],
+        };
+        assert_eq!(
+            refusal_info("trigger said no", &done),
+            "result not stored: trigger said no; the message was accepted by the SMSC \
+             (message id 'a')"
+        );
+        let refused = TxOutcome::Failed {
+            info: "ESME_RINVDSTADR".into(),
+            parts: vec![],
+        };
+        let long = "é".repeat(MOST_INFO);
+        let info = refusal_info(&long, &refused);
+        assert!(info.len() <= MOST_INFO && info.starts_with("result not stored: é"));
+        assert_eq!(
+            refusal_info("x", &TxOutcome::Release),
+            "result not stored: x; it was not sent"
+        );
+    }
+
+    #[test]
+    fn the_longest_text_read_covers_the_longest_message() {
+        assert_eq!(MAX_TEXT_OCTETS, 4 * 65_535);
+        const { assert!(MAX_TEXT_OCTETS > 4 * 255 * 160) };
     }
 
     #[test]

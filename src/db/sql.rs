@@ -196,6 +196,21 @@ impl Planning {
     }
 }
 
+/// How long a connection's statements wait, as SETs for the rest of the session: `lock` for
+/// a lock another transaction holds (an application's `SELECT ... FOR UPDATE` in an open
+/// transaction, a `LOCK TABLE`), `statement` (when given) for the statement as a whole.
+/// Either ends the statement with lock_not_available or query_canceled, which esmed treats
+/// as transient: the work is kept and tried again, so an application's lock delays it but
+/// cannot stall the thread that waits for it.
+pub fn wait_limits(lock: std::time::Duration, statement: Option<std::time::Duration>) -> String {
+    let ms = |d: std::time::Duration| d.as_millis().max(1);
+    let statement = statement.map_or(0, ms);
+    format!(
+        "SET lock_timeout = {}; SET statement_timeout = {statement}",
+        ms(lock)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +227,18 @@ mod tests {
         assert!(Planning::Claims
             .for_session()
             .ends_with("SET enable_bitmapscan = off"));
+    }
+
+    #[test]
+    fn wait_limits_are_in_milliseconds_and_zero_is_no_limit() {
+        use std::time::Duration;
+        assert_eq!(
+            wait_limits(Duration::from_secs(2), None),
+            "SET lock_timeout = 2000; SET statement_timeout = 0"
+        );
+        assert_eq!(
+            wait_limits(Duration::ZERO, Some(Duration::from_millis(1500))),
+            "SET lock_timeout = 1; SET statement_timeout = 1500"
+        );
     }
 }

@@ -28,9 +28,10 @@ use log::{debug, info, warn, Level};
 use postgres::Client;
 
 use crate::db::handoff::{DbSender, Queued, ResultOrder};
+use crate::db::held::HeldRows;
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
-use crate::db::sql::{Planning, Prepared, Sql, Statements};
+use crate::db::sql::{wait_limits, Planning, Prepared, Sql, Statements};
 use crate::db::PgConnector;
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::session::flow::Backoff;
@@ -84,8 +85,8 @@ pub enum Committed {
         command: CommandId,
         status: CommandStatus,
     },
-    /// Results of yours are committed (or given up on: their rows keep their lease and are
-    /// tried again later), standing for this many segments (the sum of their
+    /// Results of yours are committed (or given up on: their rows are failed, or keep their
+    /// lease and are tried again later), standing for this many segments (the sum of their
     /// [`ResultAck::segments`]). Either way they no longer count against the window. One
     /// message per session and batch, not one per result: each is a thread wake-up.
     Results(usize),
@@ -94,6 +95,8 @@ pub enum Committed {
 pub struct DbWriterConfig {
     pub pg: PgConnector,
     pub instance: String,
+    /// The rows this process holds: a row's claim ends with its result's commit.
+    pub held: Arc<HeldRows>,
     pub batch: usize,
     pub reconnect_max: Duration,
     /// How receipt ids are compared with submit_sm_resp ids.
@@ -116,6 +119,11 @@ const RESULT_WRITERS: usize = 1;
 /// a stuck result writer (PostgreSQL away) makes them wait this long; they are then stored
 /// anyway, and a receipt that finds no part waits in smpp_rx_unmatched as usual.
 const ORDER_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest a write waits for a row lock another transaction holds (an application's
+/// `SELECT ... FOR UPDATE` on a row in flight): it then fails as transient and is tried again
+/// with backoff, with a log line, rather than holding the writer for as long as the lock.
+const WRITER_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// What one writer thread does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,10 +283,7 @@ impl Batch {
 
     fn describe(&self) -> String {
         match (self.results.first(), self.rx_rows.first()) {
-            (Some(result), _) => format!(
-                "result for row {}; the row keeps its lease and is submitted again when it expires",
-                result.id
-            ),
+            (Some(result), _) => format!("result for row {} not stored", result.id),
             (None, Some(row)) => format!(
                 "received PDU from '{}'; answering ESME_RX_T_APPN so the SMSC delivers it again later",
                 row.source_addr
@@ -425,15 +430,18 @@ impl DbWriter {
         delay
     }
 
-    /// PostgreSQL rejected the batch: a single op is given up (its row keeps its lease, a
-    /// received PDU is answered ESME_RX_T_APPN); a larger batch is committed op by op, so
-    /// that only the bad one is.
+    /// PostgreSQL rejected the batch: a single result fails its row with the reason (see
+    /// [`DbWriter::settle_refused`]), a single received PDU is answered ESME_RX_T_APPN; a
+    /// larger batch is committed op by op, so that only the bad one is.
     fn isolate_rejected(&mut self, batch: Batch, error: &db::DbError) {
         if batch.len() == 1 {
             self.stats.session.report(
                 Level::Error,
                 format!("DB writer: {error}: {}", batch.describe()),
             );
+            if let [result] = batch.results.as_slice() {
+                self.settle_refused(result, error);
+            }
             self.after_commit(batch, CommandStatus::ESME_RX_T_APPN);
             return;
         }
@@ -447,6 +455,32 @@ impl DbWriter {
         for single in batch.into_singles() {
             self.commit_with_retry(single);
         }
+    }
+
+    /// A result PostgreSQL refused for a reason retrying will not change: its row is failed
+    /// with the reason (or released when even that is refused), never left claimed.
+    fn settle_refused(&mut self, result: &TxResult, error: &db::DbError) {
+        let why = error.to_string();
+        let instance = &self.config.instance;
+        let settled = match self.client.as_mut() {
+            Some(client) => db::settle_refused(client, result, &why, instance),
+            None => Err(db::DbError::ConnectionClosed {
+                what: "fail a row whose result was refused",
+            }),
+        };
+        let id = result.id;
+        let message = match settled {
+            Ok(db::Refused::Failed) => format!("row {id}: marked failed, its result refused"),
+            Ok(db::Refused::Released) => {
+                format!("row {id}: even failing it was refused; released, it will be sent again")
+            }
+            Ok(db::Refused::NotHeld) => return,
+            Err(e) => format!(
+                "row {id}: cannot fail it either: {e}; its lease is no longer renewed, it will \
+                 be sent again"
+            ),
+        };
+        self.stats.session.report(Level::Error, message);
     }
 
     /// Once per batch, while esmed stops: the stop waits for PostgreSQL (nothing is given up
@@ -506,6 +540,7 @@ impl DbWriter {
                 .fetch_add(batch.rx_rows.len() as u64, Ordering::Relaxed);
         }
         self.order.committed(batch.result_seqs);
+        self.config.held.settle(batch.results.iter().map(|r| r.id));
         for (to, segments) in coalesce_acks(batch.result_acks.into_iter().flatten()) {
             let _ = to.send(Committed::Results(segments));
         }
@@ -559,8 +594,9 @@ fn connect(pg: &PgConnector, role: Role) -> Result<Client, db::DbError> {
         Role::Results => Planning::Results,
         Role::Received => Planning::Lookups,
     };
+    let limits = wait_limits(WRITER_LOCK_WAIT, None);
     client
-        .batch_execute(&planning.for_session())
+        .batch_execute(&format!("{}; {limits}", planning.for_session()))
         .map_err(db::pg("set up the connection"))?;
     Ok(client)
 }

@@ -152,6 +152,15 @@ impl Env {
         self.write_config_with(name, "sslmode = disable\n", daemon_extra, mode)
     }
 
+    /// [`Env::esmed`] without an `instance` line: esmed names itself as it does by default.
+    pub fn esmed_unnamed(&self, name: &str, daemon_extra: &str) -> Esmed {
+        let (config, log) = self.write_config(name, daemon_extra, 0o600);
+        let text = fs::read_to_string(&config).expect("read esmed.conf");
+        let text = text.replace(&format!("instance = {name}\n"), "");
+        fs::write(&config, text).expect("write esmed.conf");
+        Esmed::start(&config, log)
+    }
+
     fn write_config_with(
         &self,
         name: &str,
