@@ -1,4 +1,4 @@
-//! Encodes and decodes the reference's §11.2 submit_sm "Hello" in a loop for about two
+//! Encodes and decodes the golden submit_sm "Hello" in a loop for about two
 //! seconds on one core and prints PDUs per second. Run with
 //! `cargo run --release --example codec_bench`.
 

@@ -67,7 +67,7 @@ fn gsm_ucs2_and_long_messages_reach_the_smsc_byte_for_byte() {
         bodies
             .iter()
             .any(|(_, b)| *b == body_of_hex_dump(SUBMIT_SM_HELLO)),
-        "no §11.2 body"
+        "not the golden submit_sm body"
     );
     let emoji_body = &bodies.iter().find(|(d, _)| d == "447700900124").unwrap().1;
     assert_eq!(emoji_body[31], 0x08, "an emoji forces UCS2 (data_coding 8)");
@@ -568,7 +568,7 @@ fn long_messages_go_as_sar_tlvs_when_the_server_asks() {
 fn long_messages_go_in_one_message_payload_when_the_server_asks() {
     let bodies = send_russian_with_mode("payload");
     assert_eq!(bodies.len(), 1);
-    // §9.4: sm_length 0, then TLV 04 24 00 9A and the 154 UCS2 octets, starting 04 12.
+    // sm_length 0, then TLV 04 24 00 9A and the 154 UCS2 octets, starting 04 12.
     assert_eq!(
         bodies[0][32..40],
         [0x00, 0x00, 0x04, 0x24, 0x00, 0x9A, 0x04, 0x12]

@@ -110,7 +110,7 @@ fn bind_ok_carries_interface_version_and_wrong_password_is_refused() {
     assert_eq!(body.tlvs[0].value, vec![0x34]);
     let (mut bad, resp) = Client::bind(&smsc, BindKind::Transmitter, "wrong");
     assert_eq!(resp.command_status, CommandStatus::ESME_RINVPASWD);
-    // Header-only on error (reference §3.1).
+    // Header-only on error.
     assert_eq!(encode_to_vec(&resp).unwrap().len(), 16);
     bad.send(submit_body("4477", "x", 0));
     assert_eq!(

@@ -20,7 +20,7 @@ use crate::tls::{client_config, tls_error_in, TlsError};
 pub enum BindError {
     /// The host name does not resolve or the TCP connect failed.
     Connect(io::Error),
-    /// The SMSC refused the bind with this status (reference §4, class "session").
+    /// The SMSC refused the bind with this status.
     Refused(CommandStatus),
     /// No bind_resp within smpp_session_init_timer.
     Timeout,

@@ -83,7 +83,7 @@ impl std::fmt::Display for BindKind {
     }
 }
 
-/// The protocol timers of reference §7.3, from the server row.
+/// The protocol timers of SMPP 3.4 §7.2, from the server row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionTimers {
     /// Connect plus bind must finish within this.

@@ -87,7 +87,7 @@ pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<Sm>, Ro
         .collect())
 }
 
-/// The registered_delivery octet for the row's smpp_registered_delivery (reference §5.4).
+/// The registered_delivery octet for the row's smpp_registered_delivery (SMPP 3.4 §5.2.17).
 fn registered_delivery_flag(requested: RegisteredDelivery) -> u8 {
     match requested {
         RegisteredDelivery::NotRequested => 0x00,
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_gsm_row_becomes_the_reference_submit_sm() {
-        // reference §11.2: ESMED (5/0) to 447700900123 (1/1), registered_delivery 1, "Hello"
+        // the golden submit_sm "Hello": ESMED (5/0) to 447700900123 (1/1), registered_delivery 1, "Hello"
         let parts = build_parts(&row(1, "447700900123", "Hello"), &settings()).unwrap();
         assert_eq!(parts.len(), 1);
         let sm = &parts[0];

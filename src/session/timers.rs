@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::id_hash::IdMap;
 
-/// Every timer a session arms, named after reference §7.3.
+/// Every timer a session arms, named after SMPP 3.4 §7.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Timer {
     /// Time to send the periodic enquire_link.

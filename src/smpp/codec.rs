@@ -2,9 +2,9 @@
 //! (as cut by `frame`) back into a [`Pdu`]. Pure functions: no I/O, no logging; errors say which
 //! field went wrong and, for decode, which command_status to answer with.
 //!
-//! Encoding is strict (reference §1.3 maxima, no NUL inside C-strings, time fields 0 or 16
+//! Encoding is strict (the specification's maximum sizes, no NUL inside C-strings, time fields 0 or 16
 //! characters): an invalid value is an [`EncodeError`] naming the field, never a truncation.
-//! Decoding is lenient where the reference asks for it (§3.1, §6.2): over-long strings are
+//! Decoding is lenient where real peers need it: over-long strings are
 //! accepted, a missing NUL at the very end of the body is accepted, response bodies that are
 //! absent or short decode to empty fields, and a malformed TLV tail of a response is dropped
 //! while its mandatory fields are kept. Requests are checked: an overrun is a [`DecodeError`].
@@ -13,7 +13,7 @@
 //! - `command_length` is back-patched, `command_id` comes from the body, `sm_length` from
 //!   `short_message`;
 //! - submit_sm_resp, data_sm_resp and bind_*_resp with a non-zero status, empty fields and no
-//!   TLVs are sent header-only (§3.1), which decodes back to the same value;
+//!   TLVs are sent header-only, which decodes back to the same value;
 //! - deliver_sm_resp always carries its body (the single octet `00` when `message_id` is empty).
 
 mod decode;
@@ -29,7 +29,7 @@ pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 /// Size of the PDU header (command_length, command_id, command_status, sequence_number).
 pub const HEADER_LEN: usize = 16;
 
-/// Maximum sizes of mandatory C-octet strings, NUL included (reference §1.3).
+/// Maximum sizes of mandatory C-octet strings, NUL included (SMPP 3.4 §4).
 pub mod max {
     pub const SYSTEM_ID: usize = 16;
     pub const PASSWORD: usize = 9;

@@ -1,4 +1,4 @@
-//! SMPP command identifiers (reference §2). Unknown values are kept in `Other`, never rejected,
+//! SMPP command identifiers (SMPP 3.4 §5.1.2.1). Unknown values are kept in `Other`, never rejected,
 //! so that the session can answer them with generic_nack ESME_RINVCMDID.
 
 /// The `command_id` header field. Bit 31 set means a response.

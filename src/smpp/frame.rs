@@ -1,4 +1,4 @@
-//! Framing (reference §1.4): cutting a TCP byte stream into whole PDUs. [`frame`] looks at
+//! Framing: cutting a TCP byte stream into whole PDUs. [`frame`] looks at
 //! the start of a buffer and says whether a complete PDU is there; [`FrameBuffer`] owns the
 //! socket reader's buffer and hands out frames for `codec::decode`. No decoding happens here.
 //!
@@ -196,14 +196,14 @@ impl Default for FrameBuffer {
 mod tests {
     use super::*;
 
-    /// §11.2 submit_sm "Hello", seq 2 (55 octets).
+    /// submit_sm "Hello", seq 2 (55 octets).
     const SUBMIT_SM: &[u8] = &[
         0x00, 0x00, 0x00, 0x37, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x02, 0x00, 0x05, 0x00, 0x45, 0x53, 0x4D, 0x45, 0x44, 0x00, 0x01, 0x01, 0x34, 0x34, 0x37,
         0x37, 0x30, 0x30, 0x39, 0x30, 0x30, 0x31, 0x32, 0x33, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x01, 0x00, 0x00, 0x00, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F,
     ];
-    /// §3.5 enquire_link, seq 3.
+    /// enquire_link, seq 3.
     const ENQUIRE_LINK: &[u8] = &[0, 0, 0, 0x10, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 3];
 
     fn header(command_length: u32, sequence_number: u32) -> Vec<u8> {

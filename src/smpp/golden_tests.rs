@@ -1,7 +1,6 @@
-//! Golden vectors: every PDU type as exact wire bytes. The worked examples of the reference
-//! (§3.5, §3.7, §9.4, §10.5, §11) are copied verbatim (those the end-to-end tests use too live
-//! in `smpp::reference`); the PDU types it has no example for are
-//! written by hand from its layout tables, one commented line per field. Each vector must
+//! Golden vectors: every PDU type as exact wire bytes. Worked examples (those the end-to-end
+//! tests use too live in `smpp::reference`) are copied verbatim; the other PDU types are
+//! written by hand from the specification's layout tables, one commented line per field. Each vector must
 //! encode to exactly its bytes and decode back to exactly its PDU.
 
 use super::codec::{decode, encode_submit_sm, encode_to_vec};
@@ -36,7 +35,7 @@ fn pdu(sequence_number: u32, command_status: CommandStatus, body: Body) -> Pdu {
 
 const OK: CommandStatus = CommandStatus::ESME_ROK;
 
-/// The §11 / §9.4 addressing: from "ESMED" (TON 5, NPI 0) to 447700900123 (TON 1, NPI 1).
+/// The examples' addressing: from "ESMED" (TON 5, NPI 0) to 447700900123 (TON 1, NPI 1).
 fn esmed_to_handset(registered_delivery: u8, data_coding: u8) -> Sm {
     Sm {
         source: Address::new(5, 0, "ESMED"),
@@ -47,12 +46,12 @@ fn esmed_to_handset(registered_delivery: u8, data_coding: u8) -> Sm {
     }
 }
 
-/// The 132 UCS2 octets of §9.4 part 1 (after the 6-octet UDH at offset 50).
+/// The 132 UCS2 octets of the long-message example's part 1 (after the 6-octet UDH at offset 50).
 fn ucs2_part_1_text() -> Vec<u8> {
     bytes(UCS2_UDH_PART_1)[56..].to_vec()
 }
 
-/// The 22 UCS2 octets of §9.4 part 2.
+/// The 22 UCS2 octets of its part 2.
 fn ucs2_part_2_text() -> Vec<u8> {
     bytes(UCS2_UDH_PART_2)[56..].to_vec()
 }
@@ -79,7 +78,7 @@ fn ucs2_sar_part(part: u8, text: Vec<u8>) -> Body {
     }))
 }
 
-/// The fixed part of the §9.4 submit_sm body (offsets 16–48), esm_class given.
+/// The fixed part of the long-message example's submit_sm body (offsets 16–48), esm_class given.
 fn ucs2_fixed_fields(esm_class: &str) -> Vec<u8> {
     fields(&[
         "00",                                           // service_type ""
@@ -118,37 +117,37 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
 
     vec![
         (
-            "§3.5 enquire_link",
+            "enquire_link",
             pdu(3, OK, Body::EnquireLink),
             bytes("00 00 00 10 00 00 00 15 00 00 00 00 00 00 00 03"),
         ),
         (
-            "§3.5 enquire_link_resp",
+            "enquire_link_resp",
             pdu(3, OK, Body::EnquireLinkResp),
             bytes("00 00 00 10 80 00 00 15 00 00 00 00 00 00 00 03"),
         ),
         (
-            "§3.5 unbind",
+            "unbind",
             pdu(9, OK, Body::Unbind),
             bytes("00 00 00 10 00 00 00 06 00 00 00 00 00 00 00 09"),
         ),
         (
-            "§3.5 unbind_resp",
+            "unbind_resp",
             pdu(9, OK, Body::UnbindResp),
             bytes("00 00 00 10 80 00 00 06 00 00 00 00 00 00 00 09"),
         ),
         (
-            "§3.5 generic_nack ESME_RINVCMDID",
+            "generic_nack ESME_RINVCMDID",
             pdu(7, CommandStatus::ESME_RINVCMDID, Body::GenericNack),
             bytes("00 00 00 10 80 00 00 00 00 00 00 03 00 00 00 07"),
         ),
         (
-            "§3.5/§10.5 deliver_sm_resp OK",
+            "deliver_sm_resp OK",
             pdu(0x10, OK, Body::DeliverSmResp(MessageIdResp::default())),
             bytes("00 00 00 11 80 00 00 05 00 00 00 00 00 00 00 10 00"),
         ),
         (
-            "§3.7/§11.2 submit_sm_resp OK",
+            "submit_sm_resp OK",
             pdu(
                 2,
                 OK,
@@ -160,7 +159,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             bytes("00 00 00 19 80 00 00 04 00 00 00 00 00 00 00 02 30 41 31 42 32 43 33 44 00"),
         ),
         (
-            "§3.7 submit_sm_resp throttled, header only",
+            "submit_sm_resp throttled, header only",
             pdu(
                 2,
                 CommandStatus::ESME_RTHROTTLED,
@@ -169,27 +168,27 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             bytes("00 00 00 10 80 00 00 04 00 00 00 58 00 00 00 02"),
         ),
         (
-            "§9.4 UDH part 1",
+            "UDH part 1",
             pdu(3, OK, ucs2_udh_part(1, ucs2_part_1_text())),
             bytes(UCS2_UDH_PART_1),
         ),
         (
-            "§9.4 UDH part 2",
+            "UDH part 2",
             pdu(4, OK, ucs2_udh_part(2, ucs2_part_2_text())),
             bytes(UCS2_UDH_PART_2),
         ),
         (
-            "§9.4 SAR part 1",
+            "SAR part 1",
             pdu(5, OK, ucs2_sar_part(1, ucs2_part_1_text())),
             sar_part_1,
         ),
         (
-            "§9.4 SAR part 2",
+            "SAR part 2",
             pdu(6, OK, ucs2_sar_part(2, ucs2_part_2_text())),
             bytes(UCS2_SAR_PART_2),
         ),
         (
-            "§9.4 message_payload variant",
+            "message_payload variant",
             pdu(
                 7,
                 OK,
@@ -201,7 +200,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             payload,
         ),
         (
-            "§9.4 16-bit reference UDH part 1",
+            "16-bit reference UDH part 1",
             pdu(
                 3,
                 OK,
@@ -214,7 +213,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             udh16_part_1,
         ),
         (
-            "§10.5 receipt deliver_sm",
+            "receipt deliver_sm",
             pdu(
                 0x10,
                 OK,
@@ -234,7 +233,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             bytes(RECEIPT_DELIVER_SM),
         ),
         (
-            "§11.1 bind_transceiver",
+            "bind_transceiver",
             pdu(
                 1,
                 OK,
@@ -248,7 +247,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             bytes(BIND_TRANSCEIVER),
         ),
         (
-            "§11.1 bind_transceiver_resp OK",
+            "bind_transceiver_resp OK",
             pdu(
                 1,
                 OK,
@@ -260,7 +259,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             bytes("00 00 00 1A 80 00 00 09 00 00 00 00 00 00 00 01 53 4D 53 43 00 02 10 00 01 34"),
         ),
         (
-            "§11.1 bind_transceiver_resp ESME_RINVPASWD",
+            "bind_transceiver_resp ESME_RINVPASWD",
             pdu(
                 1,
                 CommandStatus(0x0E),
@@ -269,7 +268,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
             bytes("00 00 00 10 80 00 00 09 00 00 00 0E 00 00 00 01"),
         ),
         (
-            "§11.2 submit_sm Hello",
+            "submit_sm Hello",
             pdu(
                 2,
                 OK,
@@ -283,11 +282,11 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
     ]
 }
 
-/// PDU types without a worked example in the reference, written from its layout tables.
+/// PDU types without a worked example, written from the specification's layout tables.
 fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
     vec![
         (
-            "outbind (§3.4)",
+            "outbind",
             pdu(
                 1,
                 OK,
@@ -306,7 +305,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "bind_receiver (§3.2)",
+            "bind_receiver",
             pdu(
                 1,
                 OK,
@@ -335,7 +334,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "bind_transmitter (§3.2)",
+            "bind_transmitter",
             pdu(
                 2,
                 OK,
@@ -359,7 +358,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "bind_receiver_resp OK without TLVs (§3.3)",
+            "bind_receiver_resp OK without TLVs",
             pdu(
                 1,
                 OK,
@@ -377,7 +376,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "bind_transmitter_resp ESME_RBINDFAIL, header only (§3.1)",
+            "bind_transmitter_resp ESME_RBINDFAIL, header only",
             pdu(
                 2,
                 CommandStatus(0x0D),
@@ -391,7 +390,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "data_sm with message_payload (§3.10)",
+            "data_sm with message_payload",
             pdu(
                 8,
                 OK,
@@ -418,7 +417,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "data_sm_resp OK (§3.10)",
+            "data_sm_resp OK",
             pdu(
                 8,
                 OK,
@@ -436,7 +435,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "data_sm_resp ESME_RDELIVERYFAILURE with a TLV (§3.10)",
+            "data_sm_resp ESME_RDELIVERYFAILURE with a TLV",
             pdu(
                 8,
                 CommandStatus(0xFE),
@@ -455,7 +454,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "data_sm_resp error, header only (§3.1)",
+            "data_sm_resp error, header only",
             pdu(
                 8,
                 CommandStatus::ESME_RSYSERR,
@@ -469,7 +468,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "query_sm (§3.11)",
+            "query_sm",
             pdu(
                 11,
                 OK,
@@ -489,7 +488,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "query_sm_resp DELIVERED (§3.11)",
+            "query_sm_resp DELIVERED",
             pdu(
                 11,
                 OK,
@@ -512,7 +511,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "cancel_sm (§3.12)",
+            "cancel_sm",
             pdu(
                 12,
                 OK,
@@ -535,7 +534,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "cancel_sm_resp (§3.12)",
+            "cancel_sm_resp",
             pdu(12, OK, Body::CancelSmResp),
             fields(&[
                 "00 00 00 10", // command_length = 16
@@ -545,7 +544,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "alert_notification (§3.13)",
+            "alert_notification",
             pdu(
                 0x20,
                 OK,
@@ -566,7 +565,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "replace_sm is kept raw (§3.12)",
+            "replace_sm is kept raw",
             pdu(
                 13,
                 OK,
@@ -584,7 +583,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
             ]),
         ),
         (
-            "vendor command id is kept raw (§2)",
+            "vendor command id is kept raw",
             pdu(
                 14,
                 OK,

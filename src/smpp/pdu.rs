@@ -1,4 +1,4 @@
-//! PDU types: one struct per body layout of reference §3. No encoding here (see `codec`), and
+//! PDU types: one struct per body layout of SMPP 3.4 §4. No encoding here (see `codec`), and
 //! no derived fields: `command_length`, `command_id` and `sm_length` are computed when encoding.
 //!
 //! Strings are kept as bytes ([`COctet`]) because SMSCs send whatever they like; maximum lengths
@@ -160,7 +160,7 @@ impl Body {
     }
 }
 
-/// bind_transmitter / bind_receiver / bind_transceiver (§3.2).
+/// bind_transmitter / bind_receiver / bind_transceiver (§4.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bind {
     pub system_id: COctet,
@@ -172,21 +172,21 @@ pub struct Bind {
     pub address_range: COctet,
 }
 
-/// bind_*_resp (§3.3); header-only on error decodes to the default.
+/// bind_*_resp (§4.1); header-only on error decodes to the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BindResp {
     pub system_id: COctet,
     pub tlvs: Vec<Tlv>,
 }
 
-/// outbind (§3.4).
+/// outbind (§4.1.7).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outbind {
     pub system_id: COctet,
     pub password: COctet,
 }
 
-/// submit_sm and deliver_sm share one layout (§3.6, §3.8).
+/// submit_sm and deliver_sm share one layout (§4.4.1, §4.6.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sm {
     pub service_type: COctet,
@@ -206,7 +206,7 @@ pub struct Sm {
     pub tlvs: Vec<Tlv>,
 }
 
-/// submit_sm_resp, deliver_sm_resp and data_sm_resp (§3.7, §3.9, §3.10): a message id and,
+/// submit_sm_resp, deliver_sm_resp and data_sm_resp (§4.4.2, §4.6.2, §4.7.2): a message id and,
 /// for data_sm_resp, TLVs. A header-only body (on error) decodes to the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageIdResp {
@@ -214,7 +214,7 @@ pub struct MessageIdResp {
     pub tlvs: Vec<Tlv>,
 }
 
-/// data_sm (§3.10): user data travels in the message_payload TLV.
+/// data_sm (§4.7.1): user data travels in the message_payload TLV.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataSm {
     pub service_type: COctet,
@@ -226,14 +226,14 @@ pub struct DataSm {
     pub tlvs: Vec<Tlv>,
 }
 
-/// query_sm (§3.11).
+/// query_sm (§4.8.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuerySm {
     pub message_id: COctet,
     pub source: Address,
 }
 
-/// query_sm_resp (§3.11).
+/// query_sm_resp (§4.8.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuerySmResp {
     pub message_id: COctet,
@@ -242,7 +242,7 @@ pub struct QuerySmResp {
     pub error_code: u8,
 }
 
-/// cancel_sm (§3.12).
+/// cancel_sm (§4.9.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CancelSm {
     pub service_type: COctet,
@@ -251,7 +251,7 @@ pub struct CancelSm {
     pub destination: Address,
 }
 
-/// alert_notification (§3.13).
+/// alert_notification (§4.12.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertNotification {
     pub source: Address,

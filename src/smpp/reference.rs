@@ -2,11 +2,11 @@
 //! golden vectors check the codec against them, and the
 //! end-to-end tests check what reaches the test SMSC against the same bytes.
 
-/// The §9.4 example message: two UCS2 parts, concatenation reference 0x2A.
+/// The long-message example: two UCS2 parts, concatenation reference 0x2A.
 pub const UCS2_TEXT: &str =
     "Ваш заказ №48213 передан курьеру. Доставка завтра с 10:00 до 14:00😀 Спасибо!";
 
-/// §9.4 part 1: UCS2, 8-bit-reference UDH, seq 3 (188 octets), copied verbatim.
+/// The long-message example, part 1: UCS2, 8-bit-reference UDH, seq 3 (188 octets), copied verbatim.
 pub const UCS2_UDH_PART_1: &str = "
     0000: 00 00 00 BC 00 00 00 04 00 00 00 00 00 00 00 03
     0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
@@ -21,7 +21,7 @@ pub const UCS2_UDH_PART_1: &str = "
     00A0: 00 31 00 30 00 3A 00 30 00 30 00 20 04 34 04 3E
     00B0: 00 20 00 31 00 34 00 3A 00 30 00 30
 ";
-/// §9.4 part 2, seq 4 (78 octets), copied verbatim.
+/// The long-message example, part 2, seq 4 (78 octets), copied verbatim.
 pub const UCS2_UDH_PART_2: &str = "
     0000: 00 00 00 4E 00 00 00 04 00 00 00 00 00 00 00 04
     0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
@@ -29,7 +29,7 @@ pub const UCS2_UDH_PART_2: &str = "
     0030: 00 1C 05 00 03 2A 02 02 D8 3D DE 00 00 20 04 21
     0040: 04 3F 04 30 04 41 04 38 04 31 04 3E 00 21
 ";
-/// §9.4 SAR variant part 2, seq 6 (88 octets), copied verbatim.
+/// The long-message example with SAR TLVs, part 2, seq 6 (88 octets), copied verbatim.
 pub const UCS2_SAR_PART_2: &str = "
     0000: 00 00 00 58 00 00 00 04 00 00 00 00 00 00 00 06
     0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30
@@ -38,7 +38,7 @@ pub const UCS2_SAR_PART_2: &str = "
     0040: 04 38 04 31 04 3E 00 21 02 0C 00 02 00 2A 02 0E
     0050: 00 01 02 02 0F 00 01 02
 ";
-/// §10.5 delivery receipt deliver_sm, SMSC seq 0x10 (182 octets), copied verbatim.
+/// A delivery receipt deliver_sm, SMSC seq 0x10 (182 octets), copied verbatim.
 pub const RECEIPT_DELIVER_SM: &str = "
     0000: 00 00 00 B6 00 00 00 05 00 00 00 00 00 00 00 10
     0010: 00 01 01 34 34 37 37 30 30 39 30 30 31 32 33 00
@@ -53,13 +53,13 @@ pub const RECEIPT_DELIVER_SM: &str = "
     00A0: 09 30 41 31 42 32 43 33 44 00 04 27 00 01 02 04
     00B0: 23 00 03 03 00 00
 ";
-/// §11.1 bind_transceiver esme1/secret, seq 1 (34 octets), copied verbatim.
+/// bind_transceiver esme1/secret, seq 1 (34 octets), copied verbatim.
 pub const BIND_TRANSCEIVER: &str = "
     0000: 00 00 00 22 00 00 00 09 00 00 00 00 00 00 00 01
     0010: 65 73 6D 65 31 00 73 65 63 72 65 74 00 00 34 00
     0020: 00 00
 ";
-/// §11.2 submit_sm "Hello", seq 2 (55 octets), copied verbatim.
+/// submit_sm "Hello", seq 2 (55 octets), copied verbatim.
 pub const SUBMIT_SM_HELLO: &str = "
     0000: 00 00 00 37 00 00 00 04 00 00 00 00 00 00 00 02
     0010: 00 05 00 45 53 4D 45 44 00 01 01 34 34 37 37 30

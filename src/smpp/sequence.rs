@@ -1,4 +1,4 @@
-//! Sequence numbers for the requests esmed originates (reference §1.1 rule 4): 1 to
+//! Sequence numbers for the requests esmed originates (SMPP 3.4 §3.2): 1 to
 //! 0x7FFFFFFF, then back to 1; never 0, which is reserved for generic_nacks answering an
 //! unreadable header. Received sequence numbers are echoed verbatim and never checked here.
 

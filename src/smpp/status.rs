@@ -1,4 +1,4 @@
-//! The command_status table (reference §4): every v3.4 code with its name, meaning and the
+//! The command_status table (SMPP 3.4 §5.1.3): every v3.4 code with its name, meaning and the
 //! retry class esmed's policy uses. Unknown values are kept as they are.
 //!
 //! One static [`TABLE`] drives `name`, `meaning` and `class`; the class is a default policy
@@ -10,7 +10,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommandStatus(pub u32);
 
-/// What the ESME should do about a status (reference §4, "Class" column).
+/// What the ESME should do about a status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatusClass {
     /// Success.
@@ -83,7 +83,7 @@ impl CommandStatus {
 
 use StatusClass::{Ok as S_OK, Permanent as PERM, Session as SESS, Transient as TRAN};
 
-/// Every named code: value, name, short meaning (reference §4) and default class.
+/// Every named code: value, name, short meaning and default class.
 /// ESME_RDELIVERYFAILURE "depends" on delivery_failure_reason; without it the default is
 /// permanent, so that is its class here.
 pub const TABLE: [(CommandStatus, &str, &str, StatusClass); 53] = [
@@ -402,7 +402,7 @@ pub const TABLE: [(CommandStatus, &str, &str, StatusClass); 53] = [
     ),
 ];
 
-/// The SMSC-vendor range (reference §4).
+/// The SMSC-vendor range (0x400–0x4FF).
 const VENDOR_RANGE: std::ops::RangeInclusive<u32> = 0x400..=0x4FF;
 
 impl CommandStatus {
@@ -415,7 +415,7 @@ impl CommandStatus {
         self.entry().map(|e| e.1)
     }
 
-    /// The short meaning of reference §4; unnamed values say which range they are in.
+    /// The short meaning of the code; unnamed values say which range they are in.
     pub fn meaning(self) -> &'static str {
         match self.entry() {
             Some(e) => e.2,
@@ -473,7 +473,7 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    /// Reference §4, copied by hand: (value, name).
+    /// The specification's table, copied by hand: (value, name).
     const REFERENCE: [(u32, &str); 48] = [
         (0x00, "ESME_ROK"),
         (0x01, "ESME_RINVMSGLEN"),

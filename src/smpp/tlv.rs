@@ -1,4 +1,4 @@
-//! Optional parameters (TLVs, reference §6). A TLV is kept as tag + raw value so that unknown
+//! Optional parameters (TLVs, SMPP 3.4 §5.3). A TLV is kept as tag + raw value so that unknown
 //! and vendor tags survive decode/encode unchanged; this module names the v3.4 tags and reads
 //! typed values out of a TLV list.
 
@@ -31,7 +31,7 @@ impl Tlv {
         }
     }
 
-    /// A C-octet-string TLV: the value carries the NUL (§6.2 rule 5).
+    /// A C-octet-string TLV: the value carries the NUL.
     pub fn cstring(tag: u16, text: &[u8]) -> Self {
         let mut value = text.to_vec();
         value.push(0);
@@ -44,7 +44,7 @@ impl Tlv {
     }
 }
 
-/// The v3.4 tag values (§6.3), by the spec's names.
+/// The v3.4 tag values (SMPP 3.4 §5.3.2), by the spec's names.
 pub mod tag {
     pub const DEST_ADDR_SUBUNIT: u16 = 0x0005;
     pub const DEST_NETWORK_TYPE: u16 = 0x0006;
@@ -169,7 +169,7 @@ pub fn find_u16(tlvs: &[Tlv], tag: u16) -> Option<u16> {
     }
 }
 
-/// A C-octet-string TLV's text without its NUL (a missing NUL is tolerated, §6.2 rule 5).
+/// A C-octet-string TLV's text without its NUL (a missing NUL is tolerated: some peers omit it).
 pub fn find_cstring(tlvs: &[Tlv], tag: u16) -> Option<&[u8]> {
     let value = find(tlvs, tag)?.value.as_slice();
     Some(value.strip_suffix(&[0]).unwrap_or(value))

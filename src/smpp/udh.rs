@@ -1,4 +1,4 @@
-//! User Data Header (reference §9.1): building the concatenation header for outgoing parts
+//! User Data Header (3GPP TS 23.040 §9.2.3.24): building the concatenation header for outgoing parts
 //! and splitting an incoming short_message into its UDH and the text after it.
 //!
 //! Parsing keeps every information element: concatenation and port IEs are read into typed

@@ -1,4 +1,4 @@
-//! Building the deliver_sm of a delivery receipt (reference §10.1, §10.2): addresses swapped,
+//! Building the deliver_sm of a delivery receipt (SMPP 3.4 Appendix B): addresses swapped,
 //! esm_class 0x04 (0x20 for an intermediate notification), the de-facto text
 //! `id:… sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DELIVRD err:000
 //! text:…` and, when enabled, the receipted_message_id / message_state / network_error_code
@@ -82,7 +82,7 @@ pub fn receipt_sm(
     }
 }
 
-/// The 7-letter `stat:` word of §10.2.
+/// The 7-letter `stat:` word of the receipt text.
 pub fn stat_word(state: MessageState) -> &'static str {
     match state {
         MessageState::Enroute => "ENROUTE",
@@ -102,7 +102,7 @@ pub fn yymmddhhmm(at: SystemTime) -> String {
     format!("{:02}{mo:02}{d:02}{h:02}{mi:02}", y % 100)
 }
 
-/// `YYMMDDhhmmss000+` (reference §5.10 absolute time, UTC) for query_sm_resp's final_date.
+/// `YYMMDDhhmmss000+` (SMPP 3.4 §7.1.1 absolute time, UTC) for query_sm_resp's final_date.
 pub fn smpp_absolute_time(at: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = utc_fields(at);
     format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}000+", y % 100)

@@ -331,7 +331,7 @@ impl Drop for Esmed {
     }
 }
 
-/// The bytes after the 16-octet header of a PDU given as spaced hex (reference dumps).
+/// The bytes after the 16-octet header of a PDU given as spaced hex (the golden dumps).
 pub fn body_of_hex_dump(dump: &str) -> Vec<u8> {
     let bytes = esmed::smpp::reference::dump_bytes(dump).expect("a hex dump");
     bytes[16..].to_vec()

@@ -46,7 +46,7 @@ fn set_rss(outcome: &mut Outcome, run: &Run) {
     }
 }
 
-/// SMPP final message states (reference §5.2.28); ENROUTE and SCHEDULED are not final.
+/// SMPP final message states (SMPP 3.4 §5.2.28); ENROUTE and SCHEDULED are not final.
 const FINAL_STATE: &str = "smpp_message_state IS NOT NULL \
      AND upper(smpp_message_state) NOT IN ('ENROUTE', 'SCHEDULED')";
 

@@ -30,7 +30,7 @@ pub fn decode(frame: &[u8]) -> Result<Pdu, DecodeError> {
     let mut reader = Reader {
         body: &frame[HEADER_LEN..],
         pos: 0,
-        // Responses are read leniently: absent or short bodies give empty fields (§3.1).
+        // Responses are read leniently: absent or short bodies give empty fields: peers send error responses header-only.
         lenient: command_id.is_response(),
         command_id,
         sequence_number,
@@ -229,7 +229,7 @@ struct Reader<'a> {
     body: &'a [u8],
     pos: usize,
     /// Read a response: a body that ends early leaves the remaining fields empty, and a
-    /// malformed TLV tail is dropped (§3.1, §6.2 rule 1), because failing a response would
+    /// malformed TLV tail is dropped, because failing a response would
     /// lose the outcome of a request.
     lenient: bool,
     command_id: CommandId,
@@ -341,7 +341,7 @@ impl<'a> Reader<'a> {
         Ok(tlvs)
     }
 
-    /// TLVs on a PDU whose type has no place for them are checked, then ignored (§6.2 rule 2).
+    /// TLVs on a PDU whose type has no place for them are checked, then ignored, as the specification asks of a receiver.
     fn skip_tlvs(&mut self) -> Result<(), DecodeError> {
         while !self.remaining().is_empty() {
             if let Err(error) = self.next_tlv() {

@@ -1,4 +1,4 @@
-//! Encoding: validate each field against reference §1.3 while appending it, then back-patch
+//! Encoding: validate each field against the specification's maximum sizes while appending it, then back-patch
 //! command_length. Nothing is allocated besides the growth of the caller's buffer.
 
 use byteorder::{BigEndian, ByteOrder};
@@ -107,7 +107,7 @@ fn append_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) -> Result<
     }
 }
 
-/// Error responses with nothing in them go out header-only (reference §3.1).
+/// Error responses with nothing in them go out header-only, as SMSCs send them.
 fn omitted_on_error(status: CommandStatus, text: &COctet, tlvs: &[Tlv]) -> bool {
     status != CommandStatus::ESME_ROK && text.is_empty() && tlvs.is_empty()
 }

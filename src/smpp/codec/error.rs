@@ -1,5 +1,5 @@
 //! The codec's error types. Both are small `Copy` values that name the field at fault; a
-//! [`DecodeError`] also knows the command_status esmed answers the peer with (reference §7.5).
+//! [`DecodeError`] also knows the command_status esmed answers the peer with.
 
 use std::fmt;
 
@@ -17,7 +17,7 @@ pub enum EncodeError {
     },
     /// A C-octet string contains a NUL, which would end it early on the wire.
     ContainsNul { field: &'static str },
-    /// A time field must be empty or exactly 16 characters (reference §5.10).
+    /// A time field must be empty or exactly 16 characters (SMPP 3.4 §7.1).
     BadTimeLength { field: &'static str, len: usize },
     /// The whole PDU would not fit the 4-octet command_length.
     PduTooLong { len: usize },
