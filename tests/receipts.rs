@@ -716,7 +716,8 @@ fn a_reused_reference_ends_the_older_incomplete_set() {
 /// one for its text (stored without it), one whatever it holds (its parts set aside, with a
 /// log line, and not tried again). Their parts are acknowledged all the same, and the rest
 /// of housekeeping goes on: another set times out and is stored incomplete, and a receipt
-/// is matched late.
+/// is matched late, though another receipt's state is refused by a trigger on its message
+/// (that receipt stops waiting, with a log line).
 #[test]
 fn a_set_postgresql_refuses_blocks_no_other_housekeeping() {
     let env = Env::new("refused-set");
@@ -734,21 +735,33 @@ fn a_set_postgresql_refuses_blocks_no_other_housekeeping() {
              END $$;
              CREATE TRIGGER refuse_blocked BEFORE INSERT ON smpp_rx_queue
                  FOR EACH ROW EXECUTE FUNCTION refuse_blocked();
+             CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.smpp_message_id = 'late2'
+                    AND NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state THEN
+                     RAISE EXCEPTION 'row late2 is frozen';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_state BEFORE UPDATE ON smpp_tx_queue
+                 FOR EACH ROW EXECUTE FUNCTION refuse_state();
              INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
                      submission_done, smpp_message_id)
-                 VALUES ('447700900777', 'sent by another esmed', true, 'late1');",
+                 VALUES ('447700900777', 'sent by another esmed', true, 'late1'),
+                        ('447700900778', 'its state is refused', true, 'late2');",
         )
         .unwrap();
     let esmed = env.esmed("refused-set", "mo_reassembly_timeout = 3s\n");
     assert!(env.smsc.wait_for_bound(1, T));
-    // A receipt whose message is not known yet: it waits.
-    env.smsc.send_mo(MoMessage::raw(
-        "447700900777",
-        "ESMED",
-        b"id:late1 sub:001 dlvrd:001 submit date:2612071200 done date:2612071201 stat:DELIVRD err:000 text:x",
-        0,
-        0x04,
-    ));
+    // Receipts whose messages are not known yet: they wait.
+    for (source, id) in [("447700900777", "late1"), ("447700900778", "late2")] {
+        let text = format!(
+            "id:{id} sub:001 dlvrd:001 submit date:2612071200 done date:2612071201 \
+             stat:DELIVRD err:000 text:x"
+        );
+        env.smsc
+            .send_mo(MoMessage::raw(source, "ESMED", text.as_bytes(), 0, 0x04));
+    }
     for seq in 1..=2 {
         let text = ["a poison ", "pill"][usize::from(seq - 1)];
         env.smsc
@@ -761,17 +774,18 @@ fn a_set_postgresql_refuses_blocks_no_other_housekeeping() {
     env.smsc
         .send_mo(udh8_part("447700900888", 0x12, 2, 1, "lonely"));
     assert!(
-        env.smsc.wait_for_count(6, T, CommandId::DeliverSmResp),
+        env.smsc.wait_for_count(7, T, CommandId::DeliverSmResp),
         "{}",
         esmed.log()
     );
-    // The receipt's message becomes known (as another esmed would store it).
-    wait_until(T, "the receipt waiting", &esmed, || {
-        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") > 0
+    // The receipts' messages become known (as another esmed would store them).
+    wait_until(T, "the receipts waiting", &esmed, || {
+        count(&env, "SELECT count(DISTINCT rx_id) FROM smpp_rx_unmatched") == 2
     });
     env.db()
         .execute(
-            "UPDATE smpp_tx_queue SET smpp_message_id_key = 'late1' WHERE smpp_message_id = 'late1'",
+            "UPDATE smpp_tx_queue SET smpp_message_id_key = smpp_message_id \
+             WHERE smpp_message_id IN ('late1', 'late2')",
             &[],
         )
         .unwrap();
@@ -829,12 +843,29 @@ fn a_set_postgresql_refuses_blocks_no_other_housekeeping() {
         !log.contains("housekeeping of receipts and MO parts failed"),
         "{log}"
     );
+    // The receipt whose state was refused stops waiting, once, and blocks no other.
+    assert_eq!(
+        log.matches("but writing the state was refused").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("row late2 is frozen"), "{log}");
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
+    let late2: Option<i64> = env
+        .db()
+        .query_one(
+            "SELECT tx_id FROM smpp_rx_queue WHERE smpp_source_addr = '447700900778'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(late2, None);
     assert!(env
         .smsc
         .deliver_sm_resps()
         .iter()
         .all(|r| r.pdu.command_status.is_ok()));
-    assert_eq!(env.smsc.sent().len(), 6, "nothing delivered twice");
+    assert_eq!(env.smsc.sent().len(), 7, "nothing delivered twice");
 }
 
 /// `len` characters that no compression shortens much (PostgreSQL compresses an index entry

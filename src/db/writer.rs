@@ -889,10 +889,25 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
 }
 
 /// Matches waiting receipts late and forgets expired ones; returns whether some still wait.
+/// All in one transaction, the usual case; when PostgreSQL refuses that, receipt by receipt
+/// (see [`match_receipts_one_by_one`]).
 fn tidy_receipts(client: &mut Client, config: &DbWriterConfig) -> Result<bool, db::DbError> {
     let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
-    let states = receipts::match_waiting(&mut transaction, None)?;
-    receipts::apply_states(&mut transaction, &states)?;
+    let matched = receipts::match_waiting(&mut transaction, None)
+        .and_then(|states| receipts::apply_states(&mut transaction, &states));
+    match matched {
+        Ok(()) => {}
+        Err(e) if e.is_transient() => return Err(e),
+        Err(error) => {
+            drop(transaction);
+            warn!(
+                "DB writer: matching waiting receipts together was refused: {error}; matching \
+                 them one by one"
+            );
+            transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
+            match_receipts_one_by_one(&mut transaction)?;
+        }
+    }
     for (rx_id, keys) in receipts::expire_waiting(&mut transaction, config.receipt_match_window)? {
         warn!(
             "receipt (rx id {rx_id}) matched no sent message within {}; left unmatched (ids tried: {})",
@@ -905,6 +920,36 @@ fn tidy_receipts(client: &mut Client, config: &DbWriterConfig) -> Result<bool, d
         .commit()
         .map_err(db::pg("commit housekeeping"))?;
     Ok(still_waiting)
+}
+
+/// Each waiting receipt that has found its part, in a savepoint of its own: linked and its
+/// state written; if PostgreSQL refuses that (an operator's trigger on the message's row),
+/// the receipt stops waiting, its row left unlinked, with a log line.
+fn match_receipts_one_by_one(
+    transaction: &mut postgres::Transaction<'_>,
+) -> Result<(), db::DbError> {
+    for rx_id in receipts::matchable_waiting(transaction)? {
+        let mut savepoint = transaction
+            .transaction()
+            .map_err(db::pg("begin a savepoint"))?;
+        let matched = receipts::match_waiting_receipt(&mut savepoint, rx_id)
+            .and_then(|states| receipts::apply_states(&mut savepoint, &states));
+        let error = match matched {
+            Ok(()) => {
+                savepoint.commit().map_err(db::pg("release a savepoint"))?;
+                continue;
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        drop(savepoint);
+        receipts::stop_waiting(transaction, rx_id)?;
+        error!(
+            "receipt (rx id {rx_id}) matched its message but writing the state was refused: \
+             {error}; no longer matched (its smpp_rx_queue row stays, tx_id NULL)"
+        );
+    }
+    Ok(())
 }
 
 /// Stores the MO sets that are due (whole, or past the timeout) and forgets old stored parts:
