@@ -15,7 +15,10 @@
 //! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) the
 //! received-PDU writer retries waiting receipts against parts other esmed instances stored,
 //! forgets receipts older than the match window with a log line, and stores MO sets past
-//! their timeout as they are.
+//! their timeout as they are. Receipts and sets have transactions of their own, each batched;
+//! only when PostgreSQL refuses a batch are its receipts or sets taken one by one, in
+//! savepoints, so that the one it refuses (an operator's trigger or constraint) is stored
+//! degraded or set aside, with a log line, and holds up no other.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,8 +239,8 @@ impl Batch {
         self.results.len() + self.rx_rows.len()
     }
 
-    /// For a batch of one MO part whose set was taken with it: the part (its set's row may
-    /// be what PostgreSQL refused).
+    /// The part, for a batch of one MO part whose set (were it completed) is still taken with
+    /// it: that set's row may be what PostgreSQL refused.
     fn lone_mo_part(&self) -> Option<db::MoPart> {
         match self.rx_rows.as_slice() {
             [row] if self.results.is_empty() && !self.sets_later => row.mo_part.clone(),
@@ -593,23 +596,30 @@ impl DbWriter {
         let Some(client) = self.client.as_mut() else {
             return;
         };
-        match tidy(client, &self.config) {
-            Ok((stored, still_waiting)) => {
-                self.receipts_may_wait
-                    .store(still_waiting, Ordering::SeqCst);
+        // Receipts and sets apart: a failure of one holds back neither the other nor its
+        // count.
+        match tidy_receipts(client, &self.config) {
+            Ok(still_waiting) => self
+                .receipts_may_wait
+                .store(still_waiting, Ordering::SeqCst),
+            Err(e) => housekeeping_failed(&self.stats, "receipts", &e),
+        }
+        match tidy_sets(client, &self.config) {
+            Ok(stored) => {
                 self.stats
                     .stored
                     .fetch_add(stored as u64, Ordering::Relaxed);
             }
-            Err(e) => self.stats.session.report(
-                Level::Warn,
-                format!(
-                    "DB writer: housekeeping of receipts and MO parts failed: {e}; \
-                     trying again later"
-                ),
-            ),
+            Err(e) => housekeeping_failed(&self.stats, "MO parts", &e),
         }
     }
+}
+
+fn housekeeping_failed(stats: &Stats, what: &str, error: &db::DbError) {
+    stats.session.report(
+        Level::Warn,
+        format!("DB writer: housekeeping of {what} failed: {error}; trying again later"),
+    );
 }
 
 /// A connection for a writer of `role`, planned for its statements for the whole session, so
@@ -877,15 +887,6 @@ fn still_waiting(
             Some((k, state))
         })
         .collect()
-}
-
-/// Housekeeping: receipts, then MO sets, each in transactions of their own, so that
-/// neither can hold the other back. Returns how many rx rows it stored and whether receipts
-/// are still waiting.
-fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), db::DbError> {
-    let receipts = tidy_receipts(client, config);
-    let stored = tidy_sets(client, config)?;
-    Ok((stored, receipts?))
 }
 
 /// Matches waiting receipts late and forgets expired ones; returns whether some still wait.
