@@ -187,6 +187,106 @@ fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
     assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
 }
 
+/// A receipt waiting for its message whose state an operator's trigger refuses to write
+/// does not take the message's result down with it: the row is done (not failed, not sent
+/// again), and the receipt stops waiting, with a log line.
+#[test]
+fn a_waiting_receipt_whose_state_is_refused_leaves_its_message_done() {
+    let smsc = SmscConfig {
+        faults: Faults {
+            response_delay: Some(Duration::from_millis(1500)),
+            ..Faults::default()
+        },
+        ..smsc_with(
+            text_receipts(ReceiptIdFormat::SameAsResp, true),
+            IdFormat::Decimal,
+            1,
+        )
+    };
+    let env = Env::with_smsc("refused-state", smsc);
+    receipts_on(&env);
+    env.db()
+        .batch_execute(
+            "CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state THEN
+                     RAISE EXCEPTION 'states are frozen';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_state BEFORE UPDATE ON smpp_tx_queue
+                 FOR EACH ROW EXECUTE FUNCTION refuse_state();",
+        )
+        .unwrap();
+    let id = env.insert("447700900123", "early receipt");
+    let esmed = env.esmed("refused-state", "");
+    wait_until(T, "the receipt waiting for its message", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 1
+    });
+    assert_eq!(env.count("submission_done"), 0, "the receipt came first");
+    env.wait_all("submission_done OR submission_failed", T, &esmed);
+    wait_until(T, "the receipt no longer waiting", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 0
+    });
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_done, submission_failed, submission_resends FROM smpp_tx_queue \
+             WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, i32>(2)
+        ),
+        (true, false, 0),
+        "{}",
+        esmed.log()
+    );
+    assert_eq!(env.smsc.submit_count(), 1, "sent once");
+    assert_eq!(receipts(&env)[0].2, None);
+    let log = esmed.log();
+    assert!(log.contains("but writing the state was refused"), "{log}");
+    assert!(log.contains("states are frozen"), "{log}");
+
+    // A receipt for a message already known (matched as it is stored): the same.
+    env.smsc.set_faults(Faults::default());
+    let second = env.insert("447700900124", "receipt after the response");
+    wait_until(T, "the second receipt stored", &esmed, || {
+        receipts(&env).len() == 2
+    });
+    wait_until(T, "the second receipt no longer waiting", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 0
+    });
+    let done: (bool, bool) = {
+        let row = env
+            .db()
+            .query_one(
+                "SELECT submission_done, submission_failed FROM smpp_tx_queue WHERE id = $1",
+                &[&second],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(done, (true, false));
+    assert_eq!(receipts(&env)[1].2, None);
+    assert_eq!(env.smsc.submit_count(), 2, "each sent once");
+    assert!(env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .all(|r| r.pdu.command_status.is_ok()));
+    let log = esmed.log();
+    assert_eq!(
+        log.matches("but writing the state was refused").count(),
+        2,
+        "{log}"
+    );
+}
+
 #[test]
 fn enroute_then_delivered_and_a_late_enroute_changes_nothing() {
     let smsc = smsc_with(

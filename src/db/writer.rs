@@ -217,6 +217,10 @@ struct Batch {
     /// The MO parts are stored but the sets they complete are left to housekeeping: a set's
     /// row was refused, and the parts must not be refused with it.
     sets_later: bool,
+    /// Receipts are neither matched nor their states written: they wait for housekeeping,
+    /// which takes them one by one when PostgreSQL refuses one. Set when the batch was
+    /// refused, so that a receipt's state refused holds back no result or received PDU.
+    receipts_later: bool,
 }
 
 impl Batch {
@@ -248,6 +252,13 @@ impl Batch {
         }
     }
 
+    /// Whether committing the batch may match receipts or write their states (`waiting`:
+    /// receipts may wait for the results' parts).
+    fn has_receipt_work(&self, waiting: bool) -> bool {
+        !self.receipts_later
+            && ((waiting && !self.results.is_empty()) || self.rx_rows.iter().any(|r| r.is_receipt))
+    }
+
     /// Splits the batch into batches of one op each.
     fn into_singles(self) -> Vec<Batch> {
         let results = self
@@ -259,6 +270,7 @@ impl Batch {
                 results: vec![r],
                 result_acks: vec![ack],
                 result_seqs: vec![seq],
+                receipts_later: self.receipts_later,
                 ..Batch::default()
             });
         let rx_after = self.rx_after;
@@ -270,6 +282,7 @@ impl Batch {
                 rx_rows: vec![row],
                 acks: vec![ack],
                 rx_after,
+                receipts_later: self.receipts_later,
                 ..Batch::default()
             });
         results.chain(rx).collect()
@@ -380,7 +393,9 @@ impl DbWriter {
             let rules = Rules {
                 instance: &config.instance,
                 id_match: config.id_match,
-                receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst),
+                receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst)
+                    && !batch.receipts_later,
+                match_receipts: !batch.receipts_later,
             };
             let error = match commit(client, &mut self.statements, &batch, &rules) {
                 Ok(kept_waiting) => {
@@ -460,6 +475,20 @@ impl DbWriter {
                 ),
             );
             batch.sets_later = true;
+            self.commit_with_retry(batch);
+            return;
+        }
+        if batch.has_receipt_work(self.receipts_may_wait.load(Ordering::SeqCst)) {
+            self.stats.session.report(
+                Level::Warn,
+                format!(
+                    "DB writer: {error}: committing {} results and received PDUs again without \
+                     matching receipts; housekeeping matches them (one by one if PostgreSQL \
+                     refuses one)",
+                    batch.len()
+                ),
+            );
+            batch.receipts_later = true;
             self.commit_with_retry(batch);
             return;
         }
@@ -659,6 +688,8 @@ struct Rules<'a> {
     id_match: IdMatch,
     /// See [`DbWriter::receipts_may_wait`].
     receipts_may_wait: bool,
+    /// Received receipts are matched now (else kept waiting: see [`Batch::receipts_later`]).
+    match_receipts: bool,
 }
 
 /// One transaction for the whole batch: results (and receipts that waited for their parts),
@@ -723,7 +754,7 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     let mut kept_waiting = false;
     if !batch.rx_rows.is_empty() {
         let rows = store_mo_parts(sql, &batch.rx_rows, batch.sets_later)?;
-        let stored = store_rx(sql, &rows, rules.id_match)?;
+        let stored = store_rx(sql, &rows, rules.id_match, rules.match_receipts)?;
         kept_waiting = stored.kept_waiting > 0;
         states.extend(stored.states);
     }
@@ -794,12 +825,14 @@ struct StoredRx {
     kept_waiting: usize,
 }
 
-/// Inserts `rows` with each receipt's tx_id when its part is known; keeps the others waiting.
+/// Inserts `rows` with each receipt's tx_id when its part is known (and `match_now`); keeps
+/// the others waiting.
 /// Returns the matched receipts' states, in arrival order.
 fn store_rx(
     c: &mut impl Sql,
     rows: &[Cow<'_, RxRow>],
     id_match: IdMatch,
+    match_now: bool,
 ) -> Result<StoredRx, db::DbError> {
     // Each receipt's token is its index in `rows`.
     let keys: Vec<ReceiptKeys> = rows
@@ -811,7 +844,11 @@ fn store_rx(
             Some(ReceiptKeys::new(token, id, r.receipt_id_from_tlv, id_match))
         })
         .collect();
-    let matches = receipts::match_receipts(c, &keys)?;
+    let matches = if match_now {
+        receipts::match_receipts(c, &keys)?
+    } else {
+        Vec::new()
+    };
     let (tx_ids, states) = apply_matches(rows, &matches);
     let matched: Vec<(&RxRow, Option<i64>)> = rows
         .iter()
