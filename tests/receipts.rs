@@ -1,7 +1,8 @@
 //! End to end: delivery receipts matched to their messages (ids in other bases and
 //! cases, receipts before their submit_sm_resp is stored, late and intermediate receipts,
 //! multipart aggregate), concatenated MO reassembled across an esmed restart, invalid text,
-//! and every deliver_sm_resp only after its row is committed.
+//! and every deliver_sm_resp only after its row is committed; values too long for an index,
+//! sets and receipt states PostgreSQL refuses, and references a new message reuses.
 
 mod support;
 
