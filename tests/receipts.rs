@@ -1,7 +1,8 @@
 //! End to end: delivery receipts matched to their messages (ids in other bases and
 //! cases, receipts before their submit_sm_resp is stored, late and intermediate receipts,
 //! multipart aggregate), concatenated MO reassembled across an esmed restart, invalid text,
-//! and every deliver_sm_resp only after its row is committed.
+//! and every deliver_sm_resp only after its row is committed; values too long for an index,
+//! sets and receipt states PostgreSQL refuses, and references a new message reuses.
 
 mod support;
 
@@ -11,10 +12,11 @@ use esmed::db::writer::HOUSEKEEPING;
 use esmed::smpp::receipt::MessageState;
 use esmed::smpp::text::{encode, Coding};
 use esmed::smpp::tlv::tag;
-use esmed::smpp::{CommandId, Tlv};
+use esmed::smpp::{Body, CommandId, Pdu, Tlv};
 use esmed::smsc::{
     Faults, IdFormat, MoMessage, ReceiptConfig, ReceiptIdFormat, ReceiptMode, SmscConfig,
 };
+use support::fake_smsc::{FakeSmsc, Request};
 use support::{wait_until, Env, Esmed};
 
 const T: Duration = Duration::from_secs(20);
@@ -184,6 +186,106 @@ fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
     wait_state(&env, &esmed, id, "DELIVERED");
     assert_eq!(receipts(&env)[0].2, Some(id));
     assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
+}
+
+/// A receipt waiting for its message whose state an operator's trigger refuses to write
+/// does not take the message's result down with it: the row is done (not failed, not sent
+/// again), and the receipt stops waiting, with a log line.
+#[test]
+fn a_waiting_receipt_whose_state_is_refused_leaves_its_message_done() {
+    let smsc = SmscConfig {
+        faults: Faults {
+            response_delay: Some(Duration::from_millis(1500)),
+            ..Faults::default()
+        },
+        ..smsc_with(
+            text_receipts(ReceiptIdFormat::SameAsResp, true),
+            IdFormat::Decimal,
+            1,
+        )
+    };
+    let env = Env::with_smsc("refused-state", smsc);
+    receipts_on(&env);
+    env.db()
+        .batch_execute(
+            "CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state THEN
+                     RAISE EXCEPTION 'states are frozen';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_state BEFORE UPDATE ON smpp_tx_queue
+                 FOR EACH ROW EXECUTE FUNCTION refuse_state();",
+        )
+        .unwrap();
+    let id = env.insert("447700900123", "early receipt");
+    let esmed = env.esmed("refused-state", "");
+    wait_until(T, "the receipt waiting for its message", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 1
+    });
+    assert_eq!(env.count("submission_done"), 0, "the receipt came first");
+    env.wait_all("submission_done OR submission_failed", T, &esmed);
+    wait_until(T, "the receipt no longer waiting", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 0
+    });
+    let row = env
+        .db()
+        .query_one(
+            "SELECT submission_done, submission_failed, submission_resends FROM smpp_tx_queue \
+             WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, i32>(2)
+        ),
+        (true, false, 0),
+        "{}",
+        esmed.log()
+    );
+    assert_eq!(env.smsc.submit_count(), 1, "sent once");
+    assert_eq!(receipts(&env)[0].2, None);
+    let log = esmed.log();
+    assert!(log.contains("but writing the state was refused"), "{log}");
+    assert!(log.contains("states are frozen"), "{log}");
+
+    // A receipt for a message already known (matched as it is stored): the same.
+    env.smsc.set_faults(Faults::default());
+    let second = env.insert("447700900124", "receipt after the response");
+    wait_until(T, "the second receipt stored", &esmed, || {
+        receipts(&env).len() == 2
+    });
+    wait_until(T, "the second receipt no longer waiting", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_unmatched") == 0
+    });
+    let done: (bool, bool) = {
+        let row = env
+            .db()
+            .query_one(
+                "SELECT submission_done, submission_failed FROM smpp_tx_queue WHERE id = $1",
+                &[&second],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(done, (true, false));
+    assert_eq!(receipts(&env)[1].2, None);
+    assert_eq!(env.smsc.submit_count(), 2, "each sent once");
+    assert!(env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .all(|r| r.pdu.command_status.is_ok()));
+    let log = esmed.log();
+    assert_eq!(
+        log.matches("but writing the state was refused").count(),
+        2,
+        "{log}"
+    );
 }
 
 #[test]
@@ -646,4 +748,349 @@ fn rows_and_receipts_with_ids_past_32_bits_are_sent_and_matched() {
         1,
         "the long message's parts are stored under its id"
     );
+}
+
+/// (text, mo_parts, mo_incomplete, text_invalid) of every rx row from `source`, oldest first.
+fn rows_from(env: &Env, source: &str) -> Vec<(String, Option<i16>, bool, bool)> {
+    env.db()
+        .query(
+            "SELECT smpp_short_message, mo_parts, mo_incomplete, text_invalid FROM smpp_rx_queue \
+             WHERE smpp_source_addr = $1 ORDER BY id",
+            &[&source],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn udh8_part(source: &str, reference: u16, total: u8, seq: u8, text: &str) -> MoMessage {
+    let bytes = udh_part(reference, false, total, seq, text.as_bytes());
+    MoMessage::raw(source, "ESMED", &bytes, 0, 0x40)
+}
+
+/// A new message reusing the reference of an older set that never completed, with other
+/// bytes at the same part numbers, ends that set (stored as it is, incomplete) and starts
+/// its own; a part the SMSC delivers again while its set waits (same bytes) is still stored
+/// once.
+#[test]
+fn a_reused_reference_ends_the_older_incomplete_set() {
+    let env = Env::new("reused");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    // A long timeout: only the new message may end the old set here.
+    let esmed = env.esmed("reused", "mo_reassembly_timeout = 60s\n");
+    assert!(env.smsc.wait_for_bound(1, T));
+    let source = "447700900404";
+    env.smsc.send_mo(udh8_part(source, 0x77, 3, 1, "Old one "));
+    env.smsc.send_mo(udh8_part(source, 0x77, 3, 2, "half"));
+    env.smsc.send_mo(udh8_part(source, 0x77, 3, 2, "half"));
+    assert!(env.smsc.wait_for_count(3, T, CommandId::DeliverSmResp));
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 2);
+    for (seq, text) in (1..).zip(["New ", "message ", "here"]) {
+        env.smsc.send_mo(udh8_part(source, 0x77, 3, seq, text));
+    }
+    assert!(env.smsc.wait_for_count(6, T, CommandId::DeliverSmResp));
+    wait_until(T, "both messages stored", &esmed, || {
+        rows_from(&env, source).len() == 2
+    });
+    assert_eq!(
+        rows_from(&env, source),
+        [
+            ("Old one half".to_string(), Some(3), true, false),
+            ("New message here".to_string(), Some(3), false, false),
+        ]
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
+    let log = esmed.log();
+    assert!(
+        log.contains("a new message reuses its reference before it was complete"),
+        "{log}"
+    );
+    assert!(env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .all(|r| r.pdu.command_status.is_ok()));
+}
+
+/// An operator's constraint and trigger on smpp_rx_queue refuse two concatenated messages:
+/// one for its text (stored without it), one whatever it holds (its parts set aside, with a
+/// log line, and not tried again). Their parts are acknowledged all the same, and the rest
+/// of housekeeping goes on: another set times out and is stored incomplete, and a receipt
+/// is matched late, though another receipt's state is refused by a trigger on its message
+/// (that receipt stops waiting, with a log line).
+#[test]
+fn a_set_postgresql_refuses_blocks_no_other_housekeeping() {
+    let env = Env::new("refused-set");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    env.db()
+        .batch_execute(
+            "ALTER TABLE smpp_rx_queue ADD CONSTRAINT no_poison
+                 CHECK (smpp_short_message NOT LIKE '%poison%');
+             CREATE FUNCTION refuse_blocked() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.smpp_source_addr = '447700900666' THEN
+                     RAISE EXCEPTION 'sender 447700900666 is blocked';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_blocked BEFORE INSERT ON smpp_rx_queue
+                 FOR EACH ROW EXECUTE FUNCTION refuse_blocked();
+             CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.smpp_message_id = 'late2'
+                    AND NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state THEN
+                     RAISE EXCEPTION 'row late2 is frozen';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_state BEFORE UPDATE ON smpp_tx_queue
+                 FOR EACH ROW EXECUTE FUNCTION refuse_state();
+             INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
+                     submission_done, smpp_message_id)
+                 VALUES ('447700900777', 'sent by another esmed', true, 'late1'),
+                        ('447700900778', 'its state is refused', true, 'late2');",
+        )
+        .unwrap();
+    let esmed = env.esmed("refused-set", "mo_reassembly_timeout = 3s\n");
+    assert!(env.smsc.wait_for_bound(1, T));
+    // Receipts whose messages are not known yet: they wait.
+    for (source, id) in [("447700900777", "late1"), ("447700900778", "late2")] {
+        let text = format!(
+            "id:{id} sub:001 dlvrd:001 submit date:2612071200 done date:2612071201 \
+             stat:DELIVRD err:000 text:x"
+        );
+        env.smsc
+            .send_mo(MoMessage::raw(source, "ESMED", text.as_bytes(), 0, 0x04));
+    }
+    for seq in 1..=2 {
+        let text = ["a poison ", "pill"][usize::from(seq - 1)];
+        env.smsc
+            .send_mo(udh8_part("447700900555", 0x10, 2, seq, text));
+        let text = ["blocked ", "sender"][usize::from(seq - 1)];
+        env.smsc
+            .send_mo(udh8_part("447700900666", 0x11, 2, seq, text));
+    }
+    // One part of two: it times out.
+    env.smsc
+        .send_mo(udh8_part("447700900888", 0x12, 2, 1, "lonely"));
+    assert!(
+        env.smsc.wait_for_count(7, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    // The receipts' messages become known (as another esmed would store them).
+    wait_until(T, "the receipts waiting", &esmed, || {
+        count(&env, "SELECT count(DISTINCT rx_id) FROM smpp_rx_unmatched") == 2
+    });
+    env.db()
+        .execute(
+            "UPDATE smpp_tx_queue SET smpp_message_id_key = smpp_message_id \
+             WHERE smpp_message_id IN ('late1', 'late2')",
+            &[],
+        )
+        .unwrap();
+    wait_until(T, "the lonely part stored", &esmed, || {
+        !rows_from(&env, "447700900888").is_empty()
+    });
+    wait_until(T, "the receipt matched", &esmed, || {
+        count(
+            &env,
+            "SELECT count(*) FROM smpp_rx_queue WHERE is_receipt AND tx_id IS NOT NULL",
+        ) == 1
+    });
+    assert_eq!(
+        rows_from(&env, "447700900888"),
+        [("lonely".to_string(), Some(2), true, false)]
+    );
+    assert_eq!(
+        rows_from(&env, "447700900555"),
+        [(String::new(), Some(2), false, true)],
+        "stored without its text"
+    );
+    assert!(rows_from(&env, "447700900666").is_empty());
+    let refused: Vec<(i16, String)> = env
+        .db()
+        .query(
+            "SELECT seq, reason FROM smpp_rx_parts_refused WHERE source_addr = '447700900666' \
+             ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused.iter().all(|(_, reason)| reason.contains("blocked")),
+        "{refused:?}"
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
+    // Later rounds find nothing to retry: the set is said aside once, and nothing fails.
+    std::thread::sleep(HOUSEKEEPING * 2 + Duration::from_millis(500));
+    let log = esmed.log();
+    assert_eq!(
+        log.matches("are set aside in smpp_rx_parts_refused and not tried again")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("reference 17, 2 parts): its message was refused, even without its text"),
+        "{log}"
+    );
+    assert!(log.contains("stored it without its text"), "{log}");
+    assert!(!log.contains("housekeeping of"), "{log}");
+    // The receipt whose state was refused stops waiting, once, and blocks no other.
+    assert_eq!(
+        log.matches("but writing the state was refused").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("row late2 is frozen"), "{log}");
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
+    let late2: Option<i64> = env
+        .db()
+        .query_one(
+            "SELECT tx_id FROM smpp_rx_queue WHERE smpp_source_addr = '447700900778'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(late2, None);
+    assert!(env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .all(|r| r.pdu.command_status.is_ok()));
+    assert_eq!(env.smsc.sent().len(), 7, "nothing delivered twice");
+}
+
+/// `len` characters that no compression shortens much (PostgreSQL compresses an index entry
+/// before it refuses it as too long): lower-case hex from a fixed generator, not starting
+/// with 0.
+fn incompressible(len: usize, seed: u64) -> String {
+    let mut x = seed | 1;
+    let mut out = String::from("f");
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push(char::from(b"0123456789abcdef"[(x % 16) as usize]));
+    }
+    out
+}
+
+/// A deliver_sm body written octet by octet, so its fields may be as long as a peer makes
+/// them (the codec refuses to write more than SMPP allows).
+fn raw_deliver_sm(source: &[u8], esm_class: u8, short_message: &[u8], tlvs: &[Tlv]) -> Vec<u8> {
+    let mut body = vec![0, 1, 1];
+    body.extend_from_slice(source);
+    body.extend_from_slice(&[5, 0]);
+    body.extend_from_slice(b"ESMED\0");
+    body.extend_from_slice(&[esm_class, 0, 0, 0, 0, 0, 0, 0, 0]);
+    body.push(u8::try_from(short_message.len()).unwrap());
+    body.extend_from_slice(short_message);
+    for tlv in tlvs {
+        body.extend_from_slice(&tlv.tag.to_be_bytes());
+        body.extend_from_slice(&u16::try_from(tlv.value.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(&tlv.value);
+    }
+    body
+}
+
+/// A peer sending values far over SMPP's limits: a 5,000-octet message id in the
+/// submit_sm_resp and in its receipt, and a two-part MO from a 3,000-octet source address.
+/// The index keys are cut (with a hash of the whole), so everything is stored, the receipt
+/// matches its message, and the raw PDUs keep the whole values.
+#[test]
+fn values_too_long_for_an_index_are_stored_and_matched() {
+    let env = Env::new("long-keys");
+    let id = incompressible(5000, 7);
+    let source = incompressible(3000, 11);
+    let (id2, source2) = (id.clone(), source.clone());
+    let fake = FakeSmsc::start(
+        None,
+        Box::new(move |request: &Request| {
+            if !matches!(request.pdu.body, Body::SubmitSm(_)) {
+                return None;
+            }
+            let other = |seq, command_id, body| Pdu::new(seq, Body::Other { command_id, body });
+            let mut resp = id2.as_bytes().to_vec();
+            resp.push(0);
+            let mut tlv_id = id2.to_uppercase().into_bytes();
+            tlv_id.push(0);
+            let receipt_tlvs = [
+                Tlv::new(tag::RECEIPTED_MESSAGE_ID, tlv_id),
+                Tlv::u8(tag::MESSAGE_STATE, 2),
+            ];
+            let mut address = source2.as_bytes().to_vec();
+            address.push(0);
+            let part = |seq, text: &str| {
+                let user_data = udh_part(0x99, false, 2, seq, text.as_bytes());
+                raw_deliver_sm(&address, 0x40, &user_data, &[])
+            };
+            Some(vec![
+                other(request.pdu.sequence_number, 0x8000_0004, resp),
+                other(
+                    9001,
+                    5,
+                    raw_deliver_sm(b"447700900999\0", 0x04, b"", &receipt_tlvs),
+                ),
+                other(9002, 5, part(2, "source")),
+                other(9003, 5, part(1, "long ")),
+            ])
+        }),
+    );
+    env.add_server_at(fake.port(), &[("esme_bind_transceiver", "TRUE")]);
+    let tx_id = env.insert("447700900999", "long ids please");
+    let esmed = env.esmed("long-keys", "");
+    env.wait_all(
+        "smpp_message_state IS NOT DISTINCT FROM 'DELIVERED'",
+        T,
+        &esmed,
+    );
+    let (message_id, key): (String, String) = {
+        let row = env
+            .db()
+            .query_one(
+                "SELECT smpp_message_id, smpp_message_id_key FROM smpp_tx_queue WHERE id = $1",
+                &[&tx_id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(message_id, id, "the whole id is kept");
+    assert!(key.len() <= 256 && id.starts_with(key.split('#').next().unwrap()));
+    assert_eq!(
+        receipts(&env),
+        [(id.to_uppercase(), "DELIVERED".to_string(), Some(tx_id))]
+    );
+    wait_until(T, "the MO stored", &esmed, || {
+        count(
+            &env,
+            "SELECT count(*) FROM smpp_rx_queue WHERE NOT is_receipt",
+        ) == 1
+    });
+    let row = env
+        .db()
+        .query_one(
+            "SELECT smpp_source_addr, smpp_short_message, mo_incomplete, pdu_raw              FROM smpp_rx_queue WHERE NOT is_receipt",
+            &[],
+        )
+        .unwrap();
+    let stored_source: String = row.get(0);
+    assert!(stored_source.len() <= 256, "{}", stored_source.len());
+    assert!(source.starts_with(stored_source.split('#').next().unwrap()));
+    assert_eq!(
+        (row.get::<_, String>(1), row.get::<_, bool>(2)),
+        ("long source".to_string(), false)
+    );
+    let raw: String = row.get(3);
+    assert!(
+        raw.contains(&esmed::smpp::hex(source.as_bytes())),
+        "pdu_raw keeps the address"
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
 }

@@ -6,7 +6,8 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use esmed::smpp::{Body, CommandId};
+use esmed::smpp::tlv::tag;
+use esmed::smpp::{Body, CommandId, Tlv};
 use esmed::smsc::MoMessage;
 use support::{wait_until, Env};
 
@@ -206,4 +207,107 @@ fn results_and_messages_survive_a_postgresql_restart() {
     );
     let binds = env.smsc.binds().len();
     assert_eq!(binds, 1, "the SMPP session stayed up");
+}
+
+/// PostgreSQL refuses NUL in text. A Latin-1 text ending in a 0x00 pad octet, an IA5 text and
+/// a UCS2 text with NUL inside, a receipt whose receipted_message_id TLV holds a NUL, and a
+/// two-part message with a NUL are each stored at their first delivery, answered ESME_ROK
+/// once: the NUL is U+FFFD in the text (flagged invalid) and in pdu_parsed (which stays
+/// readable as jsonb); pdu_raw holds the exact octets.
+#[test]
+fn nul_in_a_text_is_replaced_and_the_message_stored_at_once() {
+    let env = Env::new("nul");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed("nul", "");
+    assert!(env.smsc.wait_for_bound(1, T));
+    env.smsc
+        .send_mo(MoMessage::raw("1", "ESMED", b"padded\0", 3, 0));
+    env.smsc
+        .send_mo(MoMessage::raw("2", "ESMED", b"ia5\0inside", 1, 0));
+    env.smsc.send_mo(MoMessage::raw(
+        "3",
+        "ESMED",
+        &[0, b'u', 0, 0, 0, b'x'],
+        8,
+        0,
+    ));
+    let mut receipt = MoMessage::raw("4", "ESMED", b"stat:DELIVRD", 0, 0x04);
+    receipt.tlvs = vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec())];
+    env.smsc.send_mo(receipt);
+    for (seq, text) in [(1, &b"two\0"[..]), (2, b"parts")] {
+        let mut part = vec![0x05, 0x00, 0x03, 0x42, 0x02, seq];
+        part.extend_from_slice(text);
+        env.smsc
+            .send_mo(MoMessage::raw("5", "ESMED", &part, 3, 0x40));
+    }
+    assert!(
+        env.smsc.wait_for_count(6, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    let stored = || -> i64 {
+        let row = env
+            .db()
+            .query_one("SELECT count(*) FROM smpp_rx_queue", &[]);
+        row.unwrap().get(0)
+    };
+    wait_until(T, "five rows", &esmed, || stored() == 5);
+    let rows = env
+        .db()
+        .query(
+            "SELECT smpp_source_addr, smpp_short_message, text_invalid, receipted_message_id, \
+                    pdu_raw, pdu_parsed::jsonb #>> '{}' IS NOT NULL \
+             FROM smpp_rx_queue ORDER BY smpp_source_addr",
+            &[],
+        )
+        .unwrap();
+    let got: Vec<(String, String, bool, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let row = |source: &str, text: &str, invalid: bool, id: Option<&str>| {
+        (source.into(), text.into(), invalid, id.map(String::from))
+    };
+    assert_eq!(
+        got,
+        [
+            row("1", "padded\u{FFFD}", true, None),
+            row("2", "ia5\u{FFFD}inside", true, None),
+            row("3", "u\u{FFFD}x", true, None),
+            row("4", "stat:DELIVRD", false, Some("ab\u{FFFD}cd")),
+            row("5", "two\u{FFFD}parts", true, None),
+        ]
+    );
+    assert!(
+        rows.iter().all(|r| r.get::<_, bool>(5)),
+        "pdu_parsed is jsonb"
+    );
+    let sent = env.smsc.sent();
+    assert_eq!(sent.len(), 6, "each deliver_sm sent once: none was refused");
+    let sent_hex: Vec<String> = sent
+        .iter()
+        .map(|s| esmed::smpp::hex(&esmed::smpp::encode_to_vec(&s.pdu).unwrap()))
+        .collect();
+    // Each row's pdu_raw is the PDU sent (the two parts' joined by ','), every one once.
+    let mut pieces: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let raw: String = r.get(4);
+            raw.split(',').map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut expected = sent_hex.clone();
+    pieces.sort();
+    expected.sort();
+    assert_eq!(pieces, expected, "pdu_raw holds the octets sent");
+    assert!(raws_have_nul(&rows), "the NUL octets are in pdu_raw");
+    let acks = env.smsc.deliver_sm_resps();
+    assert_eq!(acks.len(), 6);
+    assert!(acks.iter().all(|a| a.pdu.command_status.is_ok()));
+}
+
+/// Whether the Latin-1 row's pdu_raw ends its short_message with the 0x00 pad octet.
+fn raws_have_nul(rows: &[postgres::Row]) -> bool {
+    let raw: String = rows[0].get(4);
+    raw.contains(&esmed::smpp::hex(b"padded\0"))
 }

@@ -11,7 +11,18 @@
 //! again: a part the SMSC delivers a second time (it missed the deliver_sm_resp) is found
 //! there and not stored, where it would start a new set and end as a fragment row. Only a
 //! part with the same set, number and bytes counts as delivered again; a new message reusing
-//! the reference (an 8-bit one wraps after 256 long messages) differs in its bytes.
+//! the reference (an 8-bit one wraps after 256 long messages) differs in its bytes. Such a
+//! part arriving while the older set still waits (the older message never completed) ends
+//! that set: it is stored as it is, flagged `mo_incomplete`, and the new part starts a set.
+//!
+//! Addresses are part of the parts tables' indexes, so a set's addresses are index keys
+//! ([`index_key`]): one longer than an index takes is cut there (and in the reassembled row),
+//! its parts' `pdu_raw` keeping the whole.
+//!
+//! A set whose row PostgreSQL refuses (an operator's trigger or constraint) is stored without
+//! its text, or, if that is refused too, set aside in `smpp_rx_parts_refused` and not tried
+//! again (the DB writer's housekeeping, which takes sets one by one only when a batch of them
+//! is refused).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,6 +32,7 @@ use super::sql::Sql;
 use super::servers::get;
 use super::{pg, DbError, MoPart, RxRow};
 use crate::smpp::text::decode;
+use crate::smpp::text::storable::index_key;
 
 /// Which set a part belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,10 +45,11 @@ pub struct SetKey {
 }
 
 impl SetKey {
+    /// The set of a part, its addresses made index keys.
     pub fn of(row: &RxRow, part: &MoPart) -> SetKey {
         SetKey {
-            source: row.source_addr.clone(),
-            destination: row.destination_addr.clone(),
+            source: index_key(row.source_addr.clone()),
+            destination: index_key(row.destination_addr.clone()),
             ref_kind: part.ref_kind.to_string(),
             reference: part.reference,
             total: part.total,
@@ -76,11 +89,9 @@ pub fn store_parts(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<Vec<
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    let sources: Vec<&str> = parts.iter().map(|(r, _)| r.source_addr.as_str()).collect();
-    let destinations: Vec<&str> = parts
-        .iter()
-        .map(|(r, _)| r.destination_addr.as_str())
-        .collect();
+    let keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
+    let sources: Vec<&str> = keys.iter().map(|k| k.source.as_str()).collect();
+    let destinations: Vec<&str> = keys.iter().map(|k| k.destination.as_str()).collect();
     let kinds: Vec<&str> = parts.iter().map(|(_, p)| p.ref_kind).collect();
     let references: Vec<i32> = parts.iter().map(|(_, p)| p.reference).collect();
     let totals: Vec<i16> = parts.iter().map(|(_, p)| p.total).collect();
@@ -160,6 +171,51 @@ const TAKE_DUE: &str = take_sets!(
          = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)"
 );
 
+/// Sets with a part waiting at the same place (set and number) as a part given here, but
+/// with other bytes: an older message whose reference a new one reuses.
+const TAKE_CLASHING: &str = take_sets!(
+    "DELETE FROM smpp_rx_parts p USING (
+         SELECT DISTINCT w.source_addr, w.destination_addr, w.ref_kind, w.reference, w.total
+         FROM smpp_rx_parts w
+         JOIN unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[], $5::int2[],
+                     $6::int2[], $7::bytea[])
+              AS u(source_addr, destination_addr, ref_kind, reference, total, seq, text_bytes)
+           ON (w.source_addr, w.destination_addr, w.ref_kind, w.reference, w.total, w.seq)
+            = (u.source_addr, u.destination_addr, u.ref_kind, u.reference, u.total, u.seq)
+         WHERE w.text_bytes <> u.text_bytes) c
+     WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
+         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)"
+);
+
+/// These sets, whole or not.
+const TAKE_SETS: &str = take_sets!(
+    "DELETE FROM smpp_rx_parts p
+     USING unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[], $5::int2[])
+         AS c(source_addr, destination_addr, ref_kind, reference, total)
+     WHERE (p.source_addr, p.destination_addr, p.ref_kind, p.reference, p.total)
+         = (c.source_addr, c.destination_addr, c.ref_kind, c.reference, c.total)"
+);
+
+/// The sets [`TAKE_DUE`] takes.
+const DUE_SETS: &str = "
+    SELECT source_addr, destination_addr, ref_kind, reference, total FROM smpp_rx_parts
+    GROUP BY 1, 2, 3, 4, 5
+    HAVING count(*) >= total OR min(received_at) < now() - $1::float8 * interval '1 second'
+    ORDER BY min(received_at)";
+
+/// Moves a set's parts to smpp_rx_parts_refused with the reason.
+const SET_ASIDE: &str = "
+    WITH taken AS (
+        DELETE FROM smpp_rx_parts
+        WHERE (source_addr, destination_addr, ref_kind, reference, total) = ($1, $2, $3, $4, $5)
+        RETURNING *)
+    INSERT INTO smpp_rx_parts_refused (source_addr, destination_addr, ref_kind, reference,
+        total, seq, pdu_raw, pdu_parsed, esm_class, data_coding, text_bytes, received_at,
+        reason)
+    SELECT source_addr, destination_addr, ref_kind, reference, total, seq, pdu_raw,
+        pdu_parsed, esm_class, data_coding, text_bytes, received_at, $6
+    FROM taken";
+
 /// Stored sets' parts are recognised for as long as parts wait for their set.
 const FORGET_DONE: &str =
     "DELETE FROM smpp_rx_parts_done WHERE done_at < now() - $1::float8 * interval '1 second'";
@@ -184,6 +240,85 @@ pub fn take_complete(c: &mut impl Sql, keys: &[SetKey]) -> Result<Vec<RxRow>, Db
         )
         .map_err(pg("reassemble MO parts"))?;
     combine_rows(&rows)
+}
+
+/// Takes the waiting sets that `parts` clash with (a part at the same place with other
+/// bytes: the reference was reused by a new message), as they are: incomplete rows, which
+/// leave the place to the new set. One statement.
+pub fn take_clashing(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<Vec<RxRow>, DbError> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
+    let column = |f: fn(&SetKey) -> &str| keys.iter().map(f).collect::<Vec<&str>>();
+    let rows = c
+        .query(
+            TAKE_CLASHING,
+            &[
+                &column(|k| &k.source),
+                &column(|k| &k.destination),
+                &column(|k| &k.ref_kind),
+                &keys.iter().map(|k| k.reference).collect::<Vec<i32>>(),
+                &keys.iter().map(|k| k.total).collect::<Vec<i16>>(),
+                &parts.iter().map(|(_, p)| p.seq).collect::<Vec<i16>>(),
+                &parts
+                    .iter()
+                    .map(|(_, p)| p.text_bytes.as_slice())
+                    .collect::<Vec<&[u8]>>(),
+            ],
+        )
+        .map_err(pg("end sets whose reference a new message reuses"))?;
+    combine_rows(&rows)
+}
+
+/// The sets [`take_due`] would take, oldest first, for taking them one by one.
+pub fn due_sets(c: &mut impl Sql, timeout: Duration) -> Result<Vec<SetKey>, DbError> {
+    c.query(DUE_SETS, &[&timeout.as_secs_f64()])
+        .map_err(pg("list due MO sets"))?
+        .iter()
+        .map(|row| {
+            Ok(SetKey {
+                source: get(row, 0)?,
+                destination: get(row, 1)?,
+                ref_kind: get(row, 2)?,
+                reference: get(row, 3)?,
+                total: get(row, 4)?,
+            })
+        })
+        .collect()
+}
+
+/// Takes one set as it is (see [`take_due`]); `None` when no part of it waits any more.
+pub fn take_set(c: &mut impl Sql, key: &SetKey) -> Result<Option<RxRow>, DbError> {
+    let rows = c
+        .query(
+            TAKE_SETS,
+            &[
+                &vec![key.source.as_str()],
+                &vec![key.destination.as_str()],
+                &vec![key.ref_kind.as_str()],
+                &vec![key.reference],
+                &vec![key.total],
+            ],
+        )
+        .map_err(pg("take an MO set"))?;
+    Ok(combine_rows(&rows)?.pop())
+}
+
+/// Moves a set's parts to smpp_rx_parts_refused with `reason`; returns how many.
+pub fn set_aside(c: &mut impl Sql, key: &SetKey, reason: &str) -> Result<u64, DbError> {
+    c.execute(
+        SET_ASIDE,
+        &[
+            &key.source,
+            &key.destination,
+            &key.ref_kind,
+            &key.reference,
+            &key.total,
+            &reason,
+        ],
+    )
+    .map_err(pg("set aside a refused MO set"))
 }
 
 /// Takes every set that is complete (parts stored by another esmed, or in a batch that was
@@ -262,6 +397,7 @@ fn combine(key: &SetKey, mut parts: Vec<StoredPart>) -> RxRow {
         mo_incomplete: parts.len() < usize::try_from(key.total).unwrap_or(0),
         ..RxRow::default()
     }
+    .storable()
 }
 
 #[cfg(test)]

@@ -182,6 +182,15 @@ const MATCH_WAITING_FOR: &str = concat!(
      ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
 );
 
+/// One waiting receipt (by its rx id), when housekeeping matches receipts one by one.
+const MATCH_WAITING_RX: &str = concat!(
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state
+     FROM smpp_rx_unmatched u",
+    newest_part_for_key!(),
+    "WHERE u.rx_id = $1
+     ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
+);
+
 /// Deleting is the claim: of two esmed instances matching the same receipt, one gets it.
 const CLAIM_WAITING: &str = "
     DELETE FROM smpp_rx_unmatched WHERE rx_id = ANY($1::int8[]) RETURNING rx_id";
@@ -199,11 +208,41 @@ pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<Pa
         None => c.query(MATCH_ALL_WAITING, &[]),
     }
     .map_err(pg("match waiting receipts"))?;
+    claim_matches(c, &rows)
+}
+
+/// The rx ids of the waiting receipts that now have a part, for matching them one by one
+/// ([`match_waiting_receipt`]).
+pub fn matchable_waiting(c: &mut impl Sql) -> Result<Vec<i64>, DbError> {
+    c.query(MATCH_ALL_WAITING, &[])
+        .map_err(pg("match waiting receipts"))?
+        .iter()
+        .map(|row| get(row, 0))
+        .collect()
+}
+
+/// [`match_waiting`] for the one receipt stored as `rx_id`.
+pub fn match_waiting_receipt(c: &mut impl Sql, rx_id: i64) -> Result<Vec<PartState>, DbError> {
+    let rows = c
+        .query(MATCH_WAITING_RX, &[&rx_id])
+        .map_err(pg("match a waiting receipt"))?;
+    claim_matches(c, &rows)
+}
+
+/// Stops matching the receipt stored as `rx_id` (its row stays, tx_id NULL).
+pub fn stop_waiting(c: &mut impl Sql, rx_id: i64) -> Result<u64, DbError> {
+    c.execute("DELETE FROM smpp_rx_unmatched WHERE rx_id = $1", &[&rx_id])
+        .map_err(pg("stop matching a receipt"))
+}
+
+/// Claims the receipts of `rows` (rx_id, tx_id, part_no, single, state), links their rx rows
+/// to their messages and returns their states, oldest receipt first.
+fn claim_matches(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<PartState>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let mut found: HashMap<i64, (i64, i16, bool, Option<String>)> = HashMap::new();
-    for row in &rows {
+    for row in rows {
         let part = (get(row, 1)?, get(row, 2)?, get(row, 3)?, get(row, 4)?);
         found.insert(get(row, 0)?, part);
     }

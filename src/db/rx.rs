@@ -5,6 +5,7 @@
 //! go to `smpp_rx_parts` instead ([`super::reassembly`]).
 
 use super::sql::Sql;
+use crate::smpp::text::storable::make_storable;
 
 use super::{pg, DbError};
 
@@ -48,6 +49,29 @@ pub struct MoPart {
     pub seq: i16,
     /// The user data after the UDH, decoded when the set is whole.
     pub text_bytes: Vec<u8>,
+}
+
+impl RxRow {
+    /// The row with every string PostgreSQL could refuse made storable: NUL (from a TLV, an
+    /// address, the text) becomes U+FFFD, and one in the text counts it as invalid.
+    /// `pdu_raw` (hex) keeps the exact octets.
+    pub fn storable(mut self) -> RxRow {
+        if make_storable(&mut self.short_message) > 0 {
+            self.text_invalid = true;
+        }
+        make_storable(&mut self.pdu_parsed);
+        make_storable(&mut self.source_addr);
+        make_storable(&mut self.destination_addr);
+        let optional = [
+            &mut self.receipted_message_id,
+            &mut self.message_state,
+            &mut self.error_code,
+        ];
+        for value in optional.into_iter().flatten() {
+            make_storable(value);
+        }
+        self
+    }
 }
 
 const INSERT_RX: &str = "

@@ -20,6 +20,7 @@ const REQUIRED: &[(&str, &str)] = &[
     ("smpp_rx_unmatched", "match_key"),
     ("smpp_rx_parts", "text_bytes"),
     ("smpp_rx_parts_done", "text_bytes"),
+    ("smpp_rx_parts_refused", "reason"),
     ("esmed_status", "instance"),
     ("esmed_status", "tls_unverified"),
 ];

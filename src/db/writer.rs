@@ -15,7 +15,10 @@
 //! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) the
 //! received-PDU writer retries waiting receipts against parts other esmed instances stored,
 //! forgets receipts older than the match window with a log line, and stores MO sets past
-//! their timeout as they are.
+//! their timeout as they are. Receipts and sets have transactions of their own, each batched;
+//! only when PostgreSQL refuses a batch are its receipts or sets taken one by one, in
+//! savepoints, so that the one it refuses (an operator's trigger or constraint) is stored
+//! degraded or set aside, with a log line, and holds up no other.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use log::{debug, info, warn, Level};
+use log::{debug, error, info, warn, Level};
 use postgres::Client;
 
 use crate::db::handoff::{DbSender, Queued, ResultOrder};
@@ -211,6 +214,13 @@ struct Batch {
     rx_rows: Vec<RxRow>,
     /// One per `rx_rows` entry.
     acks: Vec<Option<AckTo>>,
+    /// The MO parts are stored but the sets they complete are left to housekeeping: a set's
+    /// row was refused, and the parts must not be refused with it.
+    sets_later: bool,
+    /// Receipts are neither matched nor their states written: they wait for housekeeping,
+    /// which takes them one by one when PostgreSQL refuses one. Set when the batch was
+    /// refused, so that a receipt's state refused holds back no result or received PDU.
+    receipts_later: bool,
 }
 
 impl Batch {
@@ -233,6 +243,22 @@ impl Batch {
         self.results.len() + self.rx_rows.len()
     }
 
+    /// The part, for a batch of one MO part whose set (were it completed) is still taken with
+    /// it: that set's row may be what PostgreSQL refused.
+    fn lone_mo_part(&self) -> Option<db::MoPart> {
+        match self.rx_rows.as_slice() {
+            [row] if self.results.is_empty() && !self.sets_later => row.mo_part.clone(),
+            _ => None,
+        }
+    }
+
+    /// Whether committing the batch may match receipts or write their states (`waiting`:
+    /// receipts may wait for the results' parts).
+    fn has_receipt_work(&self, waiting: bool) -> bool {
+        !self.receipts_later
+            && ((waiting && !self.results.is_empty()) || self.rx_rows.iter().any(|r| r.is_receipt))
+    }
+
     /// Splits the batch into batches of one op each.
     fn into_singles(self) -> Vec<Batch> {
         let results = self
@@ -244,6 +270,7 @@ impl Batch {
                 results: vec![r],
                 result_acks: vec![ack],
                 result_seqs: vec![seq],
+                receipts_later: self.receipts_later,
                 ..Batch::default()
             });
         let rx_after = self.rx_after;
@@ -255,6 +282,7 @@ impl Batch {
                 rx_rows: vec![row],
                 acks: vec![ack],
                 rx_after,
+                receipts_later: self.receipts_later,
                 ..Batch::default()
             });
         results.chain(rx).collect()
@@ -365,7 +393,9 @@ impl DbWriter {
             let rules = Rules {
                 instance: &config.instance,
                 id_match: config.id_match,
-                receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst),
+                receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst)
+                    && !batch.receipts_later,
+                match_receipts: !batch.receipts_later,
             };
             let error = match commit(client, &mut self.statements, &batch, &rules) {
                 Ok(kept_waiting) => {
@@ -433,7 +463,35 @@ impl DbWriter {
     /// PostgreSQL rejected the batch: a single result fails its row with the reason (see
     /// [`DbWriter::settle_refused`]), a single received PDU is answered ESME_RX_T_APPN; a
     /// larger batch is committed op by op, so that only the bad one is.
-    fn isolate_rejected(&mut self, batch: Batch, error: &db::DbError) {
+    fn isolate_rejected(&mut self, mut batch: Batch, error: &db::DbError) {
+        if let Some(part) = batch.lone_mo_part() {
+            self.stats.session.report(
+                Level::Warn,
+                format!(
+                    "DB writer: {error}: storing MO part {}/{} (reference {}) from '{}' on its \
+                     own; housekeeping stores the message its set makes (without its text, or \
+                     sets the parts aside, if PostgreSQL refuses it again)",
+                    part.seq, part.total, part.reference, batch.rx_rows[0].source_addr
+                ),
+            );
+            batch.sets_later = true;
+            self.commit_with_retry(batch);
+            return;
+        }
+        if batch.has_receipt_work(self.receipts_may_wait.load(Ordering::SeqCst)) {
+            self.stats.session.report(
+                Level::Warn,
+                format!(
+                    "DB writer: {error}: committing {} results and received PDUs again without \
+                     matching receipts; housekeeping matches them (one by one if PostgreSQL \
+                     refuses one)",
+                    batch.len()
+                ),
+            );
+            batch.receipts_later = true;
+            self.commit_with_retry(batch);
+            return;
+        }
         if batch.len() == 1 {
             self.stats.session.report(
                 Level::Error,
@@ -567,23 +625,30 @@ impl DbWriter {
         let Some(client) = self.client.as_mut() else {
             return;
         };
-        match tidy(client, &self.config) {
-            Ok((stored, still_waiting)) => {
-                self.receipts_may_wait
-                    .store(still_waiting, Ordering::SeqCst);
+        // Receipts and sets apart: a failure of one holds back neither the other nor its
+        // count.
+        match tidy_receipts(client, &self.config) {
+            Ok(still_waiting) => self
+                .receipts_may_wait
+                .store(still_waiting, Ordering::SeqCst),
+            Err(e) => housekeeping_failed(&self.stats, "receipts", &e),
+        }
+        match tidy_sets(client, &self.config) {
+            Ok(stored) => {
                 self.stats
                     .stored
                     .fetch_add(stored as u64, Ordering::Relaxed);
             }
-            Err(e) => self.stats.session.report(
-                Level::Warn,
-                format!(
-                    "DB writer: housekeeping of receipts and MO parts failed: {e}; \
-                     trying again later"
-                ),
-            ),
+            Err(e) => housekeeping_failed(&self.stats, "MO parts", &e),
         }
     }
+}
+
+fn housekeeping_failed(stats: &Stats, what: &str, error: &db::DbError) {
+    stats.session.report(
+        Level::Warn,
+        format!("DB writer: housekeeping of {what} failed: {error}; trying again later"),
+    );
 }
 
 /// A connection for a writer of `role`, planned for its statements for the whole session, so
@@ -623,6 +688,8 @@ struct Rules<'a> {
     id_match: IdMatch,
     /// See [`DbWriter::receipts_may_wait`].
     receipts_may_wait: bool,
+    /// Received receipts are matched now (else kept waiting: see [`Batch::receipts_later`]).
+    match_receipts: bool,
 }
 
 /// One transaction for the whole batch: results (and receipts that waited for their parts),
@@ -686,8 +753,8 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     }
     let mut kept_waiting = false;
     if !batch.rx_rows.is_empty() {
-        let rows = store_mo_parts(sql, &batch.rx_rows)?;
-        let stored = store_rx(sql, &rows, rules.id_match)?;
+        let rows = store_mo_parts(sql, &batch.rx_rows, batch.sets_later)?;
+        let stored = store_rx(sql, &rows, rules.id_match, rules.match_receipts)?;
         kept_waiting = stored.kept_waiting > 0;
         states.extend(stored.states);
     }
@@ -696,10 +763,12 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
 }
 
 /// Stores the MO parts among `rows`; returns the rows to insert: the others as they are, plus
-/// one per set the parts completed.
+/// one per set the parts completed (unless `sets_later`: housekeeping stores those) and one per
+/// older set a part ended by reusing its reference.
 fn store_mo_parts<'a>(
     c: &mut impl Sql,
     rows: &'a [RxRow],
+    sets_later: bool,
 ) -> Result<Vec<Cow<'a, RxRow>>, db::DbError> {
     let parts: Vec<(&RxRow, &db::MoPart)> = rows
         .iter()
@@ -713,6 +782,18 @@ fn store_mo_parts<'a>(
     if parts.is_empty() {
         return Ok(whole);
     }
+    for ended in reassembly::take_clashing(c, &parts)? {
+        warn!(
+            "concatenated MO from '{}' to '{}': a new message reuses its reference before it \
+             was complete; storing the {} of {} parts that arrived as incomplete, the new \
+             message starts a set of its own",
+            ended.source_addr,
+            ended.destination_addr,
+            ended.pdu_raw.split(',').count(),
+            ended.mo_parts.unwrap_or(0),
+        );
+        whole.push(Cow::Owned(ended));
+    }
     for again in reassembly::store_parts(c, &parts)? {
         if let Some((row, part)) = parts.get(again) {
             info!(
@@ -721,6 +802,9 @@ fn store_mo_parts<'a>(
                 part.seq, part.total, part.reference, row.source_addr, row.destination_addr
             );
         }
+    }
+    if sets_later {
+        return Ok(whole);
     }
     let mut keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
     keys.sort();
@@ -741,12 +825,14 @@ struct StoredRx {
     kept_waiting: usize,
 }
 
-/// Inserts `rows` with each receipt's tx_id when its part is known; keeps the others waiting.
+/// Inserts `rows` with each receipt's tx_id when its part is known (and `match_now`); keeps
+/// the others waiting.
 /// Returns the matched receipts' states, in arrival order.
 fn store_rx(
     c: &mut impl Sql,
     rows: &[Cow<'_, RxRow>],
     id_match: IdMatch,
+    match_now: bool,
 ) -> Result<StoredRx, db::DbError> {
     // Each receipt's token is its index in `rows`.
     let keys: Vec<ReceiptKeys> = rows
@@ -758,7 +844,11 @@ fn store_rx(
             Some(ReceiptKeys::new(token, id, r.receipt_id_from_tlv, id_match))
         })
         .collect();
-    let matches = receipts::match_receipts(c, &keys)?;
+    let matches = if match_now {
+        receipts::match_receipts(c, &keys)?
+    } else {
+        Vec::new()
+    };
     let (tx_ids, states) = apply_matches(rows, &matches);
     let matched: Vec<(&RxRow, Option<i64>)> = rows
         .iter()
@@ -836,12 +926,26 @@ fn still_waiting(
         .collect()
 }
 
-/// The housekeeping transaction; returns how many rx rows it stored and whether receipts are
-/// still waiting.
-fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), db::DbError> {
+/// Matches waiting receipts late and forgets expired ones; returns whether some still wait.
+/// All in one transaction, the usual case; when PostgreSQL refuses that, receipt by receipt
+/// (see [`match_receipts_one_by_one`]).
+fn tidy_receipts(client: &mut Client, config: &DbWriterConfig) -> Result<bool, db::DbError> {
     let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
-    let states = receipts::match_waiting(&mut transaction, None)?;
-    receipts::apply_states(&mut transaction, &states)?;
+    let matched = receipts::match_waiting(&mut transaction, None)
+        .and_then(|states| receipts::apply_states(&mut transaction, &states));
+    match matched {
+        Ok(()) => {}
+        Err(e) if e.is_transient() => return Err(e),
+        Err(error) => {
+            drop(transaction);
+            warn!(
+                "DB writer: matching waiting receipts together was refused: {error}; matching \
+                 them one by one"
+            );
+            transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
+            match_receipts_one_by_one(&mut transaction)?;
+        }
+    }
     for (rx_id, keys) in receipts::expire_waiting(&mut transaction, config.receipt_match_window)? {
         warn!(
             "receipt (rx id {rx_id}) matched no sent message within {}; left unmatched (ids tried: {})",
@@ -849,23 +953,173 @@ fn tidy(client: &mut Client, config: &DbWriterConfig) -> Result<(usize, bool), d
             keys.join(", ")
         );
     }
-    let rows = reassembly::take_due(&mut transaction, config.mo_reassembly_timeout)?;
-    for row in rows.iter().filter(|r| r.mo_incomplete) {
-        warn!(
-            "concatenated MO from '{}' to '{}' incomplete after {}; stored the parts that arrived",
-            row.source_addr,
-            row.destination_addr,
-            crate::config::format_duration(config.mo_reassembly_timeout)
-        );
-    }
-    let unmatched: Vec<(&RxRow, Option<i64>)> = rows.iter().map(|r| (r, None)).collect();
-    db::insert_rx(&mut transaction, &unmatched)?;
-    reassembly::forget_done(&mut transaction, config.mo_reassembly_timeout)?;
     let still_waiting = receipts::any_waiting(&mut transaction)?;
     transaction
         .commit()
         .map_err(db::pg("commit housekeeping"))?;
-    Ok((rows.len(), still_waiting))
+    Ok(still_waiting)
+}
+
+/// Each waiting receipt that has found its part, in a savepoint of its own: linked and its
+/// state written; if PostgreSQL refuses that (an operator's trigger on the message's row),
+/// the receipt stops waiting, its row left unlinked, with a log line.
+fn match_receipts_one_by_one(
+    transaction: &mut postgres::Transaction<'_>,
+) -> Result<(), db::DbError> {
+    for rx_id in receipts::matchable_waiting(transaction)? {
+        let mut savepoint = transaction
+            .transaction()
+            .map_err(db::pg("begin a savepoint"))?;
+        let matched = receipts::match_waiting_receipt(&mut savepoint, rx_id)
+            .and_then(|states| receipts::apply_states(&mut savepoint, &states));
+        let error = match matched {
+            Ok(()) => {
+                savepoint.commit().map_err(db::pg("release a savepoint"))?;
+                continue;
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        drop(savepoint);
+        receipts::stop_waiting(transaction, rx_id)?;
+        error!(
+            "receipt (rx id {rx_id}) matched its message but writing the state was refused: \
+             {error}; no longer matched (its smpp_rx_queue row stays, tx_id NULL)"
+        );
+    }
+    Ok(())
+}
+
+/// Stores the MO sets that are due (whole, or past the timeout) and forgets old stored parts:
+/// all in one transaction, the usual case; when PostgreSQL refuses that, set by set (see
+/// [`store_sets_one_by_one`]). Returns how many rows it stored.
+fn tidy_sets(client: &mut Client, config: &DbWriterConfig) -> Result<usize, db::DbError> {
+    let timeout = config.mo_reassembly_timeout;
+    let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
+    let stored = store_due_sets(&mut transaction, timeout);
+    let error = match stored {
+        Ok(n) => {
+            transaction
+                .commit()
+                .map_err(db::pg("commit housekeeping"))?;
+            return Ok(n);
+        }
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => e,
+    };
+    drop(transaction);
+    warn!("DB writer: storing due MO sets together was refused: {error}; storing them one by one");
+    let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
+    let stored = store_sets_one_by_one(&mut transaction, timeout)?;
+    reassembly::forget_done(&mut transaction, timeout)?;
+    transaction
+        .commit()
+        .map_err(db::pg("commit housekeeping"))?;
+    Ok(stored)
+}
+
+/// Takes the due sets and stores them in one statement each.
+fn store_due_sets(c: &mut impl Sql, timeout: Duration) -> Result<usize, db::DbError> {
+    let rows = reassembly::take_due(c, timeout)?;
+    for row in rows.iter().filter(|r| r.mo_incomplete) {
+        warn_incomplete(row, timeout);
+    }
+    let unmatched: Vec<(&RxRow, Option<i64>)> = rows.iter().map(|r| (r, None)).collect();
+    db::insert_rx(c, &unmatched)?;
+    reassembly::forget_done(c, timeout)?;
+    Ok(rows.len())
+}
+
+fn warn_incomplete(row: &RxRow, timeout: Duration) {
+    warn!(
+        "concatenated MO from '{}' to '{}' incomplete after {}; stored the parts that arrived",
+        row.source_addr,
+        row.destination_addr,
+        crate::config::format_duration(timeout)
+    );
+}
+
+/// Each due set in a savepoint of its own: stored as it is; if PostgreSQL refuses its row,
+/// stored without its text (`smpp_short_message` empty, `text_invalid`); if that is refused
+/// too, its parts are set aside in smpp_rx_parts_refused with the reason, and not tried
+/// again. Each outcome but the first has a log line naming the set. Returns how many rows
+/// it stored.
+fn store_sets_one_by_one(
+    transaction: &mut postgres::Transaction<'_>,
+    timeout: Duration,
+) -> Result<usize, db::DbError> {
+    let mut stored = 0;
+    for key in reassembly::due_sets(transaction, timeout)? {
+        let error = match store_set(transaction, &key, std::convert::identity, timeout) {
+            Ok(n) => {
+                stored += n;
+                continue;
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        let set = describe_set(&key);
+        match store_set(transaction, &key, without_text, timeout) {
+            Ok(n) => {
+                stored += n;
+                error!("{set}: its message was refused: {error}; stored it without its text (pdu_raw has the parts)");
+                continue;
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => {}
+        }
+        let mut savepoint = transaction
+            .transaction()
+            .map_err(db::pg("begin a savepoint"))?;
+        let parts = reassembly::set_aside(&mut savepoint, &key, &error.to_string())?;
+        savepoint.commit().map_err(db::pg("release a savepoint"))?;
+        error!(
+            "{set}: its message was refused, even without its text: {error}; its {parts} parts \
+             are set aside in smpp_rx_parts_refused and not tried again (move them back into \
+             smpp_rx_parts to try again)"
+        );
+    }
+    Ok(stored)
+}
+
+/// Takes one set and stores its row as `shape` makes it, in a savepoint: rolled back (the
+/// parts waiting again) when PostgreSQL refuses it. Returns how many rows it stored.
+fn store_set(
+    transaction: &mut postgres::Transaction<'_>,
+    key: &SetKey,
+    shape: impl FnOnce(RxRow) -> RxRow,
+    timeout: Duration,
+) -> Result<usize, db::DbError> {
+    let mut savepoint = transaction
+        .transaction()
+        .map_err(db::pg("begin a savepoint"))?;
+    let Some(row) = reassembly::take_set(&mut savepoint, key)? else {
+        return Ok(0);
+    };
+    let row = shape(row);
+    db::insert_rx(&mut savepoint, &[(&row, None)])?;
+    savepoint.commit().map_err(db::pg("release a savepoint"))?;
+    if row.mo_incomplete {
+        warn_incomplete(&row, timeout);
+    }
+    Ok(1)
+}
+
+/// The degraded form of a set's row: the text, which an operator's rule may refuse, left out.
+fn without_text(row: RxRow) -> RxRow {
+    RxRow {
+        short_message: String::new(),
+        text_invalid: true,
+        ..row
+    }
+}
+
+/// "concatenated MO from 'a' to 'b' (udh8 reference 7, 3 parts)", for a log line.
+fn describe_set(key: &SetKey) -> String {
+    format!(
+        "concatenated MO from '{}' to '{}' ({} reference {}, {} parts)",
+        key.source, key.destination, key.ref_kind, key.reference, key.total
+    )
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@ pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
         mo_parts: None,
         mo_incomplete: false,
     }
+    .storable()
 }
 
 /// The set a part belongs to: the UDH's concatenation IE, else the SAR TLVs. `None` for a

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use super::codec::push_hex;
 use super::pdu::{AlertNotification, Bind, CancelSm, DataSm, MessageIdResp, QuerySmResp, Sm};
-use super::text;
+use super::text::{self, storable::storable};
 use super::tlv::tag;
 use super::udh::{split_udh, Udh};
 use super::{Address, Body, COctet, Pdu, Tlv};
@@ -256,9 +256,11 @@ impl<'a> Obj<'a> {
         self.out.push_str("\":");
     }
 
+    /// A NUL is written as U+FFFD, not `\u0000`: the JSON is stored, and PostgreSQL's jsonb
+    /// (which readers cast it to) refuses `\u0000`. The exact bytes are in the hex fields.
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        push_json_string(self.out, value);
+        push_json_string(self.out, &storable(value));
     }
 
     fn cstr(&mut self, key: &str, value: &COctet) {
@@ -550,6 +552,24 @@ mod tests {
             check_json(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
             assert!(json.contains(r#""command_status":"0x00000401""#));
         }
+    }
+
+    /// pdu_parsed is cast to jsonb by readers, which refuses `\u0000`: a NUL in the text or in
+    /// a TLV string is written as U+FFFD, and the hex keeps the octets.
+    #[test]
+    fn nul_in_text_and_tlv_strings_is_never_written_as_u0000() {
+        let sm = Sm {
+            data_coding: 3,
+            short_message: b"pad\0".to_vec(),
+            tlvs: vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec())],
+            ..Sm::default()
+        };
+        let json = pdu_to_json(&Pdu::new(3, Body::DeliverSm(Box::new(sm))));
+        check_json(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert!(!json.contains("\\u0000"), "{json}");
+        assert!(json.contains("\"text\":\"pad\u{FFFD}\""), "{json}");
+        assert!(json.contains("\"decoded\":\"ab\u{FFFD}cd\""), "{json}");
+        assert!(json.contains("\"short_message\":\"70616400\""), "{json}");
     }
 
     /// The whole rendering of a delivery receipt, as smpp_rx_queue.pdu_parsed holds it: a

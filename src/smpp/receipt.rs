@@ -5,6 +5,7 @@
 //! Parsing is lenient by design (§10.3): labels in any case and order, unknown fields ignored,
 //! missing fields left `None`. It never fails on bad input; at worst it finds no id.
 
+use super::text::storable::index_key;
 use super::tlv::{self, tag, Tlv};
 
 /// True for an SMSC delivery receipt (type bits 0x04) or an intermediate notification (0x20).
@@ -371,7 +372,14 @@ impl IdMatch {
 /// for an id made only of hex digits (so also a decimal one), without leading zeros. A
 /// decimal id's key is therefore its canonical decimal rendering and a hex id's key its
 /// canonical lower-case hex rendering, which is what [`match_keys`] converts receipt ids to.
+/// A key longer than an index takes is cut, with a hash of the whole ([`index_key`]), the
+/// same way on both sides.
 pub fn stored_key(id: &str) -> String {
+    index_key(normalised(id))
+}
+
+/// [`stored_key`] before the cut.
+fn normalised(id: &str) -> String {
     // Computed once per message sent: one allocation. Only ASCII letters lower-case to hex
     // digits, so testing before folding is the same as testing after.
     let trimmed = id.trim();
@@ -396,7 +404,7 @@ pub fn stored_key(id: &str) -> String {
 /// letters (so no decimal id can share it). "10" stays "10": decimal 10 or hex 0x10 cannot be
 /// told apart, so an SMSC mixing bases with such ids needs `text_hex` or `text_decimal`.
 pub fn match_keys(id: &str, from_tlv: bool, mode: IdMatch) -> Vec<(String, i32)> {
-    let same = stored_key(id);
+    let same = normalised(id);
     if same.is_empty() {
         return Vec::new();
     }
@@ -415,8 +423,8 @@ pub fn match_keys(id: &str, from_tlv: bool, mode: IdMatch) -> Vec<(String, i32)>
             }
         }
     };
-    let mut keys = vec![(same, 0)];
-    keys.extend(converted.map(|k| (k, 1)));
+    let mut keys = vec![(index_key(same), 0)];
+    keys.extend(converted.map(|k| (index_key(k), 1)));
     keys
 }
 
@@ -605,6 +613,23 @@ mod tests {
         assert_eq!(stored_key("000"), "0");
         assert_eq!(stored_key("0ab-C"), "0ab-c");
         assert_eq!(stored_key(" "), "");
+    }
+
+    /// SMPP caps message_id at 65 octets, but peers send longer: the key is cut for the
+    /// index, the same way for the submit_sm_resp's id and the receipt's, padded or not.
+    #[test]
+    fn a_long_id_gives_one_capped_key_on_both_sides() {
+        let id = format!("{}f", "9".repeat(4999));
+        let stored = stored_key(&id);
+        assert!(stored.len() <= 256, "{}", stored.len());
+        let padded = format!("000{}", id.to_uppercase());
+        for mode in [IdMatch::Auto, IdMatch::Exact] {
+            for from_tlv in [true, false] {
+                let keys = match_keys(&padded, from_tlv, mode);
+                assert_eq!(keys.first(), Some(&(stored.clone(), 0)), "{mode:?}");
+            }
+        }
+        assert_ne!(stored_key(&format!("{}e", "9".repeat(4999))), stored);
     }
 
     #[test]

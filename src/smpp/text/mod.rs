@@ -2,9 +2,11 @@
 //! under the configured policy, encoding it, and decoding incoming user data by data_coding.
 //!
 //! Decoding never fails: bytes a coding cannot read become U+FFFD and are counted in
-//! [`Decoded::invalid`], so the daemon can store the text and log how much was lost.
+//! [`Decoded::invalid`], so the daemon can store the text and log how much was lost. So does
+//! a NUL, which PostgreSQL cannot store in text (see [`storable`]).
 
 pub mod gsm7;
+pub(crate) mod storable;
 
 use std::fmt;
 
@@ -166,7 +168,7 @@ pub fn encode(text: &str, coding: Coding) -> Result<Vec<u8>, EncodeError> {
 pub struct Decoded {
     /// The text; for binary data, the octets in upper-case hex.
     pub text: String,
-    /// How many octets (or UTF-16 units) were unreadable and became U+FFFD.
+    /// How many octets (or UTF-16 units) were unreadable, or NUL, and became U+FFFD.
     pub invalid: usize,
     /// True when the data_coding says binary or is not a text coding esmed reads.
     pub binary: bool,
@@ -174,9 +176,10 @@ pub struct Decoded {
 
 /// Decodes user data (UDH already removed) by its data_coding: 0 and 0xF0–0xF3 GSM 7-bit
 /// unpacked, 1 ASCII, 3 Latin-1, 6 ISO-8859-5, 7 ISO-8859-8, 8 UTF-16BE; anything else is
-/// kept as hex with `binary` set.
+/// kept as hex with `binary` set. A NUL (a 0x00 pad octet, U+0000 in UTF-16) becomes U+FFFD
+/// and counts as invalid.
 pub fn decode(data_coding: u8, bytes: &[u8]) -> Decoded {
-    let (text, invalid) = match data_coding {
+    let (mut text, invalid) = match data_coding {
         0x00 | 0xF0..=0xF3 => gsm7::decode(bytes),
         0x01 => decode_ascii(bytes),
         0x03 => (bytes.iter().map(|&b| char::from(b)).collect(), 0),
@@ -191,9 +194,10 @@ pub fn decode(data_coding: u8, bytes: &[u8]) -> Decoded {
             }
         }
     };
+    let nuls = storable::make_storable(&mut text);
     Decoded {
         text,
-        invalid,
+        invalid: invalid + nuls,
         binary: false,
     }
 }
@@ -321,6 +325,18 @@ mod tests {
     }
 
     #[test]
+    fn nul_in_any_text_coding_is_replaced_and_counted() {
+        let latin1 = decode(3, b"pad\0");
+        assert_eq!((latin1.text.as_str(), latin1.invalid), ("pad\u{FFFD}", 1));
+        let ascii = decode(1, b"a\0b");
+        assert_eq!((ascii.text.as_str(), ascii.invalid), ("a\u{FFFD}b", 1));
+        let ucs2 = decode(8, &[0, b'a', 0, 0, 0, b'b']);
+        assert_eq!((ucs2.text.as_str(), ucs2.invalid), ("a\u{FFFD}b", 1));
+        // GSM 0x00 is '@', not NUL.
+        assert_eq!(decode(0, &[0x00]).invalid, 0);
+    }
+
+    #[test]
     fn binary_and_unknown_codings_become_hex() {
         for dc in [0x02, 0x04, 0xF4, 0xF6, 0x05, 0xE0] {
             let d = decode(dc, &[0x00, 0xAB]);
@@ -350,6 +366,7 @@ mod tests {
             fn decode_never_panics(dc in any::<u8>(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
                 let d = decode(dc, &bytes);
                 prop_assert!(d.invalid <= bytes.len());
+                prop_assert!(!d.text.contains('\0'));
             }
 
             #[test]
