@@ -37,8 +37,9 @@ ALTER TABLE smpp_tx_queue
 -- esmed status shows a session whose TLS does not check the SMSC's certificate.
 ALTER TABLE esmed_status ADD COLUMN IF NOT EXISTS tls_unverified boolean NOT NULL DEFAULT false;
 
--- MO sets PostgreSQL refuses to store are set aside there rather than tried for ever.
-\ir rx-parts-refused.sql
+-- Received messages PostgreSQL refuses to store are set aside there rather than refused
+-- for ever.
+\ir rx-refused.sql
 
 \ir esmed-views.sql
 \ir esmed-search-path.sql

@@ -61,7 +61,7 @@ CREATE TABLE smpp_rx_parts (
 );
 
 \ir rx-parts-done.sql
-\ir rx-parts-refused.sql
+\ir rx-refused.sql
 
 -- added: one row per running esmed (its [daemon] instance name), rewritten every
 -- [daemon] heartbeat_interval and deleted at a clean exit. A row whose updated_at is older

@@ -311,3 +311,112 @@ fn raws_have_nul(rows: &[postgres::Row]) -> bool {
     let raw: String = rows[0].get(4);
     raw.contains(&esmed::smpp::hex(b"padded\0"))
 }
+
+/// A received PDU whose row an operator's rule refuses is stored in a degraded form and
+/// acknowledged at its first delivery: without its text when the rule looks at the text,
+/// else kept in smpp_rx_refused with PostgreSQL's reason. The messages around it are stored
+/// as they came.
+#[test]
+fn a_message_postgresql_refuses_is_stored_degraded_and_acknowledged_once() {
+    let env = Env::new("refused-mo");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    env.db()
+        .batch_execute(
+            "ALTER TABLE smpp_rx_queue ADD CONSTRAINT no_forbidden_words
+                 CHECK (smpp_short_message NOT LIKE '%forbidden%');
+             CREATE FUNCTION refuse_blocked() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.smpp_source_addr = '447700900999' THEN
+                     RAISE EXCEPTION 'sender % is blocked', NEW.smpp_source_addr;
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_blocked BEFORE INSERT ON smpp_rx_queue
+                 FOR EACH ROW EXECUTE FUNCTION refuse_blocked();",
+        )
+        .unwrap();
+    let esmed = env.esmed("refused-mo", "");
+    assert!(env.smsc.wait_for_bound(1, T));
+    for (source, text) in [
+        ("447700900001", "before"),
+        ("447700900002", "a forbidden word"),
+        ("447700900999", "from a blocked sender"),
+        ("447700900003", "after"),
+    ] {
+        env.smsc
+            .send_mo(MoMessage::raw(source, "ESMED", text.as_bytes(), 0, 0));
+    }
+    assert!(
+        env.smsc.wait_for_count(4, T, CommandId::DeliverSmResp),
+        "{}",
+        esmed.log()
+    );
+    let acks = env.smsc.deliver_sm_resps();
+    assert_eq!(acks.len(), 4, "each deliver_sm answered once");
+    assert!(
+        acks.iter().all(|a| a.pdu.command_status.is_ok()),
+        "every one acknowledged: {:?}",
+        acks.iter()
+            .map(|a| a.pdu.command_status)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(env.smsc.sent().len(), 4, "none delivered again");
+    let stored: Vec<(String, String, bool)> = env
+        .db()
+        .query(
+            "SELECT smpp_source_addr, smpp_short_message, text_invalid
+             FROM smpp_rx_queue ORDER BY smpp_source_addr",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let row = |s: &str, t: &str, invalid| (s.to_string(), t.to_string(), invalid);
+    assert_eq!(
+        stored,
+        [
+            row("447700900001", "before", false),
+            row("447700900002", "", true),
+            row("447700900003", "after", false),
+        ]
+    );
+    let degraded: String = env
+        .db()
+        .query_one(
+            "SELECT pdu_raw FROM smpp_rx_queue WHERE smpp_source_addr = '447700900002'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        degraded.contains(&esmed::smpp::hex(b"a forbidden word")),
+        "pdu_raw keeps the text"
+    );
+    let aside: Vec<(String, String, String)> = env
+        .db()
+        .query(
+            "SELECT smpp_source_addr, pdu_raw, reason FROM smpp_rx_refused",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(aside[0].0, "447700900999");
+    assert!(aside[0]
+        .1
+        .contains(&esmed::smpp::hex(b"from a blocked sender")));
+    assert!(
+        aside[0].2.contains("sender 447700900999 is blocked"),
+        "{}",
+        aside[0].2
+    );
+    let log = esmed.log();
+    assert!(
+        log.contains("refused: ") && log.contains("storing it without its text"),
+        "{log}"
+    );
+    assert!(log.contains("keeping it in smpp_rx_refused"), "{log}");
+}

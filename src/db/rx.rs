@@ -137,3 +137,35 @@ pub fn insert_rx(c: &mut impl Sql, rows: &[(&RxRow, Option<i64>)]) -> Result<Vec
     .map_err(pg("store received PDUs"))?;
     Ok(ids)
 }
+
+/// Keeps a received PDU whose `smpp_rx_queue` row PostgreSQL refused, even without its text,
+/// in `smpp_rx_refused` with the reason, so that it can be acknowledged instead of refused at
+/// every delivery.
+pub(crate) fn set_aside(c: &mut impl Sql, row: &RxRow, reason: &str) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO smpp_rx_refused (pdu_raw, pdu_parsed, smpp_source_addr,
+             smpp_destination_addr, reason)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &row.pdu_raw,
+            &row.pdu_parsed,
+            &row.source_addr,
+            &row.destination_addr,
+            &reason,
+        ],
+    )
+    .map_err(pg("set aside a refused received PDU"))?;
+    Ok(())
+}
+
+impl RxRow {
+    /// The degraded form of a row an operator's rule refused: the text, what such a rule
+    /// usually looks at, left out (`pdu_raw` still has it).
+    pub(crate) fn without_text(self) -> RxRow {
+        RxRow {
+            short_message: String::new(),
+            text_invalid: true,
+            ..self
+        }
+    }
+}

@@ -21,6 +21,7 @@ const REQUIRED: &[(&str, &str)] = &[
     ("smpp_rx_parts", "text_bytes"),
     ("smpp_rx_parts_done", "text_bytes"),
     ("smpp_rx_parts_refused", "reason"),
+    ("smpp_rx_refused", "reason"),
     ("esmed_status", "instance"),
     ("esmed_status", "tls_unverified"),
 ];

@@ -18,7 +18,8 @@
 //! their timeout as they are. Receipts and sets have transactions of their own, each batched;
 //! only when PostgreSQL refuses a batch are its receipts or sets taken one by one, in
 //! savepoints, so that the one it refuses (an operator's trigger or constraint) is stored
-//! degraded or set aside, with a log line, and holds up no other.
+//! degraded or set aside, with a log line, and holds up no other. A received PDU whose own
+//! row PostgreSQL refuses is stored degraded the same way (see [`RxShape`]) and acknowledged.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,6 +222,41 @@ struct Batch {
     /// which takes them one by one when PostgreSQL refuses one. Set when the batch was
     /// refused, so that a receipt's state refused holds back no result or received PDU.
     receipts_later: bool,
+    /// How a lone received PDU is stored: degraded once PostgreSQL has refused it.
+    rx_shape: RxShape,
+}
+
+/// How a received PDU is stored; each refusal by PostgreSQL (an operator's trigger or CHECK
+/// constraint) degrades it one step, so that it is stored in some form and acknowledged at
+/// its first delivery instead of refused at every delivery until the SMSC gives up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum RxShape {
+    /// As it came.
+    #[default]
+    AsSent,
+    /// In smpp_rx_queue without its text (see [`RxRow::without_text`]).
+    WithoutText,
+    /// In smpp_rx_refused, with the reason its row was refused.
+    SetAside(String),
+}
+
+impl RxShape {
+    /// The next form to try after PostgreSQL refused this one, with what esmed does next for
+    /// the log; None when there is none left.
+    fn after_refusal(&self, error: &db::DbError) -> Option<(RxShape, &'static str)> {
+        match self {
+            RxShape::AsSent => Some((
+                RxShape::WithoutText,
+                "storing it without its text (pdu_raw keeps the PDU)",
+            )),
+            RxShape::WithoutText => Some((
+                RxShape::SetAside(error.to_string()),
+                "it was refused without its text too: keeping it in smpp_rx_refused with the \
+                 reason and acknowledging it",
+            )),
+            RxShape::SetAside(_) => None,
+        }
+    }
 }
 
 impl Batch {
@@ -461,8 +497,9 @@ impl DbWriter {
     }
 
     /// PostgreSQL rejected the batch: a single result fails its row with the reason (see
-    /// [`DbWriter::settle_refused`]), a single received PDU is answered ESME_RX_T_APPN; a
-    /// larger batch is committed op by op, so that only the bad one is.
+    /// [`DbWriter::settle_refused`]), a single received PDU is stored again in a degraded
+    /// form (see [`RxShape`]), and answered ESME_RX_T_APPN only when even the last is
+    /// refused; a larger batch is committed op by op, so that only the bad one is.
     fn isolate_rejected(&mut self, mut batch: Batch, error: &db::DbError) {
         if let Some(part) = batch.lone_mo_part() {
             self.stats.session.report(
@@ -491,6 +528,20 @@ impl DbWriter {
             batch.receipts_later = true;
             self.commit_with_retry(batch);
             return;
+        }
+        if let (Some(row), true) = (batch.rx_rows.first(), batch.len() == 1) {
+            if let Some((shape, next)) = batch.rx_shape.after_refusal(error) {
+                self.stats.session.report(
+                    Level::Error,
+                    format!(
+                        "DB writer: received PDU from '{}' to '{}' refused: {error}; {next}",
+                        row.source_addr, row.destination_addr
+                    ),
+                );
+                batch.rx_shape = shape;
+                self.commit_with_retry(batch);
+                return;
+            }
         }
         if batch.len() == 1 {
             self.stats.session.report(
@@ -752,8 +803,27 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
         states = receipts::match_waiting(sql, Some(keys))?;
     }
     let mut kept_waiting = false;
-    if !batch.rx_rows.is_empty() {
-        let rows = store_mo_parts(sql, &batch.rx_rows, batch.sets_later)?;
+    let degraded: Vec<RxRow>;
+    let rx_rows = match &batch.rx_shape {
+        RxShape::AsSent => batch.rx_rows.as_slice(),
+        RxShape::WithoutText => {
+            degraded = batch
+                .rx_rows
+                .iter()
+                .cloned()
+                .map(RxRow::without_text)
+                .collect();
+            degraded.as_slice()
+        }
+        RxShape::SetAside(reason) => {
+            for row in &batch.rx_rows {
+                db::rx::set_aside(sql, row, reason)?;
+            }
+            &[]
+        }
+    };
+    if !rx_rows.is_empty() {
+        let rows = store_mo_parts(sql, rx_rows, batch.sets_later)?;
         let stored = store_rx(sql, &rows, rules.id_match, rules.match_receipts)?;
         kept_waiting = stored.kept_waiting > 0;
         states.extend(stored.states);
@@ -1059,7 +1129,7 @@ fn store_sets_one_by_one(
             Err(e) => e,
         };
         let set = describe_set(&key);
-        match store_set(transaction, &key, without_text, timeout) {
+        match store_set(transaction, &key, RxRow::without_text, timeout) {
             Ok(n) => {
                 stored += n;
                 error!("{set}: its message was refused: {error}; stored it without its text (pdu_raw has the parts)");
@@ -1103,15 +1173,6 @@ fn store_set(
         warn_incomplete(&row, timeout);
     }
     Ok(1)
-}
-
-/// The degraded form of a set's row: the text, which an operator's rule may refuse, left out.
-fn without_text(row: RxRow) -> RxRow {
-    RxRow {
-        short_message: String::new(),
-        text_invalid: true,
-        ..row
-    }
 }
 
 /// "concatenated MO from 'a' to 'b' (udh8 reference 7, 3 parts)", for a log line.
