@@ -1,4 +1,4 @@
-//! Long messages (reference §8.4, §9): cutting an encoded text into parts that each fit one
+//! Long messages: cutting an encoded text into parts that each fit one
 //! SMS, with a concatenation UDH, SAR TLVs, or the whole text in message_payload.
 //!
 //! A char is never cut: GSM escape pairs and UTF-16 surrogate pairs stay in one part, so a
@@ -113,7 +113,7 @@ pub enum Header {
     Udh7,
 }
 
-/// Octets of encoded text (unpacked GSM: septets) one part can carry (reference §8.4).
+/// Octets of encoded text (unpacked GSM: septets) one part can carry.
 pub fn capacity(coding: Coding, header: Header) -> usize {
     match (coding, header) {
         (Coding::Gsm7, Header::None) => 160,
@@ -247,7 +247,7 @@ mod tests {
     use super::*;
     use crate::smpp::reference::UCS2_TEXT as RUSSIAN;
 
-    /// short_message of the two parts in reference §9.4 (offset 0x32 of each dump on).
+    /// short_message of the two parts of the long-message example in `smpp::reference` (offset 0x32 of each dump on).
     const PART1: &str = "0500032A0201041204300448002004370430043A0430043700202116003400380032\
         003100330020043F04350440043504340430043D0020043A04430440044C043504400443002E0020\
         0414043E0441044204300432043A0430002004370430043204420440043000200441002000310030\

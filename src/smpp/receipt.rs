@@ -1,8 +1,8 @@
-//! Delivery receipts (reference §5.3, §5.8, §10): recognising a receipt by esm_class, reading
+//! Delivery receipts (SMPP 3.4 Appendix B and the receipt TLVs): recognising a receipt by esm_class, reading
 //! its id, state and error from the TLVs or, failing those, from the vendor-specific text, and
 //! giving the daemon match keys for ids that SMSCs write in different bases.
 //!
-//! Parsing is lenient by design (§10.3): labels in any case and order, unknown fields ignored,
+//! Parsing is lenient by design, as SMSCs vary: labels in any case and order, unknown fields ignored,
 //! missing fields left `None`. It never fails on bad input; at worst it finds no id.
 
 use super::text::storable::index_key;
@@ -18,7 +18,7 @@ pub fn is_intermediate(esm_class: u8) -> bool {
     esm_class & 0x3C == 0x20
 }
 
-/// message_state (reference §5.8).
+/// message_state (SMPP 3.4 §5.2.28).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageState {
     Enroute,
@@ -97,7 +97,7 @@ impl MessageState {
     }
 
     /// From a message_state value. Values 3.4 does not define (v5.0's 0 SCHEDULED and
-    /// 9 SKIPPED included) map to `Unknown`, as §5.8 advises.
+    /// 9 SKIPPED included) map to `Unknown`.
     pub fn from_tlv(value: u8) -> MessageState {
         STATES
             .iter()
@@ -115,7 +115,7 @@ impl MessageState {
     }
 
     /// Whether more receipts may follow. ENROUTE and ACCEPTED are not final (ACCEPTD is used
-    /// as "accepted by the next hop", §10.3). UNKNOWN is final: it is the SMSC's last word on
+    /// as "accepted by the next hop"). UNKNOWN is final: it is the SMSC's last word on
     /// the message, and waiting for a better one rarely helps.
     pub fn is_final(self) -> bool {
         !matches!(self, MessageState::Enroute | MessageState::Accepted)
@@ -170,7 +170,7 @@ pub struct Receipt {
     pub text: Option<String>,
 }
 
-/// Reads a receipt from its decoded text and its TLVs; TLVs win (reference §10.4). When
+/// Reads a receipt from its decoded text and its TLVs; TLVs win: the text's format is vendor-specific. When
 /// `text` is empty the message_payload TLV is read instead. `None` when no id is found.
 pub fn parse_receipt(text: &str, tlvs: &[Tlv]) -> Option<Receipt> {
     let payload;
@@ -306,7 +306,7 @@ fn pairs(head: &str) -> Vec<Pair<'_>> {
 /// Keys for matching a receipt's id with a submit_sm_resp's: two ids refer to the same
 /// message when their key lists share a key. Keys are the case-folded id, the id without
 /// leading zeros, and `#<value>` for its numeric value read as decimal and as hex, so that
-/// `0A1B2C3D` and `0169552957` both yield `#169552957` (reference §10.3).
+/// `0A1B2C3D` and `0169552957` both yield `#169552957` (SMSCs write the same id in either base).
 pub fn id_keys(id: &str) -> Vec<String> {
     let folded = id.trim().to_lowercase();
     let unpadded = folded.trim_start_matches('0');

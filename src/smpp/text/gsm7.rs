@@ -1,4 +1,4 @@
-//! GSM 03.38 default alphabet (reference §8.1/§8.2): our own basic and extension tables, and
+//! GSM 03.38 default alphabet (3GPP TS 23.038 §6.2.1): our own basic and extension tables, and
 //! the unpacked form SMPP uses for data_coding 0 (one septet per octet, escapes as `1B xx`).
 //! Packing septets for the air interface is the SMSC's job, not this module's.
 
@@ -57,7 +57,7 @@ impl GsmCode {
 }
 
 /// The GSM code of a char; `None` when the default alphabet cannot write it.
-/// `ç` is written as `Ç` (0x09): the lossy fallback of reference §8.2 / Appendix A7.
+/// `ç` is written as `Ç` (0x09): the lossy fallback GSM 03.38 itself suggests.
 pub fn encode_char(c: char) -> Option<GsmCode> {
     // Most text is ASCII: a table lookup instead of searching the tables (the search was
     // 15 % of esmed's CPU in the burst benchmark).

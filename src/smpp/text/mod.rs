@@ -1,4 +1,4 @@
-//! Text codings for short_message (reference §5.6, §8): choosing a coding for outgoing text
+//! Text codings for short_message (data_coding, SMPP 3.4 §5.2.19): choosing a coding for outgoing text
 //! under the configured policy, encoding it, and decoding incoming user data by data_coding.
 //!
 //! Decoding never fails: bytes a coding cannot read become U+FFFD and are counted in
