@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use esmed::smpp::{Body, CommandId, CommandStatus, Pdu};
 use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
 use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
+use support::pg_proxy::{Cut, PgProxy};
 use support::tls::TestPki;
 use support::{wait_until, Env, Esmed};
 
@@ -1214,5 +1215,155 @@ fn an_application_holding_row_locks_stalls_neither_claims_nor_renewals() {
     env.wait_all("submission_done", T, &esmed);
     check_duplicates(&env, 9, 0, &[&esmed]);
     assert_eq!(env.count("submission_resends > 0"), 0);
+    assert_no_panic(&esmed);
+}
+
+/// MO texts the SMSC sent as deliver_sm: how many times each, and which of them it saw
+/// answered ESME_ROK (matched by connection and sequence number).
+fn mo_journal(env: &Env) -> (HashMap<String, usize>, HashSet<String>) {
+    let mut sends = HashMap::new();
+    let mut by_seq = HashMap::new();
+    for sent in env.smsc.sent() {
+        if let Body::DeliverSm(sm) = &sent.pdu.body {
+            let text = String::from_utf8_lossy(&sm.short_message).into_owned();
+            *sends.entry(text.clone()).or_insert(0) += 1;
+            by_seq.insert((sent.connection, sent.pdu.sequence_number), text);
+        }
+    }
+    let acked = env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .filter(|r| r.pdu.command_status == CommandStatus::ESME_ROK)
+        .filter_map(|r| by_seq.get(&(r.connection, r.pdu.sequence_number)).cloned())
+        .collect();
+    (sends, acked)
+}
+
+/// How many smpp_rx_queue rows hold each MO text.
+fn stored_mo(env: &Env) -> HashMap<String, i64> {
+    env.db()
+        .query(
+            "SELECT smpp_short_message, count(*) FROM smpp_rx_queue WHERE NOT is_receipt \
+             GROUP BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Every MO the SMSC saw acknowledged is stored, and none more often than the SMSC sent it
+/// (a commit applied twice would store it twice).
+fn check_mo_stored_once(env: &Env, esmed: &Esmed) -> usize {
+    let (sends, acked) = mo_journal(env);
+    let stored = stored_mo(env);
+    for (text, n) in &stored {
+        let sent = sends.get(text).copied().unwrap_or(0);
+        assert!(
+            *n as usize <= sent,
+            "MO '{text}' stored {n} times, sent {sent} times\n{}",
+            esmed.log()
+        );
+    }
+    for text in &acked {
+        assert!(
+            stored.contains_key(text),
+            "MO '{text}' acknowledged but not stored\n{}",
+            esmed.log()
+        );
+    }
+    acked.len()
+}
+
+/// An SMSC that delivers MO and does not send them again for a minute: within a test, each
+/// MO goes out once, so each acknowledged one must be stored exactly once.
+fn mo_smsc_config() -> SmscConfig {
+    SmscConfig {
+        deliver_resend_after: Duration::from_secs(60),
+        ..support::smsc_config()
+    }
+}
+
+/// Sends the MO `text` and waits for esmed's answer to it; returns the answer's status.
+fn mo_answered(env: &Env, esmed: &Esmed, text: &str) -> CommandStatus {
+    let before = env.smsc.deliver_sm_resps().len();
+    env.smsc
+        .send_mo(MoMessage::text("447700900123", "ESMED", text));
+    wait_until(T, "the answer to an MO", esmed, || {
+        env.smsc.deliver_sm_resps().len() > before
+    });
+    env.smsc.deliver_sm_resps()[before].pdu.command_status
+}
+
+/// The connection dies during the COMMIT of a batch of received PDUs. When PostgreSQL had
+/// committed it (the answer was lost), esmed learns so on a new connection and answers the
+/// SMSC without storing the PDU again; when the COMMIT never arrived (the old backend still
+/// in its transaction, ended by esmed after a while), it stores it again. Either way the MO
+/// is answered ESME_ROK and stored once.
+#[test]
+fn a_commit_cut_off_stores_a_received_pdu_once_and_answers_it() {
+    let env = Env::with_smsc("doubt-rx", mo_smsc_config());
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed_via("doubt-rx", proxy.port(), "");
+    assert!(env.smsc.wait_for_bound(1, T), "{}", esmed.log());
+    assert_eq!(mo_answered(&env, &esmed, "before"), CommandStatus::ESME_ROK);
+
+    proxy.arm(Cut::AnswerToCommitAfterInsert);
+    assert_eq!(
+        mo_answered(&env, &esmed, "committed"),
+        CommandStatus::ESME_ROK
+    );
+    assert_eq!(proxy.cuts(), 1, "the answer to the COMMIT was cut off");
+    let stored = stored_mo(&env).get("committed").copied();
+    assert_eq!(stored, Some(1), "stored once\n{}", esmed.log());
+    assert!(esmed
+        .log()
+        .contains("PostgreSQL says it did: counting it done"));
+
+    proxy.arm(Cut::CommitAfterInsert {
+        hold: Duration::from_secs(60),
+    });
+    assert_eq!(
+        mo_answered(&env, &esmed, "rolled back"),
+        CommandStatus::ESME_ROK
+    );
+    assert_eq!(proxy.cuts(), 2, "the COMMIT was cut off");
+    let stored = stored_mo(&env).get("rolled back").copied();
+    assert_eq!(stored, Some(1), "stored once\n{}", esmed.log());
+    let log = esmed.log();
+    assert!(
+        log.contains("still in progress after 5 s; ended its backend"),
+        "{log}"
+    );
+    assert!(
+        log.contains("PostgreSQL says it did not: committing it again"),
+        "{log}"
+    );
+
+    let stored = stored_mo(&env);
+    for text in ["before", "committed", "rolled back"] {
+        assert_eq!(stored.get(text), Some(&1), "{text}: {stored:?}\n{log}");
+    }
+    assert_eq!(check_mo_stored_once(&env, &esmed), 3);
+    assert_no_panic(&esmed);
+}
+
+/// The connection dies right after PostgreSQL committed a claim: the rows are claimed under
+/// esmed's name but never reached it. They are sent at once, not after their lease (five
+/// minutes), and once each.
+#[test]
+fn rows_of_a_claim_whose_answer_was_lost_are_sent_at_once() {
+    let env = Env::new("doubt-claim");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[("smpp_window", "10")]);
+    env.insert_many(200, "claim case ");
+    proxy.arm(Cut::AnswerToUpdateOf(2));
+    let esmed = env.esmed_via("doubt-claim", proxy.port(), "");
+    assert!(proxy.wait_for_cuts(1, T), "{}", esmed.log());
+    env.wait_all("submission_done", Duration::from_secs(60), &esmed);
+    check_duplicates(&env, 200, 0, &[&esmed]);
     assert_no_panic(&esmed);
 }
