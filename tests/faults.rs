@@ -14,7 +14,7 @@ use std::time::Duration;
 use esmed::smpp::{Body, CommandId, CommandStatus, Pdu};
 use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
 use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
-use support::pg_proxy::{Cut, PgProxy};
+use support::pg_proxy::{Cut, PgProxy, Tx};
 use support::tls::TestPki;
 use support::{wait_until, Env, Esmed};
 
@@ -1311,7 +1311,7 @@ fn a_commit_cut_off_stores_a_received_pdu_once_and_answers_it() {
     assert!(env.smsc.wait_for_bound(1, T), "{}", esmed.log());
     assert_eq!(mo_answered(&env, &esmed, "before"), CommandStatus::ESME_ROK);
 
-    proxy.arm(Cut::AnswerToCommitAfterInsert);
+    proxy.arm(Cut::AnswerToCommit(Tx::Inserting));
     assert_eq!(
         mo_answered(&env, &esmed, "committed"),
         CommandStatus::ESME_ROK
@@ -1323,9 +1323,7 @@ fn a_commit_cut_off_stores_a_received_pdu_once_and_answers_it() {
         .log()
         .contains("PostgreSQL says it did: counting it done"));
 
-    proxy.arm(Cut::CommitAfterInsert {
-        hold: Duration::from_secs(60),
-    });
+    proxy.arm(Cut::Commit(Tx::Inserting, Duration::from_secs(60)));
     assert_eq!(
         mo_answered(&env, &esmed, "rolled back"),
         CommandStatus::ESME_ROK
@@ -1365,5 +1363,52 @@ fn rows_of_a_claim_whose_answer_was_lost_are_sent_at_once() {
     assert!(proxy.wait_for_cuts(1, T), "{}", esmed.log());
     env.wait_all("submission_done", Duration::from_secs(60), &esmed);
     check_duplicates(&env, 200, 0, &[&esmed]);
+    assert_no_panic(&esmed);
+}
+
+/// The answer to the COMMIT of a batch of results is lost, and new connections take a while:
+/// meanwhile the row, whose "try again" was in fact committed, is claimed and sent again. The
+/// batch is not applied a second time: that would count the attempt twice and take the new
+/// claim away from under the session, whose result would then be dropped and the row sent a
+/// third time.
+#[test]
+fn a_result_whose_commit_was_cut_off_is_not_applied_twice() {
+    let env = Env::new("doubt-results");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.smsc.set_faults(Faults {
+        transient_error_every: Some((1, CommandStatus::ESME_RSYSERR)),
+        ..Faults::default()
+    });
+    env.add_server(&[]);
+    let id = env.insert("447700900123", "refused once");
+    proxy.pause_after_cuts(Duration::from_secs(2));
+    proxy.arm(Cut::AnswerToCommit(Tx::OnConnectionThatSent(
+        "SET next_attempt_at = now()",
+    )));
+    let esmed = env.esmed_via("doubt-results", proxy.port(), "");
+    assert!(env.smsc.wait_for_submits(1, T), "{}", esmed.log());
+    env.smsc.set_faults(Faults::default());
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(proxy.cuts(), 1, "the answer to the COMMIT was cut off");
+    assert_eq!(
+        sends_per_row(&env).get(&id),
+        Some(&2),
+        "refused once, accepted once\n{}",
+        esmed.log()
+    );
+    let (attempts, resends): (i32, i32) = {
+        let row = env
+            .db()
+            .query_one(
+                "SELECT submission_attempts, submission_resends FROM smpp_tx_queue WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((attempts, resends), (2, 0), "{}", esmed.log());
+    assert!(esmed
+        .log()
+        .contains("PostgreSQL says it did: counting it done"));
     assert_no_panic(&esmed);
 }

@@ -13,22 +13,40 @@ use std::time::{Duration, Instant};
 /// Where the next cut happens (once; [`PgProxy::arm`] again for another).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cut {
-    /// The answer to the COMMIT of a transaction that inserted rows: the server commits, the
-    /// client's connection closes without hearing it.
-    AnswerToCommitAfterInsert,
-    /// The COMMIT of a transaction that inserted rows: never forwarded; the client's
-    /// connection closes, and the server's stays open (idle in its transaction) for
-    /// `hold`, or until the server ends it.
-    CommitAfterInsert { hold: Duration },
+    /// The answer to the COMMIT of such a transaction: the server commits, the client's
+    /// connection closes without hearing it.
+    AnswerToCommit(Tx),
+    /// The COMMIT of such a transaction: never forwarded; the client's connection closes,
+    /// and the server's stays open (idle in the transaction) for the given time, or until
+    /// the server ends it.
+    Commit(Tx, Duration),
     /// The answer to a statement that updated at least this many rows outside a transaction
     /// block (a claim): the server commits it, the client never hears of it.
     AnswerToUpdateOf(u64),
+}
+
+/// Which transactions a cut at a COMMIT is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tx {
+    /// One in which the server answered an INSERT.
+    Inserting,
+    /// Any on a connection that has sent SQL containing this text (prepared statements are
+    /// sent once per connection).
+    OnConnectionThatSent(&'static str),
 }
 
 pub struct PgProxy {
     port: u16,
     armed: Arc<Mutex<Option<Cut>>>,
     cuts: Arc<AtomicUsize>,
+    pause: Arc<Mutex<Pause>>,
+}
+
+/// New connections wait `length` after each cut, as while a server restarts.
+#[derive(Default)]
+struct Pause {
+    length: Duration,
+    until: Option<Instant>,
 }
 
 /// What both directions of one proxied connection share.
@@ -37,8 +55,11 @@ struct Link {
     server: TcpStream,
     armed: Arc<Mutex<Option<Cut>>>,
     cuts: Arc<AtomicUsize>,
+    pause: Arc<Mutex<Pause>>,
     /// The server answered an INSERT since the last COMMIT or ROLLBACK.
     inserted: AtomicBool,
+    /// The SQL the client sent so far (Query and Parse messages).
+    sent: Mutex<String>,
 }
 
 impl PgProxy {
@@ -48,9 +69,14 @@ impl PgProxy {
         let port = listener.local_addr().expect("proxy address").port();
         let armed = Arc::new(Mutex::new(None));
         let cuts = Arc::new(AtomicUsize::new(0));
-        let (armed_, cuts_) = (armed.clone(), cuts.clone());
+        let pause = Arc::new(Mutex::new(Pause::default()));
+        let (armed_, cuts_, pause_) = (armed.clone(), cuts.clone(), pause.clone());
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                let until = pause_.lock().unwrap().until;
+                if let Some(wait) = until.and_then(|t| t.checked_duration_since(Instant::now())) {
+                    thread::sleep(wait);
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
@@ -59,7 +85,9 @@ impl PgProxy {
                     server,
                     armed: armed_.clone(),
                     cuts: cuts_.clone(),
+                    pause: pause_.clone(),
                     inserted: AtomicBool::new(false),
+                    sent: Mutex::new(String::new()),
                 });
                 let other = link.clone();
                 thread::spawn(move || {
@@ -70,7 +98,17 @@ impl PgProxy {
                 });
             }
         });
-        PgProxy { port, armed, cuts }
+        PgProxy {
+            port,
+            armed,
+            cuts,
+            pause,
+        }
+    }
+
+    /// After each cut, new connections wait this long before they reach the server.
+    pub fn pause_after_cuts(&self, length: Duration) {
+        self.pause.lock().unwrap().length = length;
     }
 
     pub fn port(&self) -> u16 {
@@ -132,7 +170,17 @@ impl Link {
         let cut = (*armed).filter(|&cut| matches(cut))?;
         *armed = None;
         self.cuts.fetch_add(1, Ordering::SeqCst);
+        let mut pause = self.pause.lock().unwrap();
+        pause.until = Some(Instant::now() + pause.length);
         Some(cut)
+    }
+
+    /// Whether a COMMIT now would end a transaction `tx` is about.
+    fn is_for(&self, tx: Tx) -> bool {
+        match tx {
+            Tx::Inserting => self.inserted.load(Ordering::SeqCst),
+            Tx::OnConnectionThatSent(sql) => self.sent.lock().unwrap().contains(sql),
+        }
     }
 
     fn client_to_server(&self) -> io::Result<()> {
@@ -141,10 +189,14 @@ impl Link {
         to.write_all(&startup)?;
         loop {
             let (kind, frame) = read_message(&mut from, true)?;
+            if kind == b'Q' || kind == b'P' {
+                let text = String::from_utf8_lossy(&frame[5..]).into_owned();
+                self.sent.lock().unwrap().push_str(&text);
+            }
             let commit = kind == b'Q' && text_of(&frame).eq_ignore_ascii_case("COMMIT");
-            let cut = commit && self.inserted.load(Ordering::SeqCst);
-            let hold = self.take_cut(|c| cut && matches!(c, Cut::CommitAfterInsert { .. }));
-            if let Some(Cut::CommitAfterInsert { hold }) = hold {
+            let cut =
+                self.take_cut(|c| matches!(c, Cut::Commit(tx, _) if commit && self.is_for(tx)));
+            if let Some(Cut::Commit(_, hold)) = cut {
                 let _ = self.client.shutdown(Shutdown::Both);
                 // The server's backend stays in its transaction until it is ended (the
                 // other direction then reads its end) or the hold is over.
@@ -178,11 +230,12 @@ impl Link {
             self.inserted.store(true, Ordering::SeqCst);
         }
         if tag == "COMMIT" || tag == "ROLLBACK" {
-            let inserted = self.inserted.swap(false, Ordering::SeqCst);
-            let cut = tag == "COMMIT" && inserted;
-            return self
-                .take_cut(|c| cut && c == Cut::AnswerToCommitAfterInsert)
+            let commit = tag == "COMMIT";
+            let cut = self
+                .take_cut(|c| matches!(c, Cut::AnswerToCommit(tx) if commit && self.is_for(tx)))
                 .is_some();
+            self.inserted.store(false, Ordering::SeqCst);
+            return cut;
         }
         let updated = tag
             .strip_prefix("UPDATE ")
