@@ -110,8 +110,18 @@ pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError>
             _ => return Ok(Outcome::NotCommitted),
         }
         if !ended_backend && since.elapsed() >= IN_PROGRESS_LIMIT {
-            end_backend_of(client, xid)?;
             ended_backend = true;
+            if let Err(e) = end_backend_of(client, xid) {
+                if e.is_connection_lost() {
+                    return Err(e);
+                }
+                // Not allowed (a role without the right to signal its own backends):
+                // the backend still ends when TCP gives up on its client.
+                warn!(
+                    "transaction {} of a lost connection still in progress: {e}; waiting for                      it to end",
+                    xid.0
+                );
+            }
         }
         std::thread::sleep(IN_PROGRESS_WAIT);
     }
