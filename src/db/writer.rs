@@ -6,8 +6,10 @@
 //! Each takes the first operation waiting, everything else already queued (up to the batch
 //! size), and commits them together. A lost connection is re-established with backoff and the
 //! same batch is committed again: nothing is dropped while PostgreSQL is away, and no
-//! deliver_sm is acknowledged before its row is committed. The threads end when every sender
-//! is gone and their queues are empty.
+//! deliver_sm is acknowledged before its row is committed. When the connection was lost
+//! during the COMMIT, PostgreSQL is first asked whether it committed (see `db::doubt`),
+//! so a batch is never stored twice. The threads end when every sender is gone and their
+//! queues are empty.
 //!
 //! In the same transaction as the rows: receipts are matched to sent parts and their states
 //! written ([`db::receipts`]), receipts whose part is unknown are kept for later, receipts
