@@ -1417,6 +1417,47 @@ fn a_result_whose_commit_was_cut_off_is_not_applied_twice() {
     assert_no_panic(&esmed);
 }
 
+/// The answer to a batch of results run as one statement (all done, one part each) is lost
+/// after PostgreSQL committed it. Run again, it writes nothing (done rows are never claimed
+/// again) and esmed says why: each row sent once, its attempt counted once.
+#[test]
+fn a_one_statement_result_batch_run_again_after_a_lost_answer_writes_nothing_twice() {
+    let env = Env::new("doubt-alone");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[]);
+    let esmed = env.esmed_via("doubt-alone", proxy.port(), "");
+    // The first batches may be transactions (receipts may be waiting until the received-PDU
+    // writer has looked): one row at a time until one batch was a statement of its own.
+    proxy.arm(Cut::AnswerToStatement(
+        Tx::OnConnectionThatSent("SET submission_done = true"),
+        "SELECT 1",
+    ));
+    for n in 0..10 {
+        env.insert(&format!("44770090{n:04}"), "one statement");
+        env.wait_all("submission_done", T, &esmed);
+        if proxy.cuts() == 1 {
+            break;
+        }
+    }
+    assert_eq!(proxy.cuts(), 1, "{}", esmed.log());
+    let rows = env.count("true") as i32;
+    // The row was done by the statement whose answer was lost; the batch is run again.
+    wait_until(T, "the batch run again", &esmed, || {
+        esmed.log().contains(
+            "not written now: their rows are no longer claimed by 'doubt-alone' \
+             (written by the earlier try whose answer was lost with the connection",
+        )
+    });
+    check_duplicates(&env, rows, 0, &[&esmed]);
+    assert_eq!(
+        env.count("submission_attempts = 1 AND submission_resends = 0"),
+        rows as i64
+    );
+    let log = esmed.log();
+    assert!(!log.contains("lease is no longer held"), "{log}");
+    assert_no_panic(&esmed);
+}
+
 /// Rows still claimed whose lease dates from before `since` (a lease is 300 s): claims this
 /// esmed no longer holds or renews, which would wait out their lease.
 fn leases_from_before(env: &Env, since: SystemTime) -> i64 {

@@ -358,12 +358,13 @@ impl DbWriter {
         // The batch's last transaction, whose COMMIT went unanswered: what became of it is
         // asked before anything is stored again.
         let mut in_doubt = None;
+        let mut lost_before = false;
         loop {
             if !self.connected(&mut backoff) {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 continue;
             }
-            let error = match self.try_commit(&batch, &mut in_doubt) {
+            let error = match self.try_commit(&batch, &mut in_doubt, lost_before) {
                 Ok(true) => {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
@@ -377,6 +378,7 @@ impl DbWriter {
             };
             if in_doubt.is_some() || client.is_closed() || error.is_transient() {
                 let lost = client.is_closed() || error.is_connection_lost();
+                lost_before |= lost;
                 let delay = self.keep_for_retry(&batch, &error, lost, &mut backoff);
                 self.note_stop_waits(&batch, &mut stop_noted);
                 std::thread::sleep(delay);
@@ -394,6 +396,7 @@ impl DbWriter {
         &mut self,
         batch: &Batch,
         in_doubt: &mut Option<doubt::Xid>,
+        lost_before: bool,
     ) -> Result<bool, db::DbError> {
         let Some(client) = self.client.as_mut() else {
             return Err(db::DbError::ConnectionClosed {
@@ -409,6 +412,7 @@ impl DbWriter {
             instance: &self.config.instance,
             id_match: self.config.id_match,
             receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst),
+            lost_before,
         };
         match commit(client, &mut self.statements, batch, &rules) {
             Ok(kept_waiting) => {
@@ -683,6 +687,30 @@ struct Rules<'a> {
     id_match: IdMatch,
     /// See [`DbWriter::receipts_may_wait`].
     receipts_may_wait: bool,
+    /// An earlier try of this batch lost its connection: a one-statement batch of results
+    /// may have been written by it (see [`commit`]).
+    lost_before: bool,
+}
+
+/// Logs the results not written because their rows are no longer claimed by this instance.
+fn note_skipped(skipped: &[i64], rules: &Rules) {
+    if skipped.is_empty() {
+        return;
+    }
+    let rows = row_list(skipped.iter().copied());
+    if rules.lost_before {
+        info!(
+            "DB writer: results for {rows} not written now: their rows are no longer claimed by \
+             '{}' (written by the earlier try whose answer was lost with the connection, or \
+             their lease went to another instance)",
+            rules.instance
+        );
+    } else {
+        warn!(
+            "DB writer: results for {rows} not written: the lease is no longer held by '{}'",
+            rules.instance
+        );
+    }
 }
 
 /// One transaction for the whole batch: results (and receipts that waited for their parts),
@@ -709,8 +737,9 @@ fn commit(
         && db::queue::in_one_statement(&batch.results);
     if alone {
         let mut sql = Prepared::new(client, statements);
-        db::write_results_in(&mut sql, &batch.results, rules.instance)
+        let summary = db::write_results_in(&mut sql, &batch.results, rules.instance)
             .map_err(doubt::Ended::Failed)?;
+        note_skipped(&summary.skipped, rules);
         return Ok(false);
     }
     let xid = doubt::begin(client).map_err(doubt::Ended::Failed)?;
@@ -734,7 +763,9 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     let mut states = Vec::new();
     let mut summary = None;
     if !batch.results.is_empty() {
-        summary = Some(db::write_results_in(sql, &batch.results, rules.instance)?);
+        let written = db::write_results_in(sql, &batch.results, rules.instance)?;
+        note_skipped(&written.skipped, rules);
+        summary = Some(written);
     }
     let waiting_keys = summary
         .as_ref()

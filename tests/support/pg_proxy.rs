@@ -23,6 +23,9 @@ pub enum Cut {
     /// The answer to a statement that updated at least this many rows outside a transaction
     /// block (a claim): the server commits it, the client never hears of it.
     AnswerToUpdateOf(u64),
+    /// The answer to a statement outside a transaction block, on such a connection, whose
+    /// CommandComplete tag is this: the server commits it, the client never hears of it.
+    AnswerToStatement(Tx, &'static str),
 }
 
 /// Which transactions a cut at a COMMIT is for.
@@ -58,6 +61,8 @@ struct Link {
     pause: Arc<Mutex<Pause>>,
     /// The server answered an INSERT since the last COMMIT or ROLLBACK.
     inserted: AtomicBool,
+    /// A transaction block is open (BEGIN answered, and no ReadyForQuery since said idle).
+    in_block: AtomicBool,
     /// The SQL the client sent so far (Query and Parse messages).
     sent: Mutex<String>,
 }
@@ -87,6 +92,7 @@ impl PgProxy {
                     cuts: cuts_.clone(),
                     pause: pause_.clone(),
                     inserted: AtomicBool::new(false),
+                    in_block: AtomicBool::new(false),
                     sent: Mutex::new(String::new()),
                 });
                 let other = link.clone();
@@ -212,6 +218,11 @@ impl Link {
         let (mut from, mut to) = (&self.server, &self.client);
         loop {
             let (kind, frame) = read_message(&mut from, true)?;
+            if kind == b'Z' {
+                // Its status: 'I' idle, 'T' in a transaction block, 'E' in a failed one.
+                let status = frame.get(5).copied().unwrap_or(b'I');
+                self.in_block.store(status != b'I', Ordering::SeqCst);
+            }
             if kind == b'C' && self.cut_at_answer(&text_of(&frame)) {
                 let _ = self.client.shutdown(Shutdown::Both);
                 // Let the server finish (the commit of a statement outside a transaction
@@ -228,6 +239,16 @@ impl Link {
     fn cut_at_answer(&self, tag: &str) -> bool {
         if tag.starts_with("INSERT") {
             self.inserted.store(true, Ordering::SeqCst);
+        }
+        if tag == "BEGIN" {
+            self.in_block.store(true, Ordering::SeqCst);
+        }
+        let alone = !self.in_block.load(Ordering::SeqCst);
+        let statement = self.take_cut(
+            |c| matches!(c, Cut::AnswerToStatement(tx, t) if alone && t == tag && self.is_for(tx)),
+        );
+        if statement.is_some() {
+            return true;
         }
         if tag == "COMMIT" || tag == "ROLLBACK" {
             let commit = tag == "COMMIT";
