@@ -6,14 +6,16 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use esmed::smpp::{Body, CommandId, CommandStatus, Pdu};
 use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
 use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
+use support::pg_proxy::{Cut, PgProxy, Tx};
 use support::tls::TestPki;
 use support::{wait_until, Env, Esmed};
 
@@ -1215,4 +1217,337 @@ fn an_application_holding_row_locks_stalls_neither_claims_nor_renewals() {
     check_duplicates(&env, 9, 0, &[&esmed]);
     assert_eq!(env.count("submission_resends > 0"), 0);
     assert_no_panic(&esmed);
+}
+
+/// MO texts the SMSC sent as deliver_sm: how many times each, and which of them it saw
+/// answered ESME_ROK (matched by connection and sequence number).
+fn mo_journal(env: &Env) -> (HashMap<String, usize>, HashSet<String>) {
+    let mut sends = HashMap::new();
+    let mut by_seq = HashMap::new();
+    for sent in env.smsc.sent() {
+        if let Body::DeliverSm(sm) = &sent.pdu.body {
+            let text = String::from_utf8_lossy(&sm.short_message).into_owned();
+            *sends.entry(text.clone()).or_insert(0) += 1;
+            by_seq.insert((sent.connection, sent.pdu.sequence_number), text);
+        }
+    }
+    let acked = env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .filter(|r| r.pdu.command_status == CommandStatus::ESME_ROK)
+        .filter_map(|r| by_seq.get(&(r.connection, r.pdu.sequence_number)).cloned())
+        .collect();
+    (sends, acked)
+}
+
+/// How many smpp_rx_queue rows hold each MO text.
+fn stored_mo(env: &Env) -> HashMap<String, i64> {
+    env.db()
+        .query(
+            "SELECT smpp_short_message, count(*) FROM smpp_rx_queue WHERE NOT is_receipt \
+             GROUP BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Every MO the SMSC saw acknowledged is stored, and none more often than the SMSC sent it
+/// (a commit applied twice would store it twice).
+fn check_mo_stored_once(env: &Env, esmed: &Esmed) -> usize {
+    // Read in the order things happen while MO keep arriving: an MO is journaled as sent
+    // before esmed can store it, and stored before the SMSC sees it acknowledged.
+    let (_, acked) = mo_journal(env);
+    let stored = stored_mo(env);
+    let (sends, _) = mo_journal(env);
+    for (text, n) in &stored {
+        let sent = sends.get(text).copied().unwrap_or(0);
+        assert!(
+            *n as usize <= sent,
+            "MO '{text}' stored {n} times, sent {sent} times\n{}",
+            esmed.log()
+        );
+    }
+    for text in &acked {
+        assert!(
+            stored.contains_key(text),
+            "MO '{text}' acknowledged but not stored\n{}",
+            esmed.log()
+        );
+    }
+    acked.len()
+}
+
+/// An SMSC that delivers MO and does not send them again for a minute: within a test, each
+/// MO goes out once, so each acknowledged one must be stored exactly once.
+fn mo_smsc_config() -> SmscConfig {
+    SmscConfig {
+        deliver_resend_after: Duration::from_secs(60),
+        ..support::smsc_config()
+    }
+}
+
+/// Sends the MO `text` and waits for esmed's answer to it; returns the answer's status.
+fn mo_answered(env: &Env, esmed: &Esmed, text: &str) -> CommandStatus {
+    let before = env.smsc.deliver_sm_resps().len();
+    env.smsc
+        .send_mo(MoMessage::text("447700900123", "ESMED", text));
+    wait_until(T, "the answer to an MO", esmed, || {
+        env.smsc.deliver_sm_resps().len() > before
+    });
+    env.smsc.deliver_sm_resps()[before].pdu.command_status
+}
+
+/// The connection dies during the COMMIT of a batch of received PDUs. When PostgreSQL had
+/// committed it (the answer was lost), esmed learns so on a new connection and answers the
+/// SMSC without storing the PDU again; when the COMMIT never arrived (the old backend still
+/// in its transaction, ended by esmed after a while), it stores it again. Either way the MO
+/// is answered ESME_ROK and stored once.
+#[test]
+fn a_commit_cut_off_stores_a_received_pdu_once_and_answers_it() {
+    let env = Env::with_smsc("doubt-rx", mo_smsc_config());
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed_via("doubt-rx", proxy.port(), "");
+    assert!(env.smsc.wait_for_bound(1, T), "{}", esmed.log());
+    assert_eq!(mo_answered(&env, &esmed, "before"), CommandStatus::ESME_ROK);
+
+    proxy.arm(Cut::AnswerToCommit(Tx::Inserting));
+    assert_eq!(
+        mo_answered(&env, &esmed, "committed"),
+        CommandStatus::ESME_ROK
+    );
+    assert_eq!(proxy.cuts(), 1, "the answer to the COMMIT was cut off");
+    let stored = stored_mo(&env).get("committed").copied();
+    assert_eq!(stored, Some(1), "stored once\n{}", esmed.log());
+    assert!(esmed
+        .log()
+        .contains("PostgreSQL says it did: counting it done"));
+
+    proxy.arm(Cut::Commit(Tx::Inserting, Duration::from_secs(60)));
+    assert_eq!(
+        mo_answered(&env, &esmed, "rolled back"),
+        CommandStatus::ESME_ROK
+    );
+    assert_eq!(proxy.cuts(), 2, "the COMMIT was cut off");
+    let stored = stored_mo(&env).get("rolled back").copied();
+    assert_eq!(stored, Some(1), "stored once\n{}", esmed.log());
+    let log = esmed.log();
+    assert!(
+        log.contains("still in progress after 5 s; ended its backend"),
+        "{log}"
+    );
+    assert!(
+        log.contains("PostgreSQL says it did not: committing it again"),
+        "{log}"
+    );
+
+    let stored = stored_mo(&env);
+    for text in ["before", "committed", "rolled back"] {
+        assert_eq!(stored.get(text), Some(&1), "{text}: {stored:?}\n{log}");
+    }
+    assert_eq!(check_mo_stored_once(&env, &esmed), 3);
+    assert_no_panic(&esmed);
+}
+
+/// The connection dies right after PostgreSQL committed a claim: the rows are claimed under
+/// esmed's name but never reached it. They are sent at once, not after their lease (five
+/// minutes), and once each.
+#[test]
+fn rows_of_a_claim_whose_answer_was_lost_are_sent_at_once() {
+    let env = Env::new("doubt-claim");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[("smpp_window", "10")]);
+    env.insert_many(200, "claim case ");
+    proxy.arm(Cut::AnswerToUpdateOf(2));
+    let esmed = env.esmed_via("doubt-claim", proxy.port(), "");
+    assert!(proxy.wait_for_cuts(1, T), "{}", esmed.log());
+    env.wait_all("submission_done", Duration::from_secs(60), &esmed);
+    check_duplicates(&env, 200, 0, &[&esmed]);
+    assert_no_panic(&esmed);
+}
+
+/// The answer to the COMMIT of a batch of results is lost, and new connections take a while:
+/// meanwhile the row, whose "try again" was in fact committed, is claimed and sent again. The
+/// batch is not applied a second time: that would count the attempt twice and take the new
+/// claim away from under the session, whose result would then be dropped and the row sent a
+/// third time.
+#[test]
+fn a_result_whose_commit_was_cut_off_is_not_applied_twice() {
+    let env = Env::new("doubt-results");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.smsc.set_faults(Faults {
+        transient_error_every: Some((1, CommandStatus::ESME_RSYSERR)),
+        ..Faults::default()
+    });
+    env.add_server(&[]);
+    let id = env.insert("447700900123", "refused once");
+    proxy.pause_after_cuts(Duration::from_secs(2));
+    proxy.arm(Cut::AnswerToCommit(Tx::OnConnectionThatSent(
+        "SET next_attempt_at = now()",
+    )));
+    let esmed = env.esmed_via("doubt-results", proxy.port(), "");
+    assert!(env.smsc.wait_for_submits(1, T), "{}", esmed.log());
+    env.smsc.set_faults(Faults::default());
+    env.wait_all("submission_done", T, &esmed);
+    assert_eq!(proxy.cuts(), 1, "the answer to the COMMIT was cut off");
+    assert_eq!(
+        sends_per_row(&env).get(&id),
+        Some(&2),
+        "refused once, accepted once\n{}",
+        esmed.log()
+    );
+    let (attempts, resends): (i32, i32) = {
+        let row = env
+            .db()
+            .query_one(
+                "SELECT submission_attempts, submission_resends FROM smpp_tx_queue WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((attempts, resends), (2, 0), "{}", esmed.log());
+    assert!(esmed
+        .log()
+        .contains("PostgreSQL says it did: counting it done"));
+    assert_no_panic(&esmed);
+}
+
+/// The answer to a batch of results run as one statement (all done, one part each) is lost
+/// after PostgreSQL committed it. Run again, it writes nothing (done rows are never claimed
+/// again) and esmed says why: each row sent once, its attempt counted once.
+#[test]
+fn a_one_statement_result_batch_run_again_after_a_lost_answer_writes_nothing_twice() {
+    let env = Env::new("doubt-alone");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[]);
+    let esmed = env.esmed_via("doubt-alone", proxy.port(), "");
+    // The first batches may be transactions (receipts may be waiting until the received-PDU
+    // writer has looked): one row at a time until one batch was a statement of its own.
+    proxy.arm(Cut::AnswerToStatement(
+        Tx::OnConnectionThatSent("SET submission_done = true"),
+        "SELECT 1",
+    ));
+    for n in 0..10 {
+        env.insert(&format!("44770090{n:04}"), "one statement");
+        env.wait_all("submission_done", T, &esmed);
+        if proxy.cuts() == 1 {
+            break;
+        }
+    }
+    assert_eq!(proxy.cuts(), 1, "{}", esmed.log());
+    let rows = env.count("true") as i32;
+    // The row was done by the statement whose answer was lost; the batch is run again.
+    wait_until(T, "the batch run again", &esmed, || {
+        esmed.log().contains(
+            "not written now: their rows are no longer claimed by 'doubt-alone' \
+             (written by the earlier try whose answer was lost with the connection",
+        )
+    });
+    check_duplicates(&env, rows, 0, &[&esmed]);
+    assert_eq!(
+        env.count("submission_attempts = 1 AND submission_resends = 0"),
+        rows as i64
+    );
+    let log = esmed.log();
+    assert!(!log.contains("lease is no longer held"), "{log}");
+    assert_no_panic(&esmed);
+}
+
+/// Rows still claimed whose lease dates from before `since` (a lease is 300 s): claims this
+/// esmed no longer holds or renews, which would wait out their lease.
+fn leases_from_before(env: &Env, since: SystemTime) -> i64 {
+    env.db()
+        .query_one(
+            "SELECT count(*) FROM smpp_tx_queue WHERE claimed_by IS NOT NULL \
+             AND claimed_until < $1::timestamptz + interval '300 seconds'",
+            &[&since],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Sets its flag when dropped, a panic included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// PostgreSQL stopped (fast shutdown) and started again on the same port, ten times in the
+/// middle of a drain, at different points, with MO arriving all along. After each restart
+/// every row still claimed is one esmed holds and renewed (none waits out its lease), and
+/// every MO the SMSC saw acknowledged is stored, none twice; in the end every row is done,
+/// long before a lease, none sent twice, and every MO is acknowledged and stored once.
+#[test]
+fn postgresql_restarts_during_a_drain_lose_no_row_and_store_every_mo_once() {
+    const ROWS: i32 = 8000;
+    const DOWN_MS: [u64; 10] = [300, 900, 100, 1500, 50, 600, 0, 200, 1000, 400];
+    let mut env = Env::with_smsc("restarts", mo_smsc_config());
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(10)),
+        ..Faults::default()
+    });
+    env.add_server(&[("esme_bind_transceiver", "TRUE"), ("smpp_window", "10")]);
+    env.insert_many(ROWS, "restart case ");
+    let esmed = env.esmed("restarts", "");
+    let stop_mo = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let smsc = &env.smsc;
+        let stop_mo = &stop_mo;
+        scope.spawn(move || {
+            let mut n = 0;
+            while !stop_mo.load(Ordering::SeqCst) {
+                n += 1;
+                smsc.send_mo(MoMessage::text("447700900123", "ESMED", &format!("mo {n}")));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        // A failed check must stop the MO too, or the scope would wait for them for ever.
+        let _stop = StopOnDrop(stop_mo);
+        for (k, down) in DOWN_MS.into_iter().enumerate() {
+            let at = ROWS as i64 * (k as i64 + 1) / (DOWN_MS.len() as i64 + 1);
+            wait_until(T, "the drain's progress", &esmed, || {
+                env.count("submission_done") >= at
+            });
+            env.cluster.stop_fast().expect("stop PostgreSQL");
+            std::thread::sleep(Duration::from_millis(down));
+            env.cluster.start_again().expect("start PostgreSQL again");
+            let restarted = SystemTime::now();
+            wait_until(T, "no claim left from before the restart", &esmed, || {
+                leases_from_before(&env, restarted) == 0
+            });
+            check_mo_stored_once(&env, &esmed);
+        }
+    });
+    env.wait_all("submission_done", Duration::from_secs(60), &esmed);
+    let sent = env.smsc.sent().len();
+    wait_until(T, "an answer to every MO", &esmed, || {
+        env.smsc.deliver_sm_resps().len() >= sent
+    });
+    let acked = check_mo_stored_once(&env, &esmed);
+    let (sends, _) = mo_journal(&env);
+    assert_eq!(acked, sends.len(), "every MO acknowledged\n{}", esmed.log());
+    assert!(sends.values().all(|&n| n == 1), "each MO delivered once");
+    let stored = stored_mo(&env);
+    assert!(stored.values().all(|&n| n == 1), "each MO stored once");
+    check_duplicates(&env, ROWS, 0, &[&esmed]);
+    assert_no_panic(&esmed);
+    let log = esmed.log();
+    eprintln!(
+        "{ROWS} rows and {} MO through {} restarts in {:?}; commits resolved: {}, rows \
+         released: {}",
+        sends.len(),
+        DOWN_MS.len(),
+        started.elapsed(),
+        log.matches("was cut off with the connection").count(),
+        log.matches("released to be sent again").count(),
+    );
 }

@@ -10,6 +10,7 @@
 //! - [`servers`]: the enabled SMSC account.
 //! - [`queue`]: claiming messages to send (lease + `SKIP LOCKED`) and writing results back.
 //! - [`rx`]: storing what the SMSC sent.
+//! - `doubt`: commits whose outcome is unknown (the connection died during COMMIT).
 //! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
 //! - [`heartbeat`]: this instance's `esmed_status` row.
@@ -19,6 +20,7 @@
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
 pub mod connect;
+pub(crate) mod doubt;
 pub mod handoff;
 pub mod heartbeat;
 pub mod held;

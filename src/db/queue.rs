@@ -459,6 +459,12 @@ pub fn write_results(
         .map_err(pg("plan result updates"))?;
     let summary = write_results_in(&mut tx, results, instance)?;
     tx.commit().map_err(pg("commit results"))?;
+    if !summary.skipped.is_empty() {
+        log::warn!(
+            "results not written, lease no longer held by {instance}: ids {:?}",
+            summary.skipped
+        );
+    }
     Ok(summary)
 }
 
@@ -466,7 +472,8 @@ pub fn write_results(
 /// batch), without a savepoint of its own: the caller commits or rolls back everything
 /// together. Planned as [`Planning::Results`] says (the DB writer's results connection is set
 /// up so). One statement when [`in_one_statement`] says so: the DB writer then runs it without
-/// a transaction of its own.
+/// a transaction of its own. The results not written are returned, not logged: only the
+/// caller knows why (a lease lost, or a statement run again after its answer was lost).
 pub fn write_results_in(
     tx: &mut impl Sql,
     results: &[TxResult],
@@ -483,9 +490,6 @@ pub fn write_results_in(
         .map(|r| r.id)
         .filter(|id| !is_written(id))
         .collect();
-    if !skipped.is_empty() {
-        log::warn!("results not written, lease no longer held by {instance}: ids {skipped:?}");
-    }
     Ok(WriteSummary {
         written: written.len(),
         skipped,

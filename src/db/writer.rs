@@ -6,8 +6,10 @@
 //! Each takes the first operation waiting, everything else already queued (up to the batch
 //! size), and commits them together. A lost connection is re-established with backoff and the
 //! same batch is committed again: nothing is dropped while PostgreSQL is away, and no
-//! deliver_sm is acknowledged before its row is committed. The threads end when every sender
-//! is gone and their queues are empty.
+//! deliver_sm is acknowledged before its row is committed. When the connection was lost
+//! during the COMMIT, PostgreSQL is first asked whether it committed (see `db::doubt`),
+//! so a batch is never stored twice. The threads end when every sender is gone and their
+//! queues are empty.
 //!
 //! In the same transaction as the rows: receipts are matched to sent parts and their states
 //! written ([`db::receipts`]), receipts whose part is unknown are kept for later, receipts
@@ -31,6 +33,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info, warn, Level};
 use postgres::Client;
 
+use crate::db::doubt;
 use crate::db::handoff::{DbSender, Queued, ResultOrder};
 use crate::db::held::HeldRows;
 use crate::db::reassembly::{self, SetKey};
@@ -415,36 +418,31 @@ impl DbWriter {
     fn commit_with_retry(&mut self, batch: Batch) {
         self.wait_for_earlier_results(&batch);
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
-        // The Arc, not the strings: the rules borrow it while the client is borrowed mutably.
-        let config = self.config.clone();
         let mut stop_noted = false;
+        // The batch's last transaction, whose COMMIT went unanswered: what became of it is
+        // asked before anything is stored again.
+        let mut in_doubt = None;
+        let mut lost_before = false;
         loop {
             if !self.connected(&mut backoff) {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 continue;
             }
-            let Some(client) = self.client.as_mut() else {
-                continue;
-            };
-            let rules = Rules {
-                instance: &config.instance,
-                id_match: config.id_match,
-                receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst)
-                    && !batch.receipts_later,
-                match_receipts: !batch.receipts_later,
-            };
-            let error = match commit(client, &mut self.statements, &batch, &rules) {
-                Ok(kept_waiting) => {
-                    if kept_waiting {
-                        self.receipts_may_wait.store(true, Ordering::SeqCst);
-                    }
+            let error = match self.try_commit(&batch, &mut in_doubt, lost_before) {
+                Ok(true) => {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
                     return;
                 }
+                // It did not commit: commit it now.
+                Ok(false) => continue,
                 Err(e) => e,
             };
-            if client.is_closed() || error.is_transient() {
+            let Some(client) = self.client.as_mut() else {
+                continue;
+            };
+            if in_doubt.is_some() || client.is_closed() || error.is_transient() {
                 let lost = client.is_closed() || error.is_connection_lost();
+                lost_before |= lost;
                 let delay = self.keep_for_retry(&batch, &error, lost, &mut backoff);
                 self.note_stop_waits(&batch, &mut stop_noted);
                 std::thread::sleep(delay);
@@ -453,6 +451,72 @@ impl DbWriter {
                 return;
             }
         }
+    }
+
+    /// One try on the current connection: first learns what became of the last try's
+    /// unanswered COMMIT (`in_doubt`), else commits the batch. Returns whether the batch is
+    /// committed; false: it was not, try again.
+    fn try_commit(
+        &mut self,
+        batch: &Batch,
+        in_doubt: &mut Option<doubt::Xid>,
+        lost_before: bool,
+    ) -> Result<bool, db::DbError> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(db::DbError::ConnectionClosed {
+                what: "commit a batch",
+            });
+        };
+        if let Some(xid) = *in_doubt {
+            let outcome = doubt::resolve(client, xid)?;
+            *in_doubt = None;
+            return Ok(self.settle_doubt(batch, xid, outcome));
+        }
+        let rules = Rules {
+            instance: &self.config.instance,
+            id_match: self.config.id_match,
+            receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst)
+                && !batch.receipts_later,
+            match_receipts: !batch.receipts_later,
+            lost_before,
+        };
+        match commit(client, &mut self.statements, batch, &rules) {
+            Ok(kept_waiting) => {
+                if kept_waiting {
+                    self.receipts_may_wait.store(true, Ordering::SeqCst);
+                }
+                Ok(true)
+            }
+            Err(doubt::Ended::Unknown(xid, e)) => {
+                *in_doubt = Some(xid);
+                Err(e)
+            }
+            Err(doubt::Ended::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Says what became of the batch's transaction `xid`, whose COMMIT went unanswered;
+    /// returns whether it committed (the batch is then done: answered and counted, not
+    /// stored again).
+    fn settle_doubt(&self, batch: &Batch, xid: doubt::Xid, outcome: doubt::Outcome) -> bool {
+        let committed = outcome == doubt::Outcome::Committed;
+        let next = if committed {
+            "it did: counting it done and answering its received PDUs, not storing it again"
+        } else {
+            "it did not: committing it again"
+        };
+        info!(
+            "DB writer: the commit of {} results and received PDUs (transaction {}) was cut off \
+             with the connection; PostgreSQL says {next}",
+            batch.len(),
+            xid.0
+        );
+        if committed {
+            // Whether it kept receipts waiting is not known: assume so, housekeeping will
+            // say otherwise.
+            self.receipts_may_wait.store(true, Ordering::SeqCst);
+        }
+        committed
     }
 
     /// Received PDUs are stored after the results handed over before them (a receipt after
@@ -741,6 +805,30 @@ struct Rules<'a> {
     receipts_may_wait: bool,
     /// Received receipts are matched now (else kept waiting: see [`Batch::receipts_later`]).
     match_receipts: bool,
+    /// An earlier try of this batch lost its connection: a one-statement batch of results
+    /// may have been written by it (see [`commit`]).
+    lost_before: bool,
+}
+
+/// Logs the results not written because their rows are no longer claimed by this instance.
+fn note_skipped(skipped: &[i64], rules: &Rules) {
+    if skipped.is_empty() {
+        return;
+    }
+    let rows = row_list(skipped.iter().copied());
+    if rules.lost_before {
+        info!(
+            "DB writer: results for {rows} not written now: their rows are no longer claimed by \
+             '{}' (written by the earlier try whose answer was lost with the connection, or \
+             their lease went to another instance)",
+            rules.instance
+        );
+    } else {
+        warn!(
+            "DB writer: results for {rows} not written: the lease is no longer held by '{}'",
+            rules.instance
+        );
+    }
 }
 
 /// One transaction for the whole batch: results (and receipts that waited for their parts),
@@ -751,36 +839,39 @@ struct Rules<'a> {
 /// results to be committed), so statements with nothing to do are skipped, and a batch of
 /// results that is one statement (the usual: all done, each in one part) runs as that
 /// statement alone, its own transaction: one round trip instead of BEGIN, UPDATE, COMMIT.
+///
+/// A COMMIT that goes unanswered is [`doubt::Ended::Unknown`], with the transaction's id, for
+/// the caller to resolve. The one-statement batch needs no id: it only marks rows done that
+/// this instance holds, and done rows are never claimed again, so if it did commit, running
+/// it again writes nothing (the rows are reported skipped) and counts nothing twice.
 fn commit(
     client: &mut Client,
     statements: &mut Statements,
     batch: &Batch,
     rules: &Rules,
-) -> Result<bool, db::DbError> {
+) -> Result<bool, doubt::Ended> {
     let alone = batch.rx_rows.is_empty()
         && !rules.receipts_may_wait
         && db::queue::in_one_statement(&batch.results);
     if alone {
         let mut sql = Prepared::new(client, statements);
-        db::write_results_in(&mut sql, &batch.results, rules.instance)?;
+        let summary = db::write_results_in(&mut sql, &batch.results, rules.instance)
+            .map_err(doubt::Ended::Failed)?;
+        note_skipped(&summary.skipped, rules);
         return Ok(false);
     }
-    client
-        .batch_execute("BEGIN")
-        .map_err(db::pg("begin a batch"))?;
+    let xid = doubt::begin(client).map_err(doubt::Ended::Failed)?;
     let written = write_batch(&mut Prepared::new(client, statements), batch, rules);
-    let done = written.and_then(|kept_waiting| {
-        client
-            .batch_execute("COMMIT")
-            .map_err(db::pg("commit a batch"))?;
-        Ok(kept_waiting)
-    });
-    if done.is_err() && !client.is_closed() && client.batch_execute("ROLLBACK").is_err() {
+    let done = written
+        .map_err(doubt::Ended::Failed)
+        .and_then(|kept_waiting| doubt::commit(client, xid).map(|()| kept_waiting));
+    let failed_before_commit = matches!(done, Err(doubt::Ended::Failed(_)));
+    if failed_before_commit && !client.is_closed() && client.batch_execute("ROLLBACK").is_err() {
         // The connection cannot even end the failed transaction: have the caller replace it
         // rather than send the next batch into it.
-        return Err(db::DbError::ConnectionClosed {
+        return Err(doubt::Ended::Failed(db::DbError::ConnectionClosed {
             what: "end a failed batch",
-        });
+        }));
     }
     done
 }
@@ -790,7 +881,9 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     let mut states = Vec::new();
     let mut summary = None;
     if !batch.results.is_empty() {
-        summary = Some(db::write_results_in(sql, &batch.results, rules.instance)?);
+        let written = db::write_results_in(sql, &batch.results, rules.instance)?;
+        note_skipped(&written.skipped, rules);
+        summary = Some(written);
     }
     let waiting_keys = summary
         .as_ref()

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_smsc;
+pub mod pg_proxy;
 pub mod tls;
 
 use std::fs;
@@ -144,6 +145,16 @@ impl Env {
     /// [`Env::esmed`] with `tls_lines` (sslmode, sslrootcert...) in [database].
     pub fn esmed_with_tls(&self, name: &str, tls_lines: &str, daemon_extra: &str) -> Esmed {
         let (config, log) = self.write_config_with(name, tls_lines, daemon_extra, 0o600);
+        Esmed::start(&config, log)
+    }
+
+    /// [`Env::esmed`] reaching PostgreSQL on `port` (a proxy in front of the cluster).
+    pub fn esmed_via(&self, name: &str, port: u16, daemon_extra: &str) -> Esmed {
+        let (config, log) = self.write_config(name, daemon_extra, 0o600);
+        let text = fs::read_to_string(&config).expect("read esmed.conf");
+        let cluster_port = format!("\nport = {}\n", self.cluster.port());
+        let text = text.replacen(&cluster_port, &format!("\nport = {port}\n"), 1);
+        fs::write(&config, text).expect("write esmed.conf");
         Esmed::start(&config, log)
     }
 

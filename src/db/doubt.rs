@@ -1,0 +1,149 @@
+//! Commits whose outcome is unknown. When the connection dies after COMMIT was sent and
+//! before its answer arrived, the transaction may have committed or not: storing the same
+//! work again would store it twice if it had (a received PDU kept twice, an attempt counted
+//! twice), and answering the SMSC as if it had not would be a lie the other way.
+//!
+//! So a transaction whose work is kept for another try learns its own id when it begins
+//! ([`begin`]: `txid_current()` in the same round trip as BEGIN), and when its COMMIT goes
+//! unanswered ([`commit`] says [`Ended::Unknown`]) the caller asks a new connection what
+//! became of it ([`resolve`], `txid_status`): committed, the work is done and answered as
+//! such; aborted (or no longer known), it is done again; still in progress (the old backend
+//! has not yet noticed its client is gone), the question is asked again, and after a while
+//! the old backend is ended so that the answer cannot be put off for ever.
+//!
+//! Why the transaction's id rather than a key per received PDU: the id costs no round trip
+//! and no column or index on the hot tables, and it answers for everything the transaction
+//! did (rows, receipt states, MO parts, counters) at once.
+
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use postgres::{Client, SimpleQueryMessage};
+
+use crate::db::{pg, DbError};
+
+/// The 64-bit (epoch-qualified) id of a transaction, as `txid_current()` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Xid(pub(crate) i64);
+
+/// How the end of a transaction went.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// PostgreSQL refused the COMMIT, or the connection failed before it was sent: nothing
+    /// was committed.
+    Failed(DbError),
+    /// The connection was lost while the COMMIT was on its way: see [`resolve`].
+    Unknown(Xid, DbError),
+}
+
+/// What became of a transaction whose COMMIT went unanswered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Committed,
+    /// Aborted, or unknown to this server (it was rolled back in recovery, or this is a
+    /// standby promoted before the commit reached it): do the work again.
+    NotCommitted,
+}
+
+/// How long to wait before asking again about a transaction still in progress.
+const IN_PROGRESS_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a transaction may stay in progress before its backend is ended: normally the
+/// backend notices at once that its client is gone; after a network failure it may wait
+/// for TCP to give up, which can take hours.
+const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(5);
+
+/// Begins a transaction and returns its id, in one round trip.
+pub(crate) fn begin(client: &mut Client) -> Result<Xid, DbError> {
+    let messages = client
+        .simple_query("BEGIN; SELECT txid_current()")
+        .map_err(pg("begin a batch"))?;
+    let text = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    });
+    text.and_then(|t| t.parse().ok())
+        .map(Xid)
+        .ok_or_else(|| DbError::UnexpectedValue {
+            column: "txid_current()",
+            value: text.unwrap_or_default().to_string(),
+        })
+}
+
+/// Commits the transaction [`begin`] opened as `xid`.
+pub(crate) fn commit(client: &mut Client, xid: Xid) -> Result<(), Ended> {
+    match client.batch_execute("COMMIT").map_err(pg("commit a batch")) {
+        Ok(()) => Ok(()),
+        // Lost with the connection (or the server going down): it may have committed first.
+        Err(e) if e.is_connection_lost() || client.is_closed() => Err(Ended::Unknown(xid, e)),
+        Err(e) => Err(Ended::Failed(e)),
+    }
+}
+
+/// Asks PostgreSQL, on a new connection, whether transaction `xid` committed; waits while
+/// it is still in progress. An error means the question itself could not be answered (the
+/// connection failed again): ask again on the next one.
+pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError> {
+    let since = Instant::now();
+    let mut ended_backend = false;
+    loop {
+        let status = match client.query_one("SELECT txid_status($1)", &[&xid.0]) {
+            Ok(row) => row
+                .try_get::<_, Option<String>>(0)
+                .map_err(pg("read a transaction's status"))?,
+            // "transaction ID ... is in the future": this server never saw it begin (a
+            // standby promoted since), so it never committed here.
+            Err(e) if e.code().is_some_and(|c| c.code() == "22023") => {
+                warn!(
+                    "transaction {} is unknown to this PostgreSQL server (a failover?); \
+                     taking it as not committed",
+                    xid.0
+                );
+                return Ok(Outcome::NotCommitted);
+            }
+            Err(e) => return Err(pg("ask whether a transaction committed")(e)),
+        };
+        match status.as_deref() {
+            Some("committed") => return Ok(Outcome::Committed),
+            Some("in progress") => {}
+            // "aborted", or NULL: too old to be known, so not one that could commit now.
+            _ => return Ok(Outcome::NotCommitted),
+        }
+        if !ended_backend && since.elapsed() >= IN_PROGRESS_LIMIT {
+            ended_backend = true;
+            if let Err(e) = end_backend_of(client, xid) {
+                if e.is_connection_lost() {
+                    return Err(e);
+                }
+                // Not allowed (a role without the right to signal its own backends):
+                // the backend still ends when TCP gives up on its client.
+                warn!(
+                    "transaction {} of a lost connection still in progress: {e}; waiting for                      it to end",
+                    xid.0
+                );
+            }
+        }
+        std::thread::sleep(IN_PROGRESS_WAIT);
+    }
+}
+
+/// Ends the backend still running transaction `xid`, whose client (this process's lost
+/// connection) is gone. Safe either way: a backend that has begun committing finishes the
+/// commit before it ends; one still waiting for the COMMIT rolls back.
+fn end_backend_of(client: &mut Client, xid: Xid) -> Result<(), DbError> {
+    let ended = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE backend_xid = ($1::int8 % 4294967296)::text::xid",
+            &[&xid.0],
+        )
+        .map_err(pg("end the backend of a lost connection"))?;
+    info!(
+        "transaction {} of a lost connection still in progress after {} s; ended its \
+         backend ({} found) to learn whether it committed",
+        xid.0,
+        IN_PROGRESS_LIMIT.as_secs(),
+        ended.len()
+    );
+    Ok(())
+}
