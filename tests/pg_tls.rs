@@ -12,7 +12,7 @@ use esmed::config::{DatabaseConfig, Secret, SslMode};
 use esmed::db::{DbError, PgConnector};
 use esmed::testkit::{PgCluster, PgClusterOptions, ServerTls};
 use support::tls::TestPki;
-use support::{smsc_config, Env, DB, ESMED_PASSWORD};
+use support::{smsc_config, wait_until, Env, DB, ESMED_PASSWORD};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -84,8 +84,11 @@ fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
         let row = env.insert(&format!("4477009004{n:02}"), &format!("sent with {mode}"));
         let mut esmed = env.esmed_with_tls(mode, lines, "");
         env.wait_all("submission_done", T, &esmed);
-        // The poller, both DB writers, the supervisor and the heartbeat each hold one.
-        assert!(encrypted_connections(&env) >= 4, "{mode}");
+        // The poller, both DB writers, the supervisor and the heartbeat each hold one (some
+        // connect only after the first row is done).
+        wait_until(T, &format!("four encrypted connections ({mode})"), &esmed, || {
+            encrypted_connections(&env) >= 4
+        });
         assert!(esmed.terminate(T).success(), "{mode}");
         let sent = env.smsc.submits().len();
         assert!(sent > n, "row {row} reached the SMSC ({mode})");
