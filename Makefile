@@ -179,7 +179,7 @@ bench-quick: postgresql-tools
 	mkdir -p $(TARGET_DIR)
 	$(RELEASE)/esmed-bench --quick --json $(TARGET_DIR)/bench-quick.json
 
-# Soak (README, Reliability guarantees, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
+# Soak (docs/reliability.md, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
 ROWS ?= 1000000
 .PHONY: soak
 soak: postgresql-tools

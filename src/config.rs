@@ -1387,6 +1387,68 @@ mod shipped_file_tests {
         assert_eq!(config.daemon.shutdown_timeout, MAX_SHUTDOWN_TIMEOUT);
     }
 
+    const MAN_PAGE: &str = include_str!("../man/esmed.conf.5");
+
+    /// Every key esmed.conf(5) documents, as (section, key, the default it gives), read from
+    /// its `.BR key " (default: X)"` lines (`.BR a ", " b " (default: X)"` for two keys).
+    fn man_page_keys() -> Vec<(String, String, String)> {
+        let mut keys = Vec::new();
+        let mut section = String::new();
+        for line in MAN_PAGE.lines() {
+            if let Some(name) = line.strip_prefix(".SH [") {
+                section = name.trim_end_matches(']').to_string();
+                continue;
+            }
+            let Some((names, default)) = line
+                .strip_prefix(".BR ")
+                .and_then(|rest| rest.split_once(" \" (default: "))
+            else {
+                continue;
+            };
+            let default = default.split([';', ')']).next().unwrap_or_default();
+            for name in names.split(" \", \" ") {
+                keys.push((section.clone(), name.to_string(), default.to_string()));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_man_page_lists_every_key_with_its_real_default() {
+        let documented = man_page_keys();
+        let mut text = String::new();
+        for (section, keys) in KNOWN_SECTIONS {
+            text.push_str(&format!("[{section}]\n"));
+            for key in *keys {
+                let found: Vec<&str> = documented
+                    .iter()
+                    .filter(|(s, k, _)| s == section && k == key)
+                    .map(|(_, _, default)| default.as_str())
+                    .collect();
+                assert_eq!(found.len(), 1, "esmed.conf(5) [{section}] {key}: {found:?}");
+                match found[0] {
+                    "none" | "empty" => text.push_str(&format!("{key} =\n")),
+                    "the host name" => {}
+                    default => text.push_str(&format!("{key} = {default}\n")),
+                }
+            }
+        }
+        for (section, key, _) in &documented {
+            let known = KNOWN_SECTIONS
+                .iter()
+                .any(|(s, keys)| s == section && keys.contains(&key.as_str()));
+            assert!(
+                known,
+                "esmed.conf(5) documents [{section}] {key}, which esmed does not know"
+            );
+        }
+        let config = Config::parse(&text, Path::new("esmed.conf.5")).expect("valid");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.database, DatabaseConfig::default());
+        assert_eq!(config.daemon, DaemonConfig::default());
+        assert_eq!(config.log, LogConfig::default());
+    }
+
     #[test]
     fn every_known_key_is_documented() {
         let text = uncommented();
