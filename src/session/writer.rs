@@ -95,7 +95,11 @@ impl<'a> Writer<'a> {
         // A handle of our own, so the select below can borrow it while the arms borrow self.
         let acks = self.acks.1.clone();
         loop {
-            if self.core.check_drained(Instant::now()) && self.flush().is_err() {
+            // The clock is read only while stopping: a turn otherwise costs no extra read.
+            if self.core.is_stopping()
+                && self.core.check_drained(Instant::now())
+                && self.flush().is_err()
+            {
                 return Ending::Stopped;
             }
             let rows = if self.core.wants_rows() {
