@@ -3,9 +3,10 @@
 //! drains, and what a commit releases. The writer thread (`writer`) owns the socket and the
 //! channels; it feeds this core events and carries out what the core asks for.
 //!
-//! - Events in: PDUs from the reader (`on_reader_events`), a claimed row (`on_row`), a commit
-//!   reported by the DB writer (`on_committed`), the clock reaching `next_deadline`
-//!   (`on_timeout`), a stop (`on_stop`), the end of the connection (`on_connection_lost`).
+//! - Events in: PDUs from the reader (`on_reader_events`), a claimed row (`on_row`), commits
+//!   reported by the DB writer (`on_stored`, `on_results_committed`), the clock reaching
+//!   `next_deadline` (`on_timeout`), a stop (`on_stop`), the end of the connection
+//!   (`on_connection_lost`).
 //! - Actions out: the bytes to write (`output`, already encoded, so a window of submits leaves
 //!   in one write), rows and received PDUs for the DB writer (`poll_action`), the moment to
 //!   wake up for the timers (`next_deadline`), and the end of the session (an `Err(Ending)`).
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use crate::db::writer::Committed;
 use crate::db::{RxRow, TxOutcome, TxResult, TxRow};
 use crate::logging::repeats::{self, Counted, Repeats, Verdict};
 use crate::session::flow::{Congestion, TokenBucket};
@@ -48,11 +48,11 @@ pub(crate) enum Ending {
 /// What the core asks of the DB writer; the writer thread sends it on (see `poll_action`).
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// A row's result to commit. Until the commit is reported (`Committed::Results`), it
+    /// A row's result to commit. Until the commit is reported (`on_results_committed`), it
     /// stands for `segments` against the window.
     Commit { result: TxResult, segments: usize },
     /// A received deliver_sm / data_sm to store; it is answered once its commit is reported
-    /// (`Committed::Received`).
+    /// (`on_stored`).
     Store {
         row: Box<RxRow>,
         sequence_number: u32,
@@ -631,20 +631,21 @@ impl<'a> Session<'a> {
         });
     }
 
-    /// The DB writer reports a commit: a received PDU is answered, or results stop counting
-    /// against the window.
-    pub(crate) fn on_committed(&mut self, committed: Committed) {
-        let Committed::Received {
-            sequence_number,
-            command,
-            status,
-        } = committed
-        else {
-            if let Committed::Results(segments) = committed {
-                self.uncommitted_segments = self.uncommitted_segments.saturating_sub(segments);
-            }
-            return;
-        };
+    /// The DB writer committed results standing for `segments`, or gave up on them (their
+    /// rows are failed, or keep their lease and are tried again later): either way they no
+    /// longer count against the window.
+    pub(crate) fn on_results_committed(&mut self, segments: usize) {
+        self.uncommitted_segments = self.uncommitted_segments.saturating_sub(segments);
+    }
+
+    /// The DB writer committed a received PDU's row (`status` ESME_ROK), or could not and
+    /// asks the SMSC to try again later (ESME_RX_T_APPN): the PDU is answered with `status`.
+    pub(crate) fn on_stored(
+        &mut self,
+        sequence_number: u32,
+        command: CommandId,
+        status: CommandStatus,
+    ) {
         self.awaiting_commit = self.awaiting_commit.saturating_sub(1);
         let body = match command {
             CommandId::DataSm => Body::DataSmResp(MessageIdResp::default()),
@@ -966,7 +967,7 @@ mod tests {
             !session.wants_rows(),
             "strict: the uncommitted result still holds its place in the window"
         );
-        session.on_committed(Committed::Results(1));
+        session.on_results_committed(1);
         assert!(session.wants_rows(), "the commit released its segment");
         take_rows(&mut session, &mut ids, t0);
         assert_eq!(submits(&mut session), vec![4]);
@@ -1281,11 +1282,7 @@ mod tests {
             "not acknowledged before its row is committed"
         );
         assert_eq!(stats.received.load(Ordering::Relaxed), 1);
-        session.on_committed(Committed::Received {
-            sequence_number: 90,
-            command: CommandId::DeliverSm,
-            status: CommandStatus::ESME_ROK,
-        });
+        session.on_stored(90, CommandId::DeliverSm, CommandStatus::ESME_ROK);
         let ack = written(&mut session);
         assert!(
             matches!(&ack[..], [p] if matches!(p.body, Body::DeliverSmResp(_))
@@ -1324,11 +1321,7 @@ mod tests {
             !session.check_drained(t0),
             "the deliver_sm is not answered yet"
         );
-        session.on_committed(Committed::Received {
-            sequence_number: 12,
-            command: CommandId::DeliverSm,
-            status: CommandStatus::ESME_ROK,
-        });
+        session.on_stored(12, CommandId::DeliverSm, CommandStatus::ESME_ROK);
         assert!(session.check_drained(t0));
         let out = written(&mut session);
         assert!(

@@ -127,7 +127,7 @@ impl<'a> Writer<'a> {
                     Err(_) => Err(Ending::Lost("the reader thread ended".into())),
                 },
                 recv(acks) -> ack => {
-                    if let Ok(ack) = ack { self.core.on_committed(ack); }
+                    if let Ok(ack) = ack { self.on_committed(ack); }
                     Ok(())
                 },
                 recv(stop_rx) -> _ => { self.core.on_stop(Instant::now()); Ok(()) },
@@ -187,7 +187,7 @@ impl<'a> Writer<'a> {
             }
             handled += 1;
             if let Some(ack) = ack {
-                self.core.on_committed(ack);
+                self.on_committed(ack);
             }
             if let Some(batch) = batch {
                 handled += batch.len();
@@ -197,6 +197,18 @@ impl<'a> Writer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// What the DB writer reports, for the core.
+    fn on_committed(&mut self, committed: Committed) {
+        match committed {
+            Committed::Received {
+                sequence_number,
+                command,
+                status,
+            } => self.core.on_stored(sequence_number, command, status),
+            Committed::Results(segments) => self.core.on_results_committed(segments),
+        }
     }
 
     /// Sends the DB writer what the core asked for, each with where to report its commit.
