@@ -1,7 +1,8 @@
 //! One SMPP session with the SMSC: connect, bind, submit with a window, answer the SMSC,
 //! keep the link alive, unbind. Per connection a socket reader thread (`reader`) and a socket
-//! writer thread (`writer`); the writer owns the session state, the timer wheel and the
-//! window, and reconnects with backoff (`runner`).
+//! writer thread (`writer`); the writer owns the session's core (`state`: the protocol rules,
+//! the timer wheel and the window, without I/O) and does its I/O. `runner` reconnects with
+//! backoff.
 //!
 //! ```text
 //!  CLOSED --connect--> OPEN --bind_resp OK--> BOUND --stop / unbind--> CLOSED
@@ -18,6 +19,7 @@ pub mod outbox;
 pub mod reader;
 mod requests;
 pub mod runner;
+mod state;
 pub mod submit;
 pub mod timers;
 pub mod transport;

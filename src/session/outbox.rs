@@ -1,14 +1,14 @@
 //! The rows a session is submitting: turns each claimed row into submit_sm parts, tracks every
 //! part through the window, and decides each row's outcome once all its parts are answered.
 //!
-//! Pure bookkeeping, no I/O: the writer thread feeds it responses, timeouts and connection
-//! loss, and sends the `TxResult`s it returns to the DB writer. The rules:
+//! Pure bookkeeping, no I/O: the session's core (`state`) feeds it responses, timeouts and
+//! connection loss, and hands the `TxResult`s it returns to the DB writer. The rules:
 //! - a row is done when every part is accepted; its message id is part 1's;
 //! - a permanent status fails the row with the status's name and meaning;
 //! - a transient status or an unknown outcome (timeout, lost connection) retries the row later
 //!   with backoff and costs an attempt; attempts reaching the server's maximum fail it;
 //! - ESME_RTHROTTLED / ESME_RMSGQFUL put the part back at the head of the queue without
-//!   costing an attempt (the writer pauses submitting);
+//!   costing an attempt (the session pauses submitting);
 //! - parts already accepted are never sent again: a retried row carries them along.
 
 use std::collections::VecDeque;
@@ -47,7 +47,7 @@ struct RowInFlight {
     accepted_now: usize,
 }
 
-/// What a submit_sm_resp meant for the writer.
+/// What a submit_sm_resp meant for the session.
 #[derive(Debug, PartialEq)]
 pub enum ResponseEffect {
     /// No request with that sequence number is outstanding (late or bogus): log and drop.
@@ -730,7 +730,7 @@ mod tests {
         assert!(!at_risk(0, 7, 1).room_for_a_part(5, None));
     }
 
-    /// A session's accounting driven as the writer drives it, with an SMSC that answers
+    /// A session's accounting driven as the session's core drives it, with an SMSC that answers
     /// everything in flight at each step and a DB writer one step behind: the segments at
     /// risk never exceed the window, and every row ends.
     #[test]
