@@ -506,8 +506,7 @@ fn connect_at_start(
     pg: &PgConnector,
     signals: &Receiver<Signal>,
 ) -> Result<Option<Client>, DaemonError> {
-    let mut backoff =
-        crate::session::flow::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         match pg.connect() {
             Ok(mut client) => {

@@ -17,6 +17,7 @@
 //! - [`stats`]: counters for the periodic info line.
 //! - [`status`]: what the sessions are doing now, for the heartbeat row.
 //! - [`monitor`]: `esmed status`, the operator's summary.
+//! - [`backoff`]: capped exponential backoff for reconnects and retries.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
 //! - [`smsc`]: the project's test SMSC (library behind `esmed-smsc`), for tests, the demo and
@@ -24,6 +25,7 @@
 //! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -14,9 +14,9 @@ use log::{debug, info, warn};
 use postgres::types::ToSql;
 use postgres::Client;
 
+use crate::backoff::Backoff;
 use crate::db::PgConnector;
 use crate::db::{pg, DbError};
-use crate::session::flow::Backoff;
 use crate::stats::{Snapshot, Stats};
 use crate::status::StatusSnapshot;
 

@@ -167,7 +167,7 @@ pub fn is_fatal_connect_error(error: &DbError) -> bool {
 pub(crate) fn wait_to_reconnect(
     who: &str,
     error: &DbError,
-    backoff: &mut crate::session::flow::Backoff,
+    backoff: &mut crate::backoff::Backoff,
     stats: &crate::stats::Stats,
 ) {
     let delay = backoff.next_delay();

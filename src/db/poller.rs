@@ -37,11 +37,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use log::{info, warn, Level};
 use postgres::Client;
 
+use crate::backoff::Backoff;
 use crate::db::held::HeldRows;
 use crate::db::sql::{wait_limits, Prepared, Statements};
 use crate::db::PgConnector;
 use crate::db::{self, instance, TxRow};
-use crate::session::flow::Backoff;
 use crate::session::SubmitWindows;
 use crate::stats::Stats;
 

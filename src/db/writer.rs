@@ -33,6 +33,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info, warn, Level};
 use postgres::Client;
 
+use crate::backoff::Backoff;
 use crate::db::doubt;
 use crate::db::handoff::{DbSender, Queued, ResultOrder};
 use crate::db::held::HeldRows;
@@ -41,7 +42,6 @@ use crate::db::receipts::{self, PartState, ReceiptKeys};
 use crate::db::sql::{wait_limits, Planning, Prepared, Sql, Statements};
 use crate::db::PgConnector;
 use crate::db::{self, RxRow, TxOutcome, TxResult};
-use crate::session::flow::Backoff;
 use crate::smpp::receipt::{IdMatch, MessageState};
 use crate::smpp::{CommandId, CommandStatus};
 use crate::stats::Stats;

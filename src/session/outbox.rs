@@ -14,8 +14,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::db::{AcceptedPart, TxOutcome, TxResult, TxRow};
-use crate::session::flow::Backoff;
 use crate::session::id_hash::IdMap;
 use crate::session::submit::{build_parts, SubmitSettings};
 use crate::smpp::pdu::Sm;

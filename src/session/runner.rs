@@ -8,8 +8,8 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use log::{error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::session::bind::{connect_and_bind, BindError};
-use crate::session::flow::Backoff;
 use crate::session::reader;
 use crate::session::writer::{Ending, Links, Writer};
 use crate::session::SessionParams;
