@@ -19,15 +19,15 @@ use postgres::Client;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
-use crate::db::handoff::DbSender;
 use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::held::HeldRows;
 use crate::db::instance;
 use crate::db::poller::{self, PollerConfig};
 use crate::db::servers::{timer, ton_npi};
-use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
+use crate::db::writer::{self as db_writer, DbWriterConfig};
 use crate::db::PgConnector;
-use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
+use crate::db::{self, ServerRow};
+use crate::handoff::{DbOp, DbSender, Signal, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
 use crate::session::runner::{self, SessionHandle};
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
@@ -61,11 +61,6 @@ impl std::fmt::Display for DaemonError {
 }
 
 impl std::error::Error for DaemonError {}
-
-enum Signal {
-    Stop,
-    Reload,
-}
 
 /// How often the servers are re-read even without a NOTIFY.
 const SERVER_RECHECK: Duration = Duration::from_secs(5);

@@ -10,6 +10,7 @@
 //! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL — and the two
 //!   threads that own a connection: the poller (claims rows) and the DB writer (commits
 //!   results and received messages in batches).
+//! - [`handoff`]: every message that crosses a thread, and its channel.
 //! - [`session`]: one SMPP session: bind, the socket reader and writer threads, the window,
 //!   the timer wheel, reconnects.
 //! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod handoff;
 pub mod logging;
 pub mod monitor;
 pub mod session;

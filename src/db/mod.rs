@@ -21,7 +21,6 @@
 
 pub mod connect;
 pub(crate) mod doubt;
-pub mod handoff;
 pub mod heartbeat;
 pub mod held;
 pub mod instance;
@@ -38,14 +37,17 @@ pub mod writer;
 
 use std::fmt;
 
+pub use crate::handoff::{
+    AcceptedPart, MoPart, RegisteredDelivery, RxRow, TxOutcome, TxResult, TxRow,
+};
 pub use connect::PgConnector;
 pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
 pub use queue::{
     claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held,
-    settle_refused, write_results, write_results_in, AcceptedPart, Refused, RegisteredDelivery,
-    Renewal, TxOutcome, TxResult, TxRow, WriteSummary, MAX_TEXT_OCTETS,
+    settle_refused, write_results, write_results_in, Refused, Renewal, WriteSummary,
+    MAX_TEXT_OCTETS,
 };
-pub use rx::{insert_rx, MoPart, RxRow};
+pub use rx::insert_rx;
 pub use servers::{load_enabled_server, ServerRow};
 
 /// Why a storage call failed.

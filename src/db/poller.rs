@@ -42,7 +42,7 @@ use crate::db::held::HeldRows;
 use crate::db::sql::{wait_limits, Prepared, Statements};
 use crate::db::PgConnector;
 use crate::db::{self, instance, TxRow};
-use crate::session::SubmitWindows;
+use crate::handoff::SubmitWindows;
 use crate::stats::Stats;
 
 pub struct PollerConfig {

@@ -18,90 +18,9 @@ use super::sql::{Planning, Sql};
 
 use super::servers::get;
 use super::{pg, DbError};
+use crate::handoff::{AcceptedPart, RegisteredDelivery, TxOutcome, TxResult, TxRow};
 use crate::smpp::concat::MAX_PAYLOAD;
 use crate::smpp::receipt::stored_key;
-
-/// A message claimed for sending.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TxRow {
-    pub id: i64,
-    pub destination: String,
-    /// `smpp_source_addr`: overrides the server's esme_source_addr when set.
-    pub source_override: Option<String>,
-    /// 0..=3 from `smpp_priority_flag` LEVEL_0..LEVEL_3 (NULL reads as 0).
-    pub priority: u8,
-    pub registered_delivery: RegisteredDelivery,
-    pub short_message: String,
-    /// `submission_attempts` so far.
-    pub attempts: i32,
-    /// Parts the SMSC accepted in earlier attempts, ordered by part_no; don't send them again.
-    pub accepted_parts: Vec<AcceptedPart>,
-}
-
-/// `smpp_registered_delivery`, the row's receipt request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegisteredDelivery {
-    /// NO_SMSC_DELIVERY_RECEIPT_REQUESTED
-    NotRequested,
-    /// SMSC_DELIVERY_RECEIPT_REQUESTED
-    Requested,
-    /// SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE
-    RequestedForFailure,
-}
-
-impl RegisteredDelivery {
-    /// Parses the enum label as PostgreSQL stores it.
-    pub fn from_label(label: &str) -> Option<RegisteredDelivery> {
-        match label {
-            "NO_SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::NotRequested),
-            "SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::Requested),
-            "SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE" => {
-                Some(RegisteredDelivery::RequestedForFailure)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// One segment the SMSC accepted, with the message id it gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AcceptedPart {
-    /// 1-based.
-    pub part_no: i16,
-    pub part_count: i16,
-    pub message_id: String,
-}
-
-/// What became of a claimed row.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TxOutcome {
-    /// Every part accepted. `smpp_message_id` becomes part 1's id.
-    Done { parts: Vec<AcceptedPart> },
-    /// Given up: permanent error or attempts used up. `info` = status name and meaning.
-    Failed {
-        info: String,
-        parts: Vec<AcceptedPart>,
-    },
-    /// Try again after `delay`; `parts` are those accepted so far.
-    Retry {
-        info: String,
-        delay: Duration,
-        parts: Vec<AcceptedPart>,
-    },
-    /// Not sent (e.g. shutting down): give the row back at once.
-    Release,
-}
-
-/// The result for one claimed row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TxResult {
-    pub id: i64,
-    pub outcome: TxOutcome,
-    /// Attempts used by this claim; added to `submission_attempts`.
-    pub attempts: i32,
-    /// Resends after an unknown outcome; added to `submission_resends`.
-    pub resends: i32,
-}
 
 /// What [`write_results`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

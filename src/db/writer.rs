@@ -1,7 +1,7 @@
 //! The DB writer threads: commit submit results and received messages in batches, then tell
 //! each session which results are stored and which deliver_sm / data_sm it may now
 //! acknowledge. One thread commits results and one stores received PDUs, after the results
-//! handed over before them (see [`super::handoff`]).
+//! handed over before them (see [`crate::handoff`]).
 //!
 //! Each takes the first operation waiting, everything else already queued (up to the batch
 //! size), and commits them together. A lost connection is re-established with backoff and the
@@ -35,69 +35,16 @@ use postgres::Client;
 
 use crate::backoff::Backoff;
 use crate::db::doubt;
-use crate::db::handoff::{DbSender, Queued, ResultOrder};
 use crate::db::held::HeldRows;
 use crate::db::reassembly::{self, SetKey};
 use crate::db::receipts::{self, PartState, ReceiptKeys};
 use crate::db::sql::{wait_limits, Planning, Prepared, Sql, Statements};
 use crate::db::PgConnector;
 use crate::db::{self, RxRow, TxOutcome, TxResult};
+use crate::handoff::{AckTo, Committed, DbSender, Queued, ResultAck, ResultOrder};
 use crate::smpp::receipt::{IdMatch, MessageState};
-use crate::smpp::{CommandId, CommandStatus};
+use crate::smpp::CommandStatus;
 use crate::stats::Stats;
-
-/// Work for the DB writer.
-pub enum DbOp {
-    /// A row's outcome; `ack` (the session's) is told once it is committed, so the session can
-    /// count uncommitted results against its window.
-    Result {
-        result: TxResult,
-        ack: Option<ResultAck>,
-    },
-    /// A received PDU to store; `ack` says where to report the commit.
-    Rx { row: Box<RxRow>, ack: Option<AckTo> },
-}
-
-impl DbOp {
-    /// The smpp_tx_queue id this op is about, for log lines (0 for received PDUs).
-    pub fn row_id(&self) -> i64 {
-        match self {
-            DbOp::Result { result, .. } => result.id,
-            DbOp::Rx { .. } => 0,
-        }
-    }
-}
-
-/// Where to acknowledge a result once it is committed, and the segments it stands for in
-/// the session's window (acknowledged as given, whatever becomes of the result).
-pub struct ResultAck {
-    pub to: Sender<Committed>,
-    pub segments: usize,
-}
-
-/// Where and how to acknowledge a received PDU once its row is committed.
-pub struct AckTo {
-    pub to: Sender<Committed>,
-    pub sequence_number: u32,
-    pub command: CommandId,
-}
-
-/// What the DB writer tells a session after a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
-    /// "Your PDU is stored": answer it with `status` (ESME_ROK, or ESME_RX_T_APPN when it
-    /// could not be stored and the SMSC should try again later).
-    Received {
-        sequence_number: u32,
-        command: CommandId,
-        status: CommandStatus,
-    },
-    /// Results of yours are committed (or given up on: their rows are failed, or keep their
-    /// lease and are tried again later), standing for this many segments (the sum of their
-    /// [`ResultAck::segments`]). Either way they no longer count against the window. One
-    /// message per session and batch, not one per result: each is a thread wake-up.
-    Results(usize),
-}
 
 pub struct DbWriterConfig {
     pub pg: PgConnector,

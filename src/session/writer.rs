@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, info, warn};
 
-use crate::db::handoff::DbSender;
-use crate::db::writer::{AckTo, Committed, DbOp, ResultAck};
-use crate::db::TxRow;
+use crate::handoff::{AckTo, Committed, DbOp, DbSender, ResultAck, TxRow};
 use crate::logging::repeats::{self, Counted, Repeats, Verdict};
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
@@ -208,8 +206,8 @@ impl<'a> Writer<'a> {
     /// not run out while we reconnect (another esmed could then send them too).
     fn release_claimed(&mut self) {
         while let Ok(row) = self.links.outbound.try_recv() {
-            let outcome = crate::db::TxOutcome::Release;
-            self.send_result(crate::db::TxResult {
+            let outcome = crate::handoff::TxOutcome::Release;
+            self.send_result(crate::handoff::TxResult {
                 id: row.id,
                 outcome,
                 attempts: 0,
@@ -378,7 +376,7 @@ impl<'a> Writer<'a> {
     fn take_row(&mut self, row: TxRow) {
         let id = row.id;
         if let Some(result) = self.outbox.add_row(row) {
-            if let crate::db::TxOutcome::Failed { info, .. } = &result.outcome {
+            if let crate::handoff::TxOutcome::Failed { info, .. } = &result.outcome {
                 warn!(
                     "{}: row {id} cannot be sent: {info}; marking it failed",
                     self.params.label
@@ -852,7 +850,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn send_result(&mut self, result: crate::db::TxResult) {
+    fn send_result(&mut self, result: crate::handoff::TxResult) {
         let segments = window_share(&result);
         let ack = Some(ResultAck {
             to: self.acks.0.clone(),
