@@ -6,6 +6,9 @@
 //! hands back the ones it has not sent, waits (up to the response timer) for the outstanding
 //! responses and for the commits of received messages, unbinds and closes; rows still in the
 //! hand-over channel are released; the DB writer commits everything and exits; exit code 0.
+//! A database thread that ends before it is asked to (PostgreSQL refused it for a reason
+//! retrying will not fix, or it panicked) stops esmed the same way, and the exit code is 1 with
+//! the reason, for the init system to start it again.
 //! A second SIGTERM exits at once. SIGHUP reopens the log file and re-reads the servers.
 
 use std::path::{Path, PathBuf};
@@ -45,6 +48,10 @@ pub enum DaemonError {
     Thread(std::io::Error),
     /// PostgreSQL refused us for a reason retrying will not fix (password, database name).
     Database(String),
+    /// A thread ended before it was asked to (it gave up, or panicked): each such thread
+    /// and why, `; `-separated. esmed stopped in order and exits non-zero, for the init
+    /// system to start it again.
+    ThreadFailed(String),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -56,6 +63,7 @@ impl std::fmt::Display for DaemonError {
             DaemonError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             DaemonError::Thread(e) => write!(f, "cannot start a thread: {e}"),
             DaemonError::Database(why) => f.write_str(why),
+            DaemonError::ThreadFailed(why) => f.write_str(why),
         }
     }
 }
@@ -84,7 +92,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     let (instance, locked) = take_instance_name(config, &pg)?;
     let held = Arc::new(HeldRows::default());
     let stats = Arc::new(Stats::default());
-    let (db_tx, db_writers) = db_writer::spawn(
+    let (db_tx, writers) = db_writer::spawn(
         db_writer_config(config, &pg, &instance, &held),
         stats.clone(),
     )
@@ -93,7 +101,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     let (out_tx, out_rx) = unbounded::<TxRow>();
     let submit_windows = Arc::new(SubmitWindows::default());
     let (poll_stop_tx, poll_stop_rx) = bounded::<()>(0);
-    let poller = poller::spawn(
+    let pollers = poller::spawn(
         poller_config(config, &pg, &instance, held),
         locked,
         out_tx,
@@ -103,6 +111,13 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     )
     .map_err(DaemonError::Thread)?;
     let (heartbeat_stop, heartbeat) = spawn_heartbeat(config, &pg, &instance, &stats)?;
+    let mut threads = Threads {
+        poller: Some(pollers.poller),
+        sweeper: Some(pollers.sweeper),
+        writers,
+        heartbeat,
+        failures: Vec::new(),
+    };
     let links = Links {
         outbound: out_rx.clone(),
         db: db_tx.clone(),
@@ -119,32 +134,116 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         "esmed {} running as instance '{instance}'",
         env!("CARGO_PKG_VERSION")
     );
-    supervisor.watch(&mut watch, &pg, &signals, log, &stats);
+    supervisor.watch(&mut watch, &pg, &signals, log, &stats, &threads);
     term_now.store(true, Ordering::SeqCst);
     stats.session.stopping.store(true, Ordering::Relaxed);
     info!("stopping: no more claims; draining sessions");
     drop(poll_stop_tx);
     // Holds the instance's lock until every result is written.
-    let _lock = poller.join().unwrap_or_else(|_| {
-        error!("the poller thread panicked");
-        None
-    });
+    let _lock = threads.join_pollers();
     supervisor.stop_sessions();
     release_unsent(&out_rx, &db_tx);
     drop(supervisor);
     drop(db_tx);
-    for writer in db_writers {
-        join_logged(writer, "DB writer");
-    }
+    threads.join_writers();
     drop(heartbeat_stop);
-    if let Some(heartbeat) = heartbeat {
-        join_logged(heartbeat, "heartbeat");
-    }
+    threads.join_heartbeat();
     info!(
         "stopped: {}",
         stats.snapshot().describe_since(&Default::default(), 1.0)
     );
-    Ok(())
+    threads.outcome()
+}
+
+/// A thread's outcome through `join`: it ended as asked, or with the error that made it
+/// give up.
+type Joined<T> = std::thread::JoinHandle<Result<T, db::DbError>>;
+
+/// The database threads the supervisor started. Each ends when asked to (its stop channel
+/// dropped, or every sender of its queue gone) or before that, with the reason, when
+/// PostgreSQL refuses it for good; a panic ends one too. Either early end stops esmed.
+struct Threads {
+    poller: Option<Joined<Option<Client>>>,
+    sweeper: Option<Joined<()>>,
+    writers: Vec<Joined<()>>,
+    heartbeat: Option<Joined<()>>,
+    /// "the X thread: why", for each thread that failed.
+    failures: Vec<String>,
+}
+
+impl Threads {
+    /// The name of a thread that has ended, if one has: while esmed runs, none should.
+    fn one_ended(&self) -> Option<&'static str> {
+        let ended = |handle: Option<bool>| handle.unwrap_or(false);
+        if ended(self.poller.as_ref().map(|h| h.is_finished())) {
+            return Some("poller");
+        }
+        if ended(self.sweeper.as_ref().map(|h| h.is_finished())) {
+            return Some("sweeper");
+        }
+        if self.writers.iter().any(|h| h.is_finished()) {
+            return Some("DB writer");
+        }
+        if ended(self.heartbeat.as_ref().map(|h| h.is_finished())) {
+            return Some("heartbeat");
+        }
+        None
+    }
+
+    /// Joins the poller and the sweeper (asked to stop); returns the connection holding the
+    /// instance's lock, when the poller still has it.
+    fn join_pollers(&mut self) -> Option<Client> {
+        let lock = self
+            .poller
+            .take()
+            .and_then(|h| self.settle("poller", h))
+            .flatten();
+        if let Some(sweeper) = self.sweeper.take() {
+            self.settle("sweeper", sweeper);
+        }
+        lock
+    }
+
+    fn join_writers(&mut self) {
+        for writer in std::mem::take(&mut self.writers) {
+            self.settle("DB writer", writer);
+        }
+    }
+
+    fn join_heartbeat(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            self.settle("heartbeat", heartbeat);
+        }
+    }
+
+    /// Joins one thread; a failure is logged and kept for [`Threads::outcome`].
+    fn settle<T>(&mut self, name: &str, handle: Joined<T>) -> Option<T> {
+        let failure = match handle.join() {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(e)) => format!("the {name} thread gave up: {e}"),
+            Err(panic) => format!("the {name} thread panicked: {}", panic_text(&*panic)),
+        };
+        error!("{failure}");
+        self.failures.push(failure);
+        None
+    }
+
+    /// Ok when every thread ended as asked.
+    fn outcome(self) -> Result<(), DaemonError> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        Err(DaemonError::ThreadFailed(self.failures.join("; ")))
+    }
+}
+
+/// What a panicking thread said, when it said it in words.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The name this process runs as, and the connection that holds its lock (see
@@ -207,7 +306,8 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
-    /// Follows the servers table and the signals until told to stop.
+    /// Follows the servers table and the signals until told to stop, or until one of `threads`
+    /// ends.
     fn watch(
         &mut self,
         client: &mut Client,
@@ -215,6 +315,7 @@ impl Supervisor<'_> {
         signals: &Receiver<Signal>,
         log: &LogHandle,
         stats: &Stats,
+        threads: &Threads,
     ) {
         let mut reload = true;
         let mut next_check = Instant::now();
@@ -247,6 +348,10 @@ impl Supervisor<'_> {
                     }
                 },
                 default(TICK) => {}
+            }
+            if let Some(name) = threads.one_ended() {
+                error!("the {name} thread has ended; stopping esmed");
+                return;
             }
         }
     }
@@ -354,7 +459,7 @@ fn spawn_heartbeat(
     pg: &PgConnector,
     instance: &str,
     stats: &Arc<Stats>,
-) -> Result<(Sender<()>, Option<std::thread::JoinHandle<()>>), DaemonError> {
+) -> Result<(Sender<()>, Option<Joined<()>>), DaemonError> {
     let (stop_tx, stop_rx) = bounded::<()>(0);
     if config.daemon.heartbeat_interval.is_zero() {
         return Ok((stop_tx, None));
@@ -568,12 +673,6 @@ fn spawn_signal_thread(term_now: &Arc<AtomicBool>) -> Result<Receiver<Signal>, D
         })
         .map_err(DaemonError::Thread)?;
     Ok(rx)
-}
-
-fn join_logged(handle: std::thread::JoinHandle<()>, name: &str) {
-    if handle.join().is_err() {
-        error!("the {name} thread panicked");
-    }
 }
 
 /// The pidfile, removed again when the daemon exits.

@@ -190,12 +190,13 @@ pub fn status_row(
     }
 }
 
-/// Starts the thread; it deletes the row and ends when `stop` is dropped.
+/// Starts the thread; it deletes the row and ends when `stop` is dropped, or ends with the
+/// error when PostgreSQL refuses its connection for a reason retrying will not fix.
 pub fn spawn(
     config: HeartbeatConfig,
     stats: Arc<Stats>,
     stop: Receiver<()>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<JoinHandle<Result<(), DbError>>> {
     std::thread::Builder::new()
         .name("esmed-heartbeat".into())
         .spawn(move || Heartbeat::new(config, stats).run(&stop))
@@ -228,7 +229,7 @@ impl Heartbeat {
         }
     }
 
-    fn run(mut self, stop: &Receiver<()>) {
+    fn run(mut self, stop: &Receiver<()>) -> Result<(), DbError> {
         let mut next = Instant::now();
         // Nothing is ever sent on `stop`: it ends by being dropped.
         while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
@@ -236,6 +237,14 @@ impl Heartbeat {
                 Ok(()) => {
                     self.backoff.reset();
                     Instant::now() + self.config.interval
+                }
+                // No client: the connection, not the write, failed.
+                Err(e) if self.client.is_none() && crate::db::is_fatal_connect_error(&e) => {
+                    log::error!(
+                        "heartbeat: PostgreSQL refused the connection for a reason retrying \
+                         will not fix: {e}; stopping esmed"
+                    );
+                    return Err(e);
                 }
                 Err(e) => {
                     self.client = None;
@@ -249,6 +258,7 @@ impl Heartbeat {
             };
         }
         self.remove_row();
+        Ok(())
     }
 
     fn beat(&mut self) -> Result<(), DbError> {

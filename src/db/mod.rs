@@ -165,13 +165,22 @@ pub fn is_fatal_connect_error(error: &DbError) -> bool {
 }
 
 /// After a DB thread's failed connection attempt: says so (log and esmed_status.last_error)
-/// and sleeps the backoff's next delay before the caller tries again.
+/// and sleeps the backoff's next delay before the caller tries again. A refusal that retrying
+/// will not fix (see [`is_fatal_connect_error`]) is returned instead: the thread ends with it,
+/// and esmed stops with a non-zero exit, as it does when refused at start.
 pub(crate) fn wait_to_reconnect(
     who: &str,
-    error: &DbError,
+    error: DbError,
     backoff: &mut crate::backoff::Backoff,
     stats: &crate::stats::Stats,
-) {
+) -> Result<(), DbError> {
+    if is_fatal_connect_error(&error) {
+        log::error!(
+            "{who}: PostgreSQL refused the connection for a reason retrying will not fix: \
+             {error}; stopping esmed"
+        );
+        return Err(error);
+    }
     let delay = backoff.next_delay();
     stats.session.report(
         log::Level::Warn,
@@ -181,6 +190,7 @@ pub(crate) fn wait_to_reconnect(
         ),
     );
     std::thread::sleep(delay);
+    Ok(())
 }
 
 /// An error and the causes under it: "error performing TLS handshake" alone does not say

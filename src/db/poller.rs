@@ -68,10 +68,18 @@ const CLAIMER_LOCK_WAIT: Duration = Duration::from_secs(1);
 /// How soon leases are renewed again when some held rows were locked by another transaction.
 const LOCKED_RENEWAL: Duration = Duration::from_secs(1);
 
-/// Starts the poller, which starts its sweeper and joins it before it ends. `locked` is the
-/// connection that holds the instance's lock: the poller claims on it, and returns it when it
-/// ends (while it still holds the lock), for the daemon to keep until the rows in flight are
-/// settled: no process may take the name over while this one still writes their results.
+/// The poller's and the sweeper's threads. Each ends when `stop` is dropped, or with the error
+/// that made it give up (PostgreSQL refused it for a reason retrying will not fix).
+pub struct PollerThreads {
+    /// Returns the connection that holds the instance's lock (see [`spawn`]).
+    pub poller: JoinHandle<Result<Option<Client>, db::DbError>>,
+    pub sweeper: JoinHandle<Result<(), db::DbError>>,
+}
+
+/// Starts the poller and its sweeper. `locked` is the connection that holds the instance's
+/// lock: the poller claims on it, and returns it when it ends (while it still holds the
+/// lock), for the daemon to keep until the rows in flight are settled: no process may take
+/// the name over while this one still writes their results.
 pub fn spawn(
     config: PollerConfig,
     locked: Client,
@@ -79,7 +87,7 @@ pub fn spawn(
     submit_windows: Arc<SubmitWindows>,
     stop: Receiver<()>,
     stats: Arc<Stats>,
-) -> std::io::Result<JoinHandle<Option<Client>>> {
+) -> std::io::Result<PollerThreads> {
     let supply = Supply {
         outbound,
         submit_windows,
@@ -103,7 +111,7 @@ pub fn spawn(
     let sweeper = std::thread::Builder::new()
         .name("esmed-sweeper".into())
         .spawn(move || sweeper.run(&sweeper_stop))?;
-    std::thread::Builder::new()
+    let poller = std::thread::Builder::new()
         .name("esmed-poller".into())
         .spawn(move || {
             let mut poller = Poller {
@@ -116,13 +124,11 @@ pub fn spawn(
                 locked_rows: 0,
                 lock_refused: false,
             };
-            poller.run(locked, &stop);
-            if sweeper.join().is_err() {
-                log::error!("poller: the sweeper thread panicked");
-            }
+            poller.run(locked, &stop)?;
             info!("poller: stopped claiming rows");
-            poller.client.filter(|_| poller.locked)
-        })
+            Ok(poller.client.filter(|_| poller.locked))
+        })?;
+    Ok(PollerThreads { poller, sweeper })
 }
 
 /// Where the poller's claims stand, shared with the sweeper.
@@ -221,7 +227,7 @@ struct Poller {
 }
 
 impl Poller {
-    fn run(&mut self, locked: Client, stop: &Receiver<()>) {
+    fn run(&mut self, locked: Client, stop: &Receiver<()>) -> Result<(), db::DbError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         match self.set_up(locked) {
             Ok(client) => (self.client, self.locked) = (Some(client), true),
@@ -232,7 +238,7 @@ impl Poller {
         let mut due = true;
         while stop.try_recv() == Err(TryRecvError::Empty) {
             if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                if !self.reconnect(&mut backoff) {
+                if !self.reconnect(&mut backoff)? {
                     continue;
                 }
                 // Claims whose answer was lost with the old connection are released now.
@@ -284,6 +290,7 @@ impl Poller {
             }
             due = self.wait_for_work() || self.place.wake.swap(false, Ordering::AcqRel);
         }
+        Ok(())
     }
 
     /// Renews the leases of the rows held and releases the rows claimed under this name that
@@ -406,7 +413,8 @@ impl Poller {
         let _ = stop.recv_timeout(delay);
     }
 
-    fn reconnect(&mut self, backoff: &mut Backoff) -> bool {
+    /// Whether there is a connection now; an error when PostgreSQL refuses it for good.
+    fn reconnect(&mut self, backoff: &mut Backoff) -> Result<bool, db::DbError> {
         self.locked = false;
         let connected = self
             .config
@@ -418,11 +426,11 @@ impl Poller {
             // but refuses every claim (a standby after a failover) must not be hammered.
             Ok(client) => {
                 self.client = Some(client);
-                true
+                Ok(true)
             }
             Err(e) => {
-                db::wait_to_reconnect("poller", &e, backoff, &self.supply.stats);
-                false
+                db::wait_to_reconnect("poller", e, backoff, &self.supply.stats)?;
+                Ok(false)
             }
         }
     }
@@ -527,7 +535,7 @@ struct Sweeper {
 }
 
 impl Sweeper {
-    fn run(mut self, stop: &Receiver<()>) {
+    fn run(mut self, stop: &Receiver<()>) -> Result<(), db::DbError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.reconnect_max);
         while stop.recv_timeout(self.interval) == Err(RecvTimeoutError::Timeout) {
             if self.submit_windows.total() == 0 {
@@ -541,7 +549,7 @@ impl Sweeper {
                         backoff.reset();
                     }
                     Err(e) => {
-                        db::wait_to_reconnect("sweeper", &e, &mut backoff, &self.stats);
+                        db::wait_to_reconnect("sweeper", e, &mut backoff, &self.stats)?;
                         continue;
                     }
                 }
@@ -554,6 +562,7 @@ impl Sweeper {
                 self.client = None;
             }
         }
+        Ok(())
     }
 
     fn sweep(&mut self) -> Result<(), db::DbError> {

@@ -86,12 +86,15 @@ enum Role {
     Received,
 }
 
+/// A writer thread: it ends once its work is done, or with the error that made it give up.
+pub type WriterThread = JoinHandle<Result<(), db::DbError>>;
+
 /// Starts the writer threads; returns where to send their work and the threads, which end
 /// once every [`DbSender`] is dropped and everything sent is committed.
 pub fn spawn(
     config: DbWriterConfig,
     stats: Arc<Stats>,
-) -> std::io::Result<(DbSender, Vec<JoinHandle<()>>)> {
+) -> std::io::Result<(DbSender, Vec<WriterThread>)> {
     // No capacity: a session must never wait on a send (it answers the SMSC and runs its
     // timers), and the writers send it the commits it waits for. What a session hands over
     // is bounded where it lets work in: its window counts the uncommitted results, and at
@@ -320,7 +323,9 @@ fn row_list(ids: impl ExactSizeIterator<Item = i64>) -> String {
 }
 
 impl DbWriter {
-    fn run(mut self) {
+    /// Commits until every sender is gone and the queue is empty; ends early only when
+    /// PostgreSQL refuses the connection for a reason retrying will not fix.
+    fn run(mut self) -> Result<(), db::DbError> {
         if self.role == Role::Results {
             // Connected before the first result arrives: a connection costs a few hundred
             // milliseconds (authentication), which the first results' commit would wait
@@ -352,17 +357,18 @@ impl DbWriter {
                     Err(_) => break,
                 }
             }
-            self.commit_with_retry(batch);
+            self.commit_with_retry(batch)?;
         }
         match self.role {
             Role::Results => info!("DB writer: all results committed, exiting"),
             Role::Received => info!("DB writer: all received PDUs stored, exiting"),
         }
+        Ok(())
     }
 
     /// Commits the batch, reconnecting as long as it takes; isolates an op that PostgreSQL
     /// rejects so that one bad row cannot hold back the rest.
-    fn commit_with_retry(&mut self, batch: Batch) {
+    fn commit_with_retry(&mut self, batch: Batch) -> Result<(), db::DbError> {
         self.wait_for_earlier_results(&batch);
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         let mut stop_noted = false;
@@ -371,14 +377,14 @@ impl DbWriter {
         let mut in_doubt = None;
         let mut lost_before = false;
         loop {
-            if !self.connected(&mut backoff) {
+            if !self.connected(&mut backoff)? {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 continue;
             }
             let error = match self.try_commit(&batch, &mut in_doubt, lost_before) {
                 Ok(true) => {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
-                    return;
+                    return Ok(());
                 }
                 // It did not commit: commit it now.
                 Ok(false) => continue,
@@ -394,8 +400,7 @@ impl DbWriter {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 std::thread::sleep(delay);
             } else {
-                self.isolate_rejected(batch, &error);
-                return;
+                return self.isolate_rejected(batch, &error);
             }
         }
     }
@@ -511,7 +516,11 @@ impl DbWriter {
     /// [`DbWriter::settle_refused`]), a single received PDU is stored again in a degraded
     /// form (see [`RxShape`]), and answered ESME_RX_T_APPN only when even the last is
     /// refused; a larger batch is committed op by op, so that only the bad one is.
-    fn isolate_rejected(&mut self, mut batch: Batch, error: &db::DbError) {
+    fn isolate_rejected(
+        &mut self,
+        mut batch: Batch,
+        error: &db::DbError,
+    ) -> Result<(), db::DbError> {
         if let Some(part) = batch.lone_mo_part() {
             self.stats.session.report(
                 Level::Warn,
@@ -523,8 +532,7 @@ impl DbWriter {
                 ),
             );
             batch.sets_later = true;
-            self.commit_with_retry(batch);
-            return;
+            return self.commit_with_retry(batch);
         }
         if batch.has_receipt_work(self.receipts_may_wait.load(Ordering::SeqCst)) {
             self.stats.session.report(
@@ -537,8 +545,7 @@ impl DbWriter {
                 ),
             );
             batch.receipts_later = true;
-            self.commit_with_retry(batch);
-            return;
+            return self.commit_with_retry(batch);
         }
         if let (Some(row), true) = (batch.rx_rows.first(), batch.len() == 1) {
             if let Some((shape, next)) = batch.rx_shape.after_refusal(error) {
@@ -550,8 +557,7 @@ impl DbWriter {
                     ),
                 );
                 batch.rx_shape = shape;
-                self.commit_with_retry(batch);
-                return;
+                return self.commit_with_retry(batch);
             }
         }
         if batch.len() == 1 {
@@ -563,7 +569,7 @@ impl DbWriter {
                 self.settle_refused(result, error);
             }
             self.after_commit(batch, CommandStatus::ESME_RX_T_APPN);
-            return;
+            return Ok(());
         }
         self.stats.session.report(
             Level::Warn,
@@ -573,8 +579,9 @@ impl DbWriter {
             ),
         );
         for single in batch.into_singles() {
-            self.commit_with_retry(single);
+            self.commit_with_retry(single)?;
         }
+        Ok(())
     }
 
     /// A result PostgreSQL refused for a reason retrying will not change: its row is failed
@@ -625,20 +632,21 @@ impl DbWriter {
         );
     }
 
-    /// Whether there is a connection, making one if needed (sleeping on failure).
-    fn connected(&mut self, backoff: &mut Backoff) -> bool {
+    /// Whether there is a connection, making one if needed (sleeping on failure); an error
+    /// when PostgreSQL refuses it for good.
+    fn connected(&mut self, backoff: &mut Backoff) -> Result<bool, db::DbError> {
         if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
-            return true;
+            return Ok(true);
         }
         match connect(&self.config.pg, self.role) {
             Ok(client) => {
                 self.client = Some(client);
                 self.statements.clear();
-                true
+                Ok(true)
             }
             Err(e) => {
-                db::wait_to_reconnect("DB writer", &e, backoff, &self.stats);
-                false
+                db::wait_to_reconnect("DB writer", e, backoff, &self.stats)?;
+                Ok(false)
             }
         }
     }
