@@ -26,19 +26,17 @@ use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::held::HeldRows;
 use crate::db::instance;
 use crate::db::poller::{self, PollerConfig};
-use crate::db::servers::{timer, ton_npi};
 use crate::db::writer::{self as db_writer, DbWriterConfig};
 use crate::db::PgConnector;
 use crate::db::{self, ServerRow};
 use crate::handoff::{DbOp, DbSender, Signal, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
+use crate::server_settings::{bind_kinds, server_label, session_params};
 use crate::session::runner::{self, SessionHandle};
-use crate::session::submit::{ReceiptPolicy, SubmitSettings};
 use crate::session::writer::Links;
-use crate::session::{BindKind, SessionParams, SessionTimers, SubmitWindows};
+use crate::session::SubmitWindows;
 use crate::stats::Stats;
 use crate::status::ServerInUse;
-use crate::tls::{TlsParams, Verify};
 
 /// Why the daemon could not run (startup problems; everything later is logged and retried).
 #[derive(Debug)]
@@ -479,101 +477,6 @@ fn spawn_heartbeat(
 /// Whether the periodic info line is due; `stats_interval = 0` turns it off.
 fn stats_due(elapsed: Duration, interval: Duration) -> bool {
     !interval.is_zero() && elapsed >= interval
-}
-
-/// Transceiver, or transmitter plus the optional separate receiver.
-fn bind_kinds(row: &ServerRow) -> Vec<BindKind> {
-    if row.esme_bind_transceiver {
-        vec![BindKind::Transceiver]
-    } else if row.esme_bind_receiver {
-        vec![BindKind::Transmitter, BindKind::Receiver]
-    } else {
-        vec![BindKind::Transmitter]
-    }
-}
-
-fn server_label(row: &ServerRow) -> String {
-    match row.name.as_deref() {
-        Some(name) if !name.is_empty() => format!("server {} '{name}'", row.id),
-        _ => format!("server {}", row.id),
-    }
-}
-
-/// A session's settings: the server row's, with `port` as [`ServerRow::usable_port`] gave it.
-pub fn session_params(
-    row: &ServerRow,
-    port: u16,
-    kind: BindKind,
-    config: &Config,
-) -> SessionParams {
-    let receives = row.esme_bind_transceiver || row.esme_bind_receiver;
-    let receipts = match (receives, row.esme_registered_delivery) {
-        (true, true) => ReceiptPolicy::Always,
-        (true, false) => ReceiptPolicy::PerRow,
-        (false, _) => ReceiptPolicy::Never,
-    };
-    let source_ton_npi = match (row.esme_source_addr_ton, row.esme_source_addr_npi) {
-        (Some(ton), Some(npi)) => Some((ton_npi(ton), ton_npi(npi))),
-        _ => None,
-    };
-    SessionParams {
-        label: format!("{} {kind}", server_label(row)),
-        host: row.host.clone(),
-        port,
-        system_id: row.esme_system_id.clone(),
-        password: row.esme_password.clone(),
-        system_type: row.esme_system_type.clone(),
-        bind: kind,
-        timers: SessionTimers {
-            session_init: timer(row.smpp_session_init_timer),
-            enquire_link: timer(row.smpp_enquire_link_timer),
-            inactivity: timer(row.smpp_inactivity_timer),
-            response: timer(row.smpp_response_timer),
-            pdu_read: timer(row.smpp_pdu_read_timer),
-        },
-        window: usize::try_from(row.smpp_window).unwrap_or(1).max(1),
-        rate_limit: u32::try_from(row.smpp_rate_limit).unwrap_or(0),
-        max_pdu_len: config.daemon.max_pdu_size,
-        submit: SubmitSettings {
-            source_addr: row.esme_source_addr.clone(),
-            source_ton_npi,
-            dest_ton: ton_npi(row.esme_dest_addr_ton),
-            dest_npi: ton_npi(row.esme_dest_addr_npi),
-            receipts,
-            coding: row.smpp_text_coding,
-            long_mode: row.smpp_long_message_mode,
-            max_segments: config.daemon.max_segments as usize,
-            max_attempts: row.esme_max_submission_attempts.max(1),
-            permanent_statuses: row
-                .smpp_permanent_statuses
-                .iter()
-                .filter_map(|s| u32::try_from(*s).ok())
-                .collect(),
-            retry_min: config.daemon.retry_min,
-            retry_max: config.daemon.retry_max,
-        },
-        reconnect_min: config.daemon.reconnect_min,
-        reconnect_max: config.daemon.reconnect_max,
-        shutdown_timeout: config.daemon.shutdown_timeout,
-        strict_resend_bound: config.daemon.strict_resend_bound,
-        tls: tls_params(row),
-    }
-}
-
-/// The smpp_tls* columns; None when smpp_tls is off. Empty strings count as NULL.
-fn tls_params(row: &ServerRow) -> Option<TlsParams> {
-    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
-    row.smpp_tls.then(|| TlsParams {
-        ca_file: non_empty(&row.smpp_tls_ca_file).map(PathBuf::from),
-        verify: if row.smpp_tls_verify {
-            Verify::Full
-        } else {
-            Verify::Off
-        },
-        server_name: non_empty(&row.smpp_tls_server_name).unwrap_or_else(|| row.host.clone()),
-        client_cert_file: non_empty(&row.smpp_tls_cert_file).map(PathBuf::from),
-        client_key_file: non_empty(&row.smpp_tls_key_file).map(PathBuf::from),
-    })
 }
 
 /// True when a NOTIFY about smpp_servers arrived since the last look (or the connection

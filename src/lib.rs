@@ -11,6 +11,7 @@
 //!   threads that own a connection: the poller (claims rows) and the DB writer (commits
 //!   results and received messages in batches).
 //! - [`handoff`]: every message that crosses a thread, and its channel.
+//! - [`server_settings`]: the enabled server row turned into the sessions' settings.
 //! - [`session`]: one SMPP session: bind, the socket reader and writer threads, the window,
 //!   the timer wheel, reconnects.
 //! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
@@ -34,6 +35,7 @@ pub mod db;
 pub mod handoff;
 pub mod logging;
 pub mod monitor;
+pub mod server_settings;
 pub mod session;
 pub mod smpp;
 pub mod smsc;
