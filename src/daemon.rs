@@ -22,6 +22,7 @@ use postgres::Client;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
+use crate::db::conn::Conn;
 use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::held::HeldRows;
 use crate::db::instance;
@@ -83,7 +84,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     let term_now = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_thread(&term_now)?;
     let pg = PgConnector::new(&config.database);
-    let Some(mut watch) = connect_at_start(&pg, &signals)? else {
+    let Some(watch) = connect_at_start(&pg, &signals)? else {
         info!("stopped before PostgreSQL was reachable");
         return Ok(());
     };
@@ -124,6 +125,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     };
     let mut supervisor = Supervisor {
         config,
+        conn: Conn::holding("supervisor", pg.clone(), Box::new(listen_or_warn), watch),
         links,
         current: None,
         sessions: Vec::new(),
@@ -132,7 +134,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         "esmed {} running as instance '{instance}'",
         env!("CARGO_PKG_VERSION")
     );
-    supervisor.watch(&mut watch, &pg, &signals, log, &stats, &threads);
+    supervisor.watch(&signals, log, &stats, &threads);
     term_now.store(true, Ordering::SeqCst);
     stats.session.stopping.store(true, Ordering::Relaxed);
     info!("stopping: no more claims; draining sessions");
@@ -298,6 +300,8 @@ fn poller_config(
 
 struct Supervisor<'a> {
     config: &'a Config,
+    /// Reads smpp_servers and listens for its changes.
+    conn: Conn,
     links: Links,
     current: Option<ServerRow>,
     sessions: Vec<SessionHandle>,
@@ -308,8 +312,6 @@ impl Supervisor<'_> {
     /// ends.
     fn watch(
         &mut self,
-        client: &mut Client,
-        pg: &PgConnector,
         signals: &Receiver<Signal>,
         log: &LogHandle,
         stats: &Stats,
@@ -321,10 +323,10 @@ impl Supervisor<'_> {
         // The servers are read first and the wait comes last: waiting for a tick first
         // delayed every start's bind by TICK.
         loop {
-            reload |= servers_changed(client) || Instant::now() >= next_check;
+            reload |= self.servers_changed() || Instant::now() >= next_check;
             if reload {
                 next_check = Instant::now() + SERVER_RECHECK;
-                reload = !self.reload(client, pg);
+                reload = !self.reload();
             }
             if stats_due(last_stats.0.elapsed(), self.config.daemon.stats_interval) {
                 let now = stats.snapshot();
@@ -356,21 +358,14 @@ impl Supervisor<'_> {
 
     /// Re-reads the enabled server and restarts the sessions when it changed; false when
     /// PostgreSQL could not be asked (try again on the next tick).
-    fn reload(&mut self, client: &mut Client, pg: &PgConnector) -> bool {
-        if client.is_closed() {
-            match pg.connect() {
-                Ok(mut fresh) => {
-                    if let Err(e) = db::listen(&mut fresh) {
-                        warn!("cannot LISTEN for server changes: {e}");
-                    }
-                    *client = fresh;
-                }
-                Err(e) => {
-                    warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
-                    return false;
-                }
+    fn reload(&mut self) -> bool {
+        let client = match self.conn.open() {
+            Ok(client) => client,
+            Err(e) => {
+                warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
+                return false;
             }
-        }
+        };
         let server = match db::load_enabled_server(client) {
             Ok(server) => server,
             Err(e) => {
@@ -438,6 +433,14 @@ impl Supervisor<'_> {
         }
     }
 
+    /// True when a NOTIFY about smpp_servers arrived since the last look (or the connection
+    /// broke, so that the reload notices and reconnects).
+    fn servers_changed(&mut self) -> bool {
+        self.conn.client().is_none_or(|client| {
+            db::wait_for_changes(client, Duration::ZERO).map_or(true, |changes| changes.servers)
+        })
+    }
+
     /// Tells every session to stop, then waits for them: they drain side by side, so a stop
     /// takes one shutdown_timeout at most, whatever the number of binds.
     fn stop_sessions(&mut self) {
@@ -479,10 +482,13 @@ fn stats_due(elapsed: Duration, interval: Duration) -> bool {
     !interval.is_zero() && elapsed >= interval
 }
 
-/// True when a NOTIFY about smpp_servers arrived since the last look (or the connection
-/// broke, so that the reload notices and reconnects).
-fn servers_changed(client: &mut Client) -> bool {
-    db::wait_for_changes(client, Duration::ZERO).map_or(true, |changes| changes.servers)
+/// A new connection of the supervisor's listens for changes to smpp_servers; without that it
+/// still re-reads them every few seconds.
+fn listen_or_warn(client: &mut Client) -> Result<(), db::DbError> {
+    if let Err(e) = db::listen(client) {
+        warn!("cannot LISTEN for server changes: {e}");
+    }
+    Ok(())
 }
 
 /// Hands rows claimed but never given to a session back to the queue.

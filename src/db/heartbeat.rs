@@ -15,6 +15,7 @@ use postgres::types::ToSql;
 use postgres::Client;
 
 use crate::backoff::Backoff;
+use crate::db::conn::Conn;
 use crate::db::PgConnector;
 use crate::db::{pg, DbError};
 use crate::stats::{Snapshot, Stats};
@@ -205,7 +206,7 @@ pub fn spawn(
 struct Heartbeat {
     config: HeartbeatConfig,
     stats: Arc<Stats>,
-    client: Option<Client>,
+    conn: Conn,
     backoff: Backoff,
     written_once: bool,
     /// The counters at the previous beat, for the rates.
@@ -219,9 +220,9 @@ impl Heartbeat {
         let backoff = Backoff::new(Duration::from_secs(1), config.reconnect_max);
         let last = (Instant::now(), stats.snapshot());
         Heartbeat {
+            conn: Conn::new("heartbeat", config.pg.clone(), Box::new(|_| Ok(()))),
             config,
             stats,
-            client: None,
             backoff,
             written_once: false,
             last,
@@ -239,7 +240,7 @@ impl Heartbeat {
                     Instant::now() + self.config.interval
                 }
                 // No client: the connection, not the write, failed.
-                Err(e) if self.client.is_none() && crate::db::is_fatal_connect_error(&e) => {
+                Err(e) if !self.conn.has_client() && crate::db::is_fatal_connect_error(&e) => {
                     log::error!(
                         "heartbeat: PostgreSQL refused the connection for a reason retrying \
                          will not fix: {e}; stopping esmed"
@@ -247,7 +248,7 @@ impl Heartbeat {
                     return Err(e);
                 }
                 Err(e) => {
-                    self.client = None;
+                    self.conn.lose();
                     let delay = self.backoff.next_delay().min(self.config.interval);
                     if !self.failing {
                         warn!("heartbeat: cannot write esmed_status: {e}; retrying");
@@ -267,7 +268,7 @@ impl Heartbeat {
         let seconds = self.last.0.elapsed().as_secs_f64();
         let row = status_row(&self.config, &status, &now, &self.last.1, seconds);
         let first = !self.written_once;
-        write_status(self.connected()?, &row, first)?;
+        write_status(self.conn.open()?, &row, first)?;
         self.last = (Instant::now(), now);
         self.written_once = true;
         if self.failing {
@@ -277,21 +278,14 @@ impl Heartbeat {
         Ok(())
     }
 
-    fn connected(&mut self) -> Result<&mut Client, DbError> {
-        let client = match self.client.take() {
-            Some(client) if !client.is_closed() => client,
-            _ => self.config.pg.connect()?,
-        };
-        Ok(self.client.insert(client))
-    }
-
     fn remove_row(&mut self) {
         if !self.written_once {
             return;
         }
         let instance = self.config.instance.clone();
         match self
-            .connected()
+            .conn
+            .open()
             .and_then(|client| delete_status(client, &instance))
         {
             Ok(()) => debug!("heartbeat: removed the esmed_status row"),

@@ -38,8 +38,9 @@ use log::{info, warn, Level};
 use postgres::Client;
 
 use crate::backoff::Backoff;
+use crate::db::conn::Conn;
 use crate::db::held::HeldRows;
-use crate::db::sql::{wait_limits, Prepared, Statements};
+use crate::db::sql::{wait_limits, Prepared};
 use crate::db::PgConnector;
 use crate::db::{self, instance, TxRow};
 use crate::handoff::SubmitWindows;
@@ -96,16 +97,18 @@ pub fn spawn(
         held: Arc::clone(&config.held),
     };
     let place = Arc::new(SharedPlace::default());
+    let lease = config.lease;
     let sweeper = Sweeper {
-        pg: config.pg.clone(),
-        lease: config.lease,
+        conn: Conn::new(
+            "sweeper",
+            config.pg.clone(),
+            Box::new(move |client: &mut Client| prepare_claimer(client, lease)),
+        ),
         interval: config.poll_interval,
         reconnect_max: config.reconnect_max,
         stats: Arc::clone(&supply.stats),
         submit_windows: Arc::clone(&supply.submit_windows),
         place: Arc::clone(&place),
-        client: None,
-        statements: Statements::default(),
     };
     let sweeper_stop = stop.clone();
     let sweeper = std::thread::Builder::new()
@@ -115,10 +118,16 @@ pub fn spawn(
         .name("esmed-poller".into())
         .spawn(move || {
             let mut poller = Poller {
+                conn: Conn::new(
+                    "poller",
+                    config.pg.clone(),
+                    Box::new(move |client: &mut Client| {
+                        prepare_claimer(client, lease)?;
+                        db::listen(client)
+                    }),
+                ),
                 config,
-                client: None,
                 locked: false,
-                statements: Statements::default(),
                 supply,
                 place,
                 locked_rows: 0,
@@ -126,7 +135,8 @@ pub fn spawn(
             };
             poller.run(locked, &stop)?;
             info!("poller: stopped claiming rows");
-            Ok(poller.client.filter(|_| poller.locked))
+            let locked = poller.locked;
+            Ok(poller.conn.take().filter(|_| locked))
         })?;
     Ok(PollerThreads { poller, sweeper })
 }
@@ -213,11 +223,10 @@ impl Supply {
 
 struct Poller {
     config: PollerConfig,
-    client: Option<Client>,
-    /// Whether `client` holds the instance's lock: claims, renewals and releases wait for it.
+    /// Set up for claiming (the claim statements are prepared on it) and listening.
+    conn: Conn,
+    /// Whether `conn` holds the instance's lock: claims, renewals and releases wait for it.
     locked: bool,
-    /// The claim statements, prepared on `client`.
-    statements: Statements,
     supply: Supply,
     place: Arc<SharedPlace>,
     /// Held rows whose renewal the last look skipped, locked by another transaction.
@@ -229,15 +238,15 @@ struct Poller {
 impl Poller {
     fn run(&mut self, locked: Client, stop: &Receiver<()>) -> Result<(), db::DbError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
-        match self.set_up(locked) {
-            Ok(client) => (self.client, self.locked) = (Some(client), true),
+        match self.conn.adopt(locked) {
+            Ok(()) => self.locked = true,
             Err(e) => self.back_off("setting up its connection", &e, &mut backoff, stop),
         }
         let mut next_look: Option<Instant> = None;
         // Claim at start: rows may be waiting from before we ran.
         let mut due = true;
         while stop.try_recv() == Err(TryRecvError::Empty) {
-            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            if !self.conn.is_open() {
                 if !self.reconnect(&mut backoff)? {
                     continue;
                 }
@@ -298,7 +307,7 @@ impl Poller {
     /// were locked by another transaction and could not be renewed.
     fn look_after_leases(&mut self) -> Result<Instant, db::DbError> {
         let held = self.supply.held.ids();
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.conn.client() else {
             return Ok(Instant::now());
         };
         let instance = &self.config.instance;
@@ -342,11 +351,11 @@ impl Poller {
     /// enough (the level ran out) or a NOTIFY came. Rows are handed over as each query
     /// returns, so those from the cursor never wait for the slower claim from the head.
     fn claim(&mut self, room: usize) -> Result<usize, db::DbError> {
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, statements)) = self.conn.with_statements() else {
             return Ok(0);
         };
         let (lease, instance) = (self.config.lease, &self.config.instance);
-        let client = &mut Prepared::new(client, &mut self.statements);
+        let client = &mut Prepared::new(client, statements);
         let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let mut claimed = 0;
         let mut last = None;
@@ -370,7 +379,7 @@ impl Poller {
 
     /// Waits for a NOTIFY or one wait slice, whichever is first; true when the queue changed.
     fn wait_for_work(&mut self) -> bool {
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.conn.client() else {
             return true;
         };
         match db::wait_for_changes(client, WAIT_SLICE) {
@@ -385,7 +394,7 @@ impl Poller {
                     Level::Warn,
                     format!("poller: waiting for notifications failed: {e}; reconnecting"),
                 );
-                self.client = None;
+                self.conn.lose();
                 true
             }
         }
@@ -408,46 +417,25 @@ impl Poller {
                 delay.as_millis()
             ),
         );
-        self.client = None;
+        self.conn.lose();
         // A stop drops the sender: the loop's own check sees it too.
         let _ = stop.recv_timeout(delay);
     }
 
     /// Whether there is a connection now; an error when PostgreSQL refuses it for good.
+    /// A new connection takes the lock again before it claims. The backoff goes on until a
+    /// claim succeeds: a server that takes connections but refuses every claim (a standby
+    /// after a failover) must not be hammered.
     fn reconnect(&mut self, backoff: &mut Backoff) -> Result<bool, db::DbError> {
         self.locked = false;
-        let connected = self
-            .config
-            .pg
-            .connect()
-            .and_then(|client| self.set_up(client));
-        match connected {
-            // The backoff goes on until a claim succeeds: a server that takes connections
-            // but refuses every claim (a standby after a failover) must not be hammered.
-            Ok(client) => {
-                self.client = Some(client);
-                Ok(true)
-            }
-            Err(e) => {
-                db::wait_to_reconnect("poller", e, backoff, &self.supply.stats)?;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Prepares a new connection for claiming and listening.
-    fn set_up(&mut self, mut client: Client) -> Result<Client, db::DbError> {
-        self.statements.clear();
-        prepare_claimer(&mut client, self.config.lease)?;
-        db::listen(&mut client)?;
-        Ok(client)
+        self.conn.open_or_wait(backoff, &self.supply.stats)
     }
 
     /// Takes the instance's lock again on a new connection. While another process holds it
     /// (one started under this name while the connection was lost) nothing is claimed,
     /// renewed or released: the rows in flight are finished and their results written.
     fn lock_again(&mut self, backoff: &mut Backoff, stop: &Receiver<()>) {
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.conn.client() else {
             return;
         };
         let instance = &self.config.instance;
@@ -499,13 +487,8 @@ fn later(so_far: Option<(u8, i64)>, row: Option<&TxRow>) -> Option<(u8, i64)> {
     }
 }
 
-/// A connection for the sweeper: planned for claims, and with the poller's limits on waits.
-fn connect_claimer(pg: &PgConnector, lease: Duration) -> Result<Client, db::DbError> {
-    let mut client = pg.connect()?;
-    prepare_claimer(&mut client, lease)?;
-    Ok(client)
-}
-
+/// Sets a claiming connection (the poller's, the sweeper's) up: planned for claims, and with
+/// limits on its waits.
 fn prepare_claimer(client: &mut Client, lease: Duration) -> Result<(), db::DbError> {
     db::prepare_claimer(client)?;
     let limits = wait_limits(CLAIMER_LOCK_WAIT, Some(claimer_statement_limit(lease)));
@@ -523,15 +506,13 @@ fn claimer_statement_limit(lease: Duration) -> Duration {
 /// Every `interval`, while a session can submit, looks for a sendable row: it wakes an idle
 /// poller, and has it claim from the head when the row ranks before its cursor.
 struct Sweeper {
-    pg: PgConnector,
-    lease: Duration,
+    /// Set up as the poller's, for the same statement.
+    conn: Conn,
     interval: Duration,
     reconnect_max: Duration,
     stats: Arc<Stats>,
     submit_windows: Arc<SubmitWindows>,
     place: Arc<SharedPlace>,
-    client: Option<Client>,
-    statements: Statements,
 }
 
 impl Sweeper {
@@ -541,35 +522,28 @@ impl Sweeper {
             if self.submit_windows.total() == 0 {
                 continue;
             }
-            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                match connect_claimer(&self.pg, self.lease) {
-                    Ok(client) => {
-                        self.client = Some(client);
-                        self.statements.clear();
-                        backoff.reset();
-                    }
-                    Err(e) => {
-                        db::wait_to_reconnect("sweeper", e, &mut backoff, &self.stats)?;
-                        continue;
-                    }
+            if !self.conn.is_open() {
+                if !self.conn.open_or_wait(&mut backoff, &self.stats)? {
+                    continue;
                 }
+                backoff.reset();
             }
             if let Err(e) = self.sweep() {
                 self.stats.session.report(
                     Level::Warn,
                     format!("sweeper: looking for rows failed: {e}; reconnecting"),
                 );
-                self.client = None;
+                self.conn.lose();
             }
         }
         Ok(())
     }
 
     fn sweep(&mut self) -> Result<(), db::DbError> {
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, statements)) = self.conn.with_statements() else {
             return Ok(());
         };
-        let first = db::first_sendable(&mut Prepared::new(client, &mut self.statements))?;
+        let first = db::first_sendable(&mut Prepared::new(client, statements))?;
         if let Some(first) = first {
             if self
                 .place

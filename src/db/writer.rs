@@ -34,6 +34,7 @@ use log::{debug, error, info, warn, Level};
 use postgres::Client;
 
 use crate::backoff::Backoff;
+use crate::db::conn::{Conn, SetUp};
 use crate::db::doubt;
 use crate::db::held::HeldRows;
 use crate::db::reassembly::{self, SetKey};
@@ -117,9 +118,8 @@ pub fn spawn(
     for (role, ops, name) in roles {
         let writer = DbWriter {
             role,
+            conn: Conn::new("DB writer", config.pg.clone(), set_up(role)),
             config: config.clone(),
-            client: None,
-            statements: Statements::default(),
             order: order.clone(),
             receipts_may_wait: receipts_may_wait.clone(),
             stats: stats.clone(),
@@ -142,9 +142,8 @@ pub fn spawn(
 struct DbWriter {
     role: Role,
     config: Arc<DbWriterConfig>,
-    client: Option<Client>,
-    /// The batch statements, prepared on `client`.
-    statements: Statements,
+    /// Set up for the role's statements; the batch statements are prepared on it.
+    conn: Conn,
     order: Arc<ResultOrder>,
     /// Whether smpp_rx_unmatched may hold receipts: the received-PDU writer kept some there,
     /// or its housekeeping saw some (another instance's, or an earlier run's). While false, a
@@ -331,7 +330,7 @@ impl DbWriter {
             // milliseconds (authentication), which the first results' commit would wait
             // for, and the receipts behind them too. A failure here is retried at the first
             // batch, which says so.
-            self.client = connect(&self.config.pg, self.role).ok();
+            let _ = self.conn.open();
         }
         let mut next_housekeeping = Instant::now();
         loop {
@@ -377,7 +376,7 @@ impl DbWriter {
         let mut in_doubt = None;
         let mut lost_before = false;
         loop {
-            if !self.connected(&mut backoff)? {
+            if !self.conn.open_or_wait(&mut backoff, &self.stats)? {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 continue;
             }
@@ -390,7 +389,7 @@ impl DbWriter {
                 Ok(false) => continue,
                 Err(e) => e,
             };
-            let Some(client) = self.client.as_mut() else {
+            let Some(client) = self.conn.client() else {
                 continue;
             };
             if in_doubt.is_some() || client.is_closed() || error.is_transient() {
@@ -414,7 +413,7 @@ impl DbWriter {
         in_doubt: &mut Option<doubt::Xid>,
         lost_before: bool,
     ) -> Result<bool, db::DbError> {
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, statements)) = self.conn.with_statements() else {
             return Err(db::DbError::ConnectionClosed {
                 what: "commit a batch",
             });
@@ -432,7 +431,7 @@ impl DbWriter {
             match_receipts: !batch.receipts_later,
             lost_before,
         };
-        match commit(client, &mut self.statements, batch, &rules) {
+        match commit(client, statements, batch, &rules) {
             Ok(kept_waiting) => {
                 if kept_waiting {
                     self.receipts_may_wait.store(true, Ordering::SeqCst);
@@ -508,7 +507,7 @@ impl DbWriter {
                 delay.as_millis()
             ),
         );
-        self.client = None;
+        self.conn.lose();
         delay
     }
 
@@ -589,7 +588,7 @@ impl DbWriter {
     fn settle_refused(&mut self, result: &TxResult, error: &db::DbError) {
         let why = error.to_string();
         let instance = &self.config.instance;
-        let settled = match self.client.as_mut() {
+        let settled = match self.conn.client() {
             Some(client) => db::settle_refused(client, result, &why, instance),
             None => Err(db::DbError::ConnectionClosed {
                 what: "fail a row whose result was refused",
@@ -632,25 +631,6 @@ impl DbWriter {
         );
     }
 
-    /// Whether there is a connection, making one if needed (sleeping on failure); an error
-    /// when PostgreSQL refuses it for good.
-    fn connected(&mut self, backoff: &mut Backoff) -> Result<bool, db::DbError> {
-        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
-            return Ok(true);
-        }
-        match connect(&self.config.pg, self.role) {
-            Ok(client) => {
-                self.client = Some(client);
-                self.statements.clear();
-                Ok(true)
-            }
-            Err(e) => {
-                db::wait_to_reconnect("DB writer", e, backoff, &self.stats)?;
-                Ok(false)
-            }
-        }
-    }
-
     /// Counts what was committed and answers the received PDUs with `status`.
     fn after_commit(&self, batch: Batch, status: CommandStatus) {
         if status == CommandStatus::ESME_ROK {
@@ -688,11 +668,7 @@ impl DbWriter {
     /// Retries waiting receipts, forgets expired ones, stores due MO sets. Skipped (until the
     /// next time) when PostgreSQL is away: a batch's commit does the reconnecting.
     fn housekeeping(&mut self) {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = connect(&self.config.pg, self.role).ok();
-            self.statements.clear();
-        }
-        let Some(client) = self.client.as_mut() else {
+        let Ok(client) = self.conn.open() else {
             return;
         };
         // Receipts and sets apart: a failure of one holds back neither the other nor its
@@ -721,19 +697,23 @@ fn housekeeping_failed(stats: &Stats, what: &str, error: &db::DbError) {
     );
 }
 
-/// A connection for a writer of `role`, planned for its statements for the whole session, so
+/// A writer of `role`'s connection is planned for its statements for the whole session, so
 /// that a batch needs no SET of its own (a batch of results is then one round trip).
-fn connect(pg: &PgConnector, role: Role) -> Result<Client, db::DbError> {
-    let mut client = pg.connect()?;
+fn set_up(role: Role) -> SetUp {
     let planning = match role {
         Role::Results => Planning::Results,
         Role::Received => Planning::Lookups,
     };
-    let limits = wait_limits(WRITER_LOCK_WAIT, None);
-    client
-        .batch_execute(&format!("{}; {limits}", planning.for_session()))
-        .map_err(db::pg("set up the connection"))?;
-    Ok(client)
+    let settings = format!(
+        "{}; {}",
+        planning.for_session(),
+        wait_limits(WRITER_LOCK_WAIT, None)
+    );
+    Box::new(move |client: &mut Client| {
+        client
+            .batch_execute(&settings)
+            .map_err(db::pg("set up the connection"))
+    })
 }
 
 /// The result acks of a batch as (channel, segments) pairs: all acks to one session become
