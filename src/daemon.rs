@@ -23,7 +23,6 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
 use crate::db::conn::Conn;
-use crate::db::heartbeat::{self, HeartbeatConfig};
 use crate::db::held::HeldRows;
 use crate::db::instance;
 use crate::db::poller::{self, PollerConfig};
@@ -32,12 +31,13 @@ use crate::db::PgConnector;
 use crate::db::{self, ServerRow};
 use crate::handoff::{DbOp, DbSender, Signal, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
+use crate::observe::counters::Stats;
+use crate::observe::heartbeat::{self, HeartbeatConfig};
+use crate::observe::session_state::ServerInUse;
 use crate::server_settings::{bind_kinds, server_label, session_params};
 use crate::session::runner::{self, SessionHandle};
 use crate::session::writer::Links;
 use crate::session::SubmitWindows;
-use crate::stats::Stats;
-use crate::status::ServerInUse;
 
 /// Why the daemon could not run (startup problems; everything later is logged and retried).
 #[derive(Debug)]

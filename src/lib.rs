@@ -16,9 +16,8 @@
 //!   the timer wheel, reconnects.
 //! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
 //!   signals.
-//! - [`stats`]: counters for the periodic info line.
-//! - [`status`]: what the sessions are doing now, for the heartbeat row.
-//! - [`monitor`]: `esmed status`, the operator's summary.
+//! - [`observe`]: what an operator sees of a running esmed: counters, the sessions' state,
+//!   the heartbeat row and `esmed status`.
 //! - [`backoff`]: capped exponential backoff for reconnects and retries.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
@@ -34,12 +33,10 @@ pub mod daemon;
 pub mod db;
 pub mod handoff;
 pub mod logging;
-pub mod monitor;
+pub mod observe;
 pub mod server_settings;
 pub mod session;
 pub mod smpp;
 pub mod smsc;
-pub mod stats;
-pub mod status;
 pub mod testkit;
 pub mod tls;

@@ -62,7 +62,7 @@ fn status(path: &Path, json: bool) -> ExitCode {
             return ExitCode::from(STATUS_UNUSABLE);
         }
     };
-    match esmed::monitor::connect_and_gather(&config.database) {
+    match esmed::observe::report::connect_and_gather(&config.database) {
         Ok(report) => {
             if json {
                 println!("{}", report.to_json());

@@ -10,7 +10,7 @@ use postgres::Client;
 use super::sql::Statements;
 use super::{wait_to_reconnect, DbError, PgConnector};
 use crate::backoff::Backoff;
-use crate::stats::Stats;
+use crate::observe::counters::Stats;
 
 /// What an owner runs on each new connection before using it (session settings, LISTEN,
 /// prepared statements); nothing for most.

@@ -13,7 +13,6 @@
 //! - `doubt`: commits whose outcome is unknown (the connection died during COMMIT).
 //! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
-//! - [`heartbeat`]: this instance's `esmed_status` row.
 //! - [`held`]: the rows this process holds, whose leases it renews.
 //! - [`instance`]: the instance name and the lock that keeps it unique among live processes.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
@@ -22,7 +21,6 @@
 pub(crate) mod conn;
 pub mod connect;
 pub(crate) mod doubt;
-pub mod heartbeat;
 pub mod held;
 pub mod instance;
 pub mod notify;
@@ -173,7 +171,7 @@ pub(crate) fn wait_to_reconnect(
     who: &str,
     error: DbError,
     backoff: &mut crate::backoff::Backoff,
-    stats: &crate::stats::Stats,
+    stats: &crate::observe::counters::Stats,
 ) -> Result<(), DbError> {
     if is_fatal_connect_error(&error) {
         log::error!(

@@ -44,7 +44,7 @@ use crate::db::sql::{wait_limits, Prepared};
 use crate::db::PgConnector;
 use crate::db::{self, instance, TxRow};
 use crate::handoff::SubmitWindows;
-use crate::stats::Stats;
+use crate::observe::counters::Stats;
 
 pub struct PollerConfig {
     pub pg: PgConnector,

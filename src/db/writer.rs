@@ -43,9 +43,9 @@ use crate::db::sql::{wait_limits, Planning, Prepared, Sql, Statements};
 use crate::db::PgConnector;
 use crate::db::{self, RxRow, TxOutcome, TxResult};
 use crate::handoff::{AckTo, Committed, DbSender, Queued, ResultAck, ResultOrder};
+use crate::observe::counters::Stats;
 use crate::smpp::receipt::{IdMatch, MessageState};
 use crate::smpp::CommandStatus;
-use crate::stats::Stats;
 
 pub struct DbWriterConfig {
     pub pg: PgConnector,

@@ -9,12 +9,12 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use log::{error, info, warn};
 
 use crate::backoff::Backoff;
+use crate::observe::session_state::LinkState;
 use crate::session::bind::{connect_and_bind, BindError};
 use crate::session::reader;
 use crate::session::writer::{Ending, Links, Writer};
 use crate::session::SessionParams;
 use crate::smpp::status::StatusClass;
-use crate::status::LinkState;
 use crate::tls::Verify;
 
 /// A running session thread; dropping `stop` (or calling `stop`) ends it after the drain.
