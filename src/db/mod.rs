@@ -8,26 +8,31 @@
 //!
 //! - [`connect`]: opening connections, with TLS as `[database] sslmode` says.
 //! - [`servers`]: the enabled SMSC account.
-//! - [`queue`]: claiming messages to send (lease + `SKIP LOCKED`) and writing results back.
+//! - [`claim`]: claiming messages to send (lease + `SKIP LOCKED`) and holding them.
+//! - [`results`]: writing their results back.
 //! - [`rx`]: storing what the SMSC sent.
 //! - `doubt`: commits whose outcome is unknown (the connection died during COMMIT).
 //! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
+//! - `housekeeping`: the received-PDU writer's work between batches (late receipts, due MO
+//!   sets).
 //! - [`held`]: the rows this process holds, whose leases it renews.
 //! - [`instance`]: the instance name and the lock that keeps it unique among live processes.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
+pub mod claim;
 pub(crate) mod conn;
 pub mod connect;
 pub(crate) mod doubt;
 pub mod held;
+pub(crate) mod housekeeping;
 pub mod instance;
 pub mod notify;
 pub mod poller;
-pub mod queue;
 pub mod reassembly;
 pub mod receipts;
+pub mod results;
 pub mod rx;
 pub mod schema;
 pub mod servers;
@@ -39,13 +44,13 @@ use std::fmt;
 pub use crate::handoff::{
     AcceptedPart, MoPart, RegisteredDelivery, RxRow, TxOutcome, TxResult, TxRow,
 };
-pub use connect::PgConnector;
-pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
-pub use queue::{
-    claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held,
-    settle_refused, write_results, write_results_in, Refused, Renewal, WriteSummary,
+pub use claim::{
+    claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held, Renewal,
     MAX_TEXT_OCTETS,
 };
+pub use connect::PgConnector;
+pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
+pub use results::{settle_refused, write_results, write_results_in, Refused, WriteSummary};
 pub use rx::insert_rx;
 pub use servers::{load_enabled_server, ServerRow};
 
