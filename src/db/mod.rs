@@ -21,6 +21,7 @@
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
+pub(crate) mod batch;
 pub mod claim;
 pub(crate) mod conn;
 pub mod connect;
