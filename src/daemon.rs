@@ -39,7 +39,8 @@ use crate::session::runner::{self, SessionHandle};
 use crate::session::writer::Links;
 use crate::session::SubmitWindows;
 
-/// Why the daemon could not run (startup problems; everything later is logged and retried).
+/// Why the daemon could not run or stopped: problems at start, and a database thread that
+/// failed later. Everything else later is logged and retried.
 #[derive(Debug)]
 pub enum DaemonError {
     Pidfile(PathBuf, std::io::Error),
@@ -47,8 +48,8 @@ pub enum DaemonError {
     Thread(std::io::Error),
     /// PostgreSQL refused us for a reason retrying will not fix (password, database name).
     Database(String),
-    /// A thread ended before it was asked to (it gave up, or panicked): each such thread
-    /// and why, `; `-separated. esmed stopped in order and exits non-zero, for the init
+    /// A database thread gave up (PostgreSQL refused it for good) or panicked: each such
+    /// thread and why, `; `-separated. esmed stopped in order and exits non-zero, for the init
     /// system to start it again.
     ThreadFailed(String),
 }
