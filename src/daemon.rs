@@ -6,6 +6,9 @@
 //! hands back the ones it has not sent, waits (up to the response timer) for the outstanding
 //! responses and for the commits of received messages, unbinds and closes; rows still in the
 //! hand-over channel are released; the DB writer commits everything and exits; exit code 0.
+//! A database thread that ends before it is asked to (PostgreSQL refused it for a reason
+//! retrying will not fix, or it panicked) stops esmed the same way, and the exit code is 1 with
+//! the reason, for the init system to start it again.
 //! A second SIGTERM exits at once. SIGHUP reopens the log file and re-reads the servers.
 
 use std::path::{Path, PathBuf};
@@ -19,25 +22,25 @@ use postgres::Client;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
-use crate::db::handoff::DbSender;
-use crate::db::heartbeat::{self, HeartbeatConfig};
+use crate::db::conn::Conn;
 use crate::db::held::HeldRows;
 use crate::db::instance;
 use crate::db::poller::{self, PollerConfig};
-use crate::db::servers::{timer, ton_npi};
-use crate::db::writer::{self as db_writer, DbOp, DbWriterConfig};
+use crate::db::writer::{self as db_writer, DbWriterConfig};
 use crate::db::PgConnector;
-use crate::db::{self, ServerRow, TxOutcome, TxResult, TxRow};
+use crate::db::{self, ServerRow};
+use crate::handoff::{DbOp, DbSender, Signal, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
+use crate::observe::counters::Stats;
+use crate::observe::heartbeat::{self, HeartbeatConfig};
+use crate::observe::session_state::ServerInUse;
+use crate::server_settings::{bind_kinds, server_label, session_params};
 use crate::session::runner::{self, SessionHandle};
-use crate::session::submit::{ReceiptPolicy, SubmitSettings};
 use crate::session::writer::Links;
-use crate::session::{BindKind, SessionParams, SessionTimers, SubmitWindows};
-use crate::stats::Stats;
-use crate::status::ServerInUse;
-use crate::tls::{TlsParams, Verify};
+use crate::session::SubmitWindows;
 
-/// Why the daemon could not run (startup problems; everything later is logged and retried).
+/// Why the daemon could not run or stopped: problems at start, and a database thread that
+/// failed later. Everything else later is logged and retried.
 #[derive(Debug)]
 pub enum DaemonError {
     Pidfile(PathBuf, std::io::Error),
@@ -45,6 +48,10 @@ pub enum DaemonError {
     Thread(std::io::Error),
     /// PostgreSQL refused us for a reason retrying will not fix (password, database name).
     Database(String),
+    /// A database thread gave up (PostgreSQL refused it for good) or panicked: each such
+    /// thread and why, `; `-separated. esmed stopped in order and exits non-zero, for the init
+    /// system to start it again.
+    ThreadFailed(String),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -56,16 +63,12 @@ impl std::fmt::Display for DaemonError {
             DaemonError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             DaemonError::Thread(e) => write!(f, "cannot start a thread: {e}"),
             DaemonError::Database(why) => f.write_str(why),
+            DaemonError::ThreadFailed(why) => f.write_str(why),
         }
     }
 }
 
 impl std::error::Error for DaemonError {}
-
-enum Signal {
-    Stop,
-    Reload,
-}
 
 /// How often the servers are re-read even without a NOTIFY.
 const SERVER_RECHECK: Duration = Duration::from_secs(5);
@@ -82,14 +85,14 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     let term_now = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_thread(&term_now)?;
     let pg = PgConnector::new(&config.database);
-    let Some(mut watch) = connect_at_start(&pg, &signals)? else {
+    let Some(watch) = connect_at_start(&pg, &signals)? else {
         info!("stopped before PostgreSQL was reachable");
         return Ok(());
     };
     let (instance, locked) = take_instance_name(config, &pg)?;
     let held = Arc::new(HeldRows::default());
     let stats = Arc::new(Stats::default());
-    let (db_tx, db_writers) = db_writer::spawn(
+    let (db_tx, writers) = db_writer::spawn(
         db_writer_config(config, &pg, &instance, &held),
         stats.clone(),
     )
@@ -98,7 +101,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     let (out_tx, out_rx) = unbounded::<TxRow>();
     let submit_windows = Arc::new(SubmitWindows::default());
     let (poll_stop_tx, poll_stop_rx) = bounded::<()>(0);
-    let poller = poller::spawn(
+    let pollers = poller::spawn(
         poller_config(config, &pg, &instance, held),
         locked,
         out_tx,
@@ -108,6 +111,13 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     )
     .map_err(DaemonError::Thread)?;
     let (heartbeat_stop, heartbeat) = spawn_heartbeat(config, &pg, &instance, &stats)?;
+    let mut threads = Threads {
+        poller: Some(pollers.poller),
+        sweeper: Some(pollers.sweeper),
+        writers,
+        heartbeat,
+        failures: Vec::new(),
+    };
     let links = Links {
         outbound: out_rx.clone(),
         db: db_tx.clone(),
@@ -116,6 +126,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     };
     let mut supervisor = Supervisor {
         config,
+        conn: Conn::holding("supervisor", pg.clone(), Box::new(listen_or_warn), watch),
         links,
         current: None,
         sessions: Vec::new(),
@@ -124,32 +135,116 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
         "esmed {} running as instance '{instance}'",
         env!("CARGO_PKG_VERSION")
     );
-    supervisor.watch(&mut watch, &pg, &signals, log, &stats);
+    supervisor.watch(&signals, log, &stats, &threads);
     term_now.store(true, Ordering::SeqCst);
     stats.session.stopping.store(true, Ordering::Relaxed);
     info!("stopping: no more claims; draining sessions");
     drop(poll_stop_tx);
     // Holds the instance's lock until every result is written.
-    let _lock = poller.join().unwrap_or_else(|_| {
-        error!("the poller thread panicked");
-        None
-    });
+    let _lock = threads.join_pollers();
     supervisor.stop_sessions();
     release_unsent(&out_rx, &db_tx);
     drop(supervisor);
     drop(db_tx);
-    for writer in db_writers {
-        join_logged(writer, "DB writer");
-    }
+    threads.join_writers();
     drop(heartbeat_stop);
-    if let Some(heartbeat) = heartbeat {
-        join_logged(heartbeat, "heartbeat");
-    }
+    threads.join_heartbeat();
     info!(
         "stopped: {}",
         stats.snapshot().describe_since(&Default::default(), 1.0)
     );
-    Ok(())
+    threads.outcome()
+}
+
+/// A thread's outcome through `join`: it ended as asked, or with the error that made it
+/// give up.
+type Joined<T> = std::thread::JoinHandle<Result<T, db::DbError>>;
+
+/// The database threads the supervisor started. Each ends when asked to (its stop channel
+/// dropped, or every sender of its queue gone) or before that, with the reason, when
+/// PostgreSQL refuses it for good; a panic ends one too. Either early end stops esmed.
+struct Threads {
+    poller: Option<Joined<Option<Client>>>,
+    sweeper: Option<Joined<()>>,
+    writers: Vec<Joined<()>>,
+    heartbeat: Option<Joined<()>>,
+    /// "the X thread: why", for each thread that failed.
+    failures: Vec<String>,
+}
+
+impl Threads {
+    /// The name of a thread that has ended, if one has: while esmed runs, none should.
+    fn one_ended(&self) -> Option<&'static str> {
+        let ended = |handle: Option<bool>| handle.unwrap_or(false);
+        if ended(self.poller.as_ref().map(|h| h.is_finished())) {
+            return Some("poller");
+        }
+        if ended(self.sweeper.as_ref().map(|h| h.is_finished())) {
+            return Some("sweeper");
+        }
+        if self.writers.iter().any(|h| h.is_finished()) {
+            return Some("DB writer");
+        }
+        if ended(self.heartbeat.as_ref().map(|h| h.is_finished())) {
+            return Some("heartbeat");
+        }
+        None
+    }
+
+    /// Joins the poller and the sweeper (asked to stop); returns the connection holding the
+    /// instance's lock, when the poller still has it.
+    fn join_pollers(&mut self) -> Option<Client> {
+        let lock = self
+            .poller
+            .take()
+            .and_then(|h| self.settle("poller", h))
+            .flatten();
+        if let Some(sweeper) = self.sweeper.take() {
+            self.settle("sweeper", sweeper);
+        }
+        lock
+    }
+
+    fn join_writers(&mut self) {
+        for writer in std::mem::take(&mut self.writers) {
+            self.settle("DB writer", writer);
+        }
+    }
+
+    fn join_heartbeat(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            self.settle("heartbeat", heartbeat);
+        }
+    }
+
+    /// Joins one thread; a failure is logged and kept for [`Threads::outcome`].
+    fn settle<T>(&mut self, name: &str, handle: Joined<T>) -> Option<T> {
+        let failure = match handle.join() {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(e)) => format!("the {name} thread gave up: {e}"),
+            Err(panic) => format!("the {name} thread panicked: {}", panic_text(&*panic)),
+        };
+        error!("{failure}");
+        self.failures.push(failure);
+        None
+    }
+
+    /// Ok when every thread ended as asked.
+    fn outcome(self) -> Result<(), DaemonError> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        Err(DaemonError::ThreadFailed(self.failures.join("; ")))
+    }
+}
+
+/// What a panicking thread said, when it said it in words.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The name this process runs as, and the connection that holds its lock (see
@@ -206,20 +301,22 @@ fn poller_config(
 
 struct Supervisor<'a> {
     config: &'a Config,
+    /// Reads smpp_servers and listens for its changes.
+    conn: Conn,
     links: Links,
     current: Option<ServerRow>,
     sessions: Vec<SessionHandle>,
 }
 
 impl Supervisor<'_> {
-    /// Follows the servers table and the signals until told to stop.
+    /// Follows the servers table and the signals until told to stop, or until one of `threads`
+    /// ends.
     fn watch(
         &mut self,
-        client: &mut Client,
-        pg: &PgConnector,
         signals: &Receiver<Signal>,
         log: &LogHandle,
         stats: &Stats,
+        threads: &Threads,
     ) {
         let mut reload = true;
         let mut next_check = Instant::now();
@@ -227,10 +324,10 @@ impl Supervisor<'_> {
         // The servers are read first and the wait comes last: waiting for a tick first
         // delayed every start's bind by TICK.
         loop {
-            reload |= servers_changed(client) || Instant::now() >= next_check;
+            reload |= self.servers_changed() || Instant::now() >= next_check;
             if reload {
                 next_check = Instant::now() + SERVER_RECHECK;
-                reload = !self.reload(client, pg);
+                reload = !self.reload();
             }
             if stats_due(last_stats.0.elapsed(), self.config.daemon.stats_interval) {
                 let now = stats.snapshot();
@@ -253,26 +350,23 @@ impl Supervisor<'_> {
                 },
                 default(TICK) => {}
             }
+            if let Some(name) = threads.one_ended() {
+                error!("the {name} thread has ended; stopping esmed");
+                return;
+            }
         }
     }
 
     /// Re-reads the enabled server and restarts the sessions when it changed; false when
     /// PostgreSQL could not be asked (try again on the next tick).
-    fn reload(&mut self, client: &mut Client, pg: &PgConnector) -> bool {
-        if client.is_closed() {
-            match pg.connect() {
-                Ok(mut fresh) => {
-                    if let Err(e) = db::listen(&mut fresh) {
-                        warn!("cannot LISTEN for server changes: {e}");
-                    }
-                    *client = fresh;
-                }
-                Err(e) => {
-                    warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
-                    return false;
-                }
+    fn reload(&mut self) -> bool {
+        let client = match self.conn.open() {
+            Ok(client) => client,
+            Err(e) => {
+                warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
+                return false;
             }
-        }
+        };
         let server = match db::load_enabled_server(client) {
             Ok(server) => server,
             Err(e) => {
@@ -340,6 +434,14 @@ impl Supervisor<'_> {
         }
     }
 
+    /// True when a NOTIFY about smpp_servers arrived since the last look (or the connection
+    /// broke, so that the reload notices and reconnects).
+    fn servers_changed(&mut self) -> bool {
+        self.conn.client().is_none_or(|client| {
+            db::wait_for_changes(client, Duration::ZERO).map_or(true, |changes| changes.servers)
+        })
+    }
+
     /// Tells every session to stop, then waits for them: they drain side by side, so a stop
     /// takes one shutdown_timeout at most, whatever the number of binds.
     fn stop_sessions(&mut self) {
@@ -359,7 +461,7 @@ fn spawn_heartbeat(
     pg: &PgConnector,
     instance: &str,
     stats: &Arc<Stats>,
-) -> Result<(Sender<()>, Option<std::thread::JoinHandle<()>>), DaemonError> {
+) -> Result<(Sender<()>, Option<Joined<()>>), DaemonError> {
     let (stop_tx, stop_rx) = bounded::<()>(0);
     if config.daemon.heartbeat_interval.is_zero() {
         return Ok((stop_tx, None));
@@ -381,105 +483,13 @@ fn stats_due(elapsed: Duration, interval: Duration) -> bool {
     !interval.is_zero() && elapsed >= interval
 }
 
-/// Transceiver, or transmitter plus the optional separate receiver.
-fn bind_kinds(row: &ServerRow) -> Vec<BindKind> {
-    if row.esme_bind_transceiver {
-        vec![BindKind::Transceiver]
-    } else if row.esme_bind_receiver {
-        vec![BindKind::Transmitter, BindKind::Receiver]
-    } else {
-        vec![BindKind::Transmitter]
+/// A new connection of the supervisor's listens for changes to smpp_servers; without that it
+/// still re-reads them every few seconds.
+fn listen_or_warn(client: &mut Client) -> Result<(), db::DbError> {
+    if let Err(e) = db::listen(client) {
+        warn!("cannot LISTEN for server changes: {e}");
     }
-}
-
-fn server_label(row: &ServerRow) -> String {
-    match row.name.as_deref() {
-        Some(name) if !name.is_empty() => format!("server {} '{name}'", row.id),
-        _ => format!("server {}", row.id),
-    }
-}
-
-/// A session's settings: the server row's, with `port` as [`ServerRow::usable_port`] gave it.
-pub fn session_params(
-    row: &ServerRow,
-    port: u16,
-    kind: BindKind,
-    config: &Config,
-) -> SessionParams {
-    let receives = row.esme_bind_transceiver || row.esme_bind_receiver;
-    let receipts = match (receives, row.esme_registered_delivery) {
-        (true, true) => ReceiptPolicy::Always,
-        (true, false) => ReceiptPolicy::PerRow,
-        (false, _) => ReceiptPolicy::Never,
-    };
-    let source_ton_npi = match (row.esme_source_addr_ton, row.esme_source_addr_npi) {
-        (Some(ton), Some(npi)) => Some((ton_npi(ton), ton_npi(npi))),
-        _ => None,
-    };
-    SessionParams {
-        label: format!("{} {kind}", server_label(row)),
-        host: row.host.clone(),
-        port,
-        system_id: row.esme_system_id.clone(),
-        password: row.esme_password.clone(),
-        system_type: row.esme_system_type.clone(),
-        bind: kind,
-        timers: SessionTimers {
-            session_init: timer(row.smpp_session_init_timer),
-            enquire_link: timer(row.smpp_enquire_link_timer),
-            inactivity: timer(row.smpp_inactivity_timer),
-            response: timer(row.smpp_response_timer),
-            pdu_read: timer(row.smpp_pdu_read_timer),
-        },
-        window: usize::try_from(row.smpp_window).unwrap_or(1).max(1),
-        rate_limit: u32::try_from(row.smpp_rate_limit).unwrap_or(0),
-        max_pdu_len: config.daemon.max_pdu_size,
-        submit: SubmitSettings {
-            source_addr: row.esme_source_addr.clone(),
-            source_ton_npi,
-            dest_ton: ton_npi(row.esme_dest_addr_ton),
-            dest_npi: ton_npi(row.esme_dest_addr_npi),
-            receipts,
-            coding: row.smpp_text_coding,
-            long_mode: row.smpp_long_message_mode,
-            max_segments: config.daemon.max_segments as usize,
-            max_attempts: row.esme_max_submission_attempts.max(1),
-            permanent_statuses: row
-                .smpp_permanent_statuses
-                .iter()
-                .filter_map(|s| u32::try_from(*s).ok())
-                .collect(),
-            retry_min: config.daemon.retry_min,
-            retry_max: config.daemon.retry_max,
-        },
-        reconnect_min: config.daemon.reconnect_min,
-        reconnect_max: config.daemon.reconnect_max,
-        shutdown_timeout: config.daemon.shutdown_timeout,
-        strict_resend_bound: config.daemon.strict_resend_bound,
-        tls: tls_params(row),
-    }
-}
-
-/// The smpp_tls* columns; None when smpp_tls is off. Empty strings count as NULL.
-fn tls_params(row: &ServerRow) -> Option<TlsParams> {
-    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
-    row.smpp_tls.then(|| TlsParams {
-        ca_file: non_empty(&row.smpp_tls_ca_file).map(PathBuf::from),
-        verify: if row.smpp_tls_verify {
-            Verify::Full
-        } else {
-            Verify::Off
-        },
-        server_name: non_empty(&row.smpp_tls_server_name).unwrap_or_else(|| row.host.clone()),
-        client_cert_file: non_empty(&row.smpp_tls_cert_file).map(PathBuf::from),
-        client_key_file: non_empty(&row.smpp_tls_key_file).map(PathBuf::from),
-    })
-}
-
-/// True when a NOTIFY about smpp_servers arrived since the last look (or the connection
-/// broke, so that the reload notices and reconnects).
-fn servers_changed(client: &mut Client) -> bool {
-    db::wait_for_changes(client, Duration::ZERO).map_or(true, |changes| changes.servers)
+    Ok(())
 }
 
 /// Hands rows claimed but never given to a session back to the queue.
@@ -506,8 +516,7 @@ fn connect_at_start(
     pg: &PgConnector,
     signals: &Receiver<Signal>,
 ) -> Result<Option<Client>, DaemonError> {
-    let mut backoff =
-        crate::session::flow::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         match pg.connect() {
             Ok(mut client) => {
@@ -574,12 +583,6 @@ fn spawn_signal_thread(term_now: &Arc<AtomicBool>) -> Result<Receiver<Signal>, D
         })
         .map_err(DaemonError::Thread)?;
     Ok(rx)
-}
-
-fn join_logged(handle: std::thread::JoinHandle<()>, name: &str) {
-    if handle.join().is_err() {
-        error!("the {name} thread panicked");
-    }
 }
 
 /// The pidfile, removed again when the daemon exits.

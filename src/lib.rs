@@ -10,13 +10,15 @@
 //! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL — and the two
 //!   threads that own a connection: the poller (claims rows) and the DB writer (commits
 //!   results and received messages in batches).
+//! - [`handoff`]: every message that crosses a thread, and its channel.
+//! - [`server_settings`]: the enabled server row turned into the sessions' settings.
 //! - [`session`]: one SMPP session: bind, the socket reader and writer threads, the window,
 //!   the timer wheel, reconnects.
 //! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
 //!   signals.
-//! - [`stats`]: counters for the periodic info line.
-//! - [`status`]: what the sessions are doing now, for the heartbeat row.
-//! - [`monitor`]: `esmed status`, the operator's summary.
+//! - [`observe`]: what an operator sees of a running esmed: counters, the sessions' state,
+//!   the heartbeat row and `esmed status`.
+//! - [`backoff`]: capped exponential backoff for reconnects and retries.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
 //! - [`smsc`]: the project's test SMSC (library behind `esmed-smsc`), for tests, the demo and
@@ -24,16 +26,17 @@
 //! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod handoff;
 pub mod logging;
-pub mod monitor;
+pub mod observe;
+pub mod server_settings;
 pub mod session;
 pub mod smpp;
 pub mod smsc;
-pub mod stats;
-pub mod status;
 pub mod testkit;
 pub mod tls;

@@ -1,8 +1,8 @@
 //! The esmed daemon's entry point: parse the command line, load the config, start logging, run.
 //!
-//! Exit codes: 0 ok, 1 config or runtime error, 2 usage error. Every failure before logging
-//! starts is one line on stderr. `esmed status`: 0 an instance is running and bound, 1 none
-//! is, 2 the config or the database is unusable.
+//! Exit codes: 0 ok, 1 config or runtime error (a database thread that gave up or panicked),
+//! 2 usage error. Every failure before logging starts is one line on stderr. `esmed status`:
+//! 0 an instance is running and bound, 1 none is, 2 the config or the database is unusable.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -62,7 +62,7 @@ fn status(path: &Path, json: bool) -> ExitCode {
             return ExitCode::from(STATUS_UNUSABLE);
         }
     };
-    match esmed::monitor::connect_and_gather(&config.database) {
+    match esmed::observe::report::connect_and_gather(&config.database) {
         Ok(report) => {
             if json {
                 println!("{}", report.to_json());
@@ -108,12 +108,14 @@ fn run(path: &Path) -> ExitCode {
     match esmed::daemon::run(&config, &log_handle) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            log::error!("cannot run: {error}");
+            // A thread that failed ended a run that had started: not a "cannot run".
+            let what = match error {
+                esmed::daemon::DaemonError::ThreadFailed(_) => "stopped",
+                _ => "cannot run",
+            };
+            log::error!("{what}: {error}");
             if !config.log.stderr {
-                eprintln!(
-                    "esmed: cannot run: {}",
-                    logging::one_line(&error.to_string())
-                );
+                eprintln!("esmed: {what}: {}", logging::one_line(&error.to_string()));
             }
             ExitCode::from(EXIT_CONFIG_ERROR)
         }

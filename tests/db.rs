@@ -1298,7 +1298,8 @@ fn pending_counts_use_the_partial_index() {
 
 #[test]
 fn heartbeat_row_is_written_read_and_removed_by_the_esmed_role() {
-    use esmed::db::heartbeat::{delete_status, write_status, StatusColumns, StatusRow};
+    use esmed::observe::heartbeat::{delete_status, write_status, StatusRow};
+    use esmed::observe::status_table::StatusColumns;
     let cluster = fresh_cluster();
     let (mut admin, mut esmed) = clients(&cluster, "esmed");
     let mut row = StatusRow {
@@ -1324,7 +1325,7 @@ fn heartbeat_row_is_written_read_and_removed_by_the_esmed_role() {
         heartbeat_seconds: 5.0,
     };
     write_status(&mut esmed, &row, true).unwrap();
-    let report = esmed::monitor::gather(&mut esmed).unwrap();
+    let report = esmed::observe::report::gather(&mut esmed).unwrap();
     assert_eq!(report.instances.len(), 1);
     let shown = &report.instances[0];
     assert!(shown.fresh && report.healthy());
@@ -1337,7 +1338,9 @@ fn heartbeat_row_is_written_read_and_removed_by_the_esmed_role() {
     row.columns.last_error = Some("lost".into());
     row.last_error_at = Some(std::time::SystemTime::now());
     write_status(&mut esmed, &row, false).unwrap();
-    let again = &esmed::monitor::gather(&mut esmed).unwrap().instances[0];
+    let again = &esmed::observe::report::gather(&mut esmed)
+        .unwrap()
+        .instances[0];
     assert!(
         again.started_at.starts_with("2020-01-01"),
         "{}",
@@ -1349,10 +1352,10 @@ fn heartbeat_row_is_written_read_and_removed_by_the_esmed_role() {
     admin
         .batch_execute("UPDATE esmed_status SET updated_at = now() - interval '16 seconds'")
         .unwrap();
-    let stale = esmed::monitor::gather(&mut esmed).unwrap();
+    let stale = esmed::observe::report::gather(&mut esmed).unwrap();
     assert!(!stale.instances[0].fresh && !stale.healthy());
     delete_status(&mut esmed, "a").unwrap();
-    assert!(esmed::monitor::gather(&mut esmed)
+    assert!(esmed::observe::report::gather(&mut esmed)
         .unwrap()
         .instances
         .is_empty());

@@ -179,6 +179,36 @@ fn results_refused_by_a_read_only_database_are_kept_until_it_takes_writes() {
     assert_no_panic(&esmed);
 }
 
+/// A database thread refused for a reason retrying will not fix (here the role's password
+/// changed under a running esmed and its connections cut) gives up, and esmed stops in order
+/// and exits 1 naming the thread and the reason, for the init system to start it again: it
+/// neither retries the refusal for ever nor exits 0.
+#[test]
+fn a_database_thread_refused_for_good_stops_esmed_with_exit_code_1() {
+    let env = Env::new("refused");
+    env.add_server(&[]);
+    env.insert_many(3, "refused case ");
+    let mut esmed = env.esmed("refused", "");
+    env.wait_all("submission_done", T, &esmed);
+    env.db()
+        .batch_execute(
+            "ALTER ROLE esmed PASSWORD 'not-the-configured-one'; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'esmed'",
+        )
+        .unwrap();
+    let status = esmed.wait(T);
+    let log = esmed.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("thread has ended; stopping esmed"), "{log}");
+    assert!(
+        log.contains("stopped: the ")
+            && log.contains(" thread gave up: ")
+            && log.contains("password authentication failed"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 /// Case 6b: SIGTERM while PostgreSQL is down and the SMSC's answers are on their way. The stop
 /// gives nothing up while PostgreSQL may come back: it waits, says for which rows and what a
 /// second SIGTERM would cost, and once PostgreSQL is back commits every result and exits 0,

@@ -2,7 +2,7 @@
 //! (their result committed, skipped because the lease went to another instance, or given up
 //! on). Leases are renewed for exactly these rows, and a row claimed under this instance's
 //! name that is not among them has been lost track of (a claim whose answer never arrived)
-//! and is released (see `db::queue::release_untracked`).
+//! and is released (see `db::claim::release_untracked`).
 //!
 //! A row is counted, not merely marked: a retried row may be claimed again before the
 //! writer has settled its previous result, and must stay held until both are settled.

@@ -8,28 +8,32 @@
 //!
 //! - [`connect`]: opening connections, with TLS as `[database] sslmode` says.
 //! - [`servers`]: the enabled SMSC account.
-//! - [`queue`]: claiming messages to send (lease + `SKIP LOCKED`) and writing results back.
+//! - [`claim`]: claiming messages to send (lease + `SKIP LOCKED`) and holding them.
+//! - [`results`]: writing their results back.
 //! - [`rx`]: storing what the SMSC sent.
 //! - `doubt`: commits whose outcome is unknown (the connection died during COMMIT).
 //! - [`receipts`]: matching delivery receipts to sent parts and writing message states.
 //! - [`reassembly`]: holding concatenated MO parts until their set is whole.
-//! - [`heartbeat`]: this instance's `esmed_status` row.
+//! - `housekeeping`: the received-PDU writer's work between batches (late receipts, due MO
+//!   sets).
 //! - [`held`]: the rows this process holds, whose leases it renews.
 //! - [`instance`]: the instance name and the lock that keeps it unique among live processes.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
+pub(crate) mod batch;
+pub mod claim;
+pub(crate) mod conn;
 pub mod connect;
 pub(crate) mod doubt;
-pub mod handoff;
-pub mod heartbeat;
 pub mod held;
+pub(crate) mod housekeeping;
 pub mod instance;
 pub mod notify;
 pub mod poller;
-pub mod queue;
 pub mod reassembly;
 pub mod receipts;
+pub mod results;
 pub mod rx;
 pub mod schema;
 pub mod servers;
@@ -38,14 +42,17 @@ pub mod writer;
 
 use std::fmt;
 
+pub use crate::handoff::{
+    AcceptedPart, MoPart, RegisteredDelivery, RxRow, TxOutcome, TxResult, TxRow,
+};
+pub use claim::{
+    claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held, Renewal,
+    MAX_TEXT_OCTETS,
+};
 pub use connect::PgConnector;
 pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
-pub use queue::{
-    claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held,
-    settle_refused, write_results, write_results_in, AcceptedPart, Refused, RegisteredDelivery,
-    Renewal, TxOutcome, TxResult, TxRow, WriteSummary, MAX_TEXT_OCTETS,
-};
-pub use rx::{insert_rx, MoPart, RxRow};
+pub use results::{settle_refused, write_results, write_results_in, Refused, WriteSummary};
+pub use rx::insert_rx;
 pub use servers::{load_enabled_server, ServerRow};
 
 /// Why a storage call failed.
@@ -163,13 +170,22 @@ pub fn is_fatal_connect_error(error: &DbError) -> bool {
 }
 
 /// After a DB thread's failed connection attempt: says so (log and esmed_status.last_error)
-/// and sleeps the backoff's next delay before the caller tries again.
+/// and sleeps the backoff's next delay before the caller tries again. A refusal that retrying
+/// will not fix (see [`is_fatal_connect_error`]) is returned instead: the thread ends with it,
+/// and esmed stops with a non-zero exit, as it does when refused at start.
 pub(crate) fn wait_to_reconnect(
     who: &str,
-    error: &DbError,
-    backoff: &mut crate::session::flow::Backoff,
-    stats: &crate::stats::Stats,
-) {
+    error: DbError,
+    backoff: &mut crate::backoff::Backoff,
+    stats: &crate::observe::counters::Stats,
+) -> Result<(), DbError> {
+    if is_fatal_connect_error(&error) {
+        log::error!(
+            "{who}: PostgreSQL refused the connection for a reason retrying will not fix: \
+             {error}; stopping esmed"
+        );
+        return Err(error);
+    }
     let delay = backoff.next_delay();
     stats.session.report(
         log::Level::Warn,
@@ -179,6 +195,7 @@ pub(crate) fn wait_to_reconnect(
         ),
     );
     std::thread::sleep(delay);
+    Ok(())
 }
 
 /// An error and the causes under it: "error performing TLS handshake" alone does not say

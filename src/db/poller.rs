@@ -37,13 +37,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use log::{info, warn, Level};
 use postgres::Client;
 
+use crate::backoff::Backoff;
+use crate::db::conn::Conn;
 use crate::db::held::HeldRows;
-use crate::db::sql::{wait_limits, Prepared, Statements};
+use crate::db::sql::{wait_limits, Prepared};
 use crate::db::PgConnector;
 use crate::db::{self, instance, TxRow};
-use crate::session::flow::Backoff;
-use crate::session::SubmitWindows;
-use crate::stats::Stats;
+use crate::handoff::SubmitWindows;
+use crate::observe::counters::Stats;
 
 pub struct PollerConfig {
     pub pg: PgConnector,
@@ -68,10 +69,18 @@ const CLAIMER_LOCK_WAIT: Duration = Duration::from_secs(1);
 /// How soon leases are renewed again when some held rows were locked by another transaction.
 const LOCKED_RENEWAL: Duration = Duration::from_secs(1);
 
-/// Starts the poller, which starts its sweeper and joins it before it ends. `locked` is the
-/// connection that holds the instance's lock: the poller claims on it, and returns it when it
-/// ends (while it still holds the lock), for the daemon to keep until the rows in flight are
-/// settled: no process may take the name over while this one still writes their results.
+/// The poller's and the sweeper's threads. Each ends when `stop` is dropped, or with the error
+/// that made it give up (PostgreSQL refused it for a reason retrying will not fix).
+pub struct PollerThreads {
+    /// Returns the connection that holds the instance's lock (see [`spawn`]).
+    pub poller: JoinHandle<Result<Option<Client>, db::DbError>>,
+    pub sweeper: JoinHandle<Result<(), db::DbError>>,
+}
+
+/// Starts the poller and its sweeper. `locked` is the connection that holds the instance's
+/// lock: the poller claims on it, and returns it when it ends (while it still holds the
+/// lock), for the daemon to keep until the rows in flight are settled: no process may take
+/// the name over while this one still writes their results.
 pub fn spawn(
     config: PollerConfig,
     locked: Client,
@@ -79,7 +88,7 @@ pub fn spawn(
     submit_windows: Arc<SubmitWindows>,
     stop: Receiver<()>,
     stats: Arc<Stats>,
-) -> std::io::Result<JoinHandle<Option<Client>>> {
+) -> std::io::Result<PollerThreads> {
     let supply = Supply {
         outbound,
         submit_windows,
@@ -88,41 +97,48 @@ pub fn spawn(
         held: Arc::clone(&config.held),
     };
     let place = Arc::new(SharedPlace::default());
+    let lease = config.lease;
     let sweeper = Sweeper {
-        pg: config.pg.clone(),
-        lease: config.lease,
+        conn: Conn::new(
+            "sweeper",
+            config.pg.clone(),
+            Box::new(move |client: &mut Client| prepare_claimer(client, lease)),
+        ),
         interval: config.poll_interval,
         reconnect_max: config.reconnect_max,
         stats: Arc::clone(&supply.stats),
         submit_windows: Arc::clone(&supply.submit_windows),
         place: Arc::clone(&place),
-        client: None,
-        statements: Statements::default(),
     };
     let sweeper_stop = stop.clone();
     let sweeper = std::thread::Builder::new()
         .name("esmed-sweeper".into())
         .spawn(move || sweeper.run(&sweeper_stop))?;
-    std::thread::Builder::new()
+    let poller = std::thread::Builder::new()
         .name("esmed-poller".into())
         .spawn(move || {
             let mut poller = Poller {
+                conn: Conn::new(
+                    "poller",
+                    config.pg.clone(),
+                    Box::new(move |client: &mut Client| {
+                        prepare_claimer(client, lease)?;
+                        db::listen(client)
+                    }),
+                ),
                 config,
-                client: None,
                 locked: false,
-                statements: Statements::default(),
                 supply,
                 place,
                 locked_rows: 0,
                 lock_refused: false,
             };
-            poller.run(locked, &stop);
-            if sweeper.join().is_err() {
-                log::error!("poller: the sweeper thread panicked");
-            }
+            poller.run(locked, &stop)?;
             info!("poller: stopped claiming rows");
-            poller.client.filter(|_| poller.locked)
-        })
+            let locked = poller.locked;
+            Ok(poller.conn.take().filter(|_| locked))
+        })?;
+    Ok(PollerThreads { poller, sweeper })
 }
 
 /// Where the poller's claims stand, shared with the sweeper.
@@ -207,11 +223,10 @@ impl Supply {
 
 struct Poller {
     config: PollerConfig,
-    client: Option<Client>,
-    /// Whether `client` holds the instance's lock: claims, renewals and releases wait for it.
+    /// Set up for claiming (the claim statements are prepared on it) and listening.
+    conn: Conn,
+    /// Whether `conn` holds the instance's lock: claims, renewals and releases wait for it.
     locked: bool,
-    /// The claim statements, prepared on `client`.
-    statements: Statements,
     supply: Supply,
     place: Arc<SharedPlace>,
     /// Held rows whose renewal the last look skipped, locked by another transaction.
@@ -221,18 +236,18 @@ struct Poller {
 }
 
 impl Poller {
-    fn run(&mut self, locked: Client, stop: &Receiver<()>) {
+    fn run(&mut self, locked: Client, stop: &Receiver<()>) -> Result<(), db::DbError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
-        match self.set_up(locked) {
-            Ok(client) => (self.client, self.locked) = (Some(client), true),
+        match self.conn.adopt(locked) {
+            Ok(()) => self.locked = true,
             Err(e) => self.back_off("setting up its connection", &e, &mut backoff, stop),
         }
         let mut next_look: Option<Instant> = None;
         // Claim at start: rows may be waiting from before we ran.
         let mut due = true;
         while stop.try_recv() == Err(TryRecvError::Empty) {
-            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                if !self.reconnect(&mut backoff) {
+            if !self.conn.is_open() {
+                if !self.reconnect(&mut backoff)? {
                     continue;
                 }
                 // Claims whose answer was lost with the old connection are released now.
@@ -284,6 +299,7 @@ impl Poller {
             }
             due = self.wait_for_work() || self.place.wake.swap(false, Ordering::AcqRel);
         }
+        Ok(())
     }
 
     /// Renews the leases of the rows held and releases the rows claimed under this name that
@@ -291,7 +307,7 @@ impl Poller {
     /// were locked by another transaction and could not be renewed.
     fn look_after_leases(&mut self) -> Result<Instant, db::DbError> {
         let held = self.supply.held.ids();
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.conn.client() else {
             return Ok(Instant::now());
         };
         let instance = &self.config.instance;
@@ -335,11 +351,11 @@ impl Poller {
     /// enough (the level ran out) or a NOTIFY came. Rows are handed over as each query
     /// returns, so those from the cursor never wait for the slower claim from the head.
     fn claim(&mut self, room: usize) -> Result<usize, db::DbError> {
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, statements)) = self.conn.with_statements() else {
             return Ok(0);
         };
         let (lease, instance) = (self.config.lease, &self.config.instance);
-        let client = &mut Prepared::new(client, &mut self.statements);
+        let client = &mut Prepared::new(client, statements);
         let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let mut claimed = 0;
         let mut last = None;
@@ -363,7 +379,7 @@ impl Poller {
 
     /// Waits for a NOTIFY or one wait slice, whichever is first; true when the queue changed.
     fn wait_for_work(&mut self) -> bool {
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.conn.client() else {
             return true;
         };
         match db::wait_for_changes(client, WAIT_SLICE) {
@@ -378,7 +394,7 @@ impl Poller {
                     Level::Warn,
                     format!("poller: waiting for notifications failed: {e}; reconnecting"),
                 );
-                self.client = None;
+                self.conn.lose();
                 true
             }
         }
@@ -401,45 +417,25 @@ impl Poller {
                 delay.as_millis()
             ),
         );
-        self.client = None;
+        self.conn.lose();
         // A stop drops the sender: the loop's own check sees it too.
         let _ = stop.recv_timeout(delay);
     }
 
-    fn reconnect(&mut self, backoff: &mut Backoff) -> bool {
+    /// Whether there is a connection now; an error when PostgreSQL refuses it for good.
+    /// A new connection takes the lock again before it claims. The backoff goes on until a
+    /// claim succeeds: a server that takes connections but refuses every claim (a standby
+    /// after a failover) must not be hammered.
+    fn reconnect(&mut self, backoff: &mut Backoff) -> Result<bool, db::DbError> {
         self.locked = false;
-        let connected = self
-            .config
-            .pg
-            .connect()
-            .and_then(|client| self.set_up(client));
-        match connected {
-            // The backoff goes on until a claim succeeds: a server that takes connections
-            // but refuses every claim (a standby after a failover) must not be hammered.
-            Ok(client) => {
-                self.client = Some(client);
-                true
-            }
-            Err(e) => {
-                db::wait_to_reconnect("poller", &e, backoff, &self.supply.stats);
-                false
-            }
-        }
-    }
-
-    /// Prepares a new connection for claiming and listening.
-    fn set_up(&mut self, mut client: Client) -> Result<Client, db::DbError> {
-        self.statements.clear();
-        prepare_claimer(&mut client, self.config.lease)?;
-        db::listen(&mut client)?;
-        Ok(client)
+        self.conn.open_or_wait(backoff, &self.supply.stats)
     }
 
     /// Takes the instance's lock again on a new connection. While another process holds it
     /// (one started under this name while the connection was lost) nothing is claimed,
     /// renewed or released: the rows in flight are finished and their results written.
     fn lock_again(&mut self, backoff: &mut Backoff, stop: &Receiver<()>) {
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.conn.client() else {
             return;
         };
         let instance = &self.config.instance;
@@ -491,13 +487,8 @@ fn later(so_far: Option<(u8, i64)>, row: Option<&TxRow>) -> Option<(u8, i64)> {
     }
 }
 
-/// A connection for the sweeper: planned for claims, and with the poller's limits on waits.
-fn connect_claimer(pg: &PgConnector, lease: Duration) -> Result<Client, db::DbError> {
-    let mut client = pg.connect()?;
-    prepare_claimer(&mut client, lease)?;
-    Ok(client)
-}
-
+/// Sets a claiming connection (the poller's, the sweeper's) up: planned for claims, and with
+/// limits on its waits.
 fn prepare_claimer(client: &mut Client, lease: Duration) -> Result<(), db::DbError> {
     db::prepare_claimer(client)?;
     let limits = wait_limits(CLAIMER_LOCK_WAIT, Some(claimer_statement_limit(lease)));
@@ -515,52 +506,44 @@ fn claimer_statement_limit(lease: Duration) -> Duration {
 /// Every `interval`, while a session can submit, looks for a sendable row: it wakes an idle
 /// poller, and has it claim from the head when the row ranks before its cursor.
 struct Sweeper {
-    pg: PgConnector,
-    lease: Duration,
+    /// Set up as the poller's, for the same statement.
+    conn: Conn,
     interval: Duration,
     reconnect_max: Duration,
     stats: Arc<Stats>,
     submit_windows: Arc<SubmitWindows>,
     place: Arc<SharedPlace>,
-    client: Option<Client>,
-    statements: Statements,
 }
 
 impl Sweeper {
-    fn run(mut self, stop: &Receiver<()>) {
+    fn run(mut self, stop: &Receiver<()>) -> Result<(), db::DbError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.reconnect_max);
         while stop.recv_timeout(self.interval) == Err(RecvTimeoutError::Timeout) {
             if self.submit_windows.total() == 0 {
                 continue;
             }
-            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                match connect_claimer(&self.pg, self.lease) {
-                    Ok(client) => {
-                        self.client = Some(client);
-                        self.statements.clear();
-                        backoff.reset();
-                    }
-                    Err(e) => {
-                        db::wait_to_reconnect("sweeper", &e, &mut backoff, &self.stats);
-                        continue;
-                    }
+            if !self.conn.is_open() {
+                if !self.conn.open_or_wait(&mut backoff, &self.stats)? {
+                    continue;
                 }
+                backoff.reset();
             }
             if let Err(e) = self.sweep() {
                 self.stats.session.report(
                     Level::Warn,
                     format!("sweeper: looking for rows failed: {e}; reconnecting"),
                 );
-                self.client = None;
+                self.conn.lose();
             }
         }
+        Ok(())
     }
 
     fn sweep(&mut self) -> Result<(), db::DbError> {
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, statements)) = self.conn.with_statements() else {
             return Ok(());
         };
-        let first = db::first_sendable(&mut Prepared::new(client, &mut self.statements))?;
+        let first = db::first_sendable(&mut Prepared::new(client, statements))?;
         if let Some(first) = first {
             if self
                 .place

@@ -8,48 +8,7 @@ use super::sql::Sql;
 use crate::smpp::text::storable::make_storable;
 
 use super::{pg, DbError};
-
-/// One `smpp_rx_queue` row.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RxRow {
-    /// The raw PDU as lower-case hex.
-    pub pdu_raw: String,
-    /// The decoded PDU as JSON text.
-    pub pdu_parsed: String,
-    pub source_addr: String,
-    pub destination_addr: String,
-    /// The decoded text.
-    pub short_message: String,
-    pub esm_class: i32,
-    pub data_coding: i32,
-    pub is_receipt: bool,
-    pub receipted_message_id: Option<String>,
-    pub message_state: Option<String>,
-    pub error_code: Option<String>,
-    /// The text bytes were invalid for `data_coding`; `short_message` is a best effort.
-    pub text_invalid: bool,
-    /// `receipted_message_id` came from the TLV (not the text): it is the submit_sm_resp id.
-    pub receipt_id_from_tlv: bool,
-    /// Set for one part of a concatenated MO: stored in smpp_rx_parts until the set is whole.
-    pub mo_part: Option<MoPart>,
-    /// For a reassembled MO: how many parts the set has.
-    pub mo_parts: Option<i16>,
-    /// A reassembled MO whose set never completed.
-    pub mo_incomplete: bool,
-}
-
-/// Where a part of a concatenated MO belongs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MoPart {
-    /// `udh8`, `udh16` or `sar`.
-    pub ref_kind: &'static str,
-    pub reference: i32,
-    pub total: i16,
-    /// 1-based.
-    pub seq: i16,
-    /// The user data after the UDH, decoded when the set is whole.
-    pub text_bytes: Vec<u8>,
-}
+use crate::handoff::RxRow;
 
 impl RxRow {
     /// The row with every string PostgreSQL could refuse made storable: NUL (from a TLV, an

@@ -1,7 +1,7 @@
 //! The DB writer threads: commit submit results and received messages in batches, then tell
 //! each session which results are stored and which deliver_sm / data_sm it may now
 //! acknowledge. One thread commits results and one stores received PDUs, after the results
-//! handed over before them (see [`super::handoff`]).
+//! handed over before them (see [`crate::handoff`]).
 //!
 //! Each takes the first operation waiting, everything else already queued (up to the batch
 //! size), and commits them together. A lost connection is re-established with backoff and the
@@ -14,90 +14,35 @@
 //! In the same transaction as the rows: receipts are matched to sent parts and their states
 //! written ([`db::receipts`]), receipts whose part is unknown are kept for later, receipts
 //! waiting for parts this batch stored are matched, and concatenated MO parts are held until
-//! their set is whole ([`db::reassembly`]). Between batches (every [`HOUSEKEEPING`]) the
-//! received-PDU writer retries waiting receipts against parts other esmed instances stored,
-//! forgets receipts older than the match window with a log line, and stores MO sets past
-//! their timeout as they are. Receipts and sets have transactions of their own, each batched;
-//! only when PostgreSQL refuses a batch are its receipts or sets taken one by one, in
-//! savepoints, so that the one it refuses (an operator's trigger or constraint) is stored
-//! degraded or set aside, with a log line, and holds up no other. A received PDU whose own
-//! row PostgreSQL refuses is stored degraded the same way (see [`RxShape`]) and acknowledged.
+//! their set is whole ([`db::reassembly`]); that transaction is `db::batch`, this module is
+//! the threads. Between batches (every [`HOUSEKEEPING`]) the received-PDU writer retries
+//! waiting receipts against parts other esmed instances stored, forgets receipts older than
+//! the match window with a log line, and stores MO sets past their timeout as they are (see
+//! `db::housekeeping`). A received PDU whose own row PostgreSQL refuses is stored degraded
+//! (see `db::batch::RxShape`) and acknowledged.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use log::{debug, error, info, warn, Level};
+use log::{debug, info, Level};
 use postgres::Client;
 
+use crate::backoff::Backoff;
+use crate::db::batch::{commit, Batch, Rules};
+use crate::db::conn::{Conn, SetUp};
 use crate::db::doubt;
-use crate::db::handoff::{DbSender, Queued, ResultOrder};
 use crate::db::held::HeldRows;
-use crate::db::reassembly::{self, SetKey};
-use crate::db::receipts::{self, PartState, ReceiptKeys};
-use crate::db::sql::{wait_limits, Planning, Prepared, Sql, Statements};
+use crate::db::housekeeping;
+use crate::db::sql::{wait_limits, Planning};
 use crate::db::PgConnector;
-use crate::db::{self, RxRow, TxOutcome, TxResult};
-use crate::session::flow::Backoff;
-use crate::smpp::receipt::{IdMatch, MessageState};
-use crate::smpp::{CommandId, CommandStatus};
-use crate::stats::Stats;
-
-/// Work for the DB writer.
-pub enum DbOp {
-    /// A row's outcome; `ack` (the session's) is told once it is committed, so the session can
-    /// count uncommitted results against its window.
-    Result {
-        result: TxResult,
-        ack: Option<ResultAck>,
-    },
-    /// A received PDU to store; `ack` says where to report the commit.
-    Rx { row: Box<RxRow>, ack: Option<AckTo> },
-}
-
-impl DbOp {
-    /// The smpp_tx_queue id this op is about, for log lines (0 for received PDUs).
-    pub fn row_id(&self) -> i64 {
-        match self {
-            DbOp::Result { result, .. } => result.id,
-            DbOp::Rx { .. } => 0,
-        }
-    }
-}
-
-/// Where to acknowledge a result once it is committed, and the segments it stands for in
-/// the session's window (acknowledged as given, whatever becomes of the result).
-pub struct ResultAck {
-    pub to: Sender<Committed>,
-    pub segments: usize,
-}
-
-/// Where and how to acknowledge a received PDU once its row is committed.
-pub struct AckTo {
-    pub to: Sender<Committed>,
-    pub sequence_number: u32,
-    pub command: CommandId,
-}
-
-/// What the DB writer tells a session after a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
-    /// "Your PDU is stored": answer it with `status` (ESME_ROK, or ESME_RX_T_APPN when it
-    /// could not be stored and the SMSC should try again later).
-    Received {
-        sequence_number: u32,
-        command: CommandId,
-        status: CommandStatus,
-    },
-    /// Results of yours are committed (or given up on: their rows are failed, or keep their
-    /// lease and are tried again later), standing for this many segments (the sum of their
-    /// [`ResultAck::segments`]). Either way they no longer count against the window. One
-    /// message per session and batch, not one per result: each is a thread wake-up.
-    Results(usize),
-}
+use crate::db::{self, TxOutcome, TxResult};
+use crate::handoff::{Committed, DbSender, Queued, ResultAck, ResultOrder};
+use crate::observe::counters::Stats;
+use crate::smpp::receipt::IdMatch;
+use crate::smpp::CommandStatus;
 
 pub struct DbWriterConfig {
     pub pg: PgConnector,
@@ -139,16 +84,19 @@ enum Role {
     Received,
 }
 
+/// A writer thread: it ends once its work is done, or with the error that made it give up.
+pub type WriterThread = JoinHandle<Result<(), db::DbError>>;
+
 /// Starts the writer threads; returns where to send their work and the threads, which end
 /// once every [`DbSender`] is dropped and everything sent is committed.
 pub fn spawn(
     config: DbWriterConfig,
     stats: Arc<Stats>,
-) -> std::io::Result<(DbSender, Vec<JoinHandle<()>>)> {
+) -> std::io::Result<(DbSender, Vec<WriterThread>)> {
     // No capacity: a session must never wait on a send (it answers the SMSC and runs its
     // timers), and the writers send it the commits it waits for. What a session hands over
     // is bounded where it lets work in: its window counts the uncommitted results, and at
-    // most MAX_AWAITING_COMMIT received PDUs wait (see session::writer).
+    // most MAX_AWAITING_COMMIT received PDUs wait (see session::state).
     let (results, results_rx) = unbounded();
     let (received, received_rx) = unbounded();
     let order = Arc::new(ResultOrder::default());
@@ -167,9 +115,8 @@ pub fn spawn(
     for (role, ops, name) in roles {
         let writer = DbWriter {
             role,
+            conn: Conn::new("DB writer", config.pg.clone(), set_up(role)),
             config: config.clone(),
-            client: None,
-            statements: Statements::default(),
             order: order.clone(),
             receipts_may_wait: receipts_may_wait.clone(),
             stats: stats.clone(),
@@ -192,9 +139,8 @@ pub fn spawn(
 struct DbWriter {
     role: Role,
     config: Arc<DbWriterConfig>,
-    client: Option<Client>,
-    /// The batch statements, prepared on `client`.
-    statements: Statements,
+    /// Set up for the role's statements; the batch statements are prepared on it.
+    conn: Conn,
     order: Arc<ResultOrder>,
     /// Whether smpp_rx_unmatched may hold receipts: the received-PDU writer kept some there,
     /// or its housekeeping saw some (another instance's, or an earlier run's). While false, a
@@ -205,181 +151,16 @@ struct DbWriter {
     ops: Receiver<Queued>,
 }
 
-/// One commit's worth of work, split by table.
-#[derive(Default)]
-struct Batch {
-    results: Vec<TxResult>,
-    /// One per `results` entry.
-    result_acks: Vec<Option<ResultAck>>,
-    /// One per `results` entry: its place in the [`ResultOrder`].
-    result_seqs: Vec<u64>,
-    /// How many results were handed over before the last of `rx_rows`.
-    rx_after: u64,
-    rx_rows: Vec<RxRow>,
-    /// One per `rx_rows` entry.
-    acks: Vec<Option<AckTo>>,
-    /// The MO parts are stored but the sets they complete are left to housekeeping: a set's
-    /// row was refused, and the parts must not be refused with it.
-    sets_later: bool,
-    /// Receipts are neither matched nor their states written: they wait for housekeeping,
-    /// which takes them one by one when PostgreSQL refuses one. Set when the batch was
-    /// refused, so that a receipt's state refused holds back no result or received PDU.
-    receipts_later: bool,
-    /// How a lone received PDU is stored: degraded once PostgreSQL has refused it.
-    rx_shape: RxShape,
-}
-
-/// How a received PDU is stored; each refusal by PostgreSQL (an operator's trigger or CHECK
-/// constraint) degrades it one step, so that it is stored in some form and acknowledged at
-/// its first delivery instead of refused at every delivery until the SMSC gives up.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-enum RxShape {
-    /// As it came.
-    #[default]
-    AsSent,
-    /// In smpp_rx_queue without its text (see [`RxRow::without_text`]).
-    WithoutText,
-    /// In smpp_rx_refused, with the reason its row was refused.
-    SetAside(String),
-}
-
-impl RxShape {
-    /// The next form to try after PostgreSQL refused this one, with what esmed does next for
-    /// the log; None when there is none left.
-    fn after_refusal(&self, error: &db::DbError) -> Option<(RxShape, &'static str)> {
-        match self {
-            RxShape::AsSent => Some((
-                RxShape::WithoutText,
-                "storing it without its text (pdu_raw keeps the PDU)",
-            )),
-            RxShape::WithoutText => Some((
-                RxShape::SetAside(error.to_string()),
-                "it was refused without its text too: keeping it in smpp_rx_refused with the \
-                 reason and acknowledging it",
-            )),
-            RxShape::SetAside(_) => None,
-        }
-    }
-}
-
-impl Batch {
-    fn push(&mut self, queued: Queued) {
-        match queued {
-            Queued::Result { result, ack, seq } => {
-                self.results.push(result);
-                self.result_acks.push(ack);
-                self.result_seqs.push(seq);
-            }
-            Queued::Rx { row, ack, after } => {
-                self.rx_rows.push(*row);
-                self.acks.push(ack);
-                self.rx_after = self.rx_after.max(after);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.results.len() + self.rx_rows.len()
-    }
-
-    /// The part, for a batch of one MO part whose set (were it completed) is still taken with
-    /// it: that set's row may be what PostgreSQL refused.
-    fn lone_mo_part(&self) -> Option<db::MoPart> {
-        match self.rx_rows.as_slice() {
-            [row] if self.results.is_empty() && !self.sets_later => row.mo_part.clone(),
-            _ => None,
-        }
-    }
-
-    /// Whether committing the batch may match receipts or write their states (`waiting`:
-    /// receipts may wait for the results' parts).
-    fn has_receipt_work(&self, waiting: bool) -> bool {
-        !self.receipts_later
-            && ((waiting && !self.results.is_empty()) || self.rx_rows.iter().any(|r| r.is_receipt))
-    }
-
-    /// Splits the batch into batches of one op each.
-    fn into_singles(self) -> Vec<Batch> {
-        let results = self
-            .results
-            .into_iter()
-            .zip(self.result_acks)
-            .zip(self.result_seqs)
-            .map(|((r, ack), seq)| Batch {
-                results: vec![r],
-                result_acks: vec![ack],
-                result_seqs: vec![seq],
-                receipts_later: self.receipts_later,
-                ..Batch::default()
-            });
-        let rx_after = self.rx_after;
-        let rx = self
-            .rx_rows
-            .into_iter()
-            .zip(self.acks)
-            .map(move |(row, ack)| Batch {
-                rx_rows: vec![row],
-                acks: vec![ack],
-                rx_after,
-                receipts_later: self.receipts_later,
-                ..Batch::default()
-            });
-        results.chain(rx).collect()
-    }
-
-    /// What is at stake while the batch waits for PostgreSQL at a stop, and what giving up
-    /// on it (a second SIGTERM) would mean for it.
-    fn at_stake_at_stop(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.results.is_empty() {
-            parts.push(format!(
-                "the results of {} (rows submitted again when their lease runs out, possible \
-                 duplicates, if esmed exits first)",
-                row_list(self.results.iter().map(|r| r.id))
-            ));
-        }
-        if !self.rx_rows.is_empty() {
-            parts.push(format!(
-                "{} received PDUs (not acknowledged: the SMSC delivers them again if esmed exits \
-                 first)",
-                self.rx_rows.len()
-            ));
-        }
-        parts.join(" and ")
-    }
-
-    fn describe(&self) -> String {
-        match (self.results.first(), self.rx_rows.first()) {
-            (Some(result), _) => format!("result for row {} not stored", result.id),
-            (None, Some(row)) => format!(
-                "received PDU from '{}'; answering ESME_RX_T_APPN so the SMSC delivers it again later",
-                row.source_addr
-            ),
-            (None, None) => "empty batch".into(),
-        }
-    }
-}
-
-/// "row 7" or "rows 7, 8, 9, ... (40 in all)": the first few ids of a batch, for a log line.
-fn row_list(ids: impl ExactSizeIterator<Item = i64>) -> String {
-    const SHOWN: usize = 10;
-    let count = ids.len();
-    let shown: Vec<String> = ids.take(SHOWN).map(|id| id.to_string()).collect();
-    match count {
-        1 => format!("row {}", shown.join("")),
-        n if n <= SHOWN => format!("rows {}", shown.join(", ")),
-        n => format!("rows {}, ... ({n} in all)", shown.join(", ")),
-    }
-}
-
 impl DbWriter {
-    fn run(mut self) {
+    /// Commits until every sender is gone and the queue is empty; ends early only when
+    /// PostgreSQL refuses the connection for a reason retrying will not fix.
+    fn run(mut self) -> Result<(), db::DbError> {
         if self.role == Role::Results {
             // Connected before the first result arrives: a connection costs a few hundred
             // milliseconds (authentication), which the first results' commit would wait
             // for, and the receipts behind them too. A failure here is retried at the first
             // batch, which says so.
-            self.client = connect(&self.config.pg, self.role).ok();
+            let _ = self.conn.open();
         }
         let mut next_housekeeping = Instant::now();
         loop {
@@ -405,17 +186,18 @@ impl DbWriter {
                     Err(_) => break,
                 }
             }
-            self.commit_with_retry(batch);
+            self.commit_with_retry(batch)?;
         }
         match self.role {
             Role::Results => info!("DB writer: all results committed, exiting"),
             Role::Received => info!("DB writer: all received PDUs stored, exiting"),
         }
+        Ok(())
     }
 
     /// Commits the batch, reconnecting as long as it takes; isolates an op that PostgreSQL
     /// rejects so that one bad row cannot hold back the rest.
-    fn commit_with_retry(&mut self, batch: Batch) {
+    fn commit_with_retry(&mut self, batch: Batch) -> Result<(), db::DbError> {
         self.wait_for_earlier_results(&batch);
         let mut backoff = Backoff::new(Duration::from_millis(200), self.config.reconnect_max);
         let mut stop_noted = false;
@@ -424,20 +206,20 @@ impl DbWriter {
         let mut in_doubt = None;
         let mut lost_before = false;
         loop {
-            if !self.connected(&mut backoff) {
+            if !self.conn.open_or_wait(&mut backoff, &self.stats)? {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 continue;
             }
             let error = match self.try_commit(&batch, &mut in_doubt, lost_before) {
                 Ok(true) => {
                     self.after_commit(batch, CommandStatus::ESME_ROK);
-                    return;
+                    return Ok(());
                 }
                 // It did not commit: commit it now.
                 Ok(false) => continue,
                 Err(e) => e,
             };
-            let Some(client) = self.client.as_mut() else {
+            let Some(client) = self.conn.client() else {
                 continue;
             };
             if in_doubt.is_some() || client.is_closed() || error.is_transient() {
@@ -447,8 +229,7 @@ impl DbWriter {
                 self.note_stop_waits(&batch, &mut stop_noted);
                 std::thread::sleep(delay);
             } else {
-                self.isolate_rejected(batch, &error);
-                return;
+                return self.isolate_rejected(batch, &error);
             }
         }
     }
@@ -462,7 +243,7 @@ impl DbWriter {
         in_doubt: &mut Option<doubt::Xid>,
         lost_before: bool,
     ) -> Result<bool, db::DbError> {
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, statements)) = self.conn.with_statements() else {
             return Err(db::DbError::ConnectionClosed {
                 what: "commit a batch",
             });
@@ -480,7 +261,7 @@ impl DbWriter {
             match_receipts: !batch.receipts_later,
             lost_before,
         };
-        match commit(client, &mut self.statements, batch, &rules) {
+        match commit(client, statements, batch, &rules) {
             Ok(kept_waiting) => {
                 if kept_waiting {
                     self.receipts_may_wait.store(true, Ordering::SeqCst);
@@ -556,15 +337,19 @@ impl DbWriter {
                 delay.as_millis()
             ),
         );
-        self.client = None;
+        self.conn.lose();
         delay
     }
 
     /// PostgreSQL rejected the batch: a single result fails its row with the reason (see
     /// [`DbWriter::settle_refused`]), a single received PDU is stored again in a degraded
-    /// form (see [`RxShape`]), and answered ESME_RX_T_APPN only when even the last is
+    /// form (see `db::batch::RxShape`), and answered ESME_RX_T_APPN only when even the last is
     /// refused; a larger batch is committed op by op, so that only the bad one is.
-    fn isolate_rejected(&mut self, mut batch: Batch, error: &db::DbError) {
+    fn isolate_rejected(
+        &mut self,
+        mut batch: Batch,
+        error: &db::DbError,
+    ) -> Result<(), db::DbError> {
         if let Some(part) = batch.lone_mo_part() {
             self.stats.session.report(
                 Level::Warn,
@@ -576,8 +361,7 @@ impl DbWriter {
                 ),
             );
             batch.sets_later = true;
-            self.commit_with_retry(batch);
-            return;
+            return self.commit_with_retry(batch);
         }
         if batch.has_receipt_work(self.receipts_may_wait.load(Ordering::SeqCst)) {
             self.stats.session.report(
@@ -590,8 +374,7 @@ impl DbWriter {
                 ),
             );
             batch.receipts_later = true;
-            self.commit_with_retry(batch);
-            return;
+            return self.commit_with_retry(batch);
         }
         if let (Some(row), true) = (batch.rx_rows.first(), batch.len() == 1) {
             if let Some((shape, next)) = batch.rx_shape.after_refusal(error) {
@@ -603,8 +386,7 @@ impl DbWriter {
                     ),
                 );
                 batch.rx_shape = shape;
-                self.commit_with_retry(batch);
-                return;
+                return self.commit_with_retry(batch);
             }
         }
         if batch.len() == 1 {
@@ -616,7 +398,7 @@ impl DbWriter {
                 self.settle_refused(result, error);
             }
             self.after_commit(batch, CommandStatus::ESME_RX_T_APPN);
-            return;
+            return Ok(());
         }
         self.stats.session.report(
             Level::Warn,
@@ -626,8 +408,9 @@ impl DbWriter {
             ),
         );
         for single in batch.into_singles() {
-            self.commit_with_retry(single);
+            self.commit_with_retry(single)?;
         }
+        Ok(())
     }
 
     /// A result PostgreSQL refused for a reason retrying will not change: its row is failed
@@ -635,7 +418,7 @@ impl DbWriter {
     fn settle_refused(&mut self, result: &TxResult, error: &db::DbError) {
         let why = error.to_string();
         let instance = &self.config.instance;
-        let settled = match self.client.as_mut() {
+        let settled = match self.conn.client() {
             Some(client) => db::settle_refused(client, result, &why, instance),
             None => Err(db::DbError::ConnectionClosed {
                 what: "fail a row whose result was refused",
@@ -678,24 +461,6 @@ impl DbWriter {
         );
     }
 
-    /// Whether there is a connection, making one if needed (sleeping on failure).
-    fn connected(&mut self, backoff: &mut Backoff) -> bool {
-        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
-            return true;
-        }
-        match connect(&self.config.pg, self.role) {
-            Ok(client) => {
-                self.client = Some(client);
-                self.statements.clear();
-                true
-            }
-            Err(e) => {
-                db::wait_to_reconnect("DB writer", &e, backoff, &self.stats);
-                false
-            }
-        }
-    }
-
     /// Counts what was committed and answers the received PDUs with `status`.
     fn after_commit(&self, batch: Batch, status: CommandStatus) {
         if status == CommandStatus::ESME_ROK {
@@ -733,22 +498,18 @@ impl DbWriter {
     /// Retries waiting receipts, forgets expired ones, stores due MO sets. Skipped (until the
     /// next time) when PostgreSQL is away: a batch's commit does the reconnecting.
     fn housekeeping(&mut self) {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = connect(&self.config.pg, self.role).ok();
-            self.statements.clear();
-        }
-        let Some(client) = self.client.as_mut() else {
+        let Ok(client) = self.conn.open() else {
             return;
         };
         // Receipts and sets apart: a failure of one holds back neither the other nor its
         // count.
-        match tidy_receipts(client, &self.config) {
+        match housekeeping::tidy_receipts(client, self.config.receipt_match_window) {
             Ok(still_waiting) => self
                 .receipts_may_wait
                 .store(still_waiting, Ordering::SeqCst),
             Err(e) => housekeeping_failed(&self.stats, "receipts", &e),
         }
-        match tidy_sets(client, &self.config) {
+        match housekeeping::tidy_sets(client, self.config.mo_reassembly_timeout) {
             Ok(stored) => {
                 self.stats
                     .stored
@@ -766,19 +527,23 @@ fn housekeeping_failed(stats: &Stats, what: &str, error: &db::DbError) {
     );
 }
 
-/// A connection for a writer of `role`, planned for its statements for the whole session, so
+/// A writer of `role`'s connection is planned for its statements for the whole session, so
 /// that a batch needs no SET of its own (a batch of results is then one round trip).
-fn connect(pg: &PgConnector, role: Role) -> Result<Client, db::DbError> {
-    let mut client = pg.connect()?;
+fn set_up(role: Role) -> SetUp {
     let planning = match role {
         Role::Results => Planning::Results,
         Role::Received => Planning::Lookups,
     };
-    let limits = wait_limits(WRITER_LOCK_WAIT, None);
-    client
-        .batch_execute(&format!("{}; {limits}", planning.for_session()))
-        .map_err(db::pg("set up the connection"))?;
-    Ok(client)
+    let settings = format!(
+        "{}; {}",
+        planning.for_session(),
+        wait_limits(WRITER_LOCK_WAIT, None)
+    );
+    Box::new(move |client: &mut Client| {
+        client
+            .batch_execute(&settings)
+            .map_err(db::pg("set up the connection"))
+    })
 }
 
 /// The result acks of a batch as (channel, segments) pairs: all acks to one session become
@@ -797,498 +562,9 @@ fn coalesce_acks(acks: impl Iterator<Item = ResultAck>) -> Vec<(Sender<Committed
     per_session
 }
 
-/// What a commit needs besides the batch.
-struct Rules<'a> {
-    instance: &'a str,
-    id_match: IdMatch,
-    /// See [`DbWriter::receipts_may_wait`].
-    receipts_may_wait: bool,
-    /// Received receipts are matched now (else kept waiting: see [`Batch::receipts_later`]).
-    match_receipts: bool,
-    /// An earlier try of this batch lost its connection: a one-statement batch of results
-    /// may have been written by it (see [`commit`]).
-    lost_before: bool,
-}
-
-/// Logs the results not written because their rows are no longer claimed by this instance.
-fn note_skipped(skipped: &[i64], rules: &Rules) {
-    if skipped.is_empty() {
-        return;
-    }
-    let rows = row_list(skipped.iter().copied());
-    if rules.lost_before {
-        info!(
-            "DB writer: results for {rows} not written now: their rows are no longer claimed by \
-             '{}' (written by the earlier try whose answer was lost with the connection, or \
-             their lease went to another instance)",
-            rules.instance
-        );
-    } else {
-        warn!(
-            "DB writer: results for {rows} not written: the lease is no longer held by '{}'",
-            rules.instance
-        );
-    }
-}
-
-/// One transaction for the whole batch: results (and receipts that waited for their parts),
-/// MO parts, received rows with their receipts matched, then the states receipts carry.
-/// Returns whether receipts were left waiting for their parts.
-///
-/// Round trips are what a batch costs most at small windows (a submit waits for earlier
-/// results to be committed), so statements with nothing to do are skipped, and a batch of
-/// results that is one statement (the usual: all done, each in one part) runs as that
-/// statement alone, its own transaction: one round trip instead of BEGIN, UPDATE, COMMIT.
-///
-/// A COMMIT that goes unanswered is [`doubt::Ended::Unknown`], with the transaction's id, for
-/// the caller to resolve. The one-statement batch needs no id: it only marks rows done that
-/// this instance holds, and done rows are never claimed again, so if it did commit, running
-/// it again writes nothing (the rows are reported skipped) and counts nothing twice.
-fn commit(
-    client: &mut Client,
-    statements: &mut Statements,
-    batch: &Batch,
-    rules: &Rules,
-) -> Result<bool, doubt::Ended> {
-    let alone = batch.rx_rows.is_empty()
-        && !rules.receipts_may_wait
-        && db::queue::in_one_statement(&batch.results);
-    if alone {
-        let mut sql = Prepared::new(client, statements);
-        let summary = db::write_results_in(&mut sql, &batch.results, rules.instance)
-            .map_err(doubt::Ended::Failed)?;
-        note_skipped(&summary.skipped, rules);
-        return Ok(false);
-    }
-    let xid = doubt::begin(client).map_err(doubt::Ended::Failed)?;
-    let written = write_batch(&mut Prepared::new(client, statements), batch, rules);
-    let done = written
-        .map_err(doubt::Ended::Failed)
-        .and_then(|kept_waiting| doubt::commit(client, xid).map(|()| kept_waiting));
-    let failed_before_commit = matches!(done, Err(doubt::Ended::Failed(_)));
-    if failed_before_commit && !client.is_closed() && client.batch_execute("ROLLBACK").is_err() {
-        // The connection cannot even end the failed transaction: have the caller replace it
-        // rather than send the next batch into it.
-        return Err(doubt::Ended::Failed(db::DbError::ConnectionClosed {
-            what: "end a failed batch",
-        }));
-    }
-    done
-}
-
-/// The statements of [`commit`], inside its transaction.
-fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool, db::DbError> {
-    let mut states = Vec::new();
-    let mut summary = None;
-    if !batch.results.is_empty() {
-        let written = db::write_results_in(sql, &batch.results, rules.instance)?;
-        note_skipped(&written.skipped, rules);
-        summary = Some(written);
-    }
-    let waiting_keys = summary
-        .as_ref()
-        .map(|s| s.part_keys.as_slice())
-        .filter(|keys| rules.receipts_may_wait && !keys.is_empty());
-    if let Some(keys) = waiting_keys {
-        // The results connection plans for result updates; these are lookups.
-        sql.batch_execute(&Planning::Lookups.for_transaction())
-            .map_err(db::pg("plan receipt statements"))?;
-        states = receipts::match_waiting(sql, Some(keys))?;
-    }
-    let mut kept_waiting = false;
-    let degraded: Vec<RxRow>;
-    let rx_rows = match &batch.rx_shape {
-        RxShape::AsSent => batch.rx_rows.as_slice(),
-        RxShape::WithoutText => {
-            degraded = batch
-                .rx_rows
-                .iter()
-                .cloned()
-                .map(RxRow::without_text)
-                .collect();
-            degraded.as_slice()
-        }
-        RxShape::SetAside(reason) => {
-            for row in &batch.rx_rows {
-                db::rx::set_aside(sql, row, reason)?;
-            }
-            &[]
-        }
-    };
-    if !rx_rows.is_empty() {
-        let rows = store_mo_parts(sql, rx_rows, batch.sets_later)?;
-        let stored = store_rx(sql, &rows, rules.id_match, rules.match_receipts)?;
-        kept_waiting = stored.kept_waiting > 0;
-        states.extend(stored.states);
-    }
-    receipts::apply_states(sql, &states)?;
-    Ok(kept_waiting)
-}
-
-/// Stores the MO parts among `rows`; returns the rows to insert: the others as they are, plus
-/// one per set the parts completed (unless `sets_later`: housekeeping stores those) and one per
-/// older set a part ended by reusing its reference.
-fn store_mo_parts<'a>(
-    c: &mut impl Sql,
-    rows: &'a [RxRow],
-    sets_later: bool,
-) -> Result<Vec<Cow<'a, RxRow>>, db::DbError> {
-    let parts: Vec<(&RxRow, &db::MoPart)> = rows
-        .iter()
-        .filter_map(|r| r.mo_part.as_ref().map(|p| (r, p)))
-        .collect();
-    let mut whole: Vec<Cow<'a, RxRow>> = rows
-        .iter()
-        .filter(|r| r.mo_part.is_none())
-        .map(Cow::Borrowed)
-        .collect();
-    if parts.is_empty() {
-        return Ok(whole);
-    }
-    for ended in reassembly::take_clashing(c, &parts)? {
-        warn!(
-            "concatenated MO from '{}' to '{}': a new message reuses its reference before it \
-             was complete; storing the {} of {} parts that arrived as incomplete, the new \
-             message starts a set of its own",
-            ended.source_addr,
-            ended.destination_addr,
-            ended.pdu_raw.split(',').count(),
-            ended.mo_parts.unwrap_or(0),
-        );
-        whole.push(Cow::Owned(ended));
-    }
-    for again in reassembly::store_parts(c, &parts)? {
-        if let Some((row, part)) = parts.get(again) {
-            info!(
-                "MO part {}/{} (reference {}) from '{}' to '{}' delivered again after its \
-                 message was stored; acknowledging it without storing it twice",
-                part.seq, part.total, part.reference, row.source_addr, row.destination_addr
-            );
-        }
-    }
-    if sets_later {
-        return Ok(whole);
-    }
-    let mut keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
-    keys.sort();
-    keys.dedup();
-    whole.extend(
-        reassembly::take_complete(c, &keys)?
-            .into_iter()
-            .map(Cow::Owned),
-    );
-    Ok(whole)
-}
-
-/// What [`store_rx`] did beyond inserting.
-struct StoredRx {
-    /// The matched receipts' states, in arrival order.
-    states: Vec<PartState>,
-    /// How many receipts were kept in smpp_rx_unmatched.
-    kept_waiting: usize,
-}
-
-/// Inserts `rows` with each receipt's tx_id when its part is known (and `match_now`); keeps
-/// the others waiting.
-/// Returns the matched receipts' states, in arrival order.
-fn store_rx(
-    c: &mut impl Sql,
-    rows: &[Cow<'_, RxRow>],
-    id_match: IdMatch,
-    match_now: bool,
-) -> Result<StoredRx, db::DbError> {
-    // Each receipt's token is its index in `rows`.
-    let keys: Vec<ReceiptKeys> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let id = r.receipted_message_id.as_deref().filter(|_| r.is_receipt)?;
-            let token = i64::try_from(i).ok()?;
-            Some(ReceiptKeys::new(token, id, r.receipt_id_from_tlv, id_match))
-        })
-        .collect();
-    let matches = if match_now {
-        receipts::match_receipts(c, &keys)?
-    } else {
-        Vec::new()
-    };
-    let (tx_ids, states) = apply_matches(rows, &matches);
-    let matched: Vec<(&RxRow, Option<i64>)> = rows
-        .iter()
-        .map(|r| &**r)
-        .zip(tx_ids.iter().copied())
-        .collect();
-    let ids = db::insert_rx(c, &matched)?;
-    let waiting = still_waiting(keys, &tx_ids, rows, &ids);
-    for (k, _) in &waiting {
-        debug!(
-            "receipt (rx id {}) matches no sent message yet; matching it again as parts are stored",
-            k.token
-        );
-    }
-    receipts::keep_unmatched(c, &waiting)?;
-    Ok(StoredRx {
-        states,
-        kept_waiting: waiting.len(),
-    })
-}
-
-/// Each row's matched tx_id (None where none), and the matched receipts' states in arrival
-/// order.
-fn apply_matches(
-    rows: &[Cow<'_, RxRow>],
-    matches: &[receipts::ReceiptMatch],
-) -> (Vec<Option<i64>>, Vec<PartState>) {
-    let mut tx_ids = vec![None; rows.len()];
-    let mut states = Vec::new();
-    for m in matches {
-        let Some(i) = usize::try_from(m.token).ok().filter(|&i| i < rows.len()) else {
-            continue;
-        };
-        tx_ids[i] = Some(m.tx_id);
-        let state = rows[i]
-            .message_state
-            .as_deref()
-            .and_then(MessageState::from_name);
-        if let Some(state) = state {
-            let part = PartState {
-                tx_id: m.tx_id,
-                part_no: m.part_no,
-                single: m.single,
-                state,
-            };
-            states.push((m.token, part));
-        }
-    }
-    states.sort_by_key(|(token, _)| *token);
-    (tx_ids, states.into_iter().map(|(_, state)| state).collect())
-}
-
-/// The receipts no part matched (no tx_id), each now named by its smpp_rx_queue id (`ids`,
-/// in the order of `rows`), with the state it reports.
-fn still_waiting(
-    keys: Vec<ReceiptKeys>,
-    tx_ids: &[Option<i64>],
-    rows: &[Cow<'_, RxRow>],
-    ids: &[i64],
-) -> Vec<(ReceiptKeys, Option<MessageState>)> {
-    keys.into_iter()
-        .filter_map(|mut k| {
-            let i = usize::try_from(k.token).ok()?;
-            if tx_ids.get(i)?.is_some() {
-                return None;
-            }
-            let state = rows
-                .get(i)?
-                .message_state
-                .as_deref()
-                .and_then(MessageState::from_name);
-            k.token = *ids.get(i)?;
-            Some((k, state))
-        })
-        .collect()
-}
-
-/// Matches waiting receipts late and forgets expired ones; returns whether some still wait.
-/// All in one transaction, the usual case; when PostgreSQL refuses that, receipt by receipt
-/// (see [`match_receipts_one_by_one`]).
-fn tidy_receipts(client: &mut Client, config: &DbWriterConfig) -> Result<bool, db::DbError> {
-    let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
-    let matched = receipts::match_waiting(&mut transaction, None)
-        .and_then(|states| receipts::apply_states(&mut transaction, &states));
-    match matched {
-        Ok(()) => {}
-        Err(e) if e.is_transient() => return Err(e),
-        Err(error) => {
-            drop(transaction);
-            warn!(
-                "DB writer: matching waiting receipts together was refused: {error}; matching \
-                 them one by one"
-            );
-            transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
-            match_receipts_one_by_one(&mut transaction)?;
-        }
-    }
-    for (rx_id, keys) in receipts::expire_waiting(&mut transaction, config.receipt_match_window)? {
-        warn!(
-            "receipt (rx id {rx_id}) matched no sent message within {}; left unmatched (ids tried: {})",
-            crate::config::format_duration(config.receipt_match_window),
-            keys.join(", ")
-        );
-    }
-    let still_waiting = receipts::any_waiting(&mut transaction)?;
-    transaction
-        .commit()
-        .map_err(db::pg("commit housekeeping"))?;
-    Ok(still_waiting)
-}
-
-/// Each waiting receipt that has found its part, in a savepoint of its own: linked and its
-/// state written; if PostgreSQL refuses that (an operator's trigger on the message's row),
-/// the receipt stops waiting, its row left unlinked, with a log line.
-fn match_receipts_one_by_one(
-    transaction: &mut postgres::Transaction<'_>,
-) -> Result<(), db::DbError> {
-    for rx_id in receipts::matchable_waiting(transaction)? {
-        let mut savepoint = transaction
-            .transaction()
-            .map_err(db::pg("begin a savepoint"))?;
-        let matched = receipts::match_waiting_receipt(&mut savepoint, rx_id)
-            .and_then(|states| receipts::apply_states(&mut savepoint, &states));
-        let error = match matched {
-            Ok(()) => {
-                savepoint.commit().map_err(db::pg("release a savepoint"))?;
-                continue;
-            }
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) => e,
-        };
-        drop(savepoint);
-        receipts::stop_waiting(transaction, rx_id)?;
-        error!(
-            "receipt (rx id {rx_id}) matched its message but writing the state was refused: \
-             {error}; no longer matched (its smpp_rx_queue row stays, tx_id NULL)"
-        );
-    }
-    Ok(())
-}
-
-/// Stores the MO sets that are due (whole, or past the timeout) and forgets old stored parts:
-/// all in one transaction, the usual case; when PostgreSQL refuses that, set by set (see
-/// [`store_sets_one_by_one`]). Returns how many rows it stored.
-fn tidy_sets(client: &mut Client, config: &DbWriterConfig) -> Result<usize, db::DbError> {
-    let timeout = config.mo_reassembly_timeout;
-    let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
-    let stored = store_due_sets(&mut transaction, timeout);
-    let error = match stored {
-        Ok(n) => {
-            transaction
-                .commit()
-                .map_err(db::pg("commit housekeeping"))?;
-            return Ok(n);
-        }
-        Err(e) if e.is_transient() => return Err(e),
-        Err(e) => e,
-    };
-    drop(transaction);
-    warn!("DB writer: storing due MO sets together was refused: {error}; storing them one by one");
-    let mut transaction = client.transaction().map_err(db::pg("begin housekeeping"))?;
-    let stored = store_sets_one_by_one(&mut transaction, timeout)?;
-    reassembly::forget_done(&mut transaction, timeout)?;
-    transaction
-        .commit()
-        .map_err(db::pg("commit housekeeping"))?;
-    Ok(stored)
-}
-
-/// Takes the due sets and stores them in one statement each.
-fn store_due_sets(c: &mut impl Sql, timeout: Duration) -> Result<usize, db::DbError> {
-    let rows = reassembly::take_due(c, timeout)?;
-    for row in rows.iter().filter(|r| r.mo_incomplete) {
-        warn_incomplete(row, timeout);
-    }
-    let unmatched: Vec<(&RxRow, Option<i64>)> = rows.iter().map(|r| (r, None)).collect();
-    db::insert_rx(c, &unmatched)?;
-    reassembly::forget_done(c, timeout)?;
-    Ok(rows.len())
-}
-
-fn warn_incomplete(row: &RxRow, timeout: Duration) {
-    warn!(
-        "concatenated MO from '{}' to '{}' incomplete after {}; stored the parts that arrived",
-        row.source_addr,
-        row.destination_addr,
-        crate::config::format_duration(timeout)
-    );
-}
-
-/// Each due set in a savepoint of its own: stored as it is; if PostgreSQL refuses its row,
-/// stored without its text (`smpp_short_message` empty, `text_invalid`); if that is refused
-/// too, its parts are set aside in smpp_rx_parts_refused with the reason, and not tried
-/// again. Each outcome but the first has a log line naming the set. Returns how many rows
-/// it stored.
-fn store_sets_one_by_one(
-    transaction: &mut postgres::Transaction<'_>,
-    timeout: Duration,
-) -> Result<usize, db::DbError> {
-    let mut stored = 0;
-    for key in reassembly::due_sets(transaction, timeout)? {
-        let error = match store_set(transaction, &key, std::convert::identity, timeout) {
-            Ok(n) => {
-                stored += n;
-                continue;
-            }
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) => e,
-        };
-        let set = describe_set(&key);
-        match store_set(transaction, &key, RxRow::without_text, timeout) {
-            Ok(n) => {
-                stored += n;
-                error!("{set}: its message was refused: {error}; stored it without its text (pdu_raw has the parts)");
-                continue;
-            }
-            Err(e) if e.is_transient() => return Err(e),
-            Err(_) => {}
-        }
-        let mut savepoint = transaction
-            .transaction()
-            .map_err(db::pg("begin a savepoint"))?;
-        let parts = reassembly::set_aside(&mut savepoint, &key, &error.to_string())?;
-        savepoint.commit().map_err(db::pg("release a savepoint"))?;
-        error!(
-            "{set}: its message was refused, even without its text: {error}; its {parts} parts \
-             are set aside in smpp_rx_parts_refused and not tried again (move them back into \
-             smpp_rx_parts to try again)"
-        );
-    }
-    Ok(stored)
-}
-
-/// Takes one set and stores its row as `shape` makes it, in a savepoint: rolled back (the
-/// parts waiting again) when PostgreSQL refuses it. Returns how many rows it stored.
-fn store_set(
-    transaction: &mut postgres::Transaction<'_>,
-    key: &SetKey,
-    shape: impl FnOnce(RxRow) -> RxRow,
-    timeout: Duration,
-) -> Result<usize, db::DbError> {
-    let mut savepoint = transaction
-        .transaction()
-        .map_err(db::pg("begin a savepoint"))?;
-    let Some(row) = reassembly::take_set(&mut savepoint, key)? else {
-        return Ok(0);
-    };
-    let row = shape(row);
-    db::insert_rx(&mut savepoint, &[(&row, None)])?;
-    savepoint.commit().map_err(db::pg("release a savepoint"))?;
-    if row.mo_incomplete {
-        warn_incomplete(&row, timeout);
-    }
-    Ok(1)
-}
-
-/// "concatenated MO from 'a' to 'b' (udh8 reference 7, 3 parts)", for a log line.
-fn describe_set(key: &SetKey) -> String {
-    format!(
-        "concatenated MO from '{}' to '{}' ({} reference {}, {} parts)",
-        key.source, key.destination, key.ref_kind, key.reference, key.total
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_log_line_names_the_first_rows_and_how_many() {
-        assert_eq!(row_list([7].into_iter()), "row 7");
-        assert_eq!(row_list([7, 8, 9].into_iter()), "rows 7, 8, 9");
-        assert_eq!(
-            row_list((1..41).collect::<Vec<i64>>().into_iter()),
-            "rows 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (40 in all)"
-        );
-    }
 
     #[test]
     fn result_acks_become_one_message_per_session() {

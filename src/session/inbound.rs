@@ -3,7 +3,7 @@
 //! says about which message; for one part of a concatenated MO, which set it belongs to
 //! (UDH 8/16-bit reference or SAR TLVs), so the DB writer can hold it until the set is whole.
 
-use crate::db::{MoPart, RxRow};
+use crate::handoff::{MoPart, RxRow};
 use crate::smpp::codec::hex;
 use crate::smpp::json::pdu_to_json;
 use crate::smpp::pdu::{Address, Body};

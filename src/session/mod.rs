@@ -25,37 +25,11 @@ pub mod timers;
 pub mod transport;
 pub mod writer;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::Secret;
+pub use crate::handoff::SubmitWindows;
 use submit::SubmitSettings;
-
-/// The windows of the sessions bound and able to submit, summed: what the poller sizes its
-/// claims by. Zero while none is bound, and then the poller claims nothing.
-#[derive(Debug, Default)]
-pub struct SubmitWindows(AtomicUsize);
-
-impl SubmitWindows {
-    /// A session that submits is bound with this window.
-    pub fn open(&self, window: usize) {
-        self.0.fetch_add(window, Ordering::SeqCst);
-    }
-
-    /// ... and is no longer bound.
-    pub fn close(&self, window: usize) {
-        // Never below zero, even if a close had no open (it always has one).
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| {
-                Some(total.saturating_sub(window))
-            });
-    }
-
-    pub fn total(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// Which bind a session makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,23 +103,4 @@ pub struct SessionParams {
     pub strict_resend_bound: bool,
     /// SMPP over TLS; None = plain TCP.
     pub tls: Option<crate::tls::TlsParams>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn submit_windows_add_up_while_sessions_are_bound() {
-        let windows = SubmitWindows::default();
-        assert_eq!(windows.total(), 0);
-        windows.open(100);
-        windows.open(10);
-        assert_eq!(windows.total(), 110);
-        windows.close(100);
-        assert_eq!(windows.total(), 10);
-        windows.close(10);
-        windows.close(10);
-        assert_eq!(windows.total(), 0, "never below zero");
-    }
 }

@@ -14,8 +14,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::db::{AcceptedPart, TxOutcome, TxResult, TxRow};
-use crate::session::flow::Backoff;
+use crate::backoff::Backoff;
+use crate::handoff::{AcceptedPart, TxOutcome, TxResult, TxRow};
 use crate::session::id_hash::IdMap;
 use crate::session::submit::{build_parts, SubmitSettings};
 use crate::smpp::pdu::Sm;
@@ -461,7 +461,7 @@ fn describe_failures(failures: &[&PartFailure], parts: usize, states: &[PartStat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::RegisteredDelivery;
+    use crate::handoff::RegisteredDelivery;
     use crate::session::submit::{ReceiptPolicy, SubmitSettings};
     use crate::smpp::concat::LongMode;
     use crate::smpp::text::CodingPolicy;

@@ -8,14 +8,14 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use log::{error, info, warn};
 
+use crate::backoff::Backoff;
+use crate::observe::session_state::LinkState;
 use crate::session::bind::{connect_and_bind, BindError};
-use crate::session::flow::Backoff;
 use crate::session::reader;
 use crate::session::state::Ending;
 use crate::session::writer::{Links, Writer};
 use crate::session::SessionParams;
 use crate::smpp::status::StatusClass;
-use crate::status::LinkState;
 use crate::tls::Verify;
 
 /// A running session thread; dropping `stop` (or calling `stop`) ends it after the drain.

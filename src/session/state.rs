@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use crate::db::{RxRow, TxOutcome, TxResult, TxRow};
+use crate::handoff::{RxRow, TxOutcome, TxResult, TxRow};
 use crate::logging::repeats::{self, Counted, Repeats, Verdict};
+use crate::observe::counters::Stats;
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
@@ -31,7 +32,6 @@ use crate::smpp::codec::{encode, encode_submit_sm};
 use crate::smpp::pdu::{Body, MessageIdResp};
 use crate::smpp::SequenceNumbers;
 use crate::smpp::{CommandId, CommandStatus, Pdu};
-use crate::stats::Stats;
 
 /// Received PDUs allowed to wait for their commit before the session stops reading.
 const MAX_AWAITING_COMMIT: usize = 1000;

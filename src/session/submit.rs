@@ -1,7 +1,7 @@
 //! From a queued row to submit_sm bodies: checks the row, picks the text coding, splits long
 //! texts, and fills addresses, priority and registered_delivery as the original daemon did.
 
-use crate::db::{RegisteredDelivery, TxRow};
+use crate::handoff::{RegisteredDelivery, TxRow};
 use crate::smpp::concat::{segment, LongMode};
 use crate::smpp::pdu::{Address, Sm};
 use crate::smpp::text::{choose, CodingPolicy};

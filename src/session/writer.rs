@@ -11,14 +11,12 @@ use std::time::Instant;
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 
-use crate::db::handoff::DbSender;
-use crate::db::writer::{AckTo, Committed, DbOp, ResultAck};
-use crate::db::TxRow;
+use crate::handoff::{AckTo, Committed, DbOp, DbSender, ResultAck, TxRow};
+use crate::observe::counters::Stats;
 use crate::session::reader::ReaderEvent;
 use crate::session::state::{Action, Ending, Session};
 use crate::session::transport::WriteHalf;
 use crate::session::SessionParams;
-use crate::stats::Stats;
 
 /// At most this many waiting events are handled before submitting, writing and looking at
 /// the timers again.

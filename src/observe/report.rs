@@ -9,9 +9,9 @@ use std::fmt::Write;
 
 use postgres::Client;
 
-use crate::db::heartbeat::StatusColumns;
 use crate::db::{pg, DbError};
 use crate::logging::one_line;
+use crate::observe::status_table::StatusColumns;
 use crate::smpp::json::push_json_string;
 
 /// One `esmed_status` row as `esmed status` shows it: the columns the heartbeat wrote, and

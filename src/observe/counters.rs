@@ -19,7 +19,7 @@ pub struct Stats {
     /// Rows claimed from the queue.
     pub claimed: AtomicU64,
     /// Session states, window in use and last error, for the heartbeat row.
-    pub session: crate::status::SessionStatus,
+    pub session: crate::observe::session_state::SessionStatus,
 }
 
 /// A copy of the counters at one moment.

@@ -14,11 +14,13 @@ use log::{debug, info, warn};
 use postgres::types::ToSql;
 use postgres::Client;
 
+use crate::backoff::Backoff;
+use crate::db::conn::Conn;
 use crate::db::PgConnector;
 use crate::db::{pg, DbError};
-use crate::session::flow::Backoff;
-use crate::stats::{Snapshot, Stats};
-use crate::status::StatusSnapshot;
+use crate::observe::counters::{Snapshot, Stats};
+use crate::observe::session_state::StatusSnapshot;
+use crate::observe::status_table::StatusColumns;
 
 pub struct HeartbeatConfig {
     pub pg: PgConnector,
@@ -26,79 +28,6 @@ pub struct HeartbeatConfig {
     pub host: String,
     pub interval: Duration,
     pub reconnect_max: Duration,
-}
-
-/// The columns of an `esmed_status` row that the heartbeat writes and `esmed status` reads
-/// back as they are (times are written and read in different forms, so they are not here).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusColumns {
-    pub instance: String,
-    pub host: String,
-    pub pid: i32,
-    pub server_id: Option<i32>,
-    pub server_name: Option<String>,
-    pub session_state: String,
-    pub window_in_use: i32,
-    pub window_size: Option<i32>,
-    pub out_per_second: f32,
-    pub in_per_second: f32,
-    pub submitted_total: i64,
-    pub done_total: i64,
-    pub failed_total: i64,
-    pub received_total: i64,
-    pub last_error: Option<String>,
-    /// The bound session runs TLS without checking the SMSC's certificate.
-    pub tls_unverified: bool,
-}
-
-impl StatusColumns {
-    /// How many there are: they are the first parameters of the upsert and the first
-    /// columns of `esmed status`'s query, in this order.
-    pub const COUNT: usize = 16;
-
-    /// The columns as statement parameters, in table order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); Self::COUNT] {
-        [
-            &self.instance,
-            &self.host,
-            &self.pid,
-            &self.server_id,
-            &self.server_name,
-            &self.session_state,
-            &self.window_in_use,
-            &self.window_size,
-            &self.out_per_second,
-            &self.in_per_second,
-            &self.submitted_total,
-            &self.done_total,
-            &self.failed_total,
-            &self.received_total,
-            &self.last_error,
-            &self.tls_unverified,
-        ]
-    }
-
-    /// Reads them from the first [`StatusColumns::COUNT`] columns of `row`.
-    pub fn from_row(row: &postgres::Row) -> StatusColumns {
-        StatusColumns {
-            instance: row.get(0),
-            host: row.get(1),
-            pid: row.get(2),
-            server_id: row.get(3),
-            server_name: row.get(4),
-            session_state: row.get(5),
-            window_in_use: row.get(6),
-            window_size: row.get(7),
-            out_per_second: row.get(8),
-            in_per_second: row.get(9),
-            submitted_total: row.get(10),
-            done_total: row.get(11),
-            failed_total: row.get(12),
-            received_total: row.get(13),
-            last_error: row.get(14),
-            tls_unverified: row.get(15),
-        }
-    }
 }
 
 /// One `esmed_status` row as written.
@@ -190,12 +119,13 @@ pub fn status_row(
     }
 }
 
-/// Starts the thread; it deletes the row and ends when `stop` is dropped.
+/// Starts the thread; it deletes the row and ends when `stop` is dropped, or ends with the
+/// error when PostgreSQL refuses its connection for a reason retrying will not fix.
 pub fn spawn(
     config: HeartbeatConfig,
     stats: Arc<Stats>,
     stop: Receiver<()>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<JoinHandle<Result<(), DbError>>> {
     std::thread::Builder::new()
         .name("esmed-heartbeat".into())
         .spawn(move || Heartbeat::new(config, stats).run(&stop))
@@ -204,7 +134,7 @@ pub fn spawn(
 struct Heartbeat {
     config: HeartbeatConfig,
     stats: Arc<Stats>,
-    client: Option<Client>,
+    conn: Conn,
     backoff: Backoff,
     written_once: bool,
     /// The counters at the previous beat, for the rates.
@@ -218,9 +148,9 @@ impl Heartbeat {
         let backoff = Backoff::new(Duration::from_secs(1), config.reconnect_max);
         let last = (Instant::now(), stats.snapshot());
         Heartbeat {
+            conn: Conn::new("heartbeat", config.pg.clone(), Box::new(|_| Ok(()))),
             config,
             stats,
-            client: None,
             backoff,
             written_once: false,
             last,
@@ -228,7 +158,7 @@ impl Heartbeat {
         }
     }
 
-    fn run(mut self, stop: &Receiver<()>) {
+    fn run(mut self, stop: &Receiver<()>) -> Result<(), DbError> {
         let mut next = Instant::now();
         // Nothing is ever sent on `stop`: it ends by being dropped.
         while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
@@ -237,8 +167,16 @@ impl Heartbeat {
                     self.backoff.reset();
                     Instant::now() + self.config.interval
                 }
+                // No client: the connection, not the write, failed.
+                Err(e) if !self.conn.has_client() && crate::db::is_fatal_connect_error(&e) => {
+                    log::error!(
+                        "heartbeat: PostgreSQL refused the connection for a reason retrying \
+                         will not fix: {e}; stopping esmed"
+                    );
+                    return Err(e);
+                }
                 Err(e) => {
-                    self.client = None;
+                    self.conn.lose();
                     let delay = self.backoff.next_delay().min(self.config.interval);
                     if !self.failing {
                         warn!("heartbeat: cannot write esmed_status: {e}; retrying");
@@ -249,6 +187,7 @@ impl Heartbeat {
             };
         }
         self.remove_row();
+        Ok(())
     }
 
     fn beat(&mut self) -> Result<(), DbError> {
@@ -257,7 +196,7 @@ impl Heartbeat {
         let seconds = self.last.0.elapsed().as_secs_f64();
         let row = status_row(&self.config, &status, &now, &self.last.1, seconds);
         let first = !self.written_once;
-        write_status(self.connected()?, &row, first)?;
+        write_status(self.conn.open()?, &row, first)?;
         self.last = (Instant::now(), now);
         self.written_once = true;
         if self.failing {
@@ -267,21 +206,14 @@ impl Heartbeat {
         Ok(())
     }
 
-    fn connected(&mut self) -> Result<&mut Client, DbError> {
-        let client = match self.client.take() {
-            Some(client) if !client.is_closed() => client,
-            _ => self.config.pg.connect()?,
-        };
-        Ok(self.client.insert(client))
-    }
-
     fn remove_row(&mut self) {
         if !self.written_once {
             return;
         }
         let instance = self.config.instance.clone();
         match self
-            .connected()
+            .conn
+            .open()
             .and_then(|client| delete_status(client, &instance))
         {
             Ok(()) => debug!("heartbeat: removed the esmed_status row"),
@@ -293,7 +225,7 @@ impl Heartbeat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::ServerInUse;
+    use crate::observe::session_state::ServerInUse;
 
     #[test]
     fn row_carries_rates_totals_and_the_server() {

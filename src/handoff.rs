@@ -1,0 +1,432 @@
+//! Every message that crosses a thread, in one place: what each channel carries, how much it
+//! holds, who sends and who receives. The threads' modules import from here and from nowhere
+//! else for what they hand over, so no two of them depend on each other through a channel.
+//!
+//! | channel | carries | capacity | sent by | received by | made in |
+//! |---|---|---|---|---|---|
+//! | claimed rows | [`TxRow`] | unbounded: the poller keeps at most what the sessions' windows take (`db::poller`) | poller | every session that submits | `daemon::run` |
+//! | results | [`Queued::Result`] (a [`DbOp::Result`] given to [`DbSender::send`]) | unbounded: a session's window counts its uncommitted results | sessions | the results writer | `db::writer::spawn` |
+//! | received PDUs | [`Queued::Rx`] (a [`DbOp::Rx`]) | unbounded: a session lets at most `MAX_AWAITING_COMMIT` (session::state) wait | sessions | the received-PDU writer | `db::writer::spawn` |
+//! | commits | [`Committed`] | unbounded: a DB writer never waits on a session | DB writers | the session that handed the op over ([`ResultAck::to`], [`AckTo::to`]) | `session::writer` |
+//! | PDUs read | batches of `session::reader::ReaderEvent` | `session::reader::QUEUED_BATCHES` | a session's reader | its writer | `session::runner` |
+//! | signals | [`Signal`] | unbounded | the signal thread | the supervisor | `daemon` |
+//! | stop: poller and sweeper, heartbeat, each session | `()` | 0: never sent, dropped to stop | the supervisor | the thread named | `daemon`, `session::runner` |
+//!
+//! Besides the channels, two states are shared: [`ResultOrder`], by the sessions (through
+//! [`DbSender`]) and the DB writers, for the one ordering rule between results and received
+//! PDUs below; and [`SubmitWindows`], which the sessions that submit keep and the poller sizes
+//! its claims by.
+//!
+//! ## Results before received PDUs
+//!
+//! Results go to the results writer, received PDUs to a writer of their own: storing receipts
+//! and MO messages (big rows, several statements) then no longer delays the result commits a
+//! submit waits for when `strict_resend_bound` shares the window with them (burst with
+//! receipts at window 100: 15k -> 19k msg/s). The rule: a received PDU is stored only after
+//! every result handed over before it is committed, so that a delivery receipt, which the
+//! SMSC sends after the submit_sm_resp, finds its message's parts. [`ResultOrder`] numbers
+//! the results and tracks which are committed; it allows several results writers, which
+//! commit out of order.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendError, Sender};
+
+use crate::smpp::{CommandId, CommandStatus};
+
+// --- poller -> sessions, sessions -> DB writers: the rows ---
+
+/// A message claimed for sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRow {
+    pub id: i64,
+    pub destination: String,
+    /// `smpp_source_addr`: overrides the server's esme_source_addr when set.
+    pub source_override: Option<String>,
+    /// 0..=3 from `smpp_priority_flag` LEVEL_0..LEVEL_3 (NULL reads as 0).
+    pub priority: u8,
+    pub registered_delivery: RegisteredDelivery,
+    pub short_message: String,
+    /// `submission_attempts` so far.
+    pub attempts: i32,
+    /// Parts the SMSC accepted in earlier attempts, ordered by part_no; don't send them again.
+    pub accepted_parts: Vec<AcceptedPart>,
+}
+
+/// `smpp_registered_delivery`, the row's receipt request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisteredDelivery {
+    /// NO_SMSC_DELIVERY_RECEIPT_REQUESTED
+    NotRequested,
+    /// SMSC_DELIVERY_RECEIPT_REQUESTED
+    Requested,
+    /// SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE
+    RequestedForFailure,
+}
+
+impl RegisteredDelivery {
+    /// Parses the enum label as PostgreSQL stores it.
+    pub fn from_label(label: &str) -> Option<RegisteredDelivery> {
+        match label {
+            "NO_SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::NotRequested),
+            "SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::Requested),
+            "SMSC_DELIVERY_RECEIPT_REQUESTED_FOR_FAILURE" => {
+                Some(RegisteredDelivery::RequestedForFailure)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One segment the SMSC accepted, with the message id it gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedPart {
+    /// 1-based.
+    pub part_no: i16,
+    pub part_count: i16,
+    pub message_id: String,
+}
+
+/// What became of a claimed row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TxOutcome {
+    /// Every part accepted. `smpp_message_id` becomes part 1's id.
+    Done { parts: Vec<AcceptedPart> },
+    /// Given up: permanent error or attempts used up. `info` = status name and meaning.
+    Failed {
+        info: String,
+        parts: Vec<AcceptedPart>,
+    },
+    /// Try again after `delay`; `parts` are those accepted so far.
+    Retry {
+        info: String,
+        delay: Duration,
+        parts: Vec<AcceptedPart>,
+    },
+    /// Not sent (e.g. shutting down): give the row back at once.
+    Release,
+}
+
+/// The result for one claimed row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxResult {
+    pub id: i64,
+    pub outcome: TxOutcome,
+    /// Attempts used by this claim; added to `submission_attempts`.
+    pub attempts: i32,
+    /// Resends after an unknown outcome; added to `submission_resends`.
+    pub resends: i32,
+}
+
+/// One `smpp_rx_queue` row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RxRow {
+    /// The raw PDU as lower-case hex.
+    pub pdu_raw: String,
+    /// The decoded PDU as JSON text.
+    pub pdu_parsed: String,
+    pub source_addr: String,
+    pub destination_addr: String,
+    /// The decoded text.
+    pub short_message: String,
+    pub esm_class: i32,
+    pub data_coding: i32,
+    pub is_receipt: bool,
+    pub receipted_message_id: Option<String>,
+    pub message_state: Option<String>,
+    pub error_code: Option<String>,
+    /// The text bytes were invalid for `data_coding`; `short_message` is a best effort.
+    pub text_invalid: bool,
+    /// `receipted_message_id` came from the TLV (not the text): it is the submit_sm_resp id.
+    pub receipt_id_from_tlv: bool,
+    /// Set for one part of a concatenated MO: stored in smpp_rx_parts until the set is whole.
+    pub mo_part: Option<MoPart>,
+    /// For a reassembled MO: how many parts the set has.
+    pub mo_parts: Option<i16>,
+    /// A reassembled MO whose set never completed.
+    pub mo_incomplete: bool,
+}
+
+/// Where a part of a concatenated MO belongs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoPart {
+    /// `udh8`, `udh16` or `sar`.
+    pub ref_kind: &'static str,
+    pub reference: i32,
+    pub total: i16,
+    /// 1-based.
+    pub seq: i16,
+    /// The user data after the UDH, decoded when the set is whole.
+    pub text_bytes: Vec<u8>,
+}
+
+// --- sessions -> poller: how much they can take ---
+
+/// The windows of the sessions bound and able to submit, summed: what the poller sizes its
+/// claims by. Zero while none is bound, and then the poller claims nothing.
+#[derive(Debug, Default)]
+pub struct SubmitWindows(AtomicUsize);
+
+impl SubmitWindows {
+    /// A session that submits is bound with this window.
+    pub fn open(&self, window: usize) {
+        self.0.fetch_add(window, Ordering::SeqCst);
+    }
+
+    /// ... and is no longer bound.
+    pub fn close(&self, window: usize) {
+        // Never below zero, even if a close had no open (it always has one).
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| {
+                Some(total.saturating_sub(window))
+            });
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+// --- the signal thread -> the supervisor ---
+
+/// A signal, as the supervisor acts on it.
+pub(crate) enum Signal {
+    /// SIGTERM or SIGINT: drain and exit.
+    Stop,
+    /// SIGHUP: reopen the log file and read the servers again.
+    Reload,
+}
+
+// --- sessions <-> DB writers: the ops and their acknowledgements ---
+
+/// Work for the DB writer.
+pub enum DbOp {
+    /// A row's outcome; `ack` (the session's) is told once it is committed, so the session can
+    /// count uncommitted results against its window.
+    Result {
+        result: TxResult,
+        ack: Option<ResultAck>,
+    },
+    /// A received PDU to store; `ack` says where to report the commit.
+    Rx { row: Box<RxRow>, ack: Option<AckTo> },
+}
+
+impl DbOp {
+    /// The smpp_tx_queue id this op is about, for log lines (0 for received PDUs).
+    pub fn row_id(&self) -> i64 {
+        match self {
+            DbOp::Result { result, .. } => result.id,
+            DbOp::Rx { .. } => 0,
+        }
+    }
+}
+
+/// Where to acknowledge a result once it is committed, and the segments it stands for in
+/// the session's window (acknowledged as given, whatever becomes of the result).
+pub struct ResultAck {
+    pub to: Sender<Committed>,
+    pub segments: usize,
+}
+
+/// Where and how to acknowledge a received PDU once its row is committed.
+pub struct AckTo {
+    pub to: Sender<Committed>,
+    pub sequence_number: u32,
+    pub command: CommandId,
+}
+
+/// What the DB writer tells a session after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// "Your PDU is stored": answer it with `status` (ESME_ROK, or ESME_RX_T_APPN when it
+    /// could not be stored and the SMSC should try again later).
+    Received {
+        sequence_number: u32,
+        command: CommandId,
+        status: CommandStatus,
+    },
+    /// Results of yours are committed (or given up on: their rows are failed, or keep their
+    /// lease and are tried again later), standing for this many segments (the sum of their
+    /// [`ResultAck::segments`]). Either way they no longer count against the window. One
+    /// message per session and batch, not one per result: each is a thread wake-up.
+    Results(usize),
+}
+
+/// A DB op as queued for a writer thread, with its place in the [`ResultOrder`].
+pub enum Queued {
+    /// `seq`: the result's number.
+    Result {
+        result: TxResult,
+        ack: Option<ResultAck>,
+        seq: u64,
+    },
+    /// `after`: how many results had been handed over before this PDU.
+    Rx {
+        row: Box<RxRow>,
+        ack: Option<AckTo>,
+        after: u64,
+    },
+}
+
+impl Queued {
+    fn into_op(self) -> DbOp {
+        match self {
+            Queued::Result { result, ack, .. } => DbOp::Result { result, ack },
+            Queued::Rx { row, ack, .. } => DbOp::Rx { row, ack },
+        }
+    }
+}
+
+/// Where sessions send their DB ops; cheap to clone.
+#[derive(Clone)]
+pub struct DbSender {
+    pub(crate) results: Sender<Queued>,
+    pub(crate) received: Sender<Queued>,
+    pub(crate) order: Arc<ResultOrder>,
+}
+
+impl DbSender {
+    /// Queues `op` for its writer; fails only when the writers are gone.
+    pub fn send(&self, op: DbOp) -> Result<(), SendError<DbOp>> {
+        let returned = |SendError(queued): SendError<Queued>| SendError(queued.into_op());
+        match op {
+            DbOp::Result { result, ack } => {
+                let seq = self.order.hand_over();
+                let queued = Queued::Result { result, ack, seq };
+                self.results.send(queued).map_err(|e| {
+                    // Never committed: it must not hold up the received PDUs behind it.
+                    self.order.committed([seq]);
+                    returned(e)
+                })
+            }
+            DbOp::Rx { row, ack } => {
+                let after = self.order.handed_over();
+                self.received
+                    .send(Queued::Rx { row, ack, after })
+                    .map_err(returned)
+            }
+        }
+    }
+}
+
+/// Numbers results as they are handed over and tracks the committed prefix.
+#[derive(Default)]
+pub struct ResultOrder {
+    next: AtomicU64,
+    committed: Mutex<Settled>,
+    changed: Condvar,
+}
+
+/// Every result numbered below `below` is committed; `ahead` are committed ones above it.
+#[derive(Default)]
+struct Settled {
+    below: u64,
+    ahead: BTreeSet<u64>,
+}
+
+impl Settled {
+    /// One writer commits results in the order they were numbered: those only move `below`
+    /// on, without a visit to the set.
+    fn settle(&mut self, seq: u64) {
+        if seq != self.below {
+            self.ahead.insert(seq);
+            return;
+        }
+        self.below += 1;
+        while self.ahead.remove(&self.below) {
+            self.below += 1;
+        }
+    }
+}
+
+impl ResultOrder {
+    /// Numbers a result being handed over.
+    pub fn hand_over(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// How many results have been handed over so far.
+    pub fn handed_over(&self) -> u64 {
+        self.next.load(Ordering::SeqCst)
+    }
+
+    /// Marks results committed (or given up on: either way they are settled).
+    pub fn committed(&self, seqs: impl IntoIterator<Item = u64>) {
+        let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        for seq in seqs {
+            state.settle(seq);
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Waits until the first `count` results are committed, at most `limit`; returns whether
+    /// they are.
+    pub fn wait_for(&self, count: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        while state.below < count {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submit_windows_add_up_while_sessions_are_bound() {
+        let windows = SubmitWindows::default();
+        assert_eq!(windows.total(), 0);
+        windows.open(100);
+        windows.open(10);
+        assert_eq!(windows.total(), 110);
+        windows.close(100);
+        assert_eq!(windows.total(), 10);
+        windows.close(10);
+        windows.close(10);
+        assert_eq!(windows.total(), 0, "never below zero");
+    }
+
+    #[test]
+    fn the_committed_prefix_grows_only_without_gaps() {
+        let order = ResultOrder::default();
+        let seqs: Vec<u64> = (0..4).map(|_| order.hand_over()).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        assert_eq!(order.handed_over(), 4);
+        order.committed([1, 3]);
+        assert!(!order.wait_for(1, Duration::ZERO));
+        order.committed([0]);
+        assert!(order.wait_for(2, Duration::ZERO));
+        assert!(!order.wait_for(3, Duration::ZERO));
+        order.committed([2]);
+        assert!(order.wait_for(4, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_waiter_wakes_when_another_thread_commits() {
+        let order = Arc::new(ResultOrder::default());
+        order.hand_over();
+        let committer = {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                order.committed([0]);
+            })
+        };
+        assert!(order.wait_for(1, Duration::from_secs(10)));
+        committer.join().unwrap();
+    }
+}
