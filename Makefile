@@ -52,10 +52,13 @@ all: build
 build:
 	$(CARGO) build --release
 
+# The whole workspace: the daemon and the crates under crates/, their doc examples too
+# (--all-targets leaves those out).
 test: postgresql-tools
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 # Builds esmed and the demo, then runs it: a private PostgreSQL cluster and the test SMSC on
 # loopback, esmed, a few messages, and what became of them. Installs PostgreSQL when missing.

@@ -5,7 +5,7 @@
 //!
 //! The modules, in reading order:
 //! - [`smpp`]: the protocol itself — PDU types, codec, framing, text codings, long messages,
-//!   delivery receipts. Pure functions, no I/O.
+//!   delivery receipts. Pure functions, no I/O; the `esmed-smpp` crate (crates/esmed-smpp).
 //! - [`config`]: esmed.conf, its defaults, warnings and one-line errors.
 //! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL — and the two
 //!   threads that own a connection: the poller (claims rows) and the DB writer (commits
@@ -31,7 +31,9 @@ pub mod db;
 pub mod logging;
 pub mod monitor;
 pub mod session;
-pub mod smpp;
+/// The protocol lives in its own crate; re-exported under its old name so that `crate::smpp::…`
+/// inside the daemon and `esmed::smpp::…` in tests, examples and tools keep working.
+pub use esmed_smpp as smpp;
 pub mod smsc;
 pub mod stats;
 pub mod status;

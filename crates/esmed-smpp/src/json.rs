@@ -355,8 +355,8 @@ pub fn push_json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::pdu::Outbind;
-    use crate::smpp::CommandStatus;
+    use crate::pdu::Outbind;
+    use crate::CommandStatus;
 
     /// A strict little JSON checker: Ok when `s` is exactly one valid JSON value.
     fn check_json(s: &str) -> Result<(), String> {

@@ -6,7 +6,7 @@
 //! a NUL, which PostgreSQL cannot store in text (see [`storable`]).
 
 pub mod gsm7;
-pub(crate) mod storable;
+pub mod storable;
 
 use std::fmt;
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::smpp::{CommandId, CommandStatus};
+use crate::{CommandId, CommandStatus};
 
 /// Why a PDU could not be encoded. Every variant names the offending field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,12 +5,12 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::{decode, encode, encode_to_vec};
-use crate::smpp::frame::{FrameBuffer, DEFAULT_MAX_PDU_LEN};
-use crate::smpp::pdu::{
+use crate::frame::{FrameBuffer, DEFAULT_MAX_PDU_LEN};
+use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, Sm,
 };
-use crate::smpp::{Address, Body, COctet, CommandStatus, Pdu, Tlv};
+use crate::{Address, Body, COctet, CommandStatus, Pdu, Tlv};
 
 /// A valid C-octet string of at most `max_chars` non-NUL octets.
 fn cstr(max_chars: usize) -> impl Strategy<Value = COctet> {

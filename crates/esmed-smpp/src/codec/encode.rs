@@ -4,13 +4,32 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use super::{max, EncodeError, HEADER_LEN};
-use crate::smpp::pdu::{
+use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, Sm,
 };
-use crate::smpp::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
+use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
 
 /// Appends one PDU to `out`. On error `out` is left as it was.
+///
+/// ```
+/// use esmed_smpp::pdu::Sm;
+/// use esmed_smpp::{encode, Address, Body, Pdu};
+///
+/// let mut out = Vec::new();
+/// encode(&Pdu::new(1, Body::EnquireLink), &mut out).unwrap();
+/// assert_eq!(out, [0, 0, 0, 16, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 1]);
+///
+/// let sm = Sm {
+///     destination: Address::new(1, 1, "4915112345678"),
+///     short_message: b"hello".to_vec(),
+///     ..Sm::default()
+/// };
+/// out.clear();
+/// encode(&Pdu::new(2, Body::SubmitSm(Box::new(sm))), &mut out).unwrap();
+/// assert_eq!(out[..4], (out.len() as u32).to_be_bytes()); // command_length
+/// assert!(out.ends_with(b"\x05hello")); // sm_length, short_message
+/// ```
 pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let header = (pdu.command_id(), pdu.command_status, pdu.sequence_number);
     append_framed(header, out, |out| {
@@ -286,7 +305,7 @@ fn put_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) -> Result<(), EncodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::tlv::tag;
+    use crate::tlv::tag;
 
     fn submit(sm: Sm) -> Pdu {
         Pdu::new(1, Body::SubmitSm(Box::new(sm)))

@@ -245,7 +245,7 @@ fn numbered(part: &[u8], mode: LongMode, reference: u16, total: u8, seq: u8) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::reference::UCS2_TEXT as RUSSIAN;
+    use crate::reference::UCS2_TEXT as RUSSIAN;
 
     /// short_message of the two parts of the long-message example in `smpp::reference` (offset 0x32 of each dump on).
     const PART1: &str = "0500032A0201041204300448002004370430043A0430043700202116003400380032\
@@ -391,8 +391,8 @@ mod tests {
 
     mod props {
         use super::super::*;
-        use crate::smpp::text::{choose, decode, CodingPolicy};
-        use crate::smpp::udh::split_udh;
+        use crate::text::{choose, decode, CodingPolicy};
+        use crate::udh::split_udh;
         use proptest::prelude::*;
 
         const MODES: [LongMode; 4] = [

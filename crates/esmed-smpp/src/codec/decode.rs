@@ -4,16 +4,37 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use super::{DecodeError, DecodeErrorKind, HEADER_LEN};
-use crate::smpp::pdu::{
+use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, Sm,
 };
-use crate::smpp::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
+use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
 
 /// Decodes one whole PDU (header included) whose command_length must equal `frame.len()`.
 ///
 /// Unknown command ids, replace_sm, submit_multi and their responses decode to
 /// [`Body::Other`], not to an error, so that the session can answer ESME_RINVCMDID.
+///
+/// ```
+/// use esmed_smpp::{decode, Body, CommandStatus, Pdu};
+///
+/// let enquire_link = [0, 0, 0, 16, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 7];
+/// assert_eq!(decode(&enquire_link).unwrap(), Pdu::new(7, Body::EnquireLink));
+///
+/// // A submit_sm_resp with a status and no body: the message id decodes empty.
+/// let refused = [0, 0, 0, 16, 0x80, 0, 0, 4, 0, 0, 0, 0x58, 0, 0, 0, 8];
+/// let pdu = decode(&refused).unwrap();
+/// assert_eq!(pdu.command_status, CommandStatus::ESME_RTHROTTLED);
+/// assert!(matches!(pdu.body, Body::SubmitSmResp(resp) if resp.message_id.is_empty()));
+///
+/// // An enquire_link with a body: the error says which status to answer with.
+/// let mut bad = enquire_link.to_vec();
+/// bad[3] = 17;
+/// bad.push(0);
+/// let error = decode(&bad).unwrap_err();
+/// assert_eq!(error.command_status(), CommandStatus::ESME_RINVCMDLEN);
+/// assert_eq!(error.sequence_number, 7);
+/// ```
 pub fn decode(frame: &[u8]) -> Result<Pdu, DecodeError> {
     if frame.len() < HEADER_LEN {
         return Err(DecodeError {
@@ -377,7 +398,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::tlv::tag;
+    use crate::tlv::tag;
 
     /// A frame with a correct command_length around `body`.
     fn wire(command_id: u32, status: u32, sequence_number: u32, body: &[u8]) -> Vec<u8> {

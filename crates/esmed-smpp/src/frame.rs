@@ -12,8 +12,8 @@ use std::io::{self, Read};
 
 use byteorder::{BigEndian, ByteOrder};
 
-use crate::smpp::codec::HEADER_LEN;
-use crate::smpp::CommandStatus;
+use crate::codec::HEADER_LEN;
+use crate::CommandStatus;
 
 /// The default cap on command_length: 64 KiB for a maximal message_payload TLV value
 /// (65 535 octets + 4 of tag and length) plus 1 KiB for the header, the largest mandatory

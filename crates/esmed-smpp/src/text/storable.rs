@@ -16,7 +16,7 @@ use std::fmt::Write;
 const NUL_STANDS_IN: &str = "\u{FFFD}";
 
 /// `s` without NUL: each becomes U+FFFD. Borrowed (no copy) when there is none, the usual case.
-pub(crate) fn storable(s: &str) -> Cow<'_, str> {
+pub fn storable(s: &str) -> Cow<'_, str> {
     if s.contains('\0') {
         Cow::Owned(s.replace('\0', NUL_STANDS_IN))
     } else {
@@ -25,7 +25,7 @@ pub(crate) fn storable(s: &str) -> Cow<'_, str> {
 }
 
 /// Replaces the NULs in `s` in place (see [`storable`]); returns how many there were.
-pub(crate) fn make_storable(s: &mut String) -> usize {
+pub fn make_storable(s: &mut String) -> usize {
     let count = s.bytes().filter(|&b| b == 0).count();
     if count > 0 {
         *s = s.replace('\0', NUL_STANDS_IN);
@@ -35,7 +35,7 @@ pub(crate) fn make_storable(s: &mut String) -> usize {
 
 /// The longest index key esmed writes, in octets: far above any real message id (65) or
 /// address (65), far below the btree's limit even with two keys in one index entry.
-pub(crate) const INDEX_KEY_MAX: usize = 256;
+pub const INDEX_KEY_MAX: usize = 256;
 
 /// Octets of the hash appended to a key that was cut: `#` and 16 hex digits.
 const HASH_SUFFIX: usize = 17;
@@ -43,7 +43,7 @@ const HASH_SUFFIX: usize = 17;
 /// `value` as an index key: as it is up to [`INDEX_KEY_MAX`] octets; a longer one keeps its
 /// first octets (cut at a char boundary) followed by `#` and a 64-bit hash of the whole
 /// value, [`INDEX_KEY_MAX`] octets at most.
-pub(crate) fn index_key(value: String) -> String {
+pub fn index_key(value: String) -> String {
     if value.len() <= INDEX_KEY_MAX {
         return value;
     }
