@@ -86,9 +86,12 @@ fn esmed_works_over_tls_with_each_sslmode_that_asks_for_it() {
         env.wait_all("submission_done", T, &esmed);
         // The poller, both DB writers, the supervisor and the heartbeat each hold one (some
         // connect only after the first row is done).
-        wait_until(T, &format!("four encrypted connections ({mode})"), &esmed, || {
-            encrypted_connections(&env) >= 4
-        });
+        wait_until(
+            T,
+            &format!("four encrypted connections ({mode})"),
+            &esmed,
+            || encrypted_connections(&env) >= 4,
+        );
         assert!(esmed.terminate(T).success(), "{mode}");
         let sent = env.smsc.submits().len();
         assert!(sent > n, "row {row} reached the SMSC ({mode})");
