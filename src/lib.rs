@@ -19,8 +19,6 @@
 //! - [`monitor`]: `esmed status`, the operator's summary.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
-//! - [`smsc`]: the project's test SMSC (library behind `esmed-smsc`), for tests, the demo and
-//!   benchmarks.
 //! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
 #![forbid(unsafe_code)]
 
@@ -34,7 +32,6 @@ pub mod session;
 /// The protocol lives in its own crate; re-exported under its old name so that `crate::smpp::…`
 /// inside the daemon and `esmed::smpp::…` in tests, examples and tools keep working.
 pub use esmed_smpp as smpp;
-pub mod smsc;
 pub mod stats;
 pub mod status;
 pub mod testkit;

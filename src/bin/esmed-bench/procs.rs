@@ -18,7 +18,7 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, BenchError> {
         Ok(path)
     } else {
         Err(BenchError::Process(format!(
-            "{} not found: build it first (cargo build --release --bins)",
+            "{} not found: build it first (cargo build --release --workspace --bins)",
             path.display()
         )))
     }

@@ -5,10 +5,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use esmed::smpp::pdu::{Bind, MessageIdResp, QuerySm, Sm};
-use esmed::smpp::receipt::{parse_receipt, MessageState};
-use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, CommandStatus, FrameBuffer, Pdu};
-use esmed::smsc::{
+use esmed_smpp::pdu::{Bind, MessageIdResp, QuerySm, Sm};
+use esmed_smpp::receipt::{parse_receipt, MessageState};
+use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, CommandStatus, FrameBuffer, Pdu};
+use esmed_smsc::{
     BindKind, Faults, IdFormat, MoMessage, ReceiptConfig, ReceiptIdFormat, ReceiptMode, Smsc,
     SmscConfig, SmscHandle,
 };

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::config::Faults;
-use crate::smpp::CommandStatus;
+use esmed_smpp::CommandStatus;
 
 /// What to do with one submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::smpp::pdu::Sm;
-use crate::smpp::receipt::MessageState;
-use crate::smpp::tlv::tag;
-use crate::smpp::{text, udh, Address, Tlv};
+use esmed_smpp::pdu::Sm;
+use esmed_smpp::receipt::MessageState;
+use esmed_smpp::tlv::tag;
+use esmed_smpp::{text, udh, Address, Tlv};
 
 /// What the SMSC remembers of a submit to write its receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::receipt::parse_receipt;
+    use esmed_smpp::receipt::parse_receipt;
     use std::time::Duration;
 
     fn at(secs: u64) -> SystemTime {

@@ -3,6 +3,8 @@
 //! stdin (and optionally a file it follows), and exits on SIGTERM/SIGINT after closing
 //! every session. Run `esmed-smsc --help` for the options.
 
+mod flags;
+
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -12,14 +14,15 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use esmed::cli::{options_or_exit, FlagError, Flags};
-use esmed::smpp::receipt::MessageState;
-use esmed::smpp::CommandStatus;
-use esmed::smsc::{
+use esmed_smpp::receipt::MessageState;
+use esmed_smpp::CommandStatus;
+use esmed_smsc::{
     Faults, MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig, SmscHandle, SmscTls,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+use flags::{options_or_exit, FlagError, Flags};
 
 const HELP: &str = "\
 esmed-smsc: a test SMSC (SMPP 3.4 server) for esmed

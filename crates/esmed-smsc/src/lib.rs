@@ -12,7 +12,7 @@
 //! socket and joins every thread.
 //!
 //! ```no_run
-//! use esmed::smsc::{Smsc, SmscConfig};
+//! use esmed_smsc::{Smsc, SmscConfig};
 //! let smsc = Smsc::start(SmscConfig::default()).unwrap();
 //! println!("listening on {}", smsc.addr());
 //! ```
@@ -41,9 +41,9 @@ pub use config::{
 };
 pub use journal::{Received, Sent};
 
-use crate::smpp::receipt::MessageState;
-use crate::smpp::{Body, CommandId};
 use deliverer::{Deliverer, JobKind};
+use esmed_smpp::receipt::MessageState;
+use esmed_smpp::{Body, CommandId};
 use faults::FaultState;
 use journal::Journal;
 use messages::MessageStore;
@@ -168,12 +168,12 @@ impl Smsc {
     pub fn start(config: SmscConfig) -> io::Result<SmscHandle> {
         let tls = match &config.tls {
             Some(tls) => Some(
-                crate::tls::server_config(
+                tls::server_config(
                     &tls.cert_chain_pem,
                     &tls.key_pem,
                     tls.client_ca_pem.as_deref(),
                 )
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             ),
             None => None,
         };

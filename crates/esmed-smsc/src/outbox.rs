@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::smpp::{encode, Pdu, SequenceNumbers};
+use esmed_smpp::{encode, Pdu, SequenceNumbers};
 
 #[derive(Debug)]
 struct Inner {

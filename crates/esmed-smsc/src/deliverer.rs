@@ -13,9 +13,9 @@ use super::config::MoMessage;
 use super::journal::Sent;
 use super::receipt_text::{receipt_sm, SubmittedMessage};
 use super::Shared;
-use crate::smpp::pdu::Sm;
-use crate::smpp::receipt::MessageState;
-use crate::smpp::{Address, Body, Pdu};
+use esmed_smpp::pdu::Sm;
+use esmed_smpp::receipt::MessageState;
+use esmed_smpp::{Address, Body, Pdu};
 
 /// How long to wait before looking again for a receiver when none is bound.
 const NO_RECEIVER_RETRY: Duration = Duration::from_millis(100);

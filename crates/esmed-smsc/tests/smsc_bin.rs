@@ -6,8 +6,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use esmed::smpp::pdu::Bind;
-use esmed::smpp::{decode, encode_to_vec, Body, FrameBuffer, Pdu};
+use esmed_smpp::pdu::Bind;
+use esmed_smpp::{decode, encode_to_vec, Body, FrameBuffer, Pdu};
 
 const BIN: &str = env!("CARGO_BIN_EXE_esmed-smsc");
 

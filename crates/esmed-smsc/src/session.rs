@@ -14,11 +14,11 @@ use super::journal::Received;
 use super::outbox::Outbox;
 use super::receipt_text::{smpp_absolute_time, text_start, SubmittedMessage};
 use super::{BindKind, Shared};
-use crate::smpp::frame::DEFAULT_MAX_PDU_LEN;
-use crate::smpp::pdu::{Bind, BindResp, DataSm, MessageIdResp, QuerySm, QuerySmResp, Sm};
-use crate::smpp::receipt::MessageState;
-use crate::smpp::tlv::{self, tag};
-use crate::smpp::{decode, encode, Address, Body, CommandStatus, FrameBuffer, Pdu, Tlv};
+use esmed_smpp::frame::DEFAULT_MAX_PDU_LEN;
+use esmed_smpp::pdu::{Bind, BindResp, DataSm, MessageIdResp, QuerySm, QuerySmResp, Sm};
+use esmed_smpp::receipt::MessageState;
+use esmed_smpp::tlv::{self, tag};
+use esmed_smpp::{decode, encode, Address, Body, CommandStatus, FrameBuffer, Pdu, Tlv};
 
 /// What the reader does after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

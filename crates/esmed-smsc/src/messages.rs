@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::config::IdFormat;
 use super::receipt_text::SubmittedMessage;
-use crate::smpp::receipt::MessageState;
+use esmed_smpp::receipt::MessageState;
 
 #[derive(Debug, Clone)]
 struct Remembered {
@@ -101,7 +101,7 @@ impl MessageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::Address;
+    use esmed_smpp::Address;
     use std::time::Duration;
 
     fn message(n: u64, format: IdFormat) -> Arc<SubmittedMessage> {

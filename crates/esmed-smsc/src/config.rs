@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::smpp::receipt::MessageState;
-use crate::smpp::text::{self, CodingPolicy};
-use crate::smpp::{CommandStatus, Tlv};
+use esmed_smpp::receipt::MessageState;
+use esmed_smpp::text::{self, CodingPolicy};
+use esmed_smpp::{CommandStatus, Tlv};
 
 /// Everything [`super::Smsc::start`] needs.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::smpp::json::push_json_string;
-use crate::smpp::{push_hex, Body, Pdu};
+use esmed_smpp::json::push_json_string;
+use esmed_smpp::{push_hex, Body, Pdu};
 
 /// One PDU as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
