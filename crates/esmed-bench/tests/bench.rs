@@ -2,10 +2,55 @@
 //! PostgreSQL, the test SMSC and esmed, and reports figures; the diagnostics print what they
 //! promise. (The figures themselves are docs/benchmarks.md's business, not a test's.)
 
+use std::path::Path;
 use std::process::Command;
+
+/// esmed-bench runs the esmed and esmed-smsc built beside it. They belong to other packages
+/// of the workspace, which `cargo test --workspace` builds but `cargo test -p esmed-bench`
+/// does not: build them (a no-op when they are up to date) into the same place and profile.
+fn build_the_programs_beside_the_bench() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_esmed-bench"));
+    let profile_dir = bench.parent().expect("the bench's directory");
+    let target_dir = profile_dir.parent().expect("the target directory");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(name) => name,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    // What cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_*...) would look like a
+    // changed environment to build scripts that watch it, and rebuild them every time.
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("CARGO_") && text != "CARGO_HOME" {
+            build.env_remove(&name);
+        }
+    }
+    let status = build
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "esmed",
+            "-p",
+            "esmed-smsc",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of esmed and esmed-smsc failed"
+    );
+}
 
 #[test]
 fn every_scenario_runs_and_reports_at_toy_sizes() {
+    build_the_programs_beside_the_bench();
     let dir = std::env::temp_dir().join(format!("esmed-bench-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("bench.json");

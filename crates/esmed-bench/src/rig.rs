@@ -67,7 +67,8 @@ impl Rig {
             tls: None,
         })?;
         cluster.create_database(DB)?;
-        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
+        // The daemon's schema, at the root of the workspace this crate lives in.
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/db.sql");
         cluster.load_schema(DB, &schema)?;
         drop(cluster.esmed_client(DB, ESMED_PASSWORD)?);
         let mut db = cluster.superuser_client(DB)?;

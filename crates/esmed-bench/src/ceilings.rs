@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use esmed::db::sql::{Planning, Prepared, Statements};
 use esmed::db::{self, poller, AcceptedPart, TxOutcome, TxResult, TxRow};
-use esmed::smpp::pdu::{Bind, Sm};
-use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
+use esmed_smpp::pdu::{Bind, Sm};
+use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
 
 use crate::procs;
 use crate::report::Outcome;

@@ -347,7 +347,7 @@ fn number(v: f64) -> String {
 
 fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
-    esmed::smpp::json::push_json_string(&mut out, text);
+    esmed_smpp::json::push_json_string(&mut out, text);
     out
 }
 
