@@ -19,7 +19,10 @@
 //! - [`monitor`]: `esmed status`, the operator's summary.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
-//! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
+//!
+//! The test SMSC (`esmed-smsc`), the test kit (`esmed-testkit`: throwaway PostgreSQL clusters)
+//! and the benchmark (`esmed-bench`) are crates of their own under crates/, used by the tests,
+//! the examples and `make bench`: the daemon's library and binary contain none of them.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -34,5 +37,4 @@ pub mod session;
 pub use esmed_smpp as smpp;
 pub mod stats;
 pub mod status;
-pub mod testkit;
 pub mod tls;

@@ -75,7 +75,7 @@ pub enum BenchError {
         what: String,
         source: std::io::Error,
     },
-    Cluster(esmed::testkit::PgError),
+    Cluster(esmed_testkit::PgError),
     Postgres {
         what: String,
         source: postgres::Error,
@@ -129,8 +129,8 @@ impl From<FlagError> for BenchError {
     }
 }
 
-impl From<esmed::testkit::PgError> for BenchError {
-    fn from(e: esmed::testkit::PgError) -> Self {
+impl From<esmed_testkit::PgError> for BenchError {
+    fn from(e: esmed_testkit::PgError) -> Self {
         BenchError::Cluster(e)
     }
 }

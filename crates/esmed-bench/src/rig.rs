@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use esmed::testkit::{PgCluster, PgClusterOptions};
+use esmed_testkit::{PgCluster, PgClusterOptions};
 use postgres::Client;
 
 use crate::journal::JournalTail;
