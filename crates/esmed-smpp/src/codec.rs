@@ -1,5 +1,5 @@
-//! The PDU codec: [`encode`] turns a [`Pdu`] into wire bytes, [`decode`] turns one whole frame
-//! (as cut by `frame`) back into a [`Pdu`]. Pure functions: no I/O, no logging; errors say which
+//! The PDU codec: [`encode`] turns a [`Pdu`](crate::Pdu) into wire bytes, [`decode`] turns one whole frame
+//! (as cut by `frame`) back into a [`Pdu`](crate::Pdu). Pure functions: no I/O, no logging; errors say which
 //! field went wrong and, for decode, which command_status to answer with.
 //!
 //! Encoding is strict (the specification's maximum sizes, no NUL inside C-strings, time fields 0 or 16

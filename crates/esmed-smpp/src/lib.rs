@@ -3,8 +3,8 @@
 //! for every constant here.
 //!
 //! The entry points: [`encode`] a [`Pdu`] into wire bytes; cut a byte stream into whole PDUs
-//! with [`frame`] (or [`FrameBuffer`] over a reader) and [`decode`] each one. Around them:
-//! [`text`] (data_coding), [`concat`] (long messages), [`udh`], [`receipt`] (delivery
+//! with [`frame()`] (or [`FrameBuffer`] over a reader) and [`decode`] each one. Around them:
+//! [`text`] (data_coding), [`concat`](mod@concat) (long messages), [`udh`], [`receipt`] (delivery
 //! receipts), [`json`] (a PDU for logs) and [`status`] (command_status names and classes).
 //!
 //! ```
