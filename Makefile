@@ -49,13 +49,17 @@ FIX_PATHS = sed -e 's|/usr/sbin/esmed|$(SBINDIR)/esmed|g' -e 's|/usr/share/esmed
 
 all: build
 
+# The two programs install and deb ship: esmed and the test SMSC (a crate of its own).
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release -p esmed -p esmed-smsc
 
+# The whole workspace: the daemon and the crates under crates/, their doc examples too
+# (--all-targets leaves those out).
 test: postgresql-tools
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 # Builds esmed and the demo, then runs it: a private PostgreSQL cluster and the test SMSC on
 # loopback, esmed, a few messages, and what became of them. Installs PostgreSQL when missing.
@@ -170,12 +174,12 @@ deb: build
 # processes, release binaries; prints a table and writes JSON.
 .PHONY: bench bench-quick
 bench: postgresql-tools
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --workspace --bins
 	mkdir -p $(TARGET_DIR)
 	$(RELEASE)/esmed-bench --json $(TARGET_DIR)/bench.json
 
 bench-quick: postgresql-tools
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --workspace --bins
 	mkdir -p $(TARGET_DIR)
 	$(RELEASE)/esmed-bench --quick --json $(TARGET_DIR)/bench-quick.json
 

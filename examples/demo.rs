@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use esmed::smsc::{MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig, SmscHandle};
-use esmed::testkit::PgCluster;
+use esmed_smsc::{MoMessage, ReceiptConfig, ReceiptMode, Smsc, SmscConfig, SmscHandle};
+use esmed_testkit::PgCluster;
 use postgres::{Client, Row};
 
 const DB: &str = "esmed";

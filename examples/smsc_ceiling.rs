@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use esmed::smpp::pdu::{Bind, Sm};
 use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
-use esmed::smsc::{Smsc, SmscConfig};
+use esmed_smsc::{Smsc, SmscConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use esmed::smsc::{ReceiptConfig, ReceiptMode, Smsc, SmscConfig};
-use esmed::testkit::PgCluster;
+use esmed_smsc::{ReceiptConfig, ReceiptMode, Smsc, SmscConfig};
+use esmed_testkit::PgCluster;
 
 const DB: &str = "esmed";
 const PASSWORD: &str = "soak-db-pw";

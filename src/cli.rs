@@ -3,7 +3,7 @@
 //!
 //! Parsing only; `main.rs` acts on the resulting `Command`. Parsed by hand because the grammar is
 //! four options and the crate list has no argument parser. [`Flags`] reads the `--flag VALUE`
-//! command lines of the project's helper programs (esmed-smsc, esmed-bench).
+//! command line of the benchmark (esmed-bench; esmed-smsc keeps a copy, not depending on esmed).
 
 use std::ffi::OsString;
 use std::fmt;

@@ -5,7 +5,7 @@
 //!
 //! The modules, in reading order:
 //! - [`smpp`]: the protocol itself — PDU types, codec, framing, text codings, long messages,
-//!   delivery receipts. Pure functions, no I/O.
+//!   delivery receipts. Pure functions, no I/O; the `esmed-smpp` crate (crates/esmed-smpp).
 //! - [`config`]: esmed.conf, its defaults, warnings and one-line errors.
 //! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL — and the two
 //!   threads that own a connection: the poller (claims rows) and the DB writer (commits
@@ -21,9 +21,10 @@
 //! - [`backoff`]: capped exponential backoff for reconnects and retries.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
-//! - [`smsc`]: the project's test SMSC (library behind `esmed-smsc`), for tests, the demo and
-//!   benchmarks.
-//! - [`testkit`]: support for tests, the demo and benchmarks (a throwaway PostgreSQL cluster).
+//!
+//! The test SMSC (`esmed-smsc`), the test kit (`esmed-testkit`: throwaway PostgreSQL clusters)
+//! and the benchmark (`esmed-bench`) are crates of their own under crates/, used by the tests,
+//! the examples and `make bench`: the daemon's library and binary contain none of them.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -36,7 +37,7 @@ pub mod logging;
 pub mod observe;
 pub mod server_settings;
 pub mod session;
-pub mod smpp;
-pub mod smsc;
-pub mod testkit;
+/// The protocol lives in its own crate; re-exported under its old name so that `crate::smpp::…`
+/// inside the daemon and `esmed::smpp::…` in tests, examples and tools keep working.
+pub use esmed_smpp as smpp;
 pub mod tls;

@@ -305,8 +305,8 @@ fn an_older_schema_stops_esmed_with_the_upgrade_to_run() {
 }
 
 /// A throwaway cluster with esmed's schema whose esmed role has `password`.
-fn cluster_with_schema(password: &str) -> esmed::testkit::PgCluster {
-    let cluster = esmed::testkit::PgCluster::start().expect("start PostgreSQL");
+fn cluster_with_schema(password: &str) -> esmed_testkit::PgCluster {
+    let cluster = esmed_testkit::PgCluster::start().expect("start PostgreSQL");
     cluster.create_database("esmed").expect("create database");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
     cluster.load_schema("esmed", &schema).expect("load schema");

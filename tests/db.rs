@@ -1,5 +1,5 @@
 //! The schema (`sql/db.sql`, `sql/upgrade-0.1.sql`) and every query of `esmed::db`, against a
-//! real private PostgreSQL cluster per test (`esmed::testkit::PgCluster`).
+//! real private PostgreSQL cluster per test (`esmed_testkit::PgCluster`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use esmed::db::{self, AcceptedPart, RegisteredDelivery, RxRow, TxOutcome, TxResult};
-use esmed::testkit::PgCluster;
+use esmed_testkit::PgCluster;
 use postgres::error::SqlState;
 use postgres::Client;
 
@@ -969,7 +969,7 @@ fn old_rows(c: &mut Client) -> Vec<String> {
 fn upgrade_from_a_0_2_development_schema_gives_the_fresh_schema() {
     let cluster = fresh_cluster();
     cluster.create_database("dev").unwrap();
-    let fresh_sql = esmed::testkit::pg::read_sql(&repo_file("sql/db.sql")).unwrap();
+    let fresh_sql = esmed_testkit::pg::read_sql(&repo_file("sql/db.sql")).unwrap();
     let dev_sql = fresh_sql.replace(
         "    smpp_tls_cert_file varchar,\n    smpp_tls_key_file varchar,\n",
         "",
@@ -1160,7 +1160,7 @@ fn cluster_survives_a_restart_and_cleans_up() {
 
 #[test]
 fn durable_cluster_keeps_fsync_and_fast_one_does_not() {
-    let options = esmed::testkit::PgClusterOptions {
+    let options = esmed_testkit::PgClusterOptions {
         durable: true,
         ..Default::default()
     };

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use esmed::smpp::{Body, CommandId, CommandStatus, Pdu};
-use esmed::smsc::{Faults, MoMessage, Smsc, SmscConfig};
+use esmed_smsc::{Faults, MoMessage, Smsc, SmscConfig};
 use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
 use support::pg_proxy::{Cut, PgProxy, Tx};
 use support::tls::TestPki;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use esmed::config::{DatabaseConfig, Secret, SslMode};
 use esmed::db::{DbError, PgConnector};
-use esmed::testkit::{PgCluster, PgClusterOptions, ServerTls};
+use esmed_testkit::{PgCluster, PgClusterOptions, ServerTls};
 use support::tls::TestPki;
 use support::{smsc_config, wait_until, Env, DB, ESMED_PASSWORD};
 
@@ -106,7 +106,7 @@ fn allow_connects_plain_where_the_server_lets_it_and_prefer_uses_tls() {
     let env = tls_only_env("pg-tls-allow", &pki);
     let encrypted = |sslmode: SslMode| -> bool {
         let database = DatabaseConfig {
-            user: esmed::testkit::pg::SUPERUSER.to_string(),
+            user: esmed_testkit::pg::SUPERUSER.to_string(),
             pass: Secret::default(),
             sslmode,
             ..database_of(&env)

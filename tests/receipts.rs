@@ -13,7 +13,7 @@ use esmed::smpp::receipt::MessageState;
 use esmed::smpp::text::{encode, Coding};
 use esmed::smpp::tlv::tag;
 use esmed::smpp::{Body, CommandId, Pdu, Tlv};
-use esmed::smsc::{
+use esmed_smsc::{
     Faults, IdFormat, MoMessage, ReceiptConfig, ReceiptIdFormat, ReceiptMode, SmscConfig,
 };
 use support::fake_smsc::{FakeSmsc, Request};

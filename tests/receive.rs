@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use esmed::smpp::tlv::tag;
 use esmed::smpp::{Body, CommandId, Tlv};
-use esmed::smsc::MoMessage;
+use esmed_smsc::MoMessage;
 use support::{wait_until, Env};
 
 const T: Duration = Duration::from_secs(20);
@@ -72,8 +72,8 @@ fn mo_messages_are_stored_then_acknowledged() {
 fn a_receipt_is_stored_with_its_message_id_and_state() {
     let env = Env::with_smsc(
         "receipt",
-        esmed::smsc::SmscConfig {
-            receipts: esmed::smsc::ReceiptMode::After(esmed::smsc::ReceiptConfig::after(
+        esmed_smsc::SmscConfig {
+            receipts: esmed_smsc::ReceiptMode::After(esmed_smsc::ReceiptConfig::after(
                 Duration::from_millis(100),
             )),
             ..support::smsc_config()
@@ -109,8 +109,8 @@ fn a_receipt_is_stored_with_its_message_id_and_state() {
 fn a_transmitter_with_the_receiver_bind_gets_receipts_and_mo_too() {
     let env = Env::with_smsc(
         "rxbind",
-        esmed::smsc::SmscConfig {
-            receipts: esmed::smsc::ReceiptMode::After(esmed::smsc::ReceiptConfig::after(
+        esmed_smsc::SmscConfig {
+            receipts: esmed_smsc::ReceiptMode::After(esmed_smsc::ReceiptConfig::after(
                 Duration::from_millis(100),
             )),
             ..support::smsc_config()

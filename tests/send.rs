@@ -9,7 +9,7 @@ use esmed::smpp::reference::{
     SUBMIT_SM_HELLO, UCS2_SAR_PART_2, UCS2_TEXT, UCS2_UDH_PART_1, UCS2_UDH_PART_2,
 };
 use esmed::smpp::{Body, CommandStatus};
-use esmed::smsc::{Faults, Smsc};
+use esmed_smsc::{Faults, Smsc};
 use support::{body_of_hex_dump, wait_until, Env};
 
 const T: Duration = Duration::from_secs(20);

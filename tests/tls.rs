@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use esmed::smsc::{ReceiptConfig, ReceiptMode};
+use esmed_smsc::{ReceiptConfig, ReceiptMode};
 use support::tls::TestPki;
 use support::{wait_until, Env};
 
@@ -20,7 +20,7 @@ fn quoted(path: &std::path::Path) -> String {
 #[test]
 fn messages_and_receipts_go_through_a_tls_smsc_with_a_private_ca() {
     let pki = TestPki::new("esmed e2e CA");
-    let smsc = esmed::smsc::SmscConfig {
+    let smsc = esmed_smsc::SmscConfig {
         receipts: ReceiptMode::After(ReceiptConfig::after(Duration::from_millis(20))),
         ..pki.smsc_config()
     };

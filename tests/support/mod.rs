@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use esmed::smsc::{Smsc, SmscConfig, SmscHandle};
-use esmed::testkit::PgCluster;
+use esmed_smsc::{Smsc, SmscConfig, SmscHandle};
+use esmed_testkit::PgCluster;
 use postgres::Client;
 
 pub const DB: &str = "esmed";

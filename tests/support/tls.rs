@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use esmed::smsc::{SmscConfig, SmscTls};
+use esmed_smsc::{SmscConfig, SmscTls};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 
 pub struct TestPki {

@@ -1,0 +1,509 @@
+//! Encoding: validate each field against the specification's maximum sizes while appending it, then back-patch
+//! command_length. Nothing is allocated besides the growth of the caller's buffer.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::{max, EncodeError, HEADER_LEN};
+use crate::pdu::{
+    AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
+    QuerySmResp, Sm,
+};
+use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
+
+/// Appends one PDU to `out`. On error `out` is left as it was.
+///
+/// ```
+/// use esmed_smpp::pdu::Sm;
+/// use esmed_smpp::{encode, Address, Body, Pdu};
+///
+/// let mut out = Vec::new();
+/// encode(&Pdu::new(1, Body::EnquireLink), &mut out).unwrap();
+/// assert_eq!(out, [0, 0, 0, 16, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 1]);
+///
+/// let sm = Sm {
+///     destination: Address::new(1, 1, "4915112345678"),
+///     short_message: b"hello".to_vec(),
+///     ..Sm::default()
+/// };
+/// out.clear();
+/// encode(&Pdu::new(2, Body::SubmitSm(Box::new(sm))), &mut out).unwrap();
+/// assert_eq!(out[..4], (out.len() as u32).to_be_bytes()); // command_length
+/// assert!(out.ends_with(b"\x05hello")); // sm_length, short_message
+/// ```
+pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let header = (pdu.command_id(), pdu.command_status, pdu.sequence_number);
+    append_framed(header, out, |out| {
+        append_body(&pdu.body, pdu.command_status, out)
+    })
+}
+
+/// Appends a submit_sm whose body is borrowed: what [`encode`] writes for
+/// `Pdu::new(sequence_number, Body::SubmitSm(Box::new(sm.clone())))`, without that copy of
+/// every field on each submit. On error `out` is left as it was.
+pub fn encode_submit_sm(
+    sequence_number: u32,
+    sm: &Sm,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let header = (
+        CommandId::SubmitSm,
+        CommandStatus::ESME_ROK,
+        sequence_number,
+    );
+    append_framed(header, out, |out| append_sm(sm, out))
+}
+
+/// One PDU in a fresh buffer.
+pub fn encode_to_vec(pdu: &Pdu) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(64);
+    encode(pdu, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the header, then the body `append_body` writes, then back-patches
+/// command_length; truncates `out` back to where it was on error.
+fn append_framed(
+    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+    append_body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    // command_length is unknown until the body is written: reserve it, patch it below.
+    out.extend_from_slice(&[0; 4]);
+    put_u32(out, command_id.value());
+    put_u32(out, status.0);
+    put_u32(out, sequence_number);
+    let result = append_body(out).and_then(|()| {
+        let len = out.len() - start;
+        let command_length = u32::try_from(len).map_err(|_| EncodeError::PduTooLong { len })?;
+        BigEndian::write_u32(&mut out[start..start + 4], command_length);
+        debug_assert!(len >= HEADER_LEN);
+        Ok(())
+    });
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn append_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match body {
+        Body::GenericNack
+        | Body::Unbind
+        | Body::UnbindResp
+        | Body::EnquireLink
+        | Body::EnquireLinkResp
+        | Body::CancelSmResp => Ok(()),
+        Body::BindReceiver(bind) | Body::BindTransmitter(bind) | Body::BindTransceiver(bind) => {
+            append_bind(bind, out)
+        }
+        Body::BindReceiverResp(resp)
+        | Body::BindTransmitterResp(resp)
+        | Body::BindTransceiverResp(resp) => {
+            if omitted_on_error(status, &resp.system_id, &resp.tlvs) {
+                return Ok(());
+            }
+            append_bind_resp(resp, out)
+        }
+        Body::Outbind(outbind) => append_outbind(outbind, out),
+        Body::SubmitSm(sm) | Body::DeliverSm(sm) => append_sm(sm, out),
+        Body::SubmitSmResp(resp) | Body::DataSmResp(resp) => {
+            if omitted_on_error(status, &resp.message_id, &resp.tlvs) {
+                return Ok(());
+            }
+            append_message_id_resp(resp, out)
+        }
+        Body::DeliverSmResp(resp) => append_message_id_resp(resp, out),
+        Body::DataSm(data_sm) => append_data_sm(data_sm, out),
+        Body::QuerySm(query) => append_query_sm(query, out),
+        Body::QuerySmResp(resp) => append_query_sm_resp(resp, out),
+        Body::CancelSm(cancel) => append_cancel_sm(cancel, out),
+        Body::AlertNotification(alert) => append_alert_notification(alert, out),
+        Body::Other { body, .. } => {
+            out.extend_from_slice(body);
+            Ok(())
+        }
+    }
+}
+
+/// Error responses with nothing in them go out header-only, as SMSCs send them.
+fn omitted_on_error(status: CommandStatus, text: &COctet, tlvs: &[Tlv]) -> bool {
+    status != CommandStatus::ESME_ROK && text.is_empty() && tlvs.is_empty()
+}
+
+fn append_bind(bind: &Bind, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "system_id", &bind.system_id, max::SYSTEM_ID)?;
+    put_cstr(out, "password", &bind.password, max::PASSWORD)?;
+    put_cstr(out, "system_type", &bind.system_type, max::SYSTEM_TYPE)?;
+    out.extend_from_slice(&[bind.interface_version, bind.addr_ton, bind.addr_npi]);
+    put_cstr(
+        out,
+        "address_range",
+        &bind.address_range,
+        max::ADDRESS_RANGE,
+    )
+}
+
+fn append_bind_resp(resp: &BindResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "system_id", &resp.system_id, max::SYSTEM_ID)?;
+    put_tlvs(out, &resp.tlvs)
+}
+
+fn append_outbind(outbind: &Outbind, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "system_id", &outbind.system_id, max::SYSTEM_ID)?;
+    put_cstr(out, "password", &outbind.password, max::PASSWORD)
+}
+
+fn append_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "service_type", &sm.service_type, max::SERVICE_TYPE)?;
+    put_address(out, "source_addr", &sm.source, max::ADDR)?;
+    put_address(out, "destination_addr", &sm.destination, max::ADDR)?;
+    out.extend_from_slice(&[sm.esm_class, sm.protocol_id, sm.priority_flag]);
+    put_time(out, "schedule_delivery_time", &sm.schedule_delivery_time)?;
+    put_time(out, "validity_period", &sm.validity_period)?;
+    let sm_length = short_message_length(&sm.short_message)?;
+    out.extend_from_slice(&[
+        sm.registered_delivery,
+        sm.replace_if_present_flag,
+        sm.data_coding,
+        sm.sm_default_msg_id,
+        sm_length,
+    ]);
+    out.extend_from_slice(&sm.short_message);
+    put_tlvs(out, &sm.tlvs)
+}
+
+fn short_message_length(short_message: &[u8]) -> Result<u8, EncodeError> {
+    let len = short_message.len();
+    match u8::try_from(len) {
+        Ok(sm_length) if len <= max::SHORT_MESSAGE => Ok(sm_length),
+        _ => Err(EncodeError::TooLong {
+            field: "short_message",
+            len,
+            max: max::SHORT_MESSAGE,
+        }),
+    }
+}
+
+fn append_message_id_resp(resp: &MessageIdResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "message_id", &resp.message_id, max::MESSAGE_ID)?;
+    put_tlvs(out, &resp.tlvs)
+}
+
+fn append_data_sm(data_sm: &DataSm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(
+        out,
+        "service_type",
+        &data_sm.service_type,
+        max::SERVICE_TYPE,
+    )?;
+    put_address(out, "source_addr", &data_sm.source, max::LONG_ADDR)?;
+    put_address(
+        out,
+        "destination_addr",
+        &data_sm.destination,
+        max::LONG_ADDR,
+    )?;
+    out.extend_from_slice(&[
+        data_sm.esm_class,
+        data_sm.registered_delivery,
+        data_sm.data_coding,
+    ]);
+    put_tlvs(out, &data_sm.tlvs)
+}
+
+fn append_query_sm(query: &QuerySm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "message_id", &query.message_id, max::MESSAGE_ID)?;
+    put_address(out, "source_addr", &query.source, max::ADDR)
+}
+
+fn append_query_sm_resp(resp: &QuerySmResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "message_id", &resp.message_id, max::MESSAGE_ID)?;
+    put_time(out, "final_date", &resp.final_date)?;
+    out.extend_from_slice(&[resp.message_state, resp.error_code]);
+    Ok(())
+}
+
+fn append_cancel_sm(cancel: &CancelSm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_cstr(out, "service_type", &cancel.service_type, max::SERVICE_TYPE)?;
+    put_cstr(out, "message_id", &cancel.message_id, max::MESSAGE_ID)?;
+    put_address(out, "source_addr", &cancel.source, max::ADDR)?;
+    put_address(out, "destination_addr", &cancel.destination, max::ADDR)
+}
+
+fn append_alert_notification(
+    alert: &AlertNotification,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    put_address(out, "source_addr", &alert.source, max::LONG_ADDR)?;
+    put_address(out, "esme_addr", &alert.esme, max::LONG_ADDR)?;
+    put_tlvs(out, &alert.tlvs)
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_be_bytes());
+}
+
+/// A C-octet string of at most `max_with_nul` octets including its NUL.
+fn put_cstr(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    value: &COctet,
+    max_with_nul: usize,
+) -> Result<(), EncodeError> {
+    let bytes = value.as_bytes();
+    if bytes.len() >= max_with_nul {
+        return Err(EncodeError::TooLong {
+            field,
+            len: bytes.len(),
+            max: max_with_nul - 1,
+        });
+    }
+    if bytes.contains(&0) {
+        return Err(EncodeError::ContainsNul { field });
+    }
+    out.extend_from_slice(bytes);
+    out.push(0);
+    Ok(())
+}
+
+/// TON, NPI and the address string; `field` names the string (the TON/NPI cannot be wrong).
+fn put_address(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    address: &Address,
+    max_with_nul: usize,
+) -> Result<(), EncodeError> {
+    out.extend_from_slice(&[address.ton, address.npi]);
+    put_cstr(out, field, &address.addr, max_with_nul)
+}
+
+/// schedule_delivery_time, validity_period, final_date: `00` or 16 characters + NUL.
+fn put_time(out: &mut Vec<u8>, field: &'static str, value: &COctet) -> Result<(), EncodeError> {
+    let len = value.as_bytes().len();
+    if len != 0 && len != max::TIME_CHARS {
+        return Err(EncodeError::BadTimeLength { field, len });
+    }
+    put_cstr(out, field, value, max::TIME_CHARS + 1)
+}
+
+fn put_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) -> Result<(), EncodeError> {
+    for tlv in tlvs {
+        let len = tlv.value.len();
+        let value_len = u16::try_from(len).map_err(|_| EncodeError::TooLong {
+            field: tlv::tag_name(tlv.tag).unwrap_or("tlv"),
+            len,
+            max: max::TLV_VALUE,
+        })?;
+        out.extend_from_slice(&tlv.tag.to_be_bytes());
+        out.extend_from_slice(&value_len.to_be_bytes());
+        out.extend_from_slice(&tlv.value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tlv::tag;
+
+    fn submit(sm: Sm) -> Pdu {
+        Pdu::new(1, Body::SubmitSm(Box::new(sm)))
+    }
+
+    fn chars(n: usize) -> COctet {
+        COctet(vec![b'7'; n])
+    }
+
+    fn too_long(field: &'static str, len: usize, max: usize) -> Result<Vec<u8>, EncodeError> {
+        Err(EncodeError::TooLong { field, len, max })
+    }
+
+    fn bind_with(edit: impl Fn(&mut Bind)) -> Pdu {
+        let mut bind = Bind::default();
+        edit(&mut bind);
+        Pdu::new(1, Body::BindTransceiver(bind))
+    }
+
+    #[test]
+    fn bind_strings_are_capped() {
+        assert!(encode_to_vec(&bind_with(|b| b.system_id = chars(15))).is_ok());
+        let pdu = bind_with(|b| b.system_id = chars(16));
+        assert_eq!(encode_to_vec(&pdu), too_long("system_id", 16, 15));
+        let pdu = bind_with(|b| b.password = chars(9));
+        assert_eq!(encode_to_vec(&pdu), too_long("password", 9, 8));
+        let pdu = bind_with(|b| b.system_type = chars(13));
+        assert_eq!(encode_to_vec(&pdu), too_long("system_type", 13, 12));
+        let pdu = bind_with(|b| b.address_range = chars(41));
+        assert_eq!(encode_to_vec(&pdu), too_long("address_range", 41, 40));
+    }
+
+    #[test]
+    fn submit_sm_strings_are_capped() {
+        let pdu = submit(Sm {
+            service_type: chars(6),
+            ..Sm::default()
+        });
+        assert_eq!(encode_to_vec(&pdu), too_long("service_type", 6, 5));
+        let pdu = submit(Sm {
+            source: Address::new(1, 1, chars(21)),
+            ..Sm::default()
+        });
+        assert_eq!(encode_to_vec(&pdu), too_long("source_addr", 21, 20));
+        let pdu = submit(Sm {
+            destination: Address::new(1, 1, chars(21)),
+            ..Sm::default()
+        });
+        assert_eq!(encode_to_vec(&pdu), too_long("destination_addr", 21, 20));
+    }
+
+    #[test]
+    fn data_sm_and_alert_addresses_allow_64_characters() {
+        let data_sm = |n| {
+            Pdu::new(
+                1,
+                Body::DataSm(Box::new(DataSm {
+                    destination: Address::new(1, 1, chars(n)),
+                    ..DataSm::default()
+                })),
+            )
+        };
+        assert!(encode_to_vec(&data_sm(64)).is_ok());
+        assert_eq!(
+            encode_to_vec(&data_sm(65)),
+            too_long("destination_addr", 65, 64)
+        );
+        let alert = |n| {
+            Pdu::new(
+                1,
+                Body::AlertNotification(AlertNotification {
+                    esme: Address::new(1, 1, chars(n)),
+                    ..AlertNotification::default()
+                }),
+            )
+        };
+        assert!(encode_to_vec(&alert(64)).is_ok());
+        assert_eq!(encode_to_vec(&alert(65)), too_long("esme_addr", 65, 64));
+    }
+
+    #[test]
+    fn message_ids_allow_64_characters() {
+        let resp = |n| {
+            Pdu::new(
+                1,
+                Body::SubmitSmResp(MessageIdResp {
+                    message_id: chars(n),
+                    tlvs: vec![],
+                }),
+            )
+        };
+        assert!(encode_to_vec(&resp(64)).is_ok());
+        assert_eq!(encode_to_vec(&resp(65)), too_long("message_id", 65, 64));
+    }
+
+    #[test]
+    fn time_fields_are_empty_or_16_characters() {
+        for len in [1, 15, 17] {
+            let pdu = submit(Sm {
+                validity_period: chars(len),
+                ..Sm::default()
+            });
+            let expected = EncodeError::BadTimeLength {
+                field: "validity_period",
+                len,
+            };
+            assert_eq!(encode_to_vec(&pdu), Err(expected));
+        }
+        let pdu = submit(Sm {
+            schedule_delivery_time: "250131120000000+".into(),
+            ..Sm::default()
+        });
+        assert!(encode_to_vec(&pdu).is_ok());
+        let resp = QuerySmResp {
+            final_date: chars(3),
+            ..QuerySmResp::default()
+        };
+        let expected = EncodeError::BadTimeLength {
+            field: "final_date",
+            len: 3,
+        };
+        assert_eq!(
+            encode_to_vec(&Pdu::new(1, Body::QuerySmResp(resp))),
+            Err(expected)
+        );
+    }
+
+    #[test]
+    fn short_message_is_at_most_254_octets() {
+        let sm = |n| {
+            submit(Sm {
+                short_message: vec![0x41; n],
+                ..Sm::default()
+            })
+        };
+        // Empty strings: 16 header + 16 fixed octets put sm_length at offset 32.
+        assert_eq!(encode_to_vec(&sm(254)).unwrap()[32], 254);
+        assert_eq!(encode_to_vec(&sm(255)), too_long("short_message", 255, 254));
+    }
+
+    #[test]
+    fn tlv_values_are_at_most_65535_octets() {
+        let sm = |n| {
+            submit(Sm {
+                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; n])],
+                ..Sm::default()
+            })
+        };
+        assert!(encode_to_vec(&sm(65_535)).is_ok());
+        assert_eq!(
+            encode_to_vec(&sm(65_536)),
+            too_long("message_payload", 65_536, 65_535)
+        );
+    }
+
+    #[test]
+    fn a_nul_inside_a_c_string_is_refused() {
+        let pdu = submit(Sm {
+            source: Address::new(5, 0, COctet::new(&b"ES\0ED"[..])),
+            ..Sm::default()
+        });
+        let expected = EncodeError::ContainsNul {
+            field: "source_addr",
+        };
+        assert_eq!(encode_to_vec(&pdu), Err(expected));
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_the_buffer_as_it_was() {
+        let mut out = b"earlier".to_vec();
+        let pdu = bind_with(|b| b.address_range = chars(41));
+        assert!(encode(&pdu, &mut out).is_err());
+        assert_eq!(out, b"earlier");
+        let too_long = Sm {
+            short_message: vec![b'x'; 255],
+            ..Sm::default()
+        };
+        assert!(encode_submit_sm(7, &too_long, &mut out).is_err());
+        assert_eq!(out, b"earlier");
+    }
+
+    #[test]
+    fn encode_appends_after_what_is_there() {
+        let mut out = Vec::new();
+        encode(&Pdu::new(3, Body::EnquireLink), &mut out).unwrap();
+        encode(&Pdu::new(4, Body::EnquireLink), &mut out).unwrap();
+        assert_eq!(out.len(), 32);
+        assert_eq!(&out[16..20], &[0, 0, 0, 16]);
+        assert_eq!(&out[28..32], &[0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn deliver_sm_resp_keeps_its_body_even_on_error() {
+        let pdu = Pdu {
+            command_status: CommandStatus(0x64),
+            sequence_number: 5,
+            body: Body::DeliverSmResp(MessageIdResp::default()),
+        };
+        assert_eq!(encode_to_vec(&pdu).unwrap().len(), 17);
+    }
+}
