@@ -28,7 +28,7 @@ use crate::session::reader::ReaderEvent;
 use crate::session::requests::{answer, Answer, Request};
 use crate::session::timers::{Timer, TimerWheel};
 use crate::session::SessionParams;
-use crate::smpp::codec::{encode, encode_submit_sm};
+use crate::smpp::codec::{encode, encode_checked_submit_sm};
 use crate::smpp::pdu::{Body, MessageIdResp};
 use crate::smpp::SequenceNumbers;
 use crate::smpp::{CommandId, CommandStatus, Pdu};
@@ -249,7 +249,7 @@ impl<'a> Session<'a> {
         }
         self.paused_until = None;
         while self.has_room() {
-            let Some((id, part, sm)) = self.outbox.next_part() else {
+            let Some((_, _, sm)) = self.outbox.next_part() else {
                 break;
             };
             if let Some(bucket) = self.bucket.as_mut() {
@@ -260,14 +260,7 @@ impl<'a> Session<'a> {
                 }
             }
             let sequence_number = self.sequence.next();
-            if let Err(e) = encode_submit_sm(sequence_number, sm, &mut self.out) {
-                // build_parts validated the row; this is a bug, not input
-                error!(
-                    "{}: row {id} part {}: cannot encode submit_sm: {e}",
-                    self.params.label,
-                    part + 1
-                );
-            }
+            encode_checked_submit_sm(sequence_number, sm, &mut self.out);
             self.outbox.mark_sent(sequence_number);
             self.timers.arm(
                 Timer::Response(sequence_number),
