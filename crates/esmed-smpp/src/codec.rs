@@ -23,7 +23,10 @@ mod error;
 mod roundtrip_tests;
 
 pub use decode::decode;
-pub use encode::{encode, encode_checked_submit_sm, encode_submit_sm, encode_to_vec, CheckedSm};
+pub use encode::{
+    encode, encode_checked_submit_sm, encode_fixed, encode_submit_sm, encode_to_vec, CheckedSm,
+    Fixed,
+};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 
 /// Size of the PDU header (command_length, command_id, command_status, sequence_number).

@@ -103,13 +103,82 @@ impl std::ops::Deref for CheckedSm {
 /// Appends a submit_sm whose body was checked when it was built: the same bytes as
 /// [`encode_submit_sm`], with nothing left that can fail.
 pub fn encode_checked_submit_sm(sequence_number: u32, sm: &CheckedSm, out: &mut Vec<u8>) {
+    let header = (
+        CommandId::SubmitSm,
+        CommandStatus::ESME_ROK,
+        sequence_number,
+    );
+    // CheckedSm::new made sure the length fits command_length's four octets.
+    write_framed(header, out, |out| write_sm(sm, out));
+}
+
+/// A PDU with no field that could be out of bounds: a bodiless request or answer, or an
+/// answer to a deliver_sm / data_sm with an empty message_id. [`encode_fixed`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    GenericNack,
+    EnquireLink,
+    EnquireLinkResp,
+    Unbind,
+    UnbindResp,
+    DeliverSmResp,
+    DataSmResp,
+}
+
+impl Fixed {
+    /// The body [`encode`] would need for the same bytes.
+    pub fn body(self) -> Body {
+        match self {
+            Fixed::GenericNack => Body::GenericNack,
+            Fixed::EnquireLink => Body::EnquireLink,
+            Fixed::EnquireLinkResp => Body::EnquireLinkResp,
+            Fixed::Unbind => Body::Unbind,
+            Fixed::UnbindResp => Body::UnbindResp,
+            Fixed::DeliverSmResp => Body::DeliverSmResp(MessageIdResp::default()),
+            Fixed::DataSmResp => Body::DataSmResp(MessageIdResp::default()),
+        }
+    }
+}
+
+/// Appends a [`Fixed`] PDU: the same bytes as [`encode`] of its [`Fixed::body`], and no error
+/// to handle.
+///
+/// ```
+/// use esmed_smpp::{encode_fixed, CommandStatus, Fixed};
+///
+/// let mut out = Vec::new();
+/// encode_fixed(Fixed::DeliverSmResp, CommandStatus::ESME_ROK, 7, &mut out);
+/// assert_eq!(out, [0, 0, 0, 17, 0x80, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 7, 0]);
+/// ```
+pub fn encode_fixed(pdu: Fixed, status: CommandStatus, sequence_number: u32, out: &mut Vec<u8>) {
+    let body = pdu.body();
+    let header = (body.command_id(), status, sequence_number);
+    let empty = COctet::default();
+    let message_id = match pdu {
+        Fixed::DeliverSmResp => Some(&empty),
+        Fixed::DataSmResp if !omitted_on_error(status, &empty, &[]) => Some(&empty),
+        _ => None,
+    };
+    write_framed(header, out, |out| {
+        if let Some(message_id) = message_id {
+            write_cstr(out, message_id);
+        }
+    });
+}
+
+/// Appends the header and the body `write_body` writes, then back-patches command_length; for
+/// bodies already known to fit.
+fn write_framed(
+    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    put_u32(out, CommandId::SubmitSm.value());
-    put_u32(out, CommandStatus::ESME_ROK.0);
+    put_u32(out, command_id.value());
+    put_u32(out, status.0);
     put_u32(out, sequence_number);
-    write_sm(sm, out);
-    // CheckedSm::new made sure the length fits command_length's four octets.
+    write_body(out);
     let command_length = (out.len() - start) as u32;
     BigEndian::write_u32(&mut out[start..start + 4], command_length);
 }
@@ -667,6 +736,38 @@ mod tests {
         encode_checked_submit_sm(9, &checked, &mut out);
         assert_eq!(out, expected);
         assert_eq!(checked.into_inner(), sm);
+    }
+
+    #[test]
+    fn a_fixed_pdu_encodes_as_its_body_does() {
+        let all = [
+            Fixed::GenericNack,
+            Fixed::EnquireLink,
+            Fixed::EnquireLinkResp,
+            Fixed::Unbind,
+            Fixed::UnbindResp,
+            Fixed::DeliverSmResp,
+            Fixed::DataSmResp,
+        ];
+        let statuses = [
+            CommandStatus::ESME_ROK,
+            CommandStatus::ESME_RINVCMDLEN,
+            CommandStatus(0x64),
+        ];
+        for pdu in all {
+            for status in statuses {
+                let expected = encode_to_vec(&Pdu {
+                    command_status: status,
+                    sequence_number: 42,
+                    body: pdu.body(),
+                })
+                .unwrap();
+                let mut out = b"before".to_vec();
+                encode_fixed(pdu, status, 42, &mut out);
+                assert_eq!(&out[..6], b"before");
+                assert_eq!(out[6..], expected, "{pdu:?} {status}");
+            }
+        }
     }
 
     #[test]
