@@ -4,6 +4,8 @@
 //!
 //! Encoding is strict (the specification's maximum sizes, no NUL inside C-strings, time fields 0 or 16
 //! characters): an invalid value is an [`EncodeError`] naming the field, never a truncation.
+//! A submit_sm body checked once when built ([`CheckedSm`]) and the PDUs with no field to check
+//! ([`Fixed`]) are encoded without a `Result`: [`encode_checked_submit_sm`], [`encode_fixed`].
 //! Decoding is lenient where real peers need it: over-long strings are
 //! accepted, a missing NUL at the very end of the body is accepted, response bodies that are
 //! absent or short decode to empty fields, and a malformed TLV tail of a response is dropped
