@@ -18,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::handoff::{AcceptedPart, TxOutcome, TxResult, TxRow};
 use crate::session::id_hash::IdMap;
 use crate::session::submit::{build_parts, SubmitSettings};
-use crate::smpp::pdu::Sm;
+use crate::smpp::codec::CheckedSm;
 use crate::smpp::status::StatusClass;
 use crate::smpp::CommandStatus;
 
@@ -41,7 +41,7 @@ enum PartState {
 
 struct RowInFlight {
     row: TxRow,
-    pdus: Vec<Sm>,
+    pdus: Vec<CheckedSm>,
     states: Vec<PartState>,
     /// Parts accepted in this claim (not those accepted on an earlier attempt).
     accepted_now: usize,
@@ -133,7 +133,7 @@ impl Outbox {
     }
 
     /// The next part to submit, if any: its row id, part index and PDU body.
-    pub fn next_part(&self) -> Option<(i64, usize, &Sm)> {
+    pub fn next_part(&self) -> Option<(i64, usize, &CheckedSm)> {
         let &(id, part) = self.queue.front()?;
         let row = self.rows.get(&id)?;
         Some((id, part, row.pdus.get(part)?))

@@ -28,8 +28,8 @@ use crate::session::reader::ReaderEvent;
 use crate::session::requests::{answer, Answer, Request};
 use crate::session::timers::{Timer, TimerWheel};
 use crate::session::SessionParams;
-use crate::smpp::codec::{encode, encode_submit_sm};
-use crate::smpp::pdu::{Body, MessageIdResp};
+use crate::smpp::codec::{encode_checked_submit_sm, encode_fixed, Fixed};
+use crate::smpp::pdu::Body;
 use crate::smpp::SequenceNumbers;
 use crate::smpp::{CommandId, CommandStatus, Pdu};
 
@@ -249,7 +249,7 @@ impl<'a> Session<'a> {
         }
         self.paused_until = None;
         while self.has_room() {
-            let Some((id, part, sm)) = self.outbox.next_part() else {
+            let Some((_, _, sm)) = self.outbox.next_part() else {
                 break;
             };
             if let Some(bucket) = self.bucket.as_mut() {
@@ -260,14 +260,7 @@ impl<'a> Session<'a> {
                 }
             }
             let sequence_number = self.sequence.next();
-            if let Err(e) = encode_submit_sm(sequence_number, sm, &mut self.out) {
-                // build_parts validated the row; this is a bug, not input
-                error!(
-                    "{}: row {id} part {}: cannot encode submit_sm: {e}",
-                    self.params.label,
-                    part + 1
-                );
-            }
+            encode_checked_submit_sm(sequence_number, sm, &mut self.out);
             self.outbox.mark_sent(sequence_number);
             self.timers.arm(
                 Timer::Response(sequence_number),
@@ -303,7 +296,7 @@ impl<'a> Session<'a> {
                     Timer::Response(sequence_number),
                     now + self.params.timers.response,
                 );
-                self.queue_pdu(&Pdu::new(sequence_number, Body::EnquireLink));
+                self.queue_fixed(Fixed::EnquireLink, CommandStatus::ESME_ROK, sequence_number);
                 self.timers
                     .arm(Timer::EnquireLink, now + self.params.timers.enquire_link);
                 Ok(())
@@ -377,9 +370,8 @@ impl<'a> Session<'a> {
             }
             ReaderEvent::Framing(error) => {
                 let sequence_number = error.sequence_number.unwrap_or(0);
-                let mut nack = Pdu::new(sequence_number, Body::GenericNack);
-                nack.command_status = CommandStatus::ESME_RINVCMDLEN;
-                self.queue_pdu(&nack);
+                let status = CommandStatus::ESME_RINVCMDLEN;
+                self.queue_fixed(Fixed::GenericNack, status, sequence_number);
                 Err(Ending::Lost(format!(
                     "framing error: {error}; closing the connection"
                 )))
@@ -398,9 +390,13 @@ impl<'a> Session<'a> {
             return self.on_response(&pdu, now);
         }
         match pdu.body {
-            Body::EnquireLink => self.queue_pdu(&Pdu::new(sequence_number, Body::EnquireLinkResp)),
+            Body::EnquireLink => self.queue_fixed(
+                Fixed::EnquireLinkResp,
+                CommandStatus::ESME_ROK,
+                sequence_number,
+            ),
             Body::Unbind => {
-                self.queue_pdu(&Pdu::new(sequence_number, Body::UnbindResp));
+                self.queue_fixed(Fixed::UnbindResp, CommandStatus::ESME_ROK, sequence_number);
                 return Err(Ending::Lost("the SMSC unbound the session".into()));
             }
             Body::DeliverSm(_) | Body::DataSm(_) => self.on_message(&pdu, raw, now),
@@ -647,13 +643,11 @@ impl<'a> Session<'a> {
         status: CommandStatus,
     ) {
         self.awaiting_commit = self.awaiting_commit.saturating_sub(1);
-        let body = match command {
-            CommandId::DataSm => Body::DataSmResp(MessageIdResp::default()),
-            _ => Body::DeliverSmResp(MessageIdResp::default()),
+        let resp = match command {
+            CommandId::DataSm => Fixed::DataSmResp,
+            _ => Fixed::DeliverSmResp,
         };
-        let mut resp = Pdu::new(sequence_number, body);
-        resp.command_status = status;
-        self.queue_pdu(&resp);
+        self.queue_fixed(resp, status, sequence_number);
     }
 
     /// A `Commit` the DB writer could not take (it is gone): it no longer counts.
@@ -709,7 +703,7 @@ impl<'a> Session<'a> {
             Timer::Response(sequence_number),
             now + self.params.timers.response.min(crate::session::UNBIND_WAIT),
         );
-        self.queue_pdu(&Pdu::new(sequence_number, Body::Unbind));
+        self.queue_fixed(Fixed::Unbind, CommandStatus::ESME_ROK, sequence_number);
         self.unbind_sent = true;
         true
     }
@@ -767,26 +761,19 @@ impl<'a> Session<'a> {
         {
             return;
         }
-        let body = match request {
-            CommandId::DeliverSm => Body::DeliverSmResp(MessageIdResp::default()),
-            CommandId::DataSm => Body::DataSmResp(MessageIdResp::default()),
-            CommandId::EnquireLink => Body::EnquireLinkResp,
-            CommandId::Unbind => Body::UnbindResp,
-            _ => Body::GenericNack,
+        let answer = match request {
+            CommandId::DeliverSm => Fixed::DeliverSmResp,
+            CommandId::DataSm => Fixed::DataSmResp,
+            CommandId::EnquireLink => Fixed::EnquireLinkResp,
+            CommandId::Unbind => Fixed::UnbindResp,
+            _ => Fixed::GenericNack,
         };
-        let mut pdu = Pdu::new(sequence_number, body);
-        pdu.command_status = status;
-        self.queue_pdu(&pdu);
+        self.queue_fixed(answer, status, sequence_number);
     }
 
-    fn queue_pdu(&mut self, pdu: &Pdu) {
-        if let Err(e) = encode(pdu, &mut self.out) {
-            error!(
-                "{}: cannot encode {}: {e}",
-                self.params.label,
-                pdu.command_id()
-            );
-        }
+    /// Everything the session sends besides submits has no field to check: it cannot fail.
+    fn queue_fixed(&mut self, pdu: Fixed, status: CommandStatus, sequence_number: u32) {
+        encode_fixed(pdu, status, sequence_number, &mut self.out);
     }
 
     /// A row's result for the DB writer; it counts against the window until committed.
@@ -817,7 +804,7 @@ mod tests {
     use crate::session::{BindKind, SessionTimers};
     use crate::smpp::codec::{decode, encode_to_vec};
     use crate::smpp::concat::LongMode;
-    use crate::smpp::pdu::{Address, Sm};
+    use crate::smpp::pdu::{Address, MessageIdResp, Sm};
     use crate::smpp::text::CodingPolicy;
     use std::sync::atomic::Ordering;
 

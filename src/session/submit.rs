@@ -2,6 +2,7 @@
 //! texts, and fills addresses, priority and registered_delivery as the original daemon did.
 
 use crate::handoff::{RegisteredDelivery, TxRow};
+use crate::smpp::codec::CheckedSm;
 use crate::smpp::concat::{segment, LongMode};
 use crate::smpp::pdu::{Address, Sm};
 use crate::smpp::text::{choose, CodingPolicy};
@@ -48,8 +49,9 @@ impl std::fmt::Display for RowError {
     }
 }
 
-/// The submit_sm bodies for a row, part 1 first.
-pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<Sm>, RowError> {
+/// The submit_sm bodies for a row, part 1 first, each checked once here so that sending it
+/// cannot fail.
+pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<CheckedSm>, RowError> {
     let destination = destination_address(&row.destination, settings)?;
     let source = source_address(row.source_override.as_deref(), settings)?;
     check_text(&row.short_message)?;
@@ -70,21 +72,31 @@ pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<Sm>, Ro
     };
     // repeat_n clones for all but the last part: a one-part message copies no address.
     let addresses = std::iter::repeat_n((source, destination), segments.len());
-    Ok(segments
+    let parts = segments.len();
+    segments
         .into_iter()
         .zip(addresses)
-        .map(|(seg, (source, destination))| Sm {
-            source,
-            destination,
-            esm_class: if seg.esm_class_udhi { 0x40 } else { 0 },
-            priority_flag: row.priority,
-            registered_delivery,
-            data_coding: coding.data_coding(),
-            short_message: seg.short_message,
-            tlvs: seg.tlvs,
-            ..Sm::default()
+        .enumerate()
+        .map(|(part, (seg, (source, destination)))| {
+            let sm = Sm {
+                source,
+                destination,
+                esm_class: if seg.esm_class_udhi { 0x40 } else { 0 },
+                priority_flag: row.priority,
+                registered_delivery,
+                data_coding: coding.data_coding(),
+                short_message: seg.short_message,
+                tlvs: seg.tlvs,
+                ..Sm::default()
+            };
+            CheckedSm::new(sm).map_err(|e| {
+                RowError(format!(
+                    "part {} of {parts} cannot be encoded: {e}",
+                    part + 1
+                ))
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The registered_delivery octet for the row's smpp_registered_delivery (SMPP 3.4 §5.2.17).

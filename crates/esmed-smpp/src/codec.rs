@@ -4,6 +4,8 @@
 //!
 //! Encoding is strict (the specification's maximum sizes, no NUL inside C-strings, time fields 0 or 16
 //! characters): an invalid value is an [`EncodeError`] naming the field, never a truncation.
+//! A submit_sm body checked once when built ([`CheckedSm`]) and the PDUs with no field to check
+//! ([`Fixed`]) are encoded without a `Result`: [`encode_checked_submit_sm`], [`encode_fixed`].
 //! Decoding is lenient where real peers need it: over-long strings are
 //! accepted, a missing NUL at the very end of the body is accepted, response bodies that are
 //! absent or short decode to empty fields, and a malformed TLV tail of a response is dropped
@@ -23,7 +25,10 @@ mod error;
 mod roundtrip_tests;
 
 pub use decode::decode;
-pub use encode::{encode, encode_submit_sm, encode_to_vec};
+pub use encode::{
+    encode, encode_checked_submit_sm, encode_fixed, encode_submit_sm, encode_to_vec, CheckedSm,
+    Fixed,
+};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 
 /// Size of the PDU header (command_length, command_id, command_status, sequence_number).

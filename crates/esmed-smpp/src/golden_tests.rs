@@ -3,7 +3,7 @@
 //! written by hand from the specification's layout tables, one commented line per field. Each vector must
 //! encode to exactly its bytes and decode back to exactly its PDU.
 
-use super::codec::{decode, encode_submit_sm, encode_to_vec};
+use super::codec::{decode, encode_checked_submit_sm, encode_submit_sm, encode_to_vec, CheckedSm};
 use super::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, Sm,
@@ -615,7 +615,8 @@ fn every_vector_encodes_to_exactly_its_bytes() {
     }
 }
 
-/// The session encodes its submits from the borrowed body (no copy per submit): same bytes.
+/// The session encodes its submits from the borrowed body (no copy per submit), checked once
+/// when built: same bytes.
 #[test]
 fn every_submit_sm_vector_encodes_to_its_bytes_from_a_borrowed_body() {
     let mut submits = 0;
@@ -625,6 +626,10 @@ fn every_submit_sm_vector_encodes_to_its_bytes_from_a_borrowed_body() {
             encode_submit_sm(pdu.sequence_number, sm, &mut out).unwrap();
             assert_eq!(&out[..6], b"before", "{name}");
             assert_eq!(out[6..], wire, "{name}");
+            let checked = CheckedSm::new(sm.as_ref().clone()).unwrap();
+            out.truncate(6);
+            encode_checked_submit_sm(pdu.sequence_number, &checked, &mut out);
+            assert_eq!(out[6..], wire, "{name} (checked)");
             submits += 1;
         }
     }

@@ -47,7 +47,8 @@ mod golden_tests;
 struct ReadmeDoctests;
 
 pub use codec::{
-    decode, encode, encode_submit_sm, encode_to_vec, hex, push_hex, DecodeError, EncodeError,
+    decode, encode, encode_checked_submit_sm, encode_fixed, encode_submit_sm, encode_to_vec, hex,
+    push_hex, CheckedSm, DecodeError, EncodeError, Fixed,
 };
 pub use command_id::CommandId;
 pub use frame::{frame, FrameBuffer, FrameStatus};

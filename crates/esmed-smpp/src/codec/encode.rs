@@ -53,6 +53,136 @@ pub fn encode_submit_sm(
     append_framed(header, out, |out| append_sm(sm, out))
 }
 
+/// A submit_sm body checked once against every limit of the encoder (string sizes, no NUL
+/// inside a C-string, time fields, sm_length, TLV sizes, command_length), so that
+/// [`encode_checked_submit_sm`] cannot fail. Read it through `Deref`; it cannot be changed.
+///
+/// ```
+/// use esmed_smpp::pdu::Sm;
+/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm, EncodeError};
+///
+/// let sm = Sm {
+///     destination: Address::new(1, 1, "4915112345678"),
+///     short_message: b"hello".to_vec(),
+///     ..Sm::default()
+/// };
+/// let checked = CheckedSm::new(sm).unwrap();
+/// let mut out = Vec::new();
+/// encode_checked_submit_sm(2, &checked, &mut out);
+/// assert!(out.ends_with(b"\x05hello"));
+///
+/// let too_long = Sm { short_message: vec![b'x'; 255], ..Sm::default() };
+/// assert!(matches!(CheckedSm::new(too_long), Err(EncodeError::TooLong { .. })));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedSm(Sm);
+
+impl CheckedSm {
+    /// `sm` if [`encode_submit_sm`] would accept it; otherwise the error it would give.
+    pub fn new(sm: Sm) -> Result<Self, EncodeError> {
+        let len = HEADER_LEN + check_sm(&sm)?;
+        if u32::try_from(len).is_err() {
+            return Err(EncodeError::PduTooLong { len });
+        }
+        Ok(CheckedSm(sm))
+    }
+
+    pub fn into_inner(self) -> Sm {
+        self.0
+    }
+}
+
+impl std::ops::Deref for CheckedSm {
+    type Target = Sm;
+
+    fn deref(&self) -> &Sm {
+        &self.0
+    }
+}
+
+/// Appends a submit_sm whose body was checked when it was built: the same bytes as
+/// [`encode_submit_sm`], with nothing left that can fail.
+pub fn encode_checked_submit_sm(sequence_number: u32, sm: &CheckedSm, out: &mut Vec<u8>) {
+    let header = (
+        CommandId::SubmitSm,
+        CommandStatus::ESME_ROK,
+        sequence_number,
+    );
+    // CheckedSm::new made sure the length fits command_length's four octets.
+    write_framed(header, out, |out| write_sm(sm, out));
+}
+
+/// A PDU with no field that could be out of bounds: a bodiless request or answer, or an
+/// answer to a deliver_sm / data_sm with an empty message_id. [`encode_fixed`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    GenericNack,
+    EnquireLink,
+    EnquireLinkResp,
+    Unbind,
+    UnbindResp,
+    DeliverSmResp,
+    DataSmResp,
+}
+
+impl Fixed {
+    /// The body [`encode`] would need for the same bytes.
+    pub fn body(self) -> Body {
+        match self {
+            Fixed::GenericNack => Body::GenericNack,
+            Fixed::EnquireLink => Body::EnquireLink,
+            Fixed::EnquireLinkResp => Body::EnquireLinkResp,
+            Fixed::Unbind => Body::Unbind,
+            Fixed::UnbindResp => Body::UnbindResp,
+            Fixed::DeliverSmResp => Body::DeliverSmResp(MessageIdResp::default()),
+            Fixed::DataSmResp => Body::DataSmResp(MessageIdResp::default()),
+        }
+    }
+}
+
+/// Appends a [`Fixed`] PDU: the same bytes as [`encode`] of its [`Fixed::body`], and no error
+/// to handle.
+///
+/// ```
+/// use esmed_smpp::{encode_fixed, CommandStatus, Fixed};
+///
+/// let mut out = Vec::new();
+/// encode_fixed(Fixed::DeliverSmResp, CommandStatus::ESME_ROK, 7, &mut out);
+/// assert_eq!(out, [0, 0, 0, 17, 0x80, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 7, 0]);
+/// ```
+pub fn encode_fixed(pdu: Fixed, status: CommandStatus, sequence_number: u32, out: &mut Vec<u8>) {
+    let body = pdu.body();
+    let header = (body.command_id(), status, sequence_number);
+    let empty = COctet::default();
+    let message_id = match pdu {
+        Fixed::DeliverSmResp => Some(&empty),
+        Fixed::DataSmResp if !omitted_on_error(status, &empty, &[]) => Some(&empty),
+        _ => None,
+    };
+    write_framed(header, out, |out| {
+        if let Some(message_id) = message_id {
+            write_cstr(out, message_id);
+        }
+    });
+}
+
+/// Appends the header and the body `write_body` writes, then back-patches command_length; for
+/// bodies already known to fit.
+fn write_framed(
+    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    put_u32(out, command_id.value());
+    put_u32(out, status.0);
+    put_u32(out, sequence_number);
+    write_body(out);
+    let command_length = (out.len() - start) as u32;
+    BigEndian::write_u32(&mut out[start..start + 4], command_length);
+}
+
 /// One PDU in a fresh buffer.
 pub fn encode_to_vec(pdu: &Pdu) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(64);
@@ -155,13 +285,44 @@ fn append_outbind(outbind: &Outbind, out: &mut Vec<u8>) -> Result<(), EncodeErro
 }
 
 fn append_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "service_type", &sm.service_type, max::SERVICE_TYPE)?;
-    put_address(out, "source_addr", &sm.source, max::ADDR)?;
-    put_address(out, "destination_addr", &sm.destination, max::ADDR)?;
+    check_sm(sm)?;
+    write_sm(sm, out);
+    Ok(())
+}
+
+/// Every limit [`write_sm`] relies on, in the order the fields go out (so the first bad field
+/// is the one reported); returns the body's length in octets.
+fn check_sm(sm: &Sm) -> Result<usize, EncodeError> {
+    check_cstr("service_type", &sm.service_type, max::SERVICE_TYPE)?;
+    check_cstr("source_addr", &sm.source.addr, max::ADDR)?;
+    check_cstr("destination_addr", &sm.destination.addr, max::ADDR)?;
+    check_time("schedule_delivery_time", &sm.schedule_delivery_time)?;
+    check_time("validity_period", &sm.validity_period)?;
+    short_message_length(&sm.short_message)?;
+    check_tlvs(&sm.tlvs)?;
+    // Each C-string brings its NUL; 2 × (TON, NPI) + 3 + 5 fixed octets.
+    let strings = [
+        &sm.service_type,
+        &sm.source.addr,
+        &sm.destination.addr,
+        &sm.schedule_delivery_time,
+        &sm.validity_period,
+    ];
+    let cstr_len: usize = strings.iter().map(|s| s.as_bytes().len() + 1).sum();
+    let tlv_len: usize = sm.tlvs.iter().map(|t| 4 + t.value.len()).sum();
+    Ok(cstr_len + 4 + 3 + 5 + sm.short_message.len() + tlv_len)
+}
+
+/// Writes a submit_sm / deliver_sm body that [`check_sm`] accepted.
+fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
+    write_cstr(out, &sm.service_type);
+    write_address(out, &sm.source);
+    write_address(out, &sm.destination);
     out.extend_from_slice(&[sm.esm_class, sm.protocol_id, sm.priority_flag]);
-    put_time(out, "schedule_delivery_time", &sm.schedule_delivery_time)?;
-    put_time(out, "validity_period", &sm.validity_period)?;
-    let sm_length = short_message_length(&sm.short_message)?;
+    write_cstr(out, &sm.schedule_delivery_time);
+    write_cstr(out, &sm.validity_period);
+    // check_sm capped short_message at 254 octets.
+    let sm_length = sm.short_message.len() as u8;
     out.extend_from_slice(&[
         sm.registered_delivery,
         sm.replace_if_present_flag,
@@ -170,7 +331,7 @@ fn append_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         sm_length,
     ]);
     out.extend_from_slice(&sm.short_message);
-    put_tlvs(out, &sm.tlvs)
+    write_tlvs(out, &sm.tlvs);
 }
 
 fn short_message_length(short_message: &[u8]) -> Result<u8, EncodeError> {
@@ -251,6 +412,12 @@ fn put_cstr(
     value: &COctet,
     max_with_nul: usize,
 ) -> Result<(), EncodeError> {
+    check_cstr(field, value, max_with_nul)?;
+    write_cstr(out, value);
+    Ok(())
+}
+
+fn check_cstr(field: &'static str, value: &COctet, max_with_nul: usize) -> Result<(), EncodeError> {
     let bytes = value.as_bytes();
     if bytes.len() >= max_with_nul {
         return Err(EncodeError::TooLong {
@@ -262,9 +429,12 @@ fn put_cstr(
     if bytes.contains(&0) {
         return Err(EncodeError::ContainsNul { field });
     }
-    out.extend_from_slice(bytes);
-    out.push(0);
     Ok(())
+}
+
+fn write_cstr(out: &mut Vec<u8>, value: &COctet) {
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
 }
 
 /// TON, NPI and the address string; `field` names the string (the TON/NPI cannot be wrong).
@@ -274,32 +444,56 @@ fn put_address(
     address: &Address,
     max_with_nul: usize,
 ) -> Result<(), EncodeError> {
+    check_cstr(field, &address.addr, max_with_nul)?;
+    write_address(out, address);
+    Ok(())
+}
+
+fn write_address(out: &mut Vec<u8>, address: &Address) {
     out.extend_from_slice(&[address.ton, address.npi]);
-    put_cstr(out, field, &address.addr, max_with_nul)
+    write_cstr(out, &address.addr);
 }
 
 /// schedule_delivery_time, validity_period, final_date: `00` or 16 characters + NUL.
 fn put_time(out: &mut Vec<u8>, field: &'static str, value: &COctet) -> Result<(), EncodeError> {
+    check_time(field, value)?;
+    write_cstr(out, value);
+    Ok(())
+}
+
+fn check_time(field: &'static str, value: &COctet) -> Result<(), EncodeError> {
     let len = value.as_bytes().len();
     if len != 0 && len != max::TIME_CHARS {
         return Err(EncodeError::BadTimeLength { field, len });
     }
-    put_cstr(out, field, value, max::TIME_CHARS + 1)
+    check_cstr(field, value, max::TIME_CHARS + 1)
 }
 
 fn put_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) -> Result<(), EncodeError> {
-    for tlv in tlvs {
-        let len = tlv.value.len();
-        let value_len = u16::try_from(len).map_err(|_| EncodeError::TooLong {
+    check_tlvs(tlvs)?;
+    write_tlvs(out, tlvs);
+    Ok(())
+}
+
+fn check_tlvs(tlvs: &[Tlv]) -> Result<(), EncodeError> {
+    match tlvs.iter().find(|tlv| tlv.value.len() > max::TLV_VALUE) {
+        Some(tlv) => Err(EncodeError::TooLong {
             field: tlv::tag_name(tlv.tag).unwrap_or("tlv"),
-            len,
+            len: tlv.value.len(),
             max: max::TLV_VALUE,
-        })?;
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes TLVs that [`check_tlvs`] accepted.
+fn write_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) {
+    for tlv in tlvs {
         out.extend_from_slice(&tlv.tag.to_be_bytes());
-        out.extend_from_slice(&value_len.to_be_bytes());
+        // check_tlvs capped the value at 65,535 octets.
+        out.extend_from_slice(&(tlv.value.len() as u16).to_be_bytes());
         out.extend_from_slice(&tlv.value);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -485,6 +679,95 @@ mod tests {
         };
         assert!(encode_submit_sm(7, &too_long, &mut out).is_err());
         assert_eq!(out, b"earlier");
+    }
+
+    #[test]
+    fn a_checked_submit_sm_refuses_what_the_encoder_refuses() {
+        let refused = [
+            Sm {
+                service_type: chars(6),
+                ..Sm::default()
+            },
+            Sm {
+                destination: Address::new(1, 1, chars(21)),
+                ..Sm::default()
+            },
+            Sm {
+                source: Address::new(5, 0, COctet::new(&b"ES\0ED"[..])),
+                ..Sm::default()
+            },
+            Sm {
+                validity_period: chars(15),
+                ..Sm::default()
+            },
+            Sm {
+                short_message: vec![b'x'; 255],
+                ..Sm::default()
+            },
+            Sm {
+                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
+                ..Sm::default()
+            },
+        ];
+        for sm in refused {
+            let mut out = Vec::new();
+            let expected = encode_submit_sm(1, &sm, &mut out).unwrap_err();
+            assert_eq!(CheckedSm::new(sm), Err(expected));
+        }
+    }
+
+    #[test]
+    fn a_checked_submit_sm_at_every_limit_encodes_as_the_fallible_encoder_does() {
+        let sm = Sm {
+            service_type: chars(5),
+            source: Address::new(1, 1, chars(20)),
+            destination: Address::new(1, 1, chars(20)),
+            schedule_delivery_time: "250131120000000+".into(),
+            validity_period: "000001000000000R".into(),
+            short_message: vec![b'x'; 254],
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_535])],
+            ..Sm::default()
+        };
+        let mut expected = b"before".to_vec();
+        encode_submit_sm(9, &sm, &mut expected).unwrap();
+        let checked = CheckedSm::new(sm.clone()).unwrap();
+        assert_eq!(*checked, sm);
+        let mut out = b"before".to_vec();
+        encode_checked_submit_sm(9, &checked, &mut out);
+        assert_eq!(out, expected);
+        assert_eq!(checked.into_inner(), sm);
+    }
+
+    #[test]
+    fn a_fixed_pdu_encodes_as_its_body_does() {
+        let all = [
+            Fixed::GenericNack,
+            Fixed::EnquireLink,
+            Fixed::EnquireLinkResp,
+            Fixed::Unbind,
+            Fixed::UnbindResp,
+            Fixed::DeliverSmResp,
+            Fixed::DataSmResp,
+        ];
+        let statuses = [
+            CommandStatus::ESME_ROK,
+            CommandStatus::ESME_RINVCMDLEN,
+            CommandStatus(0x64),
+        ];
+        for pdu in all {
+            for status in statuses {
+                let expected = encode_to_vec(&Pdu {
+                    command_status: status,
+                    sequence_number: 42,
+                    body: pdu.body(),
+                })
+                .unwrap();
+                let mut out = b"before".to_vec();
+                encode_fixed(pdu, status, 42, &mut out);
+                assert_eq!(&out[..6], b"before");
+                assert_eq!(out[6..], expected, "{pdu:?} {status}");
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::{decode, encode, encode_to_vec};
+use super::{decode, encode, encode_checked_submit_sm, encode_to_vec, CheckedSm};
 use crate::frame::{FrameBuffer, DEFAULT_MAX_PDU_LEN};
 use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
@@ -189,6 +189,14 @@ proptest! {
     fn decode_inverts_encode(pdu in pdus()) {
         let wire = encode_to_vec(&pdu).unwrap();
         prop_assert_eq!(decode(&wire).unwrap(), pdu);
+    }
+
+    #[test]
+    fn a_submit_sm_the_encoder_takes_is_checked_and_encodes_alike(sm in sm(), seq in any::<u32>()) {
+        let wire = encode_to_vec(&Pdu::new(seq, Body::SubmitSm(Box::new(sm.clone())))).unwrap();
+        let mut out = Vec::new();
+        encode_checked_submit_sm(seq, &CheckedSm::new(sm).unwrap(), &mut out);
+        prop_assert_eq!(out, wire);
     }
 
     #[test]
