@@ -95,6 +95,11 @@ fn make_deb_builds_an_installable_package() {
             "-rw-r--r-- root/root",
             "./usr/share/esmed/sql/esmed-objects.sql",
         ),
+        // Included by db.sql: it fails without it.
+        (
+            "-rw-r--r-- root/root",
+            "./usr/share/esmed/sql/esmed-role.sql",
+        ),
         // Included by esmed-objects.sql: db.sql fails without it.
         (
             "-rw-r--r-- root/root",

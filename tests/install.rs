@@ -47,6 +47,7 @@ const INSTALLED: &[(&str, u32)] = &[
     ("usr/bin/esmed-smsc", 0o755),
     ("usr/share/esmed/sql/db.sql", 0o644),
     ("usr/share/esmed/sql/esmed-objects.sql", 0o644),
+    ("usr/share/esmed/sql/esmed-role.sql", 0o644),
     ("usr/share/esmed/sql/rx-parts-done.sql", 0o644),
     ("usr/share/esmed/sql/upgrade-0.1.sql", 0o644),
     ("usr/share/esmed/sql/upgrade-0.2-dev.sql", 0o644),
