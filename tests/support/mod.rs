@@ -8,11 +8,11 @@ pub mod tls;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use esmed_smsc::{Smsc, SmscConfig, SmscHandle};
-use esmed_testkit::PgCluster;
+use esmed_testkit::{PgCluster, Process};
 use postgres::Client;
 
 pub const DB: &str = "esmed";
@@ -260,32 +260,26 @@ pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, mut done: impl F
     );
 }
 
-/// The esmed binary running as its own process.
+/// The esmed binary running as its own process, with the log its config names.
 pub struct Esmed {
-    child: Option<Child>,
+    process: Process,
     pub log_path: PathBuf,
     pub config: PathBuf,
 }
 
 impl Esmed {
     pub fn start(config: &Path, log_path: PathBuf) -> Esmed {
-        let child = Command::new(env!("CARGO_BIN_EXE_esmed"))
-            .arg("-c")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start esmed");
+        let process =
+            Process::esmed(Path::new(env!("CARGO_BIN_EXE_esmed")), config).expect("start esmed");
         Esmed {
-            child: Some(child),
+            process,
             log_path,
             config: config.to_path_buf(),
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.pid()
     }
 
     pub fn log(&self) -> String {
@@ -293,12 +287,9 @@ impl Esmed {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        if let Err(e) = self.process.signal(name) {
+            panic!("{e}");
+        }
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -307,38 +298,17 @@ impl Esmed {
         self.wait(timeout)
     }
 
+    /// Waits for the exit; past `timeout` kills esmed and fails the test showing its log.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "esmed did not exit within {timeout:?}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.process.wait(timeout) {
+            Ok(status) => status,
+            Err(e) => panic!("{e}\n--- log ---\n{}", self.log()),
         }
     }
 
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Esmed {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 
