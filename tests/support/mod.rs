@@ -8,7 +8,7 @@ pub mod tls;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use esmed_smsc::{Smsc, SmscConfig, SmscHandle};
@@ -246,7 +246,17 @@ pub fn smsc_config() -> SmscConfig {
 }
 
 /// Polls `done` every 20 ms; on timeout fails the test showing esmed's log.
-pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, mut done: impl FnMut() -> bool) {
+pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, done: impl FnMut() -> bool) {
+    wait_showing(timeout, what, || esmed.log(), done);
+}
+
+/// Polls `done` every 20 ms; on timeout fails the test showing the esmed log `log` reads.
+pub fn wait_showing(
+    timeout: Duration,
+    what: &str,
+    log: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if done() {
@@ -256,8 +266,24 @@ pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, mut done: impl F
     }
     panic!(
         "timed out after {timeout:?} waiting for {what}\n--- esmed log ---\n{}",
-        esmed.log()
+        log()
     );
+}
+
+/// Runs `command` in the repository's directory and returns its stdout; fails the test with
+/// both streams when it cannot run or exits non-zero (`what` names it in the message).
+pub fn stdout_of(command: &mut Command, what: &str) -> String {
+    let output = command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// The esmed binary running as its own process, with the log its config names.
