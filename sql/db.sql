@@ -12,15 +12,8 @@
 
 BEGIN;
 
--- The daemon's login role. Roles are per cluster, so a second database in the same cluster
--- reuses it instead of failing.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'esmed') THEN
-        CREATE ROLE esmed LOGIN NOSUPERUSER;
-    END IF;
-END
-$$;
+-- The daemon's login role.
+\ir esmed-role.sql
 
 CREATE TYPE smpp_priority_flag AS ENUM ('LEVEL_0', 'LEVEL_1', 'LEVEL_2', 'LEVEL_3');
 

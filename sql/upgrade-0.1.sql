@@ -8,13 +8,8 @@
 
 BEGIN;
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'esmed') THEN
-        CREATE ROLE esmed LOGIN NOSUPERUSER;
-    END IF;
-END
-$$;
+-- The daemon's login role, as a new schema makes it.
+\ir esmed-role.sql
 
 -- Servers: the added columns, in the order sql/db.sql has them.
 ALTER TABLE smpp_servers

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::TempDir;
+use support::{stdout_of, TempDir};
 
 fn have(command: &str) -> bool {
     Command::new("sh")
@@ -19,18 +19,10 @@ fn have(command: &str) -> bool {
 
 /// Runs `program args` and returns stdout; fails the test with both streams on error.
 fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    stdout_of(
+        Command::new(program).args(args),
+        &format!("{program} {args:?}"),
+    )
 }
 
 fn build_deb(builddir: &Path) -> PathBuf {
@@ -94,6 +86,11 @@ fn make_deb_builds_an_installable_package() {
         (
             "-rw-r--r-- root/root",
             "./usr/share/esmed/sql/esmed-objects.sql",
+        ),
+        // Included by db.sql: it fails without it.
+        (
+            "-rw-r--r-- root/root",
+            "./usr/share/esmed/sql/esmed-role.sql",
         ),
         // Included by esmed-objects.sql: db.sql fails without it.
         (

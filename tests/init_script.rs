@@ -8,9 +8,9 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Env, DB, ESMED_PASSWORD};
+use support::{wait_showing, Env, DB, ESMED_PASSWORD};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/init/esmed");
 
@@ -184,18 +184,8 @@ fn config_text(env: &Env, log: &Path) -> String {
     )
 }
 
-fn wait_for(what: &str, script: &InitScript, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "timed out waiting for {what}\n--- esmed log ---\n{}",
-        script.log_text()
-    );
+fn wait_for(what: &str, script: &InitScript, done: impl FnMut() -> bool) {
+    wait_showing(Duration::from_secs(20), what, || script.log_text(), done);
 }
 
 fn process_exists(pid: u32) -> bool {

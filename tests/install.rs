@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::{release_dir, swapped_target_dir, TempDir};
+use support::{release_dir, stdout_of, swapped_target_dir, TempDir};
 
 /// Runs `make <args>` in the crate's directory and returns its stdout; fails the test on error.
 fn make(args: &[&str]) -> String {
@@ -17,20 +17,13 @@ fn make(args: &[&str]) -> String {
 
 /// [`make`] with `env` added to its environment.
 fn make_with(args: &[&str], env: &[(&str, &Path)]) -> String {
-    let output = Command::new("make")
-        .arg("--no-print-directory")
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run make");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "make {args:?} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    stdout_of(
+        Command::new("make")
+            .arg("--no-print-directory")
+            .args(args)
+            .envs(env.iter().copied()),
+        &format!("make {args:?}"),
+    )
 }
 
 fn mode(path: &Path) -> u32 {
@@ -47,6 +40,7 @@ const INSTALLED: &[(&str, u32)] = &[
     ("usr/bin/esmed-smsc", 0o755),
     ("usr/share/esmed/sql/db.sql", 0o644),
     ("usr/share/esmed/sql/esmed-objects.sql", 0o644),
+    ("usr/share/esmed/sql/esmed-role.sql", 0o644),
     ("usr/share/esmed/sql/rx-parts-done.sql", 0o644),
     ("usr/share/esmed/sql/upgrade-0.1.sql", 0o644),
     ("usr/share/esmed/sql/upgrade-0.2-dev.sql", 0o644),

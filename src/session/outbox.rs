@@ -496,6 +496,17 @@ mod tests {
         }
     }
 
+    /// Row 5, a two-part text on its second attempt whose part 1 the SMSC already accepted.
+    fn retried_row() -> TxRow {
+        let mut retried = row(5, &"x".repeat(300), 1);
+        retried.accepted_parts = vec![AcceptedPart {
+            part_no: 1,
+            part_count: 2,
+            message_id: "A".into(),
+        }];
+        retried
+    }
+
     /// Sends every queued part, numbering from `first_seq`.
     fn send_all(outbox: &mut Outbox, first_seq: u32) -> Vec<u32> {
         let mut seqs = Vec::new();
@@ -686,13 +697,7 @@ mod tests {
     #[test]
     fn a_retried_row_counts_its_earlier_parts_as_well() {
         let mut outbox = Outbox::new(settings());
-        let mut retried = row(5, &"x".repeat(300), 1);
-        retried.accepted_parts = vec![AcceptedPart {
-            part_no: 1,
-            part_count: 2,
-            message_id: "A".into(),
-        }];
-        outbox.add_row(retried);
+        outbox.add_row(retried_row());
         assert_eq!(outbox.accepted_open(), 0, "part 1 is committed already");
         send_all(&mut outbox, 9);
         let done = settled(outbox.on_response(9, CommandStatus::ESME_ROK, "B")).unwrap();
@@ -778,13 +783,7 @@ mod tests {
     #[test]
     fn accepted_parts_of_a_retried_row_are_not_sent_again() {
         let mut outbox = Outbox::new(settings());
-        let mut retried = row(5, &"x".repeat(300), 1);
-        retried.accepted_parts = vec![AcceptedPart {
-            part_no: 1,
-            part_count: 2,
-            message_id: "A".into(),
-        }];
-        outbox.add_row(retried);
+        outbox.add_row(retried_row());
         assert_eq!(
             outbox.next_part().map(|(id, part, _)| (id, part)),
             Some((5, 1))

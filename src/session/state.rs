@@ -799,13 +799,10 @@ mod tests {
 
     use super::*;
     use crate::config::Secret;
-    use crate::db::RegisteredDelivery;
-    use crate::session::submit::{ReceiptPolicy, SubmitSettings};
+    use crate::session::submit;
     use crate::session::{BindKind, SessionTimers};
     use crate::smpp::codec::{decode, encode_to_vec};
-    use crate::smpp::concat::LongMode;
     use crate::smpp::pdu::{Address, MessageIdResp, Sm};
-    use crate::smpp::text::CodingPolicy;
     use std::sync::atomic::Ordering;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -829,20 +826,7 @@ mod tests {
             window,
             rate_limit: 0,
             max_pdu_len: 64 * 1024,
-            submit: SubmitSettings {
-                source_addr: Some("ESMED".into()),
-                source_ton_npi: None,
-                dest_ton: 1,
-                dest_npi: 1,
-                receipts: ReceiptPolicy::PerRow,
-                coding: CodingPolicy::Gsm7,
-                long_mode: LongMode::Udh8,
-                max_segments: 10,
-                max_attempts: 3,
-                permanent_statuses: Vec::new(),
-                retry_min: 5 * SECOND,
-                retry_max: 600 * SECOND,
-            },
+            submit: submit::tests::settings(),
             reconnect_min: SECOND,
             reconnect_max: 60 * SECOND,
             shutdown_timeout: 30 * SECOND,
@@ -852,16 +836,7 @@ mod tests {
     }
 
     fn row(id: i64) -> TxRow {
-        TxRow {
-            id,
-            destination: "447700900123".into(),
-            source_override: None,
-            priority: 0,
-            registered_delivery: RegisteredDelivery::Requested,
-            short_message: format!("message {id}"),
-            attempts: 0,
-            accepted_parts: Vec::new(),
-        }
+        submit::tests::row(id, "447700900123", &format!("message {id}"))
     }
 
     /// The PDUs the core queued for writing, decoded; the output is then written.

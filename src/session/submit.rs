@@ -197,7 +197,7 @@ fn check_text(text: &str) -> Result<(), RowError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn settings() -> SubmitSettings {

@@ -8,11 +8,11 @@ pub mod tls;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use esmed_smsc::{Smsc, SmscConfig, SmscHandle};
-use esmed_testkit::PgCluster;
+use esmed_testkit::{PgCluster, Process};
 use postgres::Client;
 
 pub const DB: &str = "esmed";
@@ -246,7 +246,17 @@ pub fn smsc_config() -> SmscConfig {
 }
 
 /// Polls `done` every 20 ms; on timeout fails the test showing esmed's log.
-pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, mut done: impl FnMut() -> bool) {
+pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, done: impl FnMut() -> bool) {
+    wait_showing(timeout, what, || esmed.log(), done);
+}
+
+/// Polls `done` every 20 ms; on timeout fails the test showing the esmed log `log` reads.
+pub fn wait_showing(
+    timeout: Duration,
+    what: &str,
+    log: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if done() {
@@ -256,36 +266,46 @@ pub fn wait_until(timeout: Duration, what: &str, esmed: &Esmed, mut done: impl F
     }
     panic!(
         "timed out after {timeout:?} waiting for {what}\n--- esmed log ---\n{}",
-        esmed.log()
+        log()
     );
 }
 
-/// The esmed binary running as its own process.
+/// Runs `command` in the repository's directory and returns its stdout; fails the test with
+/// both streams when it cannot run or exits non-zero (`what` names it in the message).
+pub fn stdout_of(command: &mut Command, what: &str) -> String {
+    let output = command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The esmed binary running as its own process, with the log its config names.
 pub struct Esmed {
-    child: Option<Child>,
+    process: Process,
     pub log_path: PathBuf,
     pub config: PathBuf,
 }
 
 impl Esmed {
     pub fn start(config: &Path, log_path: PathBuf) -> Esmed {
-        let child = Command::new(env!("CARGO_BIN_EXE_esmed"))
-            .arg("-c")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start esmed");
+        let process =
+            Process::esmed(Path::new(env!("CARGO_BIN_EXE_esmed")), config).expect("start esmed");
         Esmed {
-            child: Some(child),
+            process,
             log_path,
             config: config.to_path_buf(),
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.pid()
     }
 
     pub fn log(&self) -> String {
@@ -293,12 +313,9 @@ impl Esmed {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        if let Err(e) = self.process.signal(name) {
+            panic!("{e}");
+        }
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -307,38 +324,17 @@ impl Esmed {
         self.wait(timeout)
     }
 
+    /// Waits for the exit; past `timeout` kills esmed and fails the test showing its log.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "esmed did not exit within {timeout:?}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.process.wait(timeout) {
+            Ok(status) => status,
+            Err(e) => panic!("{e}\n--- log ---\n{}", self.log()),
         }
     }
 
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Esmed {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

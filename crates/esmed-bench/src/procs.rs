@@ -5,8 +5,10 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use esmed_testkit::{Process, ProcessError};
 
 use crate::BenchError;
 
@@ -25,14 +27,11 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, BenchError> {
 }
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped.
-pub struct Proc {
-    name: &'static str,
-    child: Option<Child>,
-}
+pub struct Proc(Process);
 
 impl Proc {
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.0.pid()
     }
 
     /// CPU ticks (user + system) so far; 0 when the process is gone.
@@ -54,38 +53,23 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `timeout` for the exit, then kills.
     pub fn stop(&mut self, timeout: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Err(e @ ProcessError::TimedOut(..)) = self.0.stop(timeout) {
+            eprintln!("bench: {e}");
         }
-        eprintln!(
-            "bench: {} did not stop within {timeout:?}; killing it",
-            self.name
-        );
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Fails when the process has exited (it should run for the whole scenario).
     pub fn check_running(&mut self) -> Result<(), BenchError> {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => Ok(()),
-            Some(Ok(Some(status))) => Err(BenchError::Process(format!(
+        match self.0.try_status() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(BenchError::Process(format!(
                 "{} exited early: {status}",
-                self.name
+                self.0.name()
             ))),
-            _ => Err(BenchError::Process(format!("{} is not running", self.name))),
+            Err(_) => Err(BenchError::Process(format!(
+                "{} is not running",
+                self.0.name()
+            ))),
         }
     }
 }
@@ -93,6 +77,14 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
+    }
+}
+
+/// A process that could not be started is an I/O error; the rest say what happened.
+fn process_error(error: ProcessError) -> BenchError {
+    match error {
+        ProcessError::Spawn(name, source) => BenchError::io(&format!("start {name}"), source),
+        other => BenchError::Process(other.to_string()),
     }
 }
 
@@ -105,17 +97,13 @@ pub fn start_smsc(journal: &Path, receipts_ms: Option<u64>) -> Result<(Proc, u16
     if let Some(ms) = receipts_ms {
         command.args(["--receipts", &ms.to_string()]);
     }
-    let mut child = command
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| BenchError::io("start esmed-smsc", e))?;
-    let stdout = child.stdout.take();
-    let proc = Proc {
-        name: "esmed-smsc",
-        child: Some(child),
-    };
+        .stderr(Stdio::inherit());
+    let mut process = Process::spawn("esmed-smsc", &mut command).map_err(process_error)?;
+    let stdout = process.take_stdout();
+    let proc = Proc(process);
     let port = read_listening_port(stdout)?;
     Ok((proc, port))
 }
@@ -142,18 +130,8 @@ fn parse_listening_port(line: &str) -> Option<u16> {
 
 /// Starts esmed with `config` (its log goes where the config says).
 pub fn start_esmed(config: &Path) -> Result<Proc, BenchError> {
-    let child = Command::new(sibling_binary("esmed")?)
-        .arg("-c")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| BenchError::io("start esmed", e))?;
-    Ok(Proc {
-        name: "esmed",
-        child: Some(child),
-    })
+    let process = Process::esmed(&sibling_binary("esmed")?, config).map_err(process_error)?;
+    Ok(Proc(process))
 }
 
 /// What /proc/PID/stat says that we use.

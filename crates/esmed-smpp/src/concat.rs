@@ -11,6 +11,7 @@ use std::str::FromStr;
 use super::text::{self, Coding, EncodeError};
 use super::tlv::{tag, Tlv};
 use super::udh::Concat;
+use super::word::UnknownWord;
 
 /// The limit on parts when the configuration does not set one.
 pub const DEFAULT_MAX_SEGMENTS: usize = 10;
@@ -31,24 +32,8 @@ pub enum LongMode {
     Payload,
 }
 
-/// A config word that names no [`LongMode`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownLongMode(pub String);
-
-impl fmt::Display for UnknownLongMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown long-message mode {:?} (expected udh, udh16, sar or payload)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownLongMode {}
-
 impl FromStr for LongMode {
-    type Err = UnknownLongMode;
+    type Err = UnknownWord;
 
     fn from_str(word: &str) -> Result<Self, Self::Err> {
         match word.trim().to_ascii_lowercase().as_str() {
@@ -56,7 +41,11 @@ impl FromStr for LongMode {
             "udh16" => Ok(LongMode::Udh16),
             "sar" => Ok(LongMode::Sar),
             "payload" => Ok(LongMode::Payload),
-            _ => Err(UnknownLongMode(word.to_string())),
+            _ => Err(UnknownWord::new(
+                "long-message mode",
+                "udh, udh16, sar or payload",
+                word,
+            )),
         }
     }
 }

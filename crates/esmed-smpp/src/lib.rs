@@ -37,6 +37,7 @@ pub mod status;
 pub mod text;
 pub mod tlv;
 pub mod udh;
+pub mod word;
 
 #[cfg(test)]
 mod golden_tests;

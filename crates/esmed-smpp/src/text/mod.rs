@@ -11,6 +11,7 @@ pub mod storable;
 use std::fmt;
 
 use super::codec::hex;
+use super::word::UnknownWord;
 use std::str::FromStr;
 
 /// A coding esmed writes or reads.
@@ -62,24 +63,8 @@ pub enum CodingPolicy {
     Ucs2,
 }
 
-/// A config word that names no [`CodingPolicy`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownPolicy(pub String);
-
-impl fmt::Display for UnknownPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown coding {:?} (expected gsm7, ascii_only, latin1 or ucs2)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownPolicy {}
-
 impl FromStr for CodingPolicy {
-    type Err = UnknownPolicy;
+    type Err = UnknownWord;
 
     fn from_str(word: &str) -> Result<Self, Self::Err> {
         match word.trim().to_ascii_lowercase().as_str() {
@@ -87,7 +72,11 @@ impl FromStr for CodingPolicy {
             "ascii_only" => Ok(CodingPolicy::AsciiOnly),
             "latin1" => Ok(CodingPolicy::Latin1),
             "ucs2" => Ok(CodingPolicy::Ucs2),
-            _ => Err(UnknownPolicy(word.to_string())),
+            _ => Err(UnknownWord::new(
+                "coding",
+                "gsm7, ascii_only, latin1 or ucs2",
+                word,
+            )),
         }
     }
 }
