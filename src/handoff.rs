@@ -8,7 +8,7 @@
 //! | results | [`Queued::Result`] (a [`DbOp::Result`] given to [`DbSender::send`]) | unbounded: a session's window counts its uncommitted results | sessions | the results writer | `db::writer::spawn` |
 //! | received PDUs | [`Queued::Rx`] (a [`DbOp::Rx`]) | unbounded: a session lets at most `MAX_AWAITING_COMMIT` (session::state) wait | sessions | the received-PDU writer | `db::writer::spawn` |
 //! | commits | [`Committed`] | unbounded: a DB writer never waits on a session | DB writers | the session that handed the op over ([`ResultAck::to`], [`AckTo::to`]) | `session::writer` |
-//! | PDUs read | batches of `session::reader::ReaderEvent` | `session::reader::QUEUED_BATCHES` | a session's reader | its writer | `session::runner` |
+//! | PDUs read | batches of [`ReaderEvent`] | `session::reader::QUEUED_BATCHES` | a session's reader | its writer | `session::runner` |
 //! | signals | [`Signal`] | unbounded | the signal thread | the supervisor | `daemon` |
 //! | stop: poller and sweeper, heartbeat, each session | `()` | 0: never sent, dropped to stop | the supervisor | the thread named | `daemon`, `session::runner` |
 //!
@@ -33,9 +33,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendError, Sender};
+use crossbeam_channel::{Receiver, SendError, Sender};
 
-use crate::smpp::{CommandId, CommandStatus};
+use crate::observe::counters::Stats;
+use crate::smpp::codec::DecodeError;
+use crate::smpp::frame::FrameError;
+use crate::smpp::{CommandId, CommandStatus, Pdu};
 
 // --- poller -> sessions, sessions -> DB writers: the rows ---
 
@@ -188,6 +191,67 @@ impl SubmitWindows {
 
     pub fn total(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+// --- the supervisor -> each session: its channel ends ---
+
+/// The channels a session shares with the rest of the daemon.
+#[derive(Clone)]
+pub struct Links {
+    /// Rows the poller claimed, shared by every session that submits.
+    pub outbound: Receiver<TxRow>,
+    pub db: DbSender,
+    pub stats: Arc<Stats>,
+    /// The windows of the bound sessions that submit: the poller claims rows only while
+    /// one is bound, and keeps ready as many as their windows can take (see `db::poller`).
+    pub submit_windows: Arc<SubmitWindows>,
+}
+
+// --- a session's reader -> its writer: the PDUs read ---
+
+/// What the reader tells the writer.
+#[derive(Debug)]
+pub enum ReaderEvent {
+    /// A PDU, with its raw bytes when they are stored (pdu_raw of a deliver_sm or data_sm;
+    /// empty for the rest, which saves a copy per submit_sm_resp).
+    Pdu(Pdu, Vec<u8>),
+    /// A whole frame that did not decode: the writer answers it (generic_nack or the
+    /// operation's _resp with the error's status).
+    Undecodable(DecodeError, Vec<u8>),
+    /// The stream is corrupt (bad command_length): answer ESME_RINVCMDLEN and close.
+    Framing(FrameError),
+    /// The connection ended; no more events follow.
+    Closed(String),
+}
+
+// --- sessions -> the heartbeat: which session is which ---
+
+/// Which bind a session makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindKind {
+    Transmitter,
+    Receiver,
+    Transceiver,
+}
+
+impl BindKind {
+    pub fn can_submit(self) -> bool {
+        self != BindKind::Receiver
+    }
+
+    pub fn can_receive(self) -> bool {
+        self != BindKind::Transmitter
+    }
+}
+
+impl std::fmt::Display for BindKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BindKind::Transmitter => "transmitter",
+            BindKind::Receiver => "receiver",
+            BindKind::Transceiver => "transceiver",
+        })
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::db::ServerRow;
+use crate::handoff::BindKind;
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
-use crate::session::{BindKind, SessionParams, SessionTimers};
+use crate::session::{SessionParams, SessionTimers};
 use crate::smpp::codec::max;
 use crate::tls::{TlsParams, Verify};
 

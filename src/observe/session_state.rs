@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::session::BindKind;
+use crate::handoff::BindKind;
 
 /// Where one session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

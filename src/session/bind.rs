@@ -7,8 +7,9 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
+use crate::handoff::BindKind;
 use crate::session::transport::Transport;
-use crate::session::{BindKind, SessionParams};
+use crate::session::SessionParams;
 use crate::smpp::codec::{decode, encode_to_vec};
 use crate::smpp::frame::FrameBuffer;
 use crate::smpp::pdu::{Bind, Body};

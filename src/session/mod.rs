@@ -28,36 +28,9 @@ pub mod writer;
 use std::time::Duration;
 
 use crate::config::Secret;
+use crate::handoff::BindKind;
 pub use crate::handoff::SubmitWindows;
 use submit::SubmitSettings;
-
-/// Which bind a session makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindKind {
-    Transmitter,
-    Receiver,
-    Transceiver,
-}
-
-impl BindKind {
-    pub fn can_submit(self) -> bool {
-        self != BindKind::Receiver
-    }
-
-    pub fn can_receive(self) -> bool {
-        self != BindKind::Transmitter
-    }
-}
-
-impl std::fmt::Display for BindKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BindKind::Transmitter => "transmitter",
-            BindKind::Receiver => "receiver",
-            BindKind::Transceiver => "transceiver",
-        })
-    }
-}
 
 /// The protocol timers of SMPP 3.4 §7.2, from the server row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

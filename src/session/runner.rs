@@ -9,11 +9,12 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use log::{error, info, warn};
 
 use crate::backoff::Backoff;
+use crate::handoff::Links;
 use crate::observe::session_state::LinkState;
 use crate::session::bind::{connect_and_bind, BindError};
 use crate::session::reader;
 use crate::session::state::Ending;
-use crate::session::writer::{Links, Writer};
+use crate::session::writer::Writer;
 use crate::session::SessionParams;
 use crate::smpp::status::StatusClass;
 use crate::tls::Verify;
