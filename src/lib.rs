@@ -27,15 +27,15 @@
 //! the examples and `make bench`: the daemon's library and binary contain none of them.
 #![forbid(unsafe_code)]
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
-pub mod handoff;
+pub(crate) mod handoff;
 pub mod logging;
 pub mod observe;
-pub mod server_settings;
+pub(crate) mod server_settings;
 pub mod session;
 /// The protocol lives in its own crate; re-exported under its old name so that `crate::smpp::…`
 /// inside the daemon and `esmed::smpp::…` in tests, examples and tools keep working.

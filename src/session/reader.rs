@@ -21,10 +21,10 @@ use crate::smpp::{Body, Pdu};
 
 /// At most this many events go in one batch, so that the channel's bound (in batches) still
 /// bounds the PDUs read ahead of the writer.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// How many batches may wait for the writer: with [`MAX_BATCH`], at most 1024 PDUs.
-pub const QUEUED_BATCHES: usize = 16;
+pub(crate) const QUEUED_BATCHES: usize = 16;
 
 /// Whether the writer stores this PDU's bytes (in smpp_rx_queue.pdu_raw).
 fn stored_raw(pdu: &Pdu) -> bool {
@@ -32,7 +32,7 @@ fn stored_raw(pdu: &Pdu) -> bool {
 }
 
 /// Starts the reader on `stream`; `buffer` holds whatever arrived behind the bind_resp.
-pub fn spawn(
+pub(crate) fn spawn(
     mut stream: ReadHalf,
     buffer: FrameBuffer,
     pdu_read_timeout: Duration,
