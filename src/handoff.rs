@@ -12,6 +12,9 @@
 //! | signals | [`Signal`] | unbounded | the signal thread | the supervisor | `daemon` |
 //! | stop: poller and sweeper, heartbeat, each session | `()` | 0: never sent, dropped to stop | the supervisor | the thread named | `daemon`, `session::runner` |
 //!
+//! A session gets its ends of these channels in one [`Links`] from the supervisor, and is
+//! named by its [`BindKind`] wherever its state is shared (`observe::session_state`).
+//!
 //! Besides the channels, two states are shared: [`ResultOrder`], by the sessions (through
 //! [`DbSender`]) and the DB writers, for the one ordering rule between results and received
 //! PDUs below; and [`SubmitWindows`], which the sessions that submit keep and the poller sizes
