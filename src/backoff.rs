@@ -5,14 +5,14 @@ use std::time::Duration;
 
 /// Capped exponential backoff: min, 2·min, 4·min … max, reset on success.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     failures: u32,
 }
 
 impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Backoff {
             min,
             max: max.max(min),
@@ -21,18 +21,18 @@ impl Backoff {
     }
 
     /// The delay before the next try, counting one more failure.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = Self::delay_for(self.min, self.max, self.failures);
         self.failures = self.failures.saturating_add(1);
         delay
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 
     /// The delay after `failures` earlier failures, without state.
-    pub fn delay_for(min: Duration, max: Duration, failures: u32) -> Duration {
+    pub(crate) fn delay_for(min: Duration, max: Duration, failures: u32) -> Duration {
         let factor = 1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX);
         min.saturating_mul(factor).min(max)
     }

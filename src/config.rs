@@ -19,19 +19,19 @@ use std::time::Duration;
 use crate::smpp::receipt::IdMatch;
 use crate::tls::{TlsParams, Verify};
 use key_reader::KeyReader;
-pub use value::format_duration;
+pub(crate) use value::format_duration;
 
 /// Where esmed looks for its config when `-c` is not given.
-pub const DEFAULT_PATH: &str = "/etc/esmed/esmed.conf";
+pub(crate) const DEFAULT_PATH: &str = "/etc/esmed/esmed.conf";
 
 /// How long the init script and the systemd unit wait after SIGTERM before they KILL esmed
 /// (init/esmed, init/esmed.service): the longest drain, the unbind and the last commits.
-pub const STOP_BEFORE_KILL: Duration = Duration::from_secs(90);
+pub(crate) const STOP_BEFORE_KILL: Duration = Duration::from_secs(90);
 
 /// The longest `shutdown_timeout` esmed uses, so that its stop ends before
 /// [`STOP_BEFORE_KILL`]: after the drain come the unbind (at most
 /// [`crate::session::UNBIND_WAIT`]) and the last commits.
-pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything esmed.conf configures.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct Config {
     /// The file this came from, for messages.
     pub path: PathBuf,
     pub database: DatabaseConfig,
-    pub daemon: DaemonConfig,
+    pub(crate) daemon: DaemonConfig,
     pub log: LogConfig,
     /// Things that were ignored or look risky, each one line naming the file; the caller logs them.
     pub warnings: Vec<String>,
@@ -80,60 +80,60 @@ pub enum SslMode {
 
 /// `[daemon]`: how the daemon paces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// Written at start and removed at exit when set; the init script passes one.
-    pub pidfile: Option<PathBuf>,
+    pub(crate) pidfile: Option<PathBuf>,
     /// Names this process in the rows it claims, so several esmed processes can share a queue;
     /// unique among live processes (see `db::instance`). Default: the host name.
-    pub instance: String,
+    pub(crate) instance: String,
     /// Whether `instance` was set in the file: a set name in use by another esmed stops this
     /// one; the default name is then replaced by another (`host-2`, ...).
-    pub instance_given: bool,
+    pub(crate) instance_given: bool,
     /// Fallback poll of the queue, for when a NOTIFY was missed.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// Claimed rows kept ready to submit, at least (see `db::poller`).
-    pub claim_batch: u32,
+    pub(crate) claim_batch: u32,
     /// Results written back per transaction.
-    pub result_batch: u32,
+    pub(crate) result_batch: u32,
     /// How long a claimed row stays reserved for this process before another may take it.
-    pub lease: Duration,
+    pub(crate) lease: Duration,
     /// Longest message accepted, in SMS segments.
-    pub max_segments: u32,
+    pub(crate) max_segments: u32,
     /// Largest PDU read from the SMSC (command_length cap) before the connection is dropped.
-    pub max_pdu_size: u32,
+    pub(crate) max_pdu_size: u32,
     /// On SIGTERM, how long to wait for outstanding responses before unbinding anyway.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// First and largest delay between SMSC reconnect attempts (exponential backoff).
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
     /// Period of the info line with counts and rates; zero turns it off.
-    pub stats_interval: Duration,
+    pub(crate) stats_interval: Duration,
     /// Largest delay between PostgreSQL reconnect attempts.
-    pub db_reconnect_max: Duration,
+    pub(crate) db_reconnect_max: Duration,
     /// Delay before a row that failed transiently is tried again, doubled per attempt up to
     /// retry_max.
-    pub retry_min: Duration,
-    pub retry_max: Duration,
+    pub(crate) retry_min: Duration,
+    pub(crate) retry_max: Duration,
     /// How receipt ids are compared with submit_sm_resp ids.
-    pub receipt_id_match: IdMatch,
+    pub(crate) receipt_id_match: IdMatch,
     /// How long a receipt whose message is not known (yet) keeps being matched.
-    pub receipt_match_window: Duration,
+    pub(crate) receipt_match_window: Duration,
     /// How long the parts of a concatenated MO wait for the rest of their set.
-    pub mo_reassembly_timeout: Duration,
+    pub(crate) mo_reassembly_timeout: Duration,
     /// How often this instance's esmed_status row is written; zero turns it off.
-    pub heartbeat_interval: Duration,
+    pub(crate) heartbeat_interval: Duration,
     /// Count answered-but-uncommitted results against the window, so a killed esmed resends at
     /// most one window (the default: reliability first); false gives them a window of their
     /// own (at most two windows at risk) for 10–40 % more throughput.
-    pub strict_resend_bound: bool,
+    pub(crate) strict_resend_bound: bool,
 }
 
 /// `[log]`: where log lines go. Replaces the old Python logging sections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// Appended to and re-opened on SIGHUP; `None` logs to stderr only.
-    pub file: Option<PathBuf>,
-    pub level: log::LevelFilter,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) level: log::LevelFilter,
     pub stderr: bool,
 }
 
@@ -219,7 +219,7 @@ impl Config {
     }
 
     /// Checks `text` as if read from `path_for_messages`, which only appears in messages.
-    pub fn parse(text: &str, path_for_messages: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path_for_messages: &Path) -> Result<Config, ConfigError> {
         let path = path_for_messages;
         let mut sections =
             sections::split_sections(text, KNOWN_SECTIONS).map_err(|e| ConfigError::Syntax {
@@ -262,7 +262,7 @@ impl DatabaseConfig {
     }
 
     /// How TLS is set up for these settings; None when it is never used.
-    pub fn tls_params(&self) -> Option<TlsParams> {
+    pub(crate) fn tls_params(&self) -> Option<TlsParams> {
         let verify = match self.sslmode {
             SslMode::Disable => return None,
             _ if self.over_unix_socket() => return None,
@@ -282,7 +282,7 @@ impl DatabaseConfig {
     }
 
     /// The connection settings for the `postgres` crate; `db::PgConnector` adds the TLS.
-    pub fn pg_config(&self) -> postgres::Config {
+    pub(crate) fn pg_config(&self) -> postgres::Config {
         let mut pg = postgres::Config::new();
         // `host` treats a value starting with '/' as the Unix socket directory.
         pg.host(&self.host)
@@ -373,7 +373,7 @@ impl Secret {
         &self.0
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
@@ -430,7 +430,7 @@ impl std::error::Error for ConfigError {
 }
 
 /// A warning when `path` is readable by every user, since it holds the database password.
-pub fn permission_warning(path: &Path) -> Option<String> {
+pub(crate) fn permission_warning(path: &Path) -> Option<String> {
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
     if mode & 0o004 == 0 {
         return None;

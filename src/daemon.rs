@@ -29,14 +29,13 @@ use crate::db::poller::{self, PollerConfig};
 use crate::db::writer::{self as db_writer, DbWriterConfig};
 use crate::db::PgConnector;
 use crate::db::{self, ServerRow};
-use crate::handoff::{DbOp, DbSender, Signal, TxOutcome, TxResult, TxRow};
+use crate::handoff::{DbOp, DbSender, Links, Signal, TxOutcome, TxResult, TxRow};
 use crate::logging::LogHandle;
 use crate::observe::counters::Stats;
 use crate::observe::heartbeat::{self, HeartbeatConfig};
 use crate::observe::session_state::ServerInUse;
 use crate::server_settings::{bind_kinds, server_label, session_params};
 use crate::session::runner::{self, SessionHandle};
-use crate::session::writer::Links;
 use crate::session::SubmitWindows;
 
 /// Why the daemon could not run or stopped: problems at start, and a database thread that

@@ -8,9 +8,12 @@
 //! | results | [`Queued::Result`] (a [`DbOp::Result`] given to [`DbSender::send`]) | unbounded: a session's window counts its uncommitted results | sessions | the results writer | `db::writer::spawn` |
 //! | received PDUs | [`Queued::Rx`] (a [`DbOp::Rx`]) | unbounded: a session lets at most `MAX_AWAITING_COMMIT` (session::state) wait | sessions | the received-PDU writer | `db::writer::spawn` |
 //! | commits | [`Committed`] | unbounded: a DB writer never waits on a session | DB writers | the session that handed the op over ([`ResultAck::to`], [`AckTo::to`]) | `session::writer` |
-//! | PDUs read | batches of `session::reader::ReaderEvent` | `session::reader::QUEUED_BATCHES` | a session's reader | its writer | `session::runner` |
+//! | PDUs read | batches of [`ReaderEvent`] | `session::reader::QUEUED_BATCHES` | a session's reader | its writer | `session::runner` |
 //! | signals | [`Signal`] | unbounded | the signal thread | the supervisor | `daemon` |
 //! | stop: poller and sweeper, heartbeat, each session | `()` | 0: never sent, dropped to stop | the supervisor | the thread named | `daemon`, `session::runner` |
+//!
+//! A session gets its ends of these channels in one [`Links`] from the supervisor, and is
+//! named by its [`BindKind`] wherever its state is shared (`observe::session_state`).
 //!
 //! Besides the channels, two states are shared: [`ResultOrder`], by the sessions (through
 //! [`DbSender`]) and the DB writers, for the one ordering rule between results and received
@@ -33,9 +36,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendError, Sender};
+use crossbeam_channel::{Receiver, SendError, Sender};
 
-use crate::smpp::{CommandId, CommandStatus};
+use crate::observe::counters::Stats;
+use crate::smpp::codec::DecodeError;
+use crate::smpp::frame::FrameError;
+use crate::smpp::{CommandId, CommandStatus, Pdu};
 
 // --- poller -> sessions, sessions -> DB writers: the rows ---
 
@@ -45,7 +51,7 @@ pub struct TxRow {
     pub id: i64,
     pub destination: String,
     /// `smpp_source_addr`: overrides the server's esme_source_addr when set.
-    pub source_override: Option<String>,
+    pub(crate) source_override: Option<String>,
     /// 0..=3 from `smpp_priority_flag` LEVEL_0..LEVEL_3 (NULL reads as 0).
     pub priority: u8,
     pub registered_delivery: RegisteredDelivery,
@@ -69,7 +75,7 @@ pub enum RegisteredDelivery {
 
 impl RegisteredDelivery {
     /// Parses the enum label as PostgreSQL stores it.
-    pub fn from_label(label: &str) -> Option<RegisteredDelivery> {
+    pub(crate) fn from_label(label: &str) -> Option<RegisteredDelivery> {
         match label {
             "NO_SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::NotRequested),
             "SMSC_DELIVERY_RECEIPT_REQUESTED" => Some(RegisteredDelivery::Requested),
@@ -154,13 +160,13 @@ pub struct RxRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MoPart {
     /// `udh8`, `udh16` or `sar`.
-    pub ref_kind: &'static str,
-    pub reference: i32,
-    pub total: i16,
+    pub(crate) ref_kind: &'static str,
+    pub(crate) reference: i32,
+    pub(crate) total: i16,
     /// 1-based.
-    pub seq: i16,
+    pub(crate) seq: i16,
     /// The user data after the UDH, decoded when the set is whole.
-    pub text_bytes: Vec<u8>,
+    pub(crate) text_bytes: Vec<u8>,
 }
 
 // --- sessions -> poller: how much they can take ---
@@ -168,16 +174,16 @@ pub struct MoPart {
 /// The windows of the sessions bound and able to submit, summed: what the poller sizes its
 /// claims by. Zero while none is bound, and then the poller claims nothing.
 #[derive(Debug, Default)]
-pub struct SubmitWindows(AtomicUsize);
+pub(crate) struct SubmitWindows(AtomicUsize);
 
 impl SubmitWindows {
     /// A session that submits is bound with this window.
-    pub fn open(&self, window: usize) {
+    pub(crate) fn open(&self, window: usize) {
         self.0.fetch_add(window, Ordering::SeqCst);
     }
 
     /// ... and is no longer bound.
-    pub fn close(&self, window: usize) {
+    pub(crate) fn close(&self, window: usize) {
         // Never below zero, even if a close had no open (it always has one).
         let _ = self
             .0
@@ -186,8 +192,69 @@ impl SubmitWindows {
             });
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+// --- the supervisor -> each session: its channel ends ---
+
+/// The channels a session shares with the rest of the daemon.
+#[derive(Clone)]
+pub(crate) struct Links {
+    /// Rows the poller claimed, shared by every session that submits.
+    pub(crate) outbound: Receiver<TxRow>,
+    pub(crate) db: DbSender,
+    pub(crate) stats: Arc<Stats>,
+    /// The windows of the bound sessions that submit: the poller claims rows only while
+    /// one is bound, and keeps ready as many as their windows can take (see `db::poller`).
+    pub(crate) submit_windows: Arc<SubmitWindows>,
+}
+
+// --- a session's reader -> its writer: the PDUs read ---
+
+/// What the reader tells the writer.
+#[derive(Debug)]
+pub(crate) enum ReaderEvent {
+    /// A PDU, with its raw bytes when they are stored (pdu_raw of a deliver_sm or data_sm;
+    /// empty for the rest, which saves a copy per submit_sm_resp).
+    Pdu(Pdu, Vec<u8>),
+    /// A whole frame that did not decode: the writer answers it (generic_nack or the
+    /// operation's _resp with the error's status).
+    Undecodable(DecodeError, Vec<u8>),
+    /// The stream is corrupt (bad command_length): answer ESME_RINVCMDLEN and close.
+    Framing(FrameError),
+    /// The connection ended; no more events follow.
+    Closed(String),
+}
+
+// --- sessions -> the heartbeat: which session is which ---
+
+/// Which bind a session makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BindKind {
+    Transmitter,
+    Receiver,
+    Transceiver,
+}
+
+impl BindKind {
+    pub(crate) fn can_submit(self) -> bool {
+        self != BindKind::Receiver
+    }
+
+    pub(crate) fn can_receive(self) -> bool {
+        self != BindKind::Transmitter
+    }
+}
+
+impl std::fmt::Display for BindKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BindKind::Transmitter => "transmitter",
+            BindKind::Receiver => "receiver",
+            BindKind::Transceiver => "transceiver",
+        })
     }
 }
 
@@ -204,7 +271,7 @@ pub(crate) enum Signal {
 // --- sessions <-> DB writers: the ops and their acknowledgements ---
 
 /// Work for the DB writer.
-pub enum DbOp {
+pub(crate) enum DbOp {
     /// A row's outcome; `ack` (the session's) is told once it is committed, so the session can
     /// count uncommitted results against its window.
     Result {
@@ -217,7 +284,7 @@ pub enum DbOp {
 
 impl DbOp {
     /// The smpp_tx_queue id this op is about, for log lines (0 for received PDUs).
-    pub fn row_id(&self) -> i64 {
+    pub(crate) fn row_id(&self) -> i64 {
         match self {
             DbOp::Result { result, .. } => result.id,
             DbOp::Rx { .. } => 0,
@@ -227,21 +294,21 @@ impl DbOp {
 
 /// Where to acknowledge a result once it is committed, and the segments it stands for in
 /// the session's window (acknowledged as given, whatever becomes of the result).
-pub struct ResultAck {
-    pub to: Sender<Committed>,
-    pub segments: usize,
+pub(crate) struct ResultAck {
+    pub(crate) to: Sender<Committed>,
+    pub(crate) segments: usize,
 }
 
 /// Where and how to acknowledge a received PDU once its row is committed.
-pub struct AckTo {
-    pub to: Sender<Committed>,
-    pub sequence_number: u32,
-    pub command: CommandId,
+pub(crate) struct AckTo {
+    pub(crate) to: Sender<Committed>,
+    pub(crate) sequence_number: u32,
+    pub(crate) command: CommandId,
 }
 
 /// What the DB writer tells a session after a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
+pub(crate) enum Committed {
     /// "Your PDU is stored": answer it with `status` (ESME_ROK, or ESME_RX_T_APPN when it
     /// could not be stored and the SMSC should try again later).
     Received {
@@ -257,7 +324,7 @@ pub enum Committed {
 }
 
 /// A DB op as queued for a writer thread, with its place in the [`ResultOrder`].
-pub enum Queued {
+pub(crate) enum Queued {
     /// `seq`: the result's number.
     Result {
         result: TxResult,
@@ -283,7 +350,7 @@ impl Queued {
 
 /// Where sessions send their DB ops; cheap to clone.
 #[derive(Clone)]
-pub struct DbSender {
+pub(crate) struct DbSender {
     pub(crate) results: Sender<Queued>,
     pub(crate) received: Sender<Queued>,
     pub(crate) order: Arc<ResultOrder>,
@@ -291,7 +358,7 @@ pub struct DbSender {
 
 impl DbSender {
     /// Queues `op` for its writer; fails only when the writers are gone.
-    pub fn send(&self, op: DbOp) -> Result<(), SendError<DbOp>> {
+    pub(crate) fn send(&self, op: DbOp) -> Result<(), SendError<DbOp>> {
         let returned = |SendError(queued): SendError<Queued>| SendError(queued.into_op());
         match op {
             DbOp::Result { result, ack } => {
@@ -315,7 +382,7 @@ impl DbSender {
 
 /// Numbers results as they are handed over and tracks the committed prefix.
 #[derive(Default)]
-pub struct ResultOrder {
+pub(crate) struct ResultOrder {
     next: AtomicU64,
     committed: Mutex<Settled>,
     changed: Condvar,
@@ -345,17 +412,17 @@ impl Settled {
 
 impl ResultOrder {
     /// Numbers a result being handed over.
-    pub fn hand_over(&self) -> u64 {
+    pub(crate) fn hand_over(&self) -> u64 {
         self.next.fetch_add(1, Ordering::SeqCst)
     }
 
     /// How many results have been handed over so far.
-    pub fn handed_over(&self) -> u64 {
+    pub(crate) fn handed_over(&self) -> u64 {
         self.next.load(Ordering::SeqCst)
     }
 
     /// Marks results committed (or given up on: either way they are settled).
-    pub fn committed(&self, seqs: impl IntoIterator<Item = u64>) {
+    pub(crate) fn committed(&self, seqs: impl IntoIterator<Item = u64>) {
         let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
         for seq in seqs {
             state.settle(seq);
@@ -366,7 +433,7 @@ impl ResultOrder {
 
     /// Waits until the first `count` results are committed, at most `limit`; returns whether
     /// they are.
-    pub fn wait_for(&self, count: u64, limit: Duration) -> bool {
+    pub(crate) fn wait_for(&self, count: u64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
         while state.below < count {

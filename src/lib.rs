@@ -10,15 +10,15 @@
 //! - [`db`]: the storage layer — every query the daemon runs against PostgreSQL — and the two
 //!   threads that own a connection: the poller (claims rows) and the DB writer (commits
 //!   results and received messages in batches).
-//! - [`handoff`]: every message that crosses a thread, and its channel.
-//! - [`server_settings`]: the enabled server row turned into the sessions' settings.
+//! - `handoff`: every message that crosses a thread, and its channel.
+//! - `server_settings`: the enabled server row turned into the sessions' settings.
 //! - [`session`]: one SMPP session: bind, the socket reader and writer threads, the window,
 //!   the timer wheel, reconnects.
 //! - [`daemon`]: the supervisor that starts the threads, follows smpp_servers and handles
 //!   signals.
 //! - [`observe`]: what an operator sees of a running esmed: counters, the sessions' state,
 //!   the heartbeat row and `esmed status`.
-//! - [`backoff`]: capped exponential backoff for reconnects and retries.
+//! - `backoff`: capped exponential backoff for reconnects and retries.
 //! - [`logging`]: simplelog to a file and/or stderr, re-opened on SIGHUP.
 //! - [`cli`]: the command line.
 //!
@@ -27,15 +27,15 @@
 //! the examples and `make bench`: the daemon's library and binary contain none of them.
 #![forbid(unsafe_code)]
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
-pub mod handoff;
+pub(crate) mod handoff;
 pub mod logging;
 pub mod observe;
-pub mod server_settings;
+pub(crate) mod server_settings;
 pub mod session;
 /// The protocol lives in its own crate; re-exported under its old name so that `crate::smpp::…`
 /// inside the daemon and `esmed::smpp::…` in tests, examples and tools keep working.

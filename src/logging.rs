@@ -137,7 +137,7 @@ impl<L: Log> Log for OneLine<L> {
 impl LogHandle {
     /// Opens the log file's path again (after logrotate moved the old one away). On failure the
     /// lines go to stderr until a later `reopen` succeeds. Without a log file this does nothing.
-    pub fn reopen(&self) -> io::Result<()> {
+    pub(crate) fn reopen(&self) -> io::Result<()> {
         match &self.file {
             Some(log_file) => log_file.reopen(),
             None => Ok(()),
@@ -145,7 +145,8 @@ impl LogHandle {
     }
 
     /// The log file, if one is configured.
-    pub fn file_path(&self) -> Option<&Path> {
+    #[cfg(test)]
+    pub(crate) fn file_path(&self) -> Option<&Path> {
         self.file.as_deref().map(|log_file| log_file.path.as_path())
     }
 }

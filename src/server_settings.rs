@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::db::ServerRow;
+use crate::handoff::BindKind;
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
-use crate::session::{BindKind, SessionParams, SessionTimers};
+use crate::session::{SessionParams, SessionTimers};
 use crate::smpp::codec::max;
 use crate::tls::{TlsParams, Verify};
 
@@ -18,7 +19,7 @@ impl ServerRow {
     /// cannot be one (a port made up would reach the wrong service, or none) or a bind field
     /// longer than SMPP allows (the old schema's varchar(16) and varchar(9) let one more
     /// character in). esmed then does not connect: every attempt would fail the same way.
-    pub fn usable_port(&self) -> Result<u16, String> {
+    pub(crate) fn usable_port(&self) -> Result<u16, String> {
         let port = u16::try_from(self.port)
             .ok()
             .filter(|&port| port != 0)
@@ -48,7 +49,7 @@ impl ServerRow {
 
     /// The values esmed cannot use as written, each with what it uses instead, for a warning
     /// when it starts the sessions (the old schema has no CHECK on these columns).
-    pub fn stand_ins(&self) -> Vec<String> {
+    pub(crate) fn stand_ins(&self) -> Vec<String> {
         let mut notes = Vec::new();
         let timers = [
             ("smpp_session_init_timer", self.smpp_session_init_timer),
@@ -125,7 +126,7 @@ pub(crate) fn server_label(row: &ServerRow) -> String {
 }
 
 /// A session's settings: the server row's, with `port` as [`ServerRow::usable_port`] gave it.
-pub fn session_params(
+pub(crate) fn session_params(
     row: &ServerRow,
     port: u16,
     kind: BindKind,

@@ -21,27 +21,27 @@ use rustls::{
 /// How a client's TLS is set up: an SMPP session's from the smpp_tls* columns, PostgreSQL's
 /// from `[database] sslmode` and `sslrootcert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsParams {
+pub(crate) struct TlsParams {
     /// PEM bundle of the CAs to trust; None = the system's trust store.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// How much of the server's certificate is checked.
-    pub verify: Verify,
+    pub(crate) verify: Verify,
     /// The name sent as SNI and checked against the certificate: a DNS name or an IP address.
-    pub server_name: String,
+    pub(crate) server_name: String,
     /// Our certificate chain (PEM, ours first) and its private key (PEM), sent to an SMSC
     /// that asks for a client certificate; both or neither.
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
+    pub(crate) client_cert_file: Option<PathBuf>,
+    pub(crate) client_key_file: Option<PathBuf>,
 }
 
 /// The TLS error inside an I/O error from a TLS stream, if that is what it is.
-pub fn tls_error_in(e: &io::Error) -> Option<&rustls::Error> {
+pub(crate) fn tls_error_in(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// How much of the server's certificate a client checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verify {
+pub(crate) enum Verify {
     /// The chain up to a trusted CA and the name: smpp_tls_verify, sslmode=verify-full.
     Full,
     /// The chain only, any name: sslmode=verify-ca (and require with a root certificate).
@@ -110,7 +110,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// The client configuration for `params`: trust anchors from the CA file or the system, and
 /// our certificate when one is set. The files are read on each call (each connection), so a
 /// renewed certificate is used from the next reconnect on.
-pub fn client_config(params: &TlsParams) -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn client_config(params: &TlsParams) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

@@ -11,14 +11,14 @@ use super::value::{self, format_duration};
 use super::{ConfigError, SslMode};
 
 /// Reads typed values from one section, turning bad ones into `ConfigError::BadValue`.
-pub struct KeyReader<'a> {
+pub(crate) struct KeyReader<'a> {
     path: &'a Path,
     section: &'static str,
     keys: Keys,
 }
 
 impl<'a> KeyReader<'a> {
-    pub fn new(path: &'a Path, section: &'static str, keys: Keys) -> Self {
+    pub(crate) fn new(path: &'a Path, section: &'static str, keys: Keys) -> Self {
         KeyReader {
             path,
             section,
@@ -26,11 +26,11 @@ impl<'a> KeyReader<'a> {
         }
     }
 
-    pub fn raw(&self, key: &str) -> Option<&str> {
+    pub(crate) fn raw(&self, key: &str) -> Option<&str> {
         self.keys.get(key).map(String::as_str)
     }
 
-    pub fn bad_value(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
+    pub(crate) fn bad_value(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
         ConfigError::BadValue {
             path: self.path.to_path_buf(),
             section: self.section,
@@ -41,14 +41,14 @@ impl<'a> KeyReader<'a> {
     }
 
     /// A file path; absent or empty means none.
-    pub fn path(&self, key: &'static str) -> Option<std::path::PathBuf> {
+    pub(crate) fn path(&self, key: &'static str) -> Option<std::path::PathBuf> {
         self.raw(key)
             .filter(|v| !v.is_empty())
             .map(std::path::PathBuf::from)
     }
 
     /// A non-empty string; absent means `default`.
-    pub fn text(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub(crate) fn text(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
         match self.raw(key) {
             None => Ok(default.to_string()),
             Some("") => {
@@ -59,11 +59,11 @@ impl<'a> KeyReader<'a> {
     }
 
     /// Absent or empty means none.
-    pub fn optional_path(&self, key: &str) -> Option<PathBuf> {
+    pub(crate) fn optional_path(&self, key: &str) -> Option<PathBuf> {
         self.raw(key).filter(|p| !p.is_empty()).map(PathBuf::from)
     }
 
-    pub fn port(&self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
+    pub(crate) fn port(&self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
         let Some(text) = self.raw(key) else {
             return Ok(default);
         };
@@ -73,7 +73,7 @@ impl<'a> KeyReader<'a> {
         }
     }
 
-    pub fn number(
+    pub(crate) fn number(
         &self,
         key: &'static str,
         default: u32,
@@ -89,7 +89,7 @@ impl<'a> KeyReader<'a> {
         }
     }
 
-    pub fn duration(
+    pub(crate) fn duration(
         &self,
         key: &'static str,
         default: Duration,
@@ -109,14 +109,14 @@ impl<'a> KeyReader<'a> {
         Ok(duration)
     }
 
-    pub fn boolean(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
         let Some(text) = self.raw(key) else {
             return Ok(default);
         };
         value::parse_bool(text).ok_or_else(|| self.bad_value(key, "is not true or false"))
     }
 
-    pub fn level(
+    pub(crate) fn level(
         &self,
         key: &'static str,
         default: log::LevelFilter,
@@ -129,7 +129,11 @@ impl<'a> KeyReader<'a> {
         })
     }
 
-    pub fn sslmode(&self, key: &'static str, default: SslMode) -> Result<SslMode, ConfigError> {
+    pub(crate) fn sslmode(
+        &self,
+        key: &'static str,
+        default: SslMode,
+    ) -> Result<SslMode, ConfigError> {
         let Some(text) = self.raw(key) else {
             return Ok(default);
         };

@@ -11,27 +11,27 @@ use ini::{Ini, ParseOption};
 
 /// A file that is not INI: the 1-based line and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyntaxError {
-    pub line: usize,
-    pub message: String,
+pub(crate) struct SyntaxError {
+    pub(crate) line: usize,
+    pub(crate) message: String,
 }
 
 /// The keys of one known section, lower-cased; when a key repeats, the last value wins.
-pub type Keys = BTreeMap<String, String>;
+pub(crate) type Keys = BTreeMap<String, String>;
 
 /// The known sections that were present, and warnings about everything that was ignored.
 /// Warnings do not name the file: the caller prefixes it.
 #[derive(Debug, Default)]
-pub struct Sections {
-    pub keys_by_section: BTreeMap<&'static str, Keys>,
+pub(crate) struct Sections {
+    pub(crate) keys_by_section: BTreeMap<&'static str, Keys>,
     /// The sections esmed does not know (the Python logging ones aside), as written.
-    pub unknown: Vec<String>,
-    pub warnings: Vec<String>,
+    pub(crate) unknown: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Sections {
     /// The keys of `section`, empty when the file does not have it.
-    pub fn keys(&self, section: &str) -> Keys {
+    pub(crate) fn keys(&self, section: &str) -> Keys {
         self.keys_by_section
             .get(section)
             .cloned()
@@ -40,7 +40,7 @@ impl Sections {
 }
 
 /// Splits `text` into the sections listed in `known` (name and its keys).
-pub fn split_sections(
+pub(crate) fn split_sections(
     text: &str,
     known: &[(&'static str, &[&'static str])],
 ) -> Result<Sections, SyntaxError> {
@@ -213,7 +213,10 @@ fn unknown_section_warning(name: &str, known: &[(&'static str, &[&'static str])]
 
 /// The candidate `word` is most likely a misspelling of: at most two letters added, left
 /// out, changed or swapped (case, spaces and `_`/`-` aside), and fewer than half its letters.
-pub fn near_miss<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn near_miss<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let folded = fold(word);
     candidates
         .into_iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Parses "30" (seconds), "500ms", "2s", "5m" or "1h"; a space before the unit is allowed.
 /// Returns `None` for anything else, including overflow.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
@@ -30,7 +30,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Formats a duration the way esmed.conf writes it, in the largest unit that is exact.
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis % 1_000 != 0 {
         format!("{millis}ms")
@@ -44,7 +44,7 @@ pub fn format_duration(duration: Duration) -> String {
 }
 
 /// Accepts the spellings Python's configparser accepted, so old files keep working.
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Some(true),
         "false" | "no" | "off" | "0" => Some(false),
@@ -53,7 +53,7 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// Log level names, case-insensitive; "warning" is accepted because Python spelled it so.
-pub fn parse_level(text: &str) -> Option<log::LevelFilter> {
+pub(crate) fn parse_level(text: &str) -> Option<log::LevelFilter> {
     match text.trim().to_ascii_lowercase().as_str() {
         "error" => Some(log::LevelFilter::Error),
         "warn" | "warning" => Some(log::LevelFilter::Warn),

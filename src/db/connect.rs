@@ -37,7 +37,8 @@ impl PgConnector {
     }
 
     /// Plain connections with these settings: tests and tools on a local cluster.
-    pub fn plain(config: postgres::Config) -> PgConnector {
+    #[cfg(test)]
+    pub(crate) fn plain(config: postgres::Config) -> PgConnector {
         PgConnector {
             config,
             tls: None,
@@ -69,7 +70,7 @@ impl PgConnector {
 /// refused (or ours), the handshake could not agree, or a server without TLS under require.
 /// Retrying does not fix those, so a start stops on them with the reason; a connection that
 /// merely broke during the handshake is not one.
-pub fn is_tls_refusal(error: &postgres::Error) -> bool {
+pub(crate) fn is_tls_refusal(error: &postgres::Error) -> bool {
     let mut source = error.source();
     while let Some(e) = source {
         let rustls_error = e

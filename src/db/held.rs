@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
-pub struct HeldRows {
+pub(crate) struct HeldRows {
     counts: Mutex<HashMap<i64, u32>>,
 }
 
 impl HeldRows {
     /// Rows just claimed.
-    pub fn hold(&self, ids: impl IntoIterator<Item = i64>) {
+    pub(crate) fn hold(&self, ids: impl IntoIterator<Item = i64>) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
             *counts.entry(id).or_insert(0) += 1;
@@ -25,7 +25,7 @@ impl HeldRows {
     }
 
     /// Rows whose claim ended (result written or skipped, released, given up on).
-    pub fn settle(&self, ids: impl IntoIterator<Item = i64>) {
+    pub(crate) fn settle(&self, ids: impl IntoIterator<Item = i64>) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
             if let Some(count) = counts.get_mut(&id) {
@@ -38,12 +38,13 @@ impl HeldRows {
     }
 
     /// The rows held now, in no particular order.
-    pub fn ids(&self) -> Vec<i64> {
+    pub(crate) fn ids(&self) -> Vec<i64> {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.keys().copied().collect()
     }
 
-    pub fn contains(&self, id: i64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, id: i64) -> bool {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.contains_key(&id)
     }

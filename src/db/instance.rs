@@ -113,7 +113,7 @@ pub fn take_name(c: &mut Client, wanted: &str, configured: bool) -> Result<Strin
 
 /// Takes the lock of `name` again on a new connection `c` (after a reconnect); false while
 /// another session holds it.
-pub fn relock(c: &mut Client, name: &str) -> Result<bool, DbError> {
+pub(crate) fn relock(c: &mut Client, name: &str) -> Result<bool, DbError> {
     keep_alive(c)?;
     try_lock(c, name)
 }
@@ -125,7 +125,7 @@ fn keep_alive(c: &mut Client) -> Result<(), DbError> {
 
 /// Takes the lock of `name` on `c` if no other session holds it; true when this session
 /// holds it now (taking it again is harmless: it only counts once more).
-pub fn try_lock(c: &mut Client, name: &str) -> Result<bool, DbError> {
+pub(crate) fn try_lock(c: &mut Client, name: &str) -> Result<bool, DbError> {
     let row = c
         .query_one(
             concat!("SELECT pg_try_advisory_lock($1, ", name_key!(), ")"),
@@ -150,7 +150,7 @@ fn lock_patiently(c: &mut Client, name: &str) -> Result<bool, DbError> {
 }
 
 /// Which server process holds the lock of `name`, for a message.
-pub fn holder(c: &mut Client, name: &str) -> Result<String, DbError> {
+pub(crate) fn holder(c: &mut Client, name: &str) -> Result<String, DbError> {
     let rows = c
         .query(
             concat!(

@@ -22,36 +22,36 @@
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
 
 pub(crate) mod batch;
-pub mod claim;
+pub(crate) mod claim;
 pub(crate) mod conn;
-pub mod connect;
+pub(crate) mod connect;
 pub(crate) mod doubt;
-pub mod held;
+pub(crate) mod held;
 pub(crate) mod housekeeping;
 pub mod instance;
-pub mod notify;
+pub(crate) mod notify;
 pub mod poller;
-pub mod reassembly;
+pub(crate) mod reassembly;
 pub mod receipts;
-pub mod results;
-pub mod rx;
+pub(crate) mod results;
+pub(crate) mod rx;
 pub mod schema;
-pub mod servers;
+pub(crate) mod servers;
 pub mod sql;
 pub mod writer;
 
 use std::fmt;
 
-pub use crate::handoff::{
-    AcceptedPart, MoPart, RegisteredDelivery, RxRow, TxOutcome, TxResult, TxRow,
-};
+pub(crate) use crate::handoff::MoPart;
+pub use crate::handoff::{AcceptedPart, RegisteredDelivery, RxRow, TxOutcome, TxResult, TxRow};
 pub use claim::{
     claim, claim_after, first_sendable, prepare_claimer, release_untracked, renew_held, Renewal,
     MAX_TEXT_OCTETS,
 };
 pub use connect::PgConnector;
-pub use notify::{listen, wait_for_changes, TableChanges, NOTIFY_CHANNEL};
-pub use results::{settle_refused, write_results, write_results_in, Refused, WriteSummary};
+pub use notify::{listen, wait_for_changes, TableChanges};
+pub(crate) use results::{settle_refused, Refused};
+pub use results::{write_results, write_results_in, WriteSummary};
 pub use rx::insert_rx;
 pub use servers::{load_enabled_server, ServerRow};
 
@@ -155,7 +155,7 @@ impl std::error::Error for DbError {
 /// us (a wrong password, an unknown role or database, no permission to connect), the TLS
 /// that `sslmode` asks for failed (see [`connect::is_tls_refusal`]), or its files could not
 /// be read.
-pub fn is_fatal_connect_error(error: &DbError) -> bool {
+pub(crate) fn is_fatal_connect_error(error: &DbError) -> bool {
     match error {
         DbError::Postgres { source, .. } => {
             let refused = source.code().is_some_and(|code| {

@@ -1,7 +1,7 @@
 //! Hearing about table changes at once: `LISTEN notify_table_change`.
 //!
 //! The schema's statement-level triggers send one notification per statement on channel
-//! [`NOTIFY_CHANNEL`] with the table's name as payload (as the older daemon did): on any
+//! `notify_table_change` with the table's name as payload (as the older daemon did): on any
 //! change to `smpp_servers` and on inserts into `smpp_tx_queue`.
 
 use std::time::Duration;
@@ -10,9 +10,6 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
 use super::{pg, DbError};
-
-/// The channel the schema's triggers notify on.
-pub const NOTIFY_CHANNEL: &str = "notify_table_change";
 
 /// Which tables changed while waiting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,7 +33,7 @@ impl TableChanges {
     }
 }
 
-/// Subscribes this connection to [`NOTIFY_CHANNEL`].
+/// Subscribes this connection to the channel the schema's triggers notify on.
 pub fn listen(c: &mut Client) -> Result<(), DbError> {
     c.batch_execute("LISTEN notify_table_change")
         .map_err(pg("listen for table changes"))

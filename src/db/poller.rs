@@ -46,17 +46,17 @@ use crate::db::{self, instance, TxRow};
 use crate::handoff::SubmitWindows;
 use crate::observe::counters::Stats;
 
-pub struct PollerConfig {
-    pub pg: PgConnector,
+pub(crate) struct PollerConfig {
+    pub(crate) pg: PgConnector,
     /// The name this process runs as (see `db::instance::take_name`).
-    pub instance: String,
+    pub(crate) instance: String,
     /// The rows this process holds, shared with the DB writer, which settles them.
-    pub held: Arc<HeldRows>,
-    pub lease: Duration,
-    pub poll_interval: Duration,
-    pub reconnect_max: Duration,
+    pub(crate) held: Arc<HeldRows>,
+    pub(crate) lease: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) reconnect_max: Duration,
     /// `[daemon] claim_batch`: the fewest rows kept ready (see [`Supply::ready_target`]).
-    pub claim_batch: usize,
+    pub(crate) claim_batch: usize,
 }
 
 /// How long one wait for a notification lasts, so that a stop is noticed promptly.
@@ -71,17 +71,17 @@ const LOCKED_RENEWAL: Duration = Duration::from_secs(1);
 
 /// The poller's and the sweeper's threads. Each ends when `stop` is dropped, or with the error
 /// that made it give up (PostgreSQL refused it for a reason retrying will not fix).
-pub struct PollerThreads {
+pub(crate) struct PollerThreads {
     /// Returns the connection that holds the instance's lock (see [`spawn`]).
-    pub poller: JoinHandle<Result<Option<Client>, db::DbError>>,
-    pub sweeper: JoinHandle<Result<(), db::DbError>>,
+    pub(crate) poller: JoinHandle<Result<Option<Client>, db::DbError>>,
+    pub(crate) sweeper: JoinHandle<Result<(), db::DbError>>,
 }
 
 /// Starts the poller and its sweeper. `locked` is the connection that holds the instance's
 /// lock: the poller claims on it, and returns it when it ends (while it still holds the
 /// lock), for the daemon to keep until the rows in flight are settled: no process may take
 /// the name over while this one still writes their results.
-pub fn spawn(
+pub(crate) fn spawn(
     config: PollerConfig,
     locked: Client,
     outbound: Sender<TxRow>,

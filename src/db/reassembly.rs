@@ -36,17 +36,17 @@ use crate::smpp::text::storable::index_key;
 
 /// Which set a part belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SetKey {
-    pub source: String,
-    pub destination: String,
-    pub ref_kind: String,
-    pub reference: i32,
-    pub total: i16,
+pub(crate) struct SetKey {
+    pub(crate) source: String,
+    pub(crate) destination: String,
+    pub(crate) ref_kind: String,
+    pub(crate) reference: i32,
+    pub(crate) total: i16,
 }
 
 impl SetKey {
     /// The set of a part, its addresses made index keys.
-    pub fn of(row: &RxRow, part: &MoPart) -> SetKey {
+    pub(crate) fn of(row: &RxRow, part: &MoPart) -> SetKey {
         SetKey {
             source: index_key(row.source_addr.clone()),
             destination: index_key(row.destination_addr.clone()),
@@ -85,7 +85,10 @@ const STORE_PARTS: &str = "
 
 /// Stores MO parts (each with its row's addresses and PDU). Returns the positions in `parts`
 /// of those not stored because their set was stored already (delivered again).
-pub fn store_parts(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<Vec<usize>, DbError> {
+pub(crate) fn store_parts(
+    c: &mut impl Sql,
+    parts: &[(&RxRow, &MoPart)],
+) -> Result<Vec<usize>, DbError> {
     if parts.is_empty() {
         return Ok(Vec::new());
     }
@@ -222,7 +225,7 @@ const FORGET_DONE: &str =
 
 /// Takes the sets among `keys` that are complete: deletes their parts (their bytes stay in
 /// smpp_rx_parts_done) and returns one row per set. One statement.
-pub fn take_complete(c: &mut impl Sql, keys: &[SetKey]) -> Result<Vec<RxRow>, DbError> {
+pub(crate) fn take_complete(c: &mut impl Sql, keys: &[SetKey]) -> Result<Vec<RxRow>, DbError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -245,7 +248,10 @@ pub fn take_complete(c: &mut impl Sql, keys: &[SetKey]) -> Result<Vec<RxRow>, Db
 /// Takes the waiting sets that `parts` clash with (a part at the same place with other
 /// bytes: the reference was reused by a new message), as they are: incomplete rows, which
 /// leave the place to the new set. One statement.
-pub fn take_clashing(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<Vec<RxRow>, DbError> {
+pub(crate) fn take_clashing(
+    c: &mut impl Sql,
+    parts: &[(&RxRow, &MoPart)],
+) -> Result<Vec<RxRow>, DbError> {
     if parts.is_empty() {
         return Ok(Vec::new());
     }
@@ -272,7 +278,7 @@ pub fn take_clashing(c: &mut impl Sql, parts: &[(&RxRow, &MoPart)]) -> Result<Ve
 }
 
 /// The sets [`take_due`] would take, oldest first, for taking them one by one.
-pub fn due_sets(c: &mut impl Sql, timeout: Duration) -> Result<Vec<SetKey>, DbError> {
+pub(crate) fn due_sets(c: &mut impl Sql, timeout: Duration) -> Result<Vec<SetKey>, DbError> {
     c.query(DUE_SETS, &[&timeout.as_secs_f64()])
         .map_err(pg("list due MO sets"))?
         .iter()
@@ -289,7 +295,7 @@ pub fn due_sets(c: &mut impl Sql, timeout: Duration) -> Result<Vec<SetKey>, DbEr
 }
 
 /// Takes one set as it is (see [`take_due`]); `None` when no part of it waits any more.
-pub fn take_set(c: &mut impl Sql, key: &SetKey) -> Result<Option<RxRow>, DbError> {
+pub(crate) fn take_set(c: &mut impl Sql, key: &SetKey) -> Result<Option<RxRow>, DbError> {
     let rows = c
         .query(
             TAKE_SETS,
@@ -306,7 +312,7 @@ pub fn take_set(c: &mut impl Sql, key: &SetKey) -> Result<Option<RxRow>, DbError
 }
 
 /// Moves a set's parts to smpp_rx_parts_refused with `reason`; returns how many.
-pub fn set_aside(c: &mut impl Sql, key: &SetKey, reason: &str) -> Result<u64, DbError> {
+pub(crate) fn set_aside(c: &mut impl Sql, key: &SetKey, reason: &str) -> Result<u64, DbError> {
     c.execute(
         SET_ASIDE,
         &[
@@ -323,7 +329,7 @@ pub fn set_aside(c: &mut impl Sql, key: &SetKey, reason: &str) -> Result<u64, Db
 
 /// Takes every set that is complete (parts stored by another esmed, or in a batch that was
 /// split) or whose first part is older than `timeout`.
-pub fn take_due(c: &mut impl Sql, timeout: Duration) -> Result<Vec<RxRow>, DbError> {
+pub(crate) fn take_due(c: &mut impl Sql, timeout: Duration) -> Result<Vec<RxRow>, DbError> {
     let rows = c
         .query(TAKE_DUE, &[&timeout.as_secs_f64()])
         .map_err(pg("expire MO parts"))?;
@@ -331,7 +337,7 @@ pub fn take_due(c: &mut impl Sql, timeout: Duration) -> Result<Vec<RxRow>, DbErr
 }
 
 /// Forgets the parts of sets stored more than `timeout` ago; returns how many.
-pub fn forget_done(c: &mut impl Sql, timeout: Duration) -> Result<u64, DbError> {
+pub(crate) fn forget_done(c: &mut impl Sql, timeout: Duration) -> Result<u64, DbError> {
     c.execute(FORGET_DONE, &[&timeout.as_secs_f64()])
         .map_err(pg("forget stored MO parts"))
 }

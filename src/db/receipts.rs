@@ -23,7 +23,7 @@ use crate::smpp::receipt::{match_keys, IdMatch, MessageState};
 /// A receipt to match: `token` identifies it to the caller (a batch index or an rx id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptKeys {
-    pub token: i64,
+    pub(crate) token: i64,
     /// (`message_id_key`, rank) pairs; lower rank is the better match.
     pub keys: Vec<(String, i32)>,
 }
@@ -141,7 +141,7 @@ const KEEP_UNMATCHED: &str = "
     ON CONFLICT DO NOTHING";
 
 /// Keeps receipts (`token` = their smpp_rx_queue id) for matching later.
-pub fn keep_unmatched(
+pub(crate) fn keep_unmatched(
     c: &mut impl Sql,
     receipts: &[(ReceiptKeys, Option<MessageState>)],
 ) -> Result<(), DbError> {
@@ -202,7 +202,10 @@ const LINK_RX: &str = "
 /// Matches waiting receipts (all, or those that may match `keys`), links their rx rows to
 /// the tx rows and forgets them; returns their states, oldest receipt first, for
 /// [`apply_states`].
-pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<PartState>, DbError> {
+pub(crate) fn match_waiting(
+    c: &mut impl Sql,
+    keys: Option<&[String]>,
+) -> Result<Vec<PartState>, DbError> {
     let rows = match keys {
         Some(keys) => c.query(MATCH_WAITING_FOR, &[&keys]),
         None => c.query(MATCH_ALL_WAITING, &[]),
@@ -213,7 +216,7 @@ pub fn match_waiting(c: &mut impl Sql, keys: Option<&[String]>) -> Result<Vec<Pa
 
 /// The rx ids of the waiting receipts that now have a part, for matching them one by one
 /// ([`match_waiting_receipt`]).
-pub fn matchable_waiting(c: &mut impl Sql) -> Result<Vec<i64>, DbError> {
+pub(crate) fn matchable_waiting(c: &mut impl Sql) -> Result<Vec<i64>, DbError> {
     c.query(MATCH_ALL_WAITING, &[])
         .map_err(pg("match waiting receipts"))?
         .iter()
@@ -222,7 +225,10 @@ pub fn matchable_waiting(c: &mut impl Sql) -> Result<Vec<i64>, DbError> {
 }
 
 /// [`match_waiting`] for the one receipt stored as `rx_id`.
-pub fn match_waiting_receipt(c: &mut impl Sql, rx_id: i64) -> Result<Vec<PartState>, DbError> {
+pub(crate) fn match_waiting_receipt(
+    c: &mut impl Sql,
+    rx_id: i64,
+) -> Result<Vec<PartState>, DbError> {
     let rows = c
         .query(MATCH_WAITING_RX, &[&rx_id])
         .map_err(pg("match a waiting receipt"))?;
@@ -230,7 +236,7 @@ pub fn match_waiting_receipt(c: &mut impl Sql, rx_id: i64) -> Result<Vec<PartSta
 }
 
 /// Stops matching the receipt stored as `rx_id` (its row stays, tx_id NULL).
-pub fn stop_waiting(c: &mut impl Sql, rx_id: i64) -> Result<u64, DbError> {
+pub(crate) fn stop_waiting(c: &mut impl Sql, rx_id: i64) -> Result<u64, DbError> {
     c.execute("DELETE FROM smpp_rx_unmatched WHERE rx_id = $1", &[&rx_id])
         .map_err(pg("stop matching a receipt"))
 }
@@ -274,7 +280,7 @@ fn claim_matches(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<PartSta
 }
 
 /// Whether any receipt is waiting for its part (cheap: stops at the first row).
-pub fn any_waiting(c: &mut impl Sql) -> Result<bool, DbError> {
+pub(crate) fn any_waiting(c: &mut impl Sql) -> Result<bool, DbError> {
     let rows = c
         .query("SELECT EXISTS (SELECT 1 FROM smpp_rx_unmatched)", &[])
         .map_err(pg("look for waiting receipts"))?;
@@ -287,7 +293,7 @@ const EXPIRE_WAITING: &str = "
     RETURNING rx_id, match_key";
 
 /// Forgets receipts that waited longer than `window`; returns (rx id, keys tried) for logs.
-pub fn expire_waiting(
+pub(crate) fn expire_waiting(
     c: &mut impl Sql,
     window: Duration,
 ) -> Result<Vec<(i64, Vec<String>)>, DbError> {

@@ -159,7 +159,7 @@ pub fn write_results_in(
 
 /// Whether [`write_results_in`] writes these results with one statement (all done, each sent
 /// in one part), which is atomic without a transaction around it.
-pub fn in_one_statement(results: &[TxResult]) -> bool {
+pub(crate) fn in_one_statement(results: &[TxResult]) -> bool {
     results.iter().all(|r| match &r.outcome {
         TxOutcome::Done { parts } => !is_multi_part(parts),
         _ => false,
@@ -381,7 +381,7 @@ fn outcome_parts(outcome: &TxOutcome) -> &[AcceptedPart] {
 
 /// How a result PostgreSQL refused was settled by [`settle_refused`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The row is failed, its `submission_info` saying why.
     Failed,
     /// Even that was refused: the row is released, to be claimed again.
@@ -398,7 +398,7 @@ const MOST_INFO: usize = 1000;
 /// failed with `why` and what the SMSC had answered, touching no column but the flags, the
 /// info and the lease. If PostgreSQL refuses even that, the row is released. Never left
 /// claimed, so never renewed for ever.
-pub fn settle_refused(
+pub(crate) fn settle_refused(
     c: &mut impl Sql,
     result: &TxResult,
     why: &str,

@@ -14,7 +14,7 @@ impl RxRow {
     /// The row with every string PostgreSQL could refuse made storable: NUL (from a TLV, an
     /// address, the text) becomes U+FFFD, and one in the text counts it as invalid.
     /// `pdu_raw` (hex) keeps the exact octets.
-    pub fn storable(mut self) -> RxRow {
+    pub(crate) fn storable(mut self) -> RxRow {
         if make_storable(&mut self.short_message) > 0 {
             self.text_invalid = true;
         }

@@ -28,7 +28,7 @@ const REQUIRED: &[(&str, &str)] = &[
 
 /// The schema is too old for this esmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingColumns(pub Vec<String>);
+pub(crate) struct MissingColumns(pub(crate) Vec<String>);
 
 impl std::fmt::Display for MissingColumns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,7 +64,7 @@ pub fn missing_columns(c: &mut postgres::Client) -> Result<Vec<String>, DbError>
 }
 
 /// `Ok(Err(..))` when columns are missing; `Err` when the check itself failed.
-pub fn check(c: &mut postgres::Client) -> Result<Result<(), MissingColumns>, DbError> {
+pub(crate) fn check(c: &mut postgres::Client) -> Result<Result<(), MissingColumns>, DbError> {
     let missing = missing_columns(c)?;
     Ok(if missing.is_empty() {
         Ok(())
@@ -79,7 +79,7 @@ pub fn check(c: &mut postgres::Client) -> Result<Result<(), MissingColumns>, DbE
 /// result's version too, before the claim's dead one is pruned. Measured on a million-row
 /// drain against 60: every claim HOT (was two in three), the queue grows 8-9 % (was 38 %),
 /// PostgreSQL CPU per message -20 %, the last tenth at 84-92 % of the first (was 74 %).
-pub const QUEUE_FILLFACTOR: u32 = 40;
+pub(crate) const QUEUE_FILLFACTOR: u32 = 40;
 
 /// Above this, some claims find no room on their page.
 const QUEUE_FILLFACTOR_MOST: u32 = 50;

@@ -13,25 +13,25 @@ use crate::smpp::text::CodingPolicy;
 /// Every `smpp_servers` column (timers in seconds, as stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerRow {
-    pub id: i32,
-    pub enabled: bool,
-    pub name: Option<String>,
+    pub(crate) id: i32,
+    pub(crate) enabled: bool,
+    pub(crate) name: Option<String>,
     pub host: String,
     pub port: i32,
     pub esme_system_id: String,
     pub esme_password: Secret,
-    pub esme_source_addr: Option<String>,
+    pub(crate) esme_source_addr: Option<String>,
     pub esme_bind_transceiver: bool,
-    pub esme_registered_delivery: bool,
+    pub(crate) esme_registered_delivery: bool,
     pub esme_max_submission_attempts: i32,
-    pub smpp_session_init_timer: i32,
-    pub smpp_enquire_link_timer: i32,
-    pub smpp_inactivity_timer: i32,
-    pub smpp_response_timer: i32,
-    pub smpp_pdu_read_timer: i32,
+    pub(crate) smpp_session_init_timer: i32,
+    pub(crate) smpp_enquire_link_timer: i32,
+    pub(crate) smpp_inactivity_timer: i32,
+    pub(crate) smpp_response_timer: i32,
+    pub(crate) smpp_pdu_read_timer: i32,
     /// A separate receiver bind next to a transmitter bind.
     pub esme_bind_receiver: bool,
-    pub esme_system_type: String,
+    pub(crate) esme_system_type: String,
     /// Maximum submit_sm awaiting a response.
     pub smpp_window: i32,
     /// Segments per second; 0 = unlimited.
@@ -40,7 +40,7 @@ pub struct ServerRow {
     pub smpp_long_message_mode: LongMode,
     /// None = chosen from the source address's shape.
     pub esme_source_addr_ton: Option<i32>,
-    pub esme_source_addr_npi: Option<i32>,
+    pub(crate) esme_source_addr_npi: Option<i32>,
     pub esme_dest_addr_ton: i32,
     pub esme_dest_addr_npi: i32,
     /// Vendor command_status codes (0x400-0x4FF) to treat as permanent failures.

@@ -66,7 +66,7 @@ pub struct Statements {
 }
 
 impl Statements {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.by_sql.clear();
     }
 
@@ -202,7 +202,10 @@ impl Planning {
 /// Either ends the statement with lock_not_available or query_canceled, which esmed treats
 /// as transient: the work is kept and tried again, so an application's lock delays it but
 /// cannot stall the thread that waits for it.
-pub fn wait_limits(lock: std::time::Duration, statement: Option<std::time::Duration>) -> String {
+pub(crate) fn wait_limits(
+    lock: std::time::Duration,
+    statement: Option<std::time::Duration>,
+) -> String {
     let ms = |d: std::time::Duration| d.as_millis().max(1);
     let statement = statement.map_or(0, ms);
     format!(

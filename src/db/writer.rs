@@ -44,19 +44,19 @@ use crate::observe::counters::Stats;
 use crate::smpp::receipt::IdMatch;
 use crate::smpp::CommandStatus;
 
-pub struct DbWriterConfig {
-    pub pg: PgConnector,
-    pub instance: String,
+pub(crate) struct DbWriterConfig {
+    pub(crate) pg: PgConnector,
+    pub(crate) instance: String,
     /// The rows this process holds: a row's claim ends with its result's commit.
-    pub held: Arc<HeldRows>,
-    pub batch: usize,
-    pub reconnect_max: Duration,
+    pub(crate) held: Arc<HeldRows>,
+    pub(crate) batch: usize,
+    pub(crate) reconnect_max: Duration,
     /// How receipt ids are compared with submit_sm_resp ids.
-    pub id_match: IdMatch,
+    pub(crate) id_match: IdMatch,
     /// How long a receipt whose message is unknown keeps being matched.
-    pub receipt_match_window: Duration,
+    pub(crate) receipt_match_window: Duration,
     /// How long the parts of a concatenated MO wait for the rest of their set.
-    pub mo_reassembly_timeout: Duration,
+    pub(crate) mo_reassembly_timeout: Duration,
 }
 
 /// How often waiting receipts and MO parts are looked at between batches.
@@ -85,11 +85,11 @@ enum Role {
 }
 
 /// A writer thread: it ends once its work is done, or with the error that made it give up.
-pub type WriterThread = JoinHandle<Result<(), db::DbError>>;
+pub(crate) type WriterThread = JoinHandle<Result<(), db::DbError>>;
 
 /// Starts the writer threads; returns where to send their work and the threads, which end
 /// once every [`DbSender`] is dropped and everything sent is committed.
-pub fn spawn(
+pub(crate) fn spawn(
     config: DbWriterConfig,
     stats: Arc<Stats>,
 ) -> std::io::Result<(DbSender, Vec<WriterThread>)> {

@@ -10,13 +10,13 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// How many warnings of one kind are logged in a spell before the rest are counted.
-pub const BURST: u32 = 10;
+pub(crate) const BURST: u32 = 10;
 /// How long a spell lasts from its first warning.
-pub const SPELL: Duration = Duration::from_secs(60);
+pub(crate) const SPELL: Duration = Duration::from_secs(60);
 
 /// What to do with one warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Log it.
     Log,
     /// Log it, saying that more like it will be counted, not logged.
@@ -27,10 +27,10 @@ pub enum Verdict {
 
 /// Warnings of one kind that were counted, not logged: how many, over how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counted<K> {
-    pub kind: K,
-    pub count: u64,
-    pub over: Duration,
+pub(crate) struct Counted<K> {
+    pub(crate) kind: K,
+    pub(crate) count: u64,
+    pub(crate) over: Duration,
 }
 
 impl<K> fmt::Display for Counted<K> {
@@ -46,7 +46,7 @@ impl<K> fmt::Display for Counted<K> {
 
 /// The spells of each kind of warning `K` seen lately.
 #[derive(Debug)]
-pub struct Repeats<K> {
+pub(crate) struct Repeats<K> {
     spells: Vec<Spell<K>>,
 }
 
@@ -67,7 +67,7 @@ impl<K> Default for Repeats<K> {
 impl<K: Copy + Eq> Repeats<K> {
     /// Decides about one warning of `kind` at `now`. A spell that is over is ended first:
     /// its count comes back as `Some` to be logged before this warning.
-    pub fn note(&mut self, kind: K, now: Instant) -> (Option<Counted<K>>, Verdict) {
+    pub(crate) fn note(&mut self, kind: K, now: Instant) -> (Option<Counted<K>>, Verdict) {
         let ended = self.end(now, |spell| spell.kind == kind);
         let index = match self.spells.iter().position(|spell| spell.kind == kind) {
             Some(index) => index,
@@ -97,12 +97,12 @@ impl<K: Copy + Eq> Repeats<K> {
     }
 
     /// Ends the spells that are over at `now`; returns those that counted warnings.
-    pub fn over(&mut self, now: Instant) -> Vec<Counted<K>> {
+    pub(crate) fn over(&mut self, now: Instant) -> Vec<Counted<K>> {
         self.end(now, |_| true)
     }
 
     /// Ends every spell (the session is ending); returns those that counted warnings.
-    pub fn finish(&mut self, now: Instant) -> Vec<Counted<K>> {
+    pub(crate) fn finish(&mut self, now: Instant) -> Vec<Counted<K>> {
         let spells = std::mem::take(&mut self.spells);
         spells
             .into_iter()
@@ -134,7 +134,7 @@ impl<K: Copy> Spell<K> {
 }
 
 /// The note the last logged warning of a spell carries.
-pub fn last_note() -> String {
+pub(crate) fn last_note() -> String {
     format!(
         " (more like it are counted, not logged, for the rest of these {} s)",
         SPELL.as_secs()

@@ -4,39 +4,39 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// submit_sm PDUs written.
-    pub submitted: AtomicU64,
+    pub(crate) submitted: AtomicU64,
     /// Rows done, failed, and retried later.
-    pub rows_done: AtomicU64,
-    pub rows_failed: AtomicU64,
-    pub rows_retried: AtomicU64,
+    pub(crate) rows_done: AtomicU64,
+    pub(crate) rows_failed: AtomicU64,
+    pub(crate) rows_retried: AtomicU64,
     /// ESME_RTHROTTLED / ESME_RMSGQFUL answers.
-    pub throttled: AtomicU64,
+    pub(crate) throttled: AtomicU64,
     /// deliver_sm / data_sm received and stored.
-    pub received: AtomicU64,
-    pub stored: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) stored: AtomicU64,
     /// Rows claimed from the queue.
-    pub claimed: AtomicU64,
+    pub(crate) claimed: AtomicU64,
     /// Session states, window in use and last error, for the heartbeat row.
-    pub session: crate::observe::session_state::SessionStatus,
+    pub(crate) session: crate::observe::session_state::SessionStatus,
 }
 
 /// A copy of the counters at one moment.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Snapshot {
-    pub submitted: u64,
-    pub rows_done: u64,
-    pub rows_failed: u64,
-    pub rows_retried: u64,
-    pub throttled: u64,
-    pub received: u64,
-    pub stored: u64,
-    pub claimed: u64,
+pub(crate) struct Snapshot {
+    pub(crate) submitted: u64,
+    pub(crate) rows_done: u64,
+    pub(crate) rows_failed: u64,
+    pub(crate) rows_retried: u64,
+    pub(crate) throttled: u64,
+    pub(crate) received: u64,
+    pub(crate) stored: u64,
+    pub(crate) claimed: u64,
 }
 
 impl Stats {
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
             submitted: get(&self.submitted),
@@ -53,7 +53,7 @@ impl Stats {
 
 impl Snapshot {
     /// The info line for the interval from `earlier` to `self`, `seconds` long.
-    pub fn describe_since(&self, earlier: &Snapshot, seconds: f64) -> String {
+    pub(crate) fn describe_since(&self, earlier: &Snapshot, seconds: f64) -> String {
         let rate = |now: u64, then: u64| (now.saturating_sub(then)) as f64 / seconds.max(0.001);
         format!(
             "rows done {} (+{:.1}/s), failed {}, retried {}; submit_sm {} ({:.1}/s), throttled {}; \

@@ -22,12 +22,12 @@ use crate::observe::counters::{Snapshot, Stats};
 use crate::observe::session_state::StatusSnapshot;
 use crate::observe::status_table::StatusColumns;
 
-pub struct HeartbeatConfig {
-    pub pg: PgConnector,
-    pub instance: String,
-    pub host: String,
-    pub interval: Duration,
-    pub reconnect_max: Duration,
+pub(crate) struct HeartbeatConfig {
+    pub(crate) pg: PgConnector,
+    pub(crate) instance: String,
+    pub(crate) host: String,
+    pub(crate) interval: Duration,
+    pub(crate) reconnect_max: Duration,
 }
 
 /// One `esmed_status` row as written.
@@ -85,7 +85,7 @@ pub fn delete_status(client: &mut Client, instance: &str) -> Result<(), DbError>
 }
 
 /// The row for this moment; rates are over the `seconds` since `earlier`.
-pub fn status_row(
+pub(crate) fn status_row(
     config: &HeartbeatConfig,
     status: &StatusSnapshot,
     now: &Snapshot,
@@ -121,7 +121,7 @@ pub fn status_row(
 
 /// Starts the thread; it deletes the row and ends when `stop` is dropped, or ends with the
 /// error when PostgreSQL refuses its connection for a reason retrying will not fix.
-pub fn spawn(
+pub(crate) fn spawn(
     config: HeartbeatConfig,
     stats: Arc<Stats>,
     stop: Receiver<()>,

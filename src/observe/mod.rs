@@ -8,8 +8,8 @@
 //! - [`status_table`]: that row's columns, as written and read back.
 //! - [`report`]: `esmed status`, which reads every instance's row and the queue views.
 
-pub mod counters;
+pub(crate) mod counters;
 pub mod heartbeat;
 pub mod report;
-pub mod session_state;
+pub(crate) mod session_state;
 pub mod status_table;

@@ -21,8 +21,8 @@ pub struct InstanceStatus {
     pub columns: StatusColumns,
     pub last_error_at: Option<String>,
     pub started_at: String,
-    pub updated_at: String,
-    pub seconds_since_update: f64,
+    pub(crate) updated_at: String,
+    pub(crate) seconds_since_update: f64,
     /// Updated within the last three heartbeats.
     pub fresh: bool,
 }
@@ -32,12 +32,12 @@ pub struct InstanceStatus {
 pub struct Report {
     pub instances: Vec<InstanceStatus>,
     /// `esmed_queue_depth`: (state, messages) in the view's order.
-    pub queue: Vec<(String, i64)>,
-    pub oldest_pending_seconds: f64,
-    pub unfinished: i64,
+    pub(crate) queue: Vec<(String, i64)>,
+    pub(crate) oldest_pending_seconds: f64,
+    pub(crate) unfinished: i64,
     /// Messages inserted in the last hour that are done / failed by now.
-    pub last_hour_done: i64,
-    pub last_hour_failed: i64,
+    pub(crate) last_hour_done: i64,
+    pub(crate) last_hour_failed: i64,
 }
 
 const INSTANCES: &str = "
@@ -114,12 +114,12 @@ fn instance_from_row(r: &postgres::Row) -> InstanceStatus {
 }
 
 impl InstanceStatus {
-    pub fn is_bound(&self) -> bool {
+    pub(crate) fn is_bound(&self) -> bool {
         self.columns.session_state.starts_with("bound")
     }
 
     /// The state column: the row's state, or "not running?" when the row is stale.
-    pub fn shown_state(&self) -> String {
+    pub(crate) fn shown_state(&self) -> String {
         if self.fresh {
             self.columns.session_state.clone()
         } else {

@@ -9,23 +9,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::session::BindKind;
+use crate::handoff::BindKind;
 
 /// Where one session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
+pub(crate) enum LinkState {
     Connecting,
     Bound,
 }
 
 /// The shared live status; lives in `Stats`, so every session already has it.
 #[derive(Debug, Default)]
-pub struct SessionStatus {
+pub(crate) struct SessionStatus {
     inner: Mutex<Inner>,
     /// submit_sm awaiting their response, sampled by the submitting session.
-    pub window_in_use: AtomicU64,
+    pub(crate) window_in_use: AtomicU64,
     /// Set once the daemon began its shutdown.
-    pub stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -39,21 +39,21 @@ struct Inner {
 
 /// The smpp_servers row the sessions use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInUse {
-    pub id: i32,
-    pub name: Option<String>,
-    pub window: i32,
+pub(crate) struct ServerInUse {
+    pub(crate) id: i32,
+    pub(crate) name: Option<String>,
+    pub(crate) window: i32,
 }
 
 /// A copy of the status at one moment, for the heartbeat row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StatusSnapshot {
-    pub server: Option<ServerInUse>,
-    pub state: String,
-    pub window_in_use: u64,
+pub(crate) struct StatusSnapshot {
+    pub(crate) server: Option<ServerInUse>,
+    pub(crate) state: String,
+    pub(crate) window_in_use: u64,
     /// A bound session runs TLS without checking the SMSC's certificate.
-    pub tls_unverified: bool,
-    pub last_error: Option<(String, SystemTime)>,
+    pub(crate) tls_unverified: bool,
+    pub(crate) last_error: Option<(String, SystemTime)>,
 }
 
 impl SessionStatus {
@@ -65,12 +65,12 @@ impl SessionStatus {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn set_server(&self, server: Option<ServerInUse>) {
+    pub(crate) fn set_server(&self, server: Option<ServerInUse>) {
         self.lock().server = server;
     }
 
     /// Records a session's state; a session that ended is `forget`-ten instead.
-    pub fn set_link(&self, kind: BindKind, state: LinkState) {
+    pub(crate) fn set_link(&self, kind: BindKind, state: LinkState) {
         let mut inner = self.lock();
         match inner.sessions.iter_mut().find(|(k, _)| *k == kind) {
             Some(entry) => entry.1 = state,
@@ -80,7 +80,7 @@ impl SessionStatus {
 
     /// Records whether `kind`'s connection is TLS whose certificate was not checked
     /// (smpp_tls_verify = false); shown while that session is bound.
-    pub fn set_tls_unverified(&self, kind: BindKind, unverified: bool) {
+    pub(crate) fn set_tls_unverified(&self, kind: BindKind, unverified: bool) {
         let mut inner = self.lock();
         inner.tls_unverified.retain(|k| *k != kind);
         if unverified {
@@ -88,7 +88,7 @@ impl SessionStatus {
         }
     }
 
-    pub fn forget(&self, kind: BindKind) {
+    pub(crate) fn forget(&self, kind: BindKind) {
         let mut inner = self.lock();
         inner.sessions.retain(|(k, _)| *k != kind);
         inner.tls_unverified.retain(|k| *k != kind);
@@ -98,18 +98,18 @@ impl SessionStatus {
         }
     }
 
-    pub fn set_error(&self, error: impl Into<String>) {
+    pub(crate) fn set_error(&self, error: impl Into<String>) {
         self.lock().last_error = Some((error.into(), SystemTime::now()));
     }
 
     /// Logs a problem at `level` and makes it the last error (esmed_status.last_error), so
     /// that `esmed status` shows database trouble as well as session trouble.
-    pub fn report(&self, level: log::Level, message: String) {
+    pub(crate) fn report(&self, level: log::Level, message: String) {
         log::log!(level, "{message}");
         self.set_error(message);
     }
 
-    pub fn snapshot(&self) -> StatusSnapshot {
+    pub(crate) fn snapshot(&self) -> StatusSnapshot {
         let inner = self.lock().clone();
         let stopping = self.stopping.load(Ordering::Relaxed);
         let tls_unverified = inner
@@ -128,7 +128,7 @@ impl SessionStatus {
 
 /// `idle`, `connecting`, `bound transceiver`, `bound transmitter+receiver`,
 /// `bound receiver (transmitter connecting)`, `stopping`.
-pub fn describe_state(sessions: &[(BindKind, LinkState)], stopping: bool) -> String {
+pub(crate) fn describe_state(sessions: &[(BindKind, LinkState)], stopping: bool) -> String {
     if stopping {
         return "stopping".into();
     }

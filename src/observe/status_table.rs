@@ -29,10 +29,10 @@ pub struct StatusColumns {
 impl StatusColumns {
     /// How many there are: they are the first parameters of the upsert and the first
     /// columns of `esmed status`'s query, in this order.
-    pub const COUNT: usize = 16;
+    pub(crate) const COUNT: usize = 16;
 
     /// The columns as statement parameters, in table order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); Self::COUNT] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); Self::COUNT] {
         [
             &self.instance,
             &self.host,
@@ -54,7 +54,7 @@ impl StatusColumns {
     }
 
     /// Reads them from the first [`StatusColumns::COUNT`] columns of `row`.
-    pub fn from_row(row: &postgres::Row) -> StatusColumns {
+    pub(crate) fn from_row(row: &postgres::Row) -> StatusColumns {
         StatusColumns {
             instance: row.get(0),
             host: row.get(1),

@@ -7,8 +7,9 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
+use crate::handoff::BindKind;
 use crate::session::transport::Transport;
-use crate::session::{BindKind, SessionParams};
+use crate::session::SessionParams;
 use crate::smpp::codec::{decode, encode_to_vec};
 use crate::smpp::frame::FrameBuffer;
 use crate::smpp::pdu::{Bind, Body};
@@ -17,7 +18,7 @@ use crate::tls::{client_config, tls_error_in, TlsError};
 
 /// Why a session could not be opened.
 #[derive(Debug)]
-pub enum BindError {
+pub(crate) enum BindError {
     /// The host name does not resolve or the TCP connect failed.
     Connect(io::Error),
     /// The SMSC refused the bind with this status.
@@ -45,17 +46,17 @@ impl std::fmt::Display for BindError {
 impl std::error::Error for BindError {}
 
 /// A bound session's connection, with any bytes that arrived after the bind_resp.
-pub struct Bound {
-    pub transport: Transport,
-    pub buffer: FrameBuffer,
+pub(crate) struct Bound {
+    pub(crate) transport: Transport,
+    pub(crate) buffer: FrameBuffer,
     /// The SMSC's system_id from the bind_resp.
-    pub smsc_system_id: String,
+    pub(crate) smsc_system_id: String,
 }
 
 /// The sequence number every bind uses; the writer numbers its requests from 2 on.
-pub const BIND_SEQUENCE: u32 = 1;
+pub(crate) const BIND_SEQUENCE: u32 = 1;
 
-pub fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
+pub(crate) fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
     let deadline = Instant::now() + params.timers.session_init;
     let stream = connect(params, deadline)?;
     stream.set_nodelay(true).map_err(BindError::Connect)?;

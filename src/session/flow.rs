@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 /// Segments per second with a burst of one tenth of a second's worth (at least one).
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     per_second: f64,
     burst: f64,
     tokens: f64,
@@ -14,7 +14,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// `per_second == 0` means no cap.
-    pub fn new(per_second: u32, now: Instant) -> Option<Self> {
+    pub(crate) fn new(per_second: u32, now: Instant) -> Option<Self> {
         if per_second == 0 {
             return None;
         }
@@ -29,7 +29,7 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one; otherwise says when the next one arrives.
-    pub fn take(&mut self, now: Instant) -> Result<(), Instant> {
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), Instant> {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -50,14 +50,14 @@ impl TokenBucket {
 /// How long submitting pauses after ESME_RTHROTTLED / ESME_RMSGQFUL: doubles while the SMSC
 /// keeps refusing and shrinks again as submissions succeed.
 #[derive(Debug, Clone)]
-pub struct ThrottlePause {
+pub(crate) struct ThrottlePause {
     current: Duration,
     min: Duration,
     max: Duration,
 }
 
 impl ThrottlePause {
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         ThrottlePause {
             current: Duration::ZERO,
             min,
@@ -66,7 +66,7 @@ impl ThrottlePause {
     }
 
     /// A refusal: the pause to take now.
-    pub fn on_throttled(&mut self) -> Duration {
+    pub(crate) fn on_throttled(&mut self) -> Duration {
         self.current = (self.current * 2).clamp(self.min, self.max);
         self.current
     }
@@ -74,7 +74,7 @@ impl ThrottlePause {
     /// An accepted submission: relax. Halving (not a gentler factor) keeps the pause short
     /// when only a fraction of submits is refused: at 30 % refusals a factor of 0.9 lets the
     /// doublings win and the pause climbs to its maximum while most submits succeed.
-    pub fn on_accepted(&mut self) {
+    pub(crate) fn on_accepted(&mut self) {
         self.current /= 2;
         if self.current < self.min {
             self.current = Duration::ZERO;
@@ -89,7 +89,7 @@ impl ThrottlePause {
 /// Refusals that arrive while paused answer submits sent before the reaction: they are the
 /// same event and change nothing, so one burst of refusals is one halving, not many.
 #[derive(Debug, Clone)]
-pub struct Congestion {
+pub(crate) struct Congestion {
     max_window: usize,
     window: usize,
     accepted_at_window: usize,
@@ -98,7 +98,7 @@ pub struct Congestion {
 }
 
 impl Congestion {
-    pub fn new(max_window: usize, min_pause: Duration, max_pause: Duration) -> Self {
+    pub(crate) fn new(max_window: usize, min_pause: Duration, max_pause: Duration) -> Self {
         let max_window = max_window.max(1);
         Congestion {
             max_window,
@@ -110,13 +110,13 @@ impl Congestion {
     }
 
     /// How many submits may be outstanding now.
-    pub fn window(&self) -> usize {
+    pub(crate) fn window(&self) -> usize {
         self.window
     }
 
     /// A refusal at `now`: when it is a new event, shrinks the window and returns the end of
     /// the pause to take; `None` when already paused for it.
-    pub fn on_throttled(&mut self, now: Instant) -> Option<Instant> {
+    pub(crate) fn on_throttled(&mut self, now: Instant) -> Option<Instant> {
         if self.paused_until.is_some_and(|until| now < until) {
             return None;
         }
@@ -128,7 +128,7 @@ impl Congestion {
     }
 
     /// An accepted submit.
-    pub fn on_accepted(&mut self) {
+    pub(crate) fn on_accepted(&mut self) {
         self.pause.on_accepted();
         if self.window >= self.max_window {
             return;

@@ -14,7 +14,7 @@ use crate::smpp::udh::{split_udh, Concat};
 use crate::smpp::Pdu;
 
 /// The smpp_rx_queue row for a deliver_sm or data_sm (other PDUs give an empty row).
-pub fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
+pub(crate) fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
     let empty = Vec::new();
     let (source, destination, esm_class, data_coding, short_message, tlvs) = match &pdu.body {
         Body::DeliverSm(sm) => (

@@ -11,96 +11,69 @@
 //!     +----------------------------------------------+
 //! ```
 
-pub mod bind;
-pub mod flow;
+pub(crate) mod bind;
+pub(crate) mod flow;
 mod id_hash;
-pub mod inbound;
-pub mod outbox;
-pub mod reader;
+pub(crate) mod inbound;
+pub(crate) mod outbox;
+pub(crate) mod reader;
 mod requests;
-pub mod runner;
+pub(crate) mod runner;
 mod state;
-pub mod submit;
-pub mod timers;
+pub(crate) mod submit;
+pub(crate) mod timers;
 pub mod transport;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::time::Duration;
 
 use crate::config::Secret;
-pub use crate::handoff::SubmitWindows;
+use crate::handoff::BindKind;
+pub(crate) use crate::handoff::SubmitWindows;
 use submit::SubmitSettings;
-
-/// Which bind a session makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindKind {
-    Transmitter,
-    Receiver,
-    Transceiver,
-}
-
-impl BindKind {
-    pub fn can_submit(self) -> bool {
-        self != BindKind::Receiver
-    }
-
-    pub fn can_receive(self) -> bool {
-        self != BindKind::Transmitter
-    }
-}
-
-impl std::fmt::Display for BindKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BindKind::Transmitter => "transmitter",
-            BindKind::Receiver => "receiver",
-            BindKind::Transceiver => "transceiver",
-        })
-    }
-}
 
 /// The protocol timers of SMPP 3.4 §7.2, from the server row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionTimers {
+pub(crate) struct SessionTimers {
     /// Connect plus bind must finish within this.
-    pub session_init: Duration,
+    pub(crate) session_init: Duration,
     /// Idle time after which we send enquire_link.
-    pub enquire_link: Duration,
+    pub(crate) enquire_link: Duration,
     /// Silence from the SMSC after which the link is considered dead.
-    pub inactivity: Duration,
+    pub(crate) inactivity: Duration,
     /// Bound on every request's wait for its response.
-    pub response: Duration,
+    pub(crate) response: Duration,
     /// A PDU that has started arriving must be complete within this.
-    pub pdu_read: Duration,
+    pub(crate) pdu_read: Duration,
 }
 
 /// At a stop, how long the unbind waits for its unbind_resp (or the response timer, if
 /// shorter) before the connection is closed anyway.
-pub const UNBIND_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const UNBIND_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything one session needs to know about its server.
 #[derive(Debug, Clone)]
-pub struct SessionParams {
+pub(crate) struct SessionParams {
     /// For logs: the server row's name or id, and which bind.
-    pub label: String,
-    pub host: String,
-    pub port: u16,
-    pub system_id: String,
-    pub password: Secret,
-    pub system_type: String,
-    pub bind: BindKind,
-    pub timers: SessionTimers,
-    pub window: usize,
+    pub(crate) label: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) system_id: String,
+    pub(crate) password: Secret,
+    pub(crate) system_type: String,
+    pub(crate) bind: BindKind,
+    pub(crate) timers: SessionTimers,
+    pub(crate) window: usize,
     /// Segments per second; 0 = no cap.
-    pub rate_limit: u32,
-    pub max_pdu_len: u32,
-    pub submit: SubmitSettings,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
+    pub(crate) rate_limit: u32,
+    pub(crate) max_pdu_len: u32,
+    pub(crate) submit: SubmitSettings,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
     /// At stop, the longest wait for outstanding responses before unbinding anyway.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Count uncommitted results inside the window (see `[daemon] strict_resend_bound`).
-    pub strict_resend_bound: bool,
+    pub(crate) strict_resend_bound: bool,
     /// SMPP over TLS; None = plain TCP.
-    pub tls: Option<crate::tls::TlsParams>,
+    pub(crate) tls: Option<crate::tls::TlsParams>,
 }

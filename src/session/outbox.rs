@@ -49,7 +49,7 @@ struct RowInFlight {
 
 /// What a submit_sm_resp meant for the session.
 #[derive(Debug, PartialEq)]
-pub enum ResponseEffect {
+pub(crate) enum ResponseEffect {
     /// No request with that sequence number is outstanding (late or bogus): log and drop.
     UnknownSequence,
     /// The SMSC asked us to slow down; the part is queued again.
@@ -58,7 +58,7 @@ pub enum ResponseEffect {
     Settled(Option<TxResult>),
 }
 
-pub struct Outbox {
+pub(crate) struct Outbox {
     settings: SubmitSettings,
     rows: IdMap<i64, RowInFlight>,
     queue: VecDeque<(i64, usize)>,
@@ -68,7 +68,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(settings: SubmitSettings) -> Self {
+    pub(crate) fn new(settings: SubmitSettings) -> Self {
         Outbox {
             settings,
             rows: IdMap::default(),
@@ -80,7 +80,7 @@ impl Outbox {
 
     /// Takes a claimed row. A row that cannot be sent at all (bad destination, empty or
     /// oversized text) comes straight back as a failed result.
-    pub fn add_row(&mut self, row: TxRow) -> Option<TxResult> {
+    pub(crate) fn add_row(&mut self, row: TxRow) -> Option<TxResult> {
         let pdus = match build_parts(&row, &self.settings) {
             Ok(pdus) => pdus,
             Err(why) => {
@@ -114,33 +114,34 @@ impl Outbox {
     }
 
     /// Rows held (queued or in flight).
-    pub fn rows(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn rows(&self) -> usize {
         self.rows.len()
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 
     /// Parts the SMSC accepted whose rows are not finished: a kill before their rows'
     /// results are committed sends them again, so they count against the window.
-    pub fn accepted_open(&self) -> usize {
+    pub(crate) fn accepted_open(&self) -> usize {
         self.accepted_open
     }
 
-    pub fn has_queued_parts(&self) -> bool {
+    pub(crate) fn has_queued_parts(&self) -> bool {
         !self.queue.is_empty()
     }
 
     /// The next part to submit, if any: its row id, part index and PDU body.
-    pub fn next_part(&self) -> Option<(i64, usize, &CheckedSm)> {
+    pub(crate) fn next_part(&self) -> Option<(i64, usize, &CheckedSm)> {
         let &(id, part) = self.queue.front()?;
         let row = self.rows.get(&id)?;
         Some((id, part, row.pdus.get(part)?))
     }
 
     /// The part returned by `next_part` went out with this sequence number.
-    pub fn mark_sent(&mut self, sequence_number: u32) {
+    pub(crate) fn mark_sent(&mut self, sequence_number: u32) {
         if let Some((id, part)) = self.queue.pop_front() {
             if let Some(row) = self.rows.get_mut(&id) {
                 row.states[part] = PartState::InFlight(sequence_number);
@@ -150,12 +151,12 @@ impl Outbox {
     }
 
     /// The row and part a sequence number belongs to (for logging).
-    pub fn part_of(&self, sequence_number: u32) -> Option<(i64, usize)> {
+    pub(crate) fn part_of(&self, sequence_number: u32) -> Option<(i64, usize)> {
         self.in_flight.get(&sequence_number).copied()
     }
 
     /// A submit_sm_resp (or a generic_nack for a submit_sm) arrived.
-    pub fn on_response(
+    pub(crate) fn on_response(
         &mut self,
         sequence_number: u32,
         status: CommandStatus,
@@ -191,7 +192,11 @@ impl Outbox {
     /// included: some SMSCs throttle with generic_nack). With status 0 the SMSC contradicts
     /// itself and may have taken the message after all, so its outcome is unknown: the row
     /// goes again, counted as a possible duplicate.
-    pub fn on_nack(&mut self, sequence_number: u32, status: CommandStatus) -> ResponseEffect {
+    pub(crate) fn on_nack(
+        &mut self,
+        sequence_number: u32,
+        status: CommandStatus,
+    ) -> ResponseEffect {
         if status != CommandStatus::ESME_ROK {
             return self.on_response(sequence_number, status, "");
         }
@@ -204,7 +209,7 @@ impl Outbox {
     }
 
     /// The response timer of an outstanding submit_sm fired.
-    pub fn on_timeout(&mut self, sequence_number: u32) -> Option<TxResult> {
+    pub(crate) fn on_timeout(&mut self, sequence_number: u32) -> Option<TxResult> {
         let (id, part) = self.in_flight.remove(&sequence_number)?;
         let failure = PartFailure::Unknown("no submit_sm_resp within the response timer");
         self.set_state(id, part, PartState::Failed(failure));
@@ -213,7 +218,7 @@ impl Outbox {
 
     /// The connection is gone: parts in flight have an unknown outcome, rows with nothing in
     /// flight and nothing settled are handed back untouched. Returns every row's result.
-    pub fn on_connection_lost(&mut self) -> Vec<TxResult> {
+    pub(crate) fn on_connection_lost(&mut self) -> Vec<TxResult> {
         for (_, (id, part)) in self.in_flight.drain() {
             if let Some(row) = self.rows.get_mut(&id) {
                 row.states[part] = PartState::Failed(PartFailure::Unknown(
@@ -226,7 +231,7 @@ impl Outbox {
 
     /// Hands every row that is not in flight back (shutdown): rows with nothing sent are
     /// released, rows with parts settled keep what they achieved. Rows in flight stay.
-    pub fn release_idle(&mut self) -> Vec<TxResult> {
+    pub(crate) fn release_idle(&mut self) -> Vec<TxResult> {
         let idle: Vec<i64> = self
             .rows
             .iter()
@@ -360,21 +365,21 @@ impl Outbox {
 /// What a kill would leave with an unknown outcome, in segments (submit_sm): esmed sends it
 /// again after the restart. The window bounds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AtRisk {
+pub(crate) struct AtRisk {
     /// submit_sm waiting for their response.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Parts accepted whose rows are not finished ([`Outbox::accepted_open`]).
-    pub accepted: usize,
+    pub(crate) accepted: usize,
     /// Segments of the results handed to the DB writer and not committed yet
     /// ([`window_share`]).
-    pub uncommitted: usize,
+    pub(crate) uncommitted: usize,
 }
 
 impl AtRisk {
     /// Room to take another row. With `answered_window` None (strict_resend_bound) the
     /// answered segments share `window` with those in flight: at most one window at risk;
     /// with Some, they get a window of their own: at most two.
-    pub fn room_for_rows(&self, window: usize, answered_window: Option<usize>) -> bool {
+    pub(crate) fn room_for_rows(&self, window: usize, answered_window: Option<usize>) -> bool {
         let answered = self.accepted + self.uncommitted;
         match answered_window {
             None => self.in_flight + answered < window,
@@ -386,7 +391,7 @@ impl AtRisk {
     /// nothing is in flight and every result is committed, nothing else would ever make
     /// room, so the open rows' parts go one at a time (a message with more parts than the
     /// window is sent whole, and a kill during it may send that message's parts again).
-    pub fn room_for_a_part(&self, window: usize, answered_window: Option<usize>) -> bool {
+    pub(crate) fn room_for_a_part(&self, window: usize, answered_window: Option<usize>) -> bool {
         self.room_for_rows(window, answered_window)
             || (self.in_flight == 0 && self.uncommitted == 0)
     }
@@ -395,7 +400,7 @@ impl AtRisk {
 /// The segments a result stands for until it is committed: its accepted parts, which a kill
 /// before the commit would send again (parts accepted on an earlier attempt too, erring on
 /// the safe side), and at least one.
-pub fn window_share(result: &TxResult) -> usize {
+pub(crate) fn window_share(result: &TxResult) -> usize {
     let parts = match &result.outcome {
         TxOutcome::Done { parts }
         | TxOutcome::Failed { parts, .. }

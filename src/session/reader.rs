@@ -13,32 +13,18 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::handoff::ReaderEvent;
 use crate::session::transport::ReadHalf;
-use crate::smpp::codec::{decode, DecodeError};
-use crate::smpp::frame::{FrameBuffer, FrameError};
+use crate::smpp::codec::decode;
+use crate::smpp::frame::FrameBuffer;
 use crate::smpp::{Body, Pdu};
-
-/// What the reader tells the writer.
-#[derive(Debug)]
-pub enum ReaderEvent {
-    /// A PDU, with its raw bytes when they are stored (pdu_raw of a deliver_sm or data_sm;
-    /// empty for the rest, which saves a copy per submit_sm_resp).
-    Pdu(Pdu, Vec<u8>),
-    /// A whole frame that did not decode: the writer answers it (generic_nack or the
-    /// operation's _resp with the error's status).
-    Undecodable(DecodeError, Vec<u8>),
-    /// The stream is corrupt (bad command_length): answer ESME_RINVCMDLEN and close.
-    Framing(FrameError),
-    /// The connection ended; no more events follow.
-    Closed(String),
-}
 
 /// At most this many events go in one batch, so that the channel's bound (in batches) still
 /// bounds the PDUs read ahead of the writer.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// How many batches may wait for the writer: with [`MAX_BATCH`], at most 1024 PDUs.
-pub const QUEUED_BATCHES: usize = 16;
+pub(crate) const QUEUED_BATCHES: usize = 16;
 
 /// Whether the writer stores this PDU's bytes (in smpp_rx_queue.pdu_raw).
 fn stored_raw(pdu: &Pdu) -> bool {
@@ -46,7 +32,7 @@ fn stored_raw(pdu: &Pdu) -> bool {
 }
 
 /// Starts the reader on `stream`; `buffer` holds whatever arrived behind the bind_resp.
-pub fn spawn(
+pub(crate) fn spawn(
     mut stream: ReadHalf,
     buffer: FrameBuffer,
     pdu_read_timeout: Duration,

@@ -9,30 +9,31 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use log::{error, info, warn};
 
 use crate::backoff::Backoff;
+use crate::handoff::Links;
 use crate::observe::session_state::LinkState;
 use crate::session::bind::{connect_and_bind, BindError};
 use crate::session::reader;
 use crate::session::state::Ending;
-use crate::session::writer::{Links, Writer};
+use crate::session::writer::Writer;
 use crate::session::SessionParams;
 use crate::smpp::status::StatusClass;
 use crate::tls::Verify;
 
 /// A running session thread; dropping `stop` (or calling `stop`) ends it after the drain.
-pub struct SessionHandle {
+pub(crate) struct SessionHandle {
     stop: Option<crossbeam_channel::Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    pub label: String,
+    pub(crate) label: String,
 }
 
 impl SessionHandle {
     /// Asks the session to drain and unbind, and waits for it.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop_and_join();
     }
 
     /// Asks the session to drain and unbind, without waiting for it.
-    pub fn ask_to_stop(&mut self) {
+    pub(crate) fn ask_to_stop(&mut self) {
         drop(self.stop.take());
     }
 
@@ -52,7 +53,7 @@ impl Drop for SessionHandle {
     }
 }
 
-pub fn spawn(params: SessionParams, links: Links) -> std::io::Result<SessionHandle> {
+pub(crate) fn spawn(params: SessionParams, links: Links) -> std::io::Result<SessionHandle> {
     let (stop_tx, stop_rx) = bounded::<()>(0);
     let label = params.label.clone();
     let thread = std::thread::Builder::new()

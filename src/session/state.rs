@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use crate::handoff::{RxRow, TxOutcome, TxResult, TxRow};
+use crate::handoff::{ReaderEvent, RxRow, TxOutcome, TxResult, TxRow};
 use crate::logging::repeats::{self, Counted, Repeats, Verdict};
 use crate::observe::counters::Stats;
 use crate::session::flow::{Congestion, TokenBucket};
 use crate::session::id_hash::IdMap;
 use crate::session::inbound::rx_row;
 use crate::session::outbox::{window_share, AtRisk, Outbox, ResponseEffect};
-use crate::session::reader::ReaderEvent;
 use crate::session::requests::{answer, Answer, Request};
 use crate::session::timers::{Timer, TimerWheel};
 use crate::session::SessionParams;
@@ -799,8 +798,9 @@ mod tests {
 
     use super::*;
     use crate::config::Secret;
+    use crate::handoff::BindKind;
     use crate::session::submit;
-    use crate::session::{BindKind, SessionTimers};
+    use crate::session::SessionTimers;
     use crate::smpp::codec::{decode, encode_to_vec};
     use crate::smpp::pdu::{Address, MessageIdResp, Sm};
     use std::sync::atomic::Ordering;

@@ -9,28 +9,28 @@ use crate::smpp::text::{choose, CodingPolicy};
 
 /// Everything about the server that shapes a submit_sm.
 #[derive(Debug, Clone)]
-pub struct SubmitSettings {
+pub(crate) struct SubmitSettings {
     /// esme_source_addr; a row's smpp_source_addr overrides it.
-    pub source_addr: Option<String>,
+    pub(crate) source_addr: Option<String>,
     /// Explicit TON/NPI for the source; `None` chooses them from the address's shape.
-    pub source_ton_npi: Option<(u8, u8)>,
-    pub dest_ton: u8,
-    pub dest_npi: u8,
-    pub receipts: ReceiptPolicy,
-    pub coding: CodingPolicy,
-    pub long_mode: LongMode,
-    pub max_segments: usize,
-    pub max_attempts: i32,
+    pub(crate) source_ton_npi: Option<(u8, u8)>,
+    pub(crate) dest_ton: u8,
+    pub(crate) dest_npi: u8,
+    pub(crate) receipts: ReceiptPolicy,
+    pub(crate) coding: CodingPolicy,
+    pub(crate) long_mode: LongMode,
+    pub(crate) max_segments: usize,
+    pub(crate) max_attempts: i32,
     /// Vendor statuses (0x400–0x4FF) that this provider documents as permanent.
-    pub permanent_statuses: Vec<u32>,
+    pub(crate) permanent_statuses: Vec<u32>,
     /// Backoff between attempts after transient failures.
-    pub retry_min: std::time::Duration,
-    pub retry_max: std::time::Duration,
+    pub(crate) retry_min: std::time::Duration,
+    pub(crate) retry_max: std::time::Duration,
 }
 
 /// How registered_delivery is chosen (the original daemon's rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptPolicy {
+pub(crate) enum ReceiptPolicy {
     /// Transceiver (or receiver bind) with esme_registered_delivery: always ask.
     Always,
     /// Transceiver (or receiver bind) without it: as the row says.
@@ -41,7 +41,7 @@ pub enum ReceiptPolicy {
 
 /// Why a row cannot be submitted at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError(pub String);
+pub(crate) struct RowError(pub(crate) String);
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +51,10 @@ impl std::fmt::Display for RowError {
 
 /// The submit_sm bodies for a row, part 1 first, each checked once here so that sending it
 /// cannot fail.
-pub fn build_parts(row: &TxRow, settings: &SubmitSettings) -> Result<Vec<CheckedSm>, RowError> {
+pub(crate) fn build_parts(
+    row: &TxRow,
+    settings: &SubmitSettings,
+) -> Result<Vec<CheckedSm>, RowError> {
     let destination = destination_address(&row.destination, settings)?;
     let source = source_address(row.source_override.as_deref(), settings)?;
     check_text(&row.short_message)?;
@@ -110,7 +113,7 @@ fn registered_delivery_flag(requested: RegisteredDelivery) -> u8 {
 
 /// The concatenation reference of a row's parts: derived from the row id so that a retry
 /// of the missing parts of a long message reuses the reference of the parts already sent.
-pub fn concat_reference(row_id: i64) -> u16 {
+pub(crate) fn concat_reference(row_id: i64) -> u16 {
     (row_id & 0xFFFF) as u16
 }
 
@@ -167,7 +170,7 @@ fn source_address(
 }
 
 /// Alphanumeric → 5/0; a short code (up to 6 digits) → 3/0; other numbers → international 1/1.
-pub fn ton_npi_from_shape(addr: &str) -> (u8, u8) {
+pub(crate) fn ton_npi_from_shape(addr: &str) -> (u8, u8) {
     let digits = addr.strip_prefix('+').unwrap_or(addr);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         (5, 0)

@@ -16,7 +16,7 @@ use super::id_hash::IdMap;
 
 /// Every timer a session arms, named after SMPP 3.4 §7.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Time to send the periodic enquire_link.
     EnquireLink,
     /// Nothing received from the peer for this long: the link is dead.
@@ -43,7 +43,7 @@ struct Node {
     next: usize,
 }
 
-pub struct TimerWheel {
+pub(crate) struct TimerWheel {
     start: Instant,
     /// The last tick whose slot has been processed.
     cursor: u64,
@@ -56,7 +56,7 @@ pub struct TimerWheel {
 }
 
 impl TimerWheel {
-    pub fn new(start: Instant) -> Self {
+    pub(crate) fn new(start: Instant) -> Self {
         TimerWheel {
             start,
             cursor: 0,
@@ -69,7 +69,7 @@ impl TimerWheel {
     }
 
     /// Arms `timer` to fire at `at`, replacing an earlier arming of the same timer.
-    pub fn arm(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn arm(&mut self, timer: Timer, at: Instant) {
         self.cancel(timer);
         let tick = self.tick_of(at).max(self.cursor + 1);
         let slot = (tick % SLOTS as u64) as usize;
@@ -99,27 +99,30 @@ impl TimerWheel {
         self.armed.insert(timer, index);
     }
 
-    pub fn cancel(&mut self, timer: Timer) {
+    pub(crate) fn cancel(&mut self, timer: Timer) {
         if let Some(index) = self.armed.remove(&timer) {
             self.unlink(index);
         }
     }
 
-    pub fn is_armed(&self, timer: Timer) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_armed(&self, timer: Timer) -> bool {
         self.armed.contains_key(&timer)
     }
 
     /// How many timers are armed.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.armed.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.armed.is_empty()
     }
 
     /// When the caller should next call `expire`; `None` when nothing is armed.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.armed.is_empty() {
             return None;
         }
@@ -138,7 +141,7 @@ impl TimerWheel {
     }
 
     /// Appends to `fired` every timer whose deadline is at or before `now`, and forgets them.
-    pub fn expire(&mut self, now: Instant, fired: &mut Vec<Timer>) {
+    pub(crate) fn expire(&mut self, now: Instant, fired: &mut Vec<Timer>) {
         let target = self.floor_tick_of(now);
         if target <= self.cursor {
             return;

@@ -46,7 +46,7 @@ impl Transport {
     }
 
     /// TLS client: handshakes (verifying the server as `config` says) before `deadline`.
-    pub fn client(
+    pub(crate) fn client(
         stream: TcpStream,
         config: Arc<ClientConfig>,
         server_name: &str,
@@ -110,7 +110,7 @@ impl Transport {
         })
     }
 
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         matches!(self.write, WriteHalf::Tls(_))
     }
 
@@ -213,7 +213,7 @@ pub enum ReadHalf {
 }
 
 impl ReadHalf {
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             ReadHalf::Plain(stream) => stream.set_read_timeout(timeout),
             ReadHalf::Tls(tls) => tls.socket.set_read_timeout(timeout),
@@ -396,7 +396,7 @@ pub enum WriteHalf {
 impl WriteHalf {
     /// From now on a write the peer has not taken in full within `limit` fails with
     /// `TimedOut` (None: writes may block for ever).
-    pub fn set_send_timeout(&mut self, limit: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_send_timeout(&mut self, limit: Option<Duration>) -> io::Result<()> {
         match self {
             WriteHalf::Plain(socket) => socket.set_limit(limit),
             WriteHalf::Tls(tls) => tls.socket.set_limit(limit),

@@ -11,9 +11,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 
-use crate::handoff::{AckTo, Committed, DbOp, DbSender, ResultAck, TxRow};
-use crate::observe::counters::Stats;
-use crate::session::reader::ReaderEvent;
+use crate::handoff::{AckTo, Committed, DbOp, Links, ReaderEvent, ResultAck, TxRow};
 use crate::session::state::{Action, Ending, Session};
 use crate::session::transport::WriteHalf;
 use crate::session::SessionParams;
@@ -21,18 +19,6 @@ use crate::session::SessionParams;
 /// At most this many waiting events are handled before submitting, writing and looking at
 /// the timers again.
 const READY_BATCH: usize = 256;
-
-/// The channels a session shares with the rest of the daemon.
-#[derive(Clone)]
-pub struct Links {
-    /// Rows the poller claimed, shared by every session that submits.
-    pub outbound: Receiver<TxRow>,
-    pub db: DbSender,
-    pub stats: std::sync::Arc<Stats>,
-    /// The windows of the bound sessions that submit: the poller claims rows only while
-    /// one is bound, and keeps ready as many as their windows can take (see `db::poller`).
-    pub submit_windows: std::sync::Arc<crate::session::SubmitWindows>,
-}
 
 pub(crate) struct Writer<'a> {
     params: &'a SessionParams,
