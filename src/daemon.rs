@@ -320,13 +320,34 @@ impl Supervisor<'_> {
         let mut reload = true;
         let mut next_check = Instant::now();
         let mut last_stats = (Instant::now(), stats.snapshot());
+        // While PostgreSQL cannot be asked, the next try waits a growing delay, not a tick:
+        // one warning a tick for the length of an outage would flood the log.
+        let mut backoff = crate::backoff::Backoff::new(TICK, self.config.daemon.db_reconnect_max);
+        let mut retry_at: Option<Instant> = None;
         // The servers are read first and the wait comes last: waiting for a tick first
         // delayed every start's bind by TICK.
         loop {
-            reload |= self.servers_changed() || Instant::now() >= next_check;
-            if reload {
-                next_check = Instant::now() + SERVER_RECHECK;
-                reload = !self.reload();
+            let now = Instant::now();
+            if retry_at.is_none_or(|at| now >= at) {
+                reload |= self.servers_changed() || now >= next_check;
+            }
+            if reload && retry_at.is_none_or(|at| now >= at) {
+                next_check = now + SERVER_RECHECK;
+                match self.reload() {
+                    Ok(()) => {
+                        reload = false;
+                        retry_at = None;
+                        backoff.reset();
+                    }
+                    Err(why) => {
+                        let delay = backoff.next_delay();
+                        warn!(
+                            "{why}; the current session goes on; trying again in {} ms",
+                            delay.as_millis()
+                        );
+                        retry_at = Some(now + delay);
+                    }
+                }
             }
             if stats_due(last_stats.0.elapsed(), self.config.daemon.stats_interval) {
                 let now = stats.snapshot();
@@ -356,25 +377,17 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Re-reads the enabled server and restarts the sessions when it changed; false when
-    /// PostgreSQL could not be asked (try again on the next tick).
-    fn reload(&mut self) -> bool {
-        let client = match self.conn.open() {
-            Ok(client) => client,
-            Err(e) => {
-                warn!("cannot reach PostgreSQL to read smpp_servers: {e}; the current session goes on");
-                return false;
-            }
-        };
-        let server = match db::load_enabled_server(client) {
-            Ok(server) => server,
-            Err(e) => {
-                warn!("cannot read smpp_servers: {e}; the current session goes on");
-                return false;
-            }
-        };
+    /// Re-reads the enabled server and restarts the sessions when it changed; the reason
+    /// when PostgreSQL could not be asked.
+    fn reload(&mut self) -> Result<(), String> {
+        let client = self
+            .conn
+            .open()
+            .map_err(|e| format!("cannot reach PostgreSQL to read smpp_servers: {e}"))?;
+        let server = db::load_enabled_server(client)
+            .map_err(|e| format!("cannot read smpp_servers: {e}"))?;
         if server == self.current {
-            return true;
+            return Ok(());
         }
         self.stop_sessions();
         self.links
@@ -390,7 +403,7 @@ impl Supervisor<'_> {
             Some(row) => self.start_sessions(row),
         }
         self.current = server;
-        true
+        Ok(())
     }
 
     fn start_sessions(&mut self, row: &ServerRow) {

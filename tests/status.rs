@@ -222,3 +222,24 @@ fn a_lost_database_becomes_the_last_error() {
         .is_some()
     });
 }
+
+/// While PostgreSQL is away, the supervisor tries to read smpp_servers again after a growing
+/// delay, one warning a try, instead of a warning every quarter of a second; once PostgreSQL
+/// is back the queue moves on.
+#[test]
+fn an_outage_costs_the_server_watch_a_few_warnings_not_one_a_tick() {
+    let mut env = Env::new("watch-backoff");
+    env.add_server(&[]);
+    let esmed = env.esmed("watch-backoff", "");
+    assert!(env.smsc.wait_for_bound(1, T));
+    env.cluster.stop_fast().expect("stop PostgreSQL");
+    std::thread::sleep(Duration::from_secs(6));
+    env.cluster.start_again().expect("start PostgreSQL again");
+    env.insert("447700900777", "after the outage");
+    env.wait_all("submission_done", T, &esmed);
+    let log = esmed.log();
+    let tries = log.matches("to read smpp_servers").count();
+    // Every tick for six seconds would be 24; doubling from a quarter second gives about 6.
+    assert!((1..=10).contains(&tries), "{tries} warnings\n{log}");
+    assert!(log.contains("trying again in"), "{log}");
+}
