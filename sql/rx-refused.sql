@@ -1,26 +1,16 @@
 -- The tables of received messages PostgreSQL refused to store, in one place for the scripts
--- that make them: a new or upgraded schema (esmed-objects.sql) and the 0.3 changes (changes-0.3.sql),
--- both of which include this file (psql \ir) inside their transaction. Running it again
--- changes nothing.
+-- that make them: a new or upgraded schema (esmed-objects.sql) and the 0.3 changes
+-- (changes-0.3.sql), both of which include this file (psql \ir) inside their transaction.
+-- Running it again changes nothing.
 
 -- added: the parts of concatenated MO messages whose row smpp_rx_queue refused even without
 -- its text (an operator's trigger or CHECK constraint), moved here from smpp_rx_parts with
 -- PostgreSQL's reason, so that they neither block the other sets nor are tried again every
 -- few seconds. esmed only inserts here. To try a set again once the cause is fixed, move its
--- parts back into smpp_rx_parts (all columns but reason and refused_at).
+-- parts back into smpp_rx_parts (all columns but reason and refused_at): the columns are
+-- smpp_rx_parts' own, so the two cannot drift apart.
 CREATE TABLE IF NOT EXISTS smpp_rx_parts_refused (
-    source_addr varchar NOT NULL,
-    destination_addr varchar NOT NULL,
-    ref_kind varchar NOT NULL,
-    reference integer NOT NULL,
-    total smallint NOT NULL,
-    seq smallint NOT NULL,
-    pdu_raw varchar NOT NULL,
-    pdu_parsed varchar NOT NULL,
-    esm_class integer NOT NULL,
-    data_coding integer NOT NULL,
-    text_bytes bytea NOT NULL,
-    received_at timestamptz NOT NULL,
+    LIKE smpp_rx_parts,
     reason varchar NOT NULL,
     refused_at timestamptz NOT NULL DEFAULT now()
 );
