@@ -11,14 +11,11 @@ use super::{pg, DbError};
 use crate::handoff::RxRow;
 
 impl RxRow {
-    /// The row with every string PostgreSQL could refuse made storable: NUL (from a TLV, an
-    /// address, the text) becomes U+FFFD, and one in the text counts it as invalid.
-    /// `pdu_raw` (hex) keeps the exact octets.
+    /// The row with every string PostgreSQL could refuse made storable: a NUL (from a TLV,
+    /// an address) becomes U+FFFD. The text and the JSON come storable already (the text
+    /// decoder counts a NUL as invalid, the JSON writer replaces it), so the largest strings
+    /// are not scanned twice. `pdu_raw` (hex) keeps the exact octets.
     pub(crate) fn storable(mut self) -> RxRow {
-        if make_storable(&mut self.short_message) > 0 {
-            self.text_invalid = true;
-        }
-        make_storable(&mut self.pdu_parsed);
         make_storable(&mut self.source_addr);
         make_storable(&mut self.destination_addr);
         let optional = [
