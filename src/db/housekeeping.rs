@@ -60,20 +60,15 @@ fn match_receipts_one_by_one(
     transaction: &mut postgres::Transaction<'_>,
 ) -> Result<(), db::DbError> {
     for rx_id in receipts::matchable_waiting(transaction)? {
-        let mut savepoint = transaction
-            .transaction()
-            .map_err(db::pg("begin a savepoint"))?;
-        let matched = receipts::match_waiting_receipt(&mut savepoint, rx_id)
-            .and_then(|states| receipts::apply_states(&mut savepoint, &states));
+        let matched = in_savepoint(transaction, |savepoint| {
+            let states = receipts::match_waiting_receipt(savepoint, rx_id)?;
+            receipts::apply_states(savepoint, &states)
+        });
         let error = match matched {
-            Ok(()) => {
-                savepoint.commit().map_err(db::pg("release a savepoint"))?;
-                continue;
-            }
+            Ok(()) => continue,
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => e,
         };
-        drop(savepoint);
         receipts::stop_waiting(transaction, rx_id)?;
         error!(
             "receipt (rx id {rx_id}) matched its message but writing the state was refused: \
@@ -160,11 +155,9 @@ fn store_sets_one_by_one(
             Err(e) if e.is_transient() => return Err(e),
             Err(_) => {}
         }
-        let mut savepoint = transaction
-            .transaction()
-            .map_err(db::pg("begin a savepoint"))?;
-        let parts = reassembly::set_aside(&mut savepoint, &key, &error.to_string())?;
-        savepoint.commit().map_err(db::pg("release a savepoint"))?;
+        let parts = in_savepoint(transaction, |savepoint| {
+            reassembly::set_aside(savepoint, &key, &error.to_string())
+        })?;
         error!(
             "{set}: its message was refused, even without its text: {error}; its {parts} parts \
              are set aside in smpp_rx_parts_refused and not tried again (move them back into \
@@ -182,19 +175,35 @@ fn store_set(
     shape: impl FnOnce(RxRow) -> RxRow,
     timeout: Duration,
 ) -> Result<usize, db::DbError> {
-    let mut savepoint = transaction
-        .transaction()
-        .map_err(db::pg("begin a savepoint"))?;
-    let Some(row) = reassembly::take_set(&mut savepoint, key)? else {
+    let stored = in_savepoint(transaction, |savepoint| {
+        let Some(row) = reassembly::take_set(savepoint, key)? else {
+            return Ok(None);
+        };
+        let row = shape(row);
+        db::insert_rx(savepoint, &[(&row, None)])?;
+        Ok(Some(row))
+    })?;
+    let Some(row) = stored else {
         return Ok(0);
     };
-    let row = shape(row);
-    db::insert_rx(&mut savepoint, &[(&row, None)])?;
-    savepoint.commit().map_err(db::pg("release a savepoint"))?;
     if row.mo_incomplete {
         warn_incomplete(&row, timeout);
     }
     Ok(1)
+}
+
+/// Runs `work` in a savepoint of `transaction`: released when it succeeds, rolled back when
+/// it fails, so that the transaction goes on either way.
+fn in_savepoint<T>(
+    transaction: &mut postgres::Transaction<'_>,
+    work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, db::DbError>,
+) -> Result<T, db::DbError> {
+    let mut savepoint = transaction
+        .transaction()
+        .map_err(db::pg("begin a savepoint"))?;
+    let value = work(&mut savepoint)?;
+    savepoint.commit().map_err(db::pg("release a savepoint"))?;
+    Ok(value)
 }
 
 /// "concatenated MO from 'a' to 'b' (udh8 reference 7, 3 parts)", for a log line.
