@@ -161,9 +161,9 @@ fn ambiguous_bases_are_matched_when_configured() {
     receipts_match("txt-hex-cfg", smsc, "receipt_id_match = text_hex\n");
 }
 
-#[test]
-fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
-    let smsc = SmscConfig {
+/// A test SMSC whose receipt comes before its submit_sm_resp: the response waits 1.5 s.
+fn receipt_before_its_resp() -> SmscConfig {
+    SmscConfig {
         faults: Faults {
             response_delay: Some(Duration::from_millis(1500)),
             ..Faults::default()
@@ -173,7 +173,12 @@ fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
             IdFormat::Decimal,
             1,
         )
-    };
+    }
+}
+
+#[test]
+fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
+    let smsc = receipt_before_its_resp();
     let env = Env::with_smsc("early", smsc);
     receipts_on(&env);
     let id = env.insert("447700900123", "early receipt");
@@ -193,17 +198,7 @@ fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
 /// again), and the receipt stops waiting, with a log line.
 #[test]
 fn a_waiting_receipt_whose_state_is_refused_leaves_its_message_done() {
-    let smsc = SmscConfig {
-        faults: Faults {
-            response_delay: Some(Duration::from_millis(1500)),
-            ..Faults::default()
-        },
-        ..smsc_with(
-            text_receipts(ReceiptIdFormat::SameAsResp, true),
-            IdFormat::Decimal,
-            1,
-        )
-    };
+    let smsc = receipt_before_its_resp();
     let env = Env::with_smsc("refused-state", smsc);
     receipts_on(&env);
     env.db()
