@@ -84,7 +84,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     let term_now = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_thread(&term_now)?;
     let pg = PgConnector::new(&config.database);
-    let Some(watch) = connect_at_start(&pg, &signals)? else {
+    let Some(conn) = connect_at_start(&pg, &signals)? else {
         info!("stopped before PostgreSQL was reachable");
         return Ok(());
     };
@@ -125,7 +125,7 @@ pub fn run(config: &Config, log: &LogHandle) -> Result<(), DaemonError> {
     };
     let mut supervisor = Supervisor {
         config,
-        conn: Conn::holding("supervisor", pg.clone(), Box::new(listen_or_warn), watch),
+        conn,
         links,
         current: None,
         sessions: Vec::new(),
@@ -523,38 +523,39 @@ fn release_unsent(outbound: &Receiver<TxRow>, db: &DbSender) {
     }
 }
 
-/// The first connection: retried while PostgreSQL is not up yet, fatal when it refuses us.
+/// The supervisor's connection, made at start: retried while PostgreSQL is not up yet (or
+/// the connection breaks before the schema is checked), fatal when PostgreSQL refuses us or
+/// the schema lacks what esmed writes.
 fn connect_at_start(
     pg: &PgConnector,
     signals: &Receiver<Signal>,
-) -> Result<Option<Client>, DaemonError> {
+) -> Result<Option<Conn>, DaemonError> {
+    let mut conn = Conn::new("supervisor", pg.clone(), Box::new(listen_or_warn));
     let mut backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
-        match pg.connect() {
-            Ok(mut client) => {
-                db::listen(&mut client)
-                    .map_err(|e| DaemonError::Database(format!("cannot LISTEN: {e}")))?;
-                db::schema::check(&mut client)
-                    .map_err(|e| DaemonError::Database(format!("cannot check the schema: {e}")))?
-                    .map_err(|missing| DaemonError::Database(missing.to_string()))?;
-                warn_about_fillfactor(&mut client);
-                return Ok(Some(client));
+        let error = match conn.open().and_then(db::schema::check) {
+            Ok(Ok(())) => {
+                if let Some(client) = conn.client() {
+                    warn_about_fillfactor(client);
+                }
+                return Ok(Some(conn));
             }
+            Ok(Err(missing)) => return Err(DaemonError::Database(missing.to_string())),
             Err(e) if db::is_fatal_connect_error(&e) => {
                 return Err(DaemonError::Database(format!(
                     "PostgreSQL refused the connection: {e}"
                 )));
             }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                warn!(
-                    "cannot connect to PostgreSQL: {e}; retrying in {} s",
-                    delay.as_secs()
-                );
-                if let Ok(Signal::Stop) = signals.recv_timeout(delay) {
-                    return Ok(None);
-                }
-            }
+            Err(e) => e,
+        };
+        conn.lose();
+        let delay = backoff.next_delay();
+        warn!(
+            "cannot connect to PostgreSQL: {error}; retrying in {} s",
+            delay.as_secs()
+        );
+        if let Ok(Signal::Stop) = signals.recv_timeout(delay) {
+            return Ok(None);
         }
     }
 }

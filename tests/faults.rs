@@ -179,6 +179,24 @@ fn results_refused_by_a_read_only_database_are_kept_until_it_takes_writes() {
     assert_no_panic(&esmed);
 }
 
+/// esmed started while PostgreSQL is down says so, waits for it with backoff, and then
+/// sends the queue as usual.
+#[test]
+fn esmed_started_before_postgresql_waits_for_it_and_then_sends() {
+    let mut env = Env::new("pgfirst");
+    env.add_server(&[]);
+    env.insert_many(5, "sent once PostgreSQL is up ");
+    env.cluster.stop_fast().expect("stop PostgreSQL");
+    let esmed = env.esmed("pgfirst", "");
+    wait_until(T, "a failed first connection", &esmed, || {
+        esmed.log().contains("cannot connect to PostgreSQL")
+    });
+    env.cluster.start_again().expect("start PostgreSQL again");
+    env.wait_all("submission_done", T, &esmed);
+    check_duplicates(&env, 5, 0, &[&esmed]);
+    assert_no_panic(&esmed);
+}
+
 /// A database thread refused for a reason retrying will not fix (here the role's password
 /// changed under a running esmed and its connections cut) gives up, and esmed stops in order
 /// and exits 1 naming the thread and the reason, for the init system to start it again: it

@@ -37,19 +37,6 @@ impl Conn {
         }
     }
 
-    /// A connection owner that starts with `client`, made and set up elsewhere.
-    pub(crate) fn holding(
-        who: &'static str,
-        pg: PgConnector,
-        set_up: SetUp,
-        client: Client,
-    ) -> Conn {
-        Conn {
-            client: Some(client),
-            ..Conn::new(who, pg, set_up)
-        }
-    }
-
     /// Uses `client`, made elsewhere, once it is set up.
     pub(crate) fn adopt(&mut self, mut client: Client) -> Result<(), DbError> {
         self.lose();
