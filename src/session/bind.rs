@@ -1,5 +1,5 @@
 //! Opening a session: TCP connect, the TLS handshake when smpp_tls is on, and the bind
-//! handshake, all within smpp_session_init_timer.
+//! handshake (its rules in `handshake`), all within smpp_session_init_timer.
 //! Uses the same frame reader as the reader thread, so a bind_resp split across reads (or
 //! arriving with another PDU behind it) is handled like any other PDU.
 
@@ -7,13 +7,12 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
-use crate::handoff::BindKind;
+use crate::session::handshake::{bind_answer, bind_request, BindAnswer, Credentials};
 use crate::session::transport::Transport;
 use crate::session::SessionParams;
 use crate::smpp::codec::{decode, encode_to_vec};
 use crate::smpp::frame::FrameBuffer;
-use crate::smpp::pdu::{Bind, Body};
-use crate::smpp::{CommandStatus, Pdu};
+use crate::smpp::CommandStatus;
 use crate::tls::{client_config, tls_error_in, TlsError};
 
 /// Why a session could not be opened.
@@ -53,15 +52,19 @@ pub(crate) struct Bound {
     pub(crate) smsc_system_id: String,
 }
 
-/// The sequence number every bind uses; the writer numbers its requests from 2 on.
-pub(crate) const BIND_SEQUENCE: u32 = 1;
-
 pub(crate) fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindError> {
     let deadline = Instant::now() + params.timers.session_init;
     let stream = connect(params, deadline)?;
     stream.set_nodelay(true).map_err(BindError::Connect)?;
     let mut stream = open_transport(stream, params, deadline)?;
-    let request = Pdu::new(BIND_SEQUENCE, bind_body(params));
+    let request = bind_request(
+        params.bind,
+        &Credentials {
+            system_id: &params.system_id,
+            password: params.password.expose(),
+            system_type: &params.system_type,
+        },
+    );
     let bytes = encode_to_vec(&request).map_err(|e| BindError::Protocol(e.to_string()))?;
     stream
         .write_all(&bytes)
@@ -72,15 +75,18 @@ pub(crate) fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindErro
             Err(e) => return Err(BindError::Protocol(format!("framing error: {e}"))),
             Ok(Some(frame)) => {
                 let pdu = decode(frame).map_err(|e| BindError::Protocol(e.to_string()))?;
-                if let Some(smsc_system_id) = bind_answer(&pdu, params.bind)? {
-                    stream.set_read_timeout(None).map_err(BindError::Connect)?;
-                    return Ok(Bound {
-                        transport: stream,
-                        buffer,
-                        smsc_system_id,
-                    });
+                match bind_answer(&pdu, params.bind) {
+                    BindAnswer::Bound(smsc_system_id) => {
+                        stream.set_read_timeout(None).map_err(BindError::Connect)?;
+                        return Ok(Bound {
+                            transport: stream,
+                            buffer,
+                            smsc_system_id,
+                        });
+                    }
+                    BindAnswer::Refused(status) => return Err(BindError::Refused(status)),
+                    BindAnswer::NotYet => continue,
                 }
-                continue;
             }
             Ok(None) => {}
         }
@@ -154,37 +160,4 @@ fn open_transport(
         TlsError::Timeout => BindError::Timeout,
         e => BindError::Tls(e),
     })
-}
-
-fn bind_body(params: &SessionParams) -> Body {
-    let bind = Bind {
-        system_id: params.system_id.as_str().into(),
-        password: params.password.expose().into(),
-        system_type: params.system_type.as_str().into(),
-        interface_version: 0x34,
-        ..Bind::default()
-    };
-    match params.bind {
-        BindKind::Transmitter => Body::BindTransmitter(bind),
-        BindKind::Receiver => Body::BindReceiver(bind),
-        BindKind::Transceiver => Body::BindTransceiver(bind),
-    }
-}
-
-/// `Some(system_id)` when `pdu` is our bind's successful answer, `None` for PDUs to ignore
-/// while binding, an error for a refusal.
-fn bind_answer(pdu: &Pdu, kind: BindKind) -> Result<Option<String>, BindError> {
-    let resp = match (&pdu.body, kind) {
-        (Body::BindTransmitterResp(r), BindKind::Transmitter)
-        | (Body::BindReceiverResp(r), BindKind::Receiver)
-        | (Body::BindTransceiverResp(r), BindKind::Transceiver) => r,
-        (Body::GenericNack, _) if pdu.sequence_number == BIND_SEQUENCE => {
-            return Err(BindError::Refused(pdu.command_status))
-        }
-        _ => return Ok(None),
-    };
-    if pdu.command_status != CommandStatus::ESME_ROK {
-        return Err(BindError::Refused(pdu.command_status));
-    }
-    Ok(Some(resp.system_id.to_string_lossy()))
 }

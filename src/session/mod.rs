@@ -13,6 +13,7 @@
 
 pub(crate) mod bind;
 pub(crate) mod flow;
+mod handshake;
 mod id_hash;
 pub(crate) mod inbound;
 pub(crate) mod outbox;
