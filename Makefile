@@ -6,6 +6,7 @@
 #   make uninstall                                removes them again (never config or logs)
 #   make deb [BUILDDIR=build]                     $(BUILDDIR)/esmed_<version>_<arch>.deb
 #   make bench / bench-quick                      the benchmark
+#   make bench-kannel                             esmed and Kannel side by side (installs kannel)
 #   make soak [ROWS=1000000]                      the soak test (not part of make test)
 #   make fuzz [FUZZ_SECONDS=300]                  libFuzzer on the frame reader + decoder
 
@@ -182,6 +183,22 @@ bench-quick: postgresql-tools
 	$(CARGO) build --release --workspace --bins
 	mkdir -p $(TARGET_DIR)
 	$(RELEASE)/esmed-bench --quick --json $(TARGET_DIR)/bench-quick.json
+
+# esmed and Kannel side by side (the bench's scenario 6, which `make bench` also runs when
+# Kannel is installed): installs Debian's kannel package first when run as root.
+.PHONY: bench-kannel
+bench-kannel: postgresql-tools
+	@if ! command -v bearerbox >/dev/null 2>&1 && [ ! -x /usr/sbin/bearerbox ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kannel || exit 1; \
+		else \
+			echo "make bench-kannel: install Debian's kannel package (or run this as root)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+	$(CARGO) build --release --workspace --bins
+	mkdir -p $(TARGET_DIR)
+	$(RELEASE)/esmed-bench --only kannel --json $(TARGET_DIR)/bench-kannel.json
 
 # Soak (docs/reliability.md, case 11): not part of `make test`. `make soak ROWS=100000` for a quick run.
 ROWS ?= 1000000

@@ -7,6 +7,7 @@
 
 mod ceilings;
 mod journal;
+mod kannel;
 mod pace;
 mod procs;
 mod report;
@@ -34,8 +35,9 @@ USAGE: esmed-bench [OPTIONS]
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
   --only LIST           comma-separated subset: burst,receipts,latency,pg,pg_window,smsc,
-                        backlog,pg_backlog (pg_window runs only with a window below
-                        esmed's result_batch, 1000)
+                        backlog,pg_backlog,kannel (pg_window runs only with a window below
+                        esmed's result_batch, 1000; kannel, esmed and Kannel side by side at
+                        windows 10, 100 and 1000, only when Kannel is installed)
   --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
   --json FILE           also write the results as JSON
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
@@ -263,7 +265,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 8] = [
+    let plan: [(&str, &str, Scenario); 9] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -284,6 +286,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             "5c PostgreSQL-only ceiling, backlog shape",
             ceilings::postgres_only_backlog,
         ),
+        (
+            "kannel",
+            "6 esmed and Kannel, same SMSC",
+            kannel::side_by_side,
+        ),
     ];
     for (key, title, scenario) in plan {
         if !options.wants(key) {
@@ -291,6 +298,10 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         }
         if key == "pg_window" && !ceilings::window_bounds_result_batches(options.window) {
             continue; // the same as 5a at this window
+        }
+        if key == "kannel" && options.only.is_none() && kannel::KannelPrograms::find().is_none() {
+            eprintln!("esmed-bench: Kannel is not installed; `make bench-kannel` installs it");
+            continue;
         }
         eprintln!("esmed-bench: scenario {title}");
         let outcome = scenario(&mut rig).unwrap_or_else(|e| {

@@ -90,10 +90,17 @@ fn process_error(error: ProcessError) -> BenchError {
 
 /// Starts `esmed-smsc` on a free loopback port with a journal file; returns it and its port.
 pub fn start_smsc(journal: &Path, receipts_ms: Option<u64>) -> Result<(Proc, u16), BenchError> {
+    start_smsc_on("127.0.0.1:0", journal, receipts_ms)
+}
+
+/// Starts `esmed-smsc` listening on `listen` with a journal file; returns it and its port.
+pub fn start_smsc_on(
+    listen: &str,
+    journal: &Path,
+    receipts_ms: Option<u64>,
+) -> Result<(Proc, u16), BenchError> {
     let mut command = Command::new(sibling_binary("esmed-smsc")?);
-    command
-        .args(["--listen", "127.0.0.1:0", "--journal"])
-        .arg(journal);
+    command.args(["--listen", listen, "--journal"]).arg(journal);
     if let Some(ms) = receipts_ms {
         command.args(["--receipts", &ms.to_string()]);
     }
@@ -126,6 +133,13 @@ fn parse_listening_port(line: &str) -> Option<u16> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Starts any other program the bench compares esmed with.
+pub fn spawn(name: &'static str, command: &mut Command) -> Result<Proc, BenchError> {
+    Process::spawn(name, command)
+        .map(Proc)
+        .map_err(process_error)
 }
 
 /// Starts esmed with `config` (its log goes where the config says).

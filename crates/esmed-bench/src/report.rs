@@ -277,6 +277,12 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         "%",
         "",
     );
+    if outcomes
+        .iter()
+        .any(|o| o.key == "kannel" && o.error.is_none())
+    {
+        kannel_rows(&mut out, outcomes);
+    }
     for o in outcomes {
         if let Some(e) = &o.error {
             let _ = writeln!(out, "FAILED {}: {e}", o.title);
@@ -286,6 +292,49 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
 }
 
 /// The results as JSON: machine, options, and per scenario its figures, notes and error.
+/// esmed against Kannel at each window: both rates, their ratio, and CPU per message.
+fn kannel_rows(out: &mut String, outcomes: &[Outcome]) {
+    for window in crate::kannel::WINDOWS {
+        let get = |name: &str| metric(outcomes, "kannel", &format!("w{window}_{name}"));
+        let w = format!("6 window {window}:");
+        row(
+            out,
+            &format!("{w} esmed"),
+            get("esmed_msgs_per_s"),
+            "msg/s",
+            "",
+        );
+        row(
+            out,
+            &format!("{w} Kannel"),
+            get("kannel_msgs_per_s"),
+            "msg/s",
+            "",
+        );
+        let target = if window >= 1000 { ">= 1.5" } else { ">= 1.0" };
+        let ratio = get("esmed_over_kannel");
+        row(out, &format!("{w} esmed / Kannel"), ratio, "x", target);
+        let cpu = get("esmed_cpu_us_per_msg");
+        row(out, &format!("{w} esmed CPU per message"), cpu, "µs", "");
+        let with_pg = get("esmed_with_pg_cpu_us_per_msg");
+        row(
+            out,
+            &format!("{w} esmed + PostgreSQL CPU"),
+            with_pg,
+            "µs",
+            "",
+        );
+        let kannel = get("kannel_cpu_us_per_msg");
+        row(
+            out,
+            &format!("{w} Kannel CPU per message"),
+            kannel,
+            "µs",
+            "",
+        );
+    }
+}
+
 pub fn json(machine: &Machine, options: &Options, outcomes: &[Outcome]) -> String {
     let mut out = String::from("{\n");
     let _ = writeln!(
