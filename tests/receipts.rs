@@ -808,6 +808,48 @@ fn a_reused_reference_ends_the_older_incomplete_set() {
         .all(|r| r.pdu.command_status.is_ok()));
 }
 
+/// Two messages with the same reference whose parts reach esmed so close together that they
+/// are stored in one transaction: the older set is still ended (stored incomplete) before the
+/// new message's parts start their own, so no part is dropped and no message is made of
+/// another's parts.
+#[test]
+fn a_reused_reference_within_one_batch_keeps_both_messages_apart() {
+    let env = Env::new("reused-batch");
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = env.esmed("reused-batch", "mo_reassembly_timeout = 60s\n");
+    assert!(env.smsc.wait_for_bound(1, T));
+    let source = "447700900405";
+    // While the received table is locked, the first message waits in its commit and the
+    // parts behind it gather for the next batch.
+    let mut locker = env.db();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE smpp_rx_queue IN SHARE MODE")
+        .unwrap();
+    env.smsc
+        .send_mo(MoMessage::raw(source, "ESMED", b"first", 0, 0));
+    std::thread::sleep(Duration::from_millis(300));
+    env.smsc.send_mo(udh8_part(source, 0x78, 2, 1, "Old "));
+    env.smsc.send_mo(udh8_part(source, 0x78, 2, 1, "New "));
+    env.smsc.send_mo(udh8_part(source, 0x78, 2, 2, "one"));
+    std::thread::sleep(Duration::from_millis(500));
+    lock.commit().unwrap();
+    assert!(env.smsc.wait_for_count(4, T, CommandId::DeliverSmResp));
+    // Wrongly joined parts would make two rows: wait for the parts to leave their table.
+    wait_until(T, "the parts stored as messages", &esmed, || {
+        count(&env, "SELECT count(*) FROM smpp_rx_parts") == 0 && rows_from(&env, source).len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rows_from(&env, source),
+        [
+            ("first".to_string(), None, false, false),
+            ("Old ".to_string(), Some(2), true, false),
+            ("New one".to_string(), Some(2), false, false),
+        ]
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_parts"), 0);
+}
+
 /// An operator's constraint and trigger on smpp_rx_queue refuse two concatenated messages:
 /// one for its text (stored without it), one whatever it holds (its parts set aside, with a
 /// log line, and not tried again). Their parts are acknowledged all the same, and the rest

@@ -328,22 +328,39 @@ fn store_mo_parts<'a>(
         .filter(|r| r.mo_part.is_none())
         .map(Cow::Borrowed)
         .collect();
-    if parts.is_empty() {
-        return Ok(whole);
+    for round in reassembly::in_rounds(&parts) {
+        store_round(c, &round, sets_later, &mut whole)?;
     }
-    for ended in reassembly::take_clashing(c, &parts)? {
-        warn!(
-            "concatenated MO from '{}' to '{}': a new message reuses its reference before it \
-             was complete; storing the {} of {} parts that arrived as incomplete, the new \
-             message starts a set of its own",
-            ended.source_addr,
-            ended.destination_addr,
-            ended.pdu_raw.split(',').count(),
-            ended.mo_parts.unwrap_or(0),
-        );
+    Ok(whole)
+}
+
+/// Stores one round of MO parts (see [`reassembly::in_rounds`]), adding to `whole` the sets
+/// it ends or completes.
+fn store_round<'a>(
+    c: &mut impl Sql,
+    parts: &[(&'a RxRow, &'a db::MoPart)],
+    sets_later: bool,
+    whole: &mut Vec<Cow<'a, RxRow>>,
+) -> Result<(), db::DbError> {
+    for ended in reassembly::take_clashing(c, parts)? {
+        let (from, to) = (&ended.source_addr, &ended.destination_addr);
+        let total = ended.mo_parts.unwrap_or(0);
+        if ended.mo_incomplete {
+            warn!(
+                "concatenated MO from '{from}' to '{to}': a new message reuses its reference \
+                 before it was complete; storing the {} of {total} parts that arrived as \
+                 incomplete, the new message starts a set of its own",
+                ended.pdu_raw.split(',').count(),
+            );
+        } else {
+            info!(
+                "concatenated MO from '{from}' to '{to}': a new message reuses its reference; \
+                 storing the {total} parts of the older one first"
+            );
+        }
         whole.push(Cow::Owned(ended));
     }
-    for again in reassembly::store_parts(c, &parts)? {
+    for again in reassembly::store_parts(c, parts)? {
         if let Some((row, part)) = parts.get(again) {
             info!(
                 "MO part {}/{} (reference {}) from '{}' to '{}' delivered again after its \
@@ -353,7 +370,7 @@ fn store_mo_parts<'a>(
         }
     }
     if sets_later {
-        return Ok(whole);
+        return Ok(());
     }
     let mut keys: Vec<SetKey> = parts.iter().map(|(r, p)| SetKey::of(r, p)).collect();
     keys.sort();
@@ -363,7 +380,7 @@ fn store_mo_parts<'a>(
             .into_iter()
             .map(Cow::Owned),
     );
-    Ok(whole)
+    Ok(())
 }
 
 /// What [`store_rx`] did beyond inserting.

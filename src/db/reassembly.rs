@@ -24,7 +24,7 @@
 //! again (the DB writer's housekeeping, which takes sets one by one only when a batch of them
 //! is refused).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::sql::Sql;
@@ -35,7 +35,7 @@ use crate::smpp::text::decode;
 use crate::smpp::text::storable::index_key;
 
 /// Which set a part belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct SetKey {
     pub(crate) source: String,
     pub(crate) destination: String,
@@ -55,6 +55,36 @@ impl SetKey {
             total: part.total,
         }
     }
+}
+
+/// A batch's parts split into rounds to be stored one after the other, in arrival order. A
+/// part with other bytes than an earlier part of the batch at the same place (set and number)
+/// is a new message reusing the reference: it and the rest of its set's parts go in a later
+/// round, so that the older set is ended before they are stored, as if they had come in a
+/// later batch. The same bytes again (a part delivered twice) stay in the first one's round.
+/// Nearly always there is one round.
+pub(crate) fn in_rounds<'a>(
+    parts: &[(&'a RxRow, &'a MoPart)],
+) -> Vec<Vec<(&'a RxRow, &'a MoPart)>> {
+    let mut set_round: HashMap<SetKey, usize> = HashMap::new();
+    let mut at_place: HashMap<(SetKey, i16), (usize, &'a [u8])> = HashMap::new();
+    let mut rounds: Vec<Vec<(&'a RxRow, &'a MoPart)>> = Vec::new();
+    for &(row, part) in parts {
+        let key = SetKey::of(row, part);
+        let current = set_round.get(&key).copied().unwrap_or(0);
+        let place = (key.clone(), part.seq);
+        let round = match at_place.get(&place) {
+            Some(&(r, bytes)) if r == current && bytes != part.text_bytes.as_slice() => current + 1,
+            _ => current,
+        };
+        set_round.insert(key, round);
+        at_place.insert(place, (round, part.text_bytes.as_slice()));
+        if rounds.len() <= round {
+            rounds.resize_with(round + 1, Vec::new);
+        }
+        rounds[round].push((row, part));
+    }
+    rounds
 }
 
 /// A part delivered again while its set waits (same set and number) is stored once; one
@@ -447,6 +477,64 @@ mod tests {
             (row.mo_parts, row.mo_incomplete, row.text_invalid),
             (Some(3), false, false)
         );
+    }
+
+    fn mo(reference: i32, seq: i16, bytes: &str) -> (RxRow, MoPart) {
+        let row = RxRow {
+            source_addr: "4670".into(),
+            destination_addr: "ESMED".into(),
+            ..RxRow::default()
+        };
+        let part = MoPart {
+            ref_kind: "udh8",
+            reference,
+            total: 2,
+            seq,
+            text_bytes: bytes.as_bytes().to_vec(),
+        };
+        (row, part)
+    }
+
+    /// The texts of each round's parts.
+    fn rounds_of(parts: &[(RxRow, MoPart)]) -> Vec<Vec<String>> {
+        let refs: Vec<(&RxRow, &MoPart)> = parts.iter().map(|(r, p)| (r, p)).collect();
+        in_rounds(&refs)
+            .iter()
+            .map(|round| {
+                round
+                    .iter()
+                    .map(|(_, p)| String::from_utf8_lossy(&p.text_bytes).into_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_without_a_reused_place_are_one_round() {
+        let parts = [mo(1, 1, "a"), mo(2, 1, "b"), mo(1, 2, "c"), mo(1, 2, "c")];
+        assert_eq!(rounds_of(&parts), [["a", "b", "c", "c"]]);
+        assert!(in_rounds(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_new_message_at_a_taken_place_and_the_rest_of_its_set_go_in_a_later_round() {
+        let parts = [
+            mo(7, 1, "Old "),
+            mo(9, 1, "other"),
+            mo(7, 1, "New "),
+            mo(7, 2, "one"),
+            mo(9, 2, " set"),
+        ];
+        assert_eq!(
+            rounds_of(&parts),
+            [vec!["Old ", "other", " set"], vec!["New ", "one"]]
+        );
+    }
+
+    #[test]
+    fn a_reference_reused_twice_makes_three_rounds() {
+        let parts = [mo(7, 1, "A"), mo(7, 1, "B"), mo(7, 1, "B"), mo(7, 1, "C")];
+        assert_eq!(rounds_of(&parts), [vec!["A"], vec!["B", "B"], vec!["C"]]);
     }
 
     #[test]
