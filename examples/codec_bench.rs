@@ -8,11 +8,19 @@ use esmed::smpp::pdu::Sm;
 use esmed::smpp::{decode, encode, Address, Body, Pdu};
 
 fn main() {
+    let addresses = (
+        Address::new(5, 0, "ESMED"),
+        Address::new(1, 1, "447700900123"),
+    );
+    let (Ok(source), Ok(destination)) = addresses else {
+        eprintln!("the addresses do not fit a submit_sm");
+        return;
+    };
     let pdu = Pdu::new(
         2,
         Body::SubmitSm(Box::new(Sm {
-            source: Address::new(5, 0, "ESMED"),
-            destination: Address::new(1, 1, "447700900123"),
+            source,
+            destination,
             registered_delivery: 1,
             short_message: b"Hello".to_vec(),
             ..Sm::default()

@@ -35,8 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     bind(&mut stream, &mut frames)?;
 
     let submit = Body::SubmitSm(Box::new(Sm {
-        source: Address::new(5, 0, "ESMED"),
-        destination: Address::new(1, 1, "447700900123"),
+        source: Address::new(5, 0, "ESMED")?,
+        destination: Address::new(1, 1, "447700900123")?,
         short_message: b"ceiling test message".to_vec(),
         ..Sm::default()
     }));
@@ -81,8 +81,8 @@ fn bind(
     frames: &mut FrameBuffer,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let bind = Body::BindTransmitter(Bind {
-        system_id: "esmed".into(),
-        password: "secret".into(),
+        system_id: "esmed".try_into()?,
+        password: "secret".try_into()?,
         interface_version: 0x34,
         ..Bind::default()
     });

@@ -158,9 +158,9 @@ fn open_transport(
 
 fn bind_body(params: &SessionParams) -> Body {
     let bind = Bind {
-        system_id: params.system_id.as_str().into(),
-        password: params.password.expose().into(),
-        system_type: params.system_type.as_str().into(),
+        system_id: params.credentials.system_id.clone(),
+        password: params.credentials.password.clone(),
+        system_type: params.credentials.system_type.clone(),
         interface_version: 0x34,
         ..Bind::default()
     };

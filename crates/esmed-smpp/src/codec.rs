@@ -2,8 +2,10 @@
 //! (as cut by `frame`) back into a [`Pdu`](crate::Pdu). Pure functions: no I/O, no logging; errors say which
 //! field went wrong and, for decode, which command_status to answer with.
 //!
-//! Encoding is strict (the specification's maximum sizes, no NUL inside C-strings, time fields 0 or 16
-//! characters): an invalid value is an [`EncodeError`] naming the field, never a truncation.
+//! Encoding is strict: the string fields' types ([`crate::field`]) refused, when built, a value
+//! too long, a NUL inside, a time field other than 0 or 16 characters; the encoder checks what
+//! is left (sm_length, TLV sizes, command_length) and an invalid value is an [`EncodeError`]
+//! naming the field, never a truncation.
 //! A submit_sm body checked once when built ([`CheckedSm`]) and the PDUs with no field to check
 //! ([`Fixed`]) are encoded without a `Result`: [`encode_checked_submit_sm`], [`encode_fixed`].
 //! Decoding is lenient where real peers need it: over-long strings are
@@ -34,7 +36,8 @@ pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 /// Size of the PDU header (command_length, command_id, command_status, sequence_number).
 pub const HEADER_LEN: usize = 16;
 
-/// Maximum sizes of mandatory C-octet strings, NUL included (SMPP 3.4 §4).
+/// Maximum sizes of mandatory C-octet strings, NUL included (SMPP 3.4 §4): the `MAX` of the
+/// field types ([`crate::field`]).
 pub mod max {
     pub const SYSTEM_ID: usize = 16;
     pub const PASSWORD: usize = 9;

@@ -14,7 +14,7 @@ use super::pdu::{AlertNotification, Bind, CancelSm, DataSm, MessageIdResp, Query
 use super::text::{self, storable::storable};
 use super::tlv::tag;
 use super::udh::{split_udh, Udh};
-use super::{Address, Body, COctet, Pdu, Tlv};
+use super::{Address, Body, Pdu, Tlv};
 
 /// The PDU as one JSON object on one line.
 pub fn pdu_to_json(pdu: &Pdu) -> String {
@@ -263,8 +263,8 @@ impl<'a> Obj<'a> {
         push_json_string(self.out, &storable(value));
     }
 
-    fn cstr(&mut self, key: &str, value: &COctet) {
-        self.str(key, &String::from_utf8_lossy(value.as_bytes()));
+    fn cstr(&mut self, key: &str, value: &impl AsRef<[u8]>) {
+        self.str(key, &String::from_utf8_lossy(value.as_ref()));
     }
 
     fn num(&mut self, key: &str, value: impl std::fmt::Display) {
@@ -314,7 +314,7 @@ impl<'a> Obj<'a> {
         self.out.push(']');
     }
 
-    fn addr(&mut self, key: &str, a: &Address) {
+    fn addr<const MAX: usize>(&mut self, key: &str, a: &Address<MAX>) {
         self.object(key, |o| {
             o.num("ton", a.ton);
             o.num("npi", a.npi);
@@ -452,13 +452,13 @@ mod tests {
         Pdu::new(
             1,
             Body::BindTransceiver(Bind {
-                system_id: "esmed".into(),
-                password: "s3cr\"et".into(),
-                system_type: "".into(),
+                system_id: "esmed".try_into().unwrap(),
+                password: "s3cr\"et".try_into().unwrap(),
+                system_type: "".try_into().unwrap(),
                 interface_version: 0x34,
                 addr_ton: 0,
                 addr_npi: 0,
-                address_range: "".into(),
+                address_range: "".try_into().unwrap(),
             }),
         )
     }
@@ -473,8 +473,8 @@ mod tests {
         let outbind = Pdu::new(
             2,
             Body::Outbind(Outbind {
-                system_id: "smsc".into(),
-                password: "hunter2".into(),
+                system_id: "smsc".try_into().unwrap(),
+                password: "hunter2".try_into().unwrap(),
             }),
         );
         let json = pdu_to_json(&outbind);
@@ -488,8 +488,8 @@ mod tests {
         short_message.extend(text::encode("Hé \"q\"\n\u{1}😀", text::Coding::Ucs2).unwrap());
         short_message.extend([0xD8, 0x00]); // a lone surrogate
         let sm = Sm {
-            source: Address::new(5, 0, "ESMED"),
-            destination: Address::new(1, 1, "447700900123"),
+            source: Address::new(5, 0, "ESMED").unwrap(),
+            destination: Address::new(1, 1, "447700900123").unwrap(),
             esm_class: 0x40,
             data_coding: 8,
             short_message,
@@ -524,7 +524,7 @@ mod tests {
             Body::EnquireLink,
             Body::UnbindResp,
             Body::SubmitSmResp(MessageIdResp {
-                message_id: "a\\b".into(),
+                message_id: "a\\b".try_into().unwrap(),
                 tlvs: vec![],
             }),
             Body::QuerySmResp(QuerySmResp::default()),
@@ -579,8 +579,8 @@ mod tests {
         let text = "id:0A1B sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 \
                     stat:DELIVRD err:000 text:Hello \"you\"";
         let sm = Sm {
-            source: Address::new(1, 1, "447700900123"),
-            destination: Address::new(5, 0, "ESMED"),
+            source: Address::new(1, 1, "447700900123").unwrap(),
+            destination: Address::new(5, 0, "ESMED").unwrap(),
             esm_class: 0x04,
             short_message: text.as_bytes().to_vec(),
             tlvs: vec![
@@ -621,8 +621,10 @@ mod tests {
             short_message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
             addr in "\\PC{0,30}",
         ) {
+            // As a peer may send it: over-long strings are decoded too.
+            let source = Address { ton: 1, npi: 1, addr: crate::COctet::from_peer(addr.as_bytes()) };
             let sm = Sm {
-                source: Address::new(1, 1, addr.as_str()),
+                source,
                 esm_class,
                 data_coding,
                 short_message,

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use esmed_smpp::pdu::Sm;
 use esmed_smpp::receipt::MessageState;
 use esmed_smpp::tlv::tag;
-use esmed_smpp::{text, udh, Address, Tlv};
+use esmed_smpp::{text, udh, Address, SmppTime, Tlv};
 
 /// What the SMSC remembers of a submit to write its receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +103,11 @@ pub fn yymmddhhmm(at: SystemTime) -> String {
 }
 
 /// `YYMMDDhhmmss000+` (SMPP 3.4 §7.1.1 absolute time, UTC) for query_sm_resp's final_date.
-pub fn smpp_absolute_time(at: SystemTime) -> String {
+pub fn smpp_absolute_time(at: SystemTime) -> SmppTime {
     let (y, mo, d, h, mi, s) = utc_fields(at);
-    format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}000+", y % 100)
+    let text = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}000+", y % 100);
+    // Six two-digit fields (the year modulo 100) and "000+": always 16 characters.
+    SmppTime::new(text).unwrap_or_default()
 }
 
 /// (year, month, day, hour, minute, second) in UTC; times before 1970 count as 1970.
@@ -152,7 +154,12 @@ mod tests {
     fn dates_are_utc_fields() {
         // 2025-01-31 12:00:05 UTC
         assert_eq!(yymmddhhmm(at(1_738_324_805)), "2501311200");
-        assert_eq!(smpp_absolute_time(at(1_738_324_805)), "250131120005000+");
+        let time = smpp_absolute_time(at(1_738_324_805));
+        assert_eq!(time.as_bytes(), b"250131120005000+");
+        assert_eq!(
+            smpp_absolute_time(UNIX_EPOCH).as_bytes(),
+            b"700101000000000+"
+        );
         // 2024-02-29 23:59 UTC, a leap day
         assert_eq!(yymmddhhmm(at(1_709_251_140)), "2402292359");
     }
@@ -162,8 +169,8 @@ mod tests {
         let message = SubmittedMessage {
             message_id: "1A".into(),
             text_id: "0000000026".into(),
-            source: Address::new(5, 0, "ESMED"),
-            destination: Address::new(1, 1, "447700900123"),
+            source: Address::new(5, 0, "ESMED").unwrap(),
+            destination: Address::new(1, 1, "447700900123").unwrap(),
             submitted_at: at(1_738_324_800),
             text_start: text_start(0, 0, b"Hello there, this is longer than twenty"),
         };

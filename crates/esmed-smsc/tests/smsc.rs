@@ -56,8 +56,8 @@ impl Client {
     fn bind(smsc: &SmscHandle, kind: BindKind, password: &str) -> (Client, Pdu) {
         let mut client = Client::connect(smsc);
         let bind = Bind {
-            system_id: "esmed".into(),
-            password: password.into(),
+            system_id: "esmed".try_into().unwrap(),
+            password: password.try_into().unwrap(),
             interface_version: 0x34,
             ..Bind::default()
         };
@@ -79,8 +79,8 @@ impl Client {
 
 fn submit_body(destination: &str, text: &str, registered_delivery: u8) -> Body {
     Body::SubmitSm(Box::new(Sm {
-        source: Address::new(5, 0, "ESMED"),
-        destination: Address::new(1, 1, destination),
+        source: Address::new(5, 0, "ESMED").unwrap(),
+        destination: Address::new(1, 1, destination).unwrap(),
         registered_delivery,
         short_message: text.as_bytes().to_vec(),
         ..Sm::default()
@@ -235,8 +235,8 @@ fn intermediate_enroute_then_final_and_query_sm() {
     trx.send(submit_body("4477", "x", 0));
     let id = message_id(&trx.recv().unwrap());
     trx.send(Body::QuerySm(QuerySm {
-        message_id: id.as_str().into(),
-        source: Address::new(5, 0, "ESMED"),
+        message_id: id.as_str().try_into().unwrap(),
+        source: Address::new(5, 0, "ESMED").unwrap(),
     }));
     let Body::QuerySmResp(q) = trx.recv().unwrap().body else {
         panic!()
@@ -264,7 +264,7 @@ fn intermediate_enroute_then_final_and_query_sm() {
         ]
     );
     trx.send(Body::QuerySm(QuerySm {
-        message_id: id.as_str().into(),
+        message_id: id.as_str().try_into().unwrap(),
         source: Address::default(),
     }));
     let Body::QuerySmResp(q) = trx.recv().unwrap().body else {

@@ -8,17 +8,14 @@ use crate::{CommandId, CommandStatus};
 /// Why a PDU could not be encoded. Every variant names the offending field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodeError {
-    /// The value is longer than the field allows (`max` counts characters or octets, not the
-    /// NUL; for TLVs `field` is the tag's name, or "tlv" for vendor tags).
+    /// short_message or a TLV value is longer than its length field can say (for TLVs `field`
+    /// is the tag's name, or "tlv" for vendor tags). String fields cannot be: their types
+    /// were checked when built ([`crate::field`]).
     TooLong {
         field: &'static str,
         len: usize,
         max: usize,
     },
-    /// A C-octet string contains a NUL, which would end it early on the wire.
-    ContainsNul { field: &'static str },
-    /// A time field must be empty or exactly 16 characters (SMPP 3.4 §7.1).
-    BadTimeLength { field: &'static str, len: usize },
     /// The whole PDU would not fit the 4-octet command_length.
     PduTooLong { len: usize },
 }
@@ -28,10 +25,6 @@ impl fmt::Display for EncodeError {
         match self {
             EncodeError::TooLong { field, len, max } => {
                 write!(f, "{field}: {len} octets, at most {max} allowed")
-            }
-            EncodeError::ContainsNul { field } => write!(f, "{field}: contains a NUL octet"),
-            EncodeError::BadTimeLength { field, len } => {
-                write!(f, "{field}: {len} characters, must be 0 or 16")
             }
             EncodeError::PduTooLong { len } => write!(f, "PDU of {len} octets is too long"),
         }
@@ -146,11 +139,14 @@ mod tests {
             "submit_sm seq 7: destination_addr: missing NUL before the end of the PDU"
         );
         let e = EncodeError::TooLong {
-            field: "system_id",
-            len: 16,
-            max: 15,
+            field: "short_message",
+            len: 255,
+            max: 254,
         };
-        assert_eq!(e.to_string(), "system_id: 16 octets, at most 15 allowed");
+        assert_eq!(
+            e.to_string(),
+            "short_message: 255 octets, at most 254 allowed"
+        );
     }
 
     #[test]
