@@ -22,7 +22,7 @@ pub(crate) fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
             sm.destination.addr.as_bytes(),
             sm.esm_class,
             sm.data_coding,
-            sm.short_message.as_slice(),
+            sm.short_message.as_bytes(),
             &sm.tlvs,
         ),
         Body::DataSm(data) => (

@@ -801,7 +801,7 @@ mod tests {
     use crate::session::submit;
     use crate::session::{Credentials, SessionTimers};
     use crate::smpp::codec::{decode, encode_to_vec};
-    use crate::smpp::pdu::{Address, MessageIdResp, Sm, SystemType};
+    use crate::smpp::pdu::{Address, MessageIdResp, ShortMessage, Sm, SystemType};
     use std::sync::atomic::Ordering;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -1222,9 +1222,11 @@ mod tests {
             source: Address::new(1, 1, "447700900123").unwrap(),
             destination: Address::new(5, 0, "ESMED").unwrap(),
             esm_class: 0x04,
-            short_message: b"id:smsc-2 sub:001 dlvrd:001 submit date:2612072300 done \
-                date:2612072300 stat:DELIVRD err:000 text:"
-                .to_vec(),
+            short_message: ShortMessage::new(
+                b"id:smsc-2 sub:001 dlvrd:001 submit date:2612072300 done \
+                date:2612072300 stat:DELIVRD err:000 text:",
+            )
+            .unwrap(),
             ..Sm::default()
         }));
         read(&mut session, Pdu::new(90, receipt), t0).unwrap();
@@ -1274,7 +1276,7 @@ mod tests {
         let mo = Body::DeliverSm(Box::new(Sm {
             source: Address::new(1, 1, "447700900123").unwrap(),
             destination: Address::new(5, 0, "ESMED").unwrap(),
-            short_message: b"hello".to_vec(),
+            short_message: ShortMessage::new(b"hello").unwrap(),
             ..Sm::default()
         }));
         read(&mut session, Pdu::new(12, mo), t0).unwrap();

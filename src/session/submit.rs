@@ -4,7 +4,7 @@
 use crate::handoff::{RegisteredDelivery, TxRow};
 use crate::smpp::codec::CheckedSm;
 use crate::smpp::concat::{segment, LongMode};
-use crate::smpp::pdu::{Address, Sm};
+use crate::smpp::pdu::{Address, ShortMessage, Sm};
 use crate::smpp::text::{choose, CodingPolicy};
 use crate::smpp::FieldError;
 
@@ -89,7 +89,12 @@ pub(crate) fn build_parts(
                 priority_flag: row.priority,
                 registered_delivery,
                 data_coding: coding.data_coding(),
-                short_message: seg.short_message,
+                short_message: ShortMessage::new(seg.short_message).map_err(|e| {
+                    RowError(format!(
+                        "part {} of {parts} cannot be encoded: short_message: {e}",
+                        part + 1
+                    ))
+                })?,
                 tlvs: seg.tlvs,
                 ..Sm::default()
             };

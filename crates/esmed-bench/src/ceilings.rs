@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use esmed::db::sql::{Planning, Prepared, Statements};
 use esmed::db::{self, poller, AcceptedPart, TxOutcome, TxResult, TxRow};
-use esmed_smpp::pdu::{Bind, Password, Sm, SystemId};
+use esmed_smpp::pdu::{Bind, Password, ShortMessage, Sm, SystemId};
 use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, FieldError, FrameBuffer, Pdu};
 
 use crate::procs;
@@ -322,13 +322,13 @@ fn push_submits(
 
 /// A submit_sm like the ones esmed sends in the burst.
 fn submit_body() -> Result<Body, BenchError> {
-    let address = |ton, npi, addr: &str| {
-        Address::new(ton, npi, addr).map_err(|e| BenchError::Smpp(format!("address {addr}: {e}")))
-    };
+    let field = |what: &str, e: FieldError| BenchError::Smpp(format!("{what}: {e}"));
+    let address = |ton, npi, addr: &str| Address::new(ton, npi, addr).map_err(|e| field(addr, e));
     Ok(Body::SubmitSm(Box::new(Sm {
         source: address(5, 0, "ESMED")?,
         destination: address(1, 1, "447700001234")?,
-        short_message: b"esmed benchmark message number 1234".to_vec(),
+        short_message: ShortMessage::new(b"esmed benchmark message number 1234")
+            .map_err(|e| field("short_message", e))?,
         ..Sm::default()
     })))
 }

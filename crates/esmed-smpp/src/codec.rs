@@ -2,9 +2,9 @@
 //! (as cut by `frame`) back into a [`Pdu`](crate::Pdu). Pure functions: no I/O, no logging; errors say which
 //! field went wrong and, for decode, which command_status to answer with.
 //!
-//! Encoding is strict: the string fields' types ([`crate::field`]) refused, when built, a value
-//! too long, a NUL inside, a time field other than 0 or 16 characters; the encoder checks what
-//! is left (sm_length, TLV sizes, command_length) and an invalid value is an [`EncodeError`]
+//! Encoding is strict: the fields' types ([`crate::field`]) refused, when built, a value too
+//! long, a NUL inside a C-string, a time field other than 0 or 16 characters; the encoder
+//! checks what is left (TLV sizes, command_length) and an invalid value is an [`EncodeError`]
 //! naming the field, never a truncation.
 //! A submit_sm body checked once when built ([`CheckedSm`]) and the PDUs with no field to check
 //! ([`Fixed`]) are encoded without a `Result`: [`encode_checked_submit_sm`], [`encode_fixed`].

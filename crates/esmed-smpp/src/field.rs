@@ -1,7 +1,8 @@
-//! Bounded field values, checked once when built so that encoding a PDU has no string left to
+//! Bounded field values, checked once when built so that encoding a PDU has no field left to
 //! check: [`COctet`] (a C-octet string with its maximum size as a type parameter, one alias per
-//! SMPP 3.4 field) and [`SmppTime`] (empty or exactly 16 characters). Values read from a peer
-//! are kept as received (see [`COctet`]).
+//! SMPP 3.4 field), [`SmppTime`] (empty or exactly 16 characters) and [`OctetString`]
+//! (short_message: [`ShortMessage`]). Values read from a peer are kept as received (see
+//! [`COctet`]).
 
 use std::fmt;
 
@@ -204,6 +205,111 @@ impl fmt::Display for SmppTime {
     }
 }
 
+/// Octets of any value, at most `MAX` of them (an octet string has no NUL to count):
+/// short_message is a [`ShortMessage`]. Built with [`OctetString::new`] (or `TryFrom`), which
+/// refuses a longer value; read as a `[u8]` through `Deref`. As for [`COctet`], the decoder
+/// keeps what a peer sends (an sm_length of 255) and it encodes back as received.
+///
+/// ```
+/// use esmed_smpp::field::{FieldError, ShortMessage};
+///
+/// let text = ShortMessage::try_from(&b"hello"[..]).unwrap();
+/// assert_eq!(text.len(), 5);
+/// assert_eq!(
+///     ShortMessage::new(vec![b'x'; 255]),
+///     Err(FieldError::TooLong { len: 255, max: 254 })
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct OctetString<const MAX: usize>(Vec<u8>);
+
+/// short_message of submit_sm and deliver_sm: sm_length is one octet and 255 is reserved.
+pub type ShortMessage = OctetString<{ max::SHORT_MESSAGE }>;
+
+impl<const MAX: usize> OctetString<MAX> {
+    /// No octets.
+    pub const EMPTY: Self = OctetString(Vec::new());
+
+    /// `bytes` if there are at most `MAX` of them.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, FieldError> {
+        let bytes = bytes.into();
+        if bytes.len() > MAX {
+            return Err(FieldError::TooLong {
+                len: bytes.len(),
+                max: MAX,
+            });
+        }
+        Ok(OctetString(bytes))
+    }
+
+    /// Octets read from a peer, however many (see [`COctet::from_peer`]).
+    pub(crate) fn from_peer(bytes: &[u8]) -> Self {
+        OctetString(bytes.to_vec())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl<const MAX: usize> std::ops::Deref for OctetString<MAX> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> AsRef<[u8]> for OctetString<MAX> {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> TryFrom<&[u8]> for OctetString<MAX> {
+    type Error = FieldError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, FieldError> {
+        OctetString::new(bytes)
+    }
+}
+
+impl<const MAX: usize> TryFrom<Vec<u8>> for OctetString<MAX> {
+    type Error = FieldError;
+
+    fn try_from(bytes: Vec<u8>) -> Result<Self, FieldError> {
+        OctetString::new(bytes)
+    }
+}
+
+impl<const MAX: usize> PartialEq<[u8]> for OctetString<MAX> {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0 == other
+    }
+}
+
+impl<const MAX: usize, const N: usize> PartialEq<[u8; N]> for OctetString<MAX> {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self.0 == other
+    }
+}
+
+impl<const MAX: usize, const N: usize> PartialEq<&[u8; N]> for OctetString<MAX> {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<const MAX: usize> PartialEq<Vec<u8>> for OctetString<MAX> {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Why a value does not fit its field. The caller knows which field it was building.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldError {
@@ -292,6 +398,17 @@ mod tests {
             SmppTime::new(&b"00000100000000\0R"[..]),
             Err(FieldError::ContainsNul { at: 14 })
         );
+    }
+
+    #[test]
+    fn a_short_message_holds_any_octets_up_to_254() {
+        assert_eq!(ShortMessage::new(vec![0; 254]).unwrap().len(), 254);
+        assert_eq!(
+            ShortMessage::new(vec![0; 255]),
+            Err(FieldError::TooLong { len: 255, max: 254 })
+        );
+        assert_eq!(ShortMessage::new(Vec::new()), Ok(ShortMessage::EMPTY));
+        assert_eq!(ShortMessage::new(&b"a\0b"[..]).unwrap(), b"a\0b");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::codec::{decode, encode_checked_submit_sm, encode_submit_sm, encode_to_vec, CheckedSm};
 use super::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    QuerySmResp, ShortMessage, Sm,
 };
 use super::reference::{
     self, BIND_TRANSCEIVER, RECEIPT_DELIVER_SM, SUBMIT_SM_HELLO, UCS2_SAR_PART_2, UCS2_UDH_PART_1,
@@ -61,14 +61,14 @@ fn ucs2_udh_part(part: u8, text: Vec<u8>) -> Body {
     short_message.extend(text);
     Body::SubmitSm(Box::new(Sm {
         esm_class: 0x40,
-        short_message,
+        short_message: ShortMessage::new(short_message).unwrap(),
         ..esmed_to_handset(1, 0x08)
     }))
 }
 
 fn ucs2_sar_part(part: u8, text: Vec<u8>) -> Body {
     Body::SubmitSm(Box::new(Sm {
-        short_message: text,
+        short_message: ShortMessage::new(text).unwrap(),
         tlvs: vec![
             Tlv::u16(tag::SAR_MSG_REF_NUM, 0x2A),
             Tlv::u8(tag::SAR_TOTAL_SEGMENTS, 2),
@@ -206,7 +206,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 OK,
                 Body::SubmitSm(Box::new(Sm {
                     esm_class: 0x40,
-                    short_message: udh16_message,
+                    short_message: ShortMessage::new(udh16_message).unwrap(),
                     ..esmed_to_handset(1, 0x08)
                 })),
             ),
@@ -221,7 +221,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                     source: Address::new(1, 1, "447700900123").unwrap(),
                     destination: Address::new(5, 0, "ESMED").unwrap(),
                     esm_class: 0x04,
-                    short_message: receipt_text.to_vec(),
+                    short_message: ShortMessage::new(receipt_text.to_vec()).unwrap(),
                     tlvs: vec![
                         Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D"),
                         Tlv::u8(tag::MESSAGE_STATE, 2),
@@ -273,7 +273,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 2,
                 OK,
                 Body::SubmitSm(Box::new(Sm {
-                    short_message: b"Hello".to_vec(),
+                    short_message: ShortMessage::new(b"Hello".to_vec()).unwrap(),
                     ..esmed_to_handset(1, 0)
                 })),
             ),

@@ -91,7 +91,7 @@ fn short_message_pdu(o: &mut Obj, sm: &Sm) {
     o.num("sm_default_msg_id", sm.sm_default_msg_id);
     o.num("sm_length", sm.short_message.len());
     o.hex("short_message", &sm.short_message);
-    let mut user_data = sm.short_message.as_slice();
+    let mut user_data = sm.short_message.as_bytes();
     if sm.esm_class & 0x40 != 0 {
         match split_udh(user_data) {
             Ok((udh, rest)) => {
@@ -355,7 +355,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pdu::Outbind;
+    use crate::pdu::{Outbind, ShortMessage};
     use crate::CommandStatus;
 
     /// A strict little JSON checker: Ok when `s` is exactly one valid JSON value.
@@ -492,7 +492,7 @@ mod tests {
             destination: Address::new(1, 1, "447700900123").unwrap(),
             esm_class: 0x40,
             data_coding: 8,
-            short_message,
+            short_message: ShortMessage::new(short_message).unwrap(),
             tlvs: vec![
                 Tlv::u16(tag::SAR_MSG_REF_NUM, 42),
                 Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 11]),
@@ -541,7 +541,7 @@ mod tests {
             },
             Body::DeliverSm(Box::new(Sm {
                 esm_class: 0x40,
-                short_message: vec![9, 9],
+                short_message: ShortMessage::new(vec![9, 9]).unwrap(),
                 ..Sm::default()
             })),
         ];
@@ -560,7 +560,7 @@ mod tests {
     fn nul_in_text_and_tlv_strings_is_never_written_as_u0000() {
         let sm = Sm {
             data_coding: 3,
-            short_message: b"pad\0".to_vec(),
+            short_message: ShortMessage::new(b"pad\0".to_vec()).unwrap(),
             tlvs: vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec())],
             ..Sm::default()
         };
@@ -582,7 +582,7 @@ mod tests {
             source: Address::new(1, 1, "447700900123").unwrap(),
             destination: Address::new(5, 0, "ESMED").unwrap(),
             esm_class: 0x04,
-            short_message: text.as_bytes().to_vec(),
+            short_message: ShortMessage::new(text.as_bytes().to_vec()).unwrap(),
             tlvs: vec![
                 Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B"),
                 Tlv::new(tag::MESSAGE_STATE, vec![2]),
@@ -627,7 +627,7 @@ mod tests {
                 source,
                 esm_class,
                 data_coding,
-                short_message,
+                short_message: ShortMessage::new(short_message).unwrap(),
                 ..Sm::default()
             };
             let json = pdu_to_json(&Pdu::new(1, Body::DeliverSm(Box::new(sm))));

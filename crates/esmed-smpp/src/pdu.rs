@@ -7,8 +7,8 @@
 
 use super::{CommandId, CommandStatus, Tlv};
 pub use crate::field::{
-    Addr, AddressRange, COctet, FieldError, LongAddr, MessageId, Password, ServiceType, SmppTime,
-    SystemId, SystemType,
+    Addr, AddressRange, COctet, FieldError, LongAddr, MessageId, OctetString, Password,
+    ServiceType, ShortMessage, SmppTime, SystemId, SystemType,
 };
 
 /// A TON/NPI/address triple as it appears in most PDUs; `MAX` is the address's size, NUL
@@ -171,7 +171,7 @@ pub struct Sm {
     pub data_coding: u8,
     pub sm_default_msg_id: u8,
     /// User data, UDH first when esm_class has UDHI; `sm_length` is its length.
-    pub short_message: Vec<u8>,
+    pub short_message: ShortMessage,
     pub tlvs: Vec<Tlv>,
 }
 

@@ -13,7 +13,7 @@ use super::config::MoMessage;
 use super::journal::Sent;
 use super::receipt_text::{receipt_sm, SubmittedMessage};
 use super::Shared;
-use esmed_smpp::pdu::Sm;
+use esmed_smpp::pdu::{ShortMessage, Sm};
 use esmed_smpp::receipt::MessageState;
 use esmed_smpp::{Address, Body, FieldError, Pdu};
 
@@ -293,7 +293,7 @@ impl Deliverer {
     }
 }
 
-/// The deliver_sm for a job; an MO whose addresses do not fit one is refused.
+/// The deliver_sm for a job; an MO whose addresses or text do not fit one is refused.
 fn build_sm(kind: &JobKind, shared: &Shared) -> Result<Sm, String> {
     Ok(match kind {
         JobKind::Receipt { message, state } => {
@@ -302,6 +302,7 @@ fn build_sm(kind: &JobKind, shared: &Shared) -> Result<Sm, String> {
                 super::config::ReceiptMode::Off => true,
             };
             receipt_sm(message, *state, SystemTime::now(), with_tlvs)
+                .map_err(|e| format!("receipt text: {e}"))?
         }
         JobKind::Mo(mo) => Sm {
             source: address(&mo.source).map_err(|e| format!("source_addr {:?}: {e}", mo.source))?,
@@ -309,7 +310,8 @@ fn build_sm(kind: &JobKind, shared: &Shared) -> Result<Sm, String> {
                 .map_err(|e| format!("destination_addr {:?}: {e}", mo.destination))?,
             esm_class: mo.esm_class,
             data_coding: mo.data_coding,
-            short_message: mo.short_message.clone(),
+            short_message: ShortMessage::new(mo.short_message.clone())
+                .map_err(|e| format!("short_message: {e}"))?,
             tlvs: mo.tlvs.clone(),
             ..Sm::default()
         },

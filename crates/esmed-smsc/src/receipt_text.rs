@@ -6,10 +6,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use esmed_smpp::pdu::Sm;
+use esmed_smpp::pdu::{ShortMessage, Sm};
 use esmed_smpp::receipt::MessageState;
 use esmed_smpp::tlv::tag;
-use esmed_smpp::{text, udh, Address, SmppTime, Tlv};
+use esmed_smpp::{text, udh, Address, FieldError, SmppTime, Tlv};
 
 /// What the SMSC remembers of a submit to write its receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,13 +40,14 @@ pub fn text_start(data_coding: u8, esm_class: u8, short_message: &[u8]) -> Strin
         .collect()
 }
 
-/// The receipt body for `message` in `state`, done at `done_at`.
+/// The receipt body for `message` in `state`, done at `done_at`; an error when the text does
+/// not fit a short_message (a text id of more than 150 characters).
 pub fn receipt_sm(
     message: &SubmittedMessage,
     state: MessageState,
     done_at: SystemTime,
     with_tlvs: bool,
-) -> Sm {
+) -> Result<Sm, FieldError> {
     let delivered = state == MessageState::Delivered;
     let err = if delivered || !state.is_final() { 0 } else { 1 };
     let text = format!(
@@ -68,7 +69,7 @@ pub fn receipt_sm(
         tlvs.push(Tlv::u8(tag::MESSAGE_STATE, state.value()));
         tlvs.push(Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, err]));
     }
-    Sm {
+    Ok(Sm {
         source: message.destination.clone(),
         destination: message.source.clone(),
         esm_class: if state == MessageState::Enroute {
@@ -76,10 +77,10 @@ pub fn receipt_sm(
         } else {
             0x04
         },
-        short_message: text.into_bytes(),
+        short_message: ShortMessage::new(text)?,
         tlvs,
         ..Sm::default()
-    }
+    })
 }
 
 /// The 7-letter `stat:` word of the receipt text.
@@ -174,10 +175,10 @@ mod tests {
             submitted_at: at(1_738_324_800),
             text_start: text_start(0, 0, b"Hello there, this is longer than twenty"),
         };
-        let sm = receipt_sm(&message, MessageState::Delivered, at(1_738_324_860), true);
+        let sm = receipt_sm(&message, MessageState::Delivered, at(1_738_324_860), true).unwrap();
         assert_eq!(sm.esm_class, 0x04);
         assert_eq!(sm.source.addr.as_bytes(), b"447700900123");
-        let text = String::from_utf8(sm.short_message.clone()).unwrap();
+        let text = String::from_utf8(sm.short_message.to_vec()).unwrap();
         assert_eq!(
             text,
             "id:0000000026 sub:001 dlvrd:001 submit date:2501311200 done date:2501311201 \
@@ -186,8 +187,8 @@ mod tests {
         let receipt = parse_receipt(&text, &sm.tlvs).unwrap();
         assert_eq!(receipt.message_id, "1A");
         assert_eq!(receipt.state, Some(MessageState::Delivered));
-        let plain = receipt_sm(&message, MessageState::Undeliverable, at(0), false);
-        let text = String::from_utf8(plain.short_message).unwrap();
+        let plain = receipt_sm(&message, MessageState::Undeliverable, at(0), false).unwrap();
+        let text = String::from_utf8(plain.short_message.into_bytes()).unwrap();
         let receipt = parse_receipt(&text, &plain.tlvs).unwrap();
         assert_eq!(receipt.message_id, "0000000026");
         assert_eq!(receipt.state, Some(MessageState::Undeliverable));

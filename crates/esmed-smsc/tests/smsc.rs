@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use esmed_smpp::pdu::{Bind, MessageIdResp, QuerySm, Sm};
+use esmed_smpp::pdu::{Bind, MessageIdResp, QuerySm, ShortMessage, Sm};
 use esmed_smpp::receipt::{parse_receipt, MessageState};
 use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, CommandStatus, FrameBuffer, Pdu};
 use esmed_smsc::{
@@ -82,7 +82,7 @@ fn submit_body(destination: &str, text: &str, registered_delivery: u8) -> Body {
         source: Address::new(5, 0, "ESMED").unwrap(),
         destination: Address::new(1, 1, destination).unwrap(),
         registered_delivery,
-        short_message: text.as_bytes().to_vec(),
+        short_message: ShortMessage::new(text).unwrap(),
         ..Sm::default()
     }))
 }
@@ -176,7 +176,7 @@ fn receipts_arrive_on_the_receiver_and_are_resent_without_resp() {
     };
     assert_eq!(sm.esm_class, 0x04);
     assert_eq!(sm.source.addr.as_bytes(), b"447700900123");
-    let text = String::from_utf8(sm.short_message.clone()).unwrap();
+    let text = String::from_utf8(sm.short_message.to_vec()).unwrap();
     assert!(
         text.starts_with("id:0000000026 sub:001 dlvrd:001 submit date:"),
         "{text}"
@@ -249,7 +249,7 @@ fn intermediate_enroute_then_final_and_query_sm() {
             panic!("{pdu:?}")
         };
         assert!(sm.tlvs.is_empty());
-        let text = String::from_utf8(sm.short_message.clone()).unwrap();
+        let text = String::from_utf8(sm.short_message.to_vec()).unwrap();
         states.push((sm.esm_class, parse_receipt(&text, &[]).unwrap().state));
         trx.send_resp(
             pdu.sequence_number,

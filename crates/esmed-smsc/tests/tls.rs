@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esmed_smpp::pdu::{Bind, Sm};
+use esmed_smpp::pdu::{Bind, ShortMessage, Sm};
 use esmed_smpp::{decode, encode, Address, Body, CommandStatus, FrameBuffer, Pdu};
 use esmed_smsc::{Smsc, SmscConfig, SmscHandle, SmscTls};
 use rustls::pki_types::pem::PemObject;
@@ -67,7 +67,7 @@ fn recv(stream: &mut TlsStream, frames: &mut FrameBuffer) -> Pdu {
 fn submit(sequence_number: u32) -> Pdu {
     let sm = Sm {
         destination: Address::new(1, 1, format!("4470000{sequence_number:05}")).unwrap(),
-        short_message: vec![b'x'; 140],
+        short_message: ShortMessage::new(vec![b'x'; 140]).unwrap(),
         ..Sm::default()
     };
     Pdu::new(sequence_number, Body::SubmitSm(Box::new(sm)))

@@ -6,7 +6,7 @@ use byteorder::{BigEndian, ByteOrder};
 use super::{DecodeError, DecodeErrorKind, HEADER_LEN};
 use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    QuerySmResp, ShortMessage, Sm,
 };
 use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
 
@@ -344,13 +344,14 @@ impl<'a> Reader<'a> {
     }
 
     /// sm_length, then that many octets of short_message.
-    fn short_message(&mut self) -> Result<Vec<u8>, DecodeError> {
+    /// An sm_length of 255, which the specification reserves, is read as given.
+    fn short_message(&mut self) -> Result<ShortMessage, DecodeError> {
         let sm_length = self.u8("sm_length")?;
         let rest = self.remaining();
         match rest.get(..usize::from(sm_length)) {
             Some(short_message) => {
                 self.pos += short_message.len();
-                Ok(short_message.to_vec())
+                Ok(ShortMessage::from_peer(short_message))
             }
             None => {
                 let kind = DecodeErrorKind::SmLengthOverrun { sm_length };

@@ -15,7 +15,7 @@ use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime,
 /// Appends one PDU to `out`. On error `out` is left as it was.
 ///
 /// ```
-/// use esmed_smpp::pdu::Sm;
+/// use esmed_smpp::pdu::{ShortMessage, Sm};
 /// use esmed_smpp::{encode, Address, Body, Pdu};
 ///
 /// let mut out = Vec::new();
@@ -24,7 +24,7 @@ use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime,
 ///
 /// let sm = Sm {
 ///     destination: Address::new(1, 1, "4915112345678").unwrap(),
-///     short_message: b"hello".to_vec(),
+///     short_message: ShortMessage::new(b"hello").unwrap(),
 ///     ..Sm::default()
 /// };
 /// out.clear();
@@ -55,17 +55,18 @@ pub fn encode_submit_sm(
     append_framed(header, out, |out| append_sm(sm, out))
 }
 
-/// A submit_sm body checked once against the limits its field types do not carry (sm_length,
-/// TLV sizes, command_length), so that [`encode_checked_submit_sm`] cannot fail. Read it
+/// A submit_sm body checked once against the limits its field types do not carry (TLV sizes,
+/// command_length), so that [`encode_checked_submit_sm`] cannot fail. Read it
 /// through `Deref`; it cannot be changed.
 ///
 /// ```
-/// use esmed_smpp::pdu::Sm;
-/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm, EncodeError};
+/// use esmed_smpp::pdu::{ShortMessage, Sm};
+/// use esmed_smpp::tlv::tag;
+/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm, EncodeError, Tlv};
 ///
 /// let sm = Sm {
 ///     destination: Address::new(1, 1, "4915112345678").unwrap(),
-///     short_message: b"hello".to_vec(),
+///     short_message: ShortMessage::new(b"hello").unwrap(),
 ///     ..Sm::default()
 /// };
 /// let checked = CheckedSm::new(sm).unwrap();
@@ -73,7 +74,8 @@ pub fn encode_submit_sm(
 /// encode_checked_submit_sm(2, &checked, &mut out);
 /// assert!(out.ends_with(b"\x05hello"));
 ///
-/// let too_long = Sm { short_message: vec![b'x'; 255], ..Sm::default() };
+/// let payload = Tlv::new(tag::MESSAGE_PAYLOAD, vec![b'x'; 65_536]);
+/// let too_long = Sm { tlvs: vec![payload], ..Sm::default() };
 /// assert!(matches!(CheckedSm::new(too_long), Err(EncodeError::TooLong { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,10 +304,9 @@ fn append_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     Ok(())
 }
 
-/// Every limit [`write_sm`] relies on that the field types do not carry (sm_length, TLV
-/// sizes); returns the body's length in octets.
+/// Every limit [`write_sm`] relies on that the field types do not carry (TLV sizes); returns
+/// the body's length in octets.
 fn check_sm(sm: &Sm) -> Result<usize, EncodeError> {
-    short_message_length(&sm.short_message)?;
     check_tlvs(&sm.tlvs)?;
     // Each C-string brings its NUL; 2 × (TON, NPI) + 3 + 5 fixed octets.
     let cstr_len = sm.service_type.len()
@@ -326,7 +327,7 @@ fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
     out.extend_from_slice(&[sm.esm_class, sm.protocol_id, sm.priority_flag]);
     write_time(out, &sm.schedule_delivery_time);
     write_time(out, &sm.validity_period);
-    // check_sm capped short_message at 254 octets.
+    // ShortMessage holds at most 254 octets, or the 255 a peer's one-octet sm_length gave.
     let sm_length = sm.short_message.len() as u8;
     out.extend_from_slice(&[
         sm.registered_delivery,
@@ -337,18 +338,6 @@ fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
     ]);
     out.extend_from_slice(&sm.short_message);
     write_tlvs(out, &sm.tlvs);
-}
-
-fn short_message_length(short_message: &[u8]) -> Result<u8, EncodeError> {
-    let len = short_message.len();
-    match u8::try_from(len) {
-        Ok(sm_length) if len <= max::SHORT_MESSAGE => Ok(sm_length),
-        _ => Err(EncodeError::TooLong {
-            field: "short_message",
-            len,
-            max: max::SHORT_MESSAGE,
-        }),
-    }
 }
 
 fn append_message_id_resp(resp: &MessageIdResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -446,6 +435,7 @@ fn write_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pdu::ShortMessage;
     use crate::tlv::tag;
 
     fn submit(sm: Sm) -> Pdu {
@@ -485,16 +475,16 @@ mod tests {
     }
 
     #[test]
-    fn short_message_is_at_most_254_octets() {
+    fn sm_length_is_the_short_message_length() {
         let sm = |n| {
             submit(Sm {
-                short_message: vec![0x41; n],
+                short_message: ShortMessage::new(vec![0x41; n]).unwrap(),
                 ..Sm::default()
             })
         };
         // Empty strings: 16 header + 16 fixed octets put sm_length at offset 32.
         assert_eq!(encode_to_vec(&sm(254)).unwrap()[32], 254);
-        assert_eq!(encode_to_vec(&sm(255)), too_long("short_message", 255, 254));
+        assert_eq!(encode_to_vec(&sm(0)).unwrap()[32], 0);
     }
 
     #[test]
@@ -523,7 +513,7 @@ mod tests {
         assert!(encode(&pdu, &mut out).is_err());
         assert_eq!(out, b"earlier");
         let too_long = Sm {
-            short_message: vec![b'x'; 255],
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
             ..Sm::default()
         };
         assert!(encode_submit_sm(7, &too_long, &mut out).is_err());
@@ -532,16 +522,10 @@ mod tests {
 
     #[test]
     fn a_checked_submit_sm_refuses_what_the_encoder_refuses() {
-        let refused = [
-            Sm {
-                short_message: vec![b'x'; 255],
-                ..Sm::default()
-            },
-            Sm {
-                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
-                ..Sm::default()
-            },
-        ];
+        let refused = [Sm {
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
+            ..Sm::default()
+        }];
         for sm in refused {
             let mut out = Vec::new();
             let expected = encode_submit_sm(1, &sm, &mut out).unwrap_err();
@@ -557,7 +541,7 @@ mod tests {
             destination: Address::new(1, 1, vec![b'7'; 20]).unwrap(),
             schedule_delivery_time: "250131120000000+".try_into().unwrap(),
             validity_period: "000001000000000R".try_into().unwrap(),
-            short_message: vec![b'x'; 254],
+            short_message: ShortMessage::new(vec![b'x'; 254]).unwrap(),
             tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_535])],
             ..Sm::default()
         };

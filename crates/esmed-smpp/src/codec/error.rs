@@ -8,9 +8,9 @@ use crate::{CommandId, CommandStatus};
 /// Why a PDU could not be encoded. Every variant names the offending field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodeError {
-    /// short_message or a TLV value is longer than its length field can say (for TLVs `field`
-    /// is the tag's name, or "tlv" for vendor tags). String fields cannot be: their types
-    /// were checked when built ([`crate::field`]).
+    /// A TLV value is longer than its 2-octet length can say (`field` is the tag's name, or
+    /// "tlv" for vendor tags). Mandatory fields cannot be: their types were checked when
+    /// built ([`crate::field`]).
     TooLong {
         field: &'static str,
         len: usize,

@@ -8,7 +8,7 @@ use super::{decode, encode, encode_checked_submit_sm, encode_to_vec, CheckedSm};
 use crate::frame::{FrameBuffer, DEFAULT_MAX_PDU_LEN};
 use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    QuerySmResp, ShortMessage, Sm,
 };
 use crate::{Address, Body, COctet, CommandStatus, Pdu, SmppTime, Tlv};
 
@@ -79,7 +79,7 @@ fn sm() -> impl Strategy<Value = Sm> {
         replace_if_present_flag: f[4],
         data_coding: f[5],
         sm_default_msg_id: f[6],
-        short_message: c.2,
+        short_message: ShortMessage::new(c.2).unwrap(),
         tlvs: c.3,
     })
 }
@@ -205,7 +205,7 @@ proptest! {
     #[test]
     fn a_deliver_sm_from_a_lenient_peer_encodes_back_byte_exact(
         strings in (peer_cstr(), peer_address(), peer_address(), peer_time(), peer_time()),
-        short_message in vec(any::<u8>(), 0..=254),
+        short_message in vec(any::<u8>(), 0..=255),
     ) {
         let (service_type, source, destination, schedule_delivery_time, validity_period) = strings;
         let sm = Sm {
@@ -214,7 +214,7 @@ proptest! {
             destination,
             schedule_delivery_time,
             validity_period,
-            short_message,
+            short_message: ShortMessage::from_peer(&short_message),
             ..Sm::default()
         };
         let wire = encode_to_vec(&Pdu::new(3, Body::DeliverSm(Box::new(sm)))).unwrap();
