@@ -111,7 +111,7 @@ fn mo_part(udh: Option<Concat>, tlvs: &[Tlv], text_bytes: &[u8]) -> Option<MoPar
 /// short_message, or message_payload when short_message is empty (SMPP 3.4 allows one or the other, not both).
 fn user_data<'a>(short_message: &'a [u8], tlvs: &'a [Tlv]) -> &'a [u8] {
     if short_message.is_empty() {
-        tlv::find(tlvs, tag::MESSAGE_PAYLOAD).map_or(short_message, |t| t.value.as_slice())
+        tlv::find(tlvs, tag::MESSAGE_PAYLOAD).map_or(short_message, |t| t.value.as_bytes())
     } else {
         short_message
     }

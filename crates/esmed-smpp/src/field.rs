@@ -1,8 +1,8 @@
 //! Bounded field values, checked once when built so that encoding a PDU has no field left to
 //! check: [`COctet`] (a C-octet string with its maximum size as a type parameter, one alias per
 //! SMPP 3.4 field), [`SmppTime`] (empty or exactly 16 characters) and [`OctetString`]
-//! (short_message: [`ShortMessage`]). Values read from a peer are kept as received (see
-//! [`COctet`]).
+//! (short_message: [`ShortMessage`]; a TLV's value: [`TlvValue`](crate::tlv::TlvValue)).
+//! Values read from a peer are kept as received (see [`COctet`]).
 
 use std::fmt;
 
@@ -245,6 +245,12 @@ impl<const MAX: usize> OctetString<MAX> {
     /// Octets read from a peer, however many (see [`COctet::from_peer`]).
     pub(crate) fn from_peer(bytes: &[u8]) -> Self {
         OctetString(bytes.to_vec())
+    }
+
+    /// For this crate's own values whose size is known to fit (a one- or two-octet TLV).
+    pub(crate) fn within_bound(bytes: Vec<u8>) -> Self {
+        debug_assert!(bytes.len() <= MAX);
+        OctetString(bytes)
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -193,7 +193,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 7,
                 OK,
                 Body::SubmitSm(Box::new(Sm {
-                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, all_text)],
+                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, all_text).unwrap()],
                     ..esmed_to_handset(1, 0x08)
                 })),
             ),
@@ -223,9 +223,9 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                     esm_class: 0x04,
                     short_message: ShortMessage::new(receipt_text.to_vec()).unwrap(),
                     tlvs: vec![
-                        Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D"),
+                        Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D").unwrap(),
                         Tlv::u8(tag::MESSAGE_STATE, 2),
-                        Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]),
+                        Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]).unwrap(),
                     ],
                     ..Sm::default()
                 })),
@@ -398,7 +398,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                     source: Address::new(5, 0, "ESMED").unwrap(),
                     destination: Address::new(1, 1, "447700900123").unwrap(),
                     registered_delivery: 1,
-                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, b"Hi".to_vec())],
+                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, b"Hi".to_vec()).unwrap()],
                     ..DataSm::default()
                 })),
             ),

@@ -188,7 +188,7 @@ fn tlv_fields(o: &mut Obj, t: &Tlv, data_coding: Option<u8>) {
     }
     o.num("length", t.value.len());
     o.hex("value", &t.value);
-    match (t.tag, t.value.as_slice()) {
+    match (t.tag, t.value.as_bytes()) {
         (tag::RECEIPTED_MESSAGE_ID | tag::ADDITIONAL_STATUS_INFO_TEXT, v) => {
             let v = v.strip_suffix(&[0]).unwrap_or(v);
             o.str("decoded", &String::from_utf8_lossy(v));
@@ -495,9 +495,9 @@ mod tests {
             short_message: ShortMessage::new(short_message).unwrap(),
             tlvs: vec![
                 Tlv::u16(tag::SAR_MSG_REF_NUM, 42),
-                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 11]),
-                Tlv::new(0x1401, vec![0xAB]),
-                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B"),
+                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 11]).unwrap(),
+                Tlv::new(0x1401, vec![0xAB]).unwrap(),
+                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B").unwrap(),
             ],
             ..Sm::default()
         };
@@ -531,7 +531,7 @@ mod tests {
             Body::CancelSm(CancelSm::default()),
             Body::DataSm(Box::new(DataSm {
                 data_coding: 0,
-                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0x48, 0x69, 0x80])],
+                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0x48, 0x69, 0x80]).unwrap()],
                 ..DataSm::default()
             })),
             Body::AlertNotification(AlertNotification::default()),
@@ -561,7 +561,7 @@ mod tests {
         let sm = Sm {
             data_coding: 3,
             short_message: ShortMessage::new(b"pad\0".to_vec()).unwrap(),
-            tlvs: vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec())],
+            tlvs: vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec()).unwrap()],
             ..Sm::default()
         };
         let json = pdu_to_json(&Pdu::new(3, Body::DeliverSm(Box::new(sm))));
@@ -584,9 +584,9 @@ mod tests {
             esm_class: 0x04,
             short_message: ShortMessage::new(text.as_bytes().to_vec()).unwrap(),
             tlvs: vec![
-                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B"),
-                Tlv::new(tag::MESSAGE_STATE, vec![2]),
-                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]),
+                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B").unwrap(),
+                Tlv::new(tag::MESSAGE_STATE, vec![2]).unwrap(),
+                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]).unwrap(),
             ],
             ..Sm::default()
         };

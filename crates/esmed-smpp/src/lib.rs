@@ -3,9 +3,9 @@
 //! for every constant here.
 //!
 //! The entry points: [`encode`] a [`Pdu`] into wire bytes; cut a byte stream into whole PDUs
-//! with [`frame()`] (or [`FrameBuffer`] over a reader) and [`decode`] each one. A PDU's string
-//! fields are typed with their sizes ([`field`]: [`COctet`], [`SmppTime`]), checked when a
-//! value is built, so the encoder has no string to check. Around them:
+//! with [`frame()`] (or [`FrameBuffer`] over a reader) and [`decode`] each one. A PDU's fields
+//! are typed with their sizes ([`field`]: [`COctet`], [`SmppTime`], `ShortMessage`; TLV
+//! values), checked when a value is built, so the encoder has no field to check. Around them:
 //! [`text`] (data_coding), [`concat`](mod@concat) (long messages), [`udh`], [`receipt`] (delivery
 //! receipts), [`json`] (a PDU for logs) and [`status`] (command_status names and classes).
 //!

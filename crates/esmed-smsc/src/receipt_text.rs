@@ -65,9 +65,9 @@ pub fn receipt_sm(
         tlvs.push(Tlv::cstring(
             tag::RECEIPTED_MESSAGE_ID,
             message.message_id.as_bytes(),
-        ));
+        )?);
         tlvs.push(Tlv::u8(tag::MESSAGE_STATE, state.value()));
-        tlvs.push(Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, err]));
+        tlvs.push(Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, err])?);
     }
     Ok(Sm {
         source: message.destination.clone(),

@@ -8,7 +8,8 @@ use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
     QuerySmResp, ShortMessage, Sm,
 };
-use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
+use crate::tlv::{self, TlvValue};
+use crate::{Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
 
 /// Decodes one whole PDU (header included) whose command_length must equal `frame.len()`.
 ///
@@ -396,9 +397,10 @@ impl<'a> Reader<'a> {
         match rest.get(4..4 + len) {
             Some(value) => {
                 self.pos += 4 + len;
+                // Read through a 2-octet length: it fits a TlvValue.
                 Ok(Tlv {
                     tag,
-                    value: value.to_vec(),
+                    value: TlvValue::from_peer(value),
                 })
             }
             None => {
@@ -562,8 +564,8 @@ mod tests {
             panic!("not a deliver_sm");
         };
         let expected = [
-            Tlv::new(0x1400, vec![0xAB, 0xCD]),
-            Tlv::new(tag::ALERT_ON_MESSAGE_DELIVERY, vec![]),
+            Tlv::new(0x1400, vec![0xAB, 0xCD]).unwrap(),
+            Tlv::new(tag::ALERT_ON_MESSAGE_DELIVERY, vec![]).unwrap(),
         ];
         assert_eq!(sm.tlvs, expected);
     }

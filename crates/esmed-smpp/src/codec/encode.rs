@@ -1,18 +1,19 @@
-//! Encoding: append each field, then back-patch command_length. The string fields' types
-//! were checked when built ([`crate::field`]); what is left to check here is what they do not
-//! carry: sm_length, TLV sizes and command_length. Nothing is allocated besides the growth of
-//! the caller's buffer.
+//! Encoding: append each field, then back-patch command_length. Every field's type was
+//! checked when built ([`crate::field`], [`crate::tlv::TlvValue`]), so no field can be out of
+//! bounds here; what is left is the whole PDU's size, which must fit command_length's four
+//! octets. Nothing is allocated besides the growth of the caller's buffer.
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::{max, EncodeError, HEADER_LEN};
+use super::{EncodeError, HEADER_LEN};
 use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageId, MessageIdResp, Outbind,
     QuerySm, QuerySmResp, Sm,
 };
-use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
+use crate::{Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
 
-/// Appends one PDU to `out`. On error `out` is left as it was.
+/// Appends one PDU to `out`. The one error is a PDU longer than command_length can say (4 GiB:
+/// only a TLV list or a raw body has no bound of its own); `out` is then left as it was.
 ///
 /// ```
 /// use esmed_smpp::pdu::{ShortMessage, Sm};
@@ -35,7 +36,7 @@ use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime,
 pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let header = (pdu.command_id(), pdu.command_status, pdu.sequence_number);
     append_framed(header, out, |out| {
-        append_body(&pdu.body, pdu.command_status, out)
+        write_body(&pdu.body, pdu.command_status, out)
     })
 }
 
@@ -52,17 +53,16 @@ pub fn encode_submit_sm(
         CommandStatus::ESME_ROK,
         sequence_number,
     );
-    append_framed(header, out, |out| append_sm(sm, out))
+    append_framed(header, out, |out| write_sm(sm, out))
 }
 
-/// A submit_sm body checked once against the limits its field types do not carry (TLV sizes,
-/// command_length), so that [`encode_checked_submit_sm`] cannot fail. Read it
-/// through `Deref`; it cannot be changed.
+/// A submit_sm body whose length was checked once against command_length's four octets (the
+/// one thing its fields' types do not bound: the number of TLVs), so that
+/// [`encode_checked_submit_sm`] cannot fail. Read it through `Deref`; it cannot be changed.
 ///
 /// ```
 /// use esmed_smpp::pdu::{ShortMessage, Sm};
-/// use esmed_smpp::tlv::tag;
-/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm, EncodeError, Tlv};
+/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm};
 ///
 /// let sm = Sm {
 ///     destination: Address::new(1, 1, "4915112345678").unwrap(),
@@ -73,10 +73,6 @@ pub fn encode_submit_sm(
 /// let mut out = Vec::new();
 /// encode_checked_submit_sm(2, &checked, &mut out);
 /// assert!(out.ends_with(b"\x05hello"));
-///
-/// let payload = Tlv::new(tag::MESSAGE_PAYLOAD, vec![b'x'; 65_536]);
-/// let too_long = Sm { tlvs: vec![payload], ..Sm::default() };
-/// assert!(matches!(CheckedSm::new(too_long), Err(EncodeError::TooLong { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedSm(Sm);
@@ -84,7 +80,7 @@ pub struct CheckedSm(Sm);
 impl CheckedSm {
     /// `sm` if [`encode_submit_sm`] would accept it; otherwise the error it would give.
     pub fn new(sm: Sm) -> Result<Self, EncodeError> {
-        let len = HEADER_LEN + check_sm(&sm)?;
+        let len = HEADER_LEN + sm_len(&sm);
         if u32::try_from(len).is_err() {
             return Err(EncodeError::PduTooLong { len });
         }
@@ -178,10 +174,7 @@ fn write_framed(
     write_body: impl FnOnce(&mut Vec<u8>),
 ) {
     let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    put_u32(out, command_id.value());
-    put_u32(out, status.0);
-    put_u32(out, sequence_number);
+    write_header((command_id, status, sequence_number), out);
     write_body(out);
     let command_length = (out.len() - start) as u32;
     BigEndian::write_u32(&mut out[start..start + 4], command_length);
@@ -194,78 +187,83 @@ pub fn encode_to_vec(pdu: &Pdu) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
-/// Appends the header, then the body `append_body` writes, then back-patches
-/// command_length; truncates `out` back to where it was on error.
+/// Appends the header, then the body `write_body` writes, then back-patches command_length;
+/// truncates `out` back to where it was when the PDU is too long for it.
 fn append_framed(
-    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    header: (CommandId, CommandStatus, u32),
     out: &mut Vec<u8>,
-    append_body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), EncodeError> {
+    append_within(u32::MAX, header, out, write_body)
+}
+
+/// [`append_framed`] with the longest PDU as a parameter, so that a test can reach it.
+fn append_within(
+    longest: u32,
+    header: (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+    write_body: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    // command_length is unknown until the body is written: reserve it, patch it below.
+    write_header(header, out);
+    write_body(out);
+    let len = out.len() - start;
+    match u32::try_from(len) {
+        Ok(command_length) if command_length <= longest => {
+            BigEndian::write_u32(&mut out[start..start + 4], command_length);
+            debug_assert!(len >= HEADER_LEN);
+            Ok(())
+        }
+        _ => {
+            out.truncate(start);
+            Err(EncodeError::PduTooLong { len })
+        }
+    }
+}
+
+/// The header with command_length 0, to be patched once the body is written.
+fn write_header(
+    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(&[0; 4]);
     put_u32(out, command_id.value());
     put_u32(out, status.0);
     put_u32(out, sequence_number);
-    let result = append_body(out).and_then(|()| {
-        let len = out.len() - start;
-        let command_length = u32::try_from(len).map_err(|_| EncodeError::PduTooLong { len })?;
-        BigEndian::write_u32(&mut out[start..start + 4], command_length);
-        debug_assert!(len >= HEADER_LEN);
-        Ok(())
-    });
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
 }
 
-fn append_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) {
     match body {
         Body::GenericNack
         | Body::Unbind
         | Body::UnbindResp
         | Body::EnquireLink
         | Body::EnquireLinkResp
-        | Body::CancelSmResp => Ok(()),
+        | Body::CancelSmResp => {}
         Body::BindReceiver(bind) | Body::BindTransmitter(bind) | Body::BindTransceiver(bind) => {
-            append_bind(bind, out)
+            write_bind(bind, out);
         }
         Body::BindReceiverResp(resp)
         | Body::BindTransmitterResp(resp)
         | Body::BindTransceiverResp(resp) => {
-            if omitted_on_error(status, &resp.system_id, &resp.tlvs) {
-                return Ok(());
+            if !omitted_on_error(status, &resp.system_id, &resp.tlvs) {
+                write_bind_resp(resp, out);
             }
-            append_bind_resp(resp, out)
         }
-        Body::Outbind(outbind) => append_outbind(outbind, out),
-        Body::SubmitSm(sm) | Body::DeliverSm(sm) => append_sm(sm, out),
+        Body::Outbind(outbind) => write_outbind(outbind, out),
+        Body::SubmitSm(sm) | Body::DeliverSm(sm) => write_sm(sm, out),
         Body::SubmitSmResp(resp) | Body::DataSmResp(resp) => {
-            if omitted_on_error(status, &resp.message_id, &resp.tlvs) {
-                return Ok(());
+            if !omitted_on_error(status, &resp.message_id, &resp.tlvs) {
+                write_message_id_resp(resp, out);
             }
-            append_message_id_resp(resp, out)
         }
-        Body::DeliverSmResp(resp) => append_message_id_resp(resp, out),
-        Body::DataSm(data_sm) => append_data_sm(data_sm, out),
-        Body::QuerySm(query) => {
-            append_query_sm(query, out);
-            Ok(())
-        }
-        Body::QuerySmResp(resp) => {
-            append_query_sm_resp(resp, out);
-            Ok(())
-        }
-        Body::CancelSm(cancel) => {
-            append_cancel_sm(cancel, out);
-            Ok(())
-        }
-        Body::AlertNotification(alert) => append_alert_notification(alert, out),
-        Body::Other { body, .. } => {
-            out.extend_from_slice(body);
-            Ok(())
-        }
+        Body::DeliverSmResp(resp) => write_message_id_resp(resp, out),
+        Body::DataSm(data_sm) => write_data_sm(data_sm, out),
+        Body::QuerySm(query) => write_query_sm(query, out),
+        Body::QuerySmResp(resp) => write_query_sm_resp(resp, out),
+        Body::CancelSm(cancel) => write_cancel_sm(cancel, out),
+        Body::AlertNotification(alert) => write_alert_notification(alert, out),
+        Body::Other { body, .. } => out.extend_from_slice(body),
     }
 }
 
@@ -278,36 +276,26 @@ fn omitted_on_error<const MAX: usize>(
     status != CommandStatus::ESME_ROK && text.is_empty() && tlvs.is_empty()
 }
 
-fn append_bind(bind: &Bind, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_bind(bind: &Bind, out: &mut Vec<u8>) {
     write_cstr(out, &bind.system_id);
     write_cstr(out, &bind.password);
     write_cstr(out, &bind.system_type);
     out.extend_from_slice(&[bind.interface_version, bind.addr_ton, bind.addr_npi]);
     write_cstr(out, &bind.address_range);
-    Ok(())
 }
 
-fn append_bind_resp(resp: &BindResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_bind_resp(resp: &BindResp, out: &mut Vec<u8>) {
     write_cstr(out, &resp.system_id);
-    put_tlvs(out, &resp.tlvs)
+    write_tlvs(out, &resp.tlvs);
 }
 
-fn append_outbind(outbind: &Outbind, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_outbind(outbind: &Outbind, out: &mut Vec<u8>) {
     write_cstr(out, &outbind.system_id);
     write_cstr(out, &outbind.password);
-    Ok(())
 }
 
-fn append_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    check_sm(sm)?;
-    write_sm(sm, out);
-    Ok(())
-}
-
-/// Every limit [`write_sm`] relies on that the field types do not carry (TLV sizes); returns
-/// the body's length in octets.
-fn check_sm(sm: &Sm) -> Result<usize, EncodeError> {
-    check_tlvs(&sm.tlvs)?;
+/// The length of the submit_sm / deliver_sm body [`write_sm`] writes, in octets.
+fn sm_len(sm: &Sm) -> usize {
     // Each C-string brings its NUL; 2 × (TON, NPI) + 3 + 5 fixed octets.
     let cstr_len = sm.service_type.len()
         + sm.source.addr.len()
@@ -316,10 +304,9 @@ fn check_sm(sm: &Sm) -> Result<usize, EncodeError> {
         + sm.validity_period.as_bytes().len()
         + 5;
     let tlv_len: usize = sm.tlvs.iter().map(|t| 4 + t.value.len()).sum();
-    Ok(cstr_len + 4 + 3 + 5 + sm.short_message.len() + tlv_len)
+    cstr_len + 4 + 3 + 5 + sm.short_message.len() + tlv_len
 }
 
-/// Writes a submit_sm / deliver_sm body that [`check_sm`] accepted.
 fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
     write_cstr(out, &sm.service_type);
     write_address(out, &sm.source);
@@ -340,12 +327,12 @@ fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
     write_tlvs(out, &sm.tlvs);
 }
 
-fn append_message_id_resp(resp: &MessageIdResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_message_id_resp(resp: &MessageIdResp, out: &mut Vec<u8>) {
     write_cstr(out, &resp.message_id);
-    put_tlvs(out, &resp.tlvs)
+    write_tlvs(out, &resp.tlvs);
 }
 
-fn append_data_sm(data_sm: &DataSm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_data_sm(data_sm: &DataSm, out: &mut Vec<u8>) {
     write_cstr(out, &data_sm.service_type);
     write_address(out, &data_sm.source);
     write_address(out, &data_sm.destination);
@@ -354,34 +341,31 @@ fn append_data_sm(data_sm: &DataSm, out: &mut Vec<u8>) -> Result<(), EncodeError
         data_sm.registered_delivery,
         data_sm.data_coding,
     ]);
-    put_tlvs(out, &data_sm.tlvs)
+    write_tlvs(out, &data_sm.tlvs);
 }
 
-fn append_query_sm(query: &QuerySm, out: &mut Vec<u8>) {
+fn write_query_sm(query: &QuerySm, out: &mut Vec<u8>) {
     write_cstr(out, &query.message_id);
     write_address(out, &query.source);
 }
 
-fn append_query_sm_resp(resp: &QuerySmResp, out: &mut Vec<u8>) {
+fn write_query_sm_resp(resp: &QuerySmResp, out: &mut Vec<u8>) {
     write_cstr(out, &resp.message_id);
     write_time(out, &resp.final_date);
     out.extend_from_slice(&[resp.message_state, resp.error_code]);
 }
 
-fn append_cancel_sm(cancel: &CancelSm, out: &mut Vec<u8>) {
+fn write_cancel_sm(cancel: &CancelSm, out: &mut Vec<u8>) {
     write_cstr(out, &cancel.service_type);
     write_cstr(out, &cancel.message_id);
     write_address(out, &cancel.source);
     write_address(out, &cancel.destination);
 }
 
-fn append_alert_notification(
-    alert: &AlertNotification,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+fn write_alert_notification(alert: &AlertNotification, out: &mut Vec<u8>) {
     write_address(out, &alert.source);
     write_address(out, &alert.esme);
-    put_tlvs(out, &alert.tlvs)
+    write_tlvs(out, &alert.tlvs);
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -405,28 +389,10 @@ fn write_address<const MAX: usize>(out: &mut Vec<u8>, address: &Address<MAX>) {
     write_cstr(out, &address.addr);
 }
 
-fn put_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) -> Result<(), EncodeError> {
-    check_tlvs(tlvs)?;
-    write_tlvs(out, tlvs);
-    Ok(())
-}
-
-fn check_tlvs(tlvs: &[Tlv]) -> Result<(), EncodeError> {
-    match tlvs.iter().find(|tlv| tlv.value.len() > max::TLV_VALUE) {
-        Some(tlv) => Err(EncodeError::TooLong {
-            field: tlv::tag_name(tlv.tag).unwrap_or("tlv"),
-            len: tlv.value.len(),
-            max: max::TLV_VALUE,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Writes TLVs that [`check_tlvs`] accepted.
 fn write_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) {
     for tlv in tlvs {
         out.extend_from_slice(&tlv.tag.to_be_bytes());
-        // check_tlvs capped the value at 65,535 octets.
+        // TlvValue holds at most 65,535 octets.
         out.extend_from_slice(&(tlv.value.len() as u16).to_be_bytes());
         out.extend_from_slice(&tlv.value);
     }
@@ -444,10 +410,6 @@ mod tests {
 
     fn chars<const MAX: usize>(n: usize) -> COctet<MAX> {
         COctet::new(vec![b'7'; n]).unwrap()
-    }
-
-    fn too_long(field: &'static str, len: usize, max: usize) -> Result<Vec<u8>, EncodeError> {
-        Err(EncodeError::TooLong { field, len, max })
     }
 
     #[test]
@@ -488,49 +450,43 @@ mod tests {
     }
 
     #[test]
-    fn tlv_values_are_at_most_65535_octets() {
-        let sm = |n| {
-            submit(Sm {
-                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; n])],
-                ..Sm::default()
-            })
-        };
-        assert!(encode_to_vec(&sm(65_535)).is_ok());
-        assert_eq!(
-            encode_to_vec(&sm(65_536)),
-            too_long("message_payload", 65_536, 65_535)
-        );
+    fn a_tlv_of_65535_octets_says_so_in_its_length() {
+        let pdu = submit(Sm {
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_535]).unwrap()],
+            ..Sm::default()
+        });
+        let wire = encode_to_vec(&pdu).unwrap();
+        // Empty fields: the TLV starts after sm_length at offset 32.
+        assert_eq!(wire[33..37], [0x04, 0x24, 0xFF, 0xFF]);
+        assert_eq!(wire.len(), 37 + 65_535);
     }
 
     #[test]
-    fn a_failed_encode_leaves_the_buffer_as_it_was() {
+    fn a_pdu_too_long_for_command_length_leaves_the_buffer_as_it_was() {
+        let header = (CommandId::SubmitSm, CommandStatus::ESME_ROK, 7);
         let mut out = b"earlier".to_vec();
-        let resp = BindResp {
-            system_id: chars(3),
-            tlvs: vec![Tlv::new(tag::SC_INTERFACE_VERSION, vec![0; 65_536])],
-        };
-        let pdu = Pdu::new(1, Body::BindTransceiverResp(resp));
-        assert!(encode(&pdu, &mut out).is_err());
+        let result = append_within(20, header, &mut out, |out| out.extend([0; 5]));
+        assert_eq!(result, Err(EncodeError::PduTooLong { len: 21 }));
         assert_eq!(out, b"earlier");
-        let too_long = Sm {
-            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
-            ..Sm::default()
-        };
-        assert!(encode_submit_sm(7, &too_long, &mut out).is_err());
-        assert_eq!(out, b"earlier");
+        append_within(21, header, &mut out, |out| out.extend([0; 5])).unwrap();
+        assert_eq!(out[7..11], [0, 0, 0, 21]);
     }
 
     #[test]
-    fn a_checked_submit_sm_refuses_what_the_encoder_refuses() {
-        let refused = [Sm {
-            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
+    fn a_checked_submit_sm_knows_its_length_before_it_is_written() {
+        let sm = Sm {
+            service_type: chars(5),
+            source: Address::new(1, 1, vec![b'7'; 20]).unwrap(),
+            validity_period: "000001000000000R".try_into().unwrap(),
+            short_message: ShortMessage::new(vec![b'x'; 254]).unwrap(),
+            tlvs: vec![
+                Tlv::u8(tag::SAR_TOTAL_SEGMENTS, 2),
+                Tlv::u16(tag::SAR_MSG_REF_NUM, 9),
+            ],
             ..Sm::default()
-        }];
-        for sm in refused {
-            let mut out = Vec::new();
-            let expected = encode_submit_sm(1, &sm, &mut out).unwrap_err();
-            assert_eq!(CheckedSm::new(sm), Err(expected));
-        }
+        };
+        let wire = encode_to_vec(&submit(sm.clone())).unwrap();
+        assert_eq!(HEADER_LEN + sm_len(&sm), wire.len());
     }
 
     #[test]
@@ -542,7 +498,7 @@ mod tests {
             schedule_delivery_time: "250131120000000+".try_into().unwrap(),
             validity_period: "000001000000000R".try_into().unwrap(),
             short_message: ShortMessage::new(vec![b'x'; 254]).unwrap(),
-            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_535])],
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_535]).unwrap()],
             ..Sm::default()
         };
         let mut expected = b"before".to_vec();

@@ -43,7 +43,8 @@ fn peer_address() -> impl Strategy<Value = Address> {
 
 fn tlvs() -> impl Strategy<Value = Vec<Tlv>> {
     vec(
-        (any::<u16>(), vec(any::<u8>(), 0..40)).prop_map(|(tag, value)| Tlv { tag, value }),
+        (any::<u16>(), vec(any::<u8>(), 0..40))
+            .prop_map(|(tag, value)| Tlv::new(tag, value).unwrap()),
         0..4,
     )
 }
