@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use esmed_smpp::pdu::{Bind, MessageIdResp, QuerySm, ShortMessage, Sm};
+use esmed_smpp::pdu::{Bind, DataSm, MessageIdResp, QuerySm, ShortMessage, Sm};
 use esmed_smpp::receipt::{parse_receipt, MessageState};
 use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, CommandStatus, FrameBuffer, Pdu};
 use esmed_smsc::{
@@ -307,6 +307,54 @@ fn mo_goes_to_the_receiver_and_waits_for_one() {
     assert_eq!(rx.recv().unwrap().body, Body::EnquireLink);
     tx.send(Body::EnquireLink);
     assert_eq!(tx.recv().unwrap().body, Body::EnquireLinkResp);
+}
+
+/// An MO whose address cannot go in a deliver_sm is dropped, and the one after it goes.
+#[test]
+fn an_mo_that_does_not_fit_a_deliver_sm_is_dropped() {
+    let smsc = start(SmscConfig::default());
+    let mut rx = Client::bound(&smsc, BindKind::Receiver);
+    smsc.send_mo(MoMessage::text(
+        &"4".repeat(21),
+        "ESMED",
+        "too long a sender",
+    ));
+    smsc.send_mo(MoMessage::text("447700900999", "ESMED", "fits"));
+    let pdu = rx.recv().unwrap();
+    let Body::DeliverSm(sm) = &pdu.body else {
+        panic!("{pdu:?}")
+    };
+    assert_eq!(sm.source.addr.as_bytes(), b"447700900999");
+}
+
+/// A data_sm's addresses may hold 64 characters, its receipt's (a deliver_sm) only 20: the
+/// SMSC refuses a data_sm it could not send the receipt of.
+#[test]
+fn a_data_sm_whose_receipt_could_not_carry_its_addresses_is_refused() {
+    let smsc = start(SmscConfig::default());
+    let mut tx = Client::bound(&smsc, BindKind::Transmitter);
+    let data_sm = |source: &str, destination: &str| {
+        Body::DataSm(Box::new(DataSm {
+            source: Address::new(5, 0, source).unwrap(),
+            destination: Address::new(1, 1, destination).unwrap(),
+            ..DataSm::default()
+        }))
+    };
+    let cases = [
+        ("ESMED", "447700900123", CommandStatus::ESME_ROK),
+        ("ESMED", &"4".repeat(21), CommandStatus::ESME_RINVDSTADR),
+        (
+            &"E".repeat(21),
+            "447700900123",
+            CommandStatus::ESME_RINVSRCADR,
+        ),
+    ];
+    for (source, destination, status) in cases {
+        tx.send(data_sm(source, destination));
+        let resp = tx.recv().unwrap();
+        assert!(matches!(resp.body, Body::DataSmResp(_)), "{resp:?}");
+        assert_eq!(resp.command_status, status, "{source} {destination}");
+    }
 }
 
 #[test]
