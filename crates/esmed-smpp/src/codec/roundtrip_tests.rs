@@ -1,5 +1,6 @@
 //! Property tests: decode(encode(x)) == x for generated PDUs of every type with arbitrary
-//! TLVs, and decode never panics on random, truncated or corrupted frames.
+//! TLVs, and decode never panics on random, truncated or corrupted frames; whatever it
+//! decodes from them (over-long strings included) encodes, to the same PDU.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -247,14 +248,18 @@ proptest! {
         }
         let _ = decode(&wire);
         fix_length(&mut wire);
-        let _ = decode(&wire);
+        if let Ok(pdu) = decode(&wire) {
+            prop_assert_eq!(decode(&encode_to_vec(&pdu).unwrap()).unwrap(), pdu);
+        }
     }
 
     #[test]
     fn decode_survives_random_bytes(mut bytes in vec(any::<u8>(), 0..300)) {
         let _ = decode(&bytes);
         fix_length(&mut bytes);
-        let _ = decode(&bytes);
+        if let Ok(pdu) = decode(&bytes) {
+            prop_assert_eq!(decode(&encode_to_vec(&pdu).unwrap()).unwrap(), pdu);
+        }
     }
 
     #[test]
