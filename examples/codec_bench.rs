@@ -4,17 +4,26 @@
 
 use std::time::{Duration, Instant};
 
-use esmed::smpp::pdu::Sm;
+use esmed::smpp::pdu::{ShortMessage, Sm};
 use esmed::smpp::{decode, encode, Address, Body, Pdu};
 
 fn main() {
+    let fields = (
+        Address::new(5, 0, "ESMED"),
+        Address::new(1, 1, "447700900123"),
+        ShortMessage::new(b"Hello"),
+    );
+    let (Ok(source), Ok(destination), Ok(short_message)) = fields else {
+        eprintln!("the fields do not fit a submit_sm");
+        return;
+    };
     let pdu = Pdu::new(
         2,
         Body::SubmitSm(Box::new(Sm {
-            source: Address::new(5, 0, "ESMED"),
-            destination: Address::new(1, 1, "447700900123"),
+            source,
+            destination,
             registered_delivery: 1,
-            short_message: b"Hello".to_vec(),
+            short_message,
             ..Sm::default()
         })),
     );

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use esmed::smpp::pdu::{Bind, Sm};
+use esmed::smpp::pdu::{Bind, ShortMessage, Sm};
 use esmed::smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
 use esmed_smsc::{Smsc, SmscConfig};
 
@@ -35,9 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     bind(&mut stream, &mut frames)?;
 
     let submit = Body::SubmitSm(Box::new(Sm {
-        source: Address::new(5, 0, "ESMED"),
-        destination: Address::new(1, 1, "447700900123"),
-        short_message: b"ceiling test message".to_vec(),
+        source: Address::new(5, 0, "ESMED")?,
+        destination: Address::new(1, 1, "447700900123")?,
+        short_message: ShortMessage::new(b"ceiling test message")?,
         ..Sm::default()
     }));
     let mut template = Pdu::new(0, submit);
@@ -81,8 +81,8 @@ fn bind(
     frames: &mut FrameBuffer,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let bind = Body::BindTransmitter(Bind {
-        system_id: "esmed".into(),
-        password: "secret".into(),
+        system_id: "esmed".try_into()?,
+        password: "secret".try_into()?,
         interface_version: 0x34,
         ..Bind::default()
     });

@@ -410,8 +410,11 @@ impl Supervisor<'_> {
         let label = server_label(row);
         // Reported, so that `esmed status` shows them as the last error too.
         let report = |level, message| self.links.stats.session.report(level, message);
-        let port = match row.usable_port() {
-            Ok(port) => port,
+        let usable = row
+            .usable_port()
+            .and_then(|port| Ok((port, row.credentials()?)));
+        let (port, credentials) = match usable {
+            Ok(usable) => usable,
             Err(why) => {
                 report(
                     log::Level::Error,
@@ -438,7 +441,7 @@ impl Supervisor<'_> {
             }
         );
         for kind in bind_kinds(row) {
-            let params = session_params(row, port, kind, self.config);
+            let params = session_params(row, port, credentials.clone(), kind, self.config);
             match runner::spawn(params, self.links.clone()) {
                 Ok(handle) => self.sessions.push(handle),
                 Err(e) => error!("{label}: cannot start the {kind} session thread: {e}"),

@@ -10,41 +10,31 @@ use crate::config::Config;
 use crate::db::ServerRow;
 use crate::handoff::BindKind;
 use crate::session::submit::{ReceiptPolicy, SubmitSettings};
-use crate::session::{SessionParams, SessionTimers};
-use crate::smpp::codec::max;
+use crate::session::{Credentials, SessionParams, SessionTimers};
+use crate::smpp::{COctet, FieldError};
 use crate::tls::{TlsParams, Verify};
 
 impl ServerRow {
-    /// The SMSC's TCP port, or why esmed cannot bind with the row as written: a `port` that
-    /// cannot be one (a port made up would reach the wrong service, or none) or a bind field
-    /// longer than SMPP allows (the old schema's varchar(16) and varchar(9) let one more
-    /// character in). esmed then does not connect: every attempt would fail the same way.
+    /// The SMSC's TCP port, or why esmed cannot connect with the row as written: a `port`
+    /// that cannot be one (a port made up would reach the wrong service, or none). esmed then
+    /// does not connect: every attempt would fail the same way.
     pub(crate) fn usable_port(&self) -> Result<u16, String> {
-        let port = u16::try_from(self.port)
+        u16::try_from(self.port)
             .ok()
             .filter(|&port| port != 0)
-            .ok_or_else(|| format!("port {} is not a TCP port (1-65535)", self.port))?;
-        let bind_fields = [
-            ("esme_system_id", self.esme_system_id.len(), max::SYSTEM_ID),
-            (
-                "esme_password",
-                self.esme_password.expose().len(),
-                max::PASSWORD,
-            ),
-            (
-                "esme_system_type",
-                self.esme_system_type.len(),
-                max::SYSTEM_TYPE,
-            ),
-        ];
-        // The limits count the C string's closing NUL.
-        match bind_fields.iter().find(|(_, len, max)| len >= max) {
-            Some((column, len, max)) => Err(format!(
-                "{column} is {len} octets, SMPP allows at most {}",
-                max - 1
-            )),
-            None => Ok(port),
-        }
+            .ok_or_else(|| format!("port {} is not a TCP port (1-65535)", self.port))
+    }
+
+    /// The bind fields as the bind_* carries them, or why esmed cannot bind with them: one
+    /// is longer than SMPP allows (the old schema's varchar(16) and varchar(9) let one more
+    /// character in). As for the port, esmed then does not connect. The password's value is
+    /// never part of the error.
+    pub(crate) fn credentials(&self) -> Result<Credentials, String> {
+        Ok(Credentials {
+            system_id: bind_field("esme_system_id", &self.esme_system_id)?,
+            password: bind_field("esme_password", self.esme_password.expose())?,
+            system_type: bind_field("esme_system_type", &self.esme_system_type)?,
+        })
     }
 
     /// The values esmed cannot use as written, each with what it uses instead, for a warning
@@ -97,6 +87,16 @@ impl ServerRow {
     }
 }
 
+/// One bind field of the row, checked against the size SMPP gives it.
+fn bind_field<const MAX: usize>(column: &str, value: &str) -> Result<COctet<MAX>, String> {
+    COctet::new(value).map_err(|e| match e {
+        FieldError::TooLong { len, max } => {
+            format!("{column} is {len} octets, SMPP allows at most {max}")
+        }
+        e => format!("{column}: {e}"),
+    })
+}
+
 /// A timer column as esmed uses it: whole seconds, at least one.
 pub(crate) fn timer(seconds: i32) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0).max(1))
@@ -125,10 +125,12 @@ pub(crate) fn server_label(row: &ServerRow) -> String {
     }
 }
 
-/// A session's settings: the server row's, with `port` as [`ServerRow::usable_port`] gave it.
+/// A session's settings: the server row's, with `port` and `credentials` as
+/// [`ServerRow::usable_port`] and [`ServerRow::credentials`] gave them.
 pub(crate) fn session_params(
     row: &ServerRow,
     port: u16,
+    credentials: Credentials,
     kind: BindKind,
     config: &Config,
 ) -> SessionParams {
@@ -146,9 +148,7 @@ pub(crate) fn session_params(
         label: format!("{} {kind}", server_label(row)),
         host: row.host.clone(),
         port,
-        system_id: row.esme_system_id.clone(),
-        password: row.esme_password.clone(),
-        system_type: row.esme_system_type.clone(),
+        credentials,
         bind: kind,
         timers: SessionTimers {
             session_init: timer(row.smpp_session_init_timer),
@@ -233,20 +233,31 @@ mod tests {
             esme_system_type: "t".repeat(12),
             ..row()
         };
-        assert_eq!(longest.usable_port(), Ok(2775));
+        let credentials = longest.credentials().unwrap();
+        assert_eq!(credentials.system_id.as_bytes(), "a".repeat(15).as_bytes());
+        assert_eq!(credentials.password.as_bytes(), b"pppppppp");
+        assert_eq!(credentials.system_type.len(), 12);
         let system_id = ServerRow {
             esme_system_id: "a".repeat(16),
             ..row()
         };
         assert_eq!(
-            system_id.usable_port(),
-            Err("esme_system_id is 16 octets, SMPP allows at most 15".into())
+            system_id.credentials().unwrap_err(),
+            "esme_system_id is 16 octets, SMPP allows at most 15"
+        );
+        let system_type = ServerRow {
+            esme_system_type: "t".repeat(13),
+            ..row()
+        };
+        assert_eq!(
+            system_type.credentials().unwrap_err(),
+            "esme_system_type is 13 octets, SMPP allows at most 12"
         );
         let password = ServerRow {
             esme_password: Secret::new("hunter2345"),
             ..row()
         };
-        let refused = password.usable_port().unwrap_err();
+        let refused = password.credentials().unwrap_err();
         assert_eq!(refused, "esme_password is 10 octets, SMPP allows at most 8");
         assert!(!refused.contains("hunter"));
     }

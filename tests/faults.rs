@@ -878,7 +878,7 @@ fn smsc_strings_cannot_forge_log_lines_and_a_flood_of_warnings_is_counted() {
         "forge",
         SmscConfig {
             // A system_id has 15 octets at most.
-            smsc_system_id: "smsc\n[ERROR] x".into(),
+            smsc_system_id: "smsc\n[ERROR] x".try_into().unwrap(),
             ..support::smsc_config()
         },
     );

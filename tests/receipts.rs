@@ -1058,7 +1058,7 @@ fn values_too_long_for_an_index_are_stored_and_matched() {
             let mut tlv_id = id2.to_uppercase().into_bytes();
             tlv_id.push(0);
             let receipt_tlvs = [
-                Tlv::new(tag::RECEIPTED_MESSAGE_ID, tlv_id),
+                Tlv::new(tag::RECEIPTED_MESSAGE_ID, tlv_id).unwrap(),
                 Tlv::u8(tag::MESSAGE_STATE, 2),
             ];
             let mut address = source2.as_bytes().to_vec();

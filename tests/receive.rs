@@ -232,7 +232,7 @@ fn nul_in_a_text_is_replaced_and_the_message_stored_at_once() {
         0,
     ));
     let mut receipt = MoMessage::raw("4", "ESMED", b"stat:DELIVRD", 0, 0x04);
-    receipt.tlvs = vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec())];
+    receipt.tlvs = vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec()).unwrap()];
     env.smsc.send_mo(receipt);
     for (seq, text) in [(1, &b"two\0"[..]), (2, b"parts")] {
         let mut part = vec![0x05, 0x00, 0x03, 0x42, 0x02, seq];

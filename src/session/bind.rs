@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
-use crate::session::handshake::{bind_answer, bind_request, BindAnswer, Credentials};
+use crate::session::handshake::{bind_answer, bind_request, BindAnswer};
 use crate::session::transport::Transport;
 use crate::session::SessionParams;
 use crate::smpp::codec::{decode, encode_to_vec};
@@ -57,14 +57,7 @@ pub(crate) fn connect_and_bind(params: &SessionParams) -> Result<Bound, BindErro
     let stream = connect(params, deadline)?;
     stream.set_nodelay(true).map_err(BindError::Connect)?;
     let mut stream = open_transport(stream, params, deadline)?;
-    let request = bind_request(
-        params.bind,
-        &Credentials {
-            system_id: &params.system_id,
-            password: params.password.expose(),
-            system_type: &params.system_type,
-        },
-    );
+    let request = bind_request(params.bind, &params.credentials);
     let bytes = encode_to_vec(&request).map_err(|e| BindError::Protocol(e.to_string()))?;
     stream
         .write_all(&bytes)

@@ -3,25 +3,19 @@
 //! and the reading with the session's deadline.
 
 use crate::handoff::BindKind;
+use crate::session::Credentials;
 use crate::smpp::pdu::{Bind, Body};
 use crate::smpp::{CommandStatus, Pdu};
 
 /// The sequence number every bind uses; the writer numbers its requests from 2 on.
 pub(crate) const BIND_SEQUENCE: u32 = 1;
 
-/// The account a session binds with.
-pub(crate) struct Credentials<'a> {
-    pub(crate) system_id: &'a str,
-    pub(crate) password: &'a str,
-    pub(crate) system_type: &'a str,
-}
-
 /// The bind request of `kind`, SMPP 3.4, without address range.
-pub(crate) fn bind_request(kind: BindKind, account: &Credentials<'_>) -> Pdu {
+pub(crate) fn bind_request(kind: BindKind, account: &Credentials) -> Pdu {
     let bind = Bind {
-        system_id: account.system_id.into(),
-        password: account.password.into(),
-        system_type: account.system_type.into(),
+        system_id: account.system_id.clone(),
+        password: account.password.clone(),
+        system_type: account.system_type.clone(),
         interface_version: 0x34,
         ..Bind::default()
     };
@@ -66,15 +60,17 @@ mod tests {
     use super::*;
     use crate::smpp::pdu::BindResp;
 
-    const ACCOUNT: Credentials<'static> = Credentials {
-        system_id: "esme",
-        password: "secret",
-        system_type: "VMA",
-    };
+    fn account() -> Credentials {
+        Credentials {
+            system_id: "esme".try_into().unwrap(),
+            password: "secret".try_into().unwrap(),
+            system_type: "VMA".try_into().unwrap(),
+        }
+    }
 
     fn resp(body: fn(BindResp) -> Body, status: CommandStatus) -> Pdu {
         let body = body(BindResp {
-            system_id: "SMSC".into(),
+            system_id: "SMSC".try_into().unwrap(),
             ..BindResp::default()
         });
         Pdu {
@@ -86,7 +82,7 @@ mod tests {
 
     #[test]
     fn the_request_is_the_bind_of_the_session_kind_with_the_account() {
-        let request = bind_request(BindKind::Receiver, &ACCOUNT);
+        let request = bind_request(BindKind::Receiver, &account());
         assert_eq!(request.sequence_number, BIND_SEQUENCE);
         let Body::BindReceiver(bind) = &request.body else {
             panic!("not a bind_receiver: {request:?}");
@@ -96,11 +92,11 @@ mod tests {
         assert_eq!(bind.system_type.as_bytes(), b"VMA");
         assert_eq!(bind.interface_version, 0x34);
         assert!(matches!(
-            bind_request(BindKind::Transmitter, &ACCOUNT).body,
+            bind_request(BindKind::Transmitter, &account()).body,
             Body::BindTransmitter(_)
         ));
         assert!(matches!(
-            bind_request(BindKind::Transceiver, &ACCOUNT).body,
+            bind_request(BindKind::Transceiver, &account()).body,
             Body::BindTransceiver(_)
         ));
     }

@@ -6,7 +6,7 @@
 use crate::handoff::{MoPart, RxRow};
 use crate::smpp::codec::hex;
 use crate::smpp::json::pdu_to_json;
-use crate::smpp::pdu::{Address, Body};
+use crate::smpp::pdu::Body;
 use crate::smpp::receipt::{is_receipt, parse_receipt};
 use crate::smpp::text::decode;
 use crate::smpp::tlv::{self, tag, Tlv};
@@ -18,22 +18,22 @@ pub(crate) fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
     let empty = Vec::new();
     let (source, destination, esm_class, data_coding, short_message, tlvs) = match &pdu.body {
         Body::DeliverSm(sm) => (
-            &sm.source,
-            &sm.destination,
+            sm.source.addr.as_bytes(),
+            sm.destination.addr.as_bytes(),
             sm.esm_class,
             sm.data_coding,
-            sm.short_message.as_slice(),
+            sm.short_message.as_bytes(),
             &sm.tlvs,
         ),
         Body::DataSm(data) => (
-            &data.source,
-            &data.destination,
+            data.source.addr.as_bytes(),
+            data.destination.addr.as_bytes(),
             data.esm_class,
             data.data_coding,
             &[][..],
             &data.tlvs,
         ),
-        _ => (&Address::EMPTY, &Address::EMPTY, 0, 0, &[][..], &empty),
+        _ => (&[][..], &[][..], 0, 0, &[][..], &empty),
     };
     let user_data = user_data(short_message, tlvs);
     let (concat, text_bytes) = split_user_data(user_data, esm_class);
@@ -60,8 +60,8 @@ pub(crate) fn rx_row(pdu: &Pdu, raw: &[u8]) -> RxRow {
     RxRow {
         pdu_raw: hex(raw),
         pdu_parsed: pdu_to_json(pdu),
-        source_addr: source.addr.to_string_lossy(),
-        destination_addr: destination.addr.to_string_lossy(),
+        source_addr: String::from_utf8_lossy(source).into_owned(),
+        destination_addr: String::from_utf8_lossy(destination).into_owned(),
         short_message: decoded.text,
         esm_class: i32::from(esm_class),
         data_coding: i32::from(data_coding),
@@ -111,7 +111,7 @@ fn mo_part(udh: Option<Concat>, tlvs: &[Tlv], text_bytes: &[u8]) -> Option<MoPar
 /// short_message, or message_payload when short_message is empty (SMPP 3.4 allows one or the other, not both).
 fn user_data<'a>(short_message: &'a [u8], tlvs: &'a [Tlv]) -> &'a [u8] {
     if short_message.is_empty() {
-        tlv::find(tlvs, tag::MESSAGE_PAYLOAD).map_or(short_message, |t| t.value.as_slice())
+        tlv::find(tlvs, tag::MESSAGE_PAYLOAD).map_or(short_message, |t| t.value.as_bytes())
     } else {
         short_message
     }

@@ -28,9 +28,9 @@ pub(crate) mod writer;
 
 use std::time::Duration;
 
-use crate::config::Secret;
 use crate::handoff::BindKind;
 pub(crate) use crate::handoff::SubmitWindows;
+use crate::smpp::pdu::{Password, SystemId, SystemType};
 use submit::SubmitSettings;
 
 /// The protocol timers of SMPP 3.4 §7.2, from the server row.
@@ -52,6 +52,25 @@ pub(crate) struct SessionTimers {
 /// shorter) before the connection is closed anyway.
 pub(crate) const UNBIND_WAIT: Duration = Duration::from_secs(5);
 
+/// What our bind_* says: the server row's values, checked once against SMPP's sizes when the
+/// row is read (`ServerRow::credentials`). The password never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub(crate) system_id: SystemId,
+    pub(crate) password: Password,
+    pub(crate) system_type: SystemType,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("system_id", &self.system_id.to_string())
+            .field("password", &"***")
+            .field("system_type", &self.system_type.to_string())
+            .finish()
+    }
+}
+
 /// Everything one session needs to know about its server.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionParams {
@@ -59,9 +78,7 @@ pub(crate) struct SessionParams {
     pub(crate) label: String,
     pub(crate) host: String,
     pub(crate) port: u16,
-    pub(crate) system_id: String,
-    pub(crate) password: Secret,
-    pub(crate) system_type: String,
+    pub(crate) credentials: Credentials,
     pub(crate) bind: BindKind,
     pub(crate) timers: SessionTimers,
     pub(crate) window: usize,

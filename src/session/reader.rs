@@ -132,7 +132,7 @@ mod tests {
 
     fn resp(sequence_number: u32) -> Vec<u8> {
         let body = Body::SubmitSmResp(MessageIdResp {
-            message_id: format!("m{sequence_number}").into(),
+            message_id: format!("m{sequence_number}").try_into().unwrap(),
             ..MessageIdResp::default()
         });
         encode_to_vec(&Pdu::new(sequence_number, body)).unwrap()

@@ -124,7 +124,7 @@ fn run(params: &SessionParams, links: &Links, stop: &Receiver<()>) {
                     params.label,
                     params.host,
                     params.port,
-                    params.system_id,
+                    params.credentials.system_id,
                     delay.as_secs_f64()
                 );
                 delay

@@ -797,12 +797,11 @@ mod tests {
     //! claims them, commits as the DB writer reports them, and a clock moved by hand.
 
     use super::*;
-    use crate::config::Secret;
     use crate::handoff::BindKind;
     use crate::session::submit;
-    use crate::session::SessionTimers;
+    use crate::session::{Credentials, SessionTimers};
     use crate::smpp::codec::{decode, encode_to_vec};
-    use crate::smpp::pdu::{Address, MessageIdResp, Sm};
+    use crate::smpp::pdu::{Address, MessageIdResp, ShortMessage, Sm, SystemType};
     use std::sync::atomic::Ordering;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -812,9 +811,11 @@ mod tests {
             label: "test".into(),
             host: "127.0.0.1".into(),
             port: 2775,
-            system_id: "esmed".into(),
-            password: Secret::new("secret"),
-            system_type: String::new(),
+            credentials: Credentials {
+                system_id: "esmed".try_into().unwrap(),
+                password: "secret".try_into().unwrap(),
+                system_type: SystemType::EMPTY,
+            },
             bind: BindKind::Transceiver,
             timers: SessionTimers {
                 session_init: 10 * SECOND,
@@ -887,7 +888,7 @@ mod tests {
 
     fn submit_resp(sequence_number: u32, status: CommandStatus) -> Pdu {
         let body = Body::SubmitSmResp(MessageIdResp {
-            message_id: format!("smsc-{sequence_number}").into(),
+            message_id: format!("smsc-{sequence_number}").try_into().unwrap(),
             ..MessageIdResp::default()
         });
         let mut pdu = Pdu::new(sequence_number, body);
@@ -1218,12 +1219,14 @@ mod tests {
         assert_eq!(submits(&mut session), vec![2]);
         // the receipt for the message arrives before its submit_sm_resp
         let receipt = Body::DeliverSm(Box::new(Sm {
-            source: Address::new(1, 1, "447700900123"),
-            destination: Address::new(5, 0, "ESMED"),
+            source: Address::new(1, 1, "447700900123").unwrap(),
+            destination: Address::new(5, 0, "ESMED").unwrap(),
             esm_class: 0x04,
-            short_message: b"id:smsc-2 sub:001 dlvrd:001 submit date:2612072300 done \
-                date:2612072300 stat:DELIVRD err:000 text:"
-                .to_vec(),
+            short_message: ShortMessage::new(
+                b"id:smsc-2 sub:001 dlvrd:001 submit date:2612072300 done \
+                date:2612072300 stat:DELIVRD err:000 text:",
+            )
+            .unwrap(),
             ..Sm::default()
         }));
         read(&mut session, Pdu::new(90, receipt), t0).unwrap();
@@ -1271,9 +1274,9 @@ mod tests {
         let t0 = Instant::now();
         let mut session = Session::new(&params, &stats, t0);
         let mo = Body::DeliverSm(Box::new(Sm {
-            source: Address::new(1, 1, "447700900123"),
-            destination: Address::new(5, 0, "ESMED"),
-            short_message: b"hello".to_vec(),
+            source: Address::new(1, 1, "447700900123").unwrap(),
+            destination: Address::new(5, 0, "ESMED").unwrap(),
+            short_message: ShortMessage::new(b"hello").unwrap(),
             ..Sm::default()
         }));
         read(&mut session, Pdu::new(12, mo), t0).unwrap();

@@ -4,8 +4,9 @@
 use crate::handoff::{RegisteredDelivery, TxRow};
 use crate::smpp::codec::CheckedSm;
 use crate::smpp::concat::{segment, LongMode};
-use crate::smpp::pdu::{Address, Sm};
+use crate::smpp::pdu::{Address, ShortMessage, Sm};
 use crate::smpp::text::{choose, CodingPolicy};
+use crate::smpp::FieldError;
 
 /// Everything about the server that shapes a submit_sm.
 #[derive(Debug, Clone)]
@@ -88,7 +89,12 @@ pub(crate) fn build_parts(
                 priority_flag: row.priority,
                 registered_delivery,
                 data_coding: coding.data_coding(),
-                short_message: seg.short_message,
+                short_message: ShortMessage::new(seg.short_message).map_err(|e| {
+                    RowError(format!(
+                        "part {} of {parts} cannot be encoded: short_message: {e}",
+                        part + 1
+                    ))
+                })?,
                 tlvs: seg.tlvs,
                 ..Sm::default()
             };
@@ -127,13 +133,13 @@ fn destination_address(raw: &str, settings: &SubmitSettings) -> Result<Address, 
             "invalid destination address '{raw}': only digits (and a leading +) are allowed"
         )));
     }
-    if digits.len() > 20 {
-        return Err(RowError(format!(
-            "invalid destination address '{raw}': {} digits, at most 20",
-            digits.len()
-        )));
-    }
-    Ok(Address::new(settings.dest_ton, settings.dest_npi, digits))
+    // Digits only, so the one way not to fit is length.
+    Address::new(settings.dest_ton, settings.dest_npi, digits).map_err(|e| match e {
+        FieldError::TooLong { len, max } => RowError(format!(
+            "invalid destination address '{raw}': {len} digits, at most {max}"
+        )),
+        e => RowError(format!("invalid destination address '{raw}': {e}")),
+    })
 }
 
 fn source_address(
@@ -156,17 +162,19 @@ fn source_address(
     } else {
         raw
     };
-    if !addr.is_ascii() || addr.len() > 20 || addr.bytes().any(|b| b.is_ascii_control()) {
+    let printable = addr.is_ascii() && !addr.bytes().any(|b| b.is_ascii_control());
+    let address = Address::new(ton, npi, addr).ok().filter(|_| printable);
+    let Some(address) = address else {
         return Err(RowError(format!(
             "invalid source address '{raw}': at most 20 printable ASCII characters"
         )));
-    }
+    };
     if ton == 5 && addr.len() > 11 {
         return Err(RowError(format!(
             "invalid source address '{raw}': alphanumeric senders are limited to 11 characters"
         )));
     }
-    Ok(Address::new(ton, npi, addr))
+    Ok(address)
 }
 
 /// Alphanumeric → 5/0; a short code (up to 6 digits) → 3/0; other numbers → international 1/1.
@@ -239,8 +247,8 @@ pub(crate) mod tests {
         let parts = build_parts(&row(1, "447700900123", "Hello"), &settings()).unwrap();
         assert_eq!(parts.len(), 1);
         let sm = &parts[0];
-        assert_eq!(sm.source, Address::new(5, 0, "ESMED"));
-        assert_eq!(sm.destination, Address::new(1, 1, "447700900123"));
+        assert_eq!(sm.source, Address::new(5, 0, "ESMED").unwrap());
+        assert_eq!(sm.destination, Address::new(1, 1, "447700900123").unwrap());
         assert_eq!(
             (sm.esm_class, sm.registered_delivery, sm.data_coding),
             (0, 1, 0)
@@ -281,7 +289,7 @@ pub(crate) mod tests {
         let mut r = row(1, "+447700900123", "Hi");
         r.source_override = Some("+447700900999".into());
         let sm = &build_parts(&r, &settings()).unwrap()[0];
-        assert_eq!(sm.source, Address::new(1, 1, "447700900999"));
+        assert_eq!(sm.source, Address::new(1, 1, "447700900999").unwrap());
         assert_eq!(sm.destination.addr.as_bytes(), b"447700900123");
     }
 

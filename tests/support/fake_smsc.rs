@@ -236,7 +236,7 @@ fn note(pdu: &Pdu, connection: usize, state: &Mutex<State>) -> usize {
 pub fn usual_answer(pdu: &Pdu) -> Option<Pdu> {
     let seq = pdu.sequence_number;
     let bind_resp = || BindResp {
-        system_id: "fake".into(),
+        system_id: "fake".try_into().unwrap(),
         ..BindResp::default()
     };
     let body = match &pdu.body {
@@ -256,7 +256,7 @@ pub fn submit_sm_resp(seq: u32, status: u32, message_id: &str) -> Pdu {
     let mut pdu = Pdu::new(
         seq,
         Body::SubmitSmResp(MessageIdResp {
-            message_id: message_id.into(),
+            message_id: message_id.try_into().unwrap(),
             ..MessageIdResp::default()
         }),
     );

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use esmed::db::sql::{Planning, Prepared, Statements};
 use esmed::db::{self, poller, AcceptedPart, TxOutcome, TxResult, TxRow};
-use esmed_smpp::pdu::{Bind, Sm};
-use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, FrameBuffer, Pdu};
+use esmed_smpp::pdu::{Bind, Password, ShortMessage, Sm, SystemId};
+use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, FieldError, FrameBuffer, Pdu};
 
 use crate::procs;
 use crate::report::Outcome;
@@ -278,7 +278,7 @@ fn push_submits(
         .map_err(io("set a read timeout"))?;
     let mut frames = FrameBuffer::new(70_000);
     bind(&mut stream, &mut frames)?;
-    let mut template = Pdu::new(0, submit_body());
+    let mut template = Pdu::new(0, submit_body()?);
     let (mut sent, mut answered, mut errors) = (0usize, 0usize, 0usize);
     let mut outstanding = VecDeque::new();
     let mut out = Vec::new();
@@ -321,19 +321,23 @@ fn push_submits(
 }
 
 /// A submit_sm like the ones esmed sends in the burst.
-fn submit_body() -> Body {
-    Body::SubmitSm(Box::new(Sm {
-        source: Address::new(5, 0, "ESMED"),
-        destination: Address::new(1, 1, "447700001234"),
-        short_message: b"esmed benchmark message number 1234".to_vec(),
+fn submit_body() -> Result<Body, BenchError> {
+    let field = |what: &str, e: FieldError| BenchError::Smpp(format!("{what}: {e}"));
+    let address = |ton, npi, addr: &str| Address::new(ton, npi, addr).map_err(|e| field(addr, e));
+    Ok(Body::SubmitSm(Box::new(Sm {
+        source: address(5, 0, "ESMED")?,
+        destination: address(1, 1, "447700001234")?,
+        short_message: ShortMessage::new(b"esmed benchmark message number 1234")
+            .map_err(|e| field("short_message", e))?,
         ..Sm::default()
-    }))
+    })))
 }
 
 fn bind(stream: &mut TcpStream, frames: &mut FrameBuffer) -> Result<(), BenchError> {
+    let field = |e: FieldError| BenchError::Smpp(format!("bind: {e}"));
     let bind = Body::BindTransmitter(Bind {
-        system_id: "esmed".into(),
-        password: "secret".into(),
+        system_id: SystemId::try_from("esmed").map_err(field)?,
+        password: Password::try_from("secret").map_err(field)?,
         interface_version: 0x34,
         ..Bind::default()
     });

@@ -1,11 +1,14 @@
 //! The PDU codec: [`encode`] turns a [`Pdu`](crate::Pdu) into wire bytes, [`decode`] turns one whole frame
-//! (as cut by `frame`) back into a [`Pdu`](crate::Pdu). Pure functions: no I/O, no logging; errors say which
-//! field went wrong and, for decode, which command_status to answer with.
+//! (as cut by `frame`) back into a [`Pdu`](crate::Pdu). Pure functions: no I/O, no logging; a
+//! decode error says which field went wrong and which command_status to answer with.
 //!
-//! Encoding is strict (the specification's maximum sizes, no NUL inside C-strings, time fields 0 or 16
-//! characters): an invalid value is an [`EncodeError`] naming the field, never a truncation.
-//! A submit_sm body checked once when built ([`CheckedSm`]) and the PDUs with no field to check
-//! ([`Fixed`]) are encoded without a `Result`: [`encode_checked_submit_sm`], [`encode_fixed`].
+//! Encoding is strict, and checked before it starts: the fields' types ([`crate::field`],
+//! [`crate::tlv::TlvValue`]) refused, when built, a value too long, a NUL inside a C-string, a
+//! time field other than 0 or 16 characters. The one thing left to the encoder is the whole
+//! PDU's size against command_length ([`EncodeError`]), which only a TLV list or a raw body
+//! could exceed, having no bound of their own. A submit_sm body checked for it once
+//! ([`CheckedSm`]) and the PDUs with no field ([`Fixed`]) are encoded without a `Result`:
+//! [`encode_checked_submit_sm`], [`encode_fixed`].
 //! Decoding is lenient where real peers need it: over-long strings are
 //! accepted, a missing NUL at the very end of the body is accepted, response bodies that are
 //! absent or short decode to empty fields, and a malformed TLV tail of a response is dropped
@@ -34,7 +37,8 @@ pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 /// Size of the PDU header (command_length, command_id, command_status, sequence_number).
 pub const HEADER_LEN: usize = 16;
 
-/// Maximum sizes of mandatory C-octet strings, NUL included (SMPP 3.4 §4).
+/// Maximum sizes of the fields (SMPP 3.4 §4, §5.3): the `MAX` of their types
+/// ([`crate::field`]); C-octet strings count their NUL.
 pub mod max {
     pub const SYSTEM_ID: usize = 16;
     pub const PASSWORD: usize = 9;

@@ -17,7 +17,7 @@ use super::word::UnknownWord;
 pub const DEFAULT_MAX_SEGMENTS: usize = 10;
 
 /// The largest message_payload value (its length field is 16 bits).
-pub const MAX_PAYLOAD: usize = 65_535;
+pub const MAX_PAYLOAD: usize = crate::codec::max::TLV_VALUE;
 
 /// How a text longer than one SMS is sent (config words `udh`, `udh16`, `sar`, `payload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,15 +192,13 @@ fn plain(bytes: Vec<u8>) -> Segment {
 }
 
 fn payload(bytes: Vec<u8>) -> Result<Segment, SplitError> {
-    if bytes.len() > MAX_PAYLOAD {
-        return Err(SplitError::PayloadTooLong {
-            octets: bytes.len(),
-        });
-    }
+    let octets = bytes.len();
+    let payload =
+        Tlv::new(tag::MESSAGE_PAYLOAD, bytes).map_err(|_| SplitError::PayloadTooLong { octets })?;
     Ok(Segment {
         short_message: Vec::new(),
         esm_class_udhi: false,
-        tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, bytes)],
+        tlvs: vec![payload],
     })
 }
 
@@ -271,7 +269,7 @@ mod tests {
                 .flat_map(|t| {
                     let mut v = t.tag.to_be_bytes().to_vec();
                     v.extend((t.value.len() as u16).to_be_bytes());
-                    v.extend(&t.value);
+                    v.extend_from_slice(&t.value);
                     v
                 })
                 .collect()
@@ -415,7 +413,7 @@ mod tests {
         fn text_of(seg: &Segment, coding: Coding) -> String {
             let user_data = match (seg.esm_class_udhi, seg.tlvs.first()) {
                 (true, _) => split_udh(&seg.short_message).unwrap().1.to_vec(),
-                (false, Some(t)) if t.tag == tag::MESSAGE_PAYLOAD => t.value.clone(),
+                (false, Some(t)) if t.tag == tag::MESSAGE_PAYLOAD => t.value.to_vec(),
                 _ => seg.short_message.clone(),
             };
             let decoded = decode(coding.data_coding(), &user_data);

@@ -6,7 +6,7 @@
 use super::codec::{decode, encode_checked_submit_sm, encode_submit_sm, encode_to_vec, CheckedSm};
 use super::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    QuerySmResp, ShortMessage, Sm,
 };
 use super::reference::{
     self, BIND_TRANSCEIVER, RECEIPT_DELIVER_SM, SUBMIT_SM_HELLO, UCS2_SAR_PART_2, UCS2_UDH_PART_1,
@@ -38,8 +38,8 @@ const OK: CommandStatus = CommandStatus::ESME_ROK;
 /// The examples' addressing: from "ESMED" (TON 5, NPI 0) to 447700900123 (TON 1, NPI 1).
 fn esmed_to_handset(registered_delivery: u8, data_coding: u8) -> Sm {
     Sm {
-        source: Address::new(5, 0, "ESMED"),
-        destination: Address::new(1, 1, "447700900123"),
+        source: Address::new(5, 0, "ESMED").unwrap(),
+        destination: Address::new(1, 1, "447700900123").unwrap(),
         registered_delivery,
         data_coding,
         ..Sm::default()
@@ -61,14 +61,14 @@ fn ucs2_udh_part(part: u8, text: Vec<u8>) -> Body {
     short_message.extend(text);
     Body::SubmitSm(Box::new(Sm {
         esm_class: 0x40,
-        short_message,
+        short_message: ShortMessage::new(short_message).unwrap(),
         ..esmed_to_handset(1, 0x08)
     }))
 }
 
 fn ucs2_sar_part(part: u8, text: Vec<u8>) -> Body {
     Body::SubmitSm(Box::new(Sm {
-        short_message: text,
+        short_message: ShortMessage::new(text).unwrap(),
         tlvs: vec![
             Tlv::u16(tag::SAR_MSG_REF_NUM, 0x2A),
             Tlv::u8(tag::SAR_TOTAL_SEGMENTS, 2),
@@ -152,7 +152,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 2,
                 OK,
                 Body::SubmitSmResp(MessageIdResp {
-                    message_id: "0A1B2C3D".into(),
+                    message_id: "0A1B2C3D".try_into().unwrap(),
                     tlvs: vec![],
                 }),
             ),
@@ -193,7 +193,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 7,
                 OK,
                 Body::SubmitSm(Box::new(Sm {
-                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, all_text)],
+                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, all_text).unwrap()],
                     ..esmed_to_handset(1, 0x08)
                 })),
             ),
@@ -206,7 +206,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 OK,
                 Body::SubmitSm(Box::new(Sm {
                     esm_class: 0x40,
-                    short_message: udh16_message,
+                    short_message: ShortMessage::new(udh16_message).unwrap(),
                     ..esmed_to_handset(1, 0x08)
                 })),
             ),
@@ -218,14 +218,14 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 0x10,
                 OK,
                 Body::DeliverSm(Box::new(Sm {
-                    source: Address::new(1, 1, "447700900123"),
-                    destination: Address::new(5, 0, "ESMED"),
+                    source: Address::new(1, 1, "447700900123").unwrap(),
+                    destination: Address::new(5, 0, "ESMED").unwrap(),
                     esm_class: 0x04,
-                    short_message: receipt_text.to_vec(),
+                    short_message: ShortMessage::new(receipt_text.to_vec()).unwrap(),
                     tlvs: vec![
-                        Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D"),
+                        Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D").unwrap(),
                         Tlv::u8(tag::MESSAGE_STATE, 2),
-                        Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]),
+                        Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]).unwrap(),
                     ],
                     ..Sm::default()
                 })),
@@ -238,8 +238,8 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 1,
                 OK,
                 Body::BindTransceiver(Bind {
-                    system_id: "esme1".into(),
-                    password: "secret".into(),
+                    system_id: "esme1".try_into().unwrap(),
+                    password: "secret".try_into().unwrap(),
                     interface_version: 0x34,
                     ..Bind::default()
                 }),
@@ -252,7 +252,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 1,
                 OK,
                 Body::BindTransceiverResp(BindResp {
-                    system_id: "SMSC".into(),
+                    system_id: "SMSC".try_into().unwrap(),
                     tlvs: vec![Tlv::u8(tag::SC_INTERFACE_VERSION, 0x34)],
                 }),
             ),
@@ -273,7 +273,7 @@ done date:2501311201 stat:DELIVRD err:000 text:Hello";
                 2,
                 OK,
                 Body::SubmitSm(Box::new(Sm {
-                    short_message: b"Hello".to_vec(),
+                    short_message: ShortMessage::new(b"Hello".to_vec()).unwrap(),
                     ..esmed_to_handset(1, 0)
                 })),
             ),
@@ -291,8 +291,8 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 1,
                 OK,
                 Body::Outbind(Outbind {
-                    system_id: "SMSC".into(),
-                    password: "pw".into(),
+                    system_id: "SMSC".try_into().unwrap(),
+                    password: "pw".try_into().unwrap(),
                 }),
             ),
             fields(&[
@@ -310,13 +310,13 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 1,
                 OK,
                 Body::BindReceiver(Bind {
-                    system_id: "esme1".into(),
-                    password: "secret".into(),
-                    system_type: "SMPP".into(),
+                    system_id: "esme1".try_into().unwrap(),
+                    password: "secret".try_into().unwrap(),
+                    system_type: "SMPP".try_into().unwrap(),
                     interface_version: 0x34,
                     addr_ton: 1,
                     addr_npi: 1,
-                    address_range: "^4477".into(),
+                    address_range: "^4477".try_into().unwrap(),
                 }),
             ),
             fields(&[
@@ -339,8 +339,8 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 2,
                 OK,
                 Body::BindTransmitter(Bind {
-                    system_id: "esme1".into(),
-                    password: "secret".into(),
+                    system_id: "esme1".try_into().unwrap(),
+                    password: "secret".try_into().unwrap(),
                     interface_version: 0x34,
                     ..Bind::default()
                 }),
@@ -363,7 +363,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 1,
                 OK,
                 Body::BindReceiverResp(BindResp {
-                    system_id: "SMSC".into(),
+                    system_id: "SMSC".try_into().unwrap(),
                     tlvs: vec![],
                 }),
             ),
@@ -395,10 +395,10 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 8,
                 OK,
                 Body::DataSm(Box::new(DataSm {
-                    source: Address::new(5, 0, "ESMED"),
-                    destination: Address::new(1, 1, "447700900123"),
+                    source: Address::new(5, 0, "ESMED").unwrap(),
+                    destination: Address::new(1, 1, "447700900123").unwrap(),
                     registered_delivery: 1,
-                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, b"Hi".to_vec())],
+                    tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, b"Hi".to_vec()).unwrap()],
                     ..DataSm::default()
                 })),
             ),
@@ -422,7 +422,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 8,
                 OK,
                 Body::DataSmResp(MessageIdResp {
-                    message_id: "0A1B2C3D".into(),
+                    message_id: "0A1B2C3D".try_into().unwrap(),
                     tlvs: vec![],
                 }),
             ),
@@ -440,7 +440,7 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 8,
                 CommandStatus(0xFE),
                 Body::DataSmResp(MessageIdResp {
-                    message_id: "".into(),
+                    message_id: "".try_into().unwrap(),
                     tlvs: vec![Tlv::u8(tag::DELIVERY_FAILURE_REASON, 3)],
                 }),
             ),
@@ -473,8 +473,8 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 11,
                 OK,
                 Body::QuerySm(QuerySm {
-                    message_id: "0A1B2C3D".into(),
-                    source: Address::new(5, 0, "ESMED"),
+                    message_id: "0A1B2C3D".try_into().unwrap(),
+                    source: Address::new(5, 0, "ESMED").unwrap(),
                 }),
             ),
             fields(&[
@@ -493,8 +493,8 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 11,
                 OK,
                 Body::QuerySmResp(QuerySmResp {
-                    message_id: "0A1B2C3D".into(),
-                    final_date: "250131120100000+".into(),
+                    message_id: "0A1B2C3D".try_into().unwrap(),
+                    final_date: "250131120100000+".try_into().unwrap(),
                     message_state: 2,
                     error_code: 0,
                 }),
@@ -516,10 +516,10 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 12,
                 OK,
                 Body::CancelSm(CancelSm {
-                    service_type: "".into(),
-                    message_id: "0A1B2C3D".into(),
-                    source: Address::new(5, 0, "ESMED"),
-                    destination: Address::new(1, 1, "447700900123"),
+                    service_type: "".try_into().unwrap(),
+                    message_id: "0A1B2C3D".try_into().unwrap(),
+                    source: Address::new(5, 0, "ESMED").unwrap(),
+                    destination: Address::new(1, 1, "447700900123").unwrap(),
                 }),
             ),
             fields(&[
@@ -549,8 +549,8 @@ fn hand_written() -> Vec<(&'static str, Pdu, Vec<u8>)> {
                 0x20,
                 OK,
                 Body::AlertNotification(AlertNotification {
-                    source: Address::new(1, 1, "447700900123"),
-                    esme: Address::new(5, 0, "ESMED"),
+                    source: Address::new(1, 1, "447700900123").unwrap(),
+                    esme: Address::new(5, 0, "ESMED").unwrap(),
                     tlvs: vec![Tlv::u8(tag::MS_AVAILABILITY_STATUS, 0)],
                 }),
             ),

@@ -14,7 +14,7 @@ use super::pdu::{AlertNotification, Bind, CancelSm, DataSm, MessageIdResp, Query
 use super::text::{self, storable::storable};
 use super::tlv::tag;
 use super::udh::{split_udh, Udh};
-use super::{Address, Body, COctet, Pdu, Tlv};
+use super::{Address, Body, Pdu, Tlv};
 
 /// The PDU as one JSON object on one line.
 pub fn pdu_to_json(pdu: &Pdu) -> String {
@@ -91,7 +91,7 @@ fn short_message_pdu(o: &mut Obj, sm: &Sm) {
     o.num("sm_default_msg_id", sm.sm_default_msg_id);
     o.num("sm_length", sm.short_message.len());
     o.hex("short_message", &sm.short_message);
-    let mut user_data = sm.short_message.as_slice();
+    let mut user_data = sm.short_message.as_bytes();
     if sm.esm_class & 0x40 != 0 {
         match split_udh(user_data) {
             Ok((udh, rest)) => {
@@ -188,7 +188,7 @@ fn tlv_fields(o: &mut Obj, t: &Tlv, data_coding: Option<u8>) {
     }
     o.num("length", t.value.len());
     o.hex("value", &t.value);
-    match (t.tag, t.value.as_slice()) {
+    match (t.tag, t.value.as_bytes()) {
         (tag::RECEIPTED_MESSAGE_ID | tag::ADDITIONAL_STATUS_INFO_TEXT, v) => {
             let v = v.strip_suffix(&[0]).unwrap_or(v);
             o.str("decoded", &String::from_utf8_lossy(v));
@@ -263,8 +263,8 @@ impl<'a> Obj<'a> {
         push_json_string(self.out, &storable(value));
     }
 
-    fn cstr(&mut self, key: &str, value: &COctet) {
-        self.str(key, &String::from_utf8_lossy(value.as_bytes()));
+    fn cstr(&mut self, key: &str, value: &impl AsRef<[u8]>) {
+        self.str(key, &String::from_utf8_lossy(value.as_ref()));
     }
 
     fn num(&mut self, key: &str, value: impl std::fmt::Display) {
@@ -314,7 +314,7 @@ impl<'a> Obj<'a> {
         self.out.push(']');
     }
 
-    fn addr(&mut self, key: &str, a: &Address) {
+    fn addr<const MAX: usize>(&mut self, key: &str, a: &Address<MAX>) {
         self.object(key, |o| {
             o.num("ton", a.ton);
             o.num("npi", a.npi);
@@ -355,7 +355,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pdu::Outbind;
+    use crate::pdu::{Outbind, ShortMessage};
     use crate::CommandStatus;
 
     /// A strict little JSON checker: Ok when `s` is exactly one valid JSON value.
@@ -452,13 +452,13 @@ mod tests {
         Pdu::new(
             1,
             Body::BindTransceiver(Bind {
-                system_id: "esmed".into(),
-                password: "s3cr\"et".into(),
-                system_type: "".into(),
+                system_id: "esmed".try_into().unwrap(),
+                password: "s3cr\"et".try_into().unwrap(),
+                system_type: "".try_into().unwrap(),
                 interface_version: 0x34,
                 addr_ton: 0,
                 addr_npi: 0,
-                address_range: "".into(),
+                address_range: "".try_into().unwrap(),
             }),
         )
     }
@@ -473,8 +473,8 @@ mod tests {
         let outbind = Pdu::new(
             2,
             Body::Outbind(Outbind {
-                system_id: "smsc".into(),
-                password: "hunter2".into(),
+                system_id: "smsc".try_into().unwrap(),
+                password: "hunter2".try_into().unwrap(),
             }),
         );
         let json = pdu_to_json(&outbind);
@@ -488,16 +488,16 @@ mod tests {
         short_message.extend(text::encode("Hé \"q\"\n\u{1}😀", text::Coding::Ucs2).unwrap());
         short_message.extend([0xD8, 0x00]); // a lone surrogate
         let sm = Sm {
-            source: Address::new(5, 0, "ESMED"),
-            destination: Address::new(1, 1, "447700900123"),
+            source: Address::new(5, 0, "ESMED").unwrap(),
+            destination: Address::new(1, 1, "447700900123").unwrap(),
             esm_class: 0x40,
             data_coding: 8,
-            short_message,
+            short_message: ShortMessage::new(short_message).unwrap(),
             tlvs: vec![
                 Tlv::u16(tag::SAR_MSG_REF_NUM, 42),
-                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 11]),
-                Tlv::new(0x1401, vec![0xAB]),
-                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B"),
+                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 11]).unwrap(),
+                Tlv::new(0x1401, vec![0xAB]).unwrap(),
+                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B").unwrap(),
             ],
             ..Sm::default()
         };
@@ -524,14 +524,14 @@ mod tests {
             Body::EnquireLink,
             Body::UnbindResp,
             Body::SubmitSmResp(MessageIdResp {
-                message_id: "a\\b".into(),
+                message_id: "a\\b".try_into().unwrap(),
                 tlvs: vec![],
             }),
             Body::QuerySmResp(QuerySmResp::default()),
             Body::CancelSm(CancelSm::default()),
             Body::DataSm(Box::new(DataSm {
                 data_coding: 0,
-                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0x48, 0x69, 0x80])],
+                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0x48, 0x69, 0x80]).unwrap()],
                 ..DataSm::default()
             })),
             Body::AlertNotification(AlertNotification::default()),
@@ -541,7 +541,7 @@ mod tests {
             },
             Body::DeliverSm(Box::new(Sm {
                 esm_class: 0x40,
-                short_message: vec![9, 9],
+                short_message: ShortMessage::new(vec![9, 9]).unwrap(),
                 ..Sm::default()
             })),
         ];
@@ -560,8 +560,8 @@ mod tests {
     fn nul_in_text_and_tlv_strings_is_never_written_as_u0000() {
         let sm = Sm {
             data_coding: 3,
-            short_message: b"pad\0".to_vec(),
-            tlvs: vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec())],
+            short_message: ShortMessage::new(b"pad\0".to_vec()).unwrap(),
+            tlvs: vec![Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"ab\0cd\0".to_vec()).unwrap()],
             ..Sm::default()
         };
         let json = pdu_to_json(&Pdu::new(3, Body::DeliverSm(Box::new(sm))));
@@ -579,14 +579,14 @@ mod tests {
         let text = "id:0A1B sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 \
                     stat:DELIVRD err:000 text:Hello \"you\"";
         let sm = Sm {
-            source: Address::new(1, 1, "447700900123"),
-            destination: Address::new(5, 0, "ESMED"),
+            source: Address::new(1, 1, "447700900123").unwrap(),
+            destination: Address::new(5, 0, "ESMED").unwrap(),
             esm_class: 0x04,
-            short_message: text.as_bytes().to_vec(),
+            short_message: ShortMessage::new(text.as_bytes().to_vec()).unwrap(),
             tlvs: vec![
-                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B"),
-                Tlv::new(tag::MESSAGE_STATE, vec![2]),
-                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]),
+                Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"0A1B").unwrap(),
+                Tlv::new(tag::MESSAGE_STATE, vec![2]).unwrap(),
+                Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]).unwrap(),
             ],
             ..Sm::default()
         };
@@ -621,11 +621,13 @@ mod tests {
             short_message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
             addr in "\\PC{0,30}",
         ) {
+            // As a peer may send it: over-long strings are decoded too.
+            let source = Address { ton: 1, npi: 1, addr: crate::COctet::from_peer(addr.as_bytes()) };
             let sm = Sm {
-                source: Address::new(1, 1, addr.as_str()),
+                source,
                 esm_class,
                 data_coding,
-                short_message,
+                short_message: ShortMessage::new(short_message).unwrap(),
                 ..Sm::default()
             };
             let json = pdu_to_json(&Pdu::new(1, Body::DeliverSm(Box::new(sm))));

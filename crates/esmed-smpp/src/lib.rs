@@ -3,7 +3,9 @@
 //! for every constant here.
 //!
 //! The entry points: [`encode`] a [`Pdu`] into wire bytes; cut a byte stream into whole PDUs
-//! with [`frame()`] (or [`FrameBuffer`] over a reader) and [`decode`] each one. Around them:
+//! with [`frame()`] (or [`FrameBuffer`] over a reader) and [`decode`] each one. A PDU's fields
+//! are typed with their sizes ([`field`]: [`COctet`], [`SmppTime`], `ShortMessage`; TLV
+//! values), checked when a value is built, so the encoder has no field to check. Around them:
 //! [`text`] (data_coding), [`concat`](mod@concat) (long messages), [`udh`], [`receipt`] (delivery
 //! receipts), [`json`] (a PDU for logs) and [`status`] (command_status names and classes).
 //!
@@ -27,6 +29,7 @@
 pub mod codec;
 pub mod command_id;
 pub mod concat;
+pub mod field;
 pub mod frame;
 pub mod json;
 pub mod pdu;
@@ -52,8 +55,9 @@ pub use codec::{
     push_hex, CheckedSm, DecodeError, EncodeError, Fixed,
 };
 pub use command_id::CommandId;
+pub use field::{COctet, FieldError, SmppTime};
 pub use frame::{frame, FrameBuffer, FrameStatus};
-pub use pdu::{Address, Body, COctet, Pdu};
+pub use pdu::{Address, Body, Pdu};
 pub use sequence::SequenceNumbers;
 pub use status::CommandStatus;
 pub use tlv::Tlv;

@@ -1,74 +1,43 @@
 //! PDU types: one struct per body layout of SMPP 3.4 §4. No encoding here (see `codec`), and
 //! no derived fields: `command_length`, `command_id` and `sm_length` are computed when encoding.
 //!
-//! Strings are kept as bytes ([`COctet`]) because SMSCs send whatever they like; maximum lengths
-//! are enforced when encoding, not when decoding.
+//! Strings are kept as bytes ([`COctet`]) because SMSCs send whatever they like; each field's
+//! type carries its maximum length, checked when a value is built (see [`crate::field`]), not
+//! when a value is decoded.
 
 use super::{CommandId, CommandStatus, Tlv};
+pub use crate::field::{
+    Addr, AddressRange, COctet, FieldError, LongAddr, MessageId, OctetString, Password,
+    ServiceType, ShortMessage, SmppTime, SystemId, SystemType,
+};
 
-/// A C-octet string's content, without its terminating NUL.
+/// A TON/NPI/address triple as it appears in most PDUs; `MAX` is the address's size, NUL
+/// included: 21 by default, [`LongAddress`] for data_sm and alert_notification.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct COctet(pub Vec<u8>);
-
-impl COctet {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        COctet(bytes.into())
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The content as text; bytes that are not UTF-8 become U+FFFD.
-    pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
-    }
-}
-
-impl From<&str> for COctet {
-    fn from(s: &str) -> Self {
-        COctet(s.as_bytes().to_vec())
-    }
-}
-
-impl From<String> for COctet {
-    fn from(s: String) -> Self {
-        COctet(s.into_bytes())
-    }
-}
-
-impl std::fmt::Display for COctet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
-    }
-}
-
-/// A TON/NPI/address triple as it appears in most PDUs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Address {
+pub struct Address<const MAX: usize = { crate::codec::max::ADDR }> {
     pub ton: u8,
     pub npi: u8,
-    pub addr: COctet,
+    pub addr: COctet<MAX>,
 }
 
-impl Address {
+/// The address of data_sm and alert_notification: up to 64 characters.
+pub type LongAddress = Address<{ crate::codec::max::LONG_ADDR }>;
+
+impl<const MAX: usize> Address<MAX> {
     /// Unknown TON/NPI and no address.
-    pub const EMPTY: Address = Address {
+    pub const EMPTY: Self = Address {
         ton: 0,
         npi: 0,
-        addr: COctet(Vec::new()),
+        addr: COctet::EMPTY,
     };
 
-    pub fn new(ton: u8, npi: u8, addr: impl Into<COctet>) -> Self {
-        Address {
+    /// The address if `addr` fits it (see [`COctet::new`]).
+    pub fn new(ton: u8, npi: u8, addr: impl Into<Vec<u8>>) -> Result<Self, FieldError> {
+        Ok(Address {
             ton,
             npi,
-            addr: addr.into(),
-        }
+            addr: COctet::new(addr)?,
+        })
     }
 }
 
@@ -163,46 +132,46 @@ impl Body {
 /// bind_transmitter / bind_receiver / bind_transceiver (§4.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bind {
-    pub system_id: COctet,
-    pub password: COctet,
-    pub system_type: COctet,
+    pub system_id: SystemId,
+    pub password: Password,
+    pub system_type: SystemType,
     pub interface_version: u8,
     pub addr_ton: u8,
     pub addr_npi: u8,
-    pub address_range: COctet,
+    pub address_range: AddressRange,
 }
 
 /// bind_*_resp (§4.1); header-only on error decodes to the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BindResp {
-    pub system_id: COctet,
+    pub system_id: SystemId,
     pub tlvs: Vec<Tlv>,
 }
 
 /// outbind (§4.1.7).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outbind {
-    pub system_id: COctet,
-    pub password: COctet,
+    pub system_id: SystemId,
+    pub password: Password,
 }
 
 /// submit_sm and deliver_sm share one layout (§4.4.1, §4.6.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sm {
-    pub service_type: COctet,
+    pub service_type: ServiceType,
     pub source: Address,
     pub destination: Address,
     pub esm_class: u8,
     pub protocol_id: u8,
     pub priority_flag: u8,
-    pub schedule_delivery_time: COctet,
-    pub validity_period: COctet,
+    pub schedule_delivery_time: SmppTime,
+    pub validity_period: SmppTime,
     pub registered_delivery: u8,
     pub replace_if_present_flag: u8,
     pub data_coding: u8,
     pub sm_default_msg_id: u8,
     /// User data, UDH first when esm_class has UDHI; `sm_length` is its length.
-    pub short_message: Vec<u8>,
+    pub short_message: ShortMessage,
     pub tlvs: Vec<Tlv>,
 }
 
@@ -210,16 +179,16 @@ pub struct Sm {
 /// for data_sm_resp, TLVs. A header-only body (on error) decodes to the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageIdResp {
-    pub message_id: COctet,
+    pub message_id: MessageId,
     pub tlvs: Vec<Tlv>,
 }
 
 /// data_sm (§4.7.1): user data travels in the message_payload TLV.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataSm {
-    pub service_type: COctet,
-    pub source: Address,
-    pub destination: Address,
+    pub service_type: ServiceType,
+    pub source: LongAddress,
+    pub destination: LongAddress,
     pub esm_class: u8,
     pub registered_delivery: u8,
     pub data_coding: u8,
@@ -229,15 +198,15 @@ pub struct DataSm {
 /// query_sm (§4.8.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuerySm {
-    pub message_id: COctet,
+    pub message_id: MessageId,
     pub source: Address,
 }
 
 /// query_sm_resp (§4.8.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuerySmResp {
-    pub message_id: COctet,
-    pub final_date: COctet,
+    pub message_id: MessageId,
+    pub final_date: SmppTime,
     pub message_state: u8,
     pub error_code: u8,
 }
@@ -245,8 +214,8 @@ pub struct QuerySmResp {
 /// cancel_sm (§4.9.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CancelSm {
-    pub service_type: COctet,
-    pub message_id: COctet,
+    pub service_type: ServiceType,
+    pub message_id: MessageId,
     pub source: Address,
     pub destination: Address,
 }
@@ -254,7 +223,7 @@ pub struct CancelSm {
 /// alert_notification (§4.12.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertNotification {
-    pub source: Address,
-    pub esme: Address,
+    pub source: LongAddress,
+    pub esme: LongAddress,
     pub tlvs: Vec<Tlv>,
 }

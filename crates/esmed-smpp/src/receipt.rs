@@ -210,7 +210,7 @@ fn tlv_id(tlvs: &[Tlv]) -> Option<String> {
 }
 
 fn network_error(tlvs: &[Tlv]) -> Option<(u8, u16)> {
-    match tlv::find(tlvs, tag::NETWORK_ERROR_CODE)?.value.as_slice() {
+    match tlv::find(tlvs, tag::NETWORK_ERROR_CODE)?.value.as_bytes() {
         [kind, hi, lo] => Some((*kind, u16::from_be_bytes([*hi, *lo]))),
         _ => None,
     }
@@ -437,9 +437,9 @@ mod tests {
 
     fn tlvs_10_5() -> Vec<Tlv> {
         vec![
-            Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D\0".to_vec()),
+            Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"0A1B2C3D\0".to_vec()).unwrap(),
             Tlv::u8(tag::MESSAGE_STATE, 2),
-            Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]),
+            Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]).unwrap(),
         ]
     }
 
@@ -513,7 +513,7 @@ mod tests {
     #[test]
     fn tlv_only_and_payload_receipts() {
         let tlvs = vec![
-            Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"abc".to_vec()),
+            Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"abc".to_vec()).unwrap(),
             Tlv::u8(tag::MESSAGE_STATE, 9),
         ];
         let r = parse_receipt("", &tlvs).unwrap();
@@ -521,10 +521,7 @@ mod tests {
             (r.message_id.as_str(), r.state),
             ("abc", Some(MessageState::Unknown))
         );
-        let payload = vec![Tlv::new(
-            tag::MESSAGE_PAYLOAD,
-            b"id:5 stat:ENROUTE".to_vec(),
-        )];
+        let payload = vec![Tlv::new(tag::MESSAGE_PAYLOAD, b"id:5 stat:ENROUTE".to_vec()).unwrap()];
         let r = parse_receipt("", &payload).unwrap();
         assert_eq!(
             (r.message_id.as_str(), r.state),

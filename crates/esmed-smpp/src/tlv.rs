@@ -2,40 +2,48 @@
 //! and vendor tags survive decode/encode unchanged; this module names the v3.4 tags and reads
 //! typed values out of a TLV list.
 
+use crate::codec::max;
+use crate::field::{FieldError, OctetString};
+
+/// A TLV's value: its length is a 2-octet field, so at most 65,535 octets.
+pub type TlvValue = OctetString<{ max::TLV_VALUE }>;
+
 /// One optional parameter: tag and raw value (the length is the value's length).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Tlv {
     pub tag: u16,
-    pub value: Vec<u8>,
+    pub value: TlvValue,
 }
 
 impl Tlv {
-    pub fn new(tag: u16, value: impl Into<Vec<u8>>) -> Self {
-        Tlv {
+    /// The TLV if `value` fits its 2-octet length.
+    pub fn new(tag: u16, value: impl Into<Vec<u8>>) -> Result<Self, FieldError> {
+        Ok(Tlv {
             tag,
-            value: value.into(),
-        }
+            value: TlvValue::new(value)?,
+        })
     }
 
     pub fn u8(tag: u16, value: u8) -> Self {
         Tlv {
             tag,
-            value: vec![value],
+            value: TlvValue::within_bound(vec![value]),
         }
     }
 
     pub fn u16(tag: u16, value: u16) -> Self {
         Tlv {
             tag,
-            value: value.to_be_bytes().to_vec(),
+            value: TlvValue::within_bound(value.to_be_bytes().to_vec()),
         }
     }
 
     /// A C-octet-string TLV: the value carries the NUL.
-    pub fn cstring(tag: u16, text: &[u8]) -> Self {
-        let mut value = text.to_vec();
+    pub fn cstring(tag: u16, text: &[u8]) -> Result<Self, FieldError> {
+        let mut value = Vec::with_capacity(text.len() + 1);
+        value.extend_from_slice(text);
         value.push(0);
-        Tlv { tag, value }
+        Tlv::new(tag, value)
     }
 
     /// The spec's name of this tag, e.g. `receipted_message_id`.
@@ -155,7 +163,7 @@ pub fn find(tlvs: &[Tlv], tag: u16) -> Option<&Tlv> {
 
 /// A one-octet integer TLV; `None` when absent or of another length.
 pub fn find_u8(tlvs: &[Tlv], tag: u16) -> Option<u8> {
-    match find(tlvs, tag)?.value.as_slice() {
+    match find(tlvs, tag)?.value.as_bytes() {
         [v] => Some(*v),
         _ => None,
     }
@@ -163,7 +171,7 @@ pub fn find_u8(tlvs: &[Tlv], tag: u16) -> Option<u8> {
 
 /// A two-octet integer TLV; `None` when absent or of another length.
 pub fn find_u16(tlvs: &[Tlv], tag: u16) -> Option<u16> {
-    match find(tlvs, tag)?.value.as_slice() {
+    match find(tlvs, tag)?.value.as_bytes() {
         [hi, lo] => Some(u16::from_be_bytes([*hi, *lo])),
         _ => None,
     }
@@ -171,7 +179,7 @@ pub fn find_u16(tlvs: &[Tlv], tag: u16) -> Option<u16> {
 
 /// A C-octet-string TLV's text without its NUL (a missing NUL is tolerated: some peers omit it).
 pub fn find_cstring(tlvs: &[Tlv], tag: u16) -> Option<&[u8]> {
-    let value = find(tlvs, tag)?.value.as_slice();
+    let value = find(tlvs, tag)?.value.as_bytes();
     Some(value.strip_suffix(&[0]).unwrap_or(value))
 }
 
@@ -194,8 +202,8 @@ mod tests {
     fn typed_reads_check_lengths() {
         let tlvs = vec![
             Tlv::u8(tag::MESSAGE_STATE, 2),
-            Tlv::new(tag::SAR_MSG_REF_NUM, vec![1, 2, 3]),
-            Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"0A1B".to_vec()),
+            Tlv::new(tag::SAR_MSG_REF_NUM, vec![1, 2, 3]).unwrap(),
+            Tlv::new(tag::RECEIPTED_MESSAGE_ID, b"0A1B".to_vec()).unwrap(),
         ];
         assert_eq!(find_u8(&tlvs, tag::MESSAGE_STATE), Some(2));
         assert_eq!(find_u16(&tlvs, tag::SAR_MSG_REF_NUM), None);
@@ -203,6 +211,24 @@ mod tests {
             find_cstring(&tlvs, tag::RECEIPTED_MESSAGE_ID),
             Some(&b"0A1B"[..])
         );
-        assert_eq!(Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"x").value, b"x\0");
+        let tlv = Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, b"x").unwrap();
+        assert_eq!(tlv.value, b"x\0");
+    }
+
+    #[test]
+    fn a_value_holds_up_to_65535_octets() {
+        assert_eq!(
+            Tlv::new(0x1400, vec![7; 65_535]).unwrap().value.len(),
+            65_535
+        );
+        assert_eq!(
+            Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_536]),
+            Err(FieldError::TooLong {
+                len: 65_536,
+                max: 65_535
+            })
+        );
+        assert!(Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, &[b'x'; 65_534]).is_ok());
+        assert!(Tlv::cstring(tag::RECEIPTED_MESSAGE_ID, &[b'x'; 65_535]).is_err());
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use esmed_smpp::pdu::SystemId;
 use esmed_smpp::receipt::MessageState;
 use esmed_smpp::text::{self, CodingPolicy};
 use esmed_smpp::{CommandStatus, Tlv};
@@ -20,7 +21,7 @@ pub struct SmscConfig {
     /// Accepted password; a bind with another one gets ESME_RINVPASWD (header-only).
     pub password: String,
     /// The system_id the SMSC gives in its bind responses.
-    pub smsc_system_id: String,
+    pub smsc_system_id: SystemId,
     /// Delivery receipts.
     pub receipts: ReceiptMode,
     /// How submit_sm_resp / data_sm_resp message ids are written.
@@ -75,7 +76,8 @@ impl Default for SmscConfig {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             system_id: "esmed".to_string(),
             password: "secret".to_string(),
-            smsc_system_id: "esmed-smsc".to_string(),
+            smsc_system_id: SystemId::try_from("esmed-smsc")
+                .expect("10 characters fit a system_id"),
             receipts: ReceiptMode::Off,
             id_format: IdFormat::Decimal,
             first_message_id: 1,
@@ -273,6 +275,23 @@ impl MoMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esmed_smpp::pdu::MessageId;
+
+    #[test]
+    fn the_longest_id_of_each_format_fits_a_message_id() {
+        let formats = [
+            IdFormat::Decimal,
+            IdFormat::HexUpper,
+            IdFormat::HexLower,
+            IdFormat::Uuid,
+        ];
+        for format in formats {
+            assert!(
+                MessageId::new(format.render(u64::MAX)).is_ok(),
+                "{format:?}"
+            );
+        }
+    }
 
     #[test]
     fn ids_render_in_each_format() {

@@ -13,9 +13,9 @@ use super::config::MoMessage;
 use super::journal::Sent;
 use super::receipt_text::{receipt_sm, SubmittedMessage};
 use super::Shared;
-use esmed_smpp::pdu::Sm;
+use esmed_smpp::pdu::{ShortMessage, Sm};
 use esmed_smpp::receipt::MessageState;
-use esmed_smpp::{Address, Body, Pdu};
+use esmed_smpp::{Address, Body, FieldError, Pdu};
 
 /// How long to wait before looking again for a receiver when none is bound.
 const NO_RECEIVER_RETRY: Duration = Duration::from_millis(100);
@@ -262,7 +262,14 @@ impl Deliverer {
         };
         let sm = match &job.built {
             Some(sm) => sm.clone(),
-            None => build_sm(&job.kind, shared),
+            None => match build_sm(&job.kind, shared) {
+                Ok(sm) => sm,
+                Err(why) => {
+                    log::warn!("cannot build the deliver_sm: {why}; dropping it");
+                    state.jobs.remove(&id);
+                    return;
+                }
+            },
         };
         let Some(pdu) =
             outbox.send_request(|seq| Pdu::new(seq, Body::DeliverSm(Box::new(sm.clone()))))
@@ -286,30 +293,34 @@ impl Deliverer {
     }
 }
 
-fn build_sm(kind: &JobKind, shared: &Shared) -> Sm {
-    match kind {
+/// The deliver_sm for a job; an MO whose addresses or text do not fit one is refused.
+fn build_sm(kind: &JobKind, shared: &Shared) -> Result<Sm, String> {
+    Ok(match kind {
         JobKind::Receipt { message, state } => {
             let with_tlvs = match &shared.config.receipts {
                 super::config::ReceiptMode::After(r) => r.tlvs,
                 super::config::ReceiptMode::Off => true,
             };
             receipt_sm(message, *state, SystemTime::now(), with_tlvs)
+                .map_err(|e| format!("receipt text: {e}"))?
         }
         JobKind::Mo(mo) => Sm {
-            source: address(&mo.source),
-            destination: address(&mo.destination),
+            source: address(&mo.source).map_err(|e| format!("source_addr {:?}: {e}", mo.source))?,
+            destination: address(&mo.destination)
+                .map_err(|e| format!("destination_addr {:?}: {e}", mo.destination))?,
             esm_class: mo.esm_class,
             data_coding: mo.data_coding,
-            short_message: mo.short_message.clone(),
+            short_message: ShortMessage::new(mo.short_message.clone())
+                .map_err(|e| format!("short_message: {e}"))?,
             tlvs: mo.tlvs.clone(),
             ..Sm::default()
         },
-    }
+    })
 }
 
 /// TON/NPI from the address's shape: digits are international ISDN, anything else
 /// alphanumeric.
-fn address(addr: &str) -> Address {
+fn address(addr: &str) -> Result<Address, FieldError> {
     let digits = !addr.is_empty()
         && addr
             .trim_start_matches('+')

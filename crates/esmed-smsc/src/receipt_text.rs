@@ -6,10 +6,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use esmed_smpp::pdu::Sm;
+use esmed_smpp::pdu::{ShortMessage, Sm};
 use esmed_smpp::receipt::MessageState;
 use esmed_smpp::tlv::tag;
-use esmed_smpp::{text, udh, Address, Tlv};
+use esmed_smpp::{text, udh, Address, FieldError, SmppTime, Tlv};
 
 /// What the SMSC remembers of a submit to write its receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,13 +40,14 @@ pub fn text_start(data_coding: u8, esm_class: u8, short_message: &[u8]) -> Strin
         .collect()
 }
 
-/// The receipt body for `message` in `state`, done at `done_at`.
+/// The receipt body for `message` in `state`, done at `done_at`; an error when the text does
+/// not fit a short_message (a text id of more than 150 characters).
 pub fn receipt_sm(
     message: &SubmittedMessage,
     state: MessageState,
     done_at: SystemTime,
     with_tlvs: bool,
-) -> Sm {
+) -> Result<Sm, FieldError> {
     let delivered = state == MessageState::Delivered;
     let err = if delivered || !state.is_final() { 0 } else { 1 };
     let text = format!(
@@ -64,11 +65,11 @@ pub fn receipt_sm(
         tlvs.push(Tlv::cstring(
             tag::RECEIPTED_MESSAGE_ID,
             message.message_id.as_bytes(),
-        ));
+        )?);
         tlvs.push(Tlv::u8(tag::MESSAGE_STATE, state.value()));
-        tlvs.push(Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, err]));
+        tlvs.push(Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, err])?);
     }
-    Sm {
+    Ok(Sm {
         source: message.destination.clone(),
         destination: message.source.clone(),
         esm_class: if state == MessageState::Enroute {
@@ -76,10 +77,10 @@ pub fn receipt_sm(
         } else {
             0x04
         },
-        short_message: text.into_bytes(),
+        short_message: ShortMessage::new(text)?,
         tlvs,
         ..Sm::default()
-    }
+    })
 }
 
 /// The 7-letter `stat:` word of the receipt text.
@@ -103,9 +104,11 @@ pub fn yymmddhhmm(at: SystemTime) -> String {
 }
 
 /// `YYMMDDhhmmss000+` (SMPP 3.4 §7.1.1 absolute time, UTC) for query_sm_resp's final_date.
-pub fn smpp_absolute_time(at: SystemTime) -> String {
+pub fn smpp_absolute_time(at: SystemTime) -> SmppTime {
     let (y, mo, d, h, mi, s) = utc_fields(at);
-    format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}000+", y % 100)
+    let text = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}000+", y % 100);
+    // Six two-digit fields (the year modulo 100) and "000+": always 16 characters.
+    SmppTime::new(text).unwrap_or_default()
 }
 
 /// (year, month, day, hour, minute, second) in UTC; times before 1970 count as 1970.
@@ -152,7 +155,12 @@ mod tests {
     fn dates_are_utc_fields() {
         // 2025-01-31 12:00:05 UTC
         assert_eq!(yymmddhhmm(at(1_738_324_805)), "2501311200");
-        assert_eq!(smpp_absolute_time(at(1_738_324_805)), "250131120005000+");
+        let time = smpp_absolute_time(at(1_738_324_805));
+        assert_eq!(time.as_bytes(), b"250131120005000+");
+        assert_eq!(
+            smpp_absolute_time(UNIX_EPOCH).as_bytes(),
+            b"700101000000000+"
+        );
         // 2024-02-29 23:59 UTC, a leap day
         assert_eq!(yymmddhhmm(at(1_709_251_140)), "2402292359");
     }
@@ -162,15 +170,15 @@ mod tests {
         let message = SubmittedMessage {
             message_id: "1A".into(),
             text_id: "0000000026".into(),
-            source: Address::new(5, 0, "ESMED"),
-            destination: Address::new(1, 1, "447700900123"),
+            source: Address::new(5, 0, "ESMED").unwrap(),
+            destination: Address::new(1, 1, "447700900123").unwrap(),
             submitted_at: at(1_738_324_800),
             text_start: text_start(0, 0, b"Hello there, this is longer than twenty"),
         };
-        let sm = receipt_sm(&message, MessageState::Delivered, at(1_738_324_860), true);
+        let sm = receipt_sm(&message, MessageState::Delivered, at(1_738_324_860), true).unwrap();
         assert_eq!(sm.esm_class, 0x04);
         assert_eq!(sm.source.addr.as_bytes(), b"447700900123");
-        let text = String::from_utf8(sm.short_message.clone()).unwrap();
+        let text = String::from_utf8(sm.short_message.to_vec()).unwrap();
         assert_eq!(
             text,
             "id:0000000026 sub:001 dlvrd:001 submit date:2501311200 done date:2501311201 \
@@ -179,8 +187,8 @@ mod tests {
         let receipt = parse_receipt(&text, &sm.tlvs).unwrap();
         assert_eq!(receipt.message_id, "1A");
         assert_eq!(receipt.state, Some(MessageState::Delivered));
-        let plain = receipt_sm(&message, MessageState::Undeliverable, at(0), false);
-        let text = String::from_utf8(plain.short_message).unwrap();
+        let plain = receipt_sm(&message, MessageState::Undeliverable, at(0), false).unwrap();
+        let text = String::from_utf8(plain.short_message.into_bytes()).unwrap();
         let receipt = parse_receipt(&text, &plain.tlvs).unwrap();
         assert_eq!(receipt.message_id, "0000000026");
         assert_eq!(receipt.state, Some(MessageState::Undeliverable));

@@ -15,9 +15,12 @@ use super::outbox::Outbox;
 use super::receipt_text::{smpp_absolute_time, text_start, SubmittedMessage};
 use super::{BindKind, Shared};
 use esmed_smpp::frame::DEFAULT_MAX_PDU_LEN;
-use esmed_smpp::pdu::{Bind, BindResp, DataSm, MessageIdResp, QuerySm, QuerySmResp, Sm};
+use esmed_smpp::pdu::{
+    Bind, BindResp, DataSm, LongAddress, MessageId, MessageIdResp, QuerySm, QuerySmResp, Sm,
+};
 use esmed_smpp::receipt::MessageState;
 use esmed_smpp::tlv::{self, tag};
+use esmed_smpp::FieldError;
 use esmed_smpp::{decode, encode, Address, Body, CommandStatus, FrameBuffer, Pdu, Tlv};
 
 /// What the reader does after a frame.
@@ -181,7 +184,7 @@ impl Session {
     fn bind(&mut self, seq: u32, bind: &Bind, kind: BindKind) {
         let status = self.check_bind(bind, kind);
         let body = BindResp {
-            system_id: self.shared.config.smsc_system_id.as_str().into(),
+            system_id: self.shared.config.smsc_system_id.clone(),
             tlvs: vec![Tlv::u8(tag::SC_INTERFACE_VERSION, 0x34)],
         };
         let body = if status.is_ok() {
@@ -245,7 +248,7 @@ impl Session {
     fn submit(&mut self, seq: u32, sm: &Sm) -> Flow {
         let resp = |id: String| {
             Body::SubmitSmResp(MessageIdResp {
-                message_id: id.into(),
+                message_id: message_id(id),
                 tlvs: Vec::new(),
             })
         };
@@ -286,7 +289,7 @@ impl Session {
     fn data_sm(&mut self, seq: u32, data: &DataSm) {
         let resp = |id: String| {
             Body::DataSmResp(MessageIdResp {
-                message_id: id.into(),
+                message_id: message_id(id),
                 tlvs: Vec::new(),
             })
         };
@@ -299,7 +302,20 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let mut state = shared.lock_state();
         let delay = state.faults.faults.response_delay;
-        let message = self.accept(&mut state, &data.source, &data.destination, text);
+        // Its receipt is a deliver_sm, whose addresses hold 20 characters, not 64.
+        let addresses = (
+            receipt_address(&data.source),
+            receipt_address(&data.destination),
+        );
+        let (Ok(source), Ok(destination)) = addresses else {
+            drop(state);
+            let status = match addresses.0 {
+                Ok(_) => CommandStatus::ESME_RINVDSTADR,
+                Err(_) => CommandStatus::ESME_RINVSRCADR,
+            };
+            return self.respond(seq, status, resp(String::new()));
+        };
+        let message = self.accept(&mut state, &source, &destination, text);
         drop(state);
         let id = message.message_id.clone();
         self.plan_receipts(message, data.registered_delivery, now);
@@ -397,7 +413,7 @@ impl Session {
                 CommandStatus::ESME_ROK,
                 QuerySmResp {
                     message_id: query.message_id.clone(),
-                    final_date: final_at.map(smpp_absolute_time).unwrap_or_default().into(),
+                    final_date: final_at.map(smpp_absolute_time).unwrap_or_default(),
                     message_state: state.value(),
                     error_code: 0,
                 },
@@ -457,4 +473,17 @@ impl Session {
         self.shared.deliverer.connection_closed(self.connection);
         log::info!("connection {} closed", self.connection);
     }
+}
+
+/// A submit_sm_resp / data_sm_resp message id: [`IdFormat::render`] writes at most 36 ASCII
+/// characters, which always fit.
+///
+/// [`IdFormat::render`]: super::config::IdFormat::render
+fn message_id(id: String) -> MessageId {
+    MessageId::new(id).unwrap_or_default()
+}
+
+/// A data_sm's address as its receipt (a deliver_sm) carries it.
+fn receipt_address(address: &LongAddress) -> Result<Address, FieldError> {
+    Address::new(address.ton, address.npi, address.addr.as_bytes())
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use esmed_smpp::pdu::{Bind, MessageIdResp, QuerySm, Sm};
+use esmed_smpp::pdu::{Bind, DataSm, MessageIdResp, QuerySm, ShortMessage, Sm};
 use esmed_smpp::receipt::{parse_receipt, MessageState};
 use esmed_smpp::{decode, encode, encode_to_vec, Address, Body, CommandStatus, FrameBuffer, Pdu};
 use esmed_smsc::{
@@ -56,8 +56,8 @@ impl Client {
     fn bind(smsc: &SmscHandle, kind: BindKind, password: &str) -> (Client, Pdu) {
         let mut client = Client::connect(smsc);
         let bind = Bind {
-            system_id: "esmed".into(),
-            password: password.into(),
+            system_id: "esmed".try_into().unwrap(),
+            password: password.try_into().unwrap(),
             interface_version: 0x34,
             ..Bind::default()
         };
@@ -79,10 +79,10 @@ impl Client {
 
 fn submit_body(destination: &str, text: &str, registered_delivery: u8) -> Body {
     Body::SubmitSm(Box::new(Sm {
-        source: Address::new(5, 0, "ESMED"),
-        destination: Address::new(1, 1, destination),
+        source: Address::new(5, 0, "ESMED").unwrap(),
+        destination: Address::new(1, 1, destination).unwrap(),
         registered_delivery,
-        short_message: text.as_bytes().to_vec(),
+        short_message: ShortMessage::new(text).unwrap(),
         ..Sm::default()
     }))
 }
@@ -176,7 +176,7 @@ fn receipts_arrive_on_the_receiver_and_are_resent_without_resp() {
     };
     assert_eq!(sm.esm_class, 0x04);
     assert_eq!(sm.source.addr.as_bytes(), b"447700900123");
-    let text = String::from_utf8(sm.short_message.clone()).unwrap();
+    let text = String::from_utf8(sm.short_message.to_vec()).unwrap();
     assert!(
         text.starts_with("id:0000000026 sub:001 dlvrd:001 submit date:"),
         "{text}"
@@ -235,8 +235,8 @@ fn intermediate_enroute_then_final_and_query_sm() {
     trx.send(submit_body("4477", "x", 0));
     let id = message_id(&trx.recv().unwrap());
     trx.send(Body::QuerySm(QuerySm {
-        message_id: id.as_str().into(),
-        source: Address::new(5, 0, "ESMED"),
+        message_id: id.as_str().try_into().unwrap(),
+        source: Address::new(5, 0, "ESMED").unwrap(),
     }));
     let Body::QuerySmResp(q) = trx.recv().unwrap().body else {
         panic!()
@@ -249,7 +249,7 @@ fn intermediate_enroute_then_final_and_query_sm() {
             panic!("{pdu:?}")
         };
         assert!(sm.tlvs.is_empty());
-        let text = String::from_utf8(sm.short_message.clone()).unwrap();
+        let text = String::from_utf8(sm.short_message.to_vec()).unwrap();
         states.push((sm.esm_class, parse_receipt(&text, &[]).unwrap().state));
         trx.send_resp(
             pdu.sequence_number,
@@ -264,7 +264,7 @@ fn intermediate_enroute_then_final_and_query_sm() {
         ]
     );
     trx.send(Body::QuerySm(QuerySm {
-        message_id: id.as_str().into(),
+        message_id: id.as_str().try_into().unwrap(),
         source: Address::default(),
     }));
     let Body::QuerySmResp(q) = trx.recv().unwrap().body else {
@@ -307,6 +307,54 @@ fn mo_goes_to_the_receiver_and_waits_for_one() {
     assert_eq!(rx.recv().unwrap().body, Body::EnquireLink);
     tx.send(Body::EnquireLink);
     assert_eq!(tx.recv().unwrap().body, Body::EnquireLinkResp);
+}
+
+/// An MO whose address cannot go in a deliver_sm is dropped, and the one after it goes.
+#[test]
+fn an_mo_that_does_not_fit_a_deliver_sm_is_dropped() {
+    let smsc = start(SmscConfig::default());
+    let mut rx = Client::bound(&smsc, BindKind::Receiver);
+    smsc.send_mo(MoMessage::text(
+        &"4".repeat(21),
+        "ESMED",
+        "too long a sender",
+    ));
+    smsc.send_mo(MoMessage::text("447700900999", "ESMED", "fits"));
+    let pdu = rx.recv().unwrap();
+    let Body::DeliverSm(sm) = &pdu.body else {
+        panic!("{pdu:?}")
+    };
+    assert_eq!(sm.source.addr.as_bytes(), b"447700900999");
+}
+
+/// A data_sm's addresses may hold 64 characters, its receipt's (a deliver_sm) only 20: the
+/// SMSC refuses a data_sm it could not send the receipt of.
+#[test]
+fn a_data_sm_whose_receipt_could_not_carry_its_addresses_is_refused() {
+    let smsc = start(SmscConfig::default());
+    let mut tx = Client::bound(&smsc, BindKind::Transmitter);
+    let data_sm = |source: &str, destination: &str| {
+        Body::DataSm(Box::new(DataSm {
+            source: Address::new(5, 0, source).unwrap(),
+            destination: Address::new(1, 1, destination).unwrap(),
+            ..DataSm::default()
+        }))
+    };
+    let cases = [
+        ("ESMED", "447700900123", CommandStatus::ESME_ROK),
+        ("ESMED", &"4".repeat(21), CommandStatus::ESME_RINVDSTADR),
+        (
+            &"E".repeat(21),
+            "447700900123",
+            CommandStatus::ESME_RINVSRCADR,
+        ),
+    ];
+    for (source, destination, status) in cases {
+        tx.send(data_sm(source, destination));
+        let resp = tx.recv().unwrap();
+        assert!(matches!(resp.body, Body::DataSmResp(_)), "{resp:?}");
+        assert_eq!(resp.command_status, status, "{source} {destination}");
+    }
 }
 
 #[test]

@@ -34,8 +34,8 @@ fn prints_port_answers_sends_mo_and_exits_on_sigterm() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let bind = Body::BindTransceiver(Bind {
-        system_id: "esmed".into(),
-        password: "pw".into(),
+        system_id: "esmed".try_into().unwrap(),
+        password: "pw".try_into().unwrap(),
         interface_version: 0x34,
         ..Bind::default()
     });

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esmed_smpp::pdu::{Bind, Sm};
+use esmed_smpp::pdu::{Bind, ShortMessage, Sm};
 use esmed_smpp::{decode, encode, Address, Body, CommandStatus, FrameBuffer, Pdu};
 use esmed_smsc::{Smsc, SmscConfig, SmscHandle, SmscTls};
 use rustls::pki_types::pem::PemObject;
@@ -66,8 +66,8 @@ fn recv(stream: &mut TlsStream, frames: &mut FrameBuffer) -> Pdu {
 
 fn submit(sequence_number: u32) -> Pdu {
     let sm = Sm {
-        destination: Address::new(1, 1, format!("4470000{sequence_number:05}")),
-        short_message: vec![b'x'; 140],
+        destination: Address::new(1, 1, format!("4470000{sequence_number:05}")).unwrap(),
+        short_message: ShortMessage::new(vec![b'x'; 140]).unwrap(),
         ..Sm::default()
     };
     Pdu::new(sequence_number, Body::SubmitSm(Box::new(sm)))
@@ -78,8 +78,8 @@ fn a_bound_tls_session_answers_a_window_and_ends_with_close_notify() {
     let (mut smsc, cert_pem) = tls_smsc();
     // The bind goes out right behind the client's Finished.
     let bind = Bind {
-        system_id: "esmed".into(),
-        password: "secret".into(),
+        system_id: "esmed".try_into().unwrap(),
+        password: "secret".try_into().unwrap(),
         interface_version: 0x34,
         ..Bind::default()
     };

@@ -6,9 +6,10 @@ use byteorder::{BigEndian, ByteOrder};
 use super::{DecodeError, DecodeErrorKind, HEADER_LEN};
 use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    QuerySmResp, ShortMessage, Sm,
 };
-use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
+use crate::tlv::{self, TlvValue};
+use crate::{Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
 
 /// Decodes one whole PDU (header included) whose command_length must equal `frame.len()`.
 ///
@@ -144,8 +145,8 @@ fn sm(r: &mut Reader<'_>) -> Result<Sm, DecodeError> {
         esm_class: r.u8("esm_class")?,
         protocol_id: r.u8("protocol_id")?,
         priority_flag: r.u8("priority_flag")?,
-        schedule_delivery_time: r.cstr("schedule_delivery_time")?,
-        validity_period: r.cstr("validity_period")?,
+        schedule_delivery_time: r.time("schedule_delivery_time")?,
+        validity_period: r.time("validity_period")?,
         registered_delivery: r.u8("registered_delivery")?,
         replace_if_present_flag: r.u8("replace_if_present_flag")?,
         data_coding: r.u8("data_coding")?,
@@ -188,7 +189,7 @@ fn query_sm(r: &mut Reader<'_>) -> Result<QuerySm, DecodeError> {
 fn query_sm_resp(r: &mut Reader<'_>) -> Result<QuerySmResp, DecodeError> {
     let resp = QuerySmResp {
         message_id: r.cstr("message_id")?,
-        final_date: r.cstr("final_date")?,
+        final_date: r.time("final_date")?,
         message_state: r.u8("message_state")?,
         error_code: r.u8("error_code")?,
     };
@@ -292,25 +293,35 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A C-octet string that more mandatory fields follow: its NUL is required.
-    fn cstr(&mut self, field: &'static str) -> Result<COctet, DecodeError> {
-        self.read_cstr(field, self.lenient)
+    /// A C-octet string that more mandatory fields follow: its NUL is required. Its length is
+    /// not checked: what a peer sends is kept (see [`COctet`]).
+    fn cstr<const MAX: usize>(&mut self, field: &'static str) -> Result<COctet<MAX>, DecodeError> {
+        self.read_cstr(field, self.lenient).map(COctet::from_peer)
+    }
+
+    /// A time field, kept whatever its length (see [`SmppTime`]).
+    fn time(&mut self, field: &'static str) -> Result<SmppTime, DecodeError> {
+        self.read_cstr(field, self.lenient).map(SmppTime::from_peer)
     }
 
     /// The last mandatory field: a missing NUL at the very end of the body is accepted.
-    fn last_cstr(&mut self, field: &'static str) -> Result<COctet, DecodeError> {
-        self.read_cstr(field, true)
+    fn last_cstr<const MAX: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<COctet<MAX>, DecodeError> {
+        self.read_cstr(field, true).map(COctet::from_peer)
     }
 
+    /// The octets up to the next NUL (which is consumed), without it.
     fn read_cstr(
         &mut self,
         field: &'static str,
         nul_optional: bool,
-    ) -> Result<COctet, DecodeError> {
+    ) -> Result<&'a [u8], DecodeError> {
         let rest = self.remaining();
         if let Some(nul) = rest.iter().position(|&b| b == 0) {
             self.pos += nul + 1;
-            return Ok(COctet(rest[..nul].to_vec()));
+            return Ok(&rest[..nul]);
         }
         if rest.is_empty() && !self.lenient {
             return Err(self.error(DecodeErrorKind::Truncated, field));
@@ -319,10 +330,13 @@ impl<'a> Reader<'a> {
             return Err(self.error(DecodeErrorKind::MissingNul, field));
         }
         self.pos = self.body.len();
-        Ok(COctet(rest.to_vec()))
+        Ok(rest)
     }
 
-    fn address(&mut self, fields: AddressFields) -> Result<Address, DecodeError> {
+    fn address<const MAX: usize>(
+        &mut self,
+        fields: AddressFields,
+    ) -> Result<Address<MAX>, DecodeError> {
         Ok(Address {
             ton: self.u8(fields.ton)?,
             npi: self.u8(fields.npi)?,
@@ -331,13 +345,14 @@ impl<'a> Reader<'a> {
     }
 
     /// sm_length, then that many octets of short_message.
-    fn short_message(&mut self) -> Result<Vec<u8>, DecodeError> {
+    /// An sm_length of 255, which the specification reserves, is read as given.
+    fn short_message(&mut self) -> Result<ShortMessage, DecodeError> {
         let sm_length = self.u8("sm_length")?;
         let rest = self.remaining();
         match rest.get(..usize::from(sm_length)) {
             Some(short_message) => {
                 self.pos += short_message.len();
-                Ok(short_message.to_vec())
+                Ok(ShortMessage::from_peer(short_message))
             }
             None => {
                 let kind = DecodeErrorKind::SmLengthOverrun { sm_length };
@@ -382,9 +397,10 @@ impl<'a> Reader<'a> {
         match rest.get(4..4 + len) {
             Some(value) => {
                 self.pos += 4 + len;
+                // Read through a 2-octet length: it fits a TlvValue.
                 Ok(Tlv {
                     tag,
-                    value: value.to_vec(),
+                    value: TlvValue::from_peer(value),
                 })
             }
             None => {
@@ -442,7 +458,7 @@ mod tests {
     fn short_response_bodies_leave_the_rest_empty() {
         let pdu = decode(&wire(0x8000_0003, 0, 2, b"0A1B\0")).unwrap();
         let expected = QuerySmResp {
-            message_id: "0A1B".into(),
+            message_id: "0A1B".try_into().unwrap(),
             ..QuerySmResp::default()
         };
         assert_eq!(pdu.body, Body::QuerySmResp(expected));
@@ -490,7 +506,10 @@ mod tests {
         let source = [b'4'; 40];
         let mut field = source.to_vec();
         field.push(0);
-        let pdu = decode(&wire(0x05, 0, 1, &deliver_sm_body(&field, b"hi", &[]))).unwrap();
+        let bytes = wire(0x05, 0, 1, &deliver_sm_body(&field, b"hi", &[]));
+        let pdu = decode(&bytes).unwrap();
+        // Sent back (say, logged and replayed), it is the same bytes.
+        assert_eq!(crate::encode_to_vec(&pdu).unwrap(), bytes);
         let Body::DeliverSm(sm) = pdu.body else {
             panic!("not a deliver_sm");
         };
@@ -531,7 +550,7 @@ mod tests {
         let body = b"0A1B\0\x04\x25\x00\x01\x03\x00\x1D\x00\x09ab";
         let pdu = decode(&wire(0x8000_0103, 0xFE, 8, body)).unwrap();
         let expected = MessageIdResp {
-            message_id: "0A1B".into(),
+            message_id: "0A1B".try_into().unwrap(),
             tlvs: vec![Tlv::u8(tag::DELIVERY_FAILURE_REASON, 3)],
         };
         assert_eq!(pdu.body, Body::DataSmResp(expected));
@@ -545,8 +564,8 @@ mod tests {
             panic!("not a deliver_sm");
         };
         let expected = [
-            Tlv::new(0x1400, vec![0xAB, 0xCD]),
-            Tlv::new(tag::ALERT_ON_MESSAGE_DELIVERY, vec![]),
+            Tlv::new(0x1400, vec![0xAB, 0xCD]).unwrap(),
+            Tlv::new(tag::ALERT_ON_MESSAGE_DELIVERY, vec![]).unwrap(),
         ];
         assert_eq!(sm.tlvs, expected);
     }

@@ -1,19 +1,22 @@
-//! Encoding: validate each field against the specification's maximum sizes while appending it, then back-patch
-//! command_length. Nothing is allocated besides the growth of the caller's buffer.
+//! Encoding: append each field, then back-patch command_length. Every field's type was
+//! checked when built ([`crate::field`], [`crate::tlv::TlvValue`]), so no field can be out of
+//! bounds here; what is left is the whole PDU's size, which must fit command_length's four
+//! octets. Nothing is allocated besides the growth of the caller's buffer.
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::{max, EncodeError, HEADER_LEN};
+use super::{EncodeError, HEADER_LEN};
 use crate::pdu::{
-    AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageId, MessageIdResp, Outbind,
+    QuerySm, QuerySmResp, Sm,
 };
-use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
+use crate::{Address, Body, COctet, CommandId, CommandStatus, Pdu, SmppTime, Tlv};
 
-/// Appends one PDU to `out`. On error `out` is left as it was.
+/// Appends one PDU to `out`. The one error is a PDU longer than command_length can say (4 GiB:
+/// only a TLV list or a raw body has no bound of its own); `out` is then left as it was.
 ///
 /// ```
-/// use esmed_smpp::pdu::Sm;
+/// use esmed_smpp::pdu::{ShortMessage, Sm};
 /// use esmed_smpp::{encode, Address, Body, Pdu};
 ///
 /// let mut out = Vec::new();
@@ -21,8 +24,8 @@ use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
 /// assert_eq!(out, [0, 0, 0, 16, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 1]);
 ///
 /// let sm = Sm {
-///     destination: Address::new(1, 1, "4915112345678"),
-///     short_message: b"hello".to_vec(),
+///     destination: Address::new(1, 1, "4915112345678").unwrap(),
+///     short_message: ShortMessage::new(b"hello").unwrap(),
 ///     ..Sm::default()
 /// };
 /// out.clear();
@@ -33,7 +36,7 @@ use crate::{tlv, Address, Body, COctet, CommandId, CommandStatus, Pdu, Tlv};
 pub fn encode(pdu: &Pdu, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let header = (pdu.command_id(), pdu.command_status, pdu.sequence_number);
     append_framed(header, out, |out| {
-        append_body(&pdu.body, pdu.command_status, out)
+        write_body(&pdu.body, pdu.command_status, out)
     })
 }
 
@@ -50,29 +53,26 @@ pub fn encode_submit_sm(
         CommandStatus::ESME_ROK,
         sequence_number,
     );
-    append_framed(header, out, |out| append_sm(sm, out))
+    append_framed(header, out, |out| write_sm(sm, out))
 }
 
-/// A submit_sm body checked once against every limit of the encoder (string sizes, no NUL
-/// inside a C-string, time fields, sm_length, TLV sizes, command_length), so that
+/// A submit_sm body whose length was checked once against command_length's four octets (the
+/// one thing its fields' types do not bound: the number of TLVs), so that
 /// [`encode_checked_submit_sm`] cannot fail. Read it through `Deref`; it cannot be changed.
 ///
 /// ```
-/// use esmed_smpp::pdu::Sm;
-/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm, EncodeError};
+/// use esmed_smpp::pdu::{ShortMessage, Sm};
+/// use esmed_smpp::{encode_checked_submit_sm, Address, CheckedSm};
 ///
 /// let sm = Sm {
-///     destination: Address::new(1, 1, "4915112345678"),
-///     short_message: b"hello".to_vec(),
+///     destination: Address::new(1, 1, "4915112345678").unwrap(),
+///     short_message: ShortMessage::new(b"hello").unwrap(),
 ///     ..Sm::default()
 /// };
 /// let checked = CheckedSm::new(sm).unwrap();
 /// let mut out = Vec::new();
 /// encode_checked_submit_sm(2, &checked, &mut out);
 /// assert!(out.ends_with(b"\x05hello"));
-///
-/// let too_long = Sm { short_message: vec![b'x'; 255], ..Sm::default() };
-/// assert!(matches!(CheckedSm::new(too_long), Err(EncodeError::TooLong { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedSm(Sm);
@@ -80,7 +80,7 @@ pub struct CheckedSm(Sm);
 impl CheckedSm {
     /// `sm` if [`encode_submit_sm`] would accept it; otherwise the error it would give.
     pub fn new(sm: Sm) -> Result<Self, EncodeError> {
-        let len = HEADER_LEN + check_sm(&sm)?;
+        let len = HEADER_LEN + sm_len(&sm);
         if u32::try_from(len).is_err() {
             return Err(EncodeError::PduTooLong { len });
         }
@@ -153,7 +153,7 @@ impl Fixed {
 pub fn encode_fixed(pdu: Fixed, status: CommandStatus, sequence_number: u32, out: &mut Vec<u8>) {
     let body = pdu.body();
     let header = (body.command_id(), status, sequence_number);
-    let empty = COctet::default();
+    let empty = MessageId::EMPTY;
     let message_id = match pdu {
         Fixed::DeliverSmResp => Some(&empty),
         Fixed::DataSmResp if !omitted_on_error(status, &empty, &[]) => Some(&empty),
@@ -174,10 +174,7 @@ fn write_framed(
     write_body: impl FnOnce(&mut Vec<u8>),
 ) {
     let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    put_u32(out, command_id.value());
-    put_u32(out, status.0);
-    put_u32(out, sequence_number);
+    write_header((command_id, status, sequence_number), out);
     write_body(out);
     let command_length = (out.len() - start) as u32;
     BigEndian::write_u32(&mut out[start..start + 4], command_length);
@@ -190,138 +187,134 @@ pub fn encode_to_vec(pdu: &Pdu) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
-/// Appends the header, then the body `append_body` writes, then back-patches
-/// command_length; truncates `out` back to where it was on error.
+/// Appends the header, then the body `write_body` writes, then back-patches command_length;
+/// truncates `out` back to where it was when the PDU is too long for it.
 fn append_framed(
-    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    header: (CommandId, CommandStatus, u32),
     out: &mut Vec<u8>,
-    append_body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), EncodeError> {
+    append_within(u32::MAX, header, out, write_body)
+}
+
+/// [`append_framed`] with the longest PDU as a parameter, so that a test can reach it.
+fn append_within(
+    longest: u32,
+    header: (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+    write_body: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    // command_length is unknown until the body is written: reserve it, patch it below.
+    write_header(header, out);
+    write_body(out);
+    let len = out.len() - start;
+    match u32::try_from(len) {
+        Ok(command_length) if command_length <= longest => {
+            BigEndian::write_u32(&mut out[start..start + 4], command_length);
+            debug_assert!(len >= HEADER_LEN);
+            Ok(())
+        }
+        _ => {
+            out.truncate(start);
+            Err(EncodeError::PduTooLong { len })
+        }
+    }
+}
+
+/// The header with command_length 0, to be patched once the body is written.
+fn write_header(
+    (command_id, status, sequence_number): (CommandId, CommandStatus, u32),
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(&[0; 4]);
     put_u32(out, command_id.value());
     put_u32(out, status.0);
     put_u32(out, sequence_number);
-    let result = append_body(out).and_then(|()| {
-        let len = out.len() - start;
-        let command_length = u32::try_from(len).map_err(|_| EncodeError::PduTooLong { len })?;
-        BigEndian::write_u32(&mut out[start..start + 4], command_length);
-        debug_assert!(len >= HEADER_LEN);
-        Ok(())
-    });
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
 }
 
-fn append_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn write_body(body: &Body, status: CommandStatus, out: &mut Vec<u8>) {
     match body {
         Body::GenericNack
         | Body::Unbind
         | Body::UnbindResp
         | Body::EnquireLink
         | Body::EnquireLinkResp
-        | Body::CancelSmResp => Ok(()),
+        | Body::CancelSmResp => {}
         Body::BindReceiver(bind) | Body::BindTransmitter(bind) | Body::BindTransceiver(bind) => {
-            append_bind(bind, out)
+            write_bind(bind, out);
         }
         Body::BindReceiverResp(resp)
         | Body::BindTransmitterResp(resp)
         | Body::BindTransceiverResp(resp) => {
-            if omitted_on_error(status, &resp.system_id, &resp.tlvs) {
-                return Ok(());
+            if !omitted_on_error(status, &resp.system_id, &resp.tlvs) {
+                write_bind_resp(resp, out);
             }
-            append_bind_resp(resp, out)
         }
-        Body::Outbind(outbind) => append_outbind(outbind, out),
-        Body::SubmitSm(sm) | Body::DeliverSm(sm) => append_sm(sm, out),
+        Body::Outbind(outbind) => write_outbind(outbind, out),
+        Body::SubmitSm(sm) | Body::DeliverSm(sm) => write_sm(sm, out),
         Body::SubmitSmResp(resp) | Body::DataSmResp(resp) => {
-            if omitted_on_error(status, &resp.message_id, &resp.tlvs) {
-                return Ok(());
+            if !omitted_on_error(status, &resp.message_id, &resp.tlvs) {
+                write_message_id_resp(resp, out);
             }
-            append_message_id_resp(resp, out)
         }
-        Body::DeliverSmResp(resp) => append_message_id_resp(resp, out),
-        Body::DataSm(data_sm) => append_data_sm(data_sm, out),
-        Body::QuerySm(query) => append_query_sm(query, out),
-        Body::QuerySmResp(resp) => append_query_sm_resp(resp, out),
-        Body::CancelSm(cancel) => append_cancel_sm(cancel, out),
-        Body::AlertNotification(alert) => append_alert_notification(alert, out),
-        Body::Other { body, .. } => {
-            out.extend_from_slice(body);
-            Ok(())
-        }
+        Body::DeliverSmResp(resp) => write_message_id_resp(resp, out),
+        Body::DataSm(data_sm) => write_data_sm(data_sm, out),
+        Body::QuerySm(query) => write_query_sm(query, out),
+        Body::QuerySmResp(resp) => write_query_sm_resp(resp, out),
+        Body::CancelSm(cancel) => write_cancel_sm(cancel, out),
+        Body::AlertNotification(alert) => write_alert_notification(alert, out),
+        Body::Other { body, .. } => out.extend_from_slice(body),
     }
 }
 
 /// Error responses with nothing in them go out header-only, as SMSCs send them.
-fn omitted_on_error(status: CommandStatus, text: &COctet, tlvs: &[Tlv]) -> bool {
+fn omitted_on_error<const MAX: usize>(
+    status: CommandStatus,
+    text: &COctet<MAX>,
+    tlvs: &[Tlv],
+) -> bool {
     status != CommandStatus::ESME_ROK && text.is_empty() && tlvs.is_empty()
 }
 
-fn append_bind(bind: &Bind, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "system_id", &bind.system_id, max::SYSTEM_ID)?;
-    put_cstr(out, "password", &bind.password, max::PASSWORD)?;
-    put_cstr(out, "system_type", &bind.system_type, max::SYSTEM_TYPE)?;
+fn write_bind(bind: &Bind, out: &mut Vec<u8>) {
+    write_cstr(out, &bind.system_id);
+    write_cstr(out, &bind.password);
+    write_cstr(out, &bind.system_type);
     out.extend_from_slice(&[bind.interface_version, bind.addr_ton, bind.addr_npi]);
-    put_cstr(
-        out,
-        "address_range",
-        &bind.address_range,
-        max::ADDRESS_RANGE,
-    )
+    write_cstr(out, &bind.address_range);
 }
 
-fn append_bind_resp(resp: &BindResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "system_id", &resp.system_id, max::SYSTEM_ID)?;
-    put_tlvs(out, &resp.tlvs)
+fn write_bind_resp(resp: &BindResp, out: &mut Vec<u8>) {
+    write_cstr(out, &resp.system_id);
+    write_tlvs(out, &resp.tlvs);
 }
 
-fn append_outbind(outbind: &Outbind, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "system_id", &outbind.system_id, max::SYSTEM_ID)?;
-    put_cstr(out, "password", &outbind.password, max::PASSWORD)
+fn write_outbind(outbind: &Outbind, out: &mut Vec<u8>) {
+    write_cstr(out, &outbind.system_id);
+    write_cstr(out, &outbind.password);
 }
 
-fn append_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    check_sm(sm)?;
-    write_sm(sm, out);
-    Ok(())
-}
-
-/// Every limit [`write_sm`] relies on, in the order the fields go out (so the first bad field
-/// is the one reported); returns the body's length in octets.
-fn check_sm(sm: &Sm) -> Result<usize, EncodeError> {
-    check_cstr("service_type", &sm.service_type, max::SERVICE_TYPE)?;
-    check_cstr("source_addr", &sm.source.addr, max::ADDR)?;
-    check_cstr("destination_addr", &sm.destination.addr, max::ADDR)?;
-    check_time("schedule_delivery_time", &sm.schedule_delivery_time)?;
-    check_time("validity_period", &sm.validity_period)?;
-    short_message_length(&sm.short_message)?;
-    check_tlvs(&sm.tlvs)?;
+/// The length of the submit_sm / deliver_sm body [`write_sm`] writes, in octets.
+fn sm_len(sm: &Sm) -> usize {
     // Each C-string brings its NUL; 2 × (TON, NPI) + 3 + 5 fixed octets.
-    let strings = [
-        &sm.service_type,
-        &sm.source.addr,
-        &sm.destination.addr,
-        &sm.schedule_delivery_time,
-        &sm.validity_period,
-    ];
-    let cstr_len: usize = strings.iter().map(|s| s.as_bytes().len() + 1).sum();
+    let cstr_len = sm.service_type.len()
+        + sm.source.addr.len()
+        + sm.destination.addr.len()
+        + sm.schedule_delivery_time.as_bytes().len()
+        + sm.validity_period.as_bytes().len()
+        + 5;
     let tlv_len: usize = sm.tlvs.iter().map(|t| 4 + t.value.len()).sum();
-    Ok(cstr_len + 4 + 3 + 5 + sm.short_message.len() + tlv_len)
+    cstr_len + 4 + 3 + 5 + sm.short_message.len() + tlv_len
 }
 
-/// Writes a submit_sm / deliver_sm body that [`check_sm`] accepted.
 fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
     write_cstr(out, &sm.service_type);
     write_address(out, &sm.source);
     write_address(out, &sm.destination);
     out.extend_from_slice(&[sm.esm_class, sm.protocol_id, sm.priority_flag]);
-    write_cstr(out, &sm.schedule_delivery_time);
-    write_cstr(out, &sm.validity_period);
-    // check_sm capped short_message at 254 octets.
+    write_time(out, &sm.schedule_delivery_time);
+    write_time(out, &sm.validity_period);
+    // ShortMessage holds at most 254 octets, or the 255 a peer's one-octet sm_length gave.
     let sm_length = sm.short_message.len() as u8;
     out.extend_from_slice(&[
         sm.registered_delivery,
@@ -334,163 +327,72 @@ fn write_sm(sm: &Sm, out: &mut Vec<u8>) {
     write_tlvs(out, &sm.tlvs);
 }
 
-fn short_message_length(short_message: &[u8]) -> Result<u8, EncodeError> {
-    let len = short_message.len();
-    match u8::try_from(len) {
-        Ok(sm_length) if len <= max::SHORT_MESSAGE => Ok(sm_length),
-        _ => Err(EncodeError::TooLong {
-            field: "short_message",
-            len,
-            max: max::SHORT_MESSAGE,
-        }),
-    }
+fn write_message_id_resp(resp: &MessageIdResp, out: &mut Vec<u8>) {
+    write_cstr(out, &resp.message_id);
+    write_tlvs(out, &resp.tlvs);
 }
 
-fn append_message_id_resp(resp: &MessageIdResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "message_id", &resp.message_id, max::MESSAGE_ID)?;
-    put_tlvs(out, &resp.tlvs)
-}
-
-fn append_data_sm(data_sm: &DataSm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(
-        out,
-        "service_type",
-        &data_sm.service_type,
-        max::SERVICE_TYPE,
-    )?;
-    put_address(out, "source_addr", &data_sm.source, max::LONG_ADDR)?;
-    put_address(
-        out,
-        "destination_addr",
-        &data_sm.destination,
-        max::LONG_ADDR,
-    )?;
+fn write_data_sm(data_sm: &DataSm, out: &mut Vec<u8>) {
+    write_cstr(out, &data_sm.service_type);
+    write_address(out, &data_sm.source);
+    write_address(out, &data_sm.destination);
     out.extend_from_slice(&[
         data_sm.esm_class,
         data_sm.registered_delivery,
         data_sm.data_coding,
     ]);
-    put_tlvs(out, &data_sm.tlvs)
+    write_tlvs(out, &data_sm.tlvs);
 }
 
-fn append_query_sm(query: &QuerySm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "message_id", &query.message_id, max::MESSAGE_ID)?;
-    put_address(out, "source_addr", &query.source, max::ADDR)
+fn write_query_sm(query: &QuerySm, out: &mut Vec<u8>) {
+    write_cstr(out, &query.message_id);
+    write_address(out, &query.source);
 }
 
-fn append_query_sm_resp(resp: &QuerySmResp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "message_id", &resp.message_id, max::MESSAGE_ID)?;
-    put_time(out, "final_date", &resp.final_date)?;
+fn write_query_sm_resp(resp: &QuerySmResp, out: &mut Vec<u8>) {
+    write_cstr(out, &resp.message_id);
+    write_time(out, &resp.final_date);
     out.extend_from_slice(&[resp.message_state, resp.error_code]);
-    Ok(())
 }
 
-fn append_cancel_sm(cancel: &CancelSm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    put_cstr(out, "service_type", &cancel.service_type, max::SERVICE_TYPE)?;
-    put_cstr(out, "message_id", &cancel.message_id, max::MESSAGE_ID)?;
-    put_address(out, "source_addr", &cancel.source, max::ADDR)?;
-    put_address(out, "destination_addr", &cancel.destination, max::ADDR)
+fn write_cancel_sm(cancel: &CancelSm, out: &mut Vec<u8>) {
+    write_cstr(out, &cancel.service_type);
+    write_cstr(out, &cancel.message_id);
+    write_address(out, &cancel.source);
+    write_address(out, &cancel.destination);
 }
 
-fn append_alert_notification(
-    alert: &AlertNotification,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    put_address(out, "source_addr", &alert.source, max::LONG_ADDR)?;
-    put_address(out, "esme_addr", &alert.esme, max::LONG_ADDR)?;
-    put_tlvs(out, &alert.tlvs)
+fn write_alert_notification(alert: &AlertNotification, out: &mut Vec<u8>) {
+    write_address(out, &alert.source);
+    write_address(out, &alert.esme);
+    write_tlvs(out, &alert.tlvs);
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_be_bytes());
 }
 
-/// A C-octet string of at most `max_with_nul` octets including its NUL.
-fn put_cstr(
-    out: &mut Vec<u8>,
-    field: &'static str,
-    value: &COctet,
-    max_with_nul: usize,
-) -> Result<(), EncodeError> {
-    check_cstr(field, value, max_with_nul)?;
-    write_cstr(out, value);
-    Ok(())
-}
-
-fn check_cstr(field: &'static str, value: &COctet, max_with_nul: usize) -> Result<(), EncodeError> {
-    let bytes = value.as_bytes();
-    if bytes.len() >= max_with_nul {
-        return Err(EncodeError::TooLong {
-            field,
-            len: bytes.len(),
-            max: max_with_nul - 1,
-        });
-    }
-    if bytes.contains(&0) {
-        return Err(EncodeError::ContainsNul { field });
-    }
-    Ok(())
-}
-
-fn write_cstr(out: &mut Vec<u8>, value: &COctet) {
+/// A C-octet string and its NUL: the type made sure that no NUL is inside, and a value
+/// too long for the field could only come from a peer, to be sent back as it came.
+fn write_cstr<const MAX: usize>(out: &mut Vec<u8>, value: &COctet<MAX>) {
     out.extend_from_slice(value.as_bytes());
     out.push(0);
 }
 
-/// TON, NPI and the address string; `field` names the string (the TON/NPI cannot be wrong).
-fn put_address(
-    out: &mut Vec<u8>,
-    field: &'static str,
-    address: &Address,
-    max_with_nul: usize,
-) -> Result<(), EncodeError> {
-    check_cstr(field, &address.addr, max_with_nul)?;
-    write_address(out, address);
-    Ok(())
+fn write_time(out: &mut Vec<u8>, value: &SmppTime) {
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
 }
 
-fn write_address(out: &mut Vec<u8>, address: &Address) {
+fn write_address<const MAX: usize>(out: &mut Vec<u8>, address: &Address<MAX>) {
     out.extend_from_slice(&[address.ton, address.npi]);
     write_cstr(out, &address.addr);
 }
 
-/// schedule_delivery_time, validity_period, final_date: `00` or 16 characters + NUL.
-fn put_time(out: &mut Vec<u8>, field: &'static str, value: &COctet) -> Result<(), EncodeError> {
-    check_time(field, value)?;
-    write_cstr(out, value);
-    Ok(())
-}
-
-fn check_time(field: &'static str, value: &COctet) -> Result<(), EncodeError> {
-    let len = value.as_bytes().len();
-    if len != 0 && len != max::TIME_CHARS {
-        return Err(EncodeError::BadTimeLength { field, len });
-    }
-    check_cstr(field, value, max::TIME_CHARS + 1)
-}
-
-fn put_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) -> Result<(), EncodeError> {
-    check_tlvs(tlvs)?;
-    write_tlvs(out, tlvs);
-    Ok(())
-}
-
-fn check_tlvs(tlvs: &[Tlv]) -> Result<(), EncodeError> {
-    match tlvs.iter().find(|tlv| tlv.value.len() > max::TLV_VALUE) {
-        Some(tlv) => Err(EncodeError::TooLong {
-            field: tlv::tag_name(tlv.tag).unwrap_or("tlv"),
-            len: tlv.value.len(),
-            max: max::TLV_VALUE,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Writes TLVs that [`check_tlvs`] accepted.
 fn write_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) {
     for tlv in tlvs {
         out.extend_from_slice(&tlv.tag.to_be_bytes());
-        // check_tlvs capped the value at 65,535 octets.
+        // TlvValue holds at most 65,535 octets.
         out.extend_from_slice(&(tlv.value.len() as u16).to_be_bytes());
         out.extend_from_slice(&tlv.value);
     }
@@ -499,233 +401,104 @@ fn write_tlvs(out: &mut Vec<u8>, tlvs: &[Tlv]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pdu::ShortMessage;
     use crate::tlv::tag;
 
     fn submit(sm: Sm) -> Pdu {
         Pdu::new(1, Body::SubmitSm(Box::new(sm)))
     }
 
-    fn chars(n: usize) -> COctet {
-        COctet(vec![b'7'; n])
-    }
-
-    fn too_long(field: &'static str, len: usize, max: usize) -> Result<Vec<u8>, EncodeError> {
-        Err(EncodeError::TooLong { field, len, max })
-    }
-
-    fn bind_with(edit: impl Fn(&mut Bind)) -> Pdu {
-        let mut bind = Bind::default();
-        edit(&mut bind);
-        Pdu::new(1, Body::BindTransceiver(bind))
+    fn chars<const MAX: usize>(n: usize) -> COctet<MAX> {
+        COctet::new(vec![b'7'; n]).unwrap()
     }
 
     #[test]
-    fn bind_strings_are_capped() {
-        assert!(encode_to_vec(&bind_with(|b| b.system_id = chars(15))).is_ok());
-        let pdu = bind_with(|b| b.system_id = chars(16));
-        assert_eq!(encode_to_vec(&pdu), too_long("system_id", 16, 15));
-        let pdu = bind_with(|b| b.password = chars(9));
-        assert_eq!(encode_to_vec(&pdu), too_long("password", 9, 8));
-        let pdu = bind_with(|b| b.system_type = chars(13));
-        assert_eq!(encode_to_vec(&pdu), too_long("system_type", 13, 12));
-        let pdu = bind_with(|b| b.address_range = chars(41));
-        assert_eq!(encode_to_vec(&pdu), too_long("address_range", 41, 40));
-    }
-
-    #[test]
-    fn submit_sm_strings_are_capped() {
-        let pdu = submit(Sm {
-            service_type: chars(6),
-            ..Sm::default()
-        });
-        assert_eq!(encode_to_vec(&pdu), too_long("service_type", 6, 5));
-        let pdu = submit(Sm {
-            source: Address::new(1, 1, chars(21)),
-            ..Sm::default()
-        });
-        assert_eq!(encode_to_vec(&pdu), too_long("source_addr", 21, 20));
-        let pdu = submit(Sm {
-            destination: Address::new(1, 1, chars(21)),
-            ..Sm::default()
-        });
-        assert_eq!(encode_to_vec(&pdu), too_long("destination_addr", 21, 20));
-    }
-
-    #[test]
-    fn data_sm_and_alert_addresses_allow_64_characters() {
-        let data_sm = |n| {
-            Pdu::new(
-                1,
-                Body::DataSm(Box::new(DataSm {
-                    destination: Address::new(1, 1, chars(n)),
-                    ..DataSm::default()
-                })),
-            )
+    fn strings_at_their_field_maximum_encode() {
+        let bind = Bind {
+            system_id: chars(15),
+            password: chars(8),
+            system_type: chars(12),
+            address_range: chars(40),
+            ..Bind::default()
         };
-        assert!(encode_to_vec(&data_sm(64)).is_ok());
-        assert_eq!(
-            encode_to_vec(&data_sm(65)),
-            too_long("destination_addr", 65, 64)
-        );
-        let alert = |n| {
-            Pdu::new(
-                1,
-                Body::AlertNotification(AlertNotification {
-                    esme: Address::new(1, 1, chars(n)),
-                    ..AlertNotification::default()
-                }),
-            )
+        let wire = encode_to_vec(&Pdu::new(1, Body::BindTransceiver(bind))).unwrap();
+        assert_eq!(wire.len(), 16 + 16 + 9 + 13 + 3 + 41);
+        let data_sm = DataSm {
+            source: Address::new(1, 1, vec![b'7'; 64]).unwrap(),
+            destination: Address::new(1, 1, vec![b'7'; 64]).unwrap(),
+            ..DataSm::default()
         };
-        assert!(encode_to_vec(&alert(64)).is_ok());
-        assert_eq!(encode_to_vec(&alert(65)), too_long("esme_addr", 65, 64));
+        assert!(encode_to_vec(&Pdu::new(1, Body::DataSm(Box::new(data_sm)))).is_ok());
+        let resp = MessageIdResp {
+            message_id: chars(64),
+            tlvs: vec![],
+        };
+        assert!(encode_to_vec(&Pdu::new(1, Body::SubmitSmResp(resp))).is_ok());
     }
 
     #[test]
-    fn message_ids_allow_64_characters() {
-        let resp = |n| {
-            Pdu::new(
-                1,
-                Body::SubmitSmResp(MessageIdResp {
-                    message_id: chars(n),
-                    tlvs: vec![],
-                }),
-            )
-        };
-        assert!(encode_to_vec(&resp(64)).is_ok());
-        assert_eq!(encode_to_vec(&resp(65)), too_long("message_id", 65, 64));
-    }
-
-    #[test]
-    fn time_fields_are_empty_or_16_characters() {
-        for len in [1, 15, 17] {
-            let pdu = submit(Sm {
-                validity_period: chars(len),
-                ..Sm::default()
-            });
-            let expected = EncodeError::BadTimeLength {
-                field: "validity_period",
-                len,
-            };
-            assert_eq!(encode_to_vec(&pdu), Err(expected));
-        }
-        let pdu = submit(Sm {
-            schedule_delivery_time: "250131120000000+".into(),
-            ..Sm::default()
-        });
-        assert!(encode_to_vec(&pdu).is_ok());
-        let resp = QuerySmResp {
-            final_date: chars(3),
-            ..QuerySmResp::default()
-        };
-        let expected = EncodeError::BadTimeLength {
-            field: "final_date",
-            len: 3,
-        };
-        assert_eq!(
-            encode_to_vec(&Pdu::new(1, Body::QuerySmResp(resp))),
-            Err(expected)
-        );
-    }
-
-    #[test]
-    fn short_message_is_at_most_254_octets() {
+    fn sm_length_is_the_short_message_length() {
         let sm = |n| {
             submit(Sm {
-                short_message: vec![0x41; n],
+                short_message: ShortMessage::new(vec![0x41; n]).unwrap(),
                 ..Sm::default()
             })
         };
         // Empty strings: 16 header + 16 fixed octets put sm_length at offset 32.
         assert_eq!(encode_to_vec(&sm(254)).unwrap()[32], 254);
-        assert_eq!(encode_to_vec(&sm(255)), too_long("short_message", 255, 254));
+        assert_eq!(encode_to_vec(&sm(0)).unwrap()[32], 0);
     }
 
     #[test]
-    fn tlv_values_are_at_most_65535_octets() {
-        let sm = |n| {
-            submit(Sm {
-                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; n])],
-                ..Sm::default()
-            })
-        };
-        assert!(encode_to_vec(&sm(65_535)).is_ok());
-        assert_eq!(
-            encode_to_vec(&sm(65_536)),
-            too_long("message_payload", 65_536, 65_535)
-        );
-    }
-
-    #[test]
-    fn a_nul_inside_a_c_string_is_refused() {
+    fn a_tlv_of_65535_octets_says_so_in_its_length() {
         let pdu = submit(Sm {
-            source: Address::new(5, 0, COctet::new(&b"ES\0ED"[..])),
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_535]).unwrap()],
             ..Sm::default()
         });
-        let expected = EncodeError::ContainsNul {
-            field: "source_addr",
-        };
-        assert_eq!(encode_to_vec(&pdu), Err(expected));
+        let wire = encode_to_vec(&pdu).unwrap();
+        // Empty fields: the TLV starts after sm_length at offset 32.
+        assert_eq!(wire[33..37], [0x04, 0x24, 0xFF, 0xFF]);
+        assert_eq!(wire.len(), 37 + 65_535);
     }
 
     #[test]
-    fn a_failed_encode_leaves_the_buffer_as_it_was() {
+    fn a_pdu_too_long_for_command_length_leaves_the_buffer_as_it_was() {
+        let header = (CommandId::SubmitSm, CommandStatus::ESME_ROK, 7);
         let mut out = b"earlier".to_vec();
-        let pdu = bind_with(|b| b.address_range = chars(41));
-        assert!(encode(&pdu, &mut out).is_err());
+        let result = append_within(20, header, &mut out, |out| out.extend([0; 5]));
+        assert_eq!(result, Err(EncodeError::PduTooLong { len: 21 }));
         assert_eq!(out, b"earlier");
-        let too_long = Sm {
-            short_message: vec![b'x'; 255],
+        append_within(21, header, &mut out, |out| out.extend([0; 5])).unwrap();
+        assert_eq!(out[7..11], [0, 0, 0, 21]);
+    }
+
+    #[test]
+    fn a_checked_submit_sm_knows_its_length_before_it_is_written() {
+        let sm = Sm {
+            service_type: chars(5),
+            source: Address::new(1, 1, vec![b'7'; 20]).unwrap(),
+            validity_period: "000001000000000R".try_into().unwrap(),
+            short_message: ShortMessage::new(vec![b'x'; 254]).unwrap(),
+            tlvs: vec![
+                Tlv::u8(tag::SAR_TOTAL_SEGMENTS, 2),
+                Tlv::u16(tag::SAR_MSG_REF_NUM, 9),
+            ],
             ..Sm::default()
         };
-        assert!(encode_submit_sm(7, &too_long, &mut out).is_err());
-        assert_eq!(out, b"earlier");
-    }
-
-    #[test]
-    fn a_checked_submit_sm_refuses_what_the_encoder_refuses() {
-        let refused = [
-            Sm {
-                service_type: chars(6),
-                ..Sm::default()
-            },
-            Sm {
-                destination: Address::new(1, 1, chars(21)),
-                ..Sm::default()
-            },
-            Sm {
-                source: Address::new(5, 0, COctet::new(&b"ES\0ED"[..])),
-                ..Sm::default()
-            },
-            Sm {
-                validity_period: chars(15),
-                ..Sm::default()
-            },
-            Sm {
-                short_message: vec![b'x'; 255],
-                ..Sm::default()
-            },
-            Sm {
-                tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 65_536])],
-                ..Sm::default()
-            },
-        ];
-        for sm in refused {
-            let mut out = Vec::new();
-            let expected = encode_submit_sm(1, &sm, &mut out).unwrap_err();
-            assert_eq!(CheckedSm::new(sm), Err(expected));
-        }
+        let wire = encode_to_vec(&submit(sm.clone())).unwrap();
+        assert_eq!(HEADER_LEN + sm_len(&sm), wire.len());
     }
 
     #[test]
     fn a_checked_submit_sm_at_every_limit_encodes_as_the_fallible_encoder_does() {
         let sm = Sm {
             service_type: chars(5),
-            source: Address::new(1, 1, chars(20)),
-            destination: Address::new(1, 1, chars(20)),
-            schedule_delivery_time: "250131120000000+".into(),
-            validity_period: "000001000000000R".into(),
-            short_message: vec![b'x'; 254],
-            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_535])],
+            source: Address::new(1, 1, vec![b'7'; 20]).unwrap(),
+            destination: Address::new(1, 1, vec![b'7'; 20]).unwrap(),
+            schedule_delivery_time: "250131120000000+".try_into().unwrap(),
+            validity_period: "000001000000000R".try_into().unwrap(),
+            short_message: ShortMessage::new(vec![b'x'; 254]).unwrap(),
+            tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![7; 65_535]).unwrap()],
             ..Sm::default()
         };
         let mut expected = b"before".to_vec();

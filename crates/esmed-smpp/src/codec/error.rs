@@ -1,38 +1,22 @@
-//! The codec's error types. Both are small `Copy` values that name the field at fault; a
-//! [`DecodeError`] also knows the command_status esmed answers the peer with.
+//! The codec's error types, small `Copy` values: a [`DecodeError`] names the field at fault and
+//! knows the command_status esmed answers the peer with.
 
 use std::fmt;
 
 use crate::{CommandId, CommandStatus};
 
-/// Why a PDU could not be encoded. Every variant names the offending field.
+/// Why a PDU could not be encoded: every field's type was checked when it was built, so the one
+/// thing left is the whole PDU's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodeError {
-    /// The value is longer than the field allows (`max` counts characters or octets, not the
-    /// NUL; for TLVs `field` is the tag's name, or "tlv" for vendor tags).
-    TooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
-    /// A C-octet string contains a NUL, which would end it early on the wire.
-    ContainsNul { field: &'static str },
-    /// A time field must be empty or exactly 16 characters (SMPP 3.4 §7.1).
-    BadTimeLength { field: &'static str, len: usize },
-    /// The whole PDU would not fit the 4-octet command_length.
+    /// The whole PDU would not fit the 4-octet command_length (more than 4 GiB: only a TLV
+    /// list or a raw body has no bound of its own).
     PduTooLong { len: usize },
 }
 
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EncodeError::TooLong { field, len, max } => {
-                write!(f, "{field}: {len} octets, at most {max} allowed")
-            }
-            EncodeError::ContainsNul { field } => write!(f, "{field}: contains a NUL octet"),
-            EncodeError::BadTimeLength { field, len } => {
-                write!(f, "{field}: {len} characters, must be 0 or 16")
-            }
             EncodeError::PduTooLong { len } => write!(f, "PDU of {len} octets is too long"),
         }
     }
@@ -145,12 +129,8 @@ mod tests {
             e.to_string(),
             "submit_sm seq 7: destination_addr: missing NUL before the end of the PDU"
         );
-        let e = EncodeError::TooLong {
-            field: "system_id",
-            len: 16,
-            max: 15,
-        };
-        assert_eq!(e.to_string(), "system_id: 16 octets, at most 15 allowed");
+        let e = EncodeError::PduTooLong { len: 1 << 32 };
+        assert_eq!(e.to_string(), "PDU of 4294967296 octets is too long");
     }
 
     #[test]

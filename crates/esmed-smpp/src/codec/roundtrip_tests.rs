@@ -1,5 +1,6 @@
 //! Property tests: decode(encode(x)) == x for generated PDUs of every type with arbitrary
-//! TLVs, and decode never panics on random, truncated or corrupted frames.
+//! TLVs, and decode never panics on random, truncated or corrupted frames; whatever it
+//! decodes from them (over-long strings included) encodes, to the same PDU.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -8,39 +9,49 @@ use super::{decode, encode, encode_checked_submit_sm, encode_to_vec, CheckedSm};
 use crate::frame::{FrameBuffer, DEFAULT_MAX_PDU_LEN};
 use crate::pdu::{
     AlertNotification, Bind, BindResp, CancelSm, DataSm, MessageIdResp, Outbind, QuerySm,
-    QuerySmResp, Sm,
+    QuerySmResp, ShortMessage, Sm,
 };
-use crate::{Address, Body, COctet, CommandStatus, Pdu, Tlv};
+use crate::{Address, Body, COctet, CommandStatus, Pdu, SmppTime, Tlv};
 
-/// A valid C-octet string of at most `max_chars` non-NUL octets.
-fn cstr(max_chars: usize) -> impl Strategy<Value = COctet> {
-    vec(1u8..=255, 0..=max_chars).prop_map(COctet)
+/// Any C-octet string the field's type accepts: up to `MAX - 1` non-NUL octets.
+fn cstr<const MAX: usize>() -> impl Strategy<Value = COctet<MAX>> {
+    vec(1u8..=255, 0..MAX).prop_map(|bytes| COctet::new(bytes).unwrap())
 }
 
-fn time() -> impl Strategy<Value = COctet> {
+/// A string as a peer may send it: non-NUL octets, up to twice what the field allows.
+fn peer_cstr<const MAX: usize>() -> impl Strategy<Value = COctet<MAX>> {
+    vec(1u8..=255, 0..2 * MAX).prop_map(|bytes| COctet::from_peer(&bytes))
+}
+
+fn time() -> impl Strategy<Value = SmppTime> {
     prop_oneof![
-        Just(COctet::default()),
-        vec(b'0'..=b'9', 16).prop_map(COctet)
+        Just(SmppTime::EMPTY),
+        vec(b'0'..=b'9', 16).prop_map(|bytes| SmppTime::new(bytes).unwrap())
     ]
 }
 
-fn address(max_chars: usize) -> impl Strategy<Value = Address> {
-    (any::<u8>(), any::<u8>(), cstr(max_chars)).prop_map(|(ton, npi, addr)| Address {
-        ton,
-        npi,
-        addr,
-    })
+fn peer_time() -> impl Strategy<Value = SmppTime> {
+    vec(1u8..=255, 0..40).prop_map(|bytes| SmppTime::from_peer(&bytes))
+}
+
+fn address<const MAX: usize>() -> impl Strategy<Value = Address<MAX>> {
+    (any::<u8>(), any::<u8>(), cstr()).prop_map(|(ton, npi, addr)| Address { ton, npi, addr })
+}
+
+fn peer_address() -> impl Strategy<Value = Address> {
+    (any::<u8>(), any::<u8>(), peer_cstr()).prop_map(|(ton, npi, addr)| Address { ton, npi, addr })
 }
 
 fn tlvs() -> impl Strategy<Value = Vec<Tlv>> {
     vec(
-        (any::<u16>(), vec(any::<u8>(), 0..40)).prop_map(|(tag, value)| Tlv { tag, value }),
+        (any::<u16>(), vec(any::<u8>(), 0..40))
+            .prop_map(|(tag, value)| Tlv::new(tag, value).unwrap()),
         0..4,
     )
 }
 
 fn bind() -> impl Strategy<Value = Bind> {
-    (cstr(15), cstr(8), cstr(12), any::<[u8; 3]>(), cstr(40)).prop_map(
+    (cstr(), cstr(), cstr(), any::<[u8; 3]>(), cstr()).prop_map(
         |(system_id, password, system_type, [interface_version, addr_ton, addr_npi], range)| Bind {
             system_id,
             password,
@@ -54,7 +65,7 @@ fn bind() -> impl Strategy<Value = Bind> {
 }
 
 fn sm() -> impl Strategy<Value = Sm> {
-    let addressing = (cstr(5), address(20), address(20));
+    let addressing = (cstr(), address(), address());
     let flags = any::<[u8; 7]>();
     let content = (time(), time(), vec(any::<u8>(), 0..=254), tlvs());
     (addressing, flags, content).prop_map(|((service_type, source, destination), f, c)| Sm {
@@ -70,13 +81,13 @@ fn sm() -> impl Strategy<Value = Sm> {
         replace_if_present_flag: f[4],
         data_coding: f[5],
         sm_default_msg_id: f[6],
-        short_message: c.2,
+        short_message: ShortMessage::new(c.2).unwrap(),
         tlvs: c.3,
     })
 }
 
 fn data_sm() -> impl Strategy<Value = DataSm> {
-    (cstr(5), address(64), address(64), any::<[u8; 3]>(), tlvs()).prop_map(
+    (cstr(), address(), address(), any::<[u8; 3]>(), tlvs()).prop_map(
         |(service_type, source, destination, flags, tlvs)| DataSm {
             service_type,
             source,
@@ -90,11 +101,11 @@ fn data_sm() -> impl Strategy<Value = DataSm> {
 }
 
 fn message_id_resp() -> impl Strategy<Value = MessageIdResp> {
-    (cstr(64), tlvs()).prop_map(|(message_id, tlvs)| MessageIdResp { message_id, tlvs })
+    (cstr(), tlvs()).prop_map(|(message_id, tlvs)| MessageIdResp { message_id, tlvs })
 }
 
 fn bind_resp() -> impl Strategy<Value = BindResp> {
-    (cstr(15), tlvs()).prop_map(|(system_id, tlvs)| BindResp { system_id, tlvs })
+    (cstr(), tlvs()).prop_map(|(system_id, tlvs)| BindResp { system_id, tlvs })
 }
 
 fn other_body() -> impl Strategy<Value = Body> {
@@ -118,16 +129,16 @@ fn requests() -> impl Strategy<Value = Body> {
         bind().prop_map(Body::BindReceiver),
         bind().prop_map(Body::BindTransmitter),
         bind().prop_map(Body::BindTransceiver),
-        (cstr(15), cstr(8)).prop_map(|(system_id, password)| Body::Outbind(Outbind {
+        (cstr(), cstr()).prop_map(|(system_id, password)| Body::Outbind(Outbind {
             system_id,
             password
         })),
         sm().prop_map(|sm| Body::SubmitSm(Box::new(sm))),
         sm().prop_map(|sm| Body::DeliverSm(Box::new(sm))),
         data_sm().prop_map(|d| Body::DataSm(Box::new(d))),
-        (cstr(64), address(20))
+        (cstr(), address())
             .prop_map(|(message_id, source)| Body::QuerySm(QuerySm { message_id, source })),
-        (cstr(5), cstr(64), address(20), address(20)).prop_map(|(s, m, src, dst)| {
+        (cstr(), cstr(), address(), address()).prop_map(|(s, m, src, dst)| {
             Body::CancelSm(CancelSm {
                 service_type: s,
                 message_id: m,
@@ -135,7 +146,7 @@ fn requests() -> impl Strategy<Value = Body> {
                 destination: dst,
             })
         }),
-        (address(64), address(64), tlvs()).prop_map(|(source, esme, tlvs)| {
+        (address(), address(), tlvs()).prop_map(|(source, esme, tlvs)| {
             Body::AlertNotification(AlertNotification { source, esme, tlvs })
         }),
     ]
@@ -153,7 +164,7 @@ fn responses() -> impl Strategy<Value = Body> {
         message_id_resp().prop_map(Body::SubmitSmResp),
         message_id_resp().prop_map(Body::DeliverSmResp),
         message_id_resp().prop_map(Body::DataSmResp),
-        (cstr(64), time(), any::<[u8; 2]>()).prop_map(|(message_id, final_date, b)| {
+        (cstr(), time(), any::<[u8; 2]>()).prop_map(|(message_id, final_date, b)| {
             Body::QuerySmResp(QuerySmResp {
                 message_id,
                 final_date,
@@ -191,6 +202,28 @@ proptest! {
         prop_assert_eq!(decode(&wire).unwrap(), pdu);
     }
 
+    /// The decoder keeps a peer's over-long strings and odd time fields; encoding such a
+    /// PDU gives back exactly the bytes received.
+    #[test]
+    fn a_deliver_sm_from_a_lenient_peer_encodes_back_byte_exact(
+        strings in (peer_cstr(), peer_address(), peer_address(), peer_time(), peer_time()),
+        short_message in vec(any::<u8>(), 0..=255),
+    ) {
+        let (service_type, source, destination, schedule_delivery_time, validity_period) = strings;
+        let sm = Sm {
+            service_type,
+            source,
+            destination,
+            schedule_delivery_time,
+            validity_period,
+            short_message: ShortMessage::from_peer(&short_message),
+            ..Sm::default()
+        };
+        let wire = encode_to_vec(&Pdu::new(3, Body::DeliverSm(Box::new(sm)))).unwrap();
+        let decoded = decode(&wire).unwrap();
+        prop_assert_eq!(encode_to_vec(&decoded).unwrap(), wire);
+    }
+
     #[test]
     fn a_submit_sm_the_encoder_takes_is_checked_and_encodes_alike(sm in sm(), seq in any::<u32>()) {
         let wire = encode_to_vec(&Pdu::new(seq, Body::SubmitSm(Box::new(sm.clone())))).unwrap();
@@ -215,14 +248,18 @@ proptest! {
         }
         let _ = decode(&wire);
         fix_length(&mut wire);
-        let _ = decode(&wire);
+        if let Ok(pdu) = decode(&wire) {
+            prop_assert_eq!(decode(&encode_to_vec(&pdu).unwrap()).unwrap(), pdu);
+        }
     }
 
     #[test]
     fn decode_survives_random_bytes(mut bytes in vec(any::<u8>(), 0..300)) {
         let _ = decode(&bytes);
         fix_length(&mut bytes);
-        let _ = decode(&bytes);
+        if let Ok(pdu) = decode(&bytes) {
+            prop_assert_eq!(decode(&encode_to_vec(&pdu).unwrap()).unwrap(), pdu);
+        }
     }
 
     #[test]
