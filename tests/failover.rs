@@ -2,7 +2,9 @@
 //! esmed given both as `host = a,b`, a drain under load with receipts and MO, the primary
 //! stopped as a crash would stop it and the standby promoted. esmed finds the new primary by
 //! itself and carries on: every row ends done, every received PDU it acknowledged is stored,
-//! and the rows sent twice are at most its window, each counted and logged.
+//! and the rows sent twice are at most its window, each counted and logged. And a commit
+//! whose answer was lost as the primary went is judged by the new primary's own history,
+//! not by a transaction id it handed out again.
 
 mod support;
 
@@ -17,6 +19,7 @@ use esmed::smpp::{Body, CommandStatus};
 use esmed_smsc::{MoMessage, ReceiptConfig, ReceiptMode, SmscConfig, SmscHandle};
 use esmed_testkit::PgCluster;
 use postgres::Client;
+use support::pg_proxy::{Cut, PgProxy, Tx};
 use support::{wait_until, Env, Esmed, DB, ESMED_PASSWORD};
 
 const T: Duration = Duration::from_secs(60);
@@ -32,8 +35,8 @@ fn smsc_config() -> SmscConfig {
     }
 }
 
-/// esmed.conf naming both servers, the primary first.
-fn start_esmed(env: &Env, standby: &PgCluster) -> Esmed {
+/// esmed.conf naming both servers, the primary (on `primary_port`) first.
+fn start_esmed(env: &Env, primary_port: u16, standby: &PgCluster) -> Esmed {
     let log = env.dir.0.join("failover.log");
     let config = env.dir.0.join("failover.conf");
     let text = format!(
@@ -45,7 +48,7 @@ fn start_esmed(env: &Env, standby: &PgCluster) -> Esmed {
          [log]\nfile = {}\nlevel = debug\nstderr = false\n",
         env.cluster.host(),
         standby.host(),
-        env.cluster.port(),
+        primary_port,
         standby.port(),
         log.display()
     );
@@ -63,7 +66,11 @@ fn send_mo_until(smsc: &SmscHandle, stop: &AtomicBool) -> usize {
     let mut sent = 0;
     while !stop.load(Ordering::Relaxed) {
         sent += 1;
-        smsc.send_mo(MoMessage::text("447700900123", "ESMED", &format!("mo {sent}")));
+        smsc.send_mo(MoMessage::text(
+            "447700900123",
+            "ESMED",
+            &format!("mo {sent}"),
+        ));
         thread::sleep(Duration::from_millis(5));
     }
     sent
@@ -127,14 +134,16 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
     let primary = PgCluster::start().expect("start the primary");
     let mut env = Env::with_cluster("failover", primary, smsc_config());
     let standby = env.cluster.start_standby().expect("start the standby");
-    env.cluster.make_synchronous().expect("synchronous replication");
+    env.cluster
+        .make_synchronous()
+        .expect("synchronous replication");
     env.add_server(&[
         ("smpp_window", &WINDOW.to_string()),
         ("esme_bind_transceiver", "TRUE"),
         ("esme_registered_delivery", "TRUE"),
     ]);
     env.insert_many(ROWS, "failover ");
-    let esmed = start_esmed(&env, &standby);
+    let esmed = start_esmed(&env, env.cluster.port(), &standby);
     let log = esmed.log_path.clone();
     let show_log = move || std::fs::read_to_string(&log).unwrap_or_default();
 
@@ -151,7 +160,9 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
         // submitting, receiving and retrying.
         env.cluster.stop_immediate().expect("stop the primary");
         standby.promote().expect("promote the standby");
-        let mut db = standby.superuser_client(DB).expect("connect to the new primary");
+        let mut db = standby
+            .superuser_client(DB)
+            .expect("connect to the new primary");
         wait_until(T, "every row done on the new primary", &esmed, || {
             count(&mut db, "NOT submission_done") == 0
         });
@@ -159,7 +170,9 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
         sender.join().expect("the MO sender")
     });
 
-    let mut db = standby.superuser_client(DB).expect("connect to the new primary");
+    let mut db = standby
+        .superuser_client(DB)
+        .expect("connect to the new primary");
     // Every MO sent gets its answer, and every receipt and MO answered is stored there.
     wait_until(T, "every MO answered", &esmed, || {
         env.smsc
@@ -192,7 +205,11 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
     // counted in submission_resends.
     let sends = sends_per_row(&env, &mut db);
     assert_eq!(sends.len(), ROWS as usize, "every row reached the SMSC");
-    let twice: Vec<i64> = sends.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    let twice: Vec<i64> = sends
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
     assert!(
         twice.len() <= WINDOW,
         "{} rows sent twice: {twice:?}\n{}",
@@ -229,7 +246,10 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
         )
         .expect("read pg_locks")
         .get(0);
-    assert_eq!(locks, 1, "the instance lock is held on the new primary\n{log}");
+    assert_eq!(
+        locks, 1,
+        "the instance lock is held on the new primary\n{log}"
+    );
     let status = Command::new(env!("CARGO_BIN_EXE_esmed"))
         .arg("status")
         .arg("-c")
@@ -239,4 +259,129 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
     let text = String::from_utf8_lossy(&status.stdout);
     let database = format!("database: {}:{}", standby.host(), standby.port());
     assert!(text.contains(&database), "{text}");
+}
+
+/// Runs `sql` on `cluster`'s database as the superuser, each statement on its own.
+fn run_sql(cluster: &PgCluster, statements: &[&str]) {
+    let mut db = cluster.superuser_client(DB).expect("connect as superuser");
+    for sql in statements {
+        db.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// The primary commits a received MO and the answer to the COMMIT is lost; the primary then
+/// goes before the standby had that transaction's WAL (here: the standby stopped streaming
+/// first, as an asynchronous standby lagging behind), the standby is promoted, and by the
+/// time esmed reaches it the promoted server has handed the same transaction id out again,
+/// to a transaction that committed. Asked whether "its" transaction committed, it says yes:
+/// esmed must not believe it (the MO would be answered as stored, and stored nowhere), and
+/// it does not, since the promoted server's replay ended before the transaction began.
+#[test]
+fn a_commit_in_doubt_across_a_failover_is_not_taken_for_a_reused_transaction_id() {
+    let primary = PgCluster::start().expect("start the primary");
+    let mut env = Env::with_cluster(
+        "doubt-failover",
+        primary,
+        SmscConfig {
+            deliver_resend_after: Duration::from_secs(120),
+            ..support::smsc_config()
+        },
+    );
+    let standby = env.cluster.start_standby().expect("start the standby");
+    let proxy = PgProxy::start(env.cluster.port());
+    env.add_server(&[("esme_bind_transceiver", "TRUE")]);
+    let esmed = start_esmed(&env, proxy.port(), &standby);
+    assert!(env.smsc.wait_for_bound(1, T), "{}", esmed.log());
+    env.smsc
+        .send_mo(MoMessage::text("447700900123", "ESMED", "before"));
+    wait_until(T, "the first MO stored", &esmed, || {
+        stored(&mut env.db()).contains_key("before")
+    });
+
+    let mut replica = standby
+        .superuser_client(DB)
+        .expect("connect to the standby");
+    wait_until(T, "the first MO on the standby", &esmed, || {
+        stored(&mut replica).contains_key("before")
+    });
+    drop(replica);
+    // The standby stops streaming, and will refuse writes once promoted until the test
+    // has used the transaction ids the old primary gave out since.
+    run_sql(
+        &standby,
+        &[
+            "ALTER SYSTEM SET primary_conninfo = ''",
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+            "SELECT pg_reload_conf()",
+        ],
+    );
+    let mut db = env.db();
+    wait_until(T, "the standby detached", &esmed, || {
+        let streaming: i64 = db
+            .query_one("SELECT count(*) FROM pg_stat_replication", &[])
+            .expect("read pg_stat_replication")
+            .get(0);
+        streaming == 0
+    });
+
+    // The answer to the COMMIT of the next MO is lost; esmed's next connections through the
+    // proxy wait until the primary is gone.
+    proxy.pause_after_cuts(Duration::from_secs(3));
+    proxy.arm(Cut::AnswerToCommit(Tx::Inserting));
+    env.smsc
+        .send_mo(MoMessage::text("447700900123", "ESMED", "in doubt"));
+    assert!(proxy.wait_for_cuts(1, T), "{}", esmed.log());
+    let last_id: i64 = db
+        .query_one("SELECT txid_current()", &[])
+        .expect("read the primary's transaction id")
+        .get(0);
+    assert!(
+        stored(&mut db).contains_key("in doubt"),
+        "the old primary had it"
+    );
+    drop(db);
+    env.cluster.stop_immediate().expect("stop the primary");
+    standby.promote().expect("promote the standby");
+
+    // The promoted server hands out the old primary's ids again, each committed.
+    let mut db = standby
+        .superuser_client(DB)
+        .expect("connect to the new primary");
+    db.batch_execute("SET default_transaction_read_only = off")
+        .expect("writes for this session");
+    loop {
+        let id: i64 = db
+            .query_one("SELECT txid_current()", &[])
+            .expect("use a transaction id")
+            .get(0);
+        if id > last_id {
+            break;
+        }
+    }
+    run_sql(
+        &standby,
+        &[
+            "ALTER SYSTEM RESET default_transaction_read_only",
+            "SELECT pg_reload_conf()",
+        ],
+    );
+
+    wait_until(T, "the MO in doubt answered", &esmed, || {
+        env.smsc
+            .deliver_sm_resps()
+            .iter()
+            .any(|r| r.pdu.command_status == CommandStatus::ESME_ROK && r.pdu.sequence_number > 1)
+    });
+    let (acked, _) = delivered(&env);
+    assert!(acked.contains(&"in doubt".to_string()), "{acked:?}");
+    let rx = stored(&mut db);
+    let log = esmed.log();
+    assert_eq!(
+        rx.get("in doubt"),
+        Some(&1),
+        "stored once on the new primary\n{log}"
+    );
+    assert_eq!(rx.get("before"), Some(&1), "{log}");
+    assert!(log.contains("it did not commit here"), "{log}");
 }

@@ -14,6 +14,15 @@
 //! Why the transaction's id rather than a key per received PDU: the id costs no round trip
 //! and no column or index on the hot tables, and it answers for everything the transaction
 //! did (rows, receipt states, MO parts, counters) at once.
+//!
+//! An id is only news from the server that handed it out, or from one that replayed its WAL:
+//! a standby promoted before our transaction's WAL reached it (or a server restarted after a
+//! crash before that WAL was flushed) never saw the id, and hands it out again to a
+//! transaction of its own, whose status `txid_status` would then report as ours. So
+//! [`begin`] also notes where the WAL stood when the transaction began, and [`resolve`] first
+//! asks where the WAL this server replayed before it took writes ended
+//! (`pg_last_wal_replay_lsn()`, NULL on a server that never recovered): ending at or before
+//! that point, the replay cannot hold any of our transaction, which did not commit there.
 
 use std::time::{Duration, Instant};
 
@@ -22,9 +31,30 @@ use postgres::{Client, SimpleQueryMessage};
 
 use crate::db::{pg, DbError};
 
-/// The 64-bit (epoch-qualified) id of a transaction, as `txid_current()` gives it.
+/// The 64-bit (epoch-qualified) id of a transaction, as `txid_current()` gives it, and the
+/// WAL insert position when it began (`pg_current_wal_insert_lsn()`): none of its WAL comes
+/// before that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Xid(pub(crate) i64);
+pub(crate) struct Xid(pub(crate) i64, pub(crate) Lsn);
+
+/// A WAL position, as PostgreSQL's `pg_lsn` (`X/Y`, two 32-bit halves in hex).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Lsn(pub(crate) u64);
+
+impl Lsn {
+    fn parse(text: &str) -> Option<Lsn> {
+        let (high, low) = text.split_once('/')?;
+        let high = u64::from_str_radix(high, 16).ok()?;
+        let low = u64::from_str_radix(low, 16).ok()?;
+        (high <= u64::from(u32::MAX) && low <= u64::from(u32::MAX)).then_some(Lsn(high << 32 | low))
+    }
+}
+
+impl std::fmt::Display for Lsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & u64::from(u32::MAX))
+    }
+}
 
 /// How the end of a transaction went.
 #[derive(Debug)]
@@ -53,21 +83,30 @@ const IN_PROGRESS_WAIT: Duration = Duration::from_millis(100);
 /// for TCP to give up, which can take hours.
 const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(5);
 
-/// Begins a transaction and returns its id, in one round trip.
+/// Begins a transaction and returns its id and where the WAL stood, in one round trip.
 pub(crate) fn begin(client: &mut Client) -> Result<Xid, DbError> {
     let messages = client
-        .simple_query("BEGIN; SELECT txid_current()")
+        .simple_query("BEGIN; SELECT txid_current(), pg_current_wal_insert_lsn()")
         .map_err(pg("begin a batch"))?;
-    let text = messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(0),
+    let row = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
         _ => None,
     });
-    text.and_then(|t| t.parse().ok())
-        .map(Xid)
+    let id = row.and_then(|row| row.get(0));
+    let id = id
+        .and_then(|t| t.parse().ok())
         .ok_or_else(|| DbError::UnexpectedValue {
             column: "txid_current()",
-            value: text.unwrap_or_default().to_string(),
-        })
+            value: id.unwrap_or_default().to_string(),
+        })?;
+    let lsn = row.and_then(|row| row.get(1));
+    let lsn = lsn
+        .and_then(Lsn::parse)
+        .ok_or_else(|| DbError::UnexpectedValue {
+            column: "pg_current_wal_insert_lsn()",
+            value: lsn.unwrap_or_default().to_string(),
+        })?;
+    Ok(Xid(id, lsn))
 }
 
 /// Commits the transaction [`begin`] opened as `xid`.
@@ -84,6 +123,15 @@ pub(crate) fn commit(client: &mut Client, xid: Xid) -> Result<(), Ended> {
 /// it is still in progress. An error means the question itself could not be answered (the
 /// connection failed again): ask again on the next one.
 pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError> {
+    if replay_ended_before(client, xid)? {
+        info!(
+            "transaction {} began at WAL {} or later, past the end of the WAL this PostgreSQL \
+             server replayed before it took writes (a standby promoted, or a restart after a \
+             crash, before it had the transaction): it did not commit here",
+            xid.0, xid.1
+        );
+        return Ok(Outcome::NotCommitted);
+    }
     let since = Instant::now();
     let mut ended_backend = false;
     loop {
@@ -127,6 +175,19 @@ pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError>
     }
 }
 
+/// Whether this server's replay (as a standby, or after a crash) ended where `xid` had not
+/// begun yet: then none of its WAL is here, and its id may have been handed out again.
+fn replay_ended_before(client: &mut Client, xid: Xid) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(pg_last_wal_replay_lsn() <= $1::text::pg_lsn, false)",
+            &[&xid.1.to_string()],
+        )
+        .map_err(pg("ask where this server's WAL replay ended"))?;
+    row.try_get(0)
+        .map_err(pg("read where this server's WAL replay ended"))
+}
+
 /// Ends the backend still running transaction `xid`, whose client (this process's lost
 /// connection) is gone. Safe either way: a backend that has begun committing finishes the
 /// commit before it ends; one still waiting for the COMMIT rolls back.
@@ -146,4 +207,22 @@ fn end_backend_of(client: &mut Client, xid: Xid) -> Result<(), DbError> {
         ended.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_positions_read_and_print_as_postgresql_writes_them() {
+        for text in ["0/0", "0/3000148", "1A/FF00AB", "FFFFFFFF/FFFFFFFF"] {
+            let lsn = Lsn::parse(text).expect(text);
+            assert_eq!(lsn.to_string(), text);
+        }
+        assert_eq!(Lsn::parse("1/0"), Some(Lsn(1 << 32)));
+        assert!(Lsn::parse("1/0") > Lsn::parse("0/FFFFFFFF"));
+        for bad in ["", "0", "x/1", "1/", "100000000/0", "-1/0"] {
+            assert_eq!(Lsn::parse(bad), None, "{bad}");
+        }
+    }
 }

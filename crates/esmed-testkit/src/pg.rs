@@ -239,7 +239,11 @@ impl PgCluster {
     /// cluster sees it streaming. It is no synchronous standby itself (a promoted standby
     /// would otherwise wait for one of its own); see [`PgCluster::make_synchronous`].
     pub fn start_standby(&self) -> Result<PgCluster, PgError> {
-        let parent = self.root.parent().unwrap_or(Path::new("/tmp")).to_path_buf();
+        let parent = self
+            .root
+            .parent()
+            .unwrap_or(Path::new("/tmp"))
+            .to_path_buf();
         let root = make_unique_dir(&parent, "esmed-pg")?;
         let mut standby = PgCluster {
             root,
