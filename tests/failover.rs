@@ -238,6 +238,7 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
     );
     assert!(log.contains(&moved), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(env.smsc.binds().len(), 1, "the session stayed bound\n{log}");
     let locks: i64 = db
         .query_one(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
