@@ -386,3 +386,63 @@ fn a_commit_in_doubt_across_a_failover_is_not_taken_for_a_reused_transaction_id(
     assert_eq!(rx.get("before"), Some(&1), "{log}");
     assert!(log.contains("it did not commit here"), "{log}");
 }
+
+/// A standby listed before the primary (the old primary, back as a standby after a
+/// failover) is passed over: esmed works on the primary. And when no listed server takes
+/// writes, the error names each one and why.
+#[test]
+fn a_standby_listed_first_is_passed_over_and_a_refusal_names_every_server() {
+    let env = Env::new("standby-first");
+    let standby = env.cluster.start_standby().expect("start the standby");
+    env.add_server(&[]);
+    env.insert_many(20, "standby first ");
+    let log = env.dir.0.join("standby-first.log");
+    let config = env.dir.0.join("standby-first.conf");
+    let text = format!(
+        "[database]\nhost = {0},{0}\nport = {1},{2}\nname = {DB}\nuser = esmed\n\
+         pass = {ESMED_PASSWORD}\nsslmode = disable\n\
+         [daemon]\ninstance = standby-first\nstats_interval = 0\n\
+         [log]\nfile = {3}\nlevel = debug\nstderr = false\n",
+        env.cluster.host(),
+        standby.port(),
+        env.cluster.port(),
+        log.display()
+    );
+    std::fs::write(&config, text).expect("write esmed.conf");
+    let esmed = Esmed::start(&config, log);
+    env.wait_all("submission_done", T, &esmed);
+    let primary = format!(
+        "connected to PostgreSQL at {}:{}\n",
+        env.cluster.host(),
+        env.cluster.port()
+    );
+    assert!(esmed.log().contains(&primary), "{}", esmed.log());
+
+    let database = esmed::config::DatabaseConfig {
+        hosts: vec![
+            esmed::config::DbHost::new(standby.host(), standby.port()),
+            esmed::config::DbHost::new(standby.host(), 1),
+        ],
+        name: DB.to_string(),
+        pass: esmed::config::Secret::new(ESMED_PASSWORD),
+        ..esmed::config::DatabaseConfig::default()
+    };
+    let error = esmed::db::PgConnector::new(&database)
+        .connect()
+        .err()
+        .expect("no server takes writes");
+    let text = error.to_string();
+    let read_only = format!(
+        "database: no server would do: {}:{}: connect: error connecting to server: database \
+         does not allow writes (a standby, or default_transaction_read_only is on); {}:1: \
+         connect: error connecting to server: ",
+        standby.host(),
+        standby.port(),
+        standby.host()
+    );
+    assert!(text.starts_with(&read_only), "{text}");
+    assert!(
+        error.is_connection_lost(),
+        "retried, not taken as bad data: {text}"
+    );
+}

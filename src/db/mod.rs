@@ -254,6 +254,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn several_servers_refuse_for_good_only_when_each_does() {
+        use crate::config::DbHost;
+        let refused = || DbError::Tls(crate::tls::TlsError::Setup("no CA file".into()));
+        let closed = || DbError::ConnectionClosed { what: "connect" };
+        let both = |a: DbError, b: DbError| {
+            DbError::NoServer(vec![
+                (DbHost::new("db1", 5432), a),
+                (DbHost::new("db2", 5433), b),
+            ])
+        };
+        assert!(is_fatal_connect_error(&both(refused(), refused())));
+        // The other server may be promoted, or come back.
+        assert!(!is_fatal_connect_error(&both(refused(), closed())));
+        let error = both(closed(), refused());
+        assert!(error.is_connection_lost() && error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "database: no server would do: db1:5432: connect: connection closed; db2:5433: \
+             TLS: no CA file"
+        );
+    }
+
+    #[test]
     fn unexpected_value_is_not_a_lost_connection() {
         let error = DbError::UnexpectedValue {
             column: "smpp_priority_flag",
