@@ -35,21 +35,20 @@ fn smsc_config() -> SmscConfig {
     }
 }
 
-/// esmed.conf naming both servers, the primary (on `primary_port`) first.
-fn start_esmed(env: &Env, primary_port: u16, standby: &PgCluster) -> Esmed {
+/// esmed.conf naming both servers on 127.0.0.1, the primary (on `primary_port`) first.
+fn start_esmed(env: &Env, primary_port: u16, standby_port: u16) -> Esmed {
     let log = env.dir.0.join("failover.log");
     let config = env.dir.0.join("failover.conf");
     let text = format!(
-        "[database]\nhost = {},{}\nport = {},{}\nname = {DB}\nuser = esmed\n\
+        "[database]\nhost = {0},{0}\nport = {1},{2}\nname = {DB}\nuser = esmed\n\
          pass = {ESMED_PASSWORD}\nsslmode = disable\n\
          [daemon]\ninstance = failover\npoll_interval = 500ms\nreconnect_min = 100ms\n\
          reconnect_max = 1s\nretry_min = 100ms\nretry_max = 1s\nstats_interval = 0\n\
          db_reconnect_max = 1s\nheartbeat_interval = 1s\n\
-         [log]\nfile = {}\nlevel = debug\nstderr = false\n",
+         [log]\nfile = {3}\nlevel = debug\nstderr = false\n",
         env.cluster.host(),
-        standby.host(),
         primary_port,
-        standby.port(),
+        standby_port,
         log.display()
     );
     std::fs::write(&config, text).expect("write esmed.conf");
@@ -143,7 +142,7 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
         ("esme_registered_delivery", "TRUE"),
     ]);
     env.insert_many(ROWS, "failover ");
-    let esmed = start_esmed(&env, env.cluster.port(), &standby);
+    let esmed = start_esmed(&env, env.cluster.port(), standby.port());
     let log = esmed.log_path.clone();
     let show_log = move || std::fs::read_to_string(&log).unwrap_or_default();
 
@@ -291,8 +290,9 @@ fn a_commit_in_doubt_across_a_failover_is_not_taken_for_a_reused_transaction_id(
     );
     let standby = env.cluster.start_standby().expect("start the standby");
     let proxy = PgProxy::start(env.cluster.port());
+    let standby_proxy = PgProxy::start(standby.port());
     env.add_server(&[("esme_bind_transceiver", "TRUE")]);
-    let esmed = start_esmed(&env, proxy.port(), &standby);
+    let esmed = start_esmed(&env, proxy.port(), standby_proxy.port());
     assert!(env.smsc.wait_for_bound(1, T), "{}", esmed.log());
     env.smsc
         .send_mo(MoMessage::text("447700900123", "ESMED", "before"));
@@ -385,6 +385,23 @@ fn a_commit_in_doubt_across_a_failover_is_not_taken_for_a_reused_transaction_id(
     );
     assert_eq!(rx.get("before"), Some(&1), "{log}");
     assert!(log.contains("it did not commit here"), "{log}");
+
+    // On the promoted server, which stays one that recovered once, a commit whose answer
+    // is lost is judged by its transaction id again: it committed, and is stored once.
+    standby_proxy.arm(Cut::AnswerToCommit(Tx::Inserting));
+    let answered = env.smsc.deliver_sm_resps().len();
+    env.smsc
+        .send_mo(MoMessage::text("447700900123", "ESMED", "after"));
+    assert!(standby_proxy.wait_for_cuts(1, T), "{}", esmed.log());
+    wait_until(T, "the MO after answered", &esmed, || {
+        env.smsc.deliver_sm_resps().len() > answered
+    });
+    let log = esmed.log();
+    assert_eq!(stored(&mut db).get("after"), Some(&1), "stored once\n{log}");
+    assert!(
+        log.contains("PostgreSQL says it did: counting it done"),
+        "{log}"
+    );
 }
 
 /// A standby listed before the primary (the old primary, back as a standby after a

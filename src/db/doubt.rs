@@ -19,10 +19,14 @@
 //! a standby promoted before our transaction's WAL reached it (or a server restarted after a
 //! crash before that WAL was flushed) never saw the id, and hands it out again to a
 //! transaction of its own, whose status `txid_status` would then report as ours. So
-//! [`begin`] also notes where the WAL stood when the transaction began, and [`resolve`] first
-//! asks where the WAL this server replayed before it took writes ended
-//! (`pg_last_wal_replay_lsn()`, NULL on a server that never recovered): ending at or before
-//! that point, the replay cannot hold any of our transaction, which did not commit there.
+//! [`begin`] also writes an empty transactional logical message (`pg_logical_emit_message`,
+//! prefix `esmed`: a no-op outside logical decoding), the transaction's first WAL record,
+//! which carries its id, and notes where that record ends and when the server's postmaster
+//! started. When [`resolve`] finds another postmaster (a restart, or another server) that
+//! recovered (`pg_last_wal_replay_lsn()` is not NULL) and whose replay ended before that
+//! record's end, the id never reached it: the transaction did not commit there. Otherwise
+//! the server knows the id for what it was (the same postmaster, a clean restart, or a
+//! replay that went past the record), and `txid_status` is asked.
 
 use std::time::{Duration, Instant};
 
@@ -31,11 +35,16 @@ use postgres::{Client, SimpleQueryMessage};
 
 use crate::db::{pg, DbError};
 
-/// The 64-bit (epoch-qualified) id of a transaction, as `txid_current()` gives it, and the
-/// WAL insert position when it began (`pg_current_wal_insert_lsn()`): none of its WAL comes
-/// before that.
+/// A transaction whose COMMIT may go unanswered: its 64-bit (epoch-qualified) id, as
+/// `txid_current()` gives it, and where to look for it (see the module's comment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Xid(pub(crate) i64, pub(crate) Lsn);
+pub(crate) struct Xid {
+    pub(crate) id: i64,
+    /// The end of its first WAL record, which carries its id.
+    first_record_end: Lsn,
+    /// When the postmaster of the server it began on started, in microseconds since 1970.
+    postmaster_start: i64,
+}
 
 /// A WAL position, as PostgreSQL's `pg_lsn` (`X/Y`, two 32-bit halves in hex).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,30 +92,32 @@ const IN_PROGRESS_WAIT: Duration = Duration::from_millis(100);
 /// for TCP to give up, which can take hours.
 const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(5);
 
-/// Begins a transaction and returns its id and where the WAL stood, in one round trip.
+/// What [`begin`] asks, after BEGIN, in the same round trip.
+const BEGIN: &str = "BEGIN; SELECT txid_current(), pg_logical_emit_message(true, 'esmed', ''), \
+     (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8";
+
+/// Begins a transaction and returns it (see [`Xid`]), in one round trip.
 pub(crate) fn begin(client: &mut Client) -> Result<Xid, DbError> {
-    let messages = client
-        .simple_query("BEGIN; SELECT txid_current(), pg_current_wal_insert_lsn()")
-        .map_err(pg("begin a batch"))?;
+    let messages = client.simple_query(BEGIN).map_err(pg("begin a batch"))?;
     let row = messages.iter().find_map(|m| match m {
         SimpleQueryMessage::Row(row) => Some(row),
         _ => None,
     });
-    let id = row.and_then(|row| row.get(0));
-    let id = id
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| DbError::UnexpectedValue {
-            column: "txid_current()",
-            value: id.unwrap_or_default().to_string(),
-        })?;
-    let lsn = row.and_then(|row| row.get(1));
-    let lsn = lsn
-        .and_then(Lsn::parse)
-        .ok_or_else(|| DbError::UnexpectedValue {
-            column: "pg_current_wal_insert_lsn()",
-            value: lsn.unwrap_or_default().to_string(),
-        })?;
-    Ok(Xid(id, lsn))
+    let column = |n: usize, name: &'static str| {
+        let text = row.and_then(|row| row.get(n));
+        (text, move || DbError::UnexpectedValue {
+            column: name,
+            value: text.unwrap_or_default().to_string(),
+        })
+    };
+    let (id, bad_id) = column(0, "txid_current()");
+    let (lsn, bad_lsn) = column(1, "pg_logical_emit_message()");
+    let (start, bad_start) = column(2, "pg_postmaster_start_time()");
+    Ok(Xid {
+        id: id.and_then(|t| t.parse().ok()).ok_or_else(bad_id)?,
+        first_record_end: lsn.and_then(Lsn::parse).ok_or_else(bad_lsn)?,
+        postmaster_start: start.and_then(|t| t.parse().ok()).ok_or_else(bad_start)?,
+    })
 }
 
 /// Commits the transaction [`begin`] opened as `xid`.
@@ -123,19 +134,19 @@ pub(crate) fn commit(client: &mut Client, xid: Xid) -> Result<(), Ended> {
 /// it is still in progress. An error means the question itself could not be answered (the
 /// connection failed again): ask again on the next one.
 pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError> {
-    if replay_ended_before(client, xid)? {
+    if never_reached_here(client, xid)? {
         info!(
-            "transaction {} began at WAL {} or later, past the end of the WAL this PostgreSQL \
-             server replayed before it took writes (a standby promoted, or a restart after a \
-             crash, before it had the transaction): it did not commit here",
-            xid.0, xid.1
+            "transaction {} wrote its first WAL record (ending at {}) past the end of the WAL \
+             this PostgreSQL server replayed before it took writes (a standby promoted, or a \
+             restart after a crash, before it had the transaction): it did not commit here",
+            xid.id, xid.first_record_end
         );
         return Ok(Outcome::NotCommitted);
     }
     let since = Instant::now();
     let mut ended_backend = false;
     loop {
-        let status = match client.query_one("SELECT txid_status($1)", &[&xid.0]) {
+        let status = match client.query_one("SELECT txid_status($1)", &[&xid.id]) {
             Ok(row) => row
                 .try_get::<_, Option<String>>(0)
                 .map_err(pg("read a transaction's status"))?,
@@ -145,7 +156,7 @@ pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError>
                 warn!(
                     "transaction {} is unknown to this PostgreSQL server (a failover?); \
                      taking it as not committed",
-                    xid.0
+                    xid.id
                 );
                 return Ok(Outcome::NotCommitted);
             }
@@ -167,7 +178,7 @@ pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError>
                 // the backend still ends when TCP gives up on its client.
                 warn!(
                     "transaction {} of a lost connection still in progress: {e}; waiting for                      it to end",
-                    xid.0
+                    xid.id
                 );
             }
         }
@@ -175,13 +186,17 @@ pub(crate) fn resolve(client: &mut Client, xid: Xid) -> Result<Outcome, DbError>
     }
 }
 
-/// Whether this server's replay (as a standby, or after a crash) ended where `xid` had not
-/// begun yet: then none of its WAL is here, and its id may have been handed out again.
-fn replay_ended_before(client: &mut Client, xid: Xid) -> Result<bool, DbError> {
+/// Whether `xid` began on another postmaster than this server's and this server's replay
+/// (as a standby, or after a crash) ended before `xid`'s first record: then its id never
+/// reached this server, which may have handed it out again. A server still in recovery is
+/// not asked (its replay goes on).
+fn never_reached_here(client: &mut Client, xid: Xid) -> Result<bool, DbError> {
     let row = client
         .query_one(
-            "SELECT COALESCE(pg_last_wal_replay_lsn() <= $1::text::pg_lsn, false)",
-            &[&xid.1.to_string()],
+            "SELECT (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8 <> $1
+                AND NOT pg_is_in_recovery()
+                AND COALESCE(pg_last_wal_replay_lsn() < $2::text::pg_lsn, false)",
+            &[&xid.postmaster_start, &xid.first_record_end.to_string()],
         )
         .map_err(pg("ask where this server's WAL replay ended"))?;
     row.try_get(0)
@@ -196,13 +211,13 @@ fn end_backend_of(client: &mut Client, xid: Xid) -> Result<(), DbError> {
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE backend_xid = ($1::int8 % 4294967296)::text::xid",
-            &[&xid.0],
+            &[&xid.id],
         )
         .map_err(pg("end the backend of a lost connection"))?;
     info!(
         "transaction {} of a lost connection still in progress after {} s; ended its \
          backend ({} found) to learn whether it committed",
-        xid.0,
+        xid.id,
         IN_PROGRESS_LIMIT.as_secs(),
         ended.len()
     );
