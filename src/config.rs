@@ -33,6 +33,16 @@ pub(crate) const STOP_BEFORE_KILL: Duration = Duration::from_secs(90);
 /// [`crate::session::UNBIND_WAIT`]) and the last commits.
 pub(crate) const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// TCP keepalives on esmed's connections to PostgreSQL (ignored over a Unix socket): the
+/// first probe after this long without traffic, the next ones this far apart, the
+/// connection given up after this many unanswered.
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// How long data esmed sent to PostgreSQL may stay unacknowledged by the server's TCP stack
+/// before the connection counts as lost (Linux's TCP_USER_TIMEOUT).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything esmed.conf configures.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -343,6 +353,15 @@ impl DatabaseConfig {
             .dbname(&self.name)
             .user(&self.user)
             .connect_timeout(self.connect_timeout)
+            // A server whose machine or network is gone (a failover, not a clean stop) is
+            // noticed within about a minute, not after TCP's own limits: some 15 minutes of
+            // retransmitting a statement on its way, two hours on an idle connection. Only
+            // unanswered TCP counts: a slow statement or commit is not cut short.
+            .keepalives(true)
+            .keepalives_idle(TCP_KEEPALIVE_IDLE)
+            .keepalives_interval(TCP_KEEPALIVE_INTERVAL)
+            .keepalives_retries(TCP_KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
             .application_name(&self.application_name)
             .target_session_attrs(match self.target_session_attrs {
                 SessionAttrs::Any => postgres::config::TargetSessionAttrs::Any,
@@ -1396,6 +1415,17 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         );
         assert!(error("[database]\nhost = a,b\nport = 1,x\n")
             .ends_with("is not a port number (1-65535)"));
+    }
+
+    #[test]
+    fn a_vanished_server_is_noticed_within_a_minute() {
+        let pg = pg_of(&parse("[database]\nhost = db1,db2\n").database);
+        assert!(pg.get_keepalives());
+        let probing = pg.get_keepalives_idle()
+            + pg.get_keepalives_interval().unwrap_or_default()
+                * pg.get_keepalives_retries().unwrap_or_default();
+        assert!(probing <= secs(60), "{probing:?}");
+        assert_eq!(pg.get_tcp_user_timeout(), Some(&secs(30)));
     }
 
     #[test]
