@@ -33,6 +33,16 @@ pub(crate) const STOP_BEFORE_KILL: Duration = Duration::from_secs(90);
 /// [`crate::session::UNBIND_WAIT`]) and the last commits.
 pub(crate) const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// TCP keepalives on esmed's connections to PostgreSQL (ignored over a Unix socket): the
+/// first probe after this long without traffic, the next ones this far apart, the
+/// connection given up after this many unanswered.
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// How long data esmed sent to PostgreSQL may stay unacknowledged by the server's TCP stack
+/// before the connection counts as lost (Linux's TCP_USER_TIMEOUT).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything esmed.conf configures.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -48,9 +58,12 @@ pub struct Config {
 /// `[database]`: how to reach PostgreSQL. The keys are the old daemon's, plus a few.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseConfig {
-    /// A host name or address, or a directory holding the Unix socket when it starts with `/`.
-    pub host: String,
-    pub port: u16,
+    /// The servers to try, in order, as libpq's `host` and `port` lists give them; the first
+    /// that takes the connection (and, with `target_session_attrs = read-write`, allows
+    /// writes) is used.
+    pub hosts: Vec<DbHost>,
+    /// Which server of `hosts` will do (libpq's `target_session_attrs`).
+    pub target_session_attrs: SessionAttrs,
     pub name: String,
     pub user: String,
     pub pass: Secret,
@@ -65,6 +78,54 @@ pub struct DatabaseConfig {
     pub connect_timeout: Duration,
     /// Shown in `pg_stat_activity`, so a DBA can tell esmed's connections apart.
     pub application_name: String,
+}
+
+/// One PostgreSQL server of `[database] host`: a host name or address, or the directory of
+/// its Unix socket when it starts with `/`, and its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbHost {
+    pub host: String,
+    pub port: u16,
+}
+
+impl DbHost {
+    pub fn new(host: impl Into<String>, port: u16) -> DbHost {
+        DbHost {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Whether this is a Unix socket directory, where TLS does not apply.
+    pub(crate) fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+}
+
+/// How log lines and `esmed status` name the server: `host:port`, `[v6]:port`, or the
+/// socket's file.
+impl fmt::Display for DbHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = crate::logging::one_line(&self.host);
+        if self.is_unix_socket() {
+            write!(f, "{}/.s.PGSQL.{}", host.trim_end_matches('/'), self.port)
+        } else if host.contains(':') {
+            write!(f, "[{host}]:{}", self.port)
+        } else {
+            write!(f, "{host}:{}", self.port)
+        }
+    }
+}
+
+/// libpq's `target_session_attrs`, the values that make sense for esmed, which writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAttrs {
+    /// The first server that takes the connection, even a standby (where every write fails
+    /// until esmed reconnects).
+    Any,
+    /// Only a server that allows writes: a standby in the list is passed over, so after a
+    /// failover esmed finds the new primary.
+    ReadWrite,
 }
 
 /// libpq's sslmode values, with libpq's meaning (see `db::connect`).
@@ -167,6 +228,7 @@ pub enum ConfigError {
 const DATABASE_KEYS: &[&str] = &[
     "host",
     "port",
+    "target_session_attrs",
     "name",
     "user",
     "pass",
@@ -256,16 +318,16 @@ impl Config {
 }
 
 impl DatabaseConfig {
-    /// Whether the connection goes over a Unix socket, where TLS does not apply.
-    fn over_unix_socket(&self) -> bool {
-        self.host.starts_with('/')
+    /// Whether every server is reached over a Unix socket, where TLS does not apply.
+    fn only_unix_sockets(&self) -> bool {
+        self.hosts.iter().all(DbHost::is_unix_socket)
     }
 
-    /// How TLS is set up for these settings; None when it is never used.
-    pub(crate) fn tls_params(&self) -> Option<TlsParams> {
+    /// How TLS is set up for `host`; None when it is never used.
+    pub(crate) fn tls_params(&self, host: &DbHost) -> Option<TlsParams> {
         let verify = match self.sslmode {
             SslMode::Disable => return None,
-            _ if self.over_unix_socket() => return None,
+            _ if host.is_unix_socket() => return None,
             SslMode::Allow | SslMode::Prefer => Verify::Off,
             // As libpq: require checks the chain once a root certificate is named.
             SslMode::Require if self.sslrootcert.is_none() => Verify::Off,
@@ -275,24 +337,38 @@ impl DatabaseConfig {
         Some(TlsParams {
             ca_file: self.sslrootcert.clone(),
             verify,
-            server_name: self.host.clone(),
+            server_name: host.host.clone(),
             client_cert_file: self.sslcert.clone(),
             client_key_file: self.sslkey.clone(),
         })
     }
 
-    /// The connection settings for the `postgres` crate; `db::PgConnector` adds the TLS.
-    pub(crate) fn pg_config(&self) -> postgres::Config {
+    /// The connection settings for the `postgres` crate, for one server of `hosts`;
+    /// `db::PgConnector` tries them in turn and adds the TLS.
+    pub(crate) fn pg_config(&self, host: &DbHost) -> postgres::Config {
         let mut pg = postgres::Config::new();
         // `host` treats a value starting with '/' as the Unix socket directory.
-        pg.host(&self.host)
-            .port(self.port)
+        pg.host(&host.host)
+            .port(host.port)
             .dbname(&self.name)
             .user(&self.user)
             .connect_timeout(self.connect_timeout)
+            // A server whose machine or network is gone (a failover, not a clean stop) is
+            // noticed within about a minute, not after TCP's own limits: some 15 minutes of
+            // retransmitting a statement on its way, two hours on an idle connection. Only
+            // unanswered TCP counts: a slow statement or commit is not cut short.
+            .keepalives(true)
+            .keepalives_idle(TCP_KEEPALIVE_IDLE)
+            .keepalives_interval(TCP_KEEPALIVE_INTERVAL)
+            .keepalives_retries(TCP_KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
             .application_name(&self.application_name)
+            .target_session_attrs(match self.target_session_attrs {
+                SessionAttrs::Any => postgres::config::TargetSessionAttrs::Any,
+                SessionAttrs::ReadWrite => postgres::config::TargetSessionAttrs::ReadWrite,
+            })
             .ssl_mode(match self.sslmode {
-                _ if self.over_unix_socket() => postgres::config::SslMode::Disable,
+                _ if host.is_unix_socket() => postgres::config::SslMode::Disable,
                 SslMode::Disable => postgres::config::SslMode::Disable,
                 // For allow, `db::PgConnector` tries a plain connection before this one.
                 SslMode::Allow | SslMode::Prefer => postgres::config::SslMode::Prefer,
@@ -310,8 +386,8 @@ impl DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
-            host: "localhost".to_string(),
-            port: 5432,
+            hosts: vec![DbHost::new("localhost", 5432)],
+            target_session_attrs: SessionAttrs::ReadWrite,
             name: "esmed".to_string(),
             user: "esmed".to_string(),
             pass: Secret::default(),
@@ -502,8 +578,9 @@ fn read_database(
     let default = DatabaseConfig::default();
     let (sslmode, sslrootcert) = read_trust(keys, default.sslmode)?;
     let database = DatabaseConfig {
-        host: keys.text("host", &default.host)?,
-        port: keys.port("port", default.port)?,
+        hosts: read_hosts(keys)?,
+        target_session_attrs: keys
+            .session_attrs("target_session_attrs", default.target_session_attrs)?,
         name: keys.text("name", &default.name)?,
         user: keys.text("user", &default.user)?,
         // Taken as written: a password may be empty (trust or peer authentication).
@@ -522,6 +599,29 @@ fn read_database(
     };
     check_tls(keys, &database, warnings)?;
     Ok(database)
+}
+
+/// `host` and `port` as libpq reads them: `host` a comma-separated list of servers tried in
+/// order, `port` one port for all of them or a list with one per host.
+fn read_hosts(keys: &KeyReader<'_>) -> Result<Vec<DbHost>, ConfigError> {
+    let names = keys.list("host", "localhost")?;
+    let ports = keys.port_list("port", 5432)?;
+    if ports.len() != 1 && ports.len() != names.len() {
+        return Err(keys.bad_value(
+            "port",
+            format!(
+                "gives {} ports for {} hosts (give one port for all of them, or one per host)",
+                ports.len(),
+                names.len()
+            ),
+        ));
+    }
+    let port_of = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    Ok(names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| DbHost::new(name, port_of(i)))
+        .collect())
 }
 
 /// `sslmode` and `sslrootcert`, which libpq 16 ties together: `sslrootcert = system` means the
@@ -561,15 +661,17 @@ fn check_tls(
         database.sslmode,
         SslMode::Disable | SslMode::Allow | SslMode::Prefer
     );
-    if database.over_unix_socket() && (strict || database.sslrootcert.is_some()) {
+    if database.only_unix_sockets() && (strict || database.sslrootcert.is_some()) {
+        let dirs: Vec<&str> = database.hosts.iter().map(|h| h.host.as_str()).collect();
         warnings.push(format!(
             "[database] sslmode: host {} is a Unix socket directory, where TLS does not apply; \
              connecting without it",
-            database.host
+            dirs.join(",")
         ));
         return Ok(());
     }
-    let Some(params) = database.tls_params() else {
+    let mut tcp_hosts = database.hosts.iter().filter(|h| !h.is_unix_socket());
+    let Some(params) = tcp_hosts.next().and_then(|h| database.tls_params(h)) else {
         return Ok(());
     };
     crate::tls::client_config(&params).map(|_| ()).map_err(|e| {
@@ -776,6 +878,16 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             .to_string()
     }
 
+    /// The TLS settings for the first server.
+    fn tls_of(database: &DatabaseConfig) -> Option<TlsParams> {
+        database.tls_params(&database.hosts[0])
+    }
+
+    /// The driver's settings for the first server.
+    fn pg_of(database: &DatabaseConfig) -> postgres::Config {
+        database.pg_config(&database.hosts[0])
+    }
+
     fn daemon(key: &str, value: &str) -> DaemonConfig {
         parse(&format!("[daemon]\n{key} = {value}\n")).daemon
     }
@@ -810,8 +922,8 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         let database = DatabaseConfig::default();
         assert_eq!(
             (
-                database.host.as_str(),
-                database.port,
+                database.hosts[0].host.as_str(),
+                database.hosts[0].port,
                 database.name.as_str()
             ),
             ("localhost", 5432, "esmed")
@@ -834,7 +946,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     #[test]
     fn old_python_config_parses_with_one_logging_warning() {
         let config = parse(OLD_PYTHON_CONFIG);
-        assert_eq!(config.database.host, "localhost");
+        assert_eq!(config.database.hosts, [DbHost::new("localhost", 5432)]);
         assert_eq!(config.database.pass.expose(), "password");
         assert_eq!(config.log, LogConfig::default());
         assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
@@ -852,8 +964,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
              pass = s3cret\nsslmode = disable\nconnect_timeout = 3\napplication_name = esmed-a\n",
         )
         .database;
-        assert_eq!(database.host, "/var/run/postgresql");
-        assert_eq!(database.port, 5433);
+        assert_eq!(database.hosts, [DbHost::new("/var/run/postgresql", 5433)]);
         assert_eq!(database.name, "sms");
         assert_eq!(database.user, "app");
         assert_eq!(database.pass.expose(), "s3cret");
@@ -1043,7 +1154,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
 
     #[test]
     fn sslmode_takes_libpq_values_and_sets_how_the_certificate_is_checked() {
-        let tls = |text: &str| parse(text).database.tls_params().map(|p| p.verify);
+        let tls = |text: &str| tls_of(&parse(text).database).map(|p| p.verify);
         assert_eq!(tls("[database]\nsslmode = disable\n"), None);
         // prefer (the default) and allow (after a refused plain connection) use TLS when the
         // server offers it, checking nothing, as libpq.
@@ -1055,13 +1166,13 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             Some(Verify::Full)
         );
         let database = parse("[database]\nhost = db.example.net\nsslmode = verify-full\n").database;
-        let params = database.tls_params().expect("TLS");
+        let params = tls_of(&database).expect("TLS");
         assert_eq!(
             (params.server_name.as_str(), params.ca_file),
             ("db.example.net", None)
         );
         assert_eq!(
-            database.pg_config().get_ssl_mode(),
+            pg_of(&database).get_ssl_mode(),
             postgres::config::SslMode::Require
         );
         assert_eq!(
@@ -1078,7 +1189,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             (database.sslmode, &database.sslrootcert),
             (SslMode::VerifyFull, &None)
         );
-        let params = database.tls_params().expect("TLS");
+        let params = tls_of(&database).expect("TLS");
         assert_eq!((params.verify, params.ca_file), (Verify::Full, None));
         let database = parse("[database]\nsslmode = verify-full\nsslrootcert = system\n").database;
         assert_eq!(database.sslmode, SslMode::VerifyFull);
@@ -1113,7 +1224,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
                 "[database]\nsslmode = {mode}\nsslrootcert = {}\n",
                 ca.display()
             );
-            let params = parse(&text).database.tls_params().expect("TLS");
+            let params = tls_of(&parse(&text).database).expect("TLS");
             assert_eq!(params.verify, Verify::ChainOnly, "{mode}");
             assert_eq!(params.ca_file.as_deref(), Some(ca.as_path()));
         }
@@ -1144,9 +1255,9 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     #[test]
     fn tls_does_not_apply_to_a_unix_socket() {
         let config = parse("[database]\nhost = /run/postgresql\nsslmode = verify-full\n");
-        assert_eq!(config.database.tls_params(), None);
+        assert_eq!(tls_of(&config.database), None);
         assert_eq!(
-            config.database.pg_config().get_ssl_mode(),
+            pg_of(&config.database).get_ssl_mode(),
             postgres::config::SslMode::Disable
         );
         assert_eq!(config.warnings.len(), 1);
@@ -1248,7 +1359,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     fn secret_never_prints() {
         let config = parse("[database]\npass = hunter2\n");
         assert_eq!(format!("{}", config.database.pass), "***");
-        let debug = format!("{config:?} {:?}", config.database.pg_config());
+        let debug = format!("{config:?} {:?}", pg_of(&config.database));
         assert!(!debug.contains("hunter2"), "{debug}");
     }
 
@@ -1259,7 +1370,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
              sslmode = disable\nconnect_timeout = 7\napplication_name = app\n",
         )
         .database;
-        let pg = database.pg_config();
+        let pg = pg_of(&database);
         assert_eq!(
             pg.get_hosts(),
             [postgres::config::Host::Tcp("db.example".into())]
@@ -1274,10 +1385,101 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
     }
 
     #[test]
+    fn several_hosts_take_one_port_or_one_each_as_libpq() {
+        let hosts = |text: &str| parse(text).database.hosts;
+        assert_eq!(
+            hosts("[database]\nhost = db1, db2.example\n"),
+            [DbHost::new("db1", 5432), DbHost::new("db2.example", 5432)]
+        );
+        assert_eq!(
+            hosts("[database]\nhost = db1,db2,/run/postgresql\nport = 5433\n"),
+            [
+                DbHost::new("db1", 5433),
+                DbHost::new("db2", 5433),
+                DbHost::new("/run/postgresql", 5433)
+            ]
+        );
+        assert_eq!(
+            hosts("[database]\nhost = db1,::1\nport = 5432, 6432\n"),
+            [DbHost::new("db1", 5432), DbHost::new("::1", 6432)]
+        );
+        assert_eq!(
+            error("[database]\nhost = db1,db2,db3\nport = 5432,5433\n"),
+            "/etc/esmed/esmed.conf: [database] port: '5432,5433' gives 2 ports for 3 hosts \
+             (give one port for all of them, or one per host)"
+        );
+        assert_eq!(
+            error("[database]\nhost = db1,,db2\n"),
+            "/etc/esmed/esmed.conf: [database] host: 'db1,,db2' has an empty item (write the \
+             list as a,b,c)"
+        );
+        assert!(error("[database]\nhost = a,b\nport = 1,x\n")
+            .ends_with("is not a port number (1-65535)"));
+    }
+
+    #[test]
+    fn a_vanished_server_is_noticed_within_a_minute() {
+        let pg = pg_of(&parse("[database]\nhost = db1,db2\n").database);
+        assert!(pg.get_keepalives());
+        let probing = pg.get_keepalives_idle()
+            + pg.get_keepalives_interval().unwrap_or_default()
+                * pg.get_keepalives_retries().unwrap_or_default();
+        assert!(probing <= secs(60), "{probing:?}");
+        assert_eq!(pg.get_tcp_user_timeout(), Some(&secs(30)));
+    }
+
+    #[test]
+    fn servers_are_named_in_logs_by_address_and_port() {
+        assert_eq!(DbHost::new("db1", 5432).to_string(), "db1:5432");
+        assert_eq!(DbHost::new("::1", 5433).to_string(), "[::1]:5433");
+        assert_eq!(
+            DbHost::new("/run/postgresql/", 5432).to_string(),
+            "/run/postgresql/.s.PGSQL.5432"
+        );
+    }
+
+    #[test]
+    fn target_session_attrs_is_read_write_unless_any() {
+        let attrs = |text: &str| parse(text).database.target_session_attrs;
+        assert_eq!(attrs("[database]\nname = esmed\n"), SessionAttrs::ReadWrite);
+        assert_eq!(
+            attrs("[database]\ntarget_session_attrs = any\n"),
+            SessionAttrs::Any
+        );
+        let database =
+            parse("[database]\nhost = a,b\ntarget_session_attrs = Read-Write\n").database;
+        for host in &database.hosts {
+            assert_eq!(
+                database.pg_config(host).get_target_session_attrs(),
+                postgres::config::TargetSessionAttrs::ReadWrite
+            );
+            assert_eq!(
+                database.pg_config(host).get_hosts(),
+                [postgres::config::Host::Tcp(host.host.clone())]
+            );
+        }
+        assert!(error("[database]\ntarget_session_attrs = read-only\n")
+            .contains("is not any or read-write (esmed writes"));
+    }
+
+    #[test]
+    fn each_server_is_checked_against_its_own_name() {
+        let database = parse("[database]\nhost = db1.example,db2.example,/run/pg\n").database;
+        let names: Vec<Option<String>> = database
+            .hosts
+            .iter()
+            .map(|h| database.tls_params(h).map(|p| p.server_name))
+            .collect();
+        assert_eq!(
+            names,
+            [Some("db1.example".into()), Some("db2.example".into()), None]
+        );
+    }
+
+    #[test]
     fn pg_config_uses_unix_socket_directory_without_tls() {
-        let pg = parse("[database]\nhost = /run/postgresql\nsslmode = allow\n")
-            .database
-            .pg_config();
+        let pg = parse("[database]\nhost = /run/postgresql\nsslmode = allow\n").database;
+        let pg = pg_of(&pg);
         assert_eq!(
             pg.get_hosts(),
             [postgres::config::Host::Unix("/run/postgresql".into())]

@@ -140,9 +140,10 @@ fn a_dropped_connection_with_a_full_window_resends_at_most_a_window() {
     assert_no_panic(&esmed);
 }
 
-/// Case 4b: a failover can leave esmed on a standby, where every write is refused as
-/// read-only (25006). The answers the SMSC gave meanwhile are kept and committed once writes
-/// work again: given up on, their rows would be sent a second time when the lease ran out.
+/// Case 4b: with `target_session_attrs = any`, a failover can leave esmed on a standby,
+/// where every write is refused as read-only (25006). The answers the SMSC gave meanwhile
+/// are kept and committed once writes work again: given up on, their rows would be sent a
+/// second time when the lease ran out.
 #[test]
 fn results_refused_by_a_read_only_database_are_kept_until_it_takes_writes() {
     let env = Env::new("readonly");
@@ -152,7 +153,8 @@ fn results_refused_by_a_read_only_database_are_kept_until_it_takes_writes() {
     });
     env.add_server(&[("smpp_window", "10")]);
     env.insert_many(10, "fault case ");
-    let esmed = env.esmed("readonly", "lease = 10s");
+    let database = "sslmode = disable\ntarget_session_attrs = any\n";
+    let esmed = env.esmed_with_tls("readonly", database, "lease = 10s");
     assert!(env.smsc.wait_for_submits(10, T));
     // From now on every connection of esmed's is read-only, and its current ones are cut.
     let mut admin = env.db();

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use esmed::config::{DatabaseConfig, Secret, SslMode};
+use esmed::config::{DatabaseConfig, DbHost, Secret, SslMode};
 use esmed::db::{DbError, PgConnector};
 use esmed_testkit::{PgCluster, PgClusterOptions, ServerTls};
 use support::tls::TestPki;
@@ -37,8 +37,7 @@ fn tls_env(name: &str, pki: &TestPki, clients: Option<&TestPki>) -> Env {
 /// `[database]` for the test's cluster, as esmed's role with its password; the rest defaults.
 fn database_of(env: &Env) -> DatabaseConfig {
     DatabaseConfig {
-        host: env.cluster.host().to_string(),
-        port: env.cluster.port(),
+        hosts: vec![DbHost::new(env.cluster.host(), env.cluster.port())],
         name: DB.to_string(),
         pass: Secret::new(ESMED_PASSWORD),
         ..DatabaseConfig::default()

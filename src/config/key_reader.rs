@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::sections::Keys;
 use super::value::{self, format_duration};
-use super::{ConfigError, SslMode};
+use super::{ConfigError, SessionAttrs, SslMode};
 
 /// Reads typed values from one section, turning bad ones into `ConfigError::BadValue`.
 pub(crate) struct KeyReader<'a> {
@@ -63,13 +63,66 @@ impl<'a> KeyReader<'a> {
         self.raw(key).filter(|p| !p.is_empty()).map(PathBuf::from)
     }
 
-    pub(crate) fn port(&self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
+    /// A comma-separated list of non-empty items (libpq's host list); absent means
+    /// `[default]`.
+    pub(crate) fn list(
+        &self,
+        key: &'static str,
+        default: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        let Some(text) = self.raw(key) else {
+            return Ok(vec![default.to_string()]);
+        };
+        if text.is_empty() {
+            return Err(
+                self.bad_value(key, format!("is empty (leave the key out for '{default}')"))
+            );
+        }
+        let items: Vec<String> = text
+            .split(',')
+            .map(|item| item.trim().to_string())
+            .collect();
+        if items.iter().any(String::is_empty) {
+            return Err(self.bad_value(key, "has an empty item (write the list as a,b,c)"));
+        }
+        Ok(items)
+    }
+
+    /// A port number, or a comma-separated list of them (libpq's port list); absent means
+    /// `[default]`.
+    pub(crate) fn port_list(
+        &self,
+        key: &'static str,
+        default: u16,
+    ) -> Result<Vec<u16>, ConfigError> {
+        let Some(text) = self.raw(key) else {
+            return Ok(vec![default]);
+        };
+        text.split(',')
+            .map(|item| match item.trim().parse::<u16>() {
+                Ok(port) if port != 0 => Ok(port),
+                _ => Err(self.bad_value(key, "is not a port number (1-65535)")),
+            })
+            .collect()
+    }
+
+    /// libpq's `target_session_attrs`, the values esmed can work with.
+    pub(crate) fn session_attrs(
+        &self,
+        key: &'static str,
+        default: SessionAttrs,
+    ) -> Result<SessionAttrs, ConfigError> {
         let Some(text) = self.raw(key) else {
             return Ok(default);
         };
-        match text.parse::<u16>() {
-            Ok(port) if port != 0 => Ok(port),
-            _ => Err(self.bad_value(key, "is not a port number (1-65535)")),
+        match text.to_ascii_lowercase().as_str() {
+            "any" => Ok(SessionAttrs::Any),
+            "read-write" => Ok(SessionAttrs::ReadWrite),
+            _ => Err(self.bad_value(
+                key,
+                "is not any or read-write (esmed writes: a read-only server or a standby will \
+                 not do)",
+            )),
         }
     }
 

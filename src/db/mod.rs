@@ -69,6 +69,8 @@ pub enum DbError {
     UnexpectedValue { column: &'static str, value: String },
     /// The TLS files for PostgreSQL (`sslrootcert`, `sslcert`, `sslkey`) could not be used.
     Tls(crate::tls::TlsError),
+    /// None of several servers (`[database] host = a,b`) would do: each, and why.
+    NoServer(Vec<(crate::config::DbHost, DbError)>),
 }
 
 /// Failures of the server, not of the rows, that pass: read-only transaction (a standby),
@@ -95,7 +97,7 @@ impl DbError {
                         || code.code().starts_with("57P")
                 }
             },
-            DbError::ConnectionClosed { .. } => true,
+            DbError::ConnectionClosed { .. } | DbError::NoServer(_) => true,
             DbError::UnexpectedValue { .. } | DbError::Tls(_) => false,
         }
     }
@@ -130,14 +132,39 @@ impl fmt::Display for DbError {
                     server.message(),
                     server.code().code()
                 ),
-                None => write!(f, "database: {what}: {}", with_causes(source)),
+                None => write!(
+                    f,
+                    "database: {what}: {}{}",
+                    with_causes(source),
+                    read_only_hint(source)
+                ),
             },
             DbError::ConnectionClosed { what } => write!(f, "database: {what}: connection closed"),
             DbError::UnexpectedValue { column, value } => {
                 write!(f, "database: unexpected value {value:?} in column {column}")
             }
             DbError::Tls(e) => write!(f, "database: {e}"),
+            DbError::NoServer(refusals) => {
+                f.write_str("database: no server would do:")?;
+                for (i, (host, error)) in refusals.iter().enumerate() {
+                    let error = error.to_string();
+                    let error = error.strip_prefix("database: ").unwrap_or(&error);
+                    let separator = if i == 0 { " " } else { "; " };
+                    write!(f, "{separator}{host}: {error}")?;
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+/// What the driver's "database does not allow writes" (`target_session_attrs = read-write`
+/// on a read-only server) means for an operator.
+fn read_only_hint(error: &postgres::Error) -> &'static str {
+    if with_causes(error).contains("does not allow writes") {
+        " (a standby, or default_transaction_read_only is on)"
+    } else {
+        ""
     }
 }
 
@@ -146,7 +173,9 @@ impl std::error::Error for DbError {
         match self {
             DbError::Postgres { source, .. } => Some(source),
             DbError::Tls(e) => Some(e),
-            DbError::ConnectionClosed { .. } | DbError::UnexpectedValue { .. } => None,
+            DbError::ConnectionClosed { .. }
+            | DbError::UnexpectedValue { .. }
+            | DbError::NoServer(_) => None,
         }
     }
 }
@@ -154,7 +183,7 @@ impl std::error::Error for DbError {
 /// True when a connection failed for a reason that retrying will not fix: PostgreSQL refused
 /// us (a wrong password, an unknown role or database, no permission to connect), the TLS
 /// that `sslmode` asks for failed (see [`connect::is_tls_refusal`]), or its files could not
-/// be read.
+/// be read; with several servers, when every one refused so.
 pub(crate) fn is_fatal_connect_error(error: &DbError) -> bool {
     match error {
         DbError::Postgres { source, .. } => {
@@ -165,6 +194,8 @@ pub(crate) fn is_fatal_connect_error(error: &DbError) -> bool {
             refused || connect::is_tls_refusal(source)
         }
         DbError::Tls(_) => true,
+        // Another server may take it once it is up, or promoted.
+        DbError::NoServer(refusals) => refusals.iter().all(|(_, e)| is_fatal_connect_error(e)),
         DbError::ConnectionClosed { .. } | DbError::UnexpectedValue { .. } => false,
     }
 }
@@ -221,6 +252,29 @@ pub(crate) fn pg(what: &'static str) -> impl FnOnce(postgres::Error) -> DbError 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_servers_refuse_for_good_only_when_each_does() {
+        use crate::config::DbHost;
+        let refused = || DbError::Tls(crate::tls::TlsError::Setup("no CA file".into()));
+        let closed = || DbError::ConnectionClosed { what: "connect" };
+        let both = |a: DbError, b: DbError| {
+            DbError::NoServer(vec![
+                (DbHost::new("db1", 5432), a),
+                (DbHost::new("db2", 5433), b),
+            ])
+        };
+        assert!(is_fatal_connect_error(&both(refused(), refused())));
+        // The other server may be promoted, or come back.
+        assert!(!is_fatal_connect_error(&both(refused(), closed())));
+        let error = both(closed(), refused());
+        assert!(error.is_connection_lost() && error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "database: no server would do: db1:5432: connect: connection closed; db2:5433: \
+             TLS: no CA file"
+        );
+    }
 
     #[test]
     fn unexpected_value_is_not_a_lost_connection() {

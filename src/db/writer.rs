@@ -290,7 +290,7 @@ impl DbWriter {
             "DB writer: the commit of {} results and received PDUs (transaction {}) was cut off \
              with the connection; PostgreSQL says {next}",
             batch.len(),
-            xid.0
+            xid.id
         );
         if committed {
             // Whether it kept receipts waiting is not known: assume so, housekeeping will

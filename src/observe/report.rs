@@ -38,6 +38,10 @@ pub struct Report {
     /// Messages inserted in the last hour that are done / failed by now.
     pub(crate) last_hour_done: i64,
     pub(crate) last_hour_failed: i64,
+    /// The PostgreSQL server the report was read from (of several in `[database] host`, the
+    /// one that took the connection: with `target_session_attrs = read-write`, the primary
+    /// esmed writes to); None when not known.
+    pub(crate) database: Option<String>,
 }
 
 const INSTANCES: &str = "
@@ -56,8 +60,12 @@ const LAST_HOUR: &str = "
 
 /// Connects as the config says and reads the report.
 pub fn connect_and_gather(database: &crate::config::DatabaseConfig) -> Result<Report, DbError> {
-    let mut client = crate::db::PgConnector::new(database).connect()?;
-    gather(&mut client)
+    let connector = crate::db::PgConnector::new(database);
+    let (mut client, host) = connector.connect_to()?;
+    let host = host.to_string();
+    let mut report = gather(&mut client)?;
+    report.database = Some(host);
+    Ok(report)
 }
 
 /// Reads the report in one snapshot (a repeatable-read transaction, so counts agree).
@@ -97,6 +105,7 @@ pub fn gather(client: &mut Client) -> Result<Report, DbError> {
         unfinished: oldest.get(1),
         last_hour_done: last_hour.get(0),
         last_hour_failed: last_hour.get(1),
+        database: None,
     })
 }
 
@@ -222,6 +231,9 @@ impl Report {
             "inserted in the last hour: {} done, {} failed",
             self.last_hour_done, self.last_hour_failed
         );
+        if let Some(database) = &self.database {
+            let _ = writeln!(out, "database: {database}");
+        }
         out
     }
 
@@ -251,6 +263,12 @@ impl Report {
             self.last_hour_failed,
             self.healthy()
         );
+        if let Some(database) = &self.database {
+            out.pop();
+            out.push_str(",\"database\":");
+            push_json_string(&mut out, database);
+            out.push('}');
+        }
         out
     }
 }
@@ -368,6 +386,7 @@ mod tests {
             unfinished: 5,
             last_hour_done: 99,
             last_hour_failed: 1,
+            database: Some("db2.example:5433".into()),
         }
     }
 
@@ -415,6 +434,7 @@ mod tests {
         );
         assert!(text.contains("lost\\n2026-01-01"), "{text}");
         assert!(report(vec![]).to_text().starts_with("no esmed instance"));
+        assert!(text.ends_with("\ndatabase: db2.example:5433\n"), "{text}");
     }
 
     #[test]
@@ -436,7 +456,10 @@ mod tests {
             json.contains("\"window_size\":10,\"out_per_second\":12.500"),
             "{json}"
         );
-        assert!(json.ends_with("\"last_hour\":{\"done\":99,\"failed\":1},\"healthy\":true}"));
+        assert!(json.ends_with(
+            "\"last_hour\":{\"done\":99,\"failed\":1},\"healthy\":true,\
+             \"database\":\"db2.example:5433\"}"
+        ));
         assert!(json.contains("\"tls_unverified\":false,"), "{json}");
         assert_eq!(json_number(f64::NAN), "null");
     }

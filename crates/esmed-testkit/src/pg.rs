@@ -10,6 +10,10 @@
 //! PostgreSQL version and the user, and is reused by every later cluster and process: `initdb`
 //! takes about a second, a copy a few milliseconds.
 //!
+//! [`PgCluster::start_standby`] adds a streaming standby of a cluster (a base backup started
+//! on another free port), for failover tests: [`PgCluster::stop_immediate`] the primary,
+//! [`PgCluster::promote`] the standby.
+//!
 //! PostgreSQL refuses to run as root. When the caller is root (as in CI), the directories are
 //! given to the `postgres` user and the tools run through `runuser -u postgres --`.
 
@@ -224,6 +228,99 @@ impl PgCluster {
         self.pg_ctl_start()
     }
 
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`): no shutdown
+    /// checkpoint, connections cut at once; for failover tests.
+    pub fn stop_immediate(&mut self) -> Result<(), PgError> {
+        self.pg_ctl_stop("immediate")
+    }
+
+    /// A streaming standby of this cluster: a base backup (`pg_basebackup -R`) started on
+    /// another free port of the same address, with its own socket directory, once this
+    /// cluster sees it streaming. It is no synchronous standby itself (a promoted standby
+    /// would otherwise wait for one of its own); see [`PgCluster::make_synchronous`].
+    pub fn start_standby(&self) -> Result<PgCluster, PgError> {
+        let parent = self
+            .root
+            .parent()
+            .unwrap_or(Path::new("/tmp"))
+            .to_path_buf();
+        let root = make_unique_dir(&parent, "esmed-pg")?;
+        let mut standby = PgCluster {
+            root,
+            port: 0,
+            tools: Tools {
+                bin_dir: self.tools.bin_dir.clone(),
+                as_postgres: self.tools.as_postgres,
+            },
+            running: false,
+        };
+        standby.tools.give_to_postgres(&standby.root)?;
+        let mut backup = standby.tools.command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "-h", self.host()])
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER]);
+        run(backup, "pg_basebackup")?;
+        standby.append_settings(&format!(
+            "\n# standby\nunix_socket_directories = '{}'\nsynchronous_standby_names = ''\n\
+             hot_standby = on\n",
+            standby.root.display()
+        ))?;
+        standby.start_on_free_port()?;
+        self.wait_for_streaming()?;
+        Ok(standby)
+    }
+
+    /// Waits (up to a minute) until a standby streams from this cluster.
+    fn wait_for_streaming(&self) -> Result<(), PgError> {
+        let mut client = self.superuser_client("postgres")?;
+        for _ in 0..600 {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                    &[],
+                )
+                .map_err(|e| pg_error("read pg_stat_replication".into(), e))?;
+            if row.get::<_, i64>(0) > 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(PgError::Tool {
+            command: "wait for the standby to stream".into(),
+            output: "no standby in pg_stat_replication after a minute".into(),
+        })
+    }
+
+    /// Makes every commit wait until the standby has applied it (`synchronous_commit =
+    /// remote_apply` with the standby synchronous): a standby promoted after this cluster
+    /// stopped has every transaction that was reported committed.
+    pub fn make_synchronous(&self) -> Result<(), PgError> {
+        let mut client = self.superuser_client("postgres")?;
+        // ALTER SYSTEM runs alone, outside a transaction block.
+        for sql in [
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+            "ALTER SYSTEM SET synchronous_commit = 'remote_apply'",
+            "SELECT pg_reload_conf()",
+        ] {
+            client
+                .batch_execute(sql)
+                .map_err(|e| pg_error("make replication synchronous".into(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Promotes a standby (`pg_ctl promote`, waiting until it takes writes).
+    pub fn promote(&self) -> Result<(), PgError> {
+        let mut command = self.tools.command("pg_ctl");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "promote"]);
+        run(command, "pg_ctl promote").map(|_| ())
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }
@@ -257,9 +354,12 @@ impl PgCluster {
             }) => "hostssl all all 127.0.0.1/32 scram-sha-256",
             Some(_) => "hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca",
         };
+        // The superuser also streams to a standby (see `start_standby`).
         let rules = format!(
             "local all all trust\n\
+             local replication postgres trust\n\
              host all postgres 127.0.0.1/32 trust\n\
+             host replication postgres 127.0.0.1/32 trust\n\
              {others}\n"
         );
         fs::write(&path, rules).map_err(|e| io_error(format!("write {}", path.display()), e))
@@ -391,7 +491,21 @@ impl Tools {
 
     /// A PostgreSQL tool, run as `postgres` when we are root.
     fn command(&self, tool: &str) -> Command {
-        self.command_as_owner(&self.bin_dir.join(tool).to_string_lossy())
+        self.command_as_owner(&self.locate(tool).to_string_lossy())
+    }
+
+    /// `tool` next to initdb, or else next to the file initdb links to: a `PATH` directory
+    /// may link only the server tools (initdb, pg_ctl) and not the others (pg_basebackup).
+    fn locate(&self, tool: &str) -> PathBuf {
+        let beside = self.bin_dir.join(tool);
+        if beside.is_file() {
+            return beside;
+        }
+        fs::canonicalize(self.bin_dir.join("initdb"))
+            .ok()
+            .and_then(|initdb| Some(initdb.parent()?.join(tool)))
+            .filter(|linked| linked.is_file())
+            .unwrap_or(beside)
     }
 
     /// Any program, run as the user who owns the cluster files.
