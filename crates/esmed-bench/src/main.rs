@@ -32,11 +32,13 @@ USAGE: esmed-bench [OPTIONS]
   --latency-seconds S   length of the latency scenario (default 20)
   --latency-rate R      single-row inserts per second (default 50)
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
+  --windows-seconds S   length of each delay of the windows scenario (default 5)
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
-  --only LIST           comma-separated subset: burst,receipts,latency,pg,pg_window,smsc,
-                        backlog,pg_backlog (pg_window runs only with a window below
+  --only LIST           comma-separated subset: burst,receipts,latency,windows,pg,pg_window,
+                        smsc,backlog,pg_backlog (pg_window runs only with a window below
                         esmed's result_batch, 1000)
-  --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
+  --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
+                        scenario: about a minute and a half
   --json FILE           also write the results as JSON
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
                         --daemon 'strict_resend_bound = false'
@@ -150,6 +152,8 @@ pub struct Options {
     pub latency_seconds: u64,
     pub latency_rate: u64,
     pub window: u32,
+    /// Each delay of the windows scenario drains about this many seconds' worth of rows.
+    pub windows_seconds: u64,
     pub timeout: Duration,
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
@@ -183,6 +187,7 @@ impl Default for Options {
             latency_seconds: 20,
             latency_rate: 50,
             window: 100,
+            windows_seconds: 5,
             timeout: Duration::from_secs(900),
             only: None,
             json: None,
@@ -216,6 +221,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--latency-seconds" => o.latency_seconds = flags.number(&flag)?,
             "--latency-rate" => o.latency_rate = flags.number::<u64>(&flag)?.max(1),
             "--window" => o.window = flags.number::<u32>(&flag)?.max(1),
+            "--windows-seconds" => o.windows_seconds = flags.number::<u64>(&flag)?.max(1),
             "--timeout" => o.timeout = Duration::from_secs(flags.number(&flag)?),
             "--only" => {
                 let only = flags.value(&flag)?;
@@ -230,6 +236,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
                 o.rows = 10_000;
                 o.backlog = 50_000;
                 o.latency_seconds = 5;
+                o.windows_seconds = 2;
                 o.timeout = Duration::from_secs(120);
             }
             other => return Err(BenchError::Usage(format!("unknown option {other}"))),
@@ -263,7 +270,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 8] = [
+    let plan: [(&str, &str, Scenario); 9] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -271,6 +278,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             scenarios::burst_with_receipts,
         ),
         ("latency", "3 latency", scenarios::latency),
+        (
+            "windows",
+            "6 window 10, SMSC answering after a delay",
+            scenarios::windows,
+        ),
         ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
         (
             "pg_window",

@@ -89,13 +89,20 @@ fn process_error(error: ProcessError) -> BenchError {
 }
 
 /// Starts `esmed-smsc` on a free loopback port with a journal file; returns it and its port.
-pub fn start_smsc(journal: &Path, receipts_ms: Option<u64>) -> Result<(Proc, u16), BenchError> {
+pub fn start_smsc(
+    journal: &Path,
+    receipts_ms: Option<u64>,
+    response_delay_ms: Option<u64>,
+) -> Result<(Proc, u16), BenchError> {
     let mut command = Command::new(sibling_binary("esmed-smsc")?);
     command
         .args(["--listen", "127.0.0.1:0", "--journal"])
         .arg(journal);
     if let Some(ms) = receipts_ms {
         command.args(["--receipts", &ms.to_string()]);
+    }
+    if let Some(ms) = response_delay_ms {
+        command.args(["--delay-ms", &ms.to_string()]);
     }
     command
         .stdin(Stdio::piped())

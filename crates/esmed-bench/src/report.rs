@@ -211,6 +211,11 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         let v = metric(outcomes, "latency", name);
         row(&mut out, &format!("3 latency {name}"), v, "ms", target);
     }
+    for (delay_ms, share) in crate::scenarios::WINDOW_DELAYS {
+        let what = format!("6 window 10, {delay_ms} ms: of window ÷ delay");
+        let v = metric(outcomes, "windows", &format!("of_limit_{delay_ms}ms"));
+        row(&mut out, &what, v, "", &format!(">= {share:.2}"));
+    }
     row(&mut out, "4 backlog drain", backlog, "msg/s", ">= 30000");
     let first = metric(outcomes, "backlog", "first_slice_msgs_per_s");
     let last = metric(outcomes, "backlog", "last_slice_msgs_per_s");
