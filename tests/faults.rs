@@ -498,9 +498,17 @@ fn sigkill_while_commits_lag(name: &str, window: usize, bound: usize, strict: bo
         .unwrap();
     let second = env.esmed(&format!("{name}2"), "lease = 2s");
     env.wait_all("submission_done", T, &second);
-    let dups = check_duplicates(&env, i32::try_from(rows).unwrap(), at_risk, &[&second, &first]);
+    let dups = check_duplicates(
+        &env,
+        i32::try_from(rows).unwrap(),
+        at_risk,
+        &[&second, &first],
+    );
     for id in &dups {
-        assert!(held.contains(id), "row {id} resent, not held by the killed esmed");
+        assert!(
+            held.contains(id),
+            "row {id} resent, not held by the killed esmed"
+        );
     }
     // The bound was used, not just kept by chance: more than a window of results waited
     // for their commit, and were sent again (with the strict bound, some were).

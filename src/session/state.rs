@@ -955,7 +955,11 @@ mod tests {
             assert_eq!(submits(&mut session), vec![seq + 3], "answer to {seq}");
             assert_eq!(session.in_flight(), 3, "the window is full again");
         }
-        assert_eq!(results(&mut session).len(), 38, "all waiting for their commit");
+        assert_eq!(
+            results(&mut session).len(),
+            38,
+            "all waiting for their commit"
+        );
     }
 
     #[test]
@@ -983,7 +987,10 @@ mod tests {
         }
         // Submits stop once the results waiting reach the bound: at most the window plus
         // the bound are at risk, and here the last submits took one window past it.
-        assert_eq!(answered, 6, "2 + 2 + 2: the third pair went out with 4 waiting");
+        assert_eq!(
+            answered, 6,
+            "2 + 2 + 2: the third pair went out with 4 waiting"
+        );
         assert!(at_risk_max <= 2 + 5, "{at_risk_max}");
         assert!(!session.wants_rows(), "the bound is reached");
         assert_eq!(results(&mut session).len(), 6);

@@ -41,7 +41,7 @@ USAGE: esmed-bench [OPTIONS]
                         scenario: about a minute and a half
   --json FILE           also write the results as JSON
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
-                        --daemon 'strict_resend_bound = false'
+                        --daemon 'strict_resend_bound = true'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
                         its settings that are not PostgreSQL's defaults, max_wal_size = 8GB
                         and min_wal_size = 2GB (the README's advice for sustained rates);
@@ -374,10 +374,10 @@ mod tests {
         assert!(parse(&["--rows"]).is_err());
         assert!(parse(&["--rows", "x"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
-        let o = parse(&["--daemon", "strict_resend_bound = false"])
+        let o = parse(&["--daemon", "strict_resend_bound = true"])
             .unwrap()
             .unwrap();
-        assert_eq!(o.daemon, ["strict_resend_bound = false"]);
+        assert_eq!(o.daemon, ["strict_resend_bound = true"]);
         let o = parse(&["--pg", "max_wal_size = 1GB"]).unwrap().unwrap();
         assert_eq!(
             o.pg_settings,

@@ -415,12 +415,12 @@ mod tests {
     #[test]
     fn the_extra_settings_are_shown_and_kept_in_the_json() {
         let options = Options {
-            daemon: vec!["strict_resend_bound = false".into()],
+            daemon: vec!["strict_resend_bound = true".into()],
             pg_settings: vec!["max_wal_size = 8GB".into()],
             ..Options::default()
         };
         let text = table(&[], &options);
-        assert!(text.contains("esmed.conf [daemon] also: strict_resend_bound = false"));
+        assert!(text.contains("esmed.conf [daemon] also: strict_resend_bound = true"));
         assert!(text.contains("postgresql.conf also: max_wal_size = 8GB"));
         let machine = Machine {
             date: "2026-11-25".into(),
@@ -430,7 +430,7 @@ mod tests {
         };
         let json = json(&machine, &options, &[]);
         assert!(
-            json.contains("\"daemon\": [\"strict_resend_bound = false\"]"),
+            json.contains("\"daemon\": [\"strict_resend_bound = true\"]"),
             "{json}"
         );
         assert!(

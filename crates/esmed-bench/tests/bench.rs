@@ -66,6 +66,8 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             "2",
             "--latency-rate",
             "20",
+            "--windows-seconds",
+            "1",
             "--timeout",
             "120",
             "--pg-stats",
@@ -93,6 +95,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "burst",
         "receipts",
         "latency",
+        "windows",
         "pg",
         "pg_window",
         "smsc",
@@ -130,6 +133,16 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             .find(|l| l.contains(figure))
             .unwrap_or_else(|| panic!("no {figure} row\n{stdout}"));
         assert!(line.contains("msg/s"), "{line}");
+    }
+    // The windows scenario: a share of window ÷ delay for each delay.
+    for delay in ["20 ms", "5 ms", "1 ms"] {
+        let what = format!("6 window 10, {delay}: of window ÷ delay");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&what))
+            .unwrap_or_else(|| panic!("no {what} row\n{stdout}"));
+        let share: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(share > 0.0 && share < 1.1, "{line}");
     }
     assert!(
         stdout.contains(
