@@ -7,6 +7,7 @@
 
 mod ceilings;
 mod journal;
+mod kannel;
 mod pace;
 mod procs;
 mod report;
@@ -33,9 +34,11 @@ USAGE: esmed-bench [OPTIONS]
   --latency-rate R      single-row inserts per second (default 50)
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
   --windows-seconds S   length of each delay of the windows scenario (default 5)
+  --kannel-rows N       messages of each window of the Kannel scenario (default 20000); that
+                        scenario runs when Debian's kannel package is installed
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
   --only LIST           comma-separated subset: burst,receipts,latency,windows,pg,pg_window,
-                        smsc,backlog,pg_backlog (pg_window runs only with a window below
+                        smsc,backlog,pg_backlog,kannel (pg_window runs only with a window below
                         esmed's result_batch, 1000)
   --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
                         scenario: about a minute and a half
@@ -154,6 +157,8 @@ pub struct Options {
     pub window: u32,
     /// Each delay of the windows scenario drains about this many seconds' worth of rows.
     pub windows_seconds: u64,
+    /// Messages each window of the Kannel scenario drains.
+    pub kannel_rows: u64,
     pub timeout: Duration,
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
@@ -188,6 +193,7 @@ impl Default for Options {
             latency_rate: 50,
             window: 100,
             windows_seconds: 5,
+            kannel_rows: 20_000,
             timeout: Duration::from_secs(900),
             only: None,
             json: None,
@@ -222,6 +228,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--latency-rate" => o.latency_rate = flags.number::<u64>(&flag)?.max(1),
             "--window" => o.window = flags.number::<u32>(&flag)?.max(1),
             "--windows-seconds" => o.windows_seconds = flags.number::<u64>(&flag)?.max(1),
+            "--kannel-rows" => o.kannel_rows = flags.number::<u64>(&flag)?.max(2),
             "--timeout" => o.timeout = Duration::from_secs(flags.number(&flag)?),
             "--only" => {
                 let only = flags.value(&flag)?;
@@ -237,6 +244,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
                 o.backlog = 50_000;
                 o.latency_seconds = 5;
                 o.windows_seconds = 2;
+                o.kannel_rows = 5_000;
                 o.timeout = Duration::from_secs(120);
             }
             other => return Err(BenchError::Usage(format!("unknown option {other}"))),
@@ -270,7 +278,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 9] = [
+    let plan: [(&str, &str, Scenario); 10] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -296,6 +304,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             "5c PostgreSQL-only ceiling, backlog shape",
             ceilings::postgres_only_backlog,
         ),
+        (
+            "kannel",
+            "7 esmed and Kannel side by side",
+            kannel::side_by_side,
+        ),
     ];
     for (key, title, scenario) in plan {
         if !options.wants(key) {
@@ -303,6 +316,13 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         }
         if key == "pg_window" && !ceilings::window_bounds_result_batches(options.window) {
             continue; // the same as 5a at this window
+        }
+        if key == "kannel" && !kannel::installed() {
+            eprintln!(
+                "esmed-bench: scenario {title} skipped: Kannel is not installed \
+                 (make bench-kannel installs Debian's kannel package when root)"
+            );
+            continue;
         }
         eprintln!("esmed-bench: scenario {title}");
         let outcome = scenario(&mut rig).unwrap_or_else(|e| {

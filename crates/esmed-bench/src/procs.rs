@@ -30,6 +30,13 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, BenchError> {
 pub struct Proc(Process);
 
 impl Proc {
+    /// Starts `command`, a program of another party (Kannel's boxes).
+    pub fn spawn(name: &'static str, command: &mut Command) -> Result<Proc, BenchError> {
+        Process::spawn(name, command)
+            .map(Proc)
+            .map_err(process_error)
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.pid()
     }
@@ -94,9 +101,19 @@ pub fn start_smsc(
     receipts_ms: Option<u64>,
     response_delay_ms: Option<u64>,
 ) -> Result<(Proc, u16), BenchError> {
+    start_smsc_on(0, journal, receipts_ms, response_delay_ms)
+}
+
+/// [`start_smsc`] on loopback port `port` (0: a free one).
+pub fn start_smsc_on(
+    port: u16,
+    journal: &Path,
+    receipts_ms: Option<u64>,
+    response_delay_ms: Option<u64>,
+) -> Result<(Proc, u16), BenchError> {
     let mut command = Command::new(sibling_binary("esmed-smsc")?);
     command
-        .args(["--listen", "127.0.0.1:0", "--journal"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--journal"])
         .arg(journal);
     if let Some(ms) = receipts_ms {
         command.args(["--receipts", &ms.to_string()]);

@@ -282,6 +282,14 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         "%",
         "",
     );
+    for window in crate::kannel::KANNEL_WINDOWS {
+        let what = format!("7 esmed ÷ Kannel (file store), window {window}");
+        let v = metric(outcomes, "kannel", &format!("esmed_over_kannel_w{window}"));
+        let target = if window >= 1000 { ">= 1.5" } else { ">= 1.0" };
+        if v.is_some() {
+            row(&mut out, &what, v, "", target);
+        }
+    }
     for o in outcomes {
         if let Some(e) = &o.error {
             let _ = writeln!(out, "FAILED {}: {e}", o.title);

@@ -68,6 +68,8 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             "20",
             "--windows-seconds",
             "1",
+            "--kannel-rows",
+            "300",
             "--timeout",
             "120",
             "--pg-stats",
@@ -133,6 +135,20 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             .find(|l| l.contains(figure))
             .unwrap_or_else(|| panic!("no {figure} row\n{stdout}"));
         assert!(line.contains("msg/s"), "{line}");
+    }
+    // Kannel side by side, when it is installed: a ratio for each window.
+    if Path::new("/usr/sbin/bearerbox").is_file() && Path::new("/usr/sbin/smsbox").is_file() {
+        for window in ["10", "100", "1000"] {
+            let what = format!("7 esmed ÷ Kannel (file store), window {window} ");
+            let line = stdout
+                .lines()
+                .find(|l| l.contains(&what))
+                .unwrap_or_else(|| panic!("no {what} row\n{stdout}\n{stderr}"));
+            let ratio: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+            assert!(ratio > 0.0, "{line}");
+        }
+    } else {
+        assert!(stderr.contains("Kannel is not installed"), "{stderr}");
     }
     // The windows scenario: a share of window ÷ delay for each delay.
     for delay in ["20 ms", "5 ms", "1 ms"] {
