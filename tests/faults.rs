@@ -476,14 +476,15 @@ fn sigkill_while_commits_lag(name: &str, window: usize, bound: usize, strict: bo
     let env = Env::new(name);
     slow_result_commits(&env);
     env.add_server(&[("smpp_window", &window.to_string())]);
-    let rows = 3 * (window + bound);
+    // More rows than can be at risk, so that the bound, not the queue, stops the submits.
+    let rows = 2 * window + bound;
     env.insert_many(i32::try_from(rows).unwrap(), "lagging commit ");
-    // Batches of a fifth of the bound: the batch committing when esmed is killed still
-    // commits (its backend finishes the statement), the others are what the kill puts at risk.
-    let mut extra = format!(
-        "lease = 2s\nmax_uncommitted_results = {bound}\nresult_batch = {}\n",
-        bound / 5
-    );
+    // Batches of a fifth of the bound (of one with the strict bound, whose answers come a
+    // window at a time): the batch committing when esmed is killed still commits (its backend
+    // finishes the statement), the others are what the kill puts at risk.
+    let batch = if strict { 1 } else { bound / 5 };
+    let mut extra =
+        format!("lease = 2s\nmax_uncommitted_results = {bound}\nresult_batch = {batch}\n");
     if strict {
         extra.push_str("strict_resend_bound = true\n");
     }
