@@ -59,7 +59,7 @@ pub fn side_by_side(rig: &mut Rig) -> Result<Outcome, BenchError> {
 /// esmed's rate at `window`: a burst of `rows` inserted at once with esmed bound.
 fn esmed_drain(rig: &mut Rig, window: u32, rows: u64) -> Result<f64, BenchError> {
     let name = format!("kannel-esmed-{window}");
-    let mut run = rig.prepare_with(&name, Receipts::Off, None, window)?;
+    let mut run = rig.prepare_with(&name, Receipts::Off, &[], window)?;
     rig.launch_warm(&mut run, &name)?;
     let (lines, offset) = (run.tail.lines(), run.tail.offset());
     rig.insert_rows(rows, PREFIX)?;
@@ -75,7 +75,7 @@ fn kannel_drain(rig: &mut Rig, window: u32, rows: u64) -> Result<f64, BenchError
     let dir = rig.dir.0.join(format!("kannel-{window}"));
     std::fs::create_dir_all(&dir).map_err(|e| BenchError::io("create Kannel's directory", e))?;
     let journal = dir.join("smsc.journal");
-    let (smsc, port) = procs::start_smsc(&journal, None, None)?;
+    let (smsc, port) = procs::start_smsc(&journal, None, &[])?;
     let ports = Ports::free()?;
     let config = write_config(&dir, &ports, port, window)?;
     let _bearerbox = start_box("bearerbox", BEARERBOX, &config)?;
@@ -89,7 +89,7 @@ fn kannel_drain(rig: &mut Rig, window: u32, rows: u64) -> Result<f64, BenchError
     })?;
     send_all(ports.sendsms, rows)?;
     admin.wait_for("every message in Kannel's store", |s| queued(s) >= rows)?;
-    let (_smsc, _) = procs::start_smsc_on(port, &journal, None, None)?;
+    let (_smsc, _) = procs::start_smsc_on(port, &journal, None, &[])?;
     let mut tail = JournalTail::new(&journal);
     let deadline = rig.deadline();
     while tail.poll()? < rows {

@@ -99,17 +99,18 @@ fn process_error(error: ProcessError) -> BenchError {
 pub fn start_smsc(
     journal: &Path,
     receipts_ms: Option<u64>,
-    response_delay_ms: Option<u64>,
+    extra: &[String],
 ) -> Result<(Proc, u16), BenchError> {
-    start_smsc_on(0, journal, receipts_ms, response_delay_ms)
+    start_smsc_on(0, journal, receipts_ms, extra)
 }
 
-/// [`start_smsc`] on loopback port `port` (0: a free one).
+/// [`start_smsc`] on loopback port `port` (0: a free one), with `extra` flags (`--delay-ms
+/// N`, `--deliver-window N`).
 pub fn start_smsc_on(
     port: u16,
     journal: &Path,
     receipts_ms: Option<u64>,
-    response_delay_ms: Option<u64>,
+    extra: &[String],
 ) -> Result<(Proc, u16), BenchError> {
     let mut command = Command::new(sibling_binary("esmed-smsc")?);
     command
@@ -118,9 +119,7 @@ pub fn start_smsc_on(
     if let Some(ms) = receipts_ms {
         command.args(["--receipts", &ms.to_string()]);
     }
-    if let Some(ms) = response_delay_ms {
-        command.args(["--delay-ms", &ms.to_string()]);
-    }
+    command.args(extra);
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

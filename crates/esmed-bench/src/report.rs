@@ -216,6 +216,14 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         let v = metric(outcomes, "windows", &format!("of_limit_{delay_ms}ms"));
         row(&mut out, &what, v, "", &format!(">= {share:.2}"));
     }
+    let delay_ms = crate::scenarios::RECEIPTS_DELAY_MS;
+    let what = format!("6 the same, {delay_ms} ms, with receipts (final)");
+    let v = metric(
+        outcomes,
+        "windows",
+        &format!("of_limit_{delay_ms}ms_receipts"),
+    );
+    row(&mut out, &what, v, "", "as without");
     row(&mut out, "4 backlog drain", backlog, "msg/s", ">= 30000");
     let first = metric(outcomes, "backlog", "first_slice_msgs_per_s");
     let last = metric(outcomes, "backlog", "last_slice_msgs_per_s");

@@ -164,16 +164,16 @@ impl Rig {
     /// Resets the tables, starts an SMSC and points the (only) server row at it.
     pub fn prepare(&mut self, name: &str, receipts: Receipts) -> Result<Run, BenchError> {
         let window = self.options.window;
-        self.prepare_with(name, receipts, None, window)
+        self.prepare_with(name, receipts, &[], window)
     }
 
-    /// [`Rig::prepare`] with an SMSC that holds every submit_sm_resp back
-    /// `response_delay_ms`, and this `smpp_window`.
+    /// [`Rig::prepare`] with these `esmed-smsc` flags (`--delay-ms N` holds every
+    /// submit_sm_resp back N ms) and this `smpp_window`.
     pub fn prepare_with(
         &mut self,
         name: &str,
         receipts: Receipts,
-        response_delay_ms: Option<u64>,
+        smsc_flags: &[String],
         window: u32,
     ) -> Result<Run, BenchError> {
         self.reset()?;
@@ -182,7 +182,7 @@ impl Rig {
             Receipts::Off => None,
             Receipts::On { delay_ms } => Some(delay_ms),
         };
-        let (smsc, smsc_port) = procs::start_smsc(&journal, delay, response_delay_ms)?;
+        let (smsc, smsc_port) = procs::start_smsc(&journal, delay, smsc_flags)?;
         let receipts_on = receipts != Receipts::Off;
         self.db
             .execute(

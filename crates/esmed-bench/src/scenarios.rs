@@ -64,7 +64,8 @@ pub fn windows(rig: &mut Rig) -> Result<Outcome, BenchError> {
         let limit = f64::from(SMALL_WINDOW) * 1000.0 / delay_ms as f64;
         let rows = (limit * rig.options.windows_seconds as f64) as u64;
         let name = format!("windows-{delay_ms}ms");
-        let mut run = rig.prepare_with(&name, Receipts::Off, Some(delay_ms), SMALL_WINDOW)?;
+        let flags = ["--delay-ms".to_string(), delay_ms.to_string()];
+        let mut run = rig.prepare_with(&name, Receipts::Off, &flags, SMALL_WINDOW)?;
         rig.launch_warm(&mut run, &name)?;
         let base = run.tail.lines();
         let before = rig.snapshot(Some(&run));
@@ -82,7 +83,48 @@ pub fn windows(rig: &mut Rig) -> Result<Outcome, BenchError> {
             outcome.set(&format!("esmed_cpu_us_per_msg_{delay_ms}ms"), us);
         }
     }
+    windows_with_receipts(rig, &mut outcome)?;
     Ok(outcome)
+}
+
+/// The delay of the windows scenario's run with receipts.
+pub const RECEIPTS_DELAY_MS: u64 = 5;
+
+/// Scenario 6 at [`RECEIPTS_DELAY_MS`] over a transceiver with a receipt for every message,
+/// the SMSC keeping at most [`SMALL_WINDOW`] deliver_sm unanswered (each answered only once
+/// its row is committed): the time until every row has its final state, as a share of
+/// window ÷ delay. The receipts keep pace when it is as near 1 as the submits alone.
+fn windows_with_receipts(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), BenchError> {
+    let delay_ms = RECEIPTS_DELAY_MS;
+    let limit = f64::from(SMALL_WINDOW) * 1000.0 / delay_ms as f64;
+    let rows = (limit * rig.options.windows_seconds as f64) as u64;
+    let name = format!("windows-{delay_ms}ms-receipts");
+    let flags = [
+        "--delay-ms".to_string(),
+        delay_ms.to_string(),
+        "--deliver-window".to_string(),
+        SMALL_WINDOW.to_string(),
+    ];
+    let receipts = Receipts::On { delay_ms: 0 };
+    let mut run = rig.prepare_with(&name, receipts, &flags, SMALL_WINDOW)?;
+    rig.launch_warm(&mut run, &name)?;
+    rig.insert_rows(rows, PREFIX)?;
+    let committed = Instant::now();
+    let tx = format!("smpp_tx_queue WHERE smpp_destination_addr LIKE '{PREFIX}%'");
+    let n = rows as i64;
+    let deadline = rig.deadline();
+    rig.wait_every(
+        Duration::from_millis(100),
+        &mut run,
+        deadline,
+        "every final state",
+        |rig, _| Ok(rig.count(&format!("{tx} AND {FINAL_STATE}"))? >= n),
+    )?;
+    let end = rig.latest("message_state_timestamp", &tx)?;
+    let rate = rows as f64 / end.duration_since(committed).as_secs_f64();
+    outcome.set(&format!("final_msgs_per_s_{delay_ms}ms_receipts"), rate);
+    outcome.set(&format!("of_limit_{delay_ms}ms_receipts"), rate / limit);
+    Ok(())
 }
 
 /// SMPP final message states (SMPP 3.4 §5.2.28); ENROUTE and SCHEDULED are not final.

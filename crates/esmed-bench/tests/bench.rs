@@ -161,6 +161,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         assert!(share > 0.0 && share < 1.1, "{line}");
     }
     assert!(
+        stdout.contains("6 the same, 5 ms, with receipts (final)"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains(
             "postgresql.conf also: max_wal_size = 8GB; min_wal_size = 2GB; max_wal_size = 2GB"
         ),
