@@ -78,6 +78,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             "max_wal_size = 2GB",
             "--daemon",
             "claim_batch = 300",
+            // Results trail the submits by at most this many rows, less than a slice of the
+            // toy backlog (300): every slice then holds results commits to measure.
+            "--daemon",
+            "max_uncommitted_results = 100",
         ])
         .arg("--json")
         .arg(&json)
@@ -119,7 +123,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "{report}"
     );
     assert!(
-        report.contains("\"daemon\": [\"claim_batch = 300\"]"),
+        report.contains("\"daemon\": [\"claim_batch = 300\", \"max_uncommitted_results = 100\"]"),
         "{report}"
     );
     // The table: every row of toy-size figures filled in, the extra settings named.
