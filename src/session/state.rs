@@ -48,7 +48,8 @@ pub(crate) enum Ending {
 #[derive(Debug)]
 pub(crate) enum Action {
     /// A row's result to commit. Until the commit is reported (`on_results_committed`), it
-    /// stands for `segments` against the window.
+    /// stands for `segments` against the bound on uncommitted results (the window with
+    /// strict_resend_bound).
     Commit { result: TxResult, segments: usize },
     /// A received deliver_sm / data_sm to store; it is answered once its commit is reported
     /// (`on_stored`).
@@ -629,7 +630,7 @@ impl<'a> Session<'a> {
 
     /// The DB writer committed results standing for `segments`, or gave up on them (their
     /// rows are failed, or keep their lease and are tried again later): either way they no
-    /// longer count against the window.
+    /// longer count against their bound.
     pub(crate) fn on_results_committed(&mut self, segments: usize) {
         self.uncommitted_segments = self.uncommitted_segments.saturating_sub(segments);
     }
@@ -776,7 +777,7 @@ impl<'a> Session<'a> {
         encode_fixed(pdu, status, sequence_number, &mut self.out);
     }
 
-    /// A row's result for the DB writer; it counts against the window until committed.
+    /// A row's result for the DB writer; it counts against its bound until committed.
     fn commit(&mut self, result: TxResult) {
         let segments = window_share(&result);
         self.uncommitted_segments += segments;
