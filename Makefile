@@ -5,8 +5,7 @@
 #                                                 (from $CARGO_TARGET_DIR/release when set)
 #   make uninstall                                removes them again (never config or logs)
 #   make deb [BUILDDIR=build]                     $(BUILDDIR)/esmed_<version>_<arch>.deb
-#   make bench / bench-quick                      the benchmark
-#   make bench-kannel                             esmed and Kannel side by side (installs kannel)
+#   make bench / bench-quick / bench-kannel       the benchmark (and esmed beside Kannel)
 #   make soak [ROWS=1000000]                      the soak test (not part of make test)
 #   make fuzz [FUZZ_SECONDS=300]                  libFuzzer on the frame reader + decoder
 
@@ -184,17 +183,19 @@ bench-quick: postgresql-tools
 	mkdir -p $(TARGET_DIR)
 	$(RELEASE)/esmed-bench --quick --json $(TARGET_DIR)/bench-quick.json
 
-# esmed and Kannel side by side (the bench's scenario 6, which `make bench` also runs when
-# Kannel is installed): installs Debian's kannel package first when run as root.
+# esmed and Kannel side by side (scenario 7, which `make bench` runs whenever Kannel is
+# installed): installs Debian's kannel package when root, then runs that scenario alone.
 .PHONY: bench-kannel
 bench-kannel: postgresql-tools
-	@if ! command -v bearerbox >/dev/null 2>&1 && [ ! -x /usr/sbin/bearerbox ]; then \
-		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kannel || exit 1; \
-		else \
-			echo "make bench-kannel: install Debian's kannel package (or run this as root)" >&2; \
-			exit 1; \
-		fi; \
+	@if [ ! -x /usr/sbin/bearerbox ] || [ ! -x /usr/sbin/smsbox ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "Kannel not found: installing the kannel package"; \
+	        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kannel || exit 1; \
+	    else \
+	        echo "Kannel (bearerbox) not found: install it with" >&2; \
+	        echo "  sudo apt-get install kannel" >&2; \
+	        exit 1; \
+	    fi; \
 	fi
 	$(CARGO) build --release --workspace --bins
 	mkdir -p $(TARGET_DIR)

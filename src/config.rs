@@ -183,9 +183,11 @@ pub(crate) struct DaemonConfig {
     pub(crate) mo_reassembly_timeout: Duration,
     /// How often this instance's esmed_status row is written; zero turns it off.
     pub(crate) heartbeat_interval: Duration,
-    /// Count answered-but-uncommitted results against the window, so a killed esmed resends at
-    /// most one window (the default: reliability first); false gives them a window of their
-    /// own (at most two windows at risk) for 10–40 % more throughput.
+    /// Segments the SMSC accepted whose results are not committed yet, per session, besides
+    /// the window: a killed esmed resends at most `smpp_window` plus this many.
+    pub(crate) max_uncommitted_results: u32,
+    /// Count answered-but-uncommitted results inside the window instead, so a killed esmed
+    /// resends at most one window, at the cost of each window waiting for a commit.
     pub(crate) strict_resend_bound: bool,
 }
 
@@ -259,6 +261,7 @@ const DAEMON_KEYS: &[&str] = &[
     "receipt_match_window",
     "mo_reassembly_timeout",
     "heartbeat_interval",
+    "max_uncommitted_results",
     "strict_resend_bound",
 ];
 const LOG_KEYS: &[&str] = &["file", "level", "stderr"];
@@ -424,7 +427,8 @@ impl Default for DaemonConfig {
             receipt_match_window: Duration::from_secs(3600),
             mo_reassembly_timeout: Duration::from_secs(600),
             heartbeat_interval: Duration::from_secs(5),
-            strict_resend_bound: true,
+            max_uncommitted_results: 1000,
+            strict_resend_bound: false,
         }
     }
 }
@@ -756,6 +760,12 @@ fn read_daemon(
             7 * DAY,
         )?,
         heartbeat_interval: heartbeat_interval(keys, default.heartbeat_interval)?,
+        max_uncommitted_results: keys.number(
+            "max_uncommitted_results",
+            default.max_uncommitted_results,
+            1,
+            100_000,
+        )?,
         strict_resend_bound: keys.boolean("strict_resend_bound", default.strict_resend_bound)?,
     })
 }
@@ -915,6 +925,8 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         assert_eq!(daemon.reconnect_max, secs(60));
         assert_eq!(daemon.stats_interval, secs(60));
         assert_eq!(daemon.db_reconnect_max, secs(30));
+        assert_eq!(daemon.max_uncommitted_results, 1000);
+        assert!(!daemon.strict_resend_bound);
     }
 
     #[test]
@@ -1009,6 +1021,12 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             secs(0)
         );
         assert!(daemon_error("heartbeat_interval", "500ms").contains("at least 1s"));
+        assert_eq!(
+            daemon("max_uncommitted_results", "50").max_uncommitted_results,
+            50
+        );
+        assert!(daemon_error("max_uncommitted_results", "0").ends_with("from 1 to 100000"));
+        assert!(daemon("strict_resend_bound", "true").strict_resend_bound);
         assert_eq!(daemon("result_batch", "20").result_batch, 20);
         assert_eq!(daemon("lease", "5m").lease, secs(300));
         assert_eq!(daemon("max_segments", "255").max_segments, 255);

@@ -5,7 +5,7 @@
 //! | channel | carries | capacity | sent by | received by | made in |
 //! |---|---|---|---|---|---|
 //! | claimed rows | [`TxRow`] | unbounded: the poller keeps at most what the sessions' windows take (`db::poller`) | poller | every session that submits | `daemon::run` |
-//! | results | [`Queued::Result`] (a [`DbOp::Result`] given to [`DbSender::send`]) | unbounded: a session's window counts its uncommitted results | sessions | the results writer | `db::writer::spawn` |
+//! | results | [`Queued::Result`] (a [`DbOp::Result`] given to [`DbSender::send`]) | unbounded: a session counts its uncommitted results against `max_uncommitted_results` (or its window, with `strict_resend_bound`) | sessions | the results writer | `db::writer::spawn` |
 //! | received PDUs | [`Queued::Rx`] (a [`DbOp::Rx`]) | unbounded: a session lets at most `MAX_AWAITING_COMMIT` (session::state) wait | sessions | the received-PDU writer | `db::writer::spawn` |
 //! | commits | [`Committed`] | unbounded: a DB writer never waits on a session | DB writers | the session that handed the op over ([`ResultAck::to`], [`AckTo::to`]) | `session::writer` |
 //! | PDUs read | batches of [`ReaderEvent`] | `session::reader::QUEUED_BATCHES` | a session's reader | its writer | `session::runner` |
@@ -273,7 +273,7 @@ pub(crate) enum Signal {
 /// Work for the DB writer.
 pub(crate) enum DbOp {
     /// A row's outcome; `ack` (the session's) is told once it is committed, so the session can
-    /// count uncommitted results against its window.
+    /// count uncommitted results against their bound.
     Result {
         result: TxResult,
         ack: Option<ResultAck>,
@@ -292,8 +292,9 @@ impl DbOp {
     }
 }
 
-/// Where to acknowledge a result once it is committed, and the segments it stands for in
-/// the session's window (acknowledged as given, whatever becomes of the result).
+/// Where to acknowledge a result once it is committed, and the segments it stands for
+/// against the session's bound on uncommitted results (acknowledged as given, whatever
+/// becomes of the result).
 pub(crate) struct ResultAck {
     pub(crate) to: Sender<Committed>,
     pub(crate) segments: usize,
@@ -318,7 +319,7 @@ pub(crate) enum Committed {
     },
     /// Results of yours are committed (or given up on: their rows are failed, or keep their
     /// lease and are tried again later), standing for this many segments (the sum of their
-    /// [`ResultAck::segments`]). Either way they no longer count against the window. One
+    /// [`ResultAck::segments`]). Either way they no longer count against their bound. One
     /// message per session and batch, not one per result: each is a thread wake-up.
     Results(usize),
 }

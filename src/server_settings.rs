@@ -181,6 +181,7 @@ pub(crate) fn session_params(
         reconnect_min: config.daemon.reconnect_min,
         reconnect_max: config.daemon.reconnect_max,
         shutdown_timeout: config.daemon.shutdown_timeout,
+        max_uncommitted: config.daemon.max_uncommitted_results as usize,
         strict_resend_bound: config.daemon.strict_resend_bound,
         tls: tls_params(row),
     }

@@ -441,17 +441,121 @@ fn sigkill_with_long_messages_resends_at_most_a_window_of_segments() {
     assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
 }
 
-/// Case 7: Three processes on one queue, one killed: only its in-flight window goes twice.
+/// Case 7: Three processes on one queue, one killed: with `strict_resend_bound = true` only
+/// its in-flight window goes twice.
 #[test]
 fn three_processes_one_killed_resend_only_its_window() {
-    three_processes_one_killed("three", "", 10);
+    three_processes_one_killed("three", "strict_resend_bound = true\n", 10);
 }
 
-/// Case 7 with `strict_resend_bound = false`: answered-but-uncommitted results have a window
-/// of their own, so at most two windows go twice.
+/// Case 7 with its own bound on answered-but-uncommitted results: at most the window (10)
+/// plus that bound (10) go twice.
 #[test]
-fn without_the_strict_bound_a_kill_resends_at_most_two_windows() {
-    three_processes_one_killed("threeloose", "strict_resend_bound = false\n", 20);
+fn without_the_strict_bound_a_kill_resends_at_most_the_window_and_the_bound() {
+    three_processes_one_killed("threeloose", "max_uncommitted_results = 10\n", 20);
+}
+
+/// Makes every commit of results (an UPDATE that marks a row done) take a second, so that
+/// answered results pile up waiting for their commit while the SMSC answers at once.
+fn slow_result_commits(env: &Env) {
+    env.db()
+        .batch_execute(
+            "CREATE FUNCTION slow_results() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF EXISTS (SELECT 1 FROM done_now WHERE submission_done) THEN
+                     PERFORM pg_sleep(1);
+                 END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER slow_results AFTER UPDATE ON smpp_tx_queue
+                 REFERENCING NEW TABLE AS done_now
+                 FOR EACH STATEMENT EXECUTE FUNCTION slow_results();",
+        )
+        .expect("create the slow-commit trigger");
+}
+
+/// Waits until the SMSC has received at least `least` submits and then none for half a
+/// second: esmed stopped submitting (its bound is reached).
+fn wait_for_submits_to_stop(env: &Env, least: usize, esmed: &Esmed) -> usize {
+    let mut last = (0, Instant::now());
+    wait_until(T, &format!("{least} submits, then a pause"), esmed, || {
+        let n = env.smsc.submits().len();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        n >= least && last.1.elapsed() >= Duration::from_millis(500)
+    });
+    last.0
+}
+
+/// Case 7c: SIGKILL while every results commit is slow, at windows 10 and 1000: submits go on
+/// while answered results wait for their commit, until `max_uncommitted_results` of them
+/// wait; a kill then resends at most `smpp_window` plus that bound, each resent row counted
+/// in submission_resends and logged. With `strict_resend_bound = true`, at most one window.
+fn sigkill_while_commits_lag(name: &str, window: usize, bound: usize, strict: bool) {
+    let env = Env::new(name);
+    slow_result_commits(&env);
+    env.add_server(&[("smpp_window", &window.to_string())]);
+    // More rows than can be at risk, so that the bound, not the queue, stops the submits.
+    let rows = 2 * window + bound;
+    env.insert_many(i32::try_from(rows).unwrap(), "lagging commit ");
+    // Batches of a fifth of the bound (of one with the strict bound, whose answers come a
+    // window at a time): the batch committing when esmed is killed still commits (its backend
+    // finishes the statement), the others are what the kill puts at risk.
+    let batch = if strict { 1 } else { bound / 5 };
+    let mut extra =
+        format!("lease = 2s\nmax_uncommitted_results = {bound}\nresult_batch = {batch}\n");
+    if strict {
+        extra.push_str("strict_resend_bound = true\n");
+    }
+    let mut first = env.esmed(&format!("{name}1"), &extra);
+    let at_risk = if strict { window } else { window + bound };
+    // The first result's commit takes a second; everything answered after it waits.
+    let submitted = wait_for_submits_to_stop(&env, at_risk / 2, &first);
+    first.kill();
+    let held = held_by(&env, &format!("{name}1"));
+    env.db()
+        .batch_execute("DROP TRIGGER slow_results ON smpp_tx_queue")
+        .unwrap();
+    let second = env.esmed(&format!("{name}2"), "lease = 2s");
+    env.wait_all("submission_done", T, &second);
+    let dups = check_duplicates(
+        &env,
+        i32::try_from(rows).unwrap(),
+        at_risk,
+        &[&second, &first],
+    );
+    for id in &dups {
+        assert!(
+            held.contains(id),
+            "row {id} resent, not held by the killed esmed"
+        );
+    }
+    // The bound was used, not just kept by chance: more than a window of results waited
+    // for their commit, and were sent again (with the strict bound, some were).
+    let least = if strict { 1 } else { window + 1 };
+    assert!(
+        dups.len() >= least,
+        "{} resent of {submitted} submitted; at least {least} expected",
+        dups.len()
+    );
+    assert_eq!(env.count("claimed_by IS NOT NULL"), 0);
+    assert_no_panic(&second);
+}
+
+#[test]
+fn sigkill_at_window_10_resends_at_most_the_window_and_the_uncommitted_bound() {
+    sigkill_while_commits_lag("lag10-", 10, 50, false);
+}
+
+#[test]
+fn sigkill_at_window_1000_resends_at_most_the_window_and_the_uncommitted_bound() {
+    sigkill_while_commits_lag("lag1000-", 1000, 2000, false);
+}
+
+#[test]
+fn sigkill_with_the_strict_bound_resends_at_most_one_window_while_commits_lag() {
+    sigkill_while_commits_lag("lagstrict-", 10, 50, true);
 }
 
 fn three_processes_one_killed(name: &str, config: &str, max_duplicates: usize) {

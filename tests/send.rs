@@ -447,8 +447,8 @@ fn claimed_rows_follow_the_window_not_the_queue() {
     env.insert_many(500, "slow SMSC ");
     let esmed = env.esmed("ready", "claim_batch = 8");
     assert!(env.smsc.wait_for_submits(20, T), "{}", esmed.log());
-    // In flight at most 20 (with strict_resend_bound, answered but uncommitted ones count
-    // too), ready 2 x 20 = 40: claim_batch = 8 alone would hold 28.
+    // In flight at most 20 (and answered ones only while their quick commit runs), ready
+    // 2 x 20 = 40: claim_batch = 8 alone would hold 28.
     let mut most = 0;
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(100));

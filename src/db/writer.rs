@@ -95,7 +95,8 @@ pub(crate) fn spawn(
 ) -> std::io::Result<(DbSender, Vec<WriterThread>)> {
     // No capacity: a session must never wait on a send (it answers the SMSC and runs its
     // timers), and the writers send it the commits it waits for. What a session hands over
-    // is bounded where it lets work in: its window counts the uncommitted results, and at
+    // is bounded where it lets work in: it counts the uncommitted results against their bound
+    // (max_uncommitted_results, or the window with strict_resend_bound), and at
     // most MAX_AWAITING_COMMIT received PDUs wait (see session::state).
     let (results, results_rx) = unbounded();
     let (received, received_rx) = unbounded();

@@ -90,7 +90,11 @@ pub(crate) struct SessionParams {
     pub(crate) reconnect_max: Duration,
     /// At stop, the longest wait for outstanding responses before unbinding anyway.
     pub(crate) shutdown_timeout: Duration,
-    /// Count uncommitted results inside the window (see `[daemon] strict_resend_bound`).
+    /// Segments answered whose results are not committed yet allowed besides the window
+    /// (`[daemon] max_uncommitted_results`).
+    pub(crate) max_uncommitted: usize,
+    /// Count uncommitted results inside the window instead (see `[daemon]
+    /// strict_resend_bound`).
     pub(crate) strict_resend_bound: bool,
     /// SMPP over TLS; None = plain TCP.
     pub(crate) tls: Option<crate::tls::TlsParams>,

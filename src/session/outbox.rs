@@ -378,7 +378,9 @@ pub(crate) struct AtRisk {
 impl AtRisk {
     /// Room to take another row. With `answered_window` None (strict_resend_bound) the
     /// answered segments share `window` with those in flight: at most one window at risk;
-    /// with Some, they get a window of their own: at most two.
+    /// with Some (max_uncommitted_results), they have that bound of their own: at most the
+    /// window plus it, less one, at risk (a submit goes out only while the answered are
+    /// below it, and then moves from in flight to answered).
     pub(crate) fn room_for_rows(&self, window: usize, answered_window: Option<usize>) -> bool {
         let answered = self.accepted + self.uncommitted;
         match answered_window {

@@ -48,7 +48,8 @@ pub(crate) enum Ending {
 #[derive(Debug)]
 pub(crate) enum Action {
     /// A row's result to commit. Until the commit is reported (`on_results_committed`), it
-    /// stands for `segments` against the window.
+    /// stands for `segments` against the bound on uncommitted results (the window with
+    /// strict_resend_bound).
     Commit { result: TxResult, segments: usize },
     /// A received deliver_sm / data_sm to store; it is answered once its commit is reported
     /// (`on_stored`).
@@ -208,11 +209,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// With strict_resend_bound the answered segments share the submits' window (one window
-    /// at risk, but each submit then waits for earlier commits); without, they get a window
-    /// of their own (at most two at risk).
+    /// The answered segments' own bound (`max_uncommitted_results`): submits go on while
+    /// earlier results commit, and a kill resends at most the window plus this. With
+    /// strict_resend_bound they share the submits' window instead (one window at risk, but
+    /// each window then waits for a commit).
     fn answered_window(&self) -> Option<usize> {
-        (!self.params.strict_resend_bound).then_some(self.params.window)
+        (!self.params.strict_resend_bound).then_some(self.params.max_uncommitted)
     }
 
     /// A claimed row: its parts are queued and submitted as far as the window allows.
@@ -628,7 +630,7 @@ impl<'a> Session<'a> {
 
     /// The DB writer committed results standing for `segments`, or gave up on them (their
     /// rows are failed, or keep their lease and are tried again later): either way they no
-    /// longer count against the window.
+    /// longer count against their bound.
     pub(crate) fn on_results_committed(&mut self, segments: usize) {
         self.uncommitted_segments = self.uncommitted_segments.saturating_sub(segments);
     }
@@ -775,7 +777,7 @@ impl<'a> Session<'a> {
         encode_fixed(pdu, status, sequence_number, &mut self.out);
     }
 
-    /// A row's result for the DB writer; it counts against the window until committed.
+    /// A row's result for the DB writer; it counts against its bound until committed.
     fn commit(&mut self, result: TxResult) {
         let segments = window_share(&result);
         self.uncommitted_segments += segments;
@@ -831,6 +833,7 @@ mod tests {
             reconnect_min: SECOND,
             reconnect_max: 60 * SECOND,
             shutdown_timeout: 30 * SECOND,
+            max_uncommitted: window,
             strict_resend_bound: false,
             tls: None,
         }
@@ -935,6 +938,94 @@ mod tests {
         take_rows(&mut session, &mut ids, t0);
         assert_eq!(submits(&mut session), vec![4]);
         assert!(!session.wants_rows());
+    }
+
+    #[test]
+    fn the_window_stays_full_while_results_wait_for_their_commit() {
+        let mut params = params(3);
+        params.max_uncommitted = 100;
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let mut session = Session::new(&params, &stats, t0);
+        let mut ids = 1..;
+        take_rows(&mut session, &mut ids, t0);
+        assert_eq!(submits(&mut session), vec![2, 3, 4]);
+        // Nothing is ever committed: each answer still frees its place in the window at once.
+        for seq in 2..40 {
+            read(&mut session, submit_resp(seq, CommandStatus::ESME_ROK), t0).unwrap();
+            take_rows(&mut session, &mut ids, t0);
+            assert_eq!(submits(&mut session), vec![seq + 3], "answer to {seq}");
+            assert_eq!(session.in_flight(), 3, "the window is full again");
+        }
+        assert_eq!(
+            results(&mut session).len(),
+            38,
+            "all waiting for their commit"
+        );
+    }
+
+    #[test]
+    fn the_uncommitted_bound_stops_submits_and_a_commit_resumes_them() {
+        let mut params = params(2);
+        params.max_uncommitted = 5;
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let mut session = Session::new(&params, &stats, t0);
+        let mut ids = 1..;
+        let mut answered = 0;
+        let mut at_risk_max = 0;
+        // The SMSC answers everything at once; the DB writer commits nothing.
+        loop {
+            take_rows(&mut session, &mut ids, t0);
+            let sent = submits(&mut session);
+            if sent.is_empty() {
+                break;
+            }
+            for seq in sent {
+                read(&mut session, submit_resp(seq, CommandStatus::ESME_ROK), t0).unwrap();
+                answered += 1;
+            }
+            at_risk_max = at_risk_max.max(session.in_flight() + answered);
+        }
+        // Submits stop once the results waiting reach the bound: at most the window plus
+        // the bound are at risk, and here the last submits took one window past it.
+        assert_eq!(
+            answered, 6,
+            "2 + 2 + 2: the third pair went out with 4 waiting"
+        );
+        assert!(at_risk_max <= 2 + 5, "{at_risk_max}");
+        assert!(!session.wants_rows(), "the bound is reached");
+        assert_eq!(results(&mut session).len(), 6);
+        session.on_results_committed(1);
+        assert!(!session.wants_rows(), "5 still wait: the bound is reached");
+        session.on_results_committed(1);
+        assert!(session.wants_rows(), "4 wait: room for one more");
+        take_rows(&mut session, &mut ids, t0);
+        assert_eq!(submits(&mut session).len(), 2, "one window's worth");
+    }
+
+    #[test]
+    fn with_the_strict_bound_a_window_waits_for_its_commit() {
+        let mut params = params(2);
+        params.max_uncommitted = 100;
+        params.strict_resend_bound = true;
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let mut session = Session::new(&params, &stats, t0);
+        let mut ids = 1..;
+        take_rows(&mut session, &mut ids, t0);
+        assert_eq!(submits(&mut session), vec![2, 3]);
+        read(&mut session, submit_resp(2, CommandStatus::ESME_ROK), t0).unwrap();
+        read(&mut session, submit_resp(3, CommandStatus::ESME_ROK), t0).unwrap();
+        assert_eq!(session.in_flight(), 0);
+        take_rows(&mut session, &mut ids, t0);
+        assert!(
+            submits(&mut session).is_empty(),
+            "the bound of 100 is not used: the answered fill the window"
+        );
+        session.on_results_committed(2);
+        take_rows(&mut session, &mut ids, t0);
+        assert_eq!(submits(&mut session), vec![4, 5]);
     }
 
     #[test]

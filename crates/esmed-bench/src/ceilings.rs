@@ -245,7 +245,7 @@ fn done_result(row: &TxRow) -> TxResult {
 pub fn smsc_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let mut outcome = Outcome::new("smsc", "5b SMSC-only ceiling");
     let journal = rig.dir.0.join("smsc-ceiling.journal");
-    let (mut smsc, port) = procs::start_smsc(&journal, None)?;
+    let (mut smsc, port) = procs::start_smsc(&journal, None, &[])?;
     let n = rig.options.rows;
     let window = rig.options.window as usize;
     let smsc_before = smsc.cpu_ticks();

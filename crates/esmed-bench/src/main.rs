@@ -33,15 +33,18 @@ USAGE: esmed-bench [OPTIONS]
   --latency-seconds S   length of the latency scenario (default 20)
   --latency-rate R      single-row inserts per second (default 50)
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
+  --windows-seconds S   length of each delay of the windows scenario (default 5)
+  --kannel-rows N       messages of each window of the Kannel scenario (default 20000); that
+                        scenario runs when Debian's kannel package is installed
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
-  --only LIST           comma-separated subset: burst,receipts,latency,pg,pg_window,smsc,
-                        backlog,pg_backlog,kannel (pg_window runs only with a window below
-                        esmed's result_batch, 1000; kannel, esmed and Kannel side by side at
-                        windows 10, 100 and 1000, only when Kannel is installed)
-  --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
+  --only LIST           comma-separated subset: burst,receipts,latency,windows,pg,pg_window,
+                        smsc,backlog,pg_backlog,kannel (pg_window runs only with a window below
+                        esmed's result_batch, 1000)
+  --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
+                        scenario: about a minute and a half
   --json FILE           also write the results as JSON
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
-                        --daemon 'strict_resend_bound = false'
+                        --daemon 'strict_resend_bound = true'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
                         its settings that are not PostgreSQL's defaults, max_wal_size = 8GB
                         and min_wal_size = 2GB (the README's advice for sustained rates);
@@ -152,6 +155,10 @@ pub struct Options {
     pub latency_seconds: u64,
     pub latency_rate: u64,
     pub window: u32,
+    /// Each delay of the windows scenario drains about this many seconds' worth of rows.
+    pub windows_seconds: u64,
+    /// Messages each window of the Kannel scenario drains.
+    pub kannel_rows: u64,
     pub timeout: Duration,
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
@@ -185,6 +192,8 @@ impl Default for Options {
             latency_seconds: 20,
             latency_rate: 50,
             window: 100,
+            windows_seconds: 5,
+            kannel_rows: 20_000,
             timeout: Duration::from_secs(900),
             only: None,
             json: None,
@@ -218,6 +227,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--latency-seconds" => o.latency_seconds = flags.number(&flag)?,
             "--latency-rate" => o.latency_rate = flags.number::<u64>(&flag)?.max(1),
             "--window" => o.window = flags.number::<u32>(&flag)?.max(1),
+            "--windows-seconds" => o.windows_seconds = flags.number::<u64>(&flag)?.max(1),
+            "--kannel-rows" => o.kannel_rows = flags.number::<u64>(&flag)?.max(2),
             "--timeout" => o.timeout = Duration::from_secs(flags.number(&flag)?),
             "--only" => {
                 let only = flags.value(&flag)?;
@@ -232,6 +243,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
                 o.rows = 10_000;
                 o.backlog = 50_000;
                 o.latency_seconds = 5;
+                o.windows_seconds = 2;
+                o.kannel_rows = 5_000;
                 o.timeout = Duration::from_secs(120);
             }
             other => return Err(BenchError::Usage(format!("unknown option {other}"))),
@@ -265,7 +278,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 9] = [
+    let plan: [(&str, &str, Scenario); 10] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -273,6 +286,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             scenarios::burst_with_receipts,
         ),
         ("latency", "3 latency", scenarios::latency),
+        (
+            "windows",
+            "6 window 10, SMSC answering after a delay",
+            scenarios::windows,
+        ),
         ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
         (
             "pg_window",
@@ -288,7 +306,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         ),
         (
             "kannel",
-            "6 esmed and Kannel, same SMSC",
+            "7 esmed and Kannel side by side",
             kannel::side_by_side,
         ),
     ];
@@ -299,8 +317,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         if key == "pg_window" && !ceilings::window_bounds_result_batches(options.window) {
             continue; // the same as 5a at this window
         }
-        if key == "kannel" && options.only.is_none() && kannel::KannelPrograms::find().is_none() {
-            eprintln!("esmed-bench: Kannel is not installed; `make bench-kannel` installs it");
+        if key == "kannel" && !kannel::installed() {
+            eprintln!(
+                "esmed-bench: scenario {title} skipped: Kannel is not installed \
+                 (make bench-kannel installs Debian's kannel package when root)"
+            );
             continue;
         }
         eprintln!("esmed-bench: scenario {title}");
@@ -373,10 +394,10 @@ mod tests {
         assert!(parse(&["--rows"]).is_err());
         assert!(parse(&["--rows", "x"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
-        let o = parse(&["--daemon", "strict_resend_bound = false"])
+        let o = parse(&["--daemon", "strict_resend_bound = true"])
             .unwrap()
             .unwrap();
-        assert_eq!(o.daemon, ["strict_resend_bound = false"]);
+        assert_eq!(o.daemon, ["strict_resend_bound = true"]);
         let o = parse(&["--pg", "max_wal_size = 1GB"]).unwrap().unwrap();
         assert_eq!(
             o.pg_settings,

@@ -30,6 +30,13 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, BenchError> {
 pub struct Proc(Process);
 
 impl Proc {
+    /// Starts `command`, a program of another party (Kannel's boxes).
+    pub fn spawn(name: &'static str, command: &mut Command) -> Result<Proc, BenchError> {
+        Process::spawn(name, command)
+            .map(Proc)
+            .map_err(process_error)
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.pid()
     }
@@ -89,21 +96,30 @@ fn process_error(error: ProcessError) -> BenchError {
 }
 
 /// Starts `esmed-smsc` on a free loopback port with a journal file; returns it and its port.
-pub fn start_smsc(journal: &Path, receipts_ms: Option<u64>) -> Result<(Proc, u16), BenchError> {
-    start_smsc_on("127.0.0.1:0", journal, receipts_ms)
-}
-
-/// Starts `esmed-smsc` listening on `listen` with a journal file; returns it and its port.
-pub fn start_smsc_on(
-    listen: &str,
+pub fn start_smsc(
     journal: &Path,
     receipts_ms: Option<u64>,
+    extra: &[String],
+) -> Result<(Proc, u16), BenchError> {
+    start_smsc_on(0, journal, receipts_ms, extra)
+}
+
+/// [`start_smsc`] on loopback port `port` (0: a free one), with `extra` flags (`--delay-ms
+/// N`, `--deliver-window N`).
+pub fn start_smsc_on(
+    port: u16,
+    journal: &Path,
+    receipts_ms: Option<u64>,
+    extra: &[String],
 ) -> Result<(Proc, u16), BenchError> {
     let mut command = Command::new(sibling_binary("esmed-smsc")?);
-    command.args(["--listen", listen, "--journal"]).arg(journal);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--journal"])
+        .arg(journal);
     if let Some(ms) = receipts_ms {
         command.args(["--receipts", &ms.to_string()]);
     }
+    command.args(extra);
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -133,13 +149,6 @@ fn parse_listening_port(line: &str) -> Option<u16> {
         .next()?
         .parse()
         .ok()
-}
-
-/// Starts any other program the bench compares esmed with.
-pub fn spawn(name: &'static str, command: &mut Command) -> Result<Proc, BenchError> {
-    Process::spawn(name, command)
-        .map(Proc)
-        .map_err(process_error)
 }
 
 /// Starts esmed with `config` (its log goes where the config says).

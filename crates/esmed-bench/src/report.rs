@@ -211,6 +211,19 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         let v = metric(outcomes, "latency", name);
         row(&mut out, &format!("3 latency {name}"), v, "ms", target);
     }
+    for (delay_ms, share) in crate::scenarios::WINDOW_DELAYS {
+        let what = format!("6 window 10, {delay_ms} ms: of window ÷ delay");
+        let v = metric(outcomes, "windows", &format!("of_limit_{delay_ms}ms"));
+        row(&mut out, &what, v, "", &format!(">= {share:.2}"));
+    }
+    let delay_ms = crate::scenarios::RECEIPTS_DELAY_MS;
+    let what = format!("6 the same, {delay_ms} ms, with receipts (final)");
+    let v = metric(
+        outcomes,
+        "windows",
+        &format!("of_limit_{delay_ms}ms_receipts"),
+    );
+    row(&mut out, &what, v, "", "as without");
     row(&mut out, "4 backlog drain", backlog, "msg/s", ">= 30000");
     let first = metric(outcomes, "backlog", "first_slice_msgs_per_s");
     let last = metric(outcomes, "backlog", "last_slice_msgs_per_s");
@@ -277,11 +290,13 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         "%",
         "",
     );
-    if outcomes
-        .iter()
-        .any(|o| o.key == "kannel" && o.error.is_none())
-    {
-        kannel_rows(&mut out, outcomes);
+    for window in crate::kannel::KANNEL_WINDOWS {
+        let what = format!("7 esmed ÷ Kannel (file store), window {window}");
+        let v = metric(outcomes, "kannel", &format!("esmed_over_kannel_w{window}"));
+        let target = if window >= 1000 { ">= 1.5" } else { ">= 1.0" };
+        if v.is_some() {
+            row(&mut out, &what, v, "", target);
+        }
     }
     for o in outcomes {
         if let Some(e) = &o.error {
@@ -292,49 +307,6 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
 }
 
 /// The results as JSON: machine, options, and per scenario its figures, notes and error.
-/// esmed against Kannel at each window: both rates, their ratio, and CPU per message.
-fn kannel_rows(out: &mut String, outcomes: &[Outcome]) {
-    for window in crate::kannel::WINDOWS {
-        let get = |name: &str| metric(outcomes, "kannel", &format!("w{window}_{name}"));
-        let w = format!("6 window {window}:");
-        row(
-            out,
-            &format!("{w} esmed"),
-            get("esmed_msgs_per_s"),
-            "msg/s",
-            "",
-        );
-        row(
-            out,
-            &format!("{w} Kannel"),
-            get("kannel_msgs_per_s"),
-            "msg/s",
-            "",
-        );
-        let target = if window >= 1000 { ">= 1.5" } else { ">= 1.0" };
-        let ratio = get("esmed_over_kannel");
-        row(out, &format!("{w} esmed / Kannel"), ratio, "x", target);
-        let cpu = get("esmed_cpu_us_per_msg");
-        row(out, &format!("{w} esmed CPU per message"), cpu, "µs", "");
-        let with_pg = get("esmed_with_pg_cpu_us_per_msg");
-        row(
-            out,
-            &format!("{w} esmed + PostgreSQL CPU"),
-            with_pg,
-            "µs",
-            "",
-        );
-        let kannel = get("kannel_cpu_us_per_msg");
-        row(
-            out,
-            &format!("{w} Kannel CPU per message"),
-            kannel,
-            "µs",
-            "",
-        );
-    }
-}
-
 pub fn json(machine: &Machine, options: &Options, outcomes: &[Outcome]) -> String {
     let mut out = String::from("{\n");
     let _ = writeln!(
@@ -459,12 +431,12 @@ mod tests {
     #[test]
     fn the_extra_settings_are_shown_and_kept_in_the_json() {
         let options = Options {
-            daemon: vec!["strict_resend_bound = false".into()],
+            daemon: vec!["strict_resend_bound = true".into()],
             pg_settings: vec!["max_wal_size = 8GB".into()],
             ..Options::default()
         };
         let text = table(&[], &options);
-        assert!(text.contains("esmed.conf [daemon] also: strict_resend_bound = false"));
+        assert!(text.contains("esmed.conf [daemon] also: strict_resend_bound = true"));
         assert!(text.contains("postgresql.conf also: max_wal_size = 8GB"));
         let machine = Machine {
             date: "2026-11-25".into(),
@@ -474,7 +446,7 @@ mod tests {
         };
         let json = json(&machine, &options, &[]);
         assert!(
-            json.contains("\"daemon\": [\"strict_resend_bound = false\"]"),
+            json.contains("\"daemon\": [\"strict_resend_bound = true\"]"),
             "{json}"
         );
         assert!(

@@ -163,13 +163,26 @@ impl Rig {
 
     /// Resets the tables, starts an SMSC and points the (only) server row at it.
     pub fn prepare(&mut self, name: &str, receipts: Receipts) -> Result<Run, BenchError> {
+        let window = self.options.window;
+        self.prepare_with(name, receipts, &[], window)
+    }
+
+    /// [`Rig::prepare`] with these `esmed-smsc` flags (`--delay-ms N` holds every
+    /// submit_sm_resp back N ms) and this `smpp_window`.
+    pub fn prepare_with(
+        &mut self,
+        name: &str,
+        receipts: Receipts,
+        smsc_flags: &[String],
+        window: u32,
+    ) -> Result<Run, BenchError> {
         self.reset()?;
         let journal = self.dir.0.join(format!("{name}.journal"));
         let delay = match receipts {
             Receipts::Off => None,
             Receipts::On { delay_ms } => Some(delay_ms),
         };
-        let (smsc, smsc_port) = procs::start_smsc(&journal, delay)?;
+        let (smsc, smsc_port) = procs::start_smsc(&journal, delay, smsc_flags)?;
         let receipts_on = receipts != Receipts::Off;
         self.db
             .execute(
@@ -177,11 +190,7 @@ impl Rig {
                      esme_source_addr, esme_bind_transceiver, esme_registered_delivery,
                      smpp_window)
                  VALUES (true, '127.0.0.1', $1, 'esmed', 'secret', 'ESMED', $2, $2, $3)",
-                &[
-                    &i32::from(smsc_port),
-                    &receipts_on,
-                    &(self.options.window as i32),
-                ],
+                &[&i32::from(smsc_port), &receipts_on, &(window as i32)],
             )
             .map_err(BenchError::pg("insert the server row"))?;
         Ok(Run {

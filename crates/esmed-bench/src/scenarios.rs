@@ -1,5 +1,6 @@
 //! The scenarios, each against a fresh SMSC process and esmed process: burst,
-//! burst with receipts, steady-rate latency, and the drain of a large backlog beside history.
+//! burst with receipts, steady-rate latency, the drain of a large backlog beside history, and
+//! one small window against an SMSC that answers after a delay.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,86 @@ fn set_rss(outcome: &mut Outcome, run: &Run) {
     if let Some(esmed) = run.esmed() {
         outcome.set("esmed_peak_rss_mb", esmed.peak_rss_kb() as f64 / 1024.0);
     }
+}
+
+/// The windows scenario's SMSC answer delays in ms, with the share of the bind's limit
+/// (window ÷ delay) each should reach.
+pub const WINDOW_DELAYS: [(u64, f64); 3] = [(20, 0.97), (5, 0.95), (1, 0.90)];
+
+/// The window of the windows scenario: the small windows real SMSCs often allow.
+pub const SMALL_WINDOW: u32 = 10;
+
+/// 6: one bind at window 10 to an SMSC that answers each submit_sm after a fixed delay, at
+/// each of [`WINDOW_DELAYS`]: the rate against what the bind allows, window ÷ delay, which
+/// only a window kept full (never waiting for a commit) reaches. Each delay drains about
+/// `windows_seconds` worth of rows at that limit.
+pub fn windows(rig: &mut Rig) -> Result<Outcome, BenchError> {
+    let mut outcome = Outcome::new("windows", "6 window 10, SMSC answering after a delay");
+    for (delay_ms, _) in WINDOW_DELAYS {
+        let limit = f64::from(SMALL_WINDOW) * 1000.0 / delay_ms as f64;
+        let rows = (limit * rig.options.windows_seconds as f64) as u64;
+        let name = format!("windows-{delay_ms}ms");
+        let flags = ["--delay-ms".to_string(), delay_ms.to_string()];
+        let mut run = rig.prepare_with(&name, Receipts::Off, &flags, SMALL_WINDOW)?;
+        rig.launch_warm(&mut run, &name)?;
+        let base = run.tail.lines();
+        let before = rig.snapshot(Some(&run));
+        rig.insert_rows(rows, PREFIX)?;
+        let committed = Instant::now();
+        let deadline = rig.deadline();
+        let done = rig.wait_drained(&mut run, base + rows, deadline)?;
+        let after = rig.snapshot(Some(&run));
+        let rate = rows as f64 / done.duration_since(committed).as_secs_f64();
+        outcome.set(&format!("msgs_per_s_{delay_ms}ms"), rate);
+        outcome.set(&format!("of_limit_{delay_ms}ms"), rate / limit);
+        let cpu = CpuSplit::between(&before, &after, rig.ticks_per_second);
+        if cpu.esmed > 0.0 {
+            let us = cpu.esmed * 1e6 / rows as f64;
+            outcome.set(&format!("esmed_cpu_us_per_msg_{delay_ms}ms"), us);
+        }
+    }
+    windows_with_receipts(rig, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// The delay of the windows scenario's run with receipts.
+pub const RECEIPTS_DELAY_MS: u64 = 5;
+
+/// Scenario 6 at [`RECEIPTS_DELAY_MS`] over a transceiver with a receipt for every message,
+/// the SMSC keeping at most [`SMALL_WINDOW`] deliver_sm unanswered (each answered only once
+/// its row is committed): the time until every row has its final state, as a share of
+/// window ÷ delay. The receipts keep pace when it is as near 1 as the submits alone.
+fn windows_with_receipts(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), BenchError> {
+    let delay_ms = RECEIPTS_DELAY_MS;
+    let limit = f64::from(SMALL_WINDOW) * 1000.0 / delay_ms as f64;
+    let rows = (limit * rig.options.windows_seconds as f64) as u64;
+    let name = format!("windows-{delay_ms}ms-receipts");
+    let flags = [
+        "--delay-ms".to_string(),
+        delay_ms.to_string(),
+        "--deliver-window".to_string(),
+        SMALL_WINDOW.to_string(),
+    ];
+    let receipts = Receipts::On { delay_ms: 0 };
+    let mut run = rig.prepare_with(&name, receipts, &flags, SMALL_WINDOW)?;
+    rig.launch_warm(&mut run, &name)?;
+    rig.insert_rows(rows, PREFIX)?;
+    let committed = Instant::now();
+    let tx = format!("smpp_tx_queue WHERE smpp_destination_addr LIKE '{PREFIX}%'");
+    let n = rows as i64;
+    let deadline = rig.deadline();
+    rig.wait_every(
+        Duration::from_millis(100),
+        &mut run,
+        deadline,
+        "every final state",
+        |rig, _| Ok(rig.count(&format!("{tx} AND {FINAL_STATE}"))? >= n),
+    )?;
+    let end = rig.latest("message_state_timestamp", &tx)?;
+    let rate = rows as f64 / end.duration_since(committed).as_secs_f64();
+    outcome.set(&format!("final_msgs_per_s_{delay_ms}ms_receipts"), rate);
+    outcome.set(&format!("of_limit_{delay_ms}ms_receipts"), rate / limit);
+    Ok(())
 }
 
 /// SMPP final message states (SMPP 3.4 §5.2.28); ENROUTE and SCHEDULED are not final.

@@ -66,6 +66,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             "2",
             "--latency-rate",
             "20",
+            "--windows-seconds",
+            "1",
+            "--kannel-rows",
+            "300",
             "--timeout",
             "120",
             "--pg-stats",
@@ -74,6 +78,10 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             "max_wal_size = 2GB",
             "--daemon",
             "claim_batch = 300",
+            // Results trail the submits by at most this many rows, less than a slice of the
+            // toy backlog (300): every slice then holds results commits to measure.
+            "--daemon",
+            "max_uncommitted_results = 100",
         ])
         .arg("--json")
         .arg(&json)
@@ -93,6 +101,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "burst",
         "receipts",
         "latency",
+        "windows",
         "pg",
         "pg_window",
         "smsc",
@@ -114,7 +123,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "{report}"
     );
     assert!(
-        report.contains("\"daemon\": [\"claim_batch = 300\"]"),
+        report.contains("\"daemon\": [\"claim_batch = 300\", \"max_uncommitted_results = 100\"]"),
         "{report}"
     );
     // The table: every row of toy-size figures filled in, the extra settings named.
@@ -131,6 +140,34 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             .unwrap_or_else(|| panic!("no {figure} row\n{stdout}"));
         assert!(line.contains("msg/s"), "{line}");
     }
+    // Kannel side by side, when it is installed: a ratio for each window.
+    if Path::new("/usr/sbin/bearerbox").is_file() && Path::new("/usr/sbin/smsbox").is_file() {
+        for window in ["10", "100", "1000"] {
+            let what = format!("7 esmed ÷ Kannel (file store), window {window} ");
+            let line = stdout
+                .lines()
+                .find(|l| l.contains(&what))
+                .unwrap_or_else(|| panic!("no {what} row\n{stdout}\n{stderr}"));
+            let ratio: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+            assert!(ratio > 0.0, "{line}");
+        }
+    } else {
+        assert!(stderr.contains("Kannel is not installed"), "{stderr}");
+    }
+    // The windows scenario: a share of window ÷ delay for each delay.
+    for delay in ["20 ms", "5 ms", "1 ms"] {
+        let what = format!("6 window 10, {delay}: of window ÷ delay");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&what))
+            .unwrap_or_else(|| panic!("no {what} row\n{stdout}"));
+        let share: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(share > 0.0 && share < 1.1, "{line}");
+    }
+    assert!(
+        stdout.contains("6 the same, 5 ms, with receipts (final)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "postgresql.conf also: max_wal_size = 8GB; min_wal_size = 2GB; max_wal_size = 2GB"

@@ -36,6 +36,9 @@ pub struct SmscConfig {
     pub deliver_resend_after: Duration,
     /// …at most this many times (0: never resent).
     pub deliver_max_resends: u32,
+    /// At most this many deliver_sm wait for their deliver_sm_resp at once (the SMSC's own
+    /// window); the others wait for an answer. None: no limit.
+    pub deliver_window: Option<usize>,
     /// Keep every received PDU in memory for `SmscHandle::received` (tests). The binary turns
     /// it off so a soak run does not grow without bound.
     pub journal_in_memory: bool,
@@ -85,6 +88,7 @@ impl Default for SmscConfig {
             max_binds: 16,
             deliver_resend_after: Duration::from_secs(5),
             deliver_max_resends: 3,
+            deliver_window: None,
             journal_in_memory: true,
             journal_file: None,
             remembered_messages: 200_000,

@@ -47,6 +47,8 @@ struct State {
     heap: BinaryHeap<Reverse<(Instant, u64, u64)>>,
     jobs: HashMap<u64, Job>,
     pending: HashMap<(u64, u32), u64>,
+    /// Due jobs held back while the deliver window is full, oldest first.
+    held: std::collections::VecDeque<u64>,
     next_job: u64,
     /// When the thread is asleep: until when (`None`: awake).
     asleep_until: Option<Instant>,
@@ -123,11 +125,17 @@ impl Deliverer {
         }
     }
 
-    /// A deliver_sm_resp (or generic_nack) arrived: that job is done.
+    /// A deliver_sm_resp (or generic_nack) arrived: that job is done, and a job held back by
+    /// the deliver window may go.
     pub fn acked(&self, connection: u64, seq: u32) {
         let mut state = self.lock();
         if let Some(id) = state.pending.remove(&(connection, seq)) {
             state.jobs.remove(&id);
+            if let Some(next) = state.held.pop_front() {
+                let now = Instant::now();
+                state.push(now, next);
+                self.wake_for(&state, now);
+            }
         }
     }
 
@@ -182,8 +190,17 @@ impl Deliverer {
             match shared.pick_receiver() {
                 Some((connection, outbox)) => {
                     let mut state = self.lock();
-                    for id in due {
-                        self.send(&mut state, id, connection, &outbox, shared);
+                    let window = shared.config.deliver_window.unwrap_or(usize::MAX);
+                    // Those held back first: they were due earlier.
+                    let mut ids: Vec<u64> = state.held.drain(..).collect();
+                    ids.extend(due);
+                    for id in ids {
+                        if state.pending.len() >= window {
+                            // Sent again when an answer makes room (see `acked`).
+                            state.held.push_back(id);
+                        } else {
+                            self.send(&mut state, id, connection, &outbox, shared);
+                        }
                     }
                 }
                 None => {
@@ -242,6 +259,10 @@ impl Deliverer {
             if sends >= max_sends {
                 log::warn!("deliver_sm unanswered after {sends} sends, giving up");
                 state.jobs.remove(&id);
+                // Its place in the deliver window is free: one held back may go.
+                if let Some(next) = state.held.pop_front() {
+                    keep.push(next);
+                }
             } else {
                 keep.push(id);
             }

@@ -279,6 +279,44 @@ fn intermediate_enroute_then_final_and_query_sm() {
 }
 
 #[test]
+fn the_deliver_window_holds_deliver_sm_back_until_one_is_answered() {
+    let smsc = start(SmscConfig {
+        deliver_window: Some(2),
+        ..SmscConfig::default()
+    });
+    let mut rx = Client::bound(&smsc, BindKind::Receiver);
+    for n in 1..=5 {
+        smsc.send_mo(MoMessage::text("447700900999", "ESMED", &format!("mo {n}")));
+    }
+    let first = rx.recv().unwrap();
+    let second = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(smsc.sent().len(), 2, "two in flight at most");
+    rx.send_resp(
+        first.sequence_number,
+        Body::DeliverSmResp(MessageIdResp::default()),
+    );
+    let third = rx.recv().unwrap();
+    assert!(matches!(third.body, Body::DeliverSm(_)), "{third:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(smsc.sent().len(), 3, "one answer, one more");
+    for pdu in [second, third] {
+        rx.send_resp(
+            pdu.sequence_number,
+            Body::DeliverSmResp(MessageIdResp::default()),
+        );
+    }
+    for _ in 0..2 {
+        let pdu = rx.recv().unwrap();
+        rx.send_resp(
+            pdu.sequence_number,
+            Body::DeliverSmResp(MessageIdResp::default()),
+        );
+    }
+    assert!(smsc.wait_for_sent(WAIT, |sent| sent.len() == 5));
+}
+
+#[test]
 fn mo_goes_to_the_receiver_and_waits_for_one() {
     let smsc = start(SmscConfig::default());
     smsc.send_mo(MoMessage::text("447700900999", "ESMED", "Hi 😀"));

@@ -39,6 +39,7 @@ USAGE: esmed-smsc [OPTIONS]
   --drop-after N             cut the connection at the Nth submit (once)
   --never-answer-every N     never answer every Nth submit
   --delay-ms N               hold every submit_sm_resp back N ms
+  --deliver-window N         at most N deliver_sm wait for their deliver_sm_resp at once
   --permanent-prefix PREFIX  destinations starting with PREFIX get ESME_RINVDSTADR
   --stats-interval S         print counters to stderr every S seconds
   --journal FILE             one JSON line per received submit_sm
@@ -116,6 +117,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Usa
             "--delay-ms" => {
                 let ms: u64 = flags.number(&flag)?;
                 faults.response_delay = Some(Duration::from_millis(ms));
+            }
+            "--deliver-window" => {
+                let n: usize = flags.number(&flag)?;
+                config.deliver_window = Some(n.max(1));
             }
             "--permanent-prefix" => {
                 faults.permanent_error_prefix =
