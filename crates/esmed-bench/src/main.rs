@@ -47,7 +47,7 @@ USAGE: esmed-bench [OPTIONS]
                         --daemon 'strict_resend_bound = true'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
                         its settings that are not PostgreSQL's defaults, max_wal_size = 8GB
-                        and min_wal_size = 2GB (the README's advice for sustained rates);
+                        and min_wal_size = 2GB (the advice for sustained rates in docs/scaling.md);
                         --pg 'max_wal_size = 1GB' --pg 'min_wal_size = 80MB' runs with every
                         default. Shown in the table and JSON
   --pg-stats            after each scenario, print PostgreSQL's costliest statements
@@ -57,7 +57,7 @@ USAGE: esmed-bench [OPTIONS]
                         for what (the sampling costs PostgreSQL some CPU)
 ";
 
-/// The bench cluster's postgresql.conf lines besides PostgreSQL's defaults: what the README
+/// The bench cluster's postgresql.conf lines besides PostgreSQL's defaults: what docs/scaling.md
 /// advises for sustained rates. At the default 1 GB a checkpoint falls somewhere in a
 /// million-row drain and the slices after it run 10-15 % slower (the checkpointer's writes
 /// share the disk with the commits' fsyncs), so the backlog's last-against-first figure
