@@ -1,0 +1,187 @@
+-- The results feed, in one place for a new or upgraded schema (esmed-objects.sql) and the
+-- 0.3 changes (changes-0.3.sql), which include this file (psql \ir) inside their transaction.
+-- Running it again changes nothing.
+--
+-- Each final outcome (submission_done or submission_failed set) and each change of
+-- smpp_message_state gives the smpp_tx_queue row a new result_seq; each smpp_rx_queue row
+-- gets one when it is stored and again when a late receipt is linked to its message (tx_id).
+-- An application keeps the last result_seq it handled (its cursor) and reads on from there:
+--   SELECT * FROM esmed_results_since($cursor, 1000);   -- smpp_tx_queue rows, in order
+--   SELECT * FROM esmed_received_since($cursor, 1000);  -- smpp_rx_queue rows, in order
+-- and LISTENs on esmed_results / esmed_received to be woken when there is more.
+--
+-- Why the functions and not a plain "WHERE result_seq > $cursor": values are taken from the
+-- sequence in one order and committed in another. A writer that took 10 and commits after
+-- the one that took 11 would be skipped by a reader that saw 11 first. So each writer holds a
+-- shared advisory lock (the gate) from before it takes its first value until it ends; the
+-- functions read the sequence's last value, then wait for the gate's holders of that moment
+-- to end (milliseconds: they are esmed's batches), and only then read the rows up to that
+-- value. Every value up to it is then committed, and seen, or rolled back, never seen.
+-- Writers never wait for each other or for readers (the gate is only ever taken shared), and
+-- a writer pays one lock per transaction and a few microseconds per row. The sequences must
+-- keep CACHE 1: a value cached by a session is taken before the reader reads the sequence
+-- and used after.
+
+CREATE SEQUENCE IF NOT EXISTS esmed_result_seq AS bigint;
+CREATE SEQUENCE IF NOT EXISTS esmed_received_seq AS bigint;
+
+ALTER TABLE smpp_tx_queue ADD COLUMN IF NOT EXISTS result_seq bigint;
+ALTER TABLE smpp_rx_queue ADD COLUMN IF NOT EXISTS result_seq bigint;
+
+-- Rows without a result (pending, in flight) are not in the index.
+CREATE INDEX IF NOT EXISTS smpp_tx_queue_result_seq ON smpp_tx_queue (result_seq)
+    WHERE result_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS smpp_rx_queue_result_seq ON smpp_rx_queue (result_seq)
+    WHERE result_seq IS NOT NULL;
+
+-- The gate's keys: pg_advisory_xact_lock_shared(1702063462 ("esmf"), 1) for smpp_tx_queue's
+-- results, (1702063462, 2) for smpp_rx_queue. esmed's instance locks use another first key.
+--
+-- A row trigger: takes the gate, then the row's value (in this order), and remembers the
+-- highest value of the transaction for the statement trigger's NOTIFY. The sequence is named
+-- with the table's schema, so an application's own UPDATE works whatever its search_path.
+CREATE OR REPLACE FUNCTION esmed_take_result_seq() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1702063462, TG_ARGV[0]::int4);
+    NEW.result_seq := nextval(quote_ident(TG_TABLE_SCHEMA) || '.' || TG_ARGV[1]);
+    PERFORM set_config(TG_ARGV[2], NEW.result_seq::text, true);
+    RETURN NEW;
+END
+$$;
+
+-- A statement trigger: one NOTIFY per statement that gave rows a value, payload the highest
+-- value the transaction took so far; PostgreSQL delivers it at COMMIT (and drops it at a
+-- rollback). A batch of results is one statement (two when it has both done and failed
+-- rows); listeners read on from their cursor however many notifications they get.
+CREATE OR REPLACE FUNCTION esmed_notify_result_seq() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    taken text := current_setting(TG_ARGV[1], true);
+BEGIN
+    IF taken <> '' AND taken IS DISTINCT FROM current_setting(TG_ARGV[1] || '_sent', true) THEN
+        PERFORM pg_notify(TG_ARGV[0], taken);
+        PERFORM set_config(TG_ARGV[1] || '_sent', taken, true);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS smpp_tx_queue_result_seq ON smpp_tx_queue;
+CREATE TRIGGER smpp_tx_queue_result_seq
+    BEFORE UPDATE ON smpp_tx_queue
+    FOR EACH ROW WHEN (NEW.submission_done IS DISTINCT FROM OLD.submission_done
+                       OR NEW.submission_failed IS DISTINCT FROM OLD.submission_failed
+                       OR NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state)
+    EXECUTE FUNCTION esmed_take_result_seq('1', 'esmed_result_seq', 'esmed.result_seq');
+
+DROP TRIGGER IF EXISTS smpp_tx_queue_notify_results ON smpp_tx_queue;
+CREATE TRIGGER smpp_tx_queue_notify_results
+    AFTER UPDATE ON smpp_tx_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION esmed_notify_result_seq('esmed_results', 'esmed.result_seq');
+
+-- A row inserted already finished (an application copying history in) gets a value too.
+DROP TRIGGER IF EXISTS smpp_tx_queue_result_seq_insert ON smpp_tx_queue;
+CREATE TRIGGER smpp_tx_queue_result_seq_insert
+    BEFORE INSERT ON smpp_tx_queue
+    FOR EACH ROW WHEN (NEW.submission_done OR NEW.submission_failed)
+    EXECUTE FUNCTION esmed_take_result_seq('1', 'esmed_result_seq', 'esmed.result_seq');
+
+DROP TRIGGER IF EXISTS smpp_rx_queue_result_seq ON smpp_rx_queue;
+CREATE TRIGGER smpp_rx_queue_result_seq
+    BEFORE INSERT ON smpp_rx_queue
+    FOR EACH ROW EXECUTE FUNCTION esmed_take_result_seq('2', 'esmed_received_seq', 'esmed.received_seq');
+
+DROP TRIGGER IF EXISTS smpp_rx_queue_result_seq_link ON smpp_rx_queue;
+CREATE TRIGGER smpp_rx_queue_result_seq_link
+    BEFORE UPDATE ON smpp_rx_queue
+    FOR EACH ROW WHEN (NEW.tx_id IS DISTINCT FROM OLD.tx_id)
+    EXECUTE FUNCTION esmed_take_result_seq('2', 'esmed_received_seq', 'esmed.received_seq');
+
+DROP TRIGGER IF EXISTS smpp_rx_queue_notify_received ON smpp_rx_queue;
+CREATE TRIGGER smpp_rx_queue_notify_received
+    AFTER INSERT OR UPDATE ON smpp_rx_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION esmed_notify_result_seq('esmed_received', 'esmed.received_seq');
+
+-- The highest value of feed 1 (results) or 2 (received) below which every row is committed
+-- or never will be: the sequence's last value, once the writers that held the gate when it
+-- was read have ended. Needs READ COMMITTED (the caller's next statement must see what those
+-- writers committed). SECURITY DEFINER so that a reader needs no privilege on the sequences;
+-- it tells nothing but two counters.
+CREATE OR REPLACE FUNCTION esmed_feed_bound(feed int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
+DECLARE
+    bound bigint;
+    writers text[];
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'the esmed results feed needs READ COMMITTED, not %',
+                current_setting('transaction_isolation')
+            USING HINT = 'Call esmed_results_since / esmed_received_since outside a '
+                         'REPEATABLE READ or SERIALIZABLE transaction.';
+    END IF;
+    bound := coalesce(pg_sequence_last_value(CASE feed WHEN 1 THEN 'esmed_result_seq'
+                                                       WHEN 2 THEN 'esmed_received_seq'
+                                             END::regclass), 0);
+    -- After the sequence was read: whoever took a value up to it holds the gate now, or has
+    -- ended.
+    SELECT array_agg(virtualtransaction) INTO writers FROM pg_locks
+    WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database
+                                                WHERE datname = current_database())
+      AND classid = 1702063462 AND objid = feed AND objsubid = 2 AND granted;
+    WHILE writers IS NOT NULL AND EXISTS (
+            SELECT 1 FROM pg_locks
+            WHERE locktype = 'advisory' AND classid = 1702063462 AND objid = feed
+              AND objsubid = 2 AND virtualtransaction = ANY (writers)) LOOP
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+    RETURN bound;
+END
+$$;
+
+-- smpp_tx_queue rows whose result_seq is above cursor, in result_seq order, at most max_rows:
+-- never one skipped (see above). A row whose result changes again comes again with its new
+-- value. SECURITY INVOKER: the caller needs SELECT on smpp_tx_queue, as for any query.
+CREATE OR REPLACE FUNCTION esmed_results_since(cursor bigint, max_rows int DEFAULT 1000)
+RETURNS SETOF smpp_tx_queue
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bound bigint := esmed_feed_bound(1);
+BEGIN
+    RETURN QUERY SELECT * FROM smpp_tx_queue
+        WHERE result_seq > cursor AND result_seq <= bound
+        ORDER BY result_seq LIMIT max_rows;
+END
+$$;
+
+-- The same for smpp_rx_queue: MO messages and receipts as they are stored, and receipts
+-- again when they are linked to their message late.
+CREATE OR REPLACE FUNCTION esmed_received_since(cursor bigint, max_rows int DEFAULT 1000)
+RETURNS SETOF smpp_rx_queue
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bound bigint := esmed_feed_bound(2);
+BEGIN
+    RETURN QUERY SELECT * FROM smpp_rx_queue
+        WHERE result_seq > cursor AND result_seq <= bound
+        ORDER BY result_seq LIMIT max_rows;
+END
+$$;
+
+-- The functions name tables and sequences without a schema: they look in this one whatever
+-- the caller's search_path (pg_temp last, so that no temporary table stands in for them).
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION esmed_feed_bound(int) SET search_path = pg_catalog, %I, pg_temp',
+                   current_schema());
+    EXECUTE format('ALTER FUNCTION esmed_results_since(bigint, int) '
+                   'SET search_path = pg_catalog, %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION esmed_received_since(bigint, int) '
+                   'SET search_path = pg_catalog, %I, pg_temp', current_schema());
+END
+$$;
+
+-- esmed's role takes values (through the triggers, which run as the writer); only the
+-- sequences' owner may set them back.
+REVOKE ALL ON SEQUENCE esmed_result_seq, esmed_received_seq FROM esmed;
+GRANT USAGE ON SEQUENCE esmed_result_seq, esmed_received_seq TO esmed;
