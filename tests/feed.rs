@@ -154,7 +154,10 @@ fn a_writer_committing_after_a_later_one_is_not_skipped() {
         rows.iter().map(|r| r.0).collect::<Vec<_>>(),
         [ids[0], ids[1]]
     );
-    assert!(rows[0].1 < naive_cursor, "A's value is below the naive cursor");
+    assert!(
+        rows[0].1 < naive_cursor,
+        "A's value is below the naive cursor"
+    );
     // The naive reader, going on from its cursor, never gets A's row.
     let after_naive: i64 = app
         .query_one(
@@ -249,15 +252,25 @@ fn three_writers_and_a_reader_see_every_row_exactly_once() {
         (received_reader, expected_rx, "received"),
     ] {
         let (seen, reads) = reader.join().unwrap();
-        assert!(reads > 10, "{what}: the reader read while the writers wrote ({reads} reads)");
+        assert!(
+            reads > 10,
+            "{what}: the reader read while the writers wrote ({reads} reads)"
+        );
         let mut times: HashMap<i64, usize> = HashMap::new();
         for id in &seen {
             *times.entry(*id).or_default() += 1;
         }
         let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "{what}: seen more than once: {twice:?}");
-        let missed: Vec<_> = expected.iter().filter(|id| !times.contains_key(id)).collect();
-        assert!(missed.is_empty(), "{what}: never seen: {} rows", missed.len());
+        let missed: Vec<_> = expected
+            .iter()
+            .filter(|id| !times.contains_key(id))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{what}: never seen: {} rows",
+            missed.len()
+        );
         assert_eq!(seen.len(), expected.len(), "{what}");
     }
 }
@@ -279,7 +292,10 @@ fn spawn_reader(
             let rows = app.query(sql, &[&cursor, &100i32]).unwrap();
             for row in &rows {
                 let (id, seq): (i64, i64) = (row.get(0), row.get(1));
-                assert!(seq > cursor, "result_seq {seq} not above the cursor {cursor}");
+                assert!(
+                    seq > cursor,
+                    "result_seq {seq} not above the cursor {cursor}"
+                );
                 cursor = seq;
                 seen.push(id);
             }
@@ -424,7 +440,10 @@ fn the_feed_refuses_a_repeatable_read_transaction() {
         .unwrap_err();
     let message = error.as_db_error().map(|e| e.message().to_string());
     assert!(
-        message.as_deref().unwrap_or("").contains("needs READ COMMITTED"),
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("needs READ COMMITTED"),
         "{error:?}"
     );
 }
@@ -461,4 +480,83 @@ fn esmed_cannot_move_the_feed_and_applications_need_only_select() {
     )
     .unwrap();
     assert!(results_since(&mut app, 0, 10).is_empty());
+}
+
+/// What esmed's batch statements do not write goes through the triggers: an operator's own
+/// UPDATE, a text too long to send failed at the claim, a receipt linked to its message late.
+/// Each gets a value, is in the feed and is notified.
+#[test]
+fn rows_finished_outside_the_batch_statements_are_in_the_feed_too() {
+    let cluster = feed_cluster();
+    let mut admin = cluster.superuser_client("esmed").unwrap();
+    let mut listener = app_client(&cluster);
+    listener
+        .batch_execute("LISTEN esmed_results; LISTEN esmed_received")
+        .unwrap();
+    let ids: Vec<i64> = admin
+        .query(
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+             VALUES ('1', 'by hand'), ('2', repeat('x', 300000)) RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    admin
+        .execute(
+            "UPDATE smpp_tx_queue SET submission_failed = true, submission_info = 'cancelled'
+             WHERE id = $1",
+            &[&ids[0]],
+        )
+        .unwrap();
+    let mut esmed = esmed_client(&cluster);
+    assert!(db::claim(&mut esmed, 10, LEASE, "a").unwrap().is_empty());
+    let rx: i64 = admin
+        .query_one(
+            "INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, is_receipt) VALUES ('00', '{}', true)
+             RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let stored: i64 = admin
+        .query_one("SELECT result_seq FROM smpp_rx_queue WHERE id = $1", &[&rx])
+        .unwrap()
+        .get(0);
+    // esmed links a late receipt with a plain UPDATE of tx_id.
+    esmed
+        .execute(
+            "UPDATE smpp_rx_queue SET tx_id = $2 WHERE id = $1",
+            &[&rx, &ids[0]],
+        )
+        .unwrap();
+
+    let feed = results_since(&mut listener, 0, 10);
+    assert_eq!(
+        feed.iter().map(|r| r.0).collect::<Vec<_>>(),
+        ids,
+        "failed by hand, then failed at the claim"
+    );
+    let received: Vec<(i64, i64)> = listener
+        .query(
+            "SELECT id, result_seq FROM esmed_received_since($1)",
+            &[&stored],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(received.len(), 1, "linked: the row comes again");
+    assert!(received[0].1 > stored);
+    let notes = received_notifications(&mut listener);
+    assert_eq!(
+        notes,
+        [
+            ("esmed_results".to_string(), feed[0].1.to_string()),
+            ("esmed_results".to_string(), feed[1].1.to_string()),
+            ("esmed_received".to_string(), stored.to_string()),
+            ("esmed_received".to_string(), received[0].1.to_string()),
+        ]
+    );
 }
