@@ -6,6 +6,7 @@
 //! `make bench` / `make bench-quick`; `esmed-bench --help` for the flags.
 
 mod ceilings;
+mod feed;
 mod journal;
 mod pace;
 mod procs;
@@ -34,10 +35,13 @@ USAGE: esmed-bench [OPTIONS]
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
   --only LIST           comma-separated subset: burst,receipts,latency,pg,pg_window,smsc,
-                        backlog,pg_backlog (pg_window runs only with a window below
+                        backlog,pg_backlog,feed (pg_window runs only with a window below
                         esmed's result_batch, 1000)
   --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
   --json FILE           also write the results as JSON
+  --before-esmed PATH   the esmed binary of a version without the results feed: the feed
+                        scenario compares the burst with it (triggers off) and with this
+                        version's (feed on); without it, only the latter is measured
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
                         --daemon 'strict_resend_bound = false'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
@@ -153,6 +157,8 @@ pub struct Options {
     pub timeout: Duration,
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
+    /// An esmed without the results feed, for the feed scenario's comparison.
+    pub before_esmed: Option<PathBuf>,
     pub pg_stats: bool,
     pub pg_waits: bool,
     /// Extra `[daemon]` lines for esmed.conf.
@@ -186,6 +192,7 @@ impl Default for Options {
             timeout: Duration::from_secs(900),
             only: None,
             json: None,
+            before_esmed: None,
             pg_stats: false,
             pg_waits: false,
             daemon: Vec::new(),
@@ -222,6 +229,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
                 o.only = Some(only.split(',').map(str::to_string).collect());
             }
             "--json" => o.json = Some(PathBuf::from(flags.value(&flag)?)),
+            "--before-esmed" => o.before_esmed = Some(PathBuf::from(flags.value(&flag)?)),
             "--pg-stats" => o.pg_stats = true,
             "--pg-waits" => o.pg_waits = true,
             "--daemon" => o.daemon.push(flags.value(&flag)?),
@@ -263,7 +271,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 8] = [
+    let plan: [(&str, &str, Scenario); 9] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -271,6 +279,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             scenarios::burst_with_receipts,
         ),
         ("latency", "3 latency", scenarios::latency),
+        ("feed", "6 results feed", feed::feed),
         ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
         (
             "pg_window",

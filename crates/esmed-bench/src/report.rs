@@ -211,6 +211,25 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         let v = metric(outcomes, "latency", name);
         row(&mut out, &format!("3 latency {name}"), v, "ms", target);
     }
+    for (name, what, unit, target) in [
+        ("visible_p50_ms", "6 feed: result visible p50", "ms", ""),
+        ("visible_p99_ms", "6 feed: result visible p99", "ms", ""),
+        (
+            "burst_feed_off_msgs_per_s",
+            "6 feed: burst, feed off",
+            "msg/s",
+            "",
+        ),
+        (
+            "burst_feed_on_msgs_per_s",
+            "6 feed: burst, feed on",
+            "msg/s",
+            "",
+        ),
+        ("feed_cost_pct", "6 feed: cost on the burst", "%", "< 5"),
+    ] {
+        row(&mut out, what, metric(outcomes, "feed", name), unit, target);
+    }
     row(&mut out, "4 backlog drain", backlog, "msg/s", ">= 30000");
     let first = metric(outcomes, "backlog", "first_slice_msgs_per_s");
     let last = metric(outcomes, "backlog", "last_slice_msgs_per_s");
