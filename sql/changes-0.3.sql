@@ -50,3 +50,4 @@ ALTER TABLE esmed_status ADD COLUMN IF NOT EXISTS tls_unverified boolean NOT NUL
 -- Rows finished before the upgrade have none (NULL): the feed starts with the first result
 -- after it.
 \ir results-feed.sql
+\ir purge.sql

@@ -149,6 +149,7 @@ GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts, smpp_rx_parts_
 
 \ir esmed-search-path.sql
 \ir results-feed.sql
+\ir purge.sql
 
 -- status: esmed keeps its own heartbeat row (the views' grants are in esmed-views.sql).
 REVOKE ALL ON esmed_status FROM esmed;

@@ -10,6 +10,7 @@ mod feed;
 mod journal;
 mod pace;
 mod procs;
+mod purge;
 mod report;
 mod rig;
 mod scenarios;
@@ -35,7 +36,7 @@ USAGE: esmed-bench [OPTIONS]
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
   --only LIST           comma-separated subset: burst,receipts,latency,pg,pg_window,smsc,
-                        backlog,pg_backlog,feed (pg_window runs only with a window below
+                        backlog,pg_backlog,feed,purge (pg_window runs only with a window below
                         esmed's result_batch, 1000)
   --quick               10,000 rows, 50,000 backlog, 5 s latency: about a minute
   --json FILE           also write the results as JSON
@@ -271,7 +272,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 9] = [
+    let plan: [(&str, &str, Scenario); 10] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -280,6 +281,11 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         ),
         ("latency", "3 latency", scenarios::latency),
         ("feed", "6 results feed", feed::feed),
+        (
+            "purge",
+            "7 drain with a purge running",
+            purge::purge_during_drain,
+        ),
         ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
         (
             "pg_window",

@@ -230,6 +230,30 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
     ] {
         row(&mut out, what, metric(outcomes, "feed", name), unit, target);
     }
+    for (name, what, unit, target) in [
+        ("drain_msgs_per_s", "7 drain, no purge", "msg/s", ""),
+        (
+            "drain_with_purge_msgs_per_s",
+            "7 drain, purge running",
+            "msg/s",
+            "",
+        ),
+        (
+            "purge_slowdown_pct",
+            "7 drain slowed by the purge",
+            "%",
+            "< 10",
+        ),
+        ("purge_seconds", "7 the purge's own time", "s", ""),
+    ] {
+        row(
+            &mut out,
+            what,
+            metric(outcomes, "purge", name),
+            unit,
+            target,
+        );
+    }
     row(&mut out, "4 backlog drain", backlog, "msg/s", ">= 30000");
     let first = metric(outcomes, "backlog", "first_slice_msgs_per_s");
     let last = metric(outcomes, "backlog", "last_slice_msgs_per_s");
