@@ -37,22 +37,44 @@ CREATE INDEX IF NOT EXISTS smpp_rx_queue_result_seq ON smpp_rx_queue (result_seq
 -- The gate's keys: pg_advisory_xact_lock_shared(1702063462 ("esmf"), 1) for smpp_tx_queue's
 -- results, (1702063462, 2) for smpp_rx_queue. esmed's instance locks use another first key.
 --
--- esmed's own statements that finish rows, write receipt states and store received rows
--- take the gate and the values themselves (a MATERIALIZED CTE that takes the gate, joined to
--- the rows, then result_seq = nextval(...)), and send the NOTIFY with esmed_notify_feed():
--- about 2 µs a row. A row trigger costs several times that on these wide rows, so the
--- triggers below only cover what those statements do not: an operator's or application's own
--- UPDATE or INSERT, and esmed's rare paths (a result PostgreSQL refused, a text too long to
--- send, a receipt linked late). They fire only when the statement left result_seq alone.
+-- esmed's own statements that finish rows, write receipt states, store received rows and
+-- link late receipts take the gate and the values themselves (a MATERIALIZED CTE that takes
+-- the gate, as a one-time filter, then result_seq = nextval(...)), and send the NOTIFY with
+-- esmed_notify_feed(): about 2 µs a row. The triggers below only cover what those statements
+-- do not: an operator's or application's own UPDATE or INSERT, and esmed's rare paths (a
+-- result PostgreSQL refused, a text too long to send). They fire only when the statement
+-- left result_seq alone.
 --
--- The row trigger: takes the gate, then the row's value (in this order), and remembers the
--- transaction's highest value for the statement trigger's NOTIFY. The sequence is named with
--- the table's schema, so an application's own UPDATE works whatever its search_path.
+-- No BEFORE UPDATE row trigger on the queues: with one, PostgreSQL locks every row an UPDATE
+-- touches before the trigger's WHEN is even looked at (a tuple lock, written to the WAL),
+-- claims and lease renewals included; that cost a fifth of the burst. An AFTER row trigger's
+-- WHEN is checked on the row the UPDATE wrote, with no lock; when it holds (rarely), the
+-- function gives the row its value with an UPDATE of its own.
+--
+-- The row trigger after an UPDATE: takes the gate, then the row's value (in this order), and
+-- remembers the transaction's highest value for the statement trigger's NOTIFY. Table and
+-- sequence are named with the table's schema, so an application's own UPDATE works whatever
+-- its search_path.
+CREATE OR REPLACE FUNCTION esmed_give_result_seq() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    given bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1702063462, TG_ARGV[0]::int4);
+    EXECUTE format('UPDATE %I.%I SET result_seq = nextval(%L) WHERE id = $1 RETURNING result_seq',
+                   TG_TABLE_SCHEMA, TG_TABLE_NAME, format('%I.%I', TG_TABLE_SCHEMA, TG_ARGV[1]))
+        INTO given USING NEW.id;
+    PERFORM set_config(TG_ARGV[2], given::text, true);
+    RETURN NULL;
+END
+$$;
+
+-- The row trigger before an INSERT (which locks nothing): the same, on the row being inserted.
 CREATE OR REPLACE FUNCTION esmed_take_result_seq() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(1702063462, TG_ARGV[0]::int4);
-    NEW.result_seq := nextval(quote_ident(TG_TABLE_SCHEMA) || '.' || TG_ARGV[1]);
+    NEW.result_seq := nextval(format('%I.%I', TG_TABLE_SCHEMA, TG_ARGV[1]));
     PERFORM set_config(TG_ARGV[2], NEW.result_seq::text, true);
     RETURN NEW;
 END
@@ -89,12 +111,12 @@ $$;
 
 DROP TRIGGER IF EXISTS smpp_tx_queue_result_seq ON smpp_tx_queue;
 CREATE TRIGGER smpp_tx_queue_result_seq
-    BEFORE UPDATE ON smpp_tx_queue
+    AFTER UPDATE ON smpp_tx_queue
     FOR EACH ROW WHEN (NEW.result_seq IS NOT DISTINCT FROM OLD.result_seq
                        AND (NEW.submission_done IS DISTINCT FROM OLD.submission_done
                             OR NEW.submission_failed IS DISTINCT FROM OLD.submission_failed
                             OR NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state))
-    EXECUTE FUNCTION esmed_take_result_seq('1', 'esmed_result_seq', 'esmed.result_seq');
+    EXECUTE FUNCTION esmed_give_result_seq('1', 'esmed_result_seq', 'esmed.result_seq');
 
 DROP TRIGGER IF EXISTS smpp_tx_queue_notify_results ON smpp_tx_queue;
 CREATE TRIGGER smpp_tx_queue_notify_results
@@ -121,10 +143,10 @@ CREATE TRIGGER smpp_rx_queue_result_seq
 
 DROP TRIGGER IF EXISTS smpp_rx_queue_result_seq_link ON smpp_rx_queue;
 CREATE TRIGGER smpp_rx_queue_result_seq_link
-    BEFORE UPDATE ON smpp_rx_queue
+    AFTER UPDATE ON smpp_rx_queue
     FOR EACH ROW WHEN (NEW.tx_id IS DISTINCT FROM OLD.tx_id
                        AND NEW.result_seq IS NOT DISTINCT FROM OLD.result_seq)
-    EXECUTE FUNCTION esmed_take_result_seq('2', 'esmed_received_seq', 'esmed.received_seq');
+    EXECUTE FUNCTION esmed_give_result_seq('2', 'esmed_received_seq', 'esmed.received_seq');
 
 DROP TRIGGER IF EXISTS smpp_rx_queue_notify_received ON smpp_rx_queue;
 CREATE TRIGGER smpp_rx_queue_notify_received
@@ -209,8 +231,9 @@ BEGIN
 END
 $$;
 
--- esmed's role takes values; only the sequences' owner may set them back. It reads the
--- values its INSERT gave (for the NOTIFY), nothing else of smpp_rx_queue but the id.
+-- esmed's role takes values; only the sequences' owner may set them back. Of smpp_rx_queue
+-- it reads the values its statements gave (for the NOTIFY) and gives a linked receipt its
+-- new one, nothing else but the id and tx_id.
 REVOKE ALL ON SEQUENCE esmed_result_seq, esmed_received_seq FROM esmed;
 GRANT USAGE ON SEQUENCE esmed_result_seq, esmed_received_seq TO esmed;
-GRANT SELECT (result_seq) ON smpp_rx_queue TO esmed;
+GRANT SELECT (result_seq), UPDATE (result_seq) ON smpp_rx_queue TO esmed;

@@ -449,8 +449,8 @@ fn the_feed_refuses_a_repeatable_read_transaction() {
 }
 
 /// esmed may take values but not set the sequences back (which would make readers skip or
-/// see rows twice); an application role reads the feed with no privilege but SELECT on the
-/// queues.
+/// see rows twice), and its grants on smpp_rx_queue stay narrow; an application role reads
+/// the feed with no privilege but SELECT on the queues.
 #[test]
 fn esmed_cannot_move_the_feed_and_applications_need_only_select() {
     let cluster = feed_cluster();
@@ -458,7 +458,7 @@ fn esmed_cannot_move_the_feed_and_applications_need_only_select() {
     for sql in [
         "SELECT setval('esmed_result_seq', 1)",
         "SELECT setval('esmed_received_seq', 1)",
-        "UPDATE smpp_rx_queue SET result_seq = 1",
+        "UPDATE smpp_rx_queue SET smpp_short_message = 'x'",
     ] {
         let error = esmed.batch_execute(sql).unwrap_err();
         assert_eq!(
@@ -483,8 +483,8 @@ fn esmed_cannot_move_the_feed_and_applications_need_only_select() {
 }
 
 /// What esmed's batch statements do not write goes through the triggers: an operator's own
-/// UPDATE, a text too long to send failed at the claim, a receipt linked to its message late.
-/// Each gets a value, is in the feed and is notified.
+/// UPDATE, a text too long to send failed at the claim, a receipt linked by hand. Each gets a
+/// value, is in the feed and is notified.
 #[test]
 fn rows_finished_outside_the_batch_statements_are_in_the_feed_too() {
     let cluster = feed_cluster();
@@ -524,8 +524,8 @@ fn rows_finished_outside_the_batch_statements_are_in_the_feed_too() {
         .query_one("SELECT result_seq FROM smpp_rx_queue WHERE id = $1", &[&rx])
         .unwrap()
         .get(0);
-    // esmed links a late receipt with a plain UPDATE of tx_id.
-    esmed
+    // An operator links a receipt by hand.
+    admin
         .execute(
             "UPDATE smpp_rx_queue SET tx_id = $2 WHERE id = $1",
             &[&rx, &ids[0]],

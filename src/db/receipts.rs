@@ -195,9 +195,16 @@ const MATCH_WAITING_RX: &str = concat!(
 const CLAIM_WAITING: &str = "
     DELETE FROM smpp_rx_unmatched WHERE rx_id = ANY($1::int8[]) RETURNING rx_id";
 
+/// A linked receipt comes again in the received feed, with a new value (see
+/// `finished_ids` in [`super::results`]).
 const LINK_RX: &str = "
-    UPDATE smpp_rx_queue r SET tx_id = u.tx_id
-    FROM unnest($1::int8[], $2::int8[]) AS u(rx_id, tx_id) WHERE r.id = u.rx_id";
+    WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(1702063462, 2)),
+    linked AS (
+        UPDATE smpp_rx_queue r SET tx_id = u.tx_id, result_seq = nextval('esmed_received_seq')
+        FROM unnest($1::int8[], $2::int8[]) AS u(rx_id, tx_id)
+        WHERE r.id = u.rx_id AND EXISTS (SELECT FROM gate)
+        RETURNING r.result_seq)
+    SELECT esmed_notify_feed('esmed_received', max(result_seq)) FROM linked";
 
 /// Matches waiting receipts (all, or those that may match `keys`), links their rx rows to
 /// the tx rows and forgets them; returns their states, oldest receipt first, for
