@@ -47,14 +47,16 @@ CREATE INDEX IF NOT EXISTS smpp_rx_queue_result_seq ON smpp_rx_queue (result_seq
 --
 -- No BEFORE UPDATE row trigger on the queues: with one, PostgreSQL locks every row an UPDATE
 -- touches before the trigger's WHEN is even looked at (a tuple lock, written to the WAL),
--- claims and lease renewals included; that cost a fifth of the burst. An AFTER row trigger's
+-- claims and lease renewals included: a claim wrote twice the WAL. An AFTER row trigger's
 -- WHEN is checked on the row the UPDATE wrote, with no lock; when it holds (rarely), the
 -- function gives the row its value with an UPDATE of its own.
 --
 -- The row trigger after an UPDATE: takes the gate, then the row's value (in this order), and
--- remembers the transaction's highest value for the statement trigger's NOTIFY. Table and
--- sequence are named with the table's schema, so an application's own UPDATE works whatever
--- its search_path.
+-- sends the feed's NOTIFY once per transaction (with the first value it gave: listeners read
+-- on from their cursor, which brings every row the transaction committed). No statement
+-- trigger: one would run on every UPDATE of the queue, claims and renewals included. Table
+-- and sequence are named with the table's schema, so an application's own UPDATE works
+-- whatever its search_path. TG_ARGV: the gate's second key, the sequence, the channel.
 CREATE OR REPLACE FUNCTION esmed_give_result_seq() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -64,7 +66,7 @@ BEGIN
     EXECUTE format('UPDATE %I.%I SET result_seq = nextval(%L) WHERE id = $1 RETURNING result_seq',
                    TG_TABLE_SCHEMA, TG_TABLE_NAME, format('%I.%I', TG_TABLE_SCHEMA, TG_ARGV[1]))
         INTO given USING NEW.id;
-    PERFORM set_config(TG_ARGV[2], given::text, true);
+    PERFORM esmed_notify_once(TG_ARGV[2], given);
     RETURN NULL;
 END
 $$;
@@ -75,24 +77,20 @@ LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(1702063462, TG_ARGV[0]::int4);
     NEW.result_seq := nextval(format('%I.%I', TG_TABLE_SCHEMA, TG_ARGV[1]));
-    PERFORM set_config(TG_ARGV[2], NEW.result_seq::text, true);
+    PERFORM esmed_notify_once(TG_ARGV[2], NEW.result_seq);
     RETURN NEW;
 END
 $$;
 
--- The statement trigger: one NOTIFY per statement in which the row trigger gave values,
--- payload the highest value the transaction took so far; PostgreSQL delivers it at COMMIT
--- (and drops it at a rollback).
-CREATE OR REPLACE FUNCTION esmed_notify_result_seq() RETURNS trigger
+-- The triggers' NOTIFY: once per transaction and channel (the mark is rolled back with a
+-- savepoint, as the NOTIFY is).
+CREATE OR REPLACE FUNCTION esmed_notify_once(channel text, given bigint) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    taken text := current_setting(TG_ARGV[1], true);
 BEGIN
-    IF taken <> '' AND taken IS DISTINCT FROM current_setting(TG_ARGV[1] || '_sent', true) THEN
-        PERFORM pg_notify(TG_ARGV[0], taken);
-        PERFORM set_config(TG_ARGV[1] || '_sent', taken, true);
+    IF current_setting('esmed.notified_' || channel, true) IS DISTINCT FROM 'yes' THEN
+        PERFORM pg_notify(channel, given::text);
+        PERFORM set_config('esmed.notified_' || channel, 'yes', true);
     END IF;
-    RETURN NULL;
 END
 $$;
 
@@ -116,42 +114,27 @@ CREATE TRIGGER smpp_tx_queue_result_seq
                        AND (NEW.submission_done IS DISTINCT FROM OLD.submission_done
                             OR NEW.submission_failed IS DISTINCT FROM OLD.submission_failed
                             OR NEW.smpp_message_state IS DISTINCT FROM OLD.smpp_message_state))
-    EXECUTE FUNCTION esmed_give_result_seq('1', 'esmed_result_seq', 'esmed.result_seq');
-
-DROP TRIGGER IF EXISTS smpp_tx_queue_notify_results ON smpp_tx_queue;
-CREATE TRIGGER smpp_tx_queue_notify_results
-    AFTER UPDATE ON smpp_tx_queue
-    FOR EACH STATEMENT EXECUTE FUNCTION esmed_notify_result_seq('esmed_results', 'esmed.result_seq');
+    EXECUTE FUNCTION esmed_give_result_seq('1', 'esmed_result_seq', 'esmed_results');
 
 -- A row inserted already finished (an application copying history in) gets a value too.
 DROP TRIGGER IF EXISTS smpp_tx_queue_result_seq_insert ON smpp_tx_queue;
 CREATE TRIGGER smpp_tx_queue_result_seq_insert
     BEFORE INSERT ON smpp_tx_queue
     FOR EACH ROW WHEN ((NEW.submission_done OR NEW.submission_failed) AND NEW.result_seq IS NULL)
-    EXECUTE FUNCTION esmed_take_result_seq('1', 'esmed_result_seq', 'esmed.result_seq');
-
-DROP TRIGGER IF EXISTS smpp_tx_queue_notify_results_insert ON smpp_tx_queue;
-CREATE TRIGGER smpp_tx_queue_notify_results_insert
-    AFTER INSERT ON smpp_tx_queue
-    FOR EACH STATEMENT EXECUTE FUNCTION esmed_notify_result_seq('esmed_results', 'esmed.result_seq');
+    EXECUTE FUNCTION esmed_take_result_seq('1', 'esmed_result_seq', 'esmed_results');
 
 DROP TRIGGER IF EXISTS smpp_rx_queue_result_seq ON smpp_rx_queue;
 CREATE TRIGGER smpp_rx_queue_result_seq
     BEFORE INSERT ON smpp_rx_queue
     FOR EACH ROW WHEN (NEW.result_seq IS NULL)
-    EXECUTE FUNCTION esmed_take_result_seq('2', 'esmed_received_seq', 'esmed.received_seq');
+    EXECUTE FUNCTION esmed_take_result_seq('2', 'esmed_received_seq', 'esmed_received');
 
 DROP TRIGGER IF EXISTS smpp_rx_queue_result_seq_link ON smpp_rx_queue;
 CREATE TRIGGER smpp_rx_queue_result_seq_link
     AFTER UPDATE ON smpp_rx_queue
     FOR EACH ROW WHEN (NEW.tx_id IS DISTINCT FROM OLD.tx_id
                        AND NEW.result_seq IS NOT DISTINCT FROM OLD.result_seq)
-    EXECUTE FUNCTION esmed_give_result_seq('2', 'esmed_received_seq', 'esmed.received_seq');
-
-DROP TRIGGER IF EXISTS smpp_rx_queue_notify_received ON smpp_rx_queue;
-CREATE TRIGGER smpp_rx_queue_notify_received
-    AFTER INSERT OR UPDATE ON smpp_rx_queue
-    FOR EACH STATEMENT EXECUTE FUNCTION esmed_notify_result_seq('esmed_received', 'esmed.received_seq');
+    EXECUTE FUNCTION esmed_give_result_seq('2', 'esmed_received_seq', 'esmed_received');
 
 -- The highest value of feed 1 (results) or 2 (received) below which every row is committed
 -- or never will be: the sequence's last value, once the writers that held the gate when it

@@ -94,7 +94,8 @@ fn purge_role(env: &Env, config: &std::path::Path, batch_rows: u32) {
         .unwrap();
     let mut text = fs::read_to_string(config).unwrap();
     text.push_str(&format!(
-        "\n[purge]\nuser = esmed_purger\npass = purge-pw\nbatch_rows = {batch_rows}\n"
+        "\n[purge]\nuser = esmed_purger\npass = purge-pw\nbatch_rows = {batch_rows}\n\
+         batch_pause = 10ms\n"
     ));
     fs::write(config, text).unwrap();
 }

@@ -16,7 +16,9 @@ pub struct PurgeConfig {
     pub(crate) pass: Option<Secret>,
     /// Rows looked at per transaction (each batch is one short transaction).
     pub(crate) batch_rows: u32,
-    /// A pause after each batch, to leave the database to esmed on a busy server.
+    /// A pause after each batch, so that the purge takes a share of the machine, not all of
+    /// it: its deletes write WAL that esmed's commits wait behind. At 1,000 rows a batch and
+    /// 100 ms, at most 10,000 rows a second, far more than the history a day adds.
     pub(crate) batch_pause: Duration,
 }
 
@@ -26,7 +28,7 @@ impl Default for PurgeConfig {
             user: None,
             pass: None,
             batch_rows: 1000,
-            batch_pause: Duration::ZERO,
+            batch_pause: Duration::from_millis(100),
         }
     }
 }

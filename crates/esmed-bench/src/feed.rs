@@ -52,22 +52,27 @@ fn measure(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), BenchError> {
         &[true]
     };
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         for &enabled in kinds {
             set_feed(rig, enabled)?;
             rig.esmed_binary = if enabled { None } else { before.clone() };
             let name = format!("feed-{round}-{}", if enabled { "on" } else { "off" });
-            let rate = one_burst(rig, &name)?;
+            let (rate, cpu_us) = one_burst(rig, &name)?;
             let what = if enabled {
                 "this esmed, feed on"
             } else {
                 "before the feed"
             };
-            eprintln!("    burst, {what}: {rate:.0} msg/s");
+            eprintln!(
+                "    burst, {what}: {rate:.0} msg/s, esmed + PostgreSQL {cpu_us:.1} µs CPU/msg"
+            );
             if enabled {
-                on.push(rate)
+                on.push(rate);
+                on_cpu.push(cpu_us);
             } else {
-                off.push(rate)
+                off.push(rate);
+                off_cpu.push(cpu_us);
             }
         }
     }
@@ -78,12 +83,19 @@ fn measure(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), BenchError> {
         v.get(v.len() / 2).copied()
     };
     let (off, on) = (median(&mut off), median(&mut on));
-    if let Some(on) = on {
+    let (off_cpu, on_cpu) = (median(&mut off_cpu), median(&mut on_cpu));
+    if let (Some(on), Some(on_cpu)) = (on, on_cpu) {
         outcome.set("burst_feed_on_msgs_per_s", on);
+        outcome.set("burst_feed_on_cpu_us_per_msg", on_cpu);
     }
-    if let (Some(off), Some(on)) = (off, on) {
+    if let (Some(off), Some(on), Some(off_cpu), Some(on_cpu)) = (off, on, off_cpu, on_cpu) {
         outcome.set("burst_feed_off_msgs_per_s", off);
+        outcome.set("burst_feed_off_cpu_us_per_msg", off_cpu);
         outcome.set("feed_cost_pct", 100.0 * (off - on) / off.max(1.0));
+        outcome.set(
+            "feed_cpu_cost_pct",
+            100.0 * (on_cpu - off_cpu) / off_cpu.max(0.001),
+        );
         outcome.note(format!(
             "burst rates: median of {ROUNDS} runs each, alternated before/after"
         ));
@@ -93,13 +105,17 @@ fn measure(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), BenchError> {
     visible_latency(rig, outcome)
 }
 
-/// One burst against a fresh esmed; its rate.
-fn one_burst(rig: &mut Rig, name: &str) -> Result<f64, BenchError> {
+/// One burst against a fresh esmed: its rate, and the CPU esmed and PostgreSQL spent per
+/// message (less sensitive than the rate to what else the machine runs).
+fn one_burst(rig: &mut Rig, name: &str) -> Result<(f64, f64), BenchError> {
     let mut burst = Outcome::new("feed", "");
     let mut run = rig.prepare(name, Receipts::Off)?;
     rig.launch_warm(&mut run, name)?;
     timed_burst(rig, &mut run, &mut burst)?;
-    Ok(burst.get("msgs_per_s").unwrap_or(0.0))
+    let cpu_s =
+        burst.get("esmed_cpu_s").unwrap_or(0.0) + burst.get("postgres_cpu_s").unwrap_or(0.0);
+    let rows = burst.get("rows").unwrap_or(1.0).max(1.0);
+    Ok((burst.get("msgs_per_s").unwrap_or(0.0), cpu_s * 1e6 / rows))
 }
 
 /// Enables or disables the feed's triggers (esmed is not running between scenarios' runs).

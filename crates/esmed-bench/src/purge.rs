@@ -1,12 +1,14 @@
 //! 7: a purge during a drain. Beside the burst's pending rows the queue holds twice as many
 //! finished rows 40 days old; the burst is drained without a purge and with `esmed purge
-//! --older-than 30d`'s work (the same library call, its own connection, default batches)
+//! --older-than 30d`'s work (the same library call, its own connection, esmed.conf's default
+//! batches and pauses)
 //! running from the burst's insert on, alternately (without, with, without, with) in one run.
 //! The drain rates are compared; the purge's own time says whether it lasted the whole drain.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
+use esmed::config::PurgeConfig;
 use esmed::db::purge::{purge, PurgePlan};
 
 use crate::report::Outcome;
@@ -31,11 +33,12 @@ pub fn purge_during_drain(rig: &mut Rig) -> Result<Outcome, BenchError> {
                 let mut client = rig.cluster.superuser_client(DB)?;
                 Some(thread::spawn(move || {
                     let started = Instant::now();
+                    let defaults = PurgeConfig::default();
                     let plan = PurgePlan {
                         older_than: Duration::from_secs(30 * 86_400),
                         receipt_window: Duration::from_secs(3600),
-                        batch_rows: 1000,
-                        batch_pause: Duration::ZERO,
+                        batch_rows: defaults.batch_rows(),
+                        batch_pause: defaults.batch_pause(),
                         dry_run: false,
                     };
                     purge(&mut client, &plan).map(|totals| (totals, started.elapsed()))
@@ -107,7 +110,10 @@ fn load_history(rig: &mut Rig, n: u64) -> Result<(), BenchError> {
             &[&n],
         )
         .map_err(BenchError::pg("load the history"))?;
-    rig.db
-        .batch_execute("VACUUM ANALYZE smpp_tx_queue; CHECKPOINT")
-        .map_err(BenchError::pg("vacuum the history"))
+    for sql in ["VACUUM ANALYZE smpp_tx_queue", "CHECKPOINT"] {
+        rig.db
+            .batch_execute(sql)
+            .map_err(BenchError::pg("vacuum the history"))?;
+    }
+    Ok(())
 }

@@ -227,6 +227,24 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
             "",
         ),
         ("feed_cost_pct", "6 feed: cost on the burst", "%", "< 5"),
+        (
+            "burst_feed_off_cpu_us_per_msg",
+            "6 feed: CPU/msg, feed off",
+            "µs",
+            "",
+        ),
+        (
+            "burst_feed_on_cpu_us_per_msg",
+            "6 feed: CPU/msg, feed on",
+            "µs",
+            "",
+        ),
+        (
+            "feed_cpu_cost_pct",
+            "6 feed: CPU cost on the burst",
+            "%",
+            "< 5",
+        ),
     ] {
         row(&mut out, what, metric(outcomes, "feed", name), unit, target);
     }
