@@ -25,11 +25,9 @@ use crate::BenchError;
 /// The triggers that make the feed (sql/results-feed.sql).
 const TRIGGERS: &[(&str, &str)] = &[
     ("smpp_tx_queue", "smpp_tx_queue_result_seq"),
-    ("smpp_tx_queue", "smpp_tx_queue_notify_results"),
     ("smpp_tx_queue", "smpp_tx_queue_result_seq_insert"),
     ("smpp_rx_queue", "smpp_rx_queue_result_seq"),
     ("smpp_rx_queue", "smpp_rx_queue_result_seq_link"),
-    ("smpp_rx_queue", "smpp_rx_queue_notify_received"),
 ];
 
 /// Bursts of each kind in the comparison.

@@ -1,9 +1,9 @@
 //! 7: a purge during a drain. Beside the burst's pending rows the queue holds twice as many
 //! finished rows 40 days old; the burst is drained without a purge and with `esmed purge
 //! --older-than 30d`'s work (the same library call, its own connection, esmed.conf's default
-//! batches and pauses)
-//! running from the burst's insert on, alternately (without, with, without, with) in one run.
-//! The drain rates are compared; the purge's own time says whether it lasted the whole drain.
+//! batches and pauses) running from the burst's insert on, alternately (without, with, three
+//! times each) in one run. The drain rates are compared; the purge's own time says whether it
+//! lasted the whole drain.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use crate::rig::{Receipts, Rig, DB};
 use crate::scenarios::timed_burst;
 use crate::BenchError;
 
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 3;
 
 pub fn purge_during_drain(rig: &mut Rig) -> Result<Outcome, BenchError> {
     let mut outcome = Outcome::new("purge", "7 drain with a purge running");
