@@ -32,6 +32,7 @@ CONF = $(CONFDIR)/esmed.conf
 DEFAULTS = /etc/default/esmed
 INITSCRIPT = /etc/init.d/esmed
 LOGROTATE = /etc/logrotate.d/esmed
+CRON_PURGE = /etc/cron.d/esmed-purge
 LOGDIR = /var/log/esmed
 DAEMON_USER = esmed
 
@@ -94,7 +95,8 @@ install: build
 install-files:
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SQLDIR) \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)/etc/init.d $(DESTDIR)/etc/logrotate.d $(DESTDIR)/etc/default
+		$(DESTDIR)/etc/init.d $(DESTDIR)/etc/logrotate.d $(DESTDIR)/etc/default \
+		$(DESTDIR)/etc/cron.d
 	$(INSTALL) -m 0755 $(RELEASE)/esmed $(DESTDIR)$(SBINDIR)/esmed
 	$(INSTALL) -m 0755 $(RELEASE)/esmed-smsc $(DESTDIR)$(BINDIR)/esmed-smsc
 	$(INSTALL) -m 0644 $(SQL_FILES) $(DESTDIR)$(SQLDIR)/
@@ -105,6 +107,10 @@ install-files:
 	chmod 0755 $(DESTDIR)$(INITSCRIPT)
 	$(FIX_PATHS) init/esmed.service > $(DESTDIR)$(UNITDIR)/esmed.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/esmed.service
+	@# The purge's unit, timer and cron line are installed off: nothing enables them.
+	$(FIX_PATHS) init/esmed-purge.service > $(DESTDIR)$(UNITDIR)/esmed-purge.service
+	$(INSTALL) -m 0644 init/esmed-purge.timer $(DESTDIR)$(UNITDIR)/esmed-purge.timer
+	chmod 0644 $(DESTDIR)$(UNITDIR)/esmed-purge.service
 	$(INSTALL) -m 0644 etc/logrotate.d/esmed $(DESTDIR)$(LOGROTATE)
 
 # Files the operator edits are installed once and never overwritten.
@@ -126,6 +132,14 @@ install-config:
 		echo "$(INSTALL) -m 0644 etc/default/esmed $(DESTDIR)$(DEFAULTS)"; \
 		$(INSTALL) -m 0644 etc/default/esmed $(DESTDIR)$(DEFAULTS) || exit 1; \
 	fi
+	@if [ -e $(DESTDIR)$(CRON_PURGE) ]; then \
+		echo "keeping the existing $(DESTDIR)$(CRON_PURGE)"; \
+	else \
+		echo "$(FIX_PATHS) etc/cron.d/esmed-purge > $(DESTDIR)$(CRON_PURGE)"; \
+		$(INSTALL) -d $(DESTDIR)$(dir $(CRON_PURGE)) || exit 1; \
+		$(FIX_PATHS) etc/cron.d/esmed-purge > $(DESTDIR)$(CRON_PURGE) || exit 1; \
+		chmod 0644 $(DESTDIR)$(CRON_PURGE) || exit 1; \
+	fi
 
 # Live installs only: the system account esmed runs as, and its log directory.
 install-system:
@@ -145,9 +159,10 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/esmed $(DESTDIR)$(BINDIR)/esmed-smsc \
 		$(addprefix $(DESTDIR)$(SQLDIR)/,$(notdir $(SQL_FILES))) \
 		$(DESTDIR)$(MANDIR)/man8/esmed.8 $(DESTDIR)$(MANDIR)/man5/esmed.conf.5 \
-		$(DESTDIR)$(INITSCRIPT) $(DESTDIR)$(UNITDIR)/esmed.service $(DESTDIR)$(LOGROTATE)
+		$(DESTDIR)$(INITSCRIPT) $(DESTDIR)$(UNITDIR)/esmed.service $(DESTDIR)$(LOGROTATE) \
+		$(DESTDIR)$(UNITDIR)/esmed-purge.service $(DESTDIR)$(UNITDIR)/esmed-purge.timer
 	-rmdir $(DESTDIR)$(SQLDIR) $(DESTDIR)$(PREFIX)/share/esmed 2>/dev/null
-	@echo "kept $(DESTDIR)$(CONF), $(DESTDIR)$(DEFAULTS), $(LOGDIR) and the $(DAEMON_USER) user"
+	@echo "kept $(DESTDIR)$(CONF), $(DESTDIR)$(DEFAULTS), $(DESTDIR)$(CRON_PURGE), $(LOGDIR) and the $(DAEMON_USER) user"
 
 DEBROOT = $(abspath $(BUILDDIR))/deb
 

@@ -8,6 +8,8 @@
 -- this takes minutes, during which esmed and applications wait. A column that is bigint
 -- already is not rewritten. The view that reads smpp_rx_queue.tx_id is made again below.
 DROP VIEW IF EXISTS esmed_receipts_by_state;
+-- So is the results feed's trigger whose condition reads smpp_rx_queue.tx_id (on a second run).
+DROP TRIGGER IF EXISTS smpp_rx_queue_result_seq_link ON smpp_rx_queue;
 ALTER TABLE smpp_tx_queue ALTER COLUMN id TYPE bigint;
 ALTER SEQUENCE smpp_tx_queue_id_seq AS bigint;
 ALTER TABLE smpp_rx_queue ALTER COLUMN id TYPE bigint, ALTER COLUMN tx_id TYPE bigint;
@@ -43,3 +45,9 @@ ALTER TABLE esmed_status ADD COLUMN IF NOT EXISTS tls_unverified boolean NOT NUL
 
 \ir esmed-views.sql
 \ir esmed-search-path.sql
+
+-- The results feed: result_seq on both queues, its sequences, triggers and reading functions.
+-- Rows finished before the upgrade have none (NULL): the feed starts with the first result
+-- after it.
+\ir results-feed.sql
+\ir purge.sql

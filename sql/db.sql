@@ -121,7 +121,11 @@ CREATE TABLE smpp_tx_queue (
     -- added: for a message the SMSC accepted in one part, the key its receipts are matched on
     -- (smpp_message_id normalised as smpp_tx_parts.message_id_key is); a multi-part message
     -- has its parts' keys in smpp_tx_parts instead.
-    smpp_message_id_key varchar
+    smpp_message_id_key varchar,
+    -- added: the results feed's position of the row's latest result (final outcome or receipt
+    -- state), from esmed_result_seq; NULL until it has one. Read with esmed_results_since()
+    -- (sql/results-feed.sql).
+    result_seq bigint
 )
 -- added: room on every page, so that claiming a row (which changes only unindexed columns)
 -- is a HOT update that touches no index: a page filled to at most half has room for a new
@@ -168,7 +172,11 @@ CREATE TABLE smpp_rx_queue (
     mo_parts smallint,
     -- added: the set never completed within [daemon] mo_reassembly_timeout; the row holds
     -- the parts that arrived, in order (mo_parts counts the parts the set should have).
-    mo_incomplete boolean NOT NULL DEFAULT false
+    mo_incomplete boolean NOT NULL DEFAULT false,
+    -- added: the received feed's position of the row (given when it is stored, again when a
+    -- receipt is linked to its message late), from esmed_received_seq. Read with
+    -- esmed_received_since() (sql/results-feed.sql).
+    result_seq bigint
 );
 
 \ir esmed-objects.sql

@@ -148,6 +148,8 @@ GRANT SELECT (id), UPDATE (tx_id) ON smpp_rx_queue TO esmed;
 GRANT SELECT, INSERT, DELETE ON smpp_rx_unmatched, smpp_rx_parts, smpp_rx_parts_done TO esmed;
 
 \ir esmed-search-path.sql
+\ir results-feed.sql
+\ir purge.sql
 
 -- status: esmed keeps its own heartbeat row (the views' grants are in esmed-views.sql).
 REVOKE ALL ON esmed_status FROM esmed;

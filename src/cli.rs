@@ -1,5 +1,5 @@
 //! The command line: `esmed [-c FILE | --config FILE] [--check-config] [--version|-V] [--help|-h]`,
-//! and `esmed status [-c FILE] [--json]`.
+//! `esmed status [-c FILE] [--json]` and `esmed purge --older-than AGE [--dry-run] [-c FILE]`.
 //!
 //! Parsing only; `main.rs` acts on the resulting `Command`. Parsed by hand because the grammar is
 //! four options and the crate list has no argument parser. [`Flags`] reads the `--flag VALUE`
@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::config::DEFAULT_PATH;
 
@@ -27,6 +28,12 @@ pub enum Command {
         config: PathBuf,
         json: bool,
     },
+    /// `esmed purge`: remove finished history older than `older_than` (or count it), then exit.
+    Purge {
+        config: PathBuf,
+        older_than: Duration,
+        dry_run: bool,
+    },
     Version,
     Help,
 }
@@ -39,12 +46,17 @@ pub enum UsageError {
     UnexpectedArgument(String),
     /// `--json` without `status`.
     JsonWithoutStatus,
+    /// `--older-than` or `--dry-run` without `purge`, or `purge` without `--older-than`.
+    PurgeOptions(&'static str),
+    /// `--older-than` with something that is not an age (`30d`, `12h`).
+    BadAge(String),
 }
 
 /// The one-line synopsis printed after a usage error.
 pub const USAGE: &str =
     "usage: esmed [-c FILE | --config FILE] [--check-config] [--version] [--help]\n       \
-     esmed status [-c FILE] [--json]";
+     esmed status [-c FILE] [--json]\n       \
+     esmed purge --older-than AGE [--dry-run] [-c FILE]";
 
 /// The `--help` text.
 pub fn help_text() -> String {
@@ -64,6 +76,11 @@ pub fn help_text() -> String {
          --json prints the same as JSON. Exit 0 when an instance is running and bound, 1 when\n\
          none is, 2 when the config or the database is unusable.\n\
          \n\
+         esmed purge --older-than AGE [--dry-run]: remove finished messages (with their parts\n\
+         and receipts) and received messages older than AGE (e.g. 30d, 12h), in short batches,\n\
+         over the [purge] connection; --dry-run counts them instead. Exit 0 when done, 1 when\n\
+         the config or the database failed.\n\
+         \n\
          Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n\
          Exit codes: 0 ok, 1 config or runtime error, 2 usage error.\n",
         version = env!("CARGO_PKG_VERSION")
@@ -79,6 +96,7 @@ where
     let mut config = PathBuf::from(DEFAULT_PATH);
     let (mut check_config, mut version, mut help) = (false, false, false);
     let (mut status, mut json) = (false, false);
+    let (mut purge, mut dry_run, mut older_than) = (false, false, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
@@ -95,7 +113,15 @@ where
             "-V" | "--version" => version = true,
             "-h" | "--help" => help = true,
             "--json" => json = true,
-            "status" if !status => status = true,
+            "--dry-run" => dry_run = true,
+            "--older-than" => {
+                let value = args
+                    .next()
+                    .ok_or(UsageError::MissingValue("--older-than"))?;
+                older_than = Some(parse_age(&value.to_string_lossy())?);
+            }
+            "status" if !status && !purge => status = true,
+            "purge" if !status && !purge => purge = true,
             option if option.starts_with('-') => {
                 return Err(UsageError::UnknownOption(option.to_string()))
             }
@@ -104,6 +130,21 @@ where
     }
     if json && !status {
         return Err(UsageError::JsonWithoutStatus);
+    }
+    if (dry_run || older_than.is_some()) && !purge {
+        return Err(UsageError::PurgeOptions(
+            "--older-than and --dry-run go with 'esmed purge'",
+        ));
+    }
+    if purge && !help && !version {
+        let older_than = older_than.ok_or(UsageError::PurgeOptions(
+            "'esmed purge' needs --older-than AGE (e.g. 30d)",
+        ))?;
+        return Ok(Command::Purge {
+            config,
+            older_than,
+            dry_run,
+        });
     }
     Ok(match (help, version, check_config, status) {
         (true, ..) => Command::Help,
@@ -118,16 +159,33 @@ impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsageError::UnknownOption(option) => write!(f, "esmed: unknown option '{option}'"),
-            UsageError::MissingValue(option) => write!(f, "esmed: {option} needs a file name"),
+            UsageError::MissingValue("--config") => {
+                f.write_str("esmed: --config needs a file name")
+            }
+            UsageError::MissingValue(option) => write!(f, "esmed: {option} needs a value"),
             UsageError::UnexpectedArgument(argument) => {
                 write!(f, "esmed: unexpected argument '{argument}'")
             }
             UsageError::JsonWithoutStatus => f.write_str("esmed: --json goes with 'esmed status'"),
+            UsageError::PurgeOptions(why) => write!(f, "esmed: {why}"),
+            UsageError::BadAge(age) => write!(
+                f,
+                "esmed: --older-than '{}' is not an age: a number and a unit (30d, 12h, 90m)",
+                crate::logging::one_line(age)
+            ),
         }
     }
 }
 
 impl std::error::Error for UsageError {}
+
+/// `--older-than`'s age: a duration as esmed.conf writes them (`30d`, `12h`), at least a
+/// minute (a smaller one is surely a mistake: it would leave nothing of the last hour).
+fn parse_age(text: &str) -> Result<Duration, UsageError> {
+    crate::config::parse_duration(text)
+        .filter(|age| *age >= Duration::from_secs(60))
+        .ok_or_else(|| UsageError::BadAge(text.to_string()))
+}
 
 /// A `--flag VALUE` command line: the flags in order ([`Iterator`]), and for a flag that takes
 /// one its value, as text or as a number, with one wording of what went wrong for every
@@ -312,6 +370,48 @@ mod tests {
             Err(UsageError::UnexpectedArgument("status".into()))
         );
         assert!(help_text().contains("esmed status [-c FILE] [--json]"));
+    }
+
+    #[test]
+    fn purge_takes_an_age_and_dry_run() {
+        let purge = |path: &str, days: u64, dry_run: bool| Command::Purge {
+            config: PathBuf::from(path),
+            older_than: Duration::from_secs(days * 86_400),
+            dry_run,
+        };
+        assert_eq!(
+            parse(&["purge", "--older-than", "30d"]),
+            Ok(purge(DEFAULT_PATH, 30, false))
+        );
+        assert_eq!(
+            parse(&["--dry-run", "-c", "a.conf", "purge", "--older-than", "7d"]),
+            Ok(purge("a.conf", 7, true))
+        );
+        assert!(matches!(
+            parse(&["purge"]),
+            Err(UsageError::PurgeOptions(_))
+        ));
+        assert!(matches!(
+            parse(&["--older-than", "30d"]),
+            Err(UsageError::PurgeOptions(_))
+        ));
+        assert_eq!(
+            parse(&["purge", "--older-than", "30 days"]),
+            Err(UsageError::BadAge("30 days".into()))
+        );
+        assert_eq!(
+            parse(&["purge", "--older-than", "10s"]),
+            Err(UsageError::BadAge("10s".into()))
+        );
+        assert_eq!(
+            parse(&["purge", "--older-than"]),
+            Err(UsageError::MissingValue("--older-than"))
+        );
+        assert_eq!(
+            parse(&["purge", "status"]),
+            Err(UsageError::UnexpectedArgument("status".into()))
+        );
+        assert!(help_text().contains("esmed purge --older-than AGE [--dry-run]"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! is documented in `etc/esmed.conf`. This module does no logging itself.
 
 mod key_reader;
+mod purge;
 mod sections;
 mod value;
 
@@ -19,7 +20,8 @@ use std::time::Duration;
 use crate::smpp::receipt::IdMatch;
 use crate::tls::{TlsParams, Verify};
 use key_reader::KeyReader;
-pub(crate) use value::format_duration;
+pub use purge::PurgeConfig;
+pub(crate) use value::{format_duration, parse_duration};
 
 /// Where esmed looks for its config when `-c` is not given.
 pub(crate) const DEFAULT_PATH: &str = "/etc/esmed/esmed.conf";
@@ -51,6 +53,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub(crate) daemon: DaemonConfig,
     pub log: LogConfig,
+    /// `[purge]`: the connection and pace of `esmed purge`.
+    pub purge: PurgeConfig,
     /// Things that were ignored or look risky, each one line naming the file; the caller logs them.
     pub warnings: Vec<String>,
 }
@@ -269,6 +273,7 @@ const KNOWN_SECTIONS: &[(&str, &[&str])] = &[
     ("database", DATABASE_KEYS),
     ("daemon", DAEMON_KEYS),
     ("log", LOG_KEYS),
+    ("purge", purge::PURGE_KEYS),
 ];
 
 impl Config {
@@ -281,6 +286,12 @@ impl Config {
         let mut config = Config::parse(&text, path)?;
         config.warnings.extend(permission_warning(path));
         Ok(config)
+    }
+
+    /// `[daemon] receipt_match_window`: how long a receipt may still come for a message
+    /// (`esmed purge` keeps messages that recent).
+    pub fn receipt_match_window(&self) -> Duration {
+        self.daemon.receipt_match_window
     }
 
     /// Checks `text` as if read from `path_for_messages`, which only appears in messages.
@@ -306,12 +317,14 @@ impl Config {
             &KeyReader::new(path, "log", sections.keys("log")),
             &mut warnings,
         )?;
+        let purge = purge::read_purge(&KeyReader::new(path, "purge", sections.keys("purge")))?;
         let prefix = display_name(path);
         Ok(Config {
             path: path.to_path_buf(),
             database,
             daemon,
             log,
+            purge,
             warnings: warnings
                 .into_iter()
                 .map(|w| format!("{prefix}: {w}"))
@@ -1089,7 +1102,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
         let config = parse("[smsc]\nhost = x\n");
         assert_eq!(
             config.warnings,
-            ["/etc/esmed/esmed.conf: [smsc] unknown section ignored (known: [database] [daemon] [log])"]
+            ["/etc/esmed/esmed.conf: [smsc] unknown section ignored (known: [database] [daemon] [log] [purge])"]
         );
     }
 
@@ -1150,7 +1163,7 @@ format = %(asctime)s | %(levelname)-8s | %(message)s
             config.warnings,
             [
                 "/etc/esmed/esmed.conf: [deamon] unknown section ignored (did you mean [daemon]? \
-              known: [database] [daemon] [log])"
+              known: [database] [daemon] [log] [purge])"
             ]
         );
     }
@@ -1573,6 +1586,7 @@ mod shipped_file_tests {
             ..config.log
         };
         assert_eq!(log, LogConfig::default());
+        assert_eq!(config.purge, PurgeConfig::default());
     }
 
     /// The number in `text` right after `prefix`.
@@ -1667,6 +1681,7 @@ mod shipped_file_tests {
         assert_eq!(config.database, DatabaseConfig::default());
         assert_eq!(config.daemon, DaemonConfig::default());
         assert_eq!(config.log, LogConfig::default());
+        assert_eq!(config.purge, PurgeConfig::default());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Exit codes: 0 ok, 1 config or runtime error (a database thread that gave up or panicked),
 //! 2 usage error. Every failure before logging starts is one line on stderr. `esmed status`:
 //! 0 an instance is running and bound, 1 none is, 2 the config or the database is unusable.
+//! `esmed purge`: 0 done, 1 the config or the database failed.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -27,6 +28,11 @@ fn main() -> ExitCode {
         Ok(Command::CheckConfig { config }) => check_config(&config),
         Ok(Command::Run { config }) => run(&config),
         Ok(Command::Status { config, json }) => status(&config, json),
+        Ok(Command::Purge {
+            config,
+            older_than,
+            dry_run,
+        }) => purge(&config, older_than, dry_run),
         Err(usage_error) => {
             eprintln!("{usage_error}\n{}", cli::USAGE);
             ExitCode::from(EXIT_USAGE_ERROR)
@@ -46,6 +52,42 @@ fn check_config(path: &Path) -> ExitCode {
         }
         Err(error) => {
             eprintln!("{error}");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
+}
+
+/// `esmed purge`: removes (or counts) finished history over the `[purge]` connection; the
+/// totals on stdout, or one line on stderr and exit 1.
+fn purge(path: &Path, older_than: std::time::Duration, dry_run: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let database = config.purge.database(&config.database);
+    let plan = esmed::db::purge::PurgePlan {
+        older_than,
+        receipt_window: config.receipt_match_window(),
+        batch_rows: config.purge.batch_rows(),
+        batch_pause: config.purge.batch_pause(),
+        dry_run,
+    };
+    let purged = esmed::db::PgConnector::new(&database)
+        .connect()
+        .and_then(|mut client| esmed::db::purge::purge(&mut client, &plan));
+    match purged {
+        Ok(totals) => {
+            println!("esmed purge: {}", totals.summary(dry_run));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("esmed purge: {}", logging::one_line(&error.to_string()));
             ExitCode::from(EXIT_CONFIG_ERROR)
         }
     }

@@ -72,6 +72,7 @@ fn make_deb_builds_an_installable_package() {
         "/etc/default/esmed",
         "/etc/init.d/esmed",
         "/etc/logrotate.d/esmed",
+        "/etc/cron.d/esmed-purge",
     ] {
         assert!(conffiles.lines().any(|l| l == conffile), "{conffiles}");
     }
@@ -106,6 +107,21 @@ fn make_deb_builds_an_installable_package() {
             "-rw-r--r-- root/root",
             "./usr/lib/systemd/system/esmed.service",
         ),
+        // The purge, installed off (see tests/install.rs).
+        (
+            "-rw-r--r-- root/root",
+            "./usr/lib/systemd/system/esmed-purge.service",
+        ),
+        (
+            "-rw-r--r-- root/root",
+            "./usr/lib/systemd/system/esmed-purge.timer",
+        ),
+        ("-rw-r--r-- root/root", "./etc/cron.d/esmed-purge"),
+        (
+            "-rw-r--r-- root/root",
+            "./usr/share/esmed/sql/results-feed.sql",
+        ),
+        ("-rw-r--r-- root/root", "./usr/share/esmed/sql/purge.sql"),
     ] {
         let line = contents
             .lines()

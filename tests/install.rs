@@ -48,11 +48,16 @@ const INSTALLED: &[(&str, u32)] = &[
     ("usr/share/esmed/sql/changes-0.3.sql", 0o644),
     ("usr/share/esmed/sql/esmed-views.sql", 0o644),
     ("usr/share/esmed/sql/esmed-search-path.sql", 0o644),
+    ("usr/share/esmed/sql/results-feed.sql", 0o644),
+    ("usr/share/esmed/sql/purge.sql", 0o644),
     ("usr/share/man/man8/esmed.8", 0o644),
     ("usr/share/man/man5/esmed.conf.5", 0o644),
     ("usr/lib/systemd/system/esmed.service", 0o644),
+    ("usr/lib/systemd/system/esmed-purge.service", 0o644),
+    ("usr/lib/systemd/system/esmed-purge.timer", 0o644),
     ("etc/init.d/esmed", 0o755),
     ("etc/logrotate.d/esmed", 0o644),
+    ("etc/cron.d/esmed-purge", 0o644),
     ("etc/default/esmed", 0o644),
     ("etc/esmed/esmed.conf", 0o640),
 ];
@@ -65,6 +70,8 @@ const REMOVED_BY_UNINSTALL: &[&str] = &[
     "usr/share/man/man8/esmed.8",
     "usr/share/man/man5/esmed.conf.5",
     "usr/lib/systemd/system/esmed.service",
+    "usr/lib/systemd/system/esmed-purge.service",
+    "usr/lib/systemd/system/esmed-purge.timer",
     "etc/init.d/esmed",
     "etc/logrotate.d/esmed",
 ];
@@ -135,6 +142,7 @@ fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
     );
 
     verify_systemd_unit(&dir.0, &installed);
+    purge_is_installed_off(&dir.0);
 
     let shipped = fs::read_to_string(&config).expect("read installed config");
     assert!(
@@ -164,6 +172,54 @@ fn install_builds_the_tree_keeps_the_config_and_uninstall_removes_the_rest() {
     }
     assert!(config.exists(), "uninstall keeps the config");
     assert!(dir.0.join("etc/default/esmed").exists());
+    assert!(
+        dir.0.join("etc/cron.d/esmed-purge").exists(),
+        "uninstall keeps the cron file, which the operator may have turned on"
+    );
+}
+
+/// The purge's timer, its service and the cron line are installed, and off: the cron file
+/// has no job line that is not commented out, nothing links the timer into a target, and
+/// the service runs `esmed purge` as the esmed user.
+fn purge_is_installed_off(destdir: &Path) {
+    let cron = fs::read_to_string(destdir.join("etc/cron.d/esmed-purge")).expect("read cron");
+    let jobs: Vec<&str> = cron
+        .lines()
+        .filter(|l| l.contains("esmed purge") && !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(jobs.is_empty(), "cron job on by default: {jobs:?}");
+    assert!(
+        cron.contains("#30 3 * * * esmed /usr/sbin/esmed purge --older-than 30d"),
+        "{cron}"
+    );
+    let units = destdir.join("usr/lib/systemd/system");
+    let service = fs::read_to_string(units.join("esmed-purge.service")).expect("read service");
+    assert!(
+        service
+            .contains("ExecStart=/usr/sbin/esmed purge --older-than 30d -c /etc/esmed/esmed.conf"),
+        "{service}"
+    );
+    assert!(service.contains("User=esmed"), "{service}");
+    let timer = fs::read_to_string(units.join("esmed-purge.timer")).expect("read timer");
+    assert!(timer.contains("OnCalendar=daily"), "{timer}");
+    let enabled: Vec<_> = walk(destdir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".wants"))
+        .collect();
+    assert!(enabled.is_empty(), "enabled by install: {enabled:?}");
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            paths.extend(walk(&path));
+        }
+        paths.push(path);
+    }
+    paths
 }
 
 #[test]
@@ -180,6 +236,18 @@ fn install_honours_prefix_in_the_init_script_and_unit() {
         .expect("read unit");
     assert!(unit.contains("ExecStart=/opt/esmed/sbin/esmed -c /etc/esmed/esmed.conf"));
     assert!(!unit.contains("/usr/sbin/esmed"), "{unit}");
+    let purge = fs::read_to_string(
+        dir.0
+            .join("opt/esmed/lib/systemd/system/esmed-purge.service"),
+    )
+    .expect("read the purge unit");
+    assert!(
+        purge.contains("ExecStart=/opt/esmed/sbin/esmed purge"),
+        "{purge}"
+    );
+    let cron = fs::read_to_string(dir.0.join("etc/cron.d/esmed-purge")).expect("read cron");
+    assert!(cron.contains("esmed /opt/esmed/sbin/esmed purge"), "{cron}");
+    assert!(!cron.contains("/usr/sbin/esmed"), "{cron}");
 }
 
 /// Packagers and CI build with CARGO_TARGET_DIR set, and install takes the binaries from

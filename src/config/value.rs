@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-/// Parses "30" (seconds), "500ms", "2s", "5m" or "1h"; a space before the unit is allowed.
+/// Parses "30" (seconds), "500ms", "2s", "5m", "1h" or "30d"; a space before the unit is
+/// allowed.
 /// Returns `None` for anything else, including overflow.
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
@@ -22,6 +23,7 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
         "ms" => 1,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return None,
     };
     amount

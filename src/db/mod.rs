@@ -20,6 +20,7 @@
 //! - [`instance`]: the instance name and the lock that keeps it unique among live processes.
 //! - [`notify`]: `LISTEN notify_table_change` and waiting for changes.
 //! - [`schema`]: the check at start that the schema is as new as this esmed.
+//! - [`purge`]: `esmed purge`, removing finished history in short batches.
 
 pub(crate) mod batch;
 pub(crate) mod claim;
@@ -31,6 +32,7 @@ pub(crate) mod housekeeping;
 pub mod instance;
 pub(crate) mod notify;
 pub mod poller;
+pub mod purge;
 pub(crate) mod reassembly;
 pub mod receipts;
 pub(crate) mod results;

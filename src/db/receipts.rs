@@ -195,9 +195,16 @@ const MATCH_WAITING_RX: &str = concat!(
 const CLAIM_WAITING: &str = "
     DELETE FROM smpp_rx_unmatched WHERE rx_id = ANY($1::int8[]) RETURNING rx_id";
 
+/// A linked receipt comes again in the received feed, with a new value (see
+/// `finished_ids` in [`super::results`]).
 const LINK_RX: &str = "
-    UPDATE smpp_rx_queue r SET tx_id = u.tx_id
-    FROM unnest($1::int8[], $2::int8[]) AS u(rx_id, tx_id) WHERE r.id = u.rx_id";
+    WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(1702063462, 2)),
+    linked AS (
+        UPDATE smpp_rx_queue r SET tx_id = u.tx_id, result_seq = nextval('esmed_received_seq')
+        FROM unnest($1::int8[], $2::int8[]) AS u(rx_id, tx_id)
+        WHERE r.id = u.rx_id AND EXISTS (SELECT FROM gate)
+        RETURNING r.result_seq)
+    SELECT esmed_notify_feed('esmed_received', max(result_seq)) FROM linked";
 
 /// Matches waiting receipts (all, or those that may match `keys`), links their rx rows to
 /// the tx rows and forgets them; returns their states, oldest receipt first, for
@@ -315,11 +322,27 @@ const UPDATE_PARTS: &str = "
       AND NOT (p.message_state IS NOT NULL AND p.message_state <> ALL($4::varchar[])
                AND u.state = ANY($4::varchar[]))";
 
+/// A receipt state update that gives each row it changes its results feed value under the
+/// feed's gate and ends with the feed's NOTIFY (see `finished_ids` in [`super::results`]).
+macro_rules! state_update {
+    ($update:literal) => {
+        concat!(
+            "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(1702063462, 1)),
+             written AS (",
+            $update,
+            "RETURNING t.result_seq)
+             SELECT esmed_notify_feed('esmed_results', max(result_seq)) FROM written"
+        )
+    };
+}
+
 /// $2/$3: every state's name and severity; $4: the non-final names; a part without a state
 /// counts as ENROUTE.
-const UPDATE_ROWS: &str = "
+const UPDATE_ROWS: &str = state_update!(
+    "
     UPDATE smpp_tx_queue t
-    SET smpp_message_state = a.state, message_state_timestamp = now()
+    SET smpp_message_state = a.state, message_state_timestamp = now(),
+        result_seq = nextval('esmed_result_seq')
     FROM (SELECT DISTINCT ON (p.tx_id) p.tx_id, COALESCE(p.message_state, 'ENROUTE') AS state
           FROM smpp_tx_parts p
           LEFT JOIN unnest($2::varchar[], $3::int4[]) AS s(name, severity)
@@ -327,17 +350,25 @@ const UPDATE_ROWS: &str = "
           WHERE p.tx_id = ANY($1::int8[])
           ORDER BY p.tx_id, s.severity DESC NULLS LAST) a
     WHERE t.id = a.tx_id AND t.smpp_message_state IS DISTINCT FROM a.state
+      AND EXISTS (SELECT FROM gate)
       AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($4::varchar[])
-               AND a.state = ANY($4::varchar[]))";
+               AND a.state = ANY($4::varchar[]))
+    "
+);
 
 /// A single-part message's state, written to its row directly (it has no parts rows).
 /// $3: the non-final names.
-const UPDATE_SINGLE_ROWS: &str = "
-    UPDATE smpp_tx_queue t SET smpp_message_state = u.state, message_state_timestamp = now()
+const UPDATE_SINGLE_ROWS: &str = state_update!(
+    "
+    UPDATE smpp_tx_queue t SET smpp_message_state = u.state, message_state_timestamp = now(),
+        result_seq = nextval('esmed_result_seq')
     FROM unnest($1::int8[], $2::varchar[]) AS u(id, state)
     WHERE t.id = u.id AND t.smpp_message_state IS DISTINCT FROM u.state
+      AND EXISTS (SELECT FROM gate)
       AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($3::varchar[])
-               AND u.state = ANY($3::varchar[]))";
+               AND u.state = ANY($3::varchar[]))
+    "
+);
 
 /// Writes receipts' states (in arrival order): to single-part messages' rows, and to the
 /// parts of multi-part ones, then each touched row's aggregate. At most three statements

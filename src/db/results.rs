@@ -42,33 +42,54 @@ macro_rules! written_ids {
     };
 }
 
+/// [`written_ids`] for an update that finishes rows: each gets its results feed value
+/// (`result_seq = nextval('esmed_result_seq')`) under the feed's gate (see
+/// sql/results-feed.sql), and the statement ends with the feed's NOTIFY. The update's
+/// `EXISTS (SELECT FROM gate)` is a one-time filter, evaluated before any row is read, so the
+/// gate is held before the first value is taken; a join would do the same but, with nested
+/// loops off (`Planning::Results`), cost the plan enough to be JIT-compiled (a second).
+macro_rules! finished_ids {
+    ($update:literal) => {
+        concat!(
+            "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(1702063462, 1)),
+             written AS (",
+            $update,
+            "RETURNING t.id, t.result_seq)
+             SELECT array_agg(id), esmed_notify_feed('esmed_results', max(result_seq))
+             FROM written"
+        )
+    };
+}
+
 // The result updates. `t.id = ANY($1)` lets the rows be found through the primary key; they
 // are planned as `Planning::Results` says.
-const WRITE_DONE: &str = written_ids!(
+const WRITE_DONE: &str = finished_ids!(
     "
     UPDATE smpp_tx_queue t
     SET submission_done = true, smpp_message_id = u.message_id, submission_timestamp = now(),
+        result_seq = nextval('esmed_result_seq'),
         smpp_message_id_key = u.message_id_key,
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int8[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, message_id, message_id_key, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6 AND EXISTS (SELECT FROM gate)
     "
 );
 
-const WRITE_FAILED: &str = written_ids!(
+const WRITE_FAILED: &str = finished_ids!(
     "
     UPDATE smpp_tx_queue t
     SET submission_failed = true, submission_info = u.info,
+        result_seq = nextval('esmed_result_seq'),
         smpp_message_id = COALESCE(u.message_id, t.smpp_message_id),
         submission_attempts = COALESCE(t.submission_attempts, 0) + u.attempts,
         submission_resends = t.submission_resends + u.resends,
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int8[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, info, message_id, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6 AND EXISTS (SELECT FROM gate)
     "
 );
 

@@ -30,13 +30,25 @@ impl RxRow {
     }
 }
 
+/// Each row gets its received feed value under the feed's gate (the one-time filter on
+/// `gate` is evaluated before any row), and the feed's NOTIFY is queued before the rows are
+/// inserted (sent at commit, dropped with the rest if the INSERT fails; see
+/// sql/results-feed.sql). The statement stays an INSERT, as it reports itself.
 const INSERT_RX: &str = "
+    WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(1702063462, 2)),
+    numbered AS MATERIALIZED (
+        SELECT u.*, nextval('esmed_received_seq') FROM unnest($1::varchar[], $2::varchar[],
+            $3::varchar[], $4::varchar[], $5::varchar[], $6::int4[], $7::int4[], $8::bool[],
+            $9::varchar[], $10::varchar[], $11::varchar[], $12::int8[], $13::bool[],
+            $14::int8[], $15::int2[], $16::bool[]) AS u
+        WHERE EXISTS (SELECT FROM gate)),
+    notified AS MATERIALIZED (
+        SELECT esmed_notify_feed('esmed_received', max(nextval)) FROM numbered)
     INSERT INTO smpp_rx_queue (pdu_raw, pdu_parsed, smpp_source_addr, smpp_destination_addr,
         smpp_short_message, esm_class, data_coding, is_receipt, receipted_message_id,
-        message_state, error_code, tx_id, text_invalid, id, mo_parts, mo_incomplete)
-    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[],
-        $5::varchar[], $6::int4[], $7::int4[], $8::bool[], $9::varchar[], $10::varchar[],
-        $11::varchar[], $12::int8[], $13::bool[], $14::int8[], $15::int2[], $16::bool[])";
+        message_state, error_code, tx_id, text_invalid, id, mo_parts, mo_incomplete,
+        result_seq)
+    SELECT * FROM numbered WHERE EXISTS (SELECT FROM notified)";
 
 /// Ids are taken from the sequence first, so the caller knows which row got which id
 /// (INSERT ... RETURNING promises no order) and esmed needs no SELECT on the table.

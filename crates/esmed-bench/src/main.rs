@@ -6,10 +6,12 @@
 //! `make bench` / `make bench-quick`; `esmed-bench --help` for the flags.
 
 mod ceilings;
+mod feed;
 mod journal;
 mod kannel;
 mod pace;
 mod procs;
+mod purge;
 mod report;
 mod rig;
 mod scenarios;
@@ -37,12 +39,16 @@ USAGE: esmed-bench [OPTIONS]
   --kannel-rows N       messages of each window of the Kannel scenario (default 20000); that
                         scenario runs when Debian's kannel package is installed
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
-  --only LIST           comma-separated subset: burst,receipts,latency,windows,pg,pg_window,
-                        smsc,backlog,pg_backlog,kannel (pg_window runs only with a window below
+  --only LIST           comma-separated subset: burst,receipts,latency,windows,feed,purge,pg,
+                        pg_window,smsc,backlog,pg_backlog,kannel (pg_window runs only with a
+                        window below
                         esmed's result_batch, 1000)
   --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
                         scenario: about a minute and a half
   --json FILE           also write the results as JSON
+  --before-esmed PATH   the esmed binary of a version without the results feed: the feed
+                        scenario compares the burst with it (triggers off) and with this
+                        version's (feed on); without it, only the latter is measured
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
                         --daemon 'strict_resend_bound = true'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
@@ -162,6 +168,8 @@ pub struct Options {
     pub timeout: Duration,
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
+    /// An esmed without the results feed, for the feed scenario's comparison.
+    pub before_esmed: Option<PathBuf>,
     pub pg_stats: bool,
     pub pg_waits: bool,
     /// Extra `[daemon]` lines for esmed.conf.
@@ -197,6 +205,7 @@ impl Default for Options {
             timeout: Duration::from_secs(900),
             only: None,
             json: None,
+            before_esmed: None,
             pg_stats: false,
             pg_waits: false,
             daemon: Vec::new(),
@@ -235,6 +244,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
                 o.only = Some(only.split(',').map(str::to_string).collect());
             }
             "--json" => o.json = Some(PathBuf::from(flags.value(&flag)?)),
+            "--before-esmed" => o.before_esmed = Some(PathBuf::from(flags.value(&flag)?)),
             "--pg-stats" => o.pg_stats = true,
             "--pg-waits" => o.pg_waits = true,
             "--daemon" => o.daemon.push(flags.value(&flag)?),
@@ -278,7 +288,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 10] = [
+    let plan: [(&str, &str, Scenario); 12] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -290,6 +300,12 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             "windows",
             "6 window 10, SMSC answering after a delay",
             scenarios::windows,
+        ),
+        ("feed", "8 results feed", feed::feed),
+        (
+            "purge",
+            "9 drain with a purge running",
+            purge::purge_during_drain,
         ),
         ("pg", "5a PostgreSQL-only ceiling", ceilings::postgres_only),
         (

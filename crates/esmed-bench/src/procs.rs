@@ -153,7 +153,12 @@ fn parse_listening_port(line: &str) -> Option<u16> {
 
 /// Starts esmed with `config` (its log goes where the config says).
 pub fn start_esmed(config: &Path) -> Result<Proc, BenchError> {
-    let process = Process::esmed(&sibling_binary("esmed")?, config).map_err(process_error)?;
+    start_esmed_at(&sibling_binary("esmed")?, config)
+}
+
+/// [`start_esmed`] with another esmed binary (another version, to compare with).
+pub fn start_esmed_at(binary: &Path, config: &Path) -> Result<Proc, BenchError> {
+    let process = Process::esmed(binary, config).map_err(process_error)?;
     Ok(Proc(process))
 }
 

@@ -224,6 +224,67 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         &format!("of_limit_{delay_ms}ms_receipts"),
     );
     row(&mut out, &what, v, "", "as without");
+    for (name, what, unit, target) in [
+        ("visible_p50_ms", "8 feed: result visible p50", "ms", ""),
+        ("visible_p99_ms", "8 feed: result visible p99", "ms", ""),
+        (
+            "burst_feed_off_msgs_per_s",
+            "8 feed: burst, feed off",
+            "msg/s",
+            "",
+        ),
+        (
+            "burst_feed_on_msgs_per_s",
+            "8 feed: burst, feed on",
+            "msg/s",
+            "",
+        ),
+        ("feed_cost_pct", "8 feed: cost on the burst", "%", "< 5"),
+        (
+            "burst_feed_off_cpu_us_per_msg",
+            "8 feed: CPU/msg, feed off",
+            "µs",
+            "",
+        ),
+        (
+            "burst_feed_on_cpu_us_per_msg",
+            "8 feed: CPU/msg, feed on",
+            "µs",
+            "",
+        ),
+        (
+            "feed_cpu_cost_pct",
+            "8 feed: CPU cost on the burst",
+            "%",
+            "< 5",
+        ),
+    ] {
+        row(&mut out, what, metric(outcomes, "feed", name), unit, target);
+    }
+    for (name, what, unit, target) in [
+        ("drain_msgs_per_s", "9 drain, no purge", "msg/s", ""),
+        (
+            "drain_with_purge_msgs_per_s",
+            "9 drain, purge running",
+            "msg/s",
+            "",
+        ),
+        (
+            "purge_slowdown_pct",
+            "9 drain slowed by the purge",
+            "%",
+            "< 10",
+        ),
+        ("purge_seconds", "9 the purge's own time", "s", ""),
+    ] {
+        row(
+            &mut out,
+            what,
+            metric(outcomes, "purge", name),
+            unit,
+            target,
+        );
+    }
     row(&mut out, "4 backlog drain", backlog, "msg/s", ">= 30000");
     let first = metric(outcomes, "backlog", "first_slice_msgs_per_s");
     let last = metric(outcomes, "backlog", "last_slice_msgs_per_s");

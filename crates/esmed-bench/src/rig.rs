@@ -32,6 +32,9 @@ pub struct Rig {
     pub ticks_per_second: f64,
     /// With --pg-waits: sampling since the scenario's reset.
     waits: Option<WaitSampler>,
+    /// When set, [`Rig::launch`] starts this esmed binary instead of the one beside the
+    /// bench (the results feed scenario's "before").
+    pub esmed_binary: Option<PathBuf>,
 }
 
 /// One scenario's SMSC and (once launched) esmed.
@@ -95,6 +98,7 @@ impl Rig {
             monitor_backend: backend as u32,
             ticks_per_second: procs::ticks_per_second(),
             waits: None,
+            esmed_binary: None,
         })
     }
 
@@ -204,7 +208,10 @@ impl Rig {
     /// Starts esmed for `run` (info-level log in the rig's directory).
     pub fn launch(&self, run: &mut Run, name: &str) -> Result<(), BenchError> {
         let config = self.write_config(name)?;
-        run.esmed = Some(procs::start_esmed(&config)?);
+        run.esmed = Some(match &self.esmed_binary {
+            Some(binary) => procs::start_esmed_at(binary, &config)?,
+            None => procs::start_esmed(&config)?,
+        });
         Ok(())
     }
 

@@ -22,7 +22,11 @@ pub fn burst(rig: &mut Rig) -> Result<Outcome, BenchError> {
 }
 
 /// Inserts the burst and waits for it; sets rows, insert_s, seconds, msgs_per_s, CPU, RSS.
-fn timed_burst(rig: &mut Rig, run: &mut Run, outcome: &mut Outcome) -> Result<Instant, BenchError> {
+pub(crate) fn timed_burst(
+    rig: &mut Rig,
+    run: &mut Run,
+    outcome: &mut Outcome,
+) -> Result<Instant, BenchError> {
     let n = rig.options.rows;
     let base = run.tail.lines();
     let before = rig.snapshot(Some(run));
@@ -256,7 +260,7 @@ pub fn latency(rig: &mut Rig) -> Result<Outcome, BenchError> {
 
 /// Inserts `total` single rows, one per 1/rate s, each its own (durable) transaction.
 /// Returns how many started more than 5 ms late.
-fn insert_steadily(rig: &mut Rig, rate: u64, total: u64) -> Result<u64, BenchError> {
+pub(crate) fn insert_steadily(rig: &mut Rig, rate: u64, total: u64) -> Result<u64, BenchError> {
     let statement = rig
         .db
         .prepare(
@@ -283,7 +287,7 @@ fn insert_steadily(rig: &mut Rig, rate: u64, total: u64) -> Result<u64, BenchErr
 }
 
 /// The value at quantile `q` (nearest rank) of sorted `values`; 0 when empty.
-fn percentile(sorted: &[i64], q: f64) -> i64 {
+pub(crate) fn percentile(sorted: &[i64], q: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }
