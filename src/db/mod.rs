@@ -30,6 +30,7 @@ pub(crate) mod held;
 pub(crate) mod housekeeping;
 pub mod instance;
 pub(crate) mod notify;
+pub(crate) mod partitions;
 pub mod poller;
 pub(crate) mod reassembly;
 pub mod receipts;

@@ -1,0 +1,190 @@
+//! The partitioned layout (sql/db-partitioned.sql): the same tables and columns as the plain
+//! one, its day partitions made ahead by esmed itself, and a row no day's partition covers
+//! kept in the default partition until its day gets one. The queue, receipt and MO suites run
+//! on this layout too (`make test` runs them with ESMED_TEST_LAYOUT=partitioned).
+
+mod support;
+
+use std::time::Duration;
+
+use postgres::Client;
+use support::{wait_until, Env};
+
+const T: Duration = Duration::from_secs(30);
+
+/// (table, column, type, default) of every column of esmed's tables, partitions left out.
+fn columns(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT format('%s.%s %s %s', table_name, column_name, data_type, column_default)
+         FROM information_schema.columns
+         WHERE table_schema = 'public'
+           AND table_name !~ '_(default|[0-9]{8})$'
+         ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// What the esmed role may do on each table, view and function, partitions left out.
+fn grants(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT format('%s %s', table_name, privilege_type) FROM information_schema.role_table_grants
+         WHERE grantee = 'esmed' AND table_name !~ '_(default|[0-9]{8})$'
+         UNION ALL
+         SELECT format('function %s', p.oid::regprocedure) FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND has_function_privilege('esmed', p.oid, 'EXECUTE')
+           AND p.proname NOT LIKE 'esmed\\_make\\_%'
+         ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn both_layouts_have_the_same_columns_and_grants() {
+    let plain = Env::new("layout-plain");
+    let partitioned = Env::partitioned("layout-partitioned");
+    let (mut p, mut q) = (plain.db(), partitioned.db());
+    assert_eq!(columns(&mut p), columns(&mut q));
+    assert_eq!(grants(&mut p), grants(&mut q));
+    let kinds: Vec<(String, String)> = q
+        .query(
+            "SELECT relname::text, relkind::text FROM pg_class
+             WHERE relname IN ('smpp_tx_queue', 'smpp_rx_queue') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("smpp_rx_queue".to_string(), "p".to_string()),
+            ("smpp_tx_queue".to_string(), "p".to_string())
+        ]
+    );
+}
+
+/// How many rows of `queue` each of its partitions holds, for the partitions holding any.
+fn rows_by_partition(c: &mut Client, queue: &str) -> Vec<(String, i64)> {
+    c.query(
+        &format!("SELECT tableoid::regclass::text, count(*) FROM {queue} GROUP BY 1 ORDER BY 1"),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// The name of the partition of `queue` for the UTC day `days` from today.
+fn day_partition(c: &mut Client, queue: &str, days: i32) -> String {
+    c.query_one(
+        "SELECT $1::text || '_' || to_char((now() AT TIME ZONE 'UTC')::date + $2::int4, 'YYYYMMDD')",
+        &[&queue, &days],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn a_row_for_a_day_without_a_partition_is_kept_in_the_default_one_until_its_day_is_made() {
+    let env = Env::partitioned("layout-default");
+    let mut c = env.db();
+    // The older daemon's insert, and one dated a month ahead (no partition for that day).
+    c.batch_execute(
+        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+             VALUES ('447700900001', 'today');
+         INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message, insert_timestamp)
+             VALUES ('447700900002', 'next month', now() + interval '30 days');",
+    )
+    .unwrap();
+    let today = day_partition(&mut c, "smpp_tx_queue", 0);
+    assert_eq!(
+        rows_by_partition(&mut c, "smpp_tx_queue"),
+        [(today.clone(), 1), ("smpp_tx_queue_default".to_string(), 1)]
+    );
+    let report: Vec<String> = c
+        .query("SELECT * FROM esmed_make_partitions()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        report,
+        ["smpp_tx_queue_default holds 1 rows outside the days partitioned"]
+    );
+    let later = day_partition(&mut c, "smpp_tx_queue", 30);
+    let made: Vec<String> = c
+        .query(
+            "SELECT * FROM esmed_make_day_partition('smpp_tx_queue',
+                 ((now() AT TIME ZONE 'UTC')::date + 30))",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        made,
+        [format!(
+            "{later} made, with 1 rows from smpp_tx_queue_default"
+        )]
+    );
+    assert_eq!(
+        rows_by_partition(&mut c, "smpp_tx_queue"),
+        [(today, 1), (later, 1)]
+    );
+    let texts: Vec<String> = c
+        .query(
+            "SELECT smpp_short_message FROM smpp_tx_queue ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(texts, ["today", "next month"]);
+}
+
+#[test]
+fn esmed_makes_the_coming_days_partitions_itself() {
+    let env = Env::partitioned("layout-ahead");
+    let mut c = env.db();
+    let tomorrow = day_partition(&mut c, "smpp_rx_queue", 1);
+    let in_a_week = day_partition(&mut c, "smpp_tx_queue", 7);
+    c.batch_execute(&format!("DROP TABLE {tomorrow}; DROP TABLE {in_a_week}"))
+        .unwrap();
+    env.add_server(&[]);
+    let esmed = env.esmed("layout-ahead", "");
+    wait_until(T, "the missing partitions made", &esmed, || {
+        let log = esmed.log();
+        log.contains(&format!("partitions: {tomorrow} made"))
+            && log.contains(&format!("partitions: {in_a_week} made"))
+    });
+    for table in [&tomorrow, &in_a_week] {
+        let exists: bool = c
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])
+            .unwrap()
+            .get(0);
+        assert!(exists, "{table}");
+    }
+    // And it sends as on the plain layout.
+    let id = env.insert("447700900003", "on the partitioned layout");
+    env.wait_all("submission_done", T, &esmed);
+    let done: bool = c
+        .query_one(
+            "SELECT submission_done FROM smpp_tx_queue WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(done);
+}
