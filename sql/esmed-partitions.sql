@@ -95,8 +95,113 @@ BEGIN
 END
 $$;
 
+-- Retention on this layout: drops the day partitions that end before `cutoff` and hold
+-- nothing that must stay, with their messages' parts. A day of smpp_tx_queue goes when every
+-- row of it is finished (done or failed, not claimed), last changed before the cutoff, and
+-- past its receipts (a final state, or last changed before receipt_window ago). A day of
+-- smpp_rx_queue goes when none of its rows waits for its message in smpp_rx_unmatched and
+-- none is a receipt of a message that stays. A day that may not go yet is left whole and
+-- named, for the row-by-row purge (esmed purge) to take what it can. With dry_run nothing is
+-- dropped. Returns a line per day partition looked at. It runs with its owner's rights (the
+-- partitions' owner drops them); only the roles it is granted to may call it.
+CREATE FUNCTION esmed_drop_partitions(cutoff timestamptz, receipt_window interval,
+                                      dry_run boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT
+SET TimeZone = 'UTC'
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+    part record;
+    settled timestamptz := least(cutoff, now() - receipt_window);
+    blocking bigint;
+    parts bigint;
+    rows_in bigint;
+    oldest_kept bigint;
+    -- The smpp_tx_queue days that go (or would, in a dry run).
+    gone regclass[] := '{}';
+BEGIN
+    FOR part IN SELECT * FROM esmed_day_partitions('smpp_tx_queue', cutoff) LOOP
+        EXECUTE format(
+            'SELECT count(*) FILTER (WHERE NOT ((t.submission_done OR t.submission_failed)
+                     AND t.claimed_by IS NULL
+                     AND greatest(t.insert_timestamp, t.submission_timestamp,
+                                  t.message_state_timestamp) < $1
+                     AND ((t.smpp_message_state IS NOT NULL
+                           AND upper(t.smpp_message_state) NOT IN (''ENROUTE'', ''ACCEPTED''))
+                          OR greatest(t.insert_timestamp, t.submission_timestamp,
+                                      t.message_state_timestamp) < $2))),
+                    count(*)
+             FROM %I t', part.name)
+            USING cutoff, settled INTO blocking, rows_in;
+        IF blocking > 0 THEN
+            RETURN NEXT format('%s kept: %s of its %s messages may not go yet',
+                               part.name, blocking, rows_in);
+            CONTINUE;
+        END IF;
+        EXECUTE format('SELECT count(*) FROM smpp_tx_parts WHERE tx_id IN (SELECT id FROM %I)',
+                       part.name) INTO parts;
+        gone := gone || part.name::regclass;
+        IF NOT dry_run THEN
+            EXECUTE format('DELETE FROM smpp_tx_parts WHERE tx_id IN (SELECT id FROM %I)',
+                           part.name);
+            EXECUTE format('DROP TABLE %I', part.name);
+        END IF;
+        RETURN NEXT format('%s %s: %s messages, %s parts', part.name,
+                           CASE WHEN dry_run THEN 'would be dropped' ELSE 'dropped' END,
+                           rows_in, parts);
+    END LOOP;
+    -- Receipts whose message has a smaller id than every message kept point at none.
+    SELECT min(id) INTO oldest_kept FROM smpp_tx_queue WHERE tableoid <> ALL (gone);
+    FOR part IN SELECT * FROM esmed_day_partitions('smpp_rx_queue', cutoff) LOOP
+        EXECUTE format(
+            'SELECT count(*) FROM %I r
+             WHERE EXISTS (SELECT 1 FROM smpp_rx_unmatched u WHERE u.rx_id = r.id)
+                OR (r.tx_id >= $1 AND EXISTS (SELECT 1 FROM smpp_tx_queue t
+                                              WHERE t.id = r.tx_id
+                                                AND t.tableoid <> ALL ($2)))', part.name)
+            USING coalesce(oldest_kept, 9223372036854775807), gone INTO blocking;
+        EXECUTE format('SELECT count(*) FROM %I', part.name) INTO rows_in;
+        IF blocking > 0 THEN
+            RETURN NEXT format('%s kept: %s of its %s received messages may not go yet',
+                               part.name, blocking, rows_in);
+            CONTINUE;
+        END IF;
+        IF NOT dry_run THEN
+            EXECUTE format('DROP TABLE %I', part.name);
+        END IF;
+        RETURN NEXT format('%s %s: %s received messages', part.name,
+                           CASE WHEN dry_run THEN 'would be dropped' ELSE 'dropped' END,
+                           rows_in);
+    END LOOP;
+END
+$$;
+
+-- The day partitions of `queue` that end at or before `cutoff`, oldest first.
+CREATE FUNCTION esmed_day_partitions(queue text, cutoff timestamptz)
+RETURNS TABLE (name text, upper_bound timestamptz)
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+SET TimeZone = 'UTC'
+AS $$
+    SELECT name, upper_bound FROM (
+        SELECT c.relname::text AS name,
+               (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                             'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = to_regclass(queue) AND c.relname ~ '_[0-9]{8}$'
+    ) p
+    WHERE upper_bound <= cutoff
+    ORDER BY upper_bound
+$$;
+
 REVOKE ALL ON FUNCTION esmed_make_partitions(integer), esmed_make_day_partition(text, date)
     FROM PUBLIC;
+-- Dropping history is for the purge's privileged role (or the tables' owner), never the
+-- daemon's.
+REVOKE ALL ON FUNCTION esmed_drop_partitions(timestamptz, interval, boolean),
+    esmed_day_partitions(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION esmed_make_partitions(integer) TO esmed;
 
 DO $$

@@ -188,3 +188,95 @@ fn esmed_makes_the_coming_days_partitions_itself() {
         .get(0);
     assert!(done);
 }
+
+/// Dropping old days: a day whose messages are all finished and past their receipts goes
+/// whole, with its messages' parts and its received messages; a day with a message still
+/// pending stays, named, and so does a day of received messages holding a receipt of a
+/// message that stays.
+#[test]
+fn old_days_are_dropped_whole_only_when_nothing_in_them_must_stay() {
+    let env = Env::partitioned("layout-drop");
+    let mut c = env.db();
+    c.batch_execute(
+        "SELECT esmed_make_day_partition(q, (now() AT TIME ZONE 'UTC')::date - d)
+             FROM unnest(ARRAY['smpp_tx_queue', 'smpp_rx_queue']) q, unnest(ARRAY[40, 41, 42]) d;
+         INSERT INTO smpp_tx_queue (id, insert_timestamp, smpp_destination_addr, smpp_short_message,
+                 submission_done, submission_timestamp, smpp_message_state)
+             VALUES (1, now() - interval '42 days', '461', 'finished', true,
+                     now() - interval '42 days', 'DELIVERED'),
+                    (2, now() - interval '42 days', '462', 'finished too', true,
+                     now() - interval '42 days', NULL);
+         INSERT INTO smpp_tx_parts (tx_id, part_no, part_count, message_id, message_id_key)
+             VALUES (1, 1, 2, 'a', 'a'), (1, 2, 2, 'b', 'b');
+         INSERT INTO smpp_tx_queue (id, insert_timestamp, smpp_destination_addr, smpp_short_message)
+             VALUES (3, now() - interval '41 days', '463', 'still pending');
+         INSERT INTO smpp_tx_queue (id, insert_timestamp, smpp_destination_addr, smpp_short_message,
+                 submission_done, submission_timestamp)
+             VALUES (4, now() - interval '40 days', '464', 'done', true, now() - interval '40 days');
+         INSERT INTO smpp_rx_queue (insert_timestamp, pdu_raw, pdu_parsed, is_receipt, tx_id)
+             VALUES (now() - interval '42 days', '00', '{}', true, 1),
+                    (now() - interval '41 days', '00', '{}', true, 4),
+                    (now() - interval '40 days', '00', '{}', false, NULL);",
+    )
+    .unwrap();
+    // Lines without their first word's "smpp_", to keep the expectations short.
+    let strip = |name: &str| {
+        name.split_once('_')
+            .map_or(String::new(), |(_, r)| r.to_string())
+    };
+    let drop = |c: &mut Client, dry_run: bool| -> Vec<String> {
+        c.query(
+            "SELECT * FROM esmed_drop_partitions(now() - interval '30 days', interval '1 hour', $1)",
+            &[&dry_run],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| strip(&r.get::<_, String>(0)))
+        .collect()
+    };
+    let day = |c: &mut Client, queue: &str, days: i32| day_partition(c, queue, days);
+    let (tx42, tx41, tx40) = (
+        day(&mut c, "smpp_tx_queue", -42),
+        day(&mut c, "smpp_tx_queue", -41),
+        day(&mut c, "smpp_tx_queue", -40),
+    );
+    let (rx42, rx41, rx40) = (
+        day(&mut c, "smpp_rx_queue", -42),
+        day(&mut c, "smpp_rx_queue", -41),
+        day(&mut c, "smpp_rx_queue", -40),
+    );
+    let expected = |dropped: &str| {
+        vec![
+            format!("{} {dropped}: 2 messages, 2 parts", strip(&tx42)),
+            format!("{} kept: 1 of its 1 messages may not go yet", strip(&tx41)),
+            format!("{} {dropped}: 1 messages, 0 parts", strip(&tx40)),
+            format!("{} {dropped}: 1 received messages", strip(&rx42)),
+            format!("{} {dropped}: 1 received messages", strip(&rx41)),
+            format!("{} {dropped}: 1 received messages", strip(&rx40)),
+        ]
+    };
+    assert_eq!(drop(&mut c, true), expected("would be dropped"));
+    let count = |c: &mut Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM smpp_tx_queue"),
+        4,
+        "a dry run drops nothing"
+    );
+    assert_eq!(drop(&mut c, false), expected("dropped"));
+    let ids: Vec<i64> = c
+        .query("SELECT id FROM smpp_tx_queue ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [3], "only the pending message stays");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM smpp_tx_parts"), 0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM smpp_rx_queue"), 0);
+    for gone in [&tx42, &tx40, &rx42, &rx41, &rx40] {
+        let exists: bool = c
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[gone])
+            .unwrap()
+            .get(0);
+        assert!(!exists, "{gone} dropped");
+    }
+}
