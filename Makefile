@@ -60,6 +60,8 @@ test: postgresql-tools
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --all-targets
+	# the queue, receipt, MO, feed and purge suites again, on the partitioned layout
+	ESMED_TEST_LAYOUT=partitioned $(CARGO) test --test send --test receipts --test receive --test feed --test purge
 	$(CARGO) test --workspace --doc
 
 # Builds esmed and the demo, then runs it: a private PostgreSQL cluster and the test SMSC on

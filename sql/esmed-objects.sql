@@ -1,12 +1,24 @@
 -- The objects esmed added to the older daemon's schema, the same for a new database
 -- (sql/db.sql) and an upgraded one (sql/upgrade-0.1.sql): both include this file (psql \ir),
 -- inside their transaction, after the older tables exist with esmed's added columns.
+-- The partitioned layout (sql/db-partitioned.sql) sets the psql variable `partitioned`.
+
+\if :{?partitioned}
+\else
+\set partitioned false
+\endif
 
 -- added: one row per accepted segment of a message sent in several parts, so a receipt for
 -- any part finds its message (single-part messages keep their key in smpp_tx_queue:
 -- a third fewer writes per message). smpp_tx_queue.smpp_message_id holds part 1's id.
 CREATE TABLE smpp_tx_parts (
+\if :partitioned
+    -- partitioned: no foreign key (a partitioned table's id alone is not a key); dropping
+    -- a day's partitions removes its messages' parts too (esmed_drop_partitions).
+    tx_id bigint,
+\else
     tx_id bigint REFERENCES smpp_tx_queue (id) ON DELETE CASCADE,
+\endif
     part_no smallint,
     part_count smallint,
     message_id varchar NOT NULL,
@@ -28,7 +40,11 @@ CREATE INDEX smpp_tx_parts_message_id_key ON smpp_tx_parts (message_id_key);
 -- [daemon] receipt_match_window, then logs them and deletes them here; the smpp_rx_queue row
 -- stays with tx_id NULL. One row per id form the receipt may match (match_rank 0 is best).
 CREATE TABLE smpp_rx_unmatched (
+\if :partitioned
+    rx_id bigint NOT NULL,
+\else
     rx_id bigint NOT NULL REFERENCES smpp_rx_queue (id) ON DELETE CASCADE,
+\endif
     match_key varchar NOT NULL,
     match_rank integer NOT NULL,
     message_state varchar,

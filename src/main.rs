@@ -83,6 +83,9 @@ fn purge(path: &Path, older_than: std::time::Duration, dry_run: bool) -> ExitCod
         .and_then(|mut client| esmed::db::purge::purge(&mut client, &plan));
     match purged {
         Ok(totals) => {
+            for day in &totals.days {
+                println!("esmed purge: {day}");
+            }
             println!("esmed purge: {}", totals.summary(dry_run));
             ExitCode::SUCCESS
         }

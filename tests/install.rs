@@ -50,6 +50,8 @@ const INSTALLED: &[(&str, u32)] = &[
     ("usr/share/esmed/sql/esmed-search-path.sql", 0o644),
     ("usr/share/esmed/sql/results-feed.sql", 0o644),
     ("usr/share/esmed/sql/purge.sql", 0o644),
+    ("usr/share/esmed/sql/db-partitioned.sql", 0o644),
+    ("usr/share/esmed/sql/esmed-partitions.sql", 0o644),
     ("usr/share/man/man8/esmed.8", 0o644),
     ("usr/share/man/man5/esmed.conf.5", 0o644),
     ("usr/lib/systemd/system/esmed.service", 0o644),

@@ -31,6 +31,7 @@ pub(crate) mod held;
 pub(crate) mod housekeeping;
 pub mod instance;
 pub(crate) mod notify;
+pub(crate) mod partitions;
 pub mod poller;
 pub mod purge;
 pub(crate) mod reassembly;

@@ -1,6 +1,9 @@
 //! `esmed purge`: removing finished history batch by batch with the functions of
 //! sql/purge.sql, each batch one short transaction (autocommit), messages first, then what was
 //! received. What may go and why it never holds up claims, results or receipts is said there.
+//! On the partitioned layout whole days go first (`esmed_drop_partitions`,
+//! sql/esmed-partitions.sql: no DELETE, no vacuum debt); the batches then take what the days
+//! kept hold that may go.
 
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ pub struct PurgeTotals {
     pub batches: u64,
     /// The cut-off, as PostgreSQL writes it.
     pub cutoff: String,
+    /// On the partitioned layout, a line per day partition looked at: dropped, or kept and
+    /// why.
+    pub days: Vec<String>,
 }
 
 /// How a purge runs.
@@ -56,6 +62,7 @@ pub fn purge(c: &mut Client, plan: &PurgePlan) -> Result<PurgeTotals, DbError> {
         ..PurgeTotals::default()
     };
     let window = plan.receipt_window.as_secs_f64();
+    totals.days = drop_days(c, cutoff, window, plan.dry_run)?;
     let rows = i32::try_from(plan.batch_rows).unwrap_or(i32::MAX);
     let mut after: i64 = 0;
     loop {
@@ -86,6 +93,36 @@ pub fn purge(c: &mut Client, plan: &PurgePlan) -> Result<PurgeTotals, DbError> {
         pause(plan);
     }
     Ok(totals)
+}
+
+/// Drops the day partitions that may go, when the schema is the partitioned layout.
+fn drop_days(
+    c: &mut Client,
+    cutoff: f64,
+    window: f64,
+    dry_run: bool,
+) -> Result<Vec<String>, DbError> {
+    let partitioned: bool = get(
+        &c.query_one(
+            "SELECT to_regprocedure('esmed_drop_partitions(timestamptz,interval,boolean)') \
+             IS NOT NULL",
+            &[],
+        )
+        .map_err(pg("look for the partitioned layout"))?,
+        0,
+    )?;
+    if !partitioned {
+        return Ok(Vec::new());
+    }
+    c.query(
+        "SELECT * FROM esmed_drop_partitions(to_timestamp($1::float8),
+             $2::float8 * interval '1 second', $3)",
+        &[&cutoff, &window, &dry_run],
+    )
+    .map_err(pg("drop old day partitions"))?
+    .iter()
+    .map(|row| get(row, 0))
+    .collect()
 }
 
 fn pause(plan: &PurgePlan) {

@@ -86,13 +86,17 @@ pub(crate) const QUEUE_FILLFACTOR: u32 = 40;
 /// Above this, some claims find no room on their page.
 const QUEUE_FILLFACTOR_MOST: u32 = 50;
 
-/// smpp_tx_queue's fillfactor (100 when not set).
+/// smpp_tx_queue's fillfactor (100 when not set); on the partitioned layout, the highest of
+/// its partitions'.
 pub fn queue_fillfactor(c: &mut postgres::Client) -> Result<u32, DbError> {
     let row = c
         .query_one(
-            "SELECT coalesce((SELECT split_part(o, '=', 2)::int4 FROM unnest(c.reloptions) o
-                              WHERE o LIKE 'fillfactor=%'), 100)
-             FROM pg_class c WHERE c.oid = to_regclass('smpp_tx_queue')",
+            "SELECT coalesce(max(coalesce(
+                 (SELECT split_part(o, '=', 2)::int4 FROM unnest(c.reloptions) o
+                  WHERE o LIKE 'fillfactor=%'), 100)), 100)
+             FROM pg_partition_tree(to_regclass('smpp_tx_queue')) t
+             JOIN pg_class c ON c.oid = t.relid
+             WHERE t.isleaf",
             &[],
         )
         .map_err(pg("read the send queue's fillfactor"))?;
@@ -107,7 +111,8 @@ pub fn fillfactor_advice(fillfactor: u32) -> Option<String> {
             "smpp_tx_queue has fillfactor {fillfactor}: claimed rows find no room on their page, \
              so claims update every index and the queue grows and slows over a long drain; \
              esmed runs anyway. To fix, run as the table's owner: ALTER TABLE smpp_tx_queue \
-             SET (fillfactor = {QUEUE_FILLFACTOR}); (it applies to rows inserted from then on)"
+             SET (fillfactor = {QUEUE_FILLFACTOR}); (on the partitioned layout, on each partition; it \
+             applies to rows inserted from then on)"
         )
     })
 }

@@ -3,7 +3,8 @@
 //! exit, so a row that stops being updated means an esmed that died or lost the database.
 //!
 //! It has its own connection and reconnects with backoff; nothing else waits for it, so a
-//! slow or absent database never holds up sending.
+//! slow or absent database never holds up sending. For the same reason it also makes the
+//! partitioned layout's coming partitions (`db::partitions`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,6 +17,7 @@ use postgres::Client;
 
 use crate::backoff::Backoff;
 use crate::db::conn::Conn;
+use crate::db::partitions::PartitionKeeper;
 use crate::db::PgConnector;
 use crate::db::{pg, DbError};
 use crate::observe::counters::{Snapshot, Stats};
@@ -141,6 +143,7 @@ struct Heartbeat {
     last: (Instant, Snapshot),
     /// A failure is logged once until a write succeeds again.
     failing: bool,
+    partitions: PartitionKeeper,
 }
 
 impl Heartbeat {
@@ -155,6 +158,7 @@ impl Heartbeat {
             written_once: false,
             last,
             failing: false,
+            partitions: PartitionKeeper::new(),
         }
     }
 
@@ -196,7 +200,9 @@ impl Heartbeat {
         let seconds = self.last.0.elapsed().as_secs_f64();
         let row = status_row(&self.config, &status, &now, &self.last.1, seconds);
         let first = !self.written_once;
-        write_status(self.conn.open()?, &row, first)?;
+        let client = self.conn.open()?;
+        write_status(client, &row, first)?;
+        self.partitions.tick(client, Instant::now());
         self.last = (Instant::now(), now);
         self.written_once = true;
         if self.failing {

@@ -62,6 +62,17 @@ pub fn swapped_target_dir(dir: &Path) {
     }
 }
 
+/// The schema the end-to-end tests run on: `sql/db.sql`, or the partitioned layout's
+/// `sql/db-partitioned.sql` when `ESMED_TEST_LAYOUT=partitioned` (`make test` runs the queue,
+/// receipt and MO tests on both).
+pub fn schema_file() -> &'static str {
+    match std::env::var("ESMED_TEST_LAYOUT").as_deref() {
+        Ok("partitioned") => "sql/db-partitioned.sql",
+        Ok("") | Ok("plain") | Err(_) => "sql/db.sql",
+        Ok(other) => panic!("ESMED_TEST_LAYOUT={other}: use plain or partitioned"),
+    }
+}
+
 /// PostgreSQL with the schema loaded, and a test SMSC.
 pub struct Env {
     pub cluster: PgCluster,
@@ -80,9 +91,22 @@ impl Env {
 
     /// [`Env::with_smsc`] on a cluster of the test's own.
     pub fn with_cluster(name: &str, cluster: PgCluster, config: SmscConfig) -> Env {
+        Env::with_schema(name, cluster, config, schema_file())
+    }
+
+    /// [`Env::new`] on the partitioned layout, whatever `ESMED_TEST_LAYOUT` says.
+    pub fn partitioned(name: &str) -> Env {
+        let cluster = PgCluster::start().expect("start PostgreSQL");
+        Env::with_schema(name, cluster, smsc_config(), "sql/db-partitioned.sql")
+    }
+
+    /// The test environment with `schema` (a path in the repository) loaded.
+    fn with_schema(name: &str, cluster: PgCluster, config: SmscConfig, schema: &str) -> Env {
         cluster.create_database(DB).expect("create database");
-        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/db.sql");
-        cluster.load_schema(DB, &schema).expect("load sql/db.sql");
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(schema);
+        cluster
+            .load_schema(DB, &schema)
+            .unwrap_or_else(|e| panic!("load {}: {e}", schema.display()));
         cluster
             .set_esmed_password(DB, ESMED_PASSWORD)
             .expect("set the esmed password");

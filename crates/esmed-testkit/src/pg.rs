@@ -17,6 +17,7 @@
 //! PostgreSQL refuses to run as root. When the caller is root (as in CI), the directories are
 //! given to the `postgres` user and the tools run through `runuser -u postgres --`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -611,20 +612,89 @@ fn build_template(tools: &Tools, dir: &Path) -> Result<(), PgError> {
 }
 
 /// The SQL of `path` as psql runs it: each `\ir FILE` line (include, relative to `path`'s
-/// directory) replaced by that file's SQL.
+/// directory) replaced by that file's SQL, and the variables and conditionals the schema
+/// files use (`\set NAME VALUE`, `\if :NAME`, `\if :{?NAME}`, `\else`, `\endif`) applied.
 pub fn read_sql(path: &Path) -> Result<String, PgError> {
+    read_sql_with(path, &mut HashMap::new())
+}
+
+/// [`read_sql`] with psql variables already set (`\set` in an including file, or `-v`).
+pub fn read_sql_with(path: &Path, vars: &mut HashMap<String, String>) -> Result<String, PgError> {
     let text =
         fs::read_to_string(path).map_err(|e| io_error(format!("read {}", path.display()), e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut sql = String::with_capacity(text.len());
+    // Whether each open \if's current branch is taken, and whether one of its branches was.
+    let mut branches: Vec<(bool, bool)> = Vec::new();
     for line in text.lines() {
-        match line.trim().strip_prefix("\\ir ") {
-            Some(included) => sql.push_str(&read_sql(&dir.join(included.trim()))?),
-            None => sql.push_str(line),
+        let command = line.trim();
+        let taking = branches.iter().all(|&(taken, _)| taken);
+        if let Some(condition) = command.strip_prefix("\\if ") {
+            let holds = taking && psql_condition(condition.trim(), vars, path)?;
+            branches.push((holds, holds));
+        } else if command == "\\else" {
+            let Some((taken, any)) = branches.last_mut() else {
+                return Err(sql_file_error(path, "\\else without \\if"));
+            };
+            *taken = !*any;
+            *any = true;
+        } else if command == "\\endif" {
+            if branches.pop().is_none() {
+                return Err(sql_file_error(path, "\\endif without \\if"));
+            }
+        } else if taking {
+            if let Some(assignment) = command.strip_prefix("\\set ") {
+                let mut words = assignment.split_whitespace();
+                if let Some(name) = words.next() {
+                    vars.insert(name.to_string(), words.collect::<Vec<_>>().join(""));
+                }
+            } else if let Some(included) = command.strip_prefix("\\ir ") {
+                sql.push_str(&read_sql_with(&dir.join(included.trim()), vars)?);
+                sql.push('\n');
+            } else {
+                sql.push_str(line);
+                sql.push('\n');
+            }
         }
-        sql.push('\n');
+    }
+    if !branches.is_empty() {
+        return Err(sql_file_error(path, "\\if without \\endif"));
     }
     Ok(sql)
+}
+
+/// `:NAME` (the variable's value as a boolean, as psql reads it) or `:{?NAME}` (whether it
+/// is set).
+fn psql_condition(
+    condition: &str,
+    vars: &HashMap<String, String>,
+    path: &Path,
+) -> Result<bool, PgError> {
+    if let Some(name) = condition
+        .strip_prefix(":{?")
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        return Ok(vars.contains_key(name));
+    }
+    let value = condition
+        .strip_prefix(':')
+        .and_then(|name| vars.get(name))
+        .ok_or_else(|| sql_file_error(path, &format!("\\if {condition}: not a set variable")))?;
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        other => Err(sql_file_error(
+            path,
+            &format!("\\if {condition}: {other:?} is not a boolean"),
+        )),
+    }
+}
+
+fn sql_file_error(path: &Path, why: &str) -> PgError {
+    io_error(
+        format!("read {}", path.display()),
+        std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()),
+    )
 }
 
 fn initdb_into(tools: &Tools, root: &Path) -> Result<(), PgError> {
@@ -781,6 +851,48 @@ fn pg_error(what: String, source: postgres::Error) -> PgError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_files_are_read_with_their_includes_variables_and_conditionals() {
+        let dir = std::env::temp_dir().join(format!("testkit-read-sql-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("main.sql"),
+            "\\if :{?layout}\n\\else\n\\set layout false\n\\endif\nA;\n\\ir part.sql\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("part.sql"),
+            "\\if :layout\nB (\n\\if :layout\n  inner\n\\endif\n)\n\\else\nC;\n\\endif\nD;\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("wrapper.sql"),
+            "\\set layout true\n\\ir main.sql\n",
+        )
+        .unwrap();
+        let lines = |path: &str| -> Vec<String> {
+            read_sql(&dir.join(path))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(lines("main.sql"), ["A;", "C;", "D;"]);
+        assert_eq!(lines("wrapper.sql"), ["A;", "B (", "  inner", ")", "D;"]);
+        fs::write(dir.join("open.sql"), "\\if :{?x}\nA;\n").unwrap();
+        assert!(
+            read_sql(&dir.join("open.sql")).is_err(),
+            "an \\if left open"
+        );
+        fs::write(dir.join("unset.sql"), "\\if :x\nA;\n\\endif\n").unwrap();
+        assert!(
+            read_sql(&dir.join("unset.sql")).is_err(),
+            "an unset variable"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn database_names_are_checked() {
