@@ -53,6 +53,10 @@ fn both_layouts_have_the_same_columns_and_grants() {
     let (mut p, mut q) = (plain.db(), partitioned.db());
     assert_eq!(columns(&mut p), columns(&mut q));
     assert_eq!(grants(&mut p), grants(&mut q));
+    // esmed's start checks the queue's fillfactor: the partitions' on this layout.
+    for c in [&mut p, &mut q] {
+        assert_eq!(esmed::db::schema::queue_fillfactor(c).unwrap(), 40);
+    }
     let kinds: Vec<(String, String)> = q
         .query(
             "SELECT relname::text, relkind::text FROM pg_class

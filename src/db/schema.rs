@@ -94,9 +94,10 @@ pub fn queue_fillfactor(c: &mut postgres::Client) -> Result<u32, DbError> {
             "SELECT coalesce(max(coalesce(
                  (SELECT split_part(o, '=', 2)::int4 FROM unnest(c.reloptions) o
                   WHERE o LIKE 'fillfactor=%'), 100)), 100)
-             FROM pg_partition_tree(to_regclass('smpp_tx_queue')) t
-             JOIN pg_class c ON c.oid = t.relid
-             WHERE t.isleaf",
+             FROM pg_class c
+             WHERE (c.oid = to_regclass('smpp_tx_queue') AND c.relkind = 'r')
+                OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass('smpp_tx_queue'))
+                             WHERE isleaf)",
             &[],
         )
         .map_err(pg("read the send queue's fillfactor"))?;
