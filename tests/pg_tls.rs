@@ -182,7 +182,10 @@ fn a_server_asking_for_a_client_certificate_gets_ours_and_refuses_none() {
     );
     let mut esmed = env.esmed_with_tls("cert", &lines, "");
     env.wait_all("submission_done", T, &esmed);
-    assert!(encrypted_connections(&env) >= 4);
+    // Some of esmed's connections are made only after the first row is done.
+    wait_until(T, "four encrypted connections", &esmed, || {
+        encrypted_connections(&env) >= 4
+    });
     assert!(esmed.terminate(T).success());
 }
 
