@@ -63,9 +63,15 @@ DECLARE
     given bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(1702063462, TG_ARGV[0]::int4);
-    EXECUTE format('UPDATE %I.%I SET result_seq = nextval(%L) WHERE id = $1 RETURNING result_seq',
-                   TG_TABLE_SCHEMA, TG_TABLE_NAME, format('%I.%I', TG_TABLE_SCHEMA, TG_ARGV[1]))
-        INTO given USING NEW.id;
+    -- The queue itself, not the partition the row is in (on the partitioned layout the
+    -- trigger runs on a partition, which the caller may not name); the row's insert_timestamp
+    -- finds its partition at once.
+    EXECUTE format('UPDATE %s SET result_seq = nextval(%L)
+                    WHERE id = $1 AND insert_timestamp IS NOT DISTINCT FROM $2
+                    RETURNING result_seq',
+                   coalesce(pg_partition_root(TG_RELID), TG_RELID)::regclass,
+                   format('%I.%I', TG_TABLE_SCHEMA, TG_ARGV[1]))
+        INTO given USING NEW.id, NEW.insert_timestamp;
     PERFORM esmed_notify_once(TG_ARGV[2], given);
     RETURN NULL;
 END
