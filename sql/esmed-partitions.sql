@@ -75,17 +75,18 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM %I WHERE insert_timestamp >= $1 AND insert_timestamp < $2',
                    fallback)
         USING lower_bound, upper_bound INTO stray;
+    -- When the default partition holds rows of that day, PostgreSQL makes the day's partition
+    -- only with the default detached, and the rows move once it exists. Inserts wait for the
+    -- lock meanwhile, and fail none.
+    IF stray > 0 THEN
+        EXECUTE format('ALTER TABLE %I DETACH PARTITION %I', queue, fallback);
+    END IF;
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L) %s',
+                   part, queue, lower_bound, upper_bound, storage);
     IF stray = 0 THEN
-        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L) %s',
-                       part, queue, lower_bound, upper_bound, storage);
         RETURN NEXT format('%s made', part);
         RETURN;
     END IF;
-    -- The default partition holds rows of that day: PostgreSQL makes the day's partition
-    -- only once they are out of it. Inserts wait for the lock meanwhile, and fail none.
-    EXECUTE format('ALTER TABLE %I DETACH PARTITION %I', queue, fallback);
-    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L) %s',
-                   part, queue, lower_bound, upper_bound, storage);
     EXECUTE format('WITH moved AS (DELETE FROM %I WHERE insert_timestamp >= $1
                                    AND insert_timestamp < $2 RETURNING *)
                     INSERT INTO %I SELECT * FROM moved', fallback, part)
