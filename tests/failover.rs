@@ -20,7 +20,7 @@ use esmed_smsc::{MoMessage, ReceiptConfig, ReceiptMode, SmscConfig, SmscHandle};
 use esmed_testkit::PgCluster;
 use postgres::Client;
 use support::pg_proxy::{Cut, PgProxy, Tx};
-use support::{wait_until, Env, Esmed, DB, ESMED_PASSWORD};
+use support::{deliveries, wait_until, Env, Esmed, DB, ESMED_PASSWORD};
 
 const T: Duration = Duration::from_secs(60);
 const ROWS: i32 = 4000;
@@ -94,28 +94,6 @@ fn sends_per_row(env: &Env, db: &mut Client) -> HashMap<i64, usize> {
     sends
 }
 
-/// The texts of the deliver_sm (MO and receipts) the SMSC saw answered ESME_ROK, and how many
-/// times it sent each text.
-fn delivered(env: &Env) -> (Vec<String>, HashMap<String, usize>) {
-    let mut sends = HashMap::new();
-    let mut by_seq = HashMap::new();
-    for sent in env.smsc.sent() {
-        if let Body::DeliverSm(sm) = &sent.pdu.body {
-            let text = String::from_utf8_lossy(&sm.short_message).into_owned();
-            *sends.entry(text.clone()).or_insert(0) += 1;
-            by_seq.insert((sent.connection, sent.pdu.sequence_number), text);
-        }
-    }
-    let acked = env
-        .smsc
-        .deliver_sm_resps()
-        .iter()
-        .filter(|r| r.pdu.command_status == CommandStatus::ESME_ROK)
-        .filter_map(|r| by_seq.get(&(r.connection, r.pdu.sequence_number)).cloned())
-        .collect();
-    (acked, sends)
-}
-
 /// How many smpp_rx_queue rows hold each text.
 fn stored(db: &mut Client) -> HashMap<String, i64> {
     db.query(
@@ -183,9 +161,9 @@ fn a_promoted_standby_takes_over_with_nothing_lost_and_at_most_a_window_sent_twi
     });
     // Receipts may still come: read what the SMSC saw answered (stored by then), then what
     // is stored, then what it sent (everything stored was sent by then).
-    let (acked, _) = delivered(&env);
+    let (_, acked) = deliveries(&env);
     let rx = stored(&mut db);
-    let (_, sends) = delivered(&env);
+    let (sends, _) = deliveries(&env);
     for text in &acked {
         assert!(
             rx.contains_key(text),
@@ -377,8 +355,8 @@ fn a_commit_in_doubt_across_a_failover_is_not_taken_for_a_reused_transaction_id(
             .iter()
             .any(|r| r.pdu.command_status == CommandStatus::ESME_ROK && r.pdu.sequence_number > 1)
     });
-    let (acked, _) = delivered(&env);
-    assert!(acked.contains(&"in doubt".to_string()), "{acked:?}");
+    let (_, acked) = deliveries(&env);
+    assert!(acked.contains("in doubt"), "{acked:?}");
     let rx = stored(&mut db);
     let log = esmed.log();
     assert_eq!(

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use esmed_smsc::{Faults, MoMessage, Smsc, SmscConfig};
 use support::fake_smsc::{submit_sm_resp, FakeSmsc, Request};
 use support::pg_proxy::{Cut, PgProxy, Tx};
 use support::tls::TestPki;
-use support::{wait_until, Env, Esmed};
+use support::{deliveries, wait_until, Env, Esmed};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -1373,28 +1373,6 @@ fn an_application_holding_row_locks_stalls_neither_claims_nor_renewals() {
     assert_no_panic(&esmed);
 }
 
-/// MO texts the SMSC sent as deliver_sm: how many times each, and which of them it saw
-/// answered ESME_ROK (matched by connection and sequence number).
-fn mo_journal(env: &Env) -> (HashMap<String, usize>, HashSet<String>) {
-    let mut sends = HashMap::new();
-    let mut by_seq = HashMap::new();
-    for sent in env.smsc.sent() {
-        if let Body::DeliverSm(sm) = &sent.pdu.body {
-            let text = String::from_utf8_lossy(&sm.short_message).into_owned();
-            *sends.entry(text.clone()).or_insert(0) += 1;
-            by_seq.insert((sent.connection, sent.pdu.sequence_number), text);
-        }
-    }
-    let acked = env
-        .smsc
-        .deliver_sm_resps()
-        .iter()
-        .filter(|r| r.pdu.command_status == CommandStatus::ESME_ROK)
-        .filter_map(|r| by_seq.get(&(r.connection, r.pdu.sequence_number)).cloned())
-        .collect();
-    (sends, acked)
-}
-
 /// How many smpp_rx_queue rows hold each MO text.
 fn stored_mo(env: &Env) -> HashMap<String, i64> {
     env.db()
@@ -1414,9 +1392,9 @@ fn stored_mo(env: &Env) -> HashMap<String, i64> {
 fn check_mo_stored_once(env: &Env, esmed: &Esmed) -> usize {
     // Read in the order things happen while MO keep arriving: an MO is journaled as sent
     // before esmed can store it, and stored before the SMSC sees it acknowledged.
-    let (_, acked) = mo_journal(env);
+    let (_, acked) = deliveries(env);
     let stored = stored_mo(env);
-    let (sends, _) = mo_journal(env);
+    let (sends, _) = deliveries(env);
     for (text, n) in &stored {
         let sent = sends.get(text).copied().unwrap_or(0);
         assert!(
@@ -1687,7 +1665,7 @@ fn postgresql_restarts_during_a_drain_lose_no_row_and_store_every_mo_once() {
         env.smsc.deliver_sm_resps().len() >= sent
     });
     let acked = check_mo_stored_once(&env, &esmed);
-    let (sends, _) = mo_journal(&env);
+    let (sends, _) = deliveries(&env);
     assert_eq!(acked, sends.len(), "every MO acknowledged\n{}", esmed.log());
     assert!(sends.values().all(|&n| n == 1), "each MO delivered once");
     let stored = stored_mo(&env);

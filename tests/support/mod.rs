@@ -6,11 +6,13 @@ pub mod fake_smsc;
 pub mod pg_proxy;
 pub mod tls;
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use esmed::smpp::{Body, CommandStatus};
 use esmed_smsc::{Smsc, SmscConfig, SmscHandle};
 use esmed_testkit::{PgCluster, Process};
 use postgres::Client;
@@ -366,4 +368,26 @@ impl Esmed {
 pub fn body_of_hex_dump(dump: &str) -> Vec<u8> {
     let bytes = esmed::smpp::reference::dump_bytes(dump).expect("a hex dump");
     bytes[16..].to_vec()
+}
+
+/// The texts of the deliver_sm (MO and receipts) the SMSC sent: how many times it sent each,
+/// and which of them it saw answered ESME_ROK (matched by connection and sequence number).
+pub fn deliveries(env: &Env) -> (HashMap<String, usize>, HashSet<String>) {
+    let mut sends = HashMap::new();
+    let mut by_seq = HashMap::new();
+    for sent in env.smsc.sent() {
+        if let Body::DeliverSm(sm) = &sent.pdu.body {
+            let text = String::from_utf8_lossy(&sm.short_message).into_owned();
+            *sends.entry(text.clone()).or_insert(0) += 1;
+            by_seq.insert((sent.connection, sent.pdu.sequence_number), text);
+        }
+    }
+    let acked = env
+        .smsc
+        .deliver_sm_resps()
+        .iter()
+        .filter(|r| r.pdu.command_status == CommandStatus::ESME_ROK)
+        .filter_map(|r| by_seq.get(&(r.connection, r.pdu.sequence_number)).cloned())
+        .collect();
+    (sends, acked)
 }
