@@ -109,7 +109,12 @@ fn windows_with_receipts(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), Ben
         "--deliver-window".to_string(),
         SMALL_WINDOW.to_string(),
     ];
-    let receipts = Receipts::On { delay_ms: 0 };
+    // The receipt comes one delay after the response, as an SMSC's does (it reports the
+    // delivery of a message it has accepted); at once, it would come before the response
+    // and every receipt would take the path of one whose message is not known yet.
+    let receipts = Receipts::On {
+        delay_ms: 2 * delay_ms,
+    };
     let mut run = rig.prepare_with(&name, receipts, &flags, SMALL_WINDOW)?;
     rig.launch_warm(&mut run, &name)?;
     rig.insert_rows(rows, PREFIX)?;
