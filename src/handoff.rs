@@ -25,15 +25,19 @@
 //! Results go to the results writer, received PDUs to a writer of their own: storing receipts
 //! and MO messages (big rows, several statements) then no longer delays the result commits a
 //! submit waits for when `strict_resend_bound` shares the window with them (burst with
-//! receipts at window 100: 15k -> 19k msg/s). The rule: a received PDU is stored only after
-//! every result handed over before it is committed, so that a delivery receipt, which the
-//! SMSC sends after the submit_sm_resp, finds its message's parts. [`ResultOrder`] numbers
-//! the results and tracks which are committed; it allows several results writers, which
-//! commit out of order.
+//! receipts at window 100: 15k -> 19k msg/s). The rule: a delivery receipt is stored only
+//! after the result of its message, when that was handed over before it, is committed, so
+//! that it finds its message's parts (the SMSC sends it after the submit_sm_resp). Only the
+//! receipt's own message counts: a receipt waits for one commit at most, never for the results
+//! of the messages sent meanwhile, so that receipts through a small deliver window keep the
+//! SMSC's pace; MO messages wait for nothing. A receipt that still comes first is kept and
+//! matched once its message's parts are stored (`db::receipts`). [`ResultOrder`] numbers the
+//! results, tracks which are committed and the message ids of those that are not; it allows
+//! several results writers, which commit out of order.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendError, Sender};
@@ -41,6 +45,7 @@ use crossbeam_channel::{Receiver, SendError, Sender};
 use crate::observe::counters::Stats;
 use crate::smpp::codec::DecodeError;
 use crate::smpp::frame::FrameError;
+use crate::smpp::receipt::stored_key;
 use crate::smpp::{CommandId, CommandStatus, Pdu};
 
 // --- poller -> sessions, sessions -> DB writers: the rows ---
@@ -125,6 +130,22 @@ pub struct TxResult {
     pub attempts: i32,
     /// Resends after an unknown outcome; added to `submission_resends`.
     pub resends: i32,
+}
+
+impl TxResult {
+    /// The keys receipts find this result's accepted parts by (`message_id_key`).
+    fn receipt_keys(&self) -> Vec<String> {
+        let parts = match &self.outcome {
+            TxOutcome::Done { parts }
+            | TxOutcome::Failed { parts, .. }
+            | TxOutcome::Retry { parts, .. } => parts.as_slice(),
+            TxOutcome::Release => &[],
+        };
+        parts
+            .iter()
+            .map(|part| stored_key(&part.message_id))
+            .collect()
+    }
 }
 
 /// One `smpp_rx_queue` row.
@@ -363,7 +384,7 @@ impl DbSender {
         let returned = |SendError(queued): SendError<Queued>| SendError(queued.into_op());
         match op {
             DbOp::Result { result, ack } => {
-                let seq = self.order.hand_over();
+                let seq = self.order.hand_over(result.receipt_keys());
                 let queued = Queued::Result { result, ack, seq };
                 self.results.send(queued).map_err(|e| {
                     // Never committed: it must not hold up the received PDUs behind it.
@@ -381,25 +402,35 @@ impl DbSender {
     }
 }
 
-/// Numbers results as they are handed over and tracks the committed prefix.
+/// Numbers results as they are handed over, tracks which are committed, and knows the
+/// message-id keys (`smpp_tx_parts.message_id_key`) of the parts of those that are not.
 #[derive(Default)]
 pub(crate) struct ResultOrder {
-    next: AtomicU64,
-    committed: Mutex<Settled>,
+    state: Mutex<Settled>,
     changed: Condvar,
 }
 
 /// Every result numbered below `below` is committed; `ahead` are committed ones above it.
 #[derive(Default)]
 struct Settled {
+    next: u64,
     below: u64,
     ahead: BTreeSet<u64>,
+    /// Each key of an uncommitted result's parts, with the last such result that has it.
+    uncommitted: HashMap<String, u64>,
+    /// The keys each uncommitted result put in `uncommitted`.
+    keys_of: HashMap<u64, Vec<String>>,
 }
 
 impl Settled {
     /// One writer commits results in the order they were numbered: those only move `below`
     /// on, without a visit to the set.
     fn settle(&mut self, seq: u64) {
+        for key in self.keys_of.remove(&seq).unwrap_or_default() {
+            if self.uncommitted.get(&key) == Some(&seq) {
+                self.uncommitted.remove(&key);
+            }
+        }
         if seq != self.below {
             self.ahead.insert(seq);
             return;
@@ -409,22 +440,44 @@ impl Settled {
             self.below += 1;
         }
     }
+
+    /// Whether a result numbered below `handed_before` with one of `keys` is uncommitted.
+    fn awaits(&self, keys: &[String], handed_before: u64) -> bool {
+        keys.iter().any(|key| {
+            self.uncommitted
+                .get(key)
+                .is_some_and(|&seq| seq < handed_before)
+        })
+    }
 }
 
 impl ResultOrder {
-    /// Numbers a result being handed over.
-    pub(crate) fn hand_over(&self) -> u64 {
-        self.next.fetch_add(1, Ordering::SeqCst)
+    fn lock(&self) -> MutexGuard<'_, Settled> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Numbers a result being handed over, whose accepted parts have these message-id keys.
+    pub(crate) fn hand_over(&self, keys: Vec<String>) -> u64 {
+        let mut state = self.lock();
+        let seq = state.next;
+        state.next += 1;
+        if !keys.is_empty() {
+            for key in &keys {
+                state.uncommitted.insert(key.clone(), seq);
+            }
+            state.keys_of.insert(seq, keys);
+        }
+        seq
     }
 
     /// How many results have been handed over so far.
     pub(crate) fn handed_over(&self) -> u64 {
-        self.next.load(Ordering::SeqCst)
+        self.lock().next
     }
 
     /// Marks results committed (or given up on: either way they are settled).
     pub(crate) fn committed(&self, seqs: impl IntoIterator<Item = u64>) {
-        let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         for seq in seqs {
             state.settle(seq);
         }
@@ -432,12 +485,17 @@ impl ResultOrder {
         self.changed.notify_all();
     }
 
-    /// Waits until the first `count` results are committed, at most `limit`; returns whether
-    /// they are.
-    pub(crate) fn wait_for(&self, count: u64, limit: Duration) -> bool {
+    /// Waits, at most `limit`, until no result among the first `handed_before` whose parts
+    /// have one of `keys` is uncommitted; returns whether none is.
+    pub(crate) fn wait_for_keys(
+        &self,
+        keys: &[String],
+        handed_before: u64,
+        limit: Duration,
+    ) -> bool {
         let deadline = Instant::now() + limit;
-        let mut state = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        while state.below < count {
+        let mut state = self.lock();
+        while state.awaits(keys, handed_before) {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
@@ -447,6 +505,12 @@ impl ResultOrder {
             };
         }
         true
+    }
+
+    /// Whether every result numbered below `count` is committed.
+    #[cfg(test)]
+    fn all_committed_below(&self, count: u64) -> bool {
+        self.lock().below >= count
     }
 }
 
@@ -468,25 +532,76 @@ mod tests {
         assert_eq!(windows.total(), 0, "never below zero");
     }
 
+    fn keys(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| id.to_string()).collect()
+    }
+
     #[test]
     fn the_committed_prefix_grows_only_without_gaps() {
         let order = ResultOrder::default();
-        let seqs: Vec<u64> = (0..4).map(|_| order.hand_over()).collect();
+        let seqs: Vec<u64> = (0..4).map(|_| order.hand_over(Vec::new())).collect();
         assert_eq!(seqs, [0, 1, 2, 3]);
         assert_eq!(order.handed_over(), 4);
         order.committed([1, 3]);
-        assert!(!order.wait_for(1, Duration::ZERO));
+        assert!(!order.all_committed_below(1));
         order.committed([0]);
-        assert!(order.wait_for(2, Duration::ZERO));
-        assert!(!order.wait_for(3, Duration::ZERO));
+        assert!(order.all_committed_below(2));
+        assert!(!order.all_committed_below(3));
         order.committed([2]);
-        assert!(order.wait_for(4, Duration::ZERO));
+        assert!(order.all_committed_below(4));
+    }
+
+    #[test]
+    fn a_receipt_waits_only_for_its_own_message() {
+        let order = ResultOrder::default();
+        let mine = order.hand_over(keys(&["1a"]));
+        let other = order.hand_over(keys(&["2b", "2c"]));
+        let handed = order.handed_over();
+        assert!(!order.wait_for_keys(&keys(&["1a"]), handed, Duration::ZERO));
+        assert!(!order.wait_for_keys(&keys(&["2c"]), handed, Duration::ZERO));
+        assert!(
+            order.wait_for_keys(&keys(&["3d"]), handed, Duration::ZERO),
+            "no result of that message: nothing to wait for"
+        );
+        assert!(
+            order.wait_for_keys(&[], handed, Duration::ZERO),
+            "an MO message"
+        );
+        order.committed([mine]);
+        assert!(
+            order.wait_for_keys(&keys(&["1a", "3d"]), handed, Duration::ZERO),
+            "its message is committed, whatever the other's is"
+        );
+        assert!(!order.wait_for_keys(&keys(&["2b"]), handed, Duration::ZERO));
+        order.committed([other]);
+        assert!(order.wait_for_keys(&keys(&["2b", "2c"]), handed, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_result_handed_over_after_the_receipt_is_not_waited_for() {
+        let order = ResultOrder::default();
+        let handed = order.handed_over();
+        order.hand_over(keys(&["1a"]));
+        assert!(order.wait_for_keys(&keys(&["1a"]), handed, Duration::ZERO));
+    }
+
+    #[test]
+    fn an_id_the_smsc_gave_again_is_settled_by_its_latest_result() {
+        let order = ResultOrder::default();
+        let first = order.hand_over(keys(&["7"]));
+        let second = order.hand_over(keys(&["7"]));
+        let handed = order.handed_over();
+        order.committed([first]);
+        assert!(!order.wait_for_keys(&keys(&["7"]), handed, Duration::ZERO));
+        order.committed([second]);
+        assert!(order.wait_for_keys(&keys(&["7"]), handed, Duration::ZERO));
     }
 
     #[test]
     fn a_waiter_wakes_when_another_thread_commits() {
         let order = Arc::new(ResultOrder::default());
-        order.hand_over();
+        order.hand_over(keys(&["1a"]));
+        let handed = order.handed_over();
         let committer = {
             let order = order.clone();
             std::thread::spawn(move || {
@@ -494,7 +609,7 @@ mod tests {
                 order.committed([0]);
             })
         };
-        assert!(order.wait_for(1, Duration::from_secs(10)));
+        assert!(order.wait_for_keys(&keys(&["1a"]), handed, Duration::from_secs(10)));
         committer.join().unwrap();
     }
 }

@@ -193,6 +193,79 @@ fn a_receipt_before_its_submit_sm_resp_is_kept_and_matched() {
     assert_eq!(count(&env, "SELECT count(*) FROM smpp_rx_unmatched"), 0);
 }
 
+/// A receipt waits only for its own message's result: while another message's result
+/// cannot be committed (an application holds that row locked), a receipt for a message
+/// already done is stored and acknowledged at once, not held back (up to five seconds) behind
+/// every result handed over before it, which through a small deliver window would hold back
+/// every receipt after it too.
+#[test]
+fn a_receipt_is_not_held_back_by_another_messages_result() {
+    let env = Env::with_smsc(
+        "own_result",
+        smsc_with(ReceiptMode::Off, IdFormat::Decimal, 1),
+    );
+    receipts_on(&env);
+    let done = env.insert("447700900123", "done first");
+    let esmed = env.esmed("own_result", "");
+    wait_until(T, "the first message done", &esmed, || {
+        env.count("submission_done") == 1
+    });
+    let message_id: String = env
+        .db()
+        .query_one(
+            "SELECT smpp_message_id FROM smpp_tx_queue WHERE id = $1",
+            &[&done],
+        )
+        .unwrap()
+        .get(0);
+
+    env.smsc.set_faults(Faults {
+        response_delay: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    let held = env.insert("447700900124", "its result held back");
+    wait_until(T, "the second message submitted", &esmed, || {
+        env.smsc.submits().len() == 2
+    });
+    let mut app = env.db();
+    let mut lock = app.transaction().unwrap();
+    lock.execute(
+        "SELECT FROM smpp_tx_queue WHERE id = $1 FOR UPDATE",
+        &[&held],
+    )
+    .unwrap();
+    // Its submit_sm_resp comes and its result is handed over, but cannot be written.
+    std::thread::sleep(Duration::from_millis(1000));
+
+    env.smsc
+        .send_receipt(&message_id, MessageState::Delivered)
+        .unwrap();
+    // Held back, it would be acknowledged only after five seconds.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while env.smsc.deliver_sm_resps().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !env.smsc.deliver_sm_resps().is_empty(),
+        "the receipt is acknowledged while the other result is held\n{}",
+        esmed.log()
+    );
+    assert_eq!(tx_state(&env, done).0.as_deref(), Some("DELIVERED"));
+    assert_eq!(
+        env.count("submission_done"),
+        1,
+        "the other result is still held"
+    );
+    lock.rollback().unwrap();
+    wait_until(T, "the held result written", &esmed, || {
+        env.count("submission_done") == 2
+    });
+    assert_eq!(
+        receipts(&env),
+        [(message_id, "DELIVERED".to_string(), Some(done))]
+    );
+}
+
 /// A receipt waiting for its message whose state an operator's trigger refuses to write
 /// does not take the message's result down with it: the row is done (not failed, not sent
 /// again), and the receipt stops waiting, with a log line.

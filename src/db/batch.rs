@@ -14,7 +14,7 @@ use crate::db::receipts::{self, PartState, ReceiptKeys};
 use crate::db::sql::{Planning, Prepared, Sql, Statements};
 use crate::db::{self, RxRow, TxResult};
 use crate::handoff::{AckTo, Queued, ResultAck};
-use crate::smpp::receipt::{IdMatch, MessageState};
+use crate::smpp::receipt::{match_keys, IdMatch, MessageState};
 
 /// One commit's worth of work, split by table.
 #[derive(Default)]
@@ -24,7 +24,8 @@ pub(super) struct Batch {
     pub(super) result_acks: Vec<Option<ResultAck>>,
     /// One per `results` entry: its place in the [`ResultOrder`].
     pub(super) result_seqs: Vec<u64>,
-    /// How many results were handed over before the last of `rx_rows`.
+    /// How many results were handed over before the last of `rx_rows`: a receipt waits only
+    /// for its message's result among those.
     pub(super) rx_after: u64,
     pub(super) rx_rows: Vec<RxRow>,
     /// One per `rx_rows` entry.
@@ -87,6 +88,20 @@ impl Batch {
                 self.rx_after = self.rx_after.max(after);
             }
         }
+    }
+
+    /// Every `message_id_key` the batch's receipts may match.
+    pub(super) fn receipt_keys(&self, id_match: IdMatch) -> Vec<String> {
+        self.rx_rows
+            .iter()
+            .filter(|row| row.is_receipt)
+            .filter_map(|row| {
+                let id = row.receipted_message_id.as_deref()?;
+                Some(match_keys(id, row.receipt_id_from_tlv, id_match))
+            })
+            .flatten()
+            .map(|(key, _rank)| key)
+            .collect()
     }
 
     pub(super) fn len(&self) -> usize {

@@ -1,7 +1,7 @@
 //! The DB writer threads: commit submit results and received messages in batches, then tell
 //! each session which results are stored and which deliver_sm / data_sm it may now
-//! acknowledge. One thread commits results and one stores received PDUs, after the results
-//! handed over before them (see [`crate::handoff`]).
+//! acknowledge. One thread commits results and one stores received PDUs, a receipt after its
+//! message's result (see [`crate::handoff`]).
 //!
 //! Each takes the first operation waiting, everything else already queued (up to the batch
 //! size), and commits them together. A lost connection is re-established with backoff and the
@@ -67,7 +67,7 @@ pub const HOUSEKEEPING: Duration = Duration::from_secs(2);
 /// saved), so one; [`ResultOrder`] would allow more on a bigger machine.
 const RESULT_WRITERS: usize = 1;
 
-/// How long received PDUs wait for the results handed over before them to be committed. Only
+/// How long a receipt waits for its message's result to be committed. Only
 /// a stuck result writer (PostgreSQL away) makes them wait this long; they are then stored
 /// anyway, and a receipt that finds no part waits in smpp_rx_unmatched as usual.
 const ORDER_WAIT: Duration = Duration::from_secs(5);
@@ -301,13 +301,14 @@ impl DbWriter {
         committed
     }
 
-    /// Received PDUs are stored after the results handed over before them (a receipt after
-    /// its message's result), waiting a while for those to commit.
+    /// A receipt is stored after its message's result, when that was handed over before it,
+    /// waiting a while for it to commit; nothing else waits (see [`crate::handoff`]).
     fn wait_for_earlier_results(&self, batch: &Batch) {
-        if !batch.rx_rows.is_empty() && !self.order.wait_for(batch.rx_after, ORDER_WAIT) {
+        let keys = batch.receipt_keys(self.config.id_match);
+        if !keys.is_empty() && !self.order.wait_for_keys(&keys, batch.rx_after, ORDER_WAIT) {
             debug!(
-                "DB writer: results handed over before {} received PDUs are still not committed \
-                 after {} s; storing the PDUs now",
+                "DB writer: the results of messages that {} received receipts are for are still \
+                 not committed after {} s; storing the receipts now",
                 batch.rx_rows.len(),
                 ORDER_WAIT.as_secs()
             );
