@@ -262,6 +262,26 @@ pub fn smsc_only(rig: &mut Rig) -> Result<Outcome, BenchError> {
     Ok(outcome)
 }
 
+/// A raw client's rate (no database, no daemon: [`push_submits`]) sending `total` submit_sm
+/// at `window` to a fresh test SMSC started with `smsc_flags` (`--delay-ms N`): what the
+/// machine and the SMSC allow one bind, the reference esmed's windows scenario is held to.
+pub(crate) fn raw_client_rate(
+    rig: &Rig,
+    name: &str,
+    smsc_flags: &[String],
+    total: usize,
+    window: usize,
+) -> Result<f64, BenchError> {
+    let journal = rig.dir.0.join(format!("{name}.journal"));
+    let (mut smsc, port) = procs::start_smsc(&journal, None, smsc_flags)?;
+    let started = Instant::now();
+    let pushed = push_submits(port, total, window, rig.deadline());
+    let seconds = started.elapsed().as_secs_f64();
+    smsc.stop(Duration::from_secs(5));
+    pushed?;
+    Ok(total as f64 / seconds)
+}
+
 /// Binds as a transmitter and sends `total` submit_sm keeping at most `window` unanswered;
 /// returns how many responses were errors.
 fn push_submits(

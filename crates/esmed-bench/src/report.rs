@@ -215,6 +215,12 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
         let what = format!("6 window 10, {delay_ms} ms: of window ÷ delay");
         let v = metric(outcomes, "windows", &format!("of_limit_{delay_ms}ms"));
         row(&mut out, &what, v, "", &format!(">= {share:.2}"));
+        let what = format!("6   a raw client, {delay_ms} ms: of window ÷ delay");
+        let v = metric(outcomes, "windows", &format!("raw_of_limit_{delay_ms}ms"));
+        row(&mut out, &what, v, "", "");
+        let what = format!("6   esmed ÷ the raw client, {delay_ms} ms");
+        let v = metric(outcomes, "windows", &format!("of_raw_{delay_ms}ms"));
+        row(&mut out, &what, v, "", "");
     }
     let delay_ms = crate::scenarios::RECEIPTS_DELAY_MS;
     let what = format!("6 the same, {delay_ms} ms, with receipts (final)");

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::ceilings::raw_client_rate;
 use crate::journal::{first_arrival_by_destination, read_arrivals};
 use crate::report::Outcome;
 use crate::rig::{CpuSplit, Progress, Receipts, Rig, Run};
@@ -86,6 +87,12 @@ pub fn windows(rig: &mut Rig) -> Result<Outcome, BenchError> {
             let us = cpu.esmed * 1e6 / rows as f64;
             outcome.set(&format!("esmed_cpu_us_per_msg_{delay_ms}ms"), us);
         }
+        // esmed and its SMSC go before the raw client's SMSC comes.
+        drop(run);
+        let raw_name = format!("{name}-raw");
+        let raw = raw_client_rate(rig, &raw_name, &flags, rows as usize, SMALL_WINDOW as usize)?;
+        outcome.set(&format!("raw_of_limit_{delay_ms}ms"), raw / limit);
+        outcome.set(&format!("of_raw_{delay_ms}ms"), rate / raw);
     }
     windows_with_receipts(rig, &mut outcome)?;
     Ok(outcome)
