@@ -444,3 +444,50 @@ fn a_standby_listed_first_is_passed_over_and_a_refusal_names_every_server() {
         "retried, not taken as bad data: {text}"
     );
 }
+
+/// A server that takes the TCP connection and then never answers (a stopped postmaster, a
+/// PostgreSQL hung on its disk while its machine's kernel still answers), listed first, is
+/// given up after `connect_timeout` and the next server is used; each reconnect tries it
+/// again and gives it up again. Without a deadline on the whole attempt esmed would wait on
+/// it for ever and never reach the primary.
+#[test]
+fn a_server_that_accepts_and_never_answers_is_given_up_after_connect_timeout() {
+    let env = Env::new("hung-first");
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let hung_port = hung.local_addr().expect("address").port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = Arc::clone(&held);
+        thread::spawn(move || {
+            for stream in hung.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    env.add_server(&[]);
+    env.insert_many(20, "hung first ");
+    let log = env.dir.0.join("hung-first.log");
+    let config = env.dir.0.join("hung-first.conf");
+    let text = format!(
+        "[database]\nhost = 127.0.0.1,{0}\nport = {1},{2}\nname = {DB}\nuser = esmed\n\
+         pass = {ESMED_PASSWORD}\nsslmode = disable\nconnect_timeout = 1s\n\
+         [daemon]\ninstance = hung-first\nstats_interval = 0\n\
+         [log]\nfile = {3}\nlevel = debug\nstderr = false\n",
+        env.cluster.host(),
+        hung_port,
+        env.cluster.port(),
+        log.display()
+    );
+    std::fs::write(&config, text).expect("write esmed.conf");
+    let esmed = Esmed::start(&config, log);
+    env.wait_all("submission_done", T, &esmed);
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "esmed tried the hung server first"
+    );
+    let given_up = format!(
+        "passed over 127.0.0.1:{hung_port}: database: connect: 127.0.0.1:{hung_port} took \
+         the connection but did not complete its start within 1 s"
+    );
+    assert!(esmed.log().contains(&given_up), "{}", esmed.log());
+}

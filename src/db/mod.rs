@@ -74,6 +74,10 @@ pub enum DbError {
     Tls(crate::tls::TlsError),
     /// None of several servers (`[database] host = a,b`) would do: each, and why.
     NoServer(Vec<(crate::config::DbHost, DbError)>),
+    /// The server took the connection but did not complete its start within
+    /// `connect_timeout` (a stopped or hung PostgreSQL whose machine still answers), or too
+    /// many earlier attempts still hang to start another.
+    ConnectHung(String),
 }
 
 /// Failures of the server, not of the rows, that pass: read-only transaction (a standby),
@@ -100,7 +104,9 @@ impl DbError {
                         || code.code().starts_with("57P")
                 }
             },
-            DbError::ConnectionClosed { .. } | DbError::NoServer(_) => true,
+            DbError::ConnectionClosed { .. } | DbError::NoServer(_) | DbError::ConnectHung(_) => {
+                true
+            }
             DbError::UnexpectedValue { .. } | DbError::Tls(_) => false,
         }
     }
@@ -147,6 +153,7 @@ impl fmt::Display for DbError {
                 write!(f, "database: unexpected value {value:?} in column {column}")
             }
             DbError::Tls(e) => write!(f, "database: {e}"),
+            DbError::ConnectHung(why) => write!(f, "database: connect: {why}"),
             DbError::NoServer(refusals) => {
                 f.write_str("database: no server would do:")?;
                 for (i, (host, error)) in refusals.iter().enumerate() {
@@ -178,7 +185,8 @@ impl std::error::Error for DbError {
             DbError::Tls(e) => Some(e),
             DbError::ConnectionClosed { .. }
             | DbError::UnexpectedValue { .. }
-            | DbError::NoServer(_) => None,
+            | DbError::NoServer(_)
+            | DbError::ConnectHung(_) => None,
         }
     }
 }
@@ -199,7 +207,9 @@ pub(crate) fn is_fatal_connect_error(error: &DbError) -> bool {
         DbError::Tls(_) => true,
         // Another server may take it once it is up, or promoted.
         DbError::NoServer(refusals) => refusals.iter().all(|(_, e)| is_fatal_connect_error(e)),
-        DbError::ConnectionClosed { .. } | DbError::UnexpectedValue { .. } => false,
+        DbError::ConnectionClosed { .. }
+        | DbError::UnexpectedValue { .. }
+        | DbError::ConnectHung(_) => false,
     }
 }
 
