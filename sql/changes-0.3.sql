@@ -36,6 +36,15 @@ ALTER TABLE smpp_tx_queue
     ALTER COLUMN submission_done SET NOT NULL,
     ALTER COLUMN submission_failed SET NOT NULL;
 
+-- insert_timestamp NOT NULL: esmed finds a claimed row again by its id and insert_timestamp,
+-- so a row without one could be claimed but never given its result. A row inserted with an
+-- explicit NULL gets the earliest time it is known by, else the upgrade's. Checking the
+-- constraint reads the whole table once, under the upgrade's exclusive lock.
+UPDATE smpp_tx_queue
+    SET insert_timestamp = coalesce(submission_timestamp, message_state_timestamp, now())
+    WHERE insert_timestamp IS NULL;
+ALTER TABLE smpp_tx_queue ALTER COLUMN insert_timestamp SET NOT NULL;
+
 -- esmed status shows a session whose TLS does not check the SMSC's certificate.
 ALTER TABLE esmed_status ADD COLUMN IF NOT EXISTS tls_unverified boolean NOT NULL DEFAULT false;
 

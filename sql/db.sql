@@ -107,7 +107,9 @@ CREATE TABLE smpp_tx_queue (
 \else
     id bigserial PRIMARY KEY,
 \endif
-    insert_timestamp timestamptz DEFAULT now(),
+    -- NOT NULL (added): esmed finds a claimed row again by its id and insert_timestamp (on
+    -- the partitioned layout the timestamp names the one partition to look in).
+    insert_timestamp timestamptz NOT NULL DEFAULT now(),
     smpp_destination_addr varchar(21) NOT NULL,
     smpp_priority_flag smpp_priority_flag DEFAULT 'LEVEL_0',
     smpp_registered_delivery smpp_registered_delivery

@@ -513,6 +513,7 @@ fn release_unsent(outbound: &Receiver<TxRow>, db: &DbSender) {
     while let Ok(row) = outbound.try_recv() {
         let result = TxResult {
             id: row.id,
+            insert_timestamp: row.insert_timestamp,
             outcome: TxOutcome::Release,
             attempts: 0,
             resends: 0,

@@ -38,7 +38,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, SendError, Sender};
 
@@ -65,6 +65,9 @@ pub struct TxRow {
     pub attempts: i32,
     /// Parts the SMSC accepted in earlier attempts, ordered by part_no; don't send them again.
     pub accepted_parts: Vec<AcceptedPart>,
+    /// The row's `insert_timestamp`, which with `id` finds it again: the partitioned layout's
+    /// key, so that PostgreSQL looks in the one partition that holds the row.
+    pub insert_timestamp: SystemTime,
 }
 
 /// `smpp_registered_delivery`, the row's receipt request.
@@ -125,6 +128,8 @@ pub enum TxOutcome {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TxResult {
     pub id: i64,
+    /// The row's [`TxRow::insert_timestamp`].
+    pub insert_timestamp: SystemTime,
     pub outcome: TxOutcome,
     /// Attempts used by this claim; added to `submission_attempts`.
     pub attempts: i32,

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use esmed::db::{self, AcceptedPart, RegisteredDelivery, RxRow, TxOutcome, TxResult};
 use esmed_testkit::PgCluster;
@@ -36,12 +36,22 @@ fn clients(cluster: &PgCluster, db: &str) -> (Client, Client) {
     )
 }
 
+/// How far back receipts look first for their message (`[daemon] receipt_match_window`).
+const RECEIPT_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The insert_timestamp of the rows [`insert_messages`] inserts, which [`result`] gives
+/// back as a claim would (esmed finds a row by its id and insert_timestamp).
+fn inserted() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
 fn insert_messages(c: &mut Client, values: &str) -> Vec<i64> {
     let sql = format!(
-        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_priority_flag, smpp_short_message) \
-         VALUES {values} RETURNING id"
+        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_priority_flag, smpp_short_message, \
+             insert_timestamp) \
+         SELECT d, p::smpp_priority_flag, m, $1 FROM (VALUES {values}) AS v(d, p, m) RETURNING id"
     );
-    c.query(&sql, &[])
+    c.query(&sql, &[&inserted()])
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -56,9 +66,11 @@ fn part(part_no: i16, part_count: i16, message_id: &str) -> AcceptedPart {
     }
 }
 
+/// A result for a row [`insert_messages`] inserted.
 fn result(id: i64, outcome: TxOutcome) -> TxResult {
     TxResult {
         id,
+        insert_timestamp: inserted(),
         outcome,
         attempts: 1,
         resends: 0,
@@ -628,6 +640,7 @@ fn queue_round_trip(admin: &mut Client, esmed: &mut Client) {
     let results = [
         TxResult {
             id: ids[0],
+            insert_timestamp: inserted(),
             outcome: TxOutcome::Done {
                 parts: parts.clone(),
             },
@@ -651,6 +664,7 @@ fn queue_round_trip(admin: &mut Client, esmed: &mut Client) {
         ),
         TxResult {
             id: ids[3],
+            insert_timestamp: inserted(),
             outcome: TxOutcome::Release,
             attempts: 0,
             resends: 0,
@@ -1074,7 +1088,8 @@ fn upgrade_from_0_1_keeps_every_row_and_gives_the_fresh_schema() {
         true,
         esmed::smpp::receipt::IdMatch::Exact,
     );
-    let matched = esmed::db::receipts::match_receipts(&mut esmed, &[receipt]).unwrap();
+    let matched =
+        esmed::db::receipts::match_receipts(&mut esmed, &[receipt], RECEIPT_WINDOW).unwrap();
     assert_eq!(matched.len(), 1);
     assert!(matched[0].single && matched[0].part_no == 1);
 
@@ -1391,8 +1406,9 @@ fn writing_results_never_scans_the_whole_table() {
     let before = seq_scans(&mut admin);
     let results: Vec<TxResult> = claimed
         .iter()
-        .map(|row| {
-            result(
+        .map(|row| TxResult {
+            insert_timestamp: row.insert_timestamp,
+            ..result(
                 row.id,
                 TxOutcome::Done {
                     parts: vec![part(1, 1, &format!("m{}", row.id))],
@@ -1481,7 +1497,7 @@ fn matching_receipts_reads_only_the_parts_it_finds() {
     let receipts: Vec<ReceiptKeys> = (1..=50)
         .map(|i| ReceiptKeys::new(i, &format!("{:x}", i * 997), false, IdMatch::Exact))
         .collect();
-    let matches = match_receipts(&mut esmed, &receipts).unwrap();
+    let matches = match_receipts(&mut esmed, &receipts, RECEIPT_WINDOW).unwrap();
     assert_eq!(matches.len(), 50);
     assert!(matches.iter().all(|m| m.tx_id == m.token * 997));
     let read = rows_read(&mut admin, &mut esmed, &["smpp_tx_parts"]) - before;
@@ -1516,7 +1532,7 @@ fn a_receipts_best_key_wins_and_its_other_keys_stand_in() {
         .map(|(id, token)| ReceiptKeys::new(token, id, false, IdMatch::Auto))
         .collect();
     assert!(receipts.iter().all(|r| r.keys.len() == 2), "{receipts:?}");
-    let mut matches: Vec<(i64, i64)> = match_receipts(&mut esmed, &receipts)
+    let mut matches: Vec<(i64, i64)> = match_receipts(&mut esmed, &receipts, RECEIPT_WINDOW)
         .unwrap()
         .iter()
         .map(|m| (m.token, m.tx_id))
@@ -1550,13 +1566,14 @@ fn plans_cached_on_empty_tables_still_find_rows_through_indexes() {
         let receipts: Vec<ReceiptKeys> = (first..first + 50)
             .map(|id| ReceiptKeys::new(id, &format!("{id:x}"), false, IdMatch::Exact))
             .collect();
-        let matches = match_receipts(&mut sql, &receipts).unwrap();
+        let matches = match_receipts(&mut sql, &receipts, RECEIPT_WINDOW).unwrap();
         let states: Vec<PartState> = matches
             .iter()
             .map(|m| PartState {
                 tx_id: m.tx_id,
                 part_no: m.part_no,
                 single: m.single,
+                insert_timestamp: m.insert_timestamp,
                 state: MessageState::Delivered,
             })
             .collect();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use esmed::db::receipts::{apply_states, PartState};
 use esmed::db::{self, AcceptedPart, RxRow, TxOutcome, TxResult};
@@ -51,14 +51,21 @@ fn app_client(cluster: &PgCluster) -> Client {
     cluster.connect("esmed", "app", Some("app")).unwrap()
 }
 
+/// The insert_timestamp of the rows [`claimed_rows`] inserts, which [`done`] and [`failed`]
+/// give back as a claim would (esmed finds a row by its id and insert_timestamp).
+fn inserted() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
 /// Inserts `n` messages and claims them under `instance`; returns their ids.
 fn claimed_rows(cluster: &PgCluster, n: i32, instance: &str) -> Vec<i64> {
     let mut admin = cluster.superuser_client("esmed").unwrap();
     admin
         .execute(
-            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
-             SELECT '4670' || g, 'feed' FROM generate_series(1, $1) g",
-            &[&n],
+            "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message,
+                 insert_timestamp)
+             SELECT '4670' || g, 'feed', $2 FROM generate_series(1, $1) g",
+            &[&n, &inserted()],
         )
         .unwrap();
     let mut esmed = esmed_client(cluster);
@@ -76,6 +83,7 @@ fn claimed_rows(cluster: &PgCluster, n: i32, instance: &str) -> Vec<i64> {
 fn done(id: i64) -> TxResult {
     TxResult {
         id,
+        insert_timestamp: inserted(),
         outcome: TxOutcome::Done {
             parts: vec![AcceptedPart {
                 part_no: 1,
@@ -91,6 +99,7 @@ fn done(id: i64) -> TxResult {
 fn failed(id: i64) -> TxResult {
     TxResult {
         id,
+        insert_timestamp: inserted(),
         outcome: TxOutcome::Failed {
             info: "ESME_RINVDSTADR".into(),
             parts: vec![],
@@ -352,6 +361,7 @@ fn receipt_states_renew_result_seq_and_claims_do_not() {
         tx_id: ids[0],
         part_no: 1,
         single: true,
+        insert_timestamp: Some(inserted()),
         state: s,
     };
     apply_states(&mut esmed, &[state(MessageState::Enroute)]).unwrap();

@@ -350,3 +350,72 @@ fn esmed_purge_drops_old_days_whole() {
         .get(0);
     assert!(gone, "{old_day} dropped");
 }
+
+/// With sixty days of partitions holding history, esmed sends messages of an old day and of
+/// today, writes their results and their receipts' states and links the receipts: each
+/// statement that finds a row again by its id and insert_timestamp finds it in its day.
+#[test]
+fn with_sixty_days_of_history_each_row_is_found_in_its_own_partition() {
+    use esmed_smsc::{ReceiptConfig, ReceiptMode, SmscConfig};
+    let smsc = SmscConfig {
+        receipts: ReceiptMode::After(ReceiptConfig::after(Duration::from_millis(50))),
+        ..support::smsc_config()
+    };
+    let env = Env::partitioned_with_smsc("sixty-days", smsc);
+    env.add_server(&[
+        ("esme_bind_transceiver", "TRUE"),
+        ("esme_registered_delivery", "TRUE"),
+    ]);
+    let mut db = env.db();
+    db.batch_execute(
+        "SELECT esmed_make_day_partition(q, (now() AT TIME ZONE 'UTC')::date - d)
+         FROM generate_series(2, 60) d, unnest(ARRAY['smpp_tx_queue', 'smpp_rx_queue']) q;
+         INSERT INTO smpp_tx_queue (insert_timestamp, smpp_destination_addr, smpp_short_message,
+             submission_done, submission_timestamp, smpp_message_id, smpp_message_id_key,
+             smpp_message_state)
+         SELECT now() - (n % 60) * interval '1 day' - interval '1 hour', '4479', 'history',
+                true, now() - (n % 60) * interval '1 day', 'h' || n, 'h' || n, 'DELIVERED'
+         FROM generate_series(1, 600) n;
+         ANALYZE smpp_tx_queue;",
+    )
+    .unwrap();
+    let ids: Vec<i64> = db
+        .query(
+            "INSERT INTO smpp_tx_queue (insert_timestamp, smpp_destination_addr,
+                 smpp_short_message)
+             SELECT now() - d * interval '1 day', '44770090' || lpad(n::text, 4, '0'), 'hi'
+             FROM generate_series(1, 6) n, LATERAL (SELECT CASE WHEN n <= 3 THEN 30 ELSE 0 END) x(d)
+             RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let esmed = env.esmed("sixty-days", "");
+    env.wait_all("smpp_message_state = 'DELIVERED'", T, &esmed);
+    wait_until(T, "every receipt linked", &esmed, || {
+        env.db()
+            .query_one(
+                "SELECT count(*) FROM smpp_rx_queue WHERE is_receipt AND tx_id = ANY($1)",
+                &[&ids],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 6
+    });
+    let done: i64 = db
+        .query_one(
+            "SELECT count(*) FROM smpp_tx_queue WHERE id = ANY($1) AND submission_done
+               AND claimed_by IS NULL",
+            &[&ids],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 6);
+    let by_day = rows_by_partition(&mut db, "smpp_tx_queue");
+    for days in [-30, 0] {
+        let day = day_partition(&mut db, "smpp_tx_queue", days);
+        assert!(by_day.iter().any(|(p, _)| *p == day), "{day}: {by_day:?}");
+    }
+}

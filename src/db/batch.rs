@@ -202,6 +202,9 @@ pub(super) fn row_list(ids: impl ExactSizeIterator<Item = i64>) -> String {
 pub(super) struct Rules<'a> {
     pub(super) instance: &'a str,
     pub(super) id_match: IdMatch,
+    /// Receipts look among the messages inserted this recently first (`[daemon]
+    /// receipt_match_window`, see [`receipts::match_receipts`]).
+    pub(super) receipt_window: std::time::Duration,
     /// Whether smpp_rx_unmatched may hold receipts (the writer keeps track).
     pub(super) receipts_may_wait: bool,
     /// Received receipts are matched now (else kept waiting: see [`Batch::receipts_later`]).
@@ -318,7 +321,7 @@ fn write_batch(sql: &mut impl Sql, batch: &Batch, rules: &Rules) -> Result<bool,
     };
     if !rx_rows.is_empty() {
         let rows = store_mo_parts(sql, rx_rows, batch.sets_later)?;
-        let stored = store_rx(sql, &rows, rules.id_match, rules.match_receipts)?;
+        let stored = store_rx(sql, &rows, rules)?;
         kept_waiting = stored.kept_waiting > 0;
         states.extend(stored.states);
     }
@@ -412,9 +415,9 @@ struct StoredRx {
 fn store_rx(
     c: &mut impl Sql,
     rows: &[Cow<'_, RxRow>],
-    id_match: IdMatch,
-    match_now: bool,
+    rules: &Rules,
 ) -> Result<StoredRx, db::DbError> {
+    let (id_match, match_now) = (rules.id_match, rules.match_receipts);
     // Each receipt's token is its index in `rows`.
     let keys: Vec<ReceiptKeys> = rows
         .iter()
@@ -426,7 +429,7 @@ fn store_rx(
         })
         .collect();
     let matches = if match_now {
-        receipts::match_receipts(c, &keys)?
+        receipts::match_receipts(c, &keys, rules.receipt_window)?
     } else {
         Vec::new()
     };
@@ -473,6 +476,7 @@ fn apply_matches(
                 tx_id: m.tx_id,
                 part_no: m.part_no,
                 single: m.single,
+                insert_timestamp: m.insert_timestamp,
                 state,
             };
             states.push((m.token, part));

@@ -39,6 +39,12 @@ macro_rules! sendable_sql {
 /// The claim statement; `$after` narrows it to the rest of one priority level (see
 /// [`claim_after`]).
 ///
+/// The update finds each claimed row by its id and its insert_timestamp: on the partitioned
+/// layout the second lets PostgreSQL look in the one partition that holds the row, where the
+/// id alone made it probe every day's primary key index per row (with 60 days of history,
+/// 140 blocks a row instead of 3). Every statement that finds a claimed row again does the
+/// same with the timestamp the claim returned ([`TxRow::insert_timestamp`]).
+///
 /// One statement, so that a claim is never committed without its rows' accepted parts read
 /// (a connection lost in between left rows claimed that were never handed over). Rows whose
 /// lease ran out under this instance's own name are not taken: this process still holds them
@@ -49,7 +55,7 @@ macro_rules! claim_sql {
     ($after:literal) => {
         concat!(
             "WITH c AS (
-                SELECT id, claimed_by AS lost_by,
+                SELECT id, insert_timestamp AS inserted, claimed_by AS lost_by,
                        octet_length(smpp_short_message) > $4::int8 AS too_long ",
             sendable_sql!("AND claimed_by IS DISTINCT FROM $3 " $after),
             "
@@ -65,7 +71,7 @@ macro_rules! claim_sql {
                     '(at most %s): not sent', octet_length(t.smpp_short_message), $4::int8)
                     ELSE t.submission_info END,
                 submission_resends = t.submission_resends + (c.lost_by IS NOT NULL)::int
-            FROM c WHERE t.id = c.id
+            FROM c WHERE t.id = c.id AND t.insert_timestamp = c.inserted
             RETURNING t.id, t.smpp_destination_addr, t.smpp_source_addr,
                       COALESCE(t.smpp_priority_flag::text, 'LEVEL_0'),
                       COALESCE(t.smpp_registered_delivery::text,
@@ -77,7 +83,8 @@ macro_rules! claim_sql {
             ", ",
             accepted_parts_sql!("COALESCE(part_count, 0::smallint)"),
             ", ",
-            accepted_parts_sql!("message_id")
+            accepted_parts_sql!("message_id"),
+            ", t.insert_timestamp"
         )
     };
 }
@@ -243,6 +250,7 @@ fn tx_from_row(row: &postgres::Row) -> Result<TxRow, DbError> {
         short_message: get(row, 5)?,
         attempts: get(row, 6)?,
         accepted_parts: accepted_parts(row)?,
+        insert_timestamp: get(row, 12)?,
     })
 }
 

@@ -586,6 +586,7 @@ mod tests {
             short_message: String::new(),
             attempts: 0,
             accepted_parts: Vec::new(),
+            insert_timestamp: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 

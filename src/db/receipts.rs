@@ -12,7 +12,7 @@
 //! as ENROUTE.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::sql::Sql;
 
@@ -45,6 +45,9 @@ pub struct ReceiptMatch {
     pub part_no: i16,
     /// The message was sent in one part: its key and state are on the smpp_tx_queue row.
     pub single: bool,
+    /// A single-part message's insert_timestamp, with which its state update finds its row
+    /// (see `TxRow::insert_timestamp`); None for a part of a multi-part message.
+    pub insert_timestamp: Option<SystemTime>,
 }
 
 /// A receipt's effect on one part: its state, in arrival order.
@@ -54,6 +57,8 @@ pub struct PartState {
     pub part_no: i16,
     /// See [`ReceiptMatch::single`].
     pub single: bool,
+    /// See [`ReceiptMatch::insert_timestamp`].
+    pub insert_timestamp: Option<SystemTime>,
     pub state: MessageState,
 }
 
@@ -64,50 +69,80 @@ pub struct PartState {
 /// 10 ms per batch of 50 receipts at 100,000 parts instead of 0.7 ms.
 macro_rules! newest_part_for_key {
     () => {
-        " CROSS JOIN LATERAL (
-              SELECT m.tx_id, m.part_no, m.submitted_at, m.single FROM (
-                  SELECT p.tx_id, p.part_no, p.submitted_at, false AS single
+        newest_part_for_key!("")
+    };
+    ($queue_bound:literal) => {
+        concat!(
+            " CROSS JOIN LATERAL (
+              SELECT m.tx_id, m.part_no, m.submitted_at, m.single, m.inserted FROM (
+                  SELECT p.tx_id, p.part_no, p.submitted_at, false AS single,
+                         NULL::timestamptz AS inserted
                   FROM smpp_tx_parts p WHERE p.message_id_key = u.match_key
                   UNION ALL
-                  SELECT t.id, 1::int2, t.submission_timestamp, true
-                  FROM smpp_tx_queue t WHERE t.smpp_message_id_key = u.match_key) m
+                  SELECT t.id, 1::int2, t.submission_timestamp, true, t.insert_timestamp
+                  FROM smpp_tx_queue t WHERE t.smpp_message_id_key = u.match_key ",
+            $queue_bound,
+            ") m
               ORDER BY m.submitted_at DESC NULLS LAST, m.tx_id DESC LIMIT 1) p "
+        )
     };
 }
 
-const MATCH: &str = concat!(
-    "SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no, p.single
-     FROM unnest($1::int8[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)",
-    newest_part_for_key!(),
-    "ORDER BY u.token, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
-);
+/// `$4`, when given, bounds the single-part messages looked at to those inserted in the last
+/// `$4` seconds (see [`match_receipts`]).
+macro_rules! match_sql {
+    ($($queue_bound:literal)?) => {
+        concat!(
+            "SELECT DISTINCT ON (u.token) u.token, p.tx_id, p.part_no, p.single, p.inserted
+             FROM unnest($1::int8[], $2::varchar[], $3::int4[]) AS u(token, match_key, match_rank)",
+            newest_part_for_key!($($queue_bound)?),
+            "ORDER BY u.token, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
+        )
+    };
+}
+
+const MATCH: &str = match_sql!();
+const MATCH_RECENT: &str =
+    match_sql!("AND t.insert_timestamp >= now() - $4::float8 * interval '1 second'");
 
 /// Finds the part of each receipt that has one. The best-ranked match wins whatever the
 /// other keys find, so each receipt's best-ranked keys are looked up first and its others
 /// only when those found nothing: most receipts match on their first key, and a batch then
 /// costs one lookup per receipt instead of one per key (a receipt has up to two).
+///
+/// Each rank is looked up among the messages inserted within `recent` first, then, for the
+/// receipts still without a part, among all: a receipt mostly comes within minutes of its
+/// message, and on the partitioned layout the first lookup reads only the partitions of
+/// those days instead of every day's key index (a year of days, a year of probes per
+/// receipt). Which message a receipt matches is the same either way, but for an id the SMSC
+/// gave to two messages, one inserted within `recent` and one before it but sent later: the
+/// first lookup then takes the recent one.
 pub fn match_receipts(
     c: &mut impl Sql,
     receipts: &[ReceiptKeys],
+    recent: Duration,
 ) -> Result<Vec<ReceiptMatch>, DbError> {
     let best_rank = |r: &ReceiptKeys| r.keys.iter().map(|(_, rank)| *rank).min();
-    let mut matches = match_keys_of(c, receipts, |r, rank| Some(rank) == best_rank(r))?;
-    let matched: HashSet<i64> = matches.iter().map(|m| m.token).collect();
-    let unmatched: Vec<&ReceiptKeys> = receipts
-        .iter()
-        .filter(|r| !matched.contains(&r.token))
-        .collect();
+    let best = |r: &ReceiptKeys, rank| Some(rank) == best_rank(r);
     let others = |r: &ReceiptKeys, rank| Some(rank) != best_rank(r);
-    matches.extend(match_keys_of(c, unmatched, others)?);
+    let mut matches: Vec<ReceiptMatch> = Vec::new();
+    for wanted in [&best as &dyn Fn(&ReceiptKeys, i32) -> bool, &others] {
+        for within in [Some(recent), None] {
+            let matched: HashSet<i64> = matches.iter().map(|m| m.token).collect();
+            let unmatched = receipts.iter().filter(|r| !matched.contains(&r.token));
+            matches.extend(match_keys_of(c, unmatched, wanted, within)?);
+        }
+    }
     Ok(matches)
 }
 
-/// One [`MATCH`] over the keys of `receipts` that `wanted(receipt, rank)` picks; nothing
-/// (and no round trip) when it picks none.
+/// One [`MATCH`] (or [`MATCH_RECENT`], `within` given) over the keys of `receipts` that
+/// `wanted(receipt, rank)` picks; nothing (and no round trip) when it picks none.
 fn match_keys_of<'a>(
     c: &mut impl Sql,
     receipts: impl IntoIterator<Item = &'a ReceiptKeys>,
-    wanted: impl Fn(&ReceiptKeys, i32) -> bool,
+    wanted: &dyn Fn(&ReceiptKeys, i32) -> bool,
+    within: Option<Duration>,
 ) -> Result<Vec<ReceiptMatch>, DbError> {
     let (mut tokens, mut keys, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
     for r in receipts {
@@ -120,9 +155,14 @@ fn match_keys_of<'a>(
     if tokens.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = c
-        .query(MATCH, &[&tokens, &keys, &ranks])
-        .map_err(pg("match receipts"))?;
+    let rows = match within {
+        Some(recent) => c.query(
+            MATCH_RECENT,
+            &[&tokens, &keys, &ranks, &recent.as_secs_f64()],
+        ),
+        None => c.query(MATCH, &[&tokens, &keys, &ranks]),
+    }
+    .map_err(pg("match receipts"))?;
     rows.iter()
         .map(|row| {
             Ok(ReceiptMatch {
@@ -130,6 +170,7 @@ fn match_keys_of<'a>(
                 tx_id: get(row, 1)?,
                 part_no: get(row, 2)?,
                 single: get(row, 3)?,
+                insert_timestamp: get(row, 4)?,
             })
         })
         .collect()
@@ -165,7 +206,8 @@ pub(crate) fn keep_unmatched(
 /// $1 NULL: every waiting receipt; else only those waiting for one of these keys.
 /// Every waiting receipt that now has a part (the periodic housekeeping).
 const MATCH_ALL_WAITING: &str = concat!(
-    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state,
+            p.inserted
      FROM smpp_rx_unmatched u",
     newest_part_for_key!(),
     "ORDER BY u.rx_id, u.match_rank, p.submitted_at DESC NULLS LAST, p.tx_id DESC"
@@ -175,7 +217,8 @@ const MATCH_ALL_WAITING: &str = concat!(
 /// `$1 IS NULL OR ...`, so that each has one simple plan (this one looks the keys up in the
 /// match_key index) whatever the planner makes of the parameter.
 const MATCH_WAITING_FOR: &str = concat!(
-    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state,
+            p.inserted
      FROM smpp_rx_unmatched u",
     newest_part_for_key!(),
     "WHERE u.match_key = ANY($1::varchar[])
@@ -184,7 +227,8 @@ const MATCH_WAITING_FOR: &str = concat!(
 
 /// One waiting receipt (by its rx id), when housekeeping matches receipts one by one.
 const MATCH_WAITING_RX: &str = concat!(
-    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state
+    "SELECT DISTINCT ON (u.rx_id) u.rx_id, p.tx_id, p.part_no, p.single, u.message_state,
+            p.inserted
      FROM smpp_rx_unmatched u",
     newest_part_for_key!(),
     "WHERE u.rx_id = $1
@@ -248,15 +292,23 @@ pub(crate) fn stop_waiting(c: &mut impl Sql, rx_id: i64) -> Result<u64, DbError>
         .map_err(pg("stop matching a receipt"))
 }
 
-/// Claims the receipts of `rows` (rx_id, tx_id, part_no, single, state), links their rx rows
+/// Claims the receipts of `rows` (rx_id, tx_id, part_no, single, state,
+/// insert_timestamp), links their rx rows
 /// to their messages and returns their states, oldest receipt first.
 fn claim_matches(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<PartState>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut found: HashMap<i64, (i64, i16, bool, Option<String>)> = HashMap::new();
+    type Found = (i64, i16, bool, Option<String>, Option<SystemTime>);
+    let mut found: HashMap<i64, Found> = HashMap::new();
     for row in rows {
-        let part = (get(row, 1)?, get(row, 2)?, get(row, 3)?, get(row, 4)?);
+        let part = (
+            get(row, 1)?,
+            get(row, 2)?,
+            get(row, 3)?,
+            get(row, 4)?,
+            get(row, 5)?,
+        );
         found.insert(get(row, 0)?, part);
     }
     let wanted: Vec<i64> = found.keys().copied().collect();
@@ -274,12 +326,13 @@ fn claim_matches(c: &mut impl Sql, rows: &[postgres::Row]) -> Result<Vec<PartSta
     Ok(claimed
         .iter()
         .filter_map(|id| {
-            let (tx_id, part_no, single, state) = &found[id];
+            let (tx_id, part_no, single, state, inserted) = &found[id];
             let state = MessageState::from_name(state.as_deref()?)?;
             Some(PartState {
                 tx_id: *tx_id,
                 part_no: *part_no,
                 single: *single,
+                insert_timestamp: *inserted,
                 state,
             })
         })
@@ -356,14 +409,17 @@ const UPDATE_ROWS: &str = state_update!(
     "
 );
 
-/// A single-part message's state, written to its row directly (it has no parts rows).
+/// A single-part message's state, written to its row directly (it has no parts rows), found
+/// by its id and insert_timestamp (one partition on the partitioned layout: the statement is
+/// planned as nested loops, `Planning::Lookups`, so each row's lookup is pruned as it runs).
 /// $3: the non-final names.
 const UPDATE_SINGLE_ROWS: &str = state_update!(
     "
     UPDATE smpp_tx_queue t SET smpp_message_state = u.state, message_state_timestamp = now(),
         result_seq = nextval('esmed_result_seq')
-    FROM unnest($1::int8[], $2::varchar[]) AS u(id, state)
-    WHERE t.id = u.id AND t.smpp_message_state IS DISTINCT FROM u.state
+    FROM unnest($1::int8[], $2::varchar[], $4::timestamptz[]) AS u(id, state, inserted)
+    WHERE t.id = u.id AND t.insert_timestamp = u.inserted
+      AND t.smpp_message_state IS DISTINCT FROM u.state
       AND EXISTS (SELECT FROM gate)
       AND NOT (t.smpp_message_state IS NOT NULL AND t.smpp_message_state <> ALL($3::varchar[])
                AND u.state = ANY($3::varchar[]))
@@ -387,7 +443,8 @@ pub fn apply_states(c: &mut impl Sql, states: &[PartState]) -> Result<(), DbErro
     if !single.is_empty() {
         let ids: Vec<i64> = single.iter().map(|s| s.tx_id).collect();
         let names: Vec<&str> = single.iter().map(|s| s.state.as_str()).collect();
-        c.execute(UPDATE_SINGLE_ROWS, &[&ids, &names, &non_final])
+        let inserted: Vec<Option<SystemTime>> = single.iter().map(|s| s.insert_timestamp).collect();
+        c.execute(UPDATE_SINGLE_ROWS, &[&ids, &names, &non_final, &inserted])
             .map_err(pg("write message states"))?;
     }
     if multi.is_empty() {
@@ -445,6 +502,7 @@ mod tests {
             tx_id,
             part_no,
             single: false,
+            insert_timestamp: None,
             state,
         }
     }

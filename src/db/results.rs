@@ -8,6 +8,7 @@
 //! ([`super::claim`]).
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use postgres::types::ToSql;
 use postgres::GenericClient;
@@ -62,7 +63,11 @@ macro_rules! finished_ids {
 }
 
 // The result updates. `t.id = ANY($1)` lets the rows be found through the primary key; they
-// are planned as `Planning::Results` says.
+// are planned as `Planning::Results` says. The range of the rows' insert_timestamps (the
+// batch's earliest and latest, see `Columns::inserted_range`) lets PostgreSQL leave out the
+// partitions that hold none of them on the partitioned layout, in a cached (generic) plan
+// too: a range of two parameters prunes when the statement starts, where
+// `= ANY($timestamps)` prunes only in a plan made for the values given.
 const WRITE_DONE: &str = finished_ids!(
     "
     UPDATE smpp_tx_queue t
@@ -74,7 +79,8 @@ const WRITE_DONE: &str = finished_ids!(
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int8[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, message_id, message_id_key, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6 AND EXISTS (SELECT FROM gate)
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.insert_timestamp BETWEEN $7 AND $8
+      AND t.claimed_by = $6 AND EXISTS (SELECT FROM gate)
     "
 );
 
@@ -89,7 +95,8 @@ const WRITE_FAILED: &str = finished_ids!(
         next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int8[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[])
          AS u(id, info, message_id, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6 AND EXISTS (SELECT FROM gate)
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.insert_timestamp BETWEEN $7 AND $8
+      AND t.claimed_by = $6 AND EXISTS (SELECT FROM gate)
     "
 );
 
@@ -102,7 +109,8 @@ const WRITE_RETRY: &str = written_ids!(
         claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int8[], $2::varchar[], $3::float8[], $4::int4[], $5::int4[])
          AS u(id, info, delay, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $6
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.insert_timestamp BETWEEN $7 AND $8
+      AND t.claimed_by = $6
     "
 );
 
@@ -113,7 +121,8 @@ const WRITE_RELEASE: &str = written_ids!(
         submission_resends = t.submission_resends + u.resends,
         claimed_by = NULL, claimed_until = NULL
     FROM unnest($1::int8[], $2::int4[], $3::int4[]) AS u(id, attempts, resends)
-    WHERE t.id = ANY($1) AND t.id = u.id AND t.claimed_by = $4
+    WHERE t.id = ANY($1) AND t.id = u.id AND t.insert_timestamp BETWEEN $5 AND $6
+      AND t.claimed_by = $4
     "
 );
 
@@ -192,6 +201,8 @@ pub(crate) fn in_one_statement(results: &[TxResult]) -> bool {
 #[derive(Default)]
 struct Columns<'a> {
     ids: Vec<i64>,
+    /// The rows' insert_timestamps, for [`Columns::inserted_range`].
+    inserted: Vec<SystemTime>,
     attempts: Vec<i32>,
     resends: Vec<i32>,
     infos: Vec<&'a str>,
@@ -204,8 +215,20 @@ struct Columns<'a> {
 impl Columns<'_> {
     fn push(&mut self, result: &TxResult) {
         self.ids.push(result.id);
+        self.inserted.push(result.insert_timestamp);
         self.attempts.push(result.attempts);
         self.resends.push(result.resends);
+    }
+
+    /// The earliest and the latest insert_timestamp of the rows (the epoch twice for none:
+    /// an empty batch is not run).
+    fn inserted_range(&self) -> (SystemTime, SystemTime) {
+        let first = self.inserted.iter().min().copied();
+        let last = self.inserted.iter().max().copied();
+        (
+            first.unwrap_or(SystemTime::UNIX_EPOCH),
+            last.unwrap_or(SystemTime::UNIX_EPOCH),
+        )
     }
 
     /// The single-part receipt keys of the rows that were written, moved out (the columns
@@ -257,14 +280,22 @@ impl<'a> Batches<'a> {
     /// Runs the four updates; returns the ids written.
     fn write(&self, tx: &mut impl Sql, instance: &str) -> Result<Vec<i64>, DbError> {
         let (d, f, r, l) = (&self.done, &self.failed, &self.retry, &self.release);
+        let (d_range, f_range, r_range, l_range) = (
+            d.inserted_range(),
+            f.inserted_range(),
+            r.inserted_range(),
+            l.inserted_range(),
+        );
         let mut written = Vec::new();
-        let done: [&(dyn ToSql + Sync); 6] = [
+        let done: [&(dyn ToSql + Sync); 8] = [
             &d.ids,
             &d.message_ids,
             &d.message_id_keys,
             &d.attempts,
             &d.resends,
             &instance,
+            &d_range.0,
+            &d_range.1,
         ];
         written.extend(update_returning_ids(
             tx,
@@ -273,13 +304,15 @@ impl<'a> Batches<'a> {
             &done,
             "write done results",
         )?);
-        let failed: [&(dyn ToSql + Sync); 6] = [
+        let failed: [&(dyn ToSql + Sync); 8] = [
             &f.ids,
             &f.infos,
             &f.message_ids,
             &f.attempts,
             &f.resends,
             &instance,
+            &f_range.0,
+            &f_range.1,
         ];
         written.extend(update_returning_ids(
             tx,
@@ -288,13 +321,15 @@ impl<'a> Batches<'a> {
             &failed,
             "write failed results",
         )?);
-        let retry: [&(dyn ToSql + Sync); 6] = [
+        let retry: [&(dyn ToSql + Sync); 8] = [
             &r.ids,
             &r.infos,
             &r.delays,
             &r.attempts,
             &r.resends,
             &instance,
+            &r_range.0,
+            &r_range.1,
         ];
         written.extend(update_returning_ids(
             tx,
@@ -303,7 +338,14 @@ impl<'a> Batches<'a> {
             &retry,
             "write retry results",
         )?);
-        let release: [&(dyn ToSql + Sync); 4] = [&l.ids, &l.attempts, &l.resends, &instance];
+        let release: [&(dyn ToSql + Sync); 6] = [
+            &l.ids,
+            &l.attempts,
+            &l.resends,
+            &instance,
+            &l_range.0,
+            &l_range.1,
+        ];
         written.extend(update_returning_ids(
             tx,
             l,
@@ -542,12 +584,14 @@ mod tests {
         let results = [
             TxResult {
                 id: 1,
+                insert_timestamp: SystemTime::UNIX_EPOCH,
                 outcome: TxOutcome::Release,
                 attempts: 0,
                 resends: 0,
             },
             TxResult {
                 id: 2,
+                insert_timestamp: SystemTime::UNIX_EPOCH,
                 outcome: TxOutcome::Done {
                     parts: vec![part(1, "x")],
                 },
@@ -556,6 +600,7 @@ mod tests {
             },
             TxResult {
                 id: 3,
+                insert_timestamp: SystemTime::UNIX_EPOCH,
                 outcome: TxOutcome::Retry {
                     info: "t".into(),
                     delay: Duration::from_millis(1500),

@@ -257,6 +257,7 @@ impl DbWriter {
         let rules = Rules {
             instance: &self.config.instance,
             id_match: self.config.id_match,
+            receipt_window: self.config.receipt_match_window,
             receipts_may_wait: self.receipts_may_wait.load(Ordering::SeqCst)
                 && !batch.receipts_later,
             match_receipts: !batch.receipts_later,

@@ -86,6 +86,7 @@ impl Outbox {
             Err(why) => {
                 return Some(TxResult {
                     id: row.id,
+                    insert_timestamp: row.insert_timestamp,
                     outcome: TxOutcome::Failed {
                         info: why.to_string(),
                         parts: Vec::new(),
@@ -269,6 +270,7 @@ impl Outbox {
             };
             return Some(TxResult {
                 id,
+                insert_timestamp: row.row.insert_timestamp,
                 outcome,
                 attempts: 0,
                 resends: 0,
@@ -318,10 +320,11 @@ impl Outbox {
             .filter(|f| matches!(f, PartFailure::Unknown(_)))
             .count();
         let resends = i32::try_from(resends).unwrap_or(i32::MAX);
-        let id = row.row.id;
+        let (id, insert_timestamp) = (row.row.id, row.row.insert_timestamp);
         if failures.is_empty() {
             return TxResult {
                 id,
+                insert_timestamp,
                 outcome: TxOutcome::Done { parts },
                 attempts: 1,
                 resends: 0,
@@ -348,6 +351,7 @@ impl Outbox {
         };
         TxResult {
             id,
+            insert_timestamp,
             outcome,
             attempts: 1,
             resends,
@@ -500,6 +504,7 @@ mod tests {
             short_message: text.into(),
             attempts,
             accepted_parts: Vec::new(),
+            insert_timestamp: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -711,6 +716,7 @@ mod tests {
         assert_eq!(window_share(&done), 2);
         let release = TxResult {
             id: 6,
+            insert_timestamp: std::time::SystemTime::UNIX_EPOCH,
             outcome: TxOutcome::Release,
             attempts: 0,
             resends: 0,

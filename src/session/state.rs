@@ -237,6 +237,7 @@ impl<'a> Session<'a> {
     pub(crate) fn hand_back(&mut self, row: &TxRow) {
         self.commit(TxResult {
             id: row.id,
+            insert_timestamp: row.insert_timestamp,
             outcome: TxOutcome::Release,
             attempts: 0,
             resends: 0,

@@ -238,6 +238,7 @@ pub(crate) mod tests {
             short_message: text.into(),
             attempts: 0,
             accepted_parts: Vec::new(),
+            insert_timestamp: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 

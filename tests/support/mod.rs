@@ -98,8 +98,13 @@ impl Env {
 
     /// [`Env::new`] on the partitioned layout, whatever `ESMED_TEST_LAYOUT` says.
     pub fn partitioned(name: &str) -> Env {
+        Env::partitioned_with_smsc(name, smsc_config())
+    }
+
+    /// [`Env::partitioned`] with this SMSC.
+    pub fn partitioned_with_smsc(name: &str, config: SmscConfig) -> Env {
         let cluster = PgCluster::start().expect("start PostgreSQL");
-        Env::with_schema(name, cluster, smsc_config(), "sql/db-partitioned.sql")
+        Env::with_schema(name, cluster, config, "sql/db-partitioned.sql")
     }
 
     /// The test environment with `schema` (a path in the repository) loaded.

@@ -229,6 +229,7 @@ fn first_and_last_tenth(progress: &[(u64, f64)], n: u64) -> Option<(f64, f64)> {
 fn done_result(row: &TxRow) -> TxResult {
     TxResult {
         id: row.id,
+        insert_timestamp: row.insert_timestamp,
         outcome: TxOutcome::Done {
             parts: vec![AcceptedPart {
                 part_no: 1,
