@@ -447,13 +447,14 @@ fn claimed_rows_follow_the_window_not_the_queue() {
     env.insert_many(500, "slow SMSC ");
     let esmed = env.esmed("ready", "claim_batch = 8");
     assert!(env.smsc.wait_for_submits(20, T), "{}", esmed.log());
-    // In flight at most 20 (and answered ones only while their quick commit runs), ready
+    // In flight at most 20, answered and waiting for their commit at most the 20 of the last
+    // round trip (a commit on a busy machine can take longer than the sampling interval), ready
     // 2 x 20 = 40: claim_batch = 8 alone would hold 28.
     let mut most = 0;
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(100));
         let claimed = env.count("claimed_by IS NOT NULL AND NOT submission_done");
-        assert!(claimed <= 60, "{claimed} rows claimed\n{}", esmed.log());
+        assert!(claimed <= 80, "{claimed} rows claimed\n{}", esmed.log());
         most = most.max(claimed);
     }
     assert!(
