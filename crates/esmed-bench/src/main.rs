@@ -6,7 +6,9 @@
 //! `make bench` / `make bench-quick`; `esmed-bench --help` for the flags.
 
 mod ceilings;
+mod failover;
 mod feed;
+mod hosts;
 mod journal;
 mod kannel;
 mod pace;
@@ -40,9 +42,8 @@ USAGE: esmed-bench [OPTIONS]
                         scenario runs when Debian's kannel package is installed
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
   --only LIST           comma-separated subset: burst,receipts,latency,windows,feed,purge,pg,
-                        pg_window,smsc,backlog,pg_backlog,kannel (pg_window runs only with a
-                        window below
-                        esmed's result_batch, 1000)
+                        pg_window,smsc,backlog,pg_backlog,kannel,failover,hosts (pg_window
+                        runs only with a window below esmed's result_batch, 1000)
   --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
                         scenario: about a minute and a half
   --json FILE           also write the results as JSON
@@ -288,7 +289,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 12] = [
+    let plan: [(&str, &str, Scenario); 14] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -325,6 +326,8 @@ fn run(options: &Options) -> Result<bool, BenchError> {
             "7 esmed and Kannel side by side",
             kannel::side_by_side,
         ),
+        ("failover", "10 PostgreSQL failover", failover::failover),
+        ("hosts", "11 one esmed and two on one queue", hosts::hosts),
     ];
     for (key, title, scenario) in plan {
         if !options.wants(key) {

@@ -365,6 +365,64 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
             row(&mut out, &what, v, "", target);
         }
     }
+    for (key, name, what, unit, target) in [
+        (
+            "failover",
+            "outage_p50_s",
+            "10 failover: outage p50",
+            "s",
+            "",
+        ),
+        (
+            "failover",
+            "outage_max_s",
+            "10 failover: outage max",
+            "s",
+            "",
+        ),
+        (
+            "failover",
+            "resends_max",
+            "10 failover: resends counted, max",
+            "",
+            "<= bound",
+        ),
+        (
+            "failover",
+            "sent_twice_max",
+            "10 failover: rows sent twice, max",
+            "",
+            "<= bound",
+        ),
+        (
+            "failover",
+            "resend_bound",
+            "10 failover: bound, window + uncommitted",
+            "",
+            "",
+        ),
+        ("failover", "rows_lost", "10 failover: rows lost", "", "0"),
+        (
+            "failover",
+            "before_msgs_per_s",
+            "10 failover: drain before",
+            "msg/s",
+            "",
+        ),
+        (
+            "failover",
+            "after_msgs_per_s",
+            "10 failover: drain after",
+            "msg/s",
+            "",
+        ),
+        ("hosts", "esmeds_1_msgs_per_s", "11 one esmed", "msg/s", ""),
+        ("hosts", "esmeds_2_msgs_per_s", "11 two esmeds", "msg/s", ""),
+        ("hosts", "two_over_one", "11 two ÷ one", "", ""),
+        ("hosts", "duplicates", "11 rows sent twice", "", "0"),
+    ] {
+        row(&mut out, what, metric(outcomes, key, name), unit, target);
+    }
     for o in outcomes {
         if let Some(e) = &o.error {
             let _ = writeln!(out, "FAILED {}: {e}", o.title);

@@ -657,7 +657,7 @@ impl CpuSplit {
 /// them inside whichever commit needs it: in a million-row burst that was a tenth of
 /// PostgreSQL's CPU (perf: XLogFileInit under XLogFlush) and a stall of every commit behind
 /// it, paid by whichever scenario ran first on new WAL, not by the ceilings that followed.
-fn warm_wal(db: &mut Client, segments: u32) -> Result<(), BenchError> {
+pub(crate) fn warm_wal(db: &mut Client, segments: u32) -> Result<(), BenchError> {
     db.batch_execute("CREATE TABLE bench_wal_warmup (x int)")
         .map_err(BenchError::pg("warm WAL"))?;
     for _ in 0..segments {

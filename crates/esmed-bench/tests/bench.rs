@@ -107,6 +107,8 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "smsc",
         "backlog",
         "pg_backlog",
+        "failover",
+        "hosts",
     ] {
         let at = report
             .find(&format!("\"{scenario}\": {{"))
@@ -140,6 +142,21 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             .unwrap_or_else(|| panic!("no {figure} row\n{stdout}"));
         assert!(line.contains("msg/s"), "{line}");
     }
+    // The failover: nothing lost, and the bound is the window plus the uncommitted results
+    // of the one session; two processes: nothing sent twice.
+    for (figure, value) in [
+        ("10 failover: rows lost", "0"),
+        ("10 failover: bound, window + uncommitted", "200"),
+        ("11 rows sent twice", "0"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(figure))
+            .unwrap_or_else(|| panic!("no {figure} row\n{stdout}"));
+        assert_eq!(line.split('|').nth(2).unwrap().trim(), value, "{line}");
+    }
+    assert!(stdout.contains("10 failover: outage p50"), "{stdout}");
+    assert!(stderr.contains("failover run 3 of 3"), "{stderr}");
     // Kannel side by side, when it is installed: a ratio for each window.
     if Path::new("/usr/sbin/bearerbox").is_file() && Path::new("/usr/sbin/smsbox").is_file() {
         for window in ["10", "100", "1000"] {
