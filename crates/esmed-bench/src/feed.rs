@@ -60,7 +60,7 @@ fn measure(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), BenchError> {
             let what = if enabled {
                 "this esmed, feed on"
             } else {
-                "before the feed"
+                "without the feed"
             };
             eprintln!(
                 "    burst, {what}: {rate:.0} msg/s, esmed + PostgreSQL {cpu_us:.1} µs CPU/msg"

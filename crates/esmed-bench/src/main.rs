@@ -47,9 +47,10 @@ USAGE: esmed-bench [OPTIONS]
   --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
                         scenario: about a minute and a half
   --json FILE           also write the results as JSON
-  --before-esmed PATH   the esmed binary of a version without the results feed: the feed
-                        scenario compares the burst with it (triggers off) and with this
-                        version's (feed on); without it, only the latter is measured
+  --before-esmed PATH   an esmed binary without the results feed (how to build one:
+                        docs/benchmarks.md, scenario 8): the feed scenario compares the
+                        burst with it (triggers off) and with this version's (feed on);
+                        without it, only the latter is measured
   --daemon 'KEY = VALUE'  an extra [daemon] line of esmed.conf (repeatable), e.g.
                         --daemon 'strict_resend_bound = true'
   --pg 'NAME = VALUE'   a postgresql.conf line for the bench's cluster (repeatable), after
