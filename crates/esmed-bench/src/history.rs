@@ -77,9 +77,12 @@ pub fn history(rig: &mut Rig) -> Result<Outcome, BenchError> {
         };
         let mut own = Rig::with_layout(options, layout)?;
         let print = rig.options.pg_stats;
-        let empty = drain(&mut own, &format!("history-{name}-empty"), burst, None, print)?;
-        let full = Some(rows);
-        let history = drain(&mut own, &format!("history-{name}-full"), burst, full, print)?;
+        let (empty_run, full_run) = (
+            format!("history-{name}-empty"),
+            format!("history-{name}-full"),
+        );
+        let empty = drain(&mut own, &empty_run, burst, None, print)?;
+        let history = drain(&mut own, &full_run, burst, Some(rows), print)?;
         for (drain, when) in [(&empty, "empty"), (&history, "history")] {
             for (metric, value) in &drain.figures {
                 outcome.set(&format!("{name}_{metric}_{when}"), *value);
@@ -356,8 +359,7 @@ fn load_history(rig: &mut Rig, rows: u64) -> Result<Load, BenchError> {
             .map_err(BenchError::pg("insert history messages"))?;
         tx.execute(INSERT_RX, &[&lo, &hi])
             .map_err(BenchError::pg("insert history receipts"))?;
-        tx.commit()
-            .map_err(BenchError::pg("commit history"))?;
+        tx.commit().map_err(BenchError::pg("commit history"))?;
         eprintln!(
             "esmed-bench: history: {to} of {rows} rows loaded ({:.0} s)",
             started.elapsed().as_secs_f64()
