@@ -1,13 +1,15 @@
 //! `esmed-bench`: esmed's benchmark. Starts a private durable PostgreSQL cluster, the
 //! test SMSC (`esmed-smsc`) and esmed (both release binaries beside this one) as separate
 //! processes on 127.0.0.1, runs the scenarios (burst, burst with receipts, latency, backlog,
-//! and the PostgreSQL-only and SMSC-only ceilings), prints a table and optionally writes JSON.
+//! the PostgreSQL-only and SMSC-only ceilings, and history behind the queue on both schema
+//! layouts), prints a table and optionally writes JSON.
 //!
 //! `make bench` / `make bench-quick`; `esmed-bench --help` for the flags.
 
 mod ceilings;
 mod failover;
 mod feed;
+mod history;
 mod hosts;
 mod journal;
 mod kannel;
@@ -34,6 +36,8 @@ USAGE: esmed-bench [OPTIONS]
   --rows N              burst size (default 100000)
   --backlog N           pending rows of the backlog scenario (default 1000000)
   --history N           done rows beside the backlog (default: same as --backlog)
+  --history-rows N      finished rows behind the queue in the history scenario (default
+                        20000000); its bursts are --rows, at most 50000
   --latency-seconds S   length of the latency scenario (default 20)
   --latency-rate R      single-row inserts per second (default 50)
   --window W            smpp_window of the server row and of the SMSC-only ceiling (default 100)
@@ -42,10 +46,10 @@ USAGE: esmed-bench [OPTIONS]
                         scenario runs when Debian's kannel package is installed
   --timeout S           per-scenario limit in seconds (default 900); a scenario over it fails
   --only LIST           comma-separated subset: burst,receipts,latency,windows,feed,purge,pg,
-                        pg_window,smsc,backlog,pg_backlog,kannel,failover,hosts (pg_window
-                        runs only with a window below esmed's result_batch, 1000)
+                        pg_window,smsc,backlog,pg_backlog,kannel,failover,hosts,history
+                        (pg_window runs only with a window below esmed's result_batch, 1000)
   --quick               10,000 rows, 50,000 backlog, 5 s latency, 2 s per delay of the windows
-                        scenario: about a minute and a half
+                        scenario, 1,000,000 history rows: a few minutes
   --json FILE           also write the results as JSON
   --before-esmed PATH   an esmed binary without the results feed (how to build one:
                         docs/benchmarks.md, scenario 8): the feed scenario compares the
@@ -160,6 +164,8 @@ pub struct Options {
     pub rows: u64,
     pub backlog: u64,
     pub history: u64,
+    /// Finished rows behind the queue in the history scenario.
+    pub history_rows: u64,
     pub latency_seconds: u64,
     pub latency_rate: u64,
     pub window: u32,
@@ -199,6 +205,7 @@ impl Default for Options {
             rows: 100_000,
             backlog: 1_000_000,
             history: 1_000_000,
+            history_rows: 20_000_000,
             latency_seconds: 20,
             latency_rate: 50,
             window: 100,
@@ -228,6 +235,7 @@ impl Options {
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, BenchError> {
     let mut o = Options::default();
     let mut history = None;
+    let mut history_rows = None;
     let mut flags = Flags::new(args);
     while let Some(flag) = flags.next() {
         match flag.as_str() {
@@ -235,6 +243,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
             "--rows" => o.rows = flags.number(&flag)?,
             "--backlog" => o.backlog = flags.number(&flag)?,
             "--history" => history = Some(flags.number(&flag)?),
+            "--history-rows" => history_rows = Some(flags.number(&flag)?),
             "--latency-seconds" => o.latency_seconds = flags.number(&flag)?,
             "--latency-rate" => o.latency_rate = flags.number::<u64>(&flag)?.max(1),
             "--window" => o.window = flags.number::<u32>(&flag)?.max(1),
@@ -257,12 +266,14 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Ben
                 o.latency_seconds = 5;
                 o.windows_seconds = 2;
                 o.kannel_rows = 5_000;
+                o.history_rows = 1_000_000;
                 o.timeout = Duration::from_secs(120);
             }
             other => return Err(BenchError::Usage(format!("unknown option {other}"))),
         }
     }
     o.history = history.unwrap_or(o.backlog);
+    o.history_rows = history_rows.unwrap_or(o.history_rows);
     Ok(Some(o))
 }
 
@@ -290,7 +301,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
     let machine = report::Machine::describe(&mut rig);
     let mut outcomes: Vec<Outcome> = Vec::new();
     type Scenario = fn(&mut rig::Rig) -> Result<Outcome, BenchError>;
-    let plan: [(&str, &str, Scenario); 14] = [
+    let plan: [(&str, &str, Scenario); 15] = [
         ("burst", "1 burst", scenarios::burst),
         (
             "receipts",
@@ -329,6 +340,7 @@ fn run(options: &Options) -> Result<bool, BenchError> {
         ),
         ("failover", "10 PostgreSQL failover", failover::failover),
         ("hosts", "11 one esmed and two on one queue", hosts::hosts),
+        ("history", "12 history", history::history),
     ];
     for (key, title, scenario) in plan {
         if !options.wants(key) {
@@ -406,6 +418,9 @@ mod tests {
         let o = parse(&["--quick"]).unwrap().unwrap();
         assert_eq!(o.rows, 10_000);
         assert_eq!(o.history, o.backlog);
+        assert_eq!(o.history_rows, 1_000_000);
+        let o = parse(&["--history-rows", "5", "--quick"]).unwrap().unwrap();
+        assert_eq!(o.history_rows, 5);
         let o = parse(&["--backlog", "7", "--history", "3", "--only", "pg,smsc"])
             .unwrap()
             .unwrap();

@@ -423,12 +423,35 @@ pub fn table(outcomes: &[Outcome], options: &Options) -> String {
     ] {
         row(&mut out, what, metric(outcomes, key, name), unit, target);
     }
+    history_rows(&mut out, outcomes);
     for o in outcomes {
         if let Some(e) = &o.error {
             let _ = writeln!(out, "FAILED {}: {e}", o.title);
         }
     }
     out
+}
+
+/// Scenario 12's rows: each figure with history ÷ without, against its target.
+fn history_rows(out: &mut String, outcomes: &[Outcome]) {
+    if find(outcomes, "history").is_none() {
+        return;
+    }
+    let target = crate::history::TARGET_RATIO;
+    for layout in crate::rig::Layout::ALL {
+        let layout = layout.name();
+        for (figure, what) in crate::history::COMPARED {
+            let name = format!("{layout}_{figure}_ratio");
+            let v = metric(outcomes, "history", &name);
+            let verdict = match v {
+                Some(v) if v <= target => " met",
+                Some(_) => " MISSED",
+                None => "",
+            };
+            let what = format!("12 {layout}: {what}, history ÷ empty");
+            row(out, &what, v, "", &format!("<= {target:.2}{verdict}"));
+        }
+    }
 }
 
 /// The results as JSON: machine, options, and per scenario its figures, notes and error.

@@ -61,8 +61,39 @@ pub enum Receipts {
     },
 }
 
+/// Which schema the rig's database is made with (see sql/db.sql and sql/db-partitioned.sql).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Plain,
+    /// The queues range-partitioned by day of insert_timestamp.
+    Partitioned,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 2] = [Layout::Plain, Layout::Partitioned];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Plain => "plain",
+            Layout::Partitioned => "partitioned",
+        }
+    }
+
+    fn schema_file(self) -> &'static str {
+        match self {
+            Layout::Plain => "db.sql",
+            Layout::Partitioned => "db-partitioned.sql",
+        }
+    }
+}
+
 impl Rig {
     pub fn new(options: Options) -> Result<Rig, BenchError> {
+        Rig::with_layout(options, Layout::Plain)
+    }
+
+    /// A rig of its own cluster whose database has `layout`'s schema.
+    pub fn with_layout(options: Options, layout: Layout) -> Result<Rig, BenchError> {
         let cluster = PgCluster::start_with(PgClusterOptions {
             durable: true,
             stat_statements: options.pg_stats,
@@ -71,7 +102,9 @@ impl Rig {
         })?;
         cluster.create_database(DB)?;
         // The daemon's schema, at the root of the workspace this crate lives in.
-        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/db.sql");
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../sql")
+            .join(layout.schema_file());
         cluster.load_schema(DB, &schema)?;
         drop(cluster.esmed_client(DB, ESMED_PASSWORD)?);
         let mut db = cluster.superuser_client(DB)?;
@@ -673,7 +706,14 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     fn new() -> Result<TempDir, BenchError> {
-        let path = std::env::temp_dir().join(format!("esmed-bench-{}", std::process::id()));
+        // A rig made beside the first (the history scenario's) has a directory of its own.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = match n {
+            0 => format!("esmed-bench-{}", std::process::id()),
+            n => format!("esmed-bench-{}-{n}", std::process::id()),
+        };
+        let path = std::env::temp_dir().join(name);
         fs::create_dir_all(&path).map_err(|e| BenchError::io("create the bench directory", e))?;
         Ok(TempDir(path))
     }

@@ -11,7 +11,7 @@ use crate::rig::{CpuSplit, Progress, Receipts, Rig, Run};
 use crate::BenchError;
 
 /// Destination prefix of the measured rows (the warm-up row uses 44000...).
-const PREFIX: &str = "4477";
+pub(crate) const PREFIX: &str = "4477";
 
 /// 1: N rows in one INSERT ... SELECT; time from its commit until every row is done.
 pub fn burst(rig: &mut Rig) -> Result<Outcome, BenchError> {
@@ -144,7 +144,7 @@ fn windows_with_receipts(rig: &mut Rig, outcome: &mut Outcome) -> Result<(), Ben
 }
 
 /// SMPP final message states (SMPP 3.4 §5.2.28); ENROUTE and SCHEDULED are not final.
-const FINAL_STATE: &str = "smpp_message_state IS NOT NULL \
+pub(crate) const FINAL_STATE: &str = "smpp_message_state IS NOT NULL \
      AND upper(smpp_message_state) NOT IN ('ENROUTE', 'SCHEDULED')";
 
 /// 2: the burst over a transceiver with registered delivery and SMSC receipts; time until

@@ -62,6 +62,8 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
             "3000",
             "--history",
             "1000",
+            "--history-rows",
+            "3000",
             "--latency-seconds",
             "2",
             "--latency-rate",
@@ -109,6 +111,7 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
         "pg_backlog",
         "failover",
         "hosts",
+        "history",
     ] {
         let at = report
             .find(&format!("\"{scenario}\": {{"))
@@ -157,6 +160,23 @@ fn every_scenario_runs_and_reports_at_toy_sizes() {
     }
     assert!(stdout.contains("10 failover: outage p50"), "{stdout}");
     assert!(stderr.contains("failover run 3 of 3"), "{stderr}");
+    // History behind the queue: each figure of each layout as history ÷ empty.
+    for layout in ["plain", "partitioned"] {
+        for figure in [
+            "claim blocks/msg",
+            "receipt match blocks/msg",
+            "drain time/msg",
+        ] {
+            let what = format!("12 {layout}: {figure}");
+            let line = stdout
+                .lines()
+                .find(|l| l.contains(&what))
+                .unwrap_or_else(|| panic!("no {what} row\n{stdout}"));
+            let ratio: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+            assert!(ratio > 0.0, "{line}");
+            assert!(line.contains("<= 1.10"), "{line}");
+        }
+    }
     // Kannel side by side, when it is installed: a ratio for each window.
     if Path::new("/usr/sbin/bearerbox").is_file() && Path::new("/usr/sbin/smsbox").is_file() {
         for window in ["10", "100", "1000"] {
