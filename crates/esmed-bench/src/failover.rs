@@ -6,9 +6,7 @@
 //! outage, the rows sent twice against esmed's bound, the rows lost (none may be), and the
 //! drain rate before and after.
 
-use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use esmed_testkit::{PgCluster, PgClusterOptions};
@@ -17,14 +15,12 @@ use postgres::Client;
 use crate::journal::{read_arrivals, JournalTail};
 use crate::procs::{self, Proc};
 use crate::report::Outcome;
-use crate::rig::{Rig, DB, ESMED_PASSWORD};
+use crate::rig::{insert_rows, insert_warm_up, write_config, Rig, DB, ESMED_PASSWORD};
+use crate::scenarios::PREFIX;
 use crate::BenchError;
 
 /// Runs of the scenario, each on new clusters: the outage is reported as p50 and max.
 pub const RUNS: usize = 3;
-
-/// Destination prefix of the measured rows (the warm-up row uses 44000...).
-pub(crate) const PREFIX: &str = "4477";
 
 /// esmed's default `[daemon] max_uncommitted_results`.
 const DEFAULT_MAX_UNCOMMITTED_RESULTS: u64 = 1000;
@@ -215,7 +211,7 @@ fn one_failover(rig: &mut Rig, index: usize) -> Result<FailoverRun, BenchError> 
     let offset = tail.offset();
 
     let n = options.rows;
-    insert_burst(&mut db, n)?;
+    insert_rows(&mut db, n, PREFIX)?;
     let inserted_at = epoch_now();
     let deadline = rig.deadline();
     wait_for(
@@ -317,66 +313,6 @@ fn make_synchronous(db: &mut Client) -> Result<(), BenchError> {
     }
 }
 
-/// Writes an esmed.conf for the database on 127.0.0.1 at `ports` (one host each, in that
-/// order) under `instance`, with the bench's extra `[daemon]` lines; returns its path.
-pub(crate) fn write_config(
-    dir: &Path,
-    name: &str,
-    ports: &[u16],
-    instance: &str,
-    daemon: &[String],
-) -> Result<PathBuf, BenchError> {
-    let path = dir.join(format!("{name}.conf"));
-    let hosts = vec!["127.0.0.1"; ports.len()].join(",");
-    let ports = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut text = format!(
-        "[database]\nhost = {hosts}\nport = {ports}\nname = {DB}\nuser = esmed\n\
-         pass = {ESMED_PASSWORD}\nsslmode = disable\n\n\
-         [daemon]\ninstance = {instance}\nstats_interval = 0\n"
-    );
-    for line in daemon {
-        let _ = writeln!(text, "{line}");
-    }
-    let log = dir.join(format!("{name}.log"));
-    let _ = write!(
-        text,
-        "\n[log]\nfile = {}\nlevel = info\nstderr = false\n",
-        log.display()
-    );
-    fs::write(&path, text).map_err(|e| BenchError::io("write esmed.conf", e))?;
-    let mut perms = fs::metadata(&path)
-        .map_err(|e| BenchError::io("stat esmed.conf", e))?
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    fs::set_permissions(&path, perms).map_err(|e| BenchError::io("chmod esmed.conf", e))?;
-    Ok(path)
-}
-
-fn insert_warm_up(db: &mut Client) -> Result<(), BenchError> {
-    db.execute(
-        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
-         VALUES ('440000000000', 'warm-up')",
-        &[],
-    )
-    .map_err(BenchError::pg("insert the warm-up row"))?;
-    Ok(())
-}
-
-fn insert_burst(db: &mut Client, n: u64) -> Result<(), BenchError> {
-    db.execute(
-        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
-         SELECT $1 || lpad(i::text, 8, '0'), 'esmed benchmark message number ' || i
-         FROM generate_series(1, $2::int8) i",
-        &[&PREFIX, &(n as i64)],
-    )
-    .map_err(BenchError::pg("insert the burst"))?;
-    Ok(())
-}
-
 /// Rows neither done nor failed.
 fn pending(db: &mut Client) -> Result<i64, BenchError> {
     Ok(db
@@ -466,22 +402,5 @@ mod tests {
         summarize(&[run(1.0, 2)], 1100, 10, &mut outcome);
         assert_eq!(outcome.get("rows_lost"), Some(2.0));
         assert!(outcome.error.is_some());
-    }
-
-    #[test]
-    fn the_config_names_every_host_in_order() {
-        let dir = std::env::temp_dir().join(format!("bench-failover-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = write_config(&dir, "c", &[5432, 5433], "x", &["a = b".into()]).unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(
-            text.contains("host = 127.0.0.1,127.0.0.1\nport = 5432,5433\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("instance = x\n") && text.contains("a = b\n"),
-            "{text}"
-        );
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -9,10 +9,11 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::failover::{sent_twice, wait_for, write_config, PREFIX};
+use crate::failover::{sent_twice, wait_for};
 use crate::procs::{self, Proc};
 use crate::report::Outcome;
-use crate::rig::{CpuSplit, Receipts, Rig, Run};
+use crate::rig::{write_config, CpuSplit, Receipts, Rig, Run};
+use crate::scenarios::PREFIX;
 use crate::BenchError;
 
 /// What one drain measured.

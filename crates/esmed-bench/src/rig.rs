@@ -2,6 +2,7 @@
 //! SMSC process, server row and esmed process; plus the CPU snapshots and the bounded waits
 //! every scenario uses.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -252,13 +253,7 @@ impl Rig {
     /// up before the measured part starts.
     pub fn launch_warm(&mut self, run: &mut Run, name: &str) -> Result<(), BenchError> {
         self.launch(run, name)?;
-        self.db
-            .execute(
-                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
-                 VALUES ('440000000000', 'warm-up')",
-                &[],
-            )
-            .map_err(BenchError::pg("insert the warm-up row"))?;
+        insert_warm_up(&mut self.db)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         self.wait_until(run, deadline, "the warm-up row to be sent", |rig, _| {
             Ok(rig.pending()? == 0)
@@ -268,27 +263,8 @@ impl Rig {
     }
 
     fn write_config(&self, name: &str) -> Result<PathBuf, BenchError> {
-        let path = self.dir.0.join(format!("{name}.conf"));
-        let text = format!(
-            "[database]\nhost = 127.0.0.1\nport = {}\nname = {DB}\nuser = esmed\n\
-             pass = {ESMED_PASSWORD}\nsslmode = disable\n\n\
-             [daemon]\ninstance = {INSTANCE}\nstats_interval = 0\n{}\n\
-             [log]\nfile = {}\nlevel = info\nstderr = false\n",
-            self.cluster.port(),
-            self.options
-                .daemon
-                .iter()
-                .map(|line| format!("{line}\n"))
-                .collect::<String>(),
-            self.dir.0.join(format!("{name}.log")).display()
-        );
-        fs::write(&path, text).map_err(|e| BenchError::io("write esmed.conf", e))?;
-        let mut perms = fs::metadata(&path)
-            .map_err(|e| BenchError::io("stat esmed.conf", e))?
-            .permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-        fs::set_permissions(&path, perms).map_err(|e| BenchError::io("chmod esmed.conf", e))?;
-        Ok(path)
+        let ports = [self.cluster.port()];
+        write_config(&self.dir.0, name, &ports, INSTANCE, &self.options.daemon)
     }
 
     /// Rows neither done nor failed (uses the partial index on pending rows).
@@ -441,14 +417,7 @@ impl Rig {
 
     pub fn insert_rows(&mut self, n: u64, prefix: &str) -> Result<Duration, BenchError> {
         let started = Instant::now();
-        self.db
-            .execute(
-                "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
-                 SELECT $1 || lpad(i::text, 8, '0'), 'esmed benchmark message number ' || i
-                 FROM generate_series(1, $2::int8) i",
-                &[&prefix, &(n as i64)],
-            )
-            .map_err(BenchError::pg("insert the rows"))?;
+        insert_rows(&mut self.db, n, prefix)?;
         Ok(started.elapsed())
     }
 
@@ -719,6 +688,69 @@ impl TempDir {
     }
 }
 
+/// Writes an esmed.conf for the database on 127.0.0.1 at `ports` (one host each, in that
+/// order) under `instance`, with the bench's extra `[daemon]` lines; returns its path.
+pub(crate) fn write_config(
+    dir: &Path,
+    name: &str,
+    ports: &[u16],
+    instance: &str,
+    daemon: &[String],
+) -> Result<PathBuf, BenchError> {
+    let path = dir.join(format!("{name}.conf"));
+    let hosts = vec!["127.0.0.1"; ports.len()].join(",");
+    let ports = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut text = format!(
+        "[database]\nhost = {hosts}\nport = {ports}\nname = {DB}\nuser = esmed\n\
+         pass = {ESMED_PASSWORD}\nsslmode = disable\n\n\
+         [daemon]\ninstance = {instance}\nstats_interval = 0\n"
+    );
+    for line in daemon {
+        let _ = writeln!(text, "{line}");
+    }
+    let log = dir.join(format!("{name}.log"));
+    let _ = write!(
+        text,
+        "\n[log]\nfile = {}\nlevel = info\nstderr = false\n",
+        log.display()
+    );
+    fs::write(&path, text).map_err(|e| BenchError::io("write esmed.conf", e))?;
+    let mut perms = fs::metadata(&path)
+        .map_err(|e| BenchError::io("stat esmed.conf", e))?
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    fs::set_permissions(&path, perms).map_err(|e| BenchError::io("chmod esmed.conf", e))?;
+    Ok(path)
+}
+
+/// The one row a warm-up sends before the measured part (destination 44000..., outside every
+/// scenario's prefix).
+pub(crate) fn insert_warm_up(db: &mut Client) -> Result<(), BenchError> {
+    db.execute(
+        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+         VALUES ('440000000000', 'warm-up')",
+        &[],
+    )
+    .map_err(BenchError::pg("insert the warm-up row"))?;
+    Ok(())
+}
+
+/// `n` pending rows to destinations `prefix` + 8 digits, in one statement.
+pub(crate) fn insert_rows(db: &mut Client, n: u64, prefix: &str) -> Result<(), BenchError> {
+    db.execute(
+        "INSERT INTO smpp_tx_queue (smpp_destination_addr, smpp_short_message)
+         SELECT $1 || lpad(i::text, 8, '0'), 'esmed benchmark message number ' || i
+         FROM generate_series(1, $2::int8) i",
+        &[&prefix, &(n as i64)],
+    )
+    .map_err(BenchError::pg("insert the rows"))?;
+    Ok(())
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
@@ -728,6 +760,23 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_names_every_host_in_order() {
+        let dir = std::env::temp_dir().join(format!("bench-failover-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = write_config(&dir, "c", &[5432, 5433], "x", &["a = b".into()]).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("host = 127.0.0.1,127.0.0.1\nport = 5432,5433\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("instance = x\n") && text.contains("a = b\n"),
+            "{text}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn cpu_split_converts_ticks_to_seconds() {
