@@ -123,7 +123,7 @@ fn keep_alive(c: &mut Client) -> Result<(), DbError> {
         .map_err(pg("set keepalives for the instance lock"))
 }
 
-/// Takes the lock of `name` on `c` if no other session holds it; true when this session
+/// Takes the lock of `name` on `c` if no other PostgreSQL connection holds it; true when `c`
 /// holds it now (taking it again is harmless: it only counts once more).
 pub(crate) fn try_lock(c: &mut Client, name: &str) -> Result<bool, DbError> {
     let row = c

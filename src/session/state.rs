@@ -232,7 +232,7 @@ impl<'a> Session<'a> {
         self.pump(now);
     }
 
-    /// A claimed row this session will not take (it is ending): back to the queue, so that
+    /// A claimed row this SMPP session will not take (it is ending): back to the queue, so that
     /// its lease does not run out while we reconnect (another esmed could then send it too).
     pub(crate) fn hand_back(&mut self, row: &TxRow) {
         self.commit(TxResult {
